@@ -1,0 +1,322 @@
+"""Training configuration: YAML presets validated into dataclasses.
+
+Every field is required: the YAML files in `configs/` are the single source of the values.
+A preset may start with `extends: other.yaml` (resolved relative to itself) and override
+any subset; the merged result must still be complete. Unknown keys, missing keys and bad
+values raise `ConfigError` naming the dotted key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: Literal["mrccl", "attention_baseline"]
+    # "transformer_v": the paper's one-layer Transformer encoder computed without the query
+    # and key projections (identical function over a length-1 sequence); "mlp": Linear-ReLU-Dropout.
+    encoder: Literal["mlp", "transformer_v"]
+    hidden: int
+    mlp_layers: int          # Linear layers in the MLP encoder
+    ffn_dim: int             # feed-forward width of the transformer_v encoder
+    dropout: float
+    classifier_dims: list[int]
+    # Multi-classifier voting: weight per modality name plus "fusion". Modalities not
+    # named get `default_vote_weight`.
+    vote_weights: dict[str, float]
+    default_vote_weight: float
+
+    def __post_init__(self) -> None:
+        _positive(self, "hidden", "mlp_layers", "ffn_dim")
+        _in_range(self, "dropout", 0.0, 1.0, closed_high=False)
+        if not self.classifier_dims or any(d <= 0 for d in self.classifier_dims):
+            raise ConfigError("model.classifier_dims: must be a non-empty list of positive ints")
+        for k, w in self.vote_weights.items():
+            if w < 0:
+                raise ConfigError(f"model.vote_weights.{k}: must be >= 0, got {w}")
+        if self.default_vote_weight < 0:
+            raise ConfigError("model.default_vote_weight: must be >= 0")
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    schedule: Literal["linear", "scaled_linear", "cosine", "sigmoid"]
+    steps: int
+    beta_start: float
+    beta_end: float
+    # One timestep per sample (default) or one per batch as the reference code does.
+    per_sample: bool
+
+    def __post_init__(self) -> None:
+        _positive(self, "steps")
+        _in_range(self, "beta_start", 0.0, 1.0, closed_low=False, closed_high=False)
+        _in_range(self, "beta_end", 0.0, 1.0, closed_low=False, closed_high=False)
+        if self.beta_end < self.beta_start:
+            raise ConfigError("noise.beta_end: must be >= noise.beta_start")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    enabled: bool
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    # Cap on samples drawn per epoch (0 = all): keeps pre-training on a 100k pool bounded.
+    max_samples_per_epoch: int
+
+    def __post_init__(self) -> None:
+        _positive(self, "epochs", "batch_size", "lr")
+        _non_negative(self, "weight_decay", "max_samples_per_epoch")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    folds: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    grad_clip: float         # 0 = off
+    patience: int            # epochs without eval-WAF improvement before stopping; 0 = off
+    oversample: bool         # resample minority classes up to the largest class in training folds
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise ConfigError(f"finetune.folds: must be >= 2, got {self.folds}")
+        _positive(self, "epochs", "batch_size", "lr")
+        _non_negative(self, "weight_decay", "grad_clip", "patience")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    ce: float                # cross-entropy terms (modality heads, fusion head, voted logits)
+    imcl_ae: float           # inter-modal contrastive loss during fine-tuning
+    imcl_ne: float           # noise contrastive loss during fine-tuning
+    temperature_init: float
+    temperature_min: float
+    temperature_max: float
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "ce", "imcl_ae", "imcl_ne")
+        _positive(self, "temperature_init", "temperature_min", "temperature_max")
+        if not self.temperature_min <= self.temperature_init <= self.temperature_max:
+            raise ConfigError("loss.temperature_init: must lie in [temperature_min, temperature_max]")
+
+
+@dataclass(frozen=True)
+class SelfTrainingConfig:
+    # Per-class pseudo-label thresholds by class name (the paper's preset); classes not
+    # named get `default_threshold`.
+    thresholds: dict[str, float]
+    default_threshold: float
+
+    def __post_init__(self) -> None:
+        for k, t in self.thresholds.items():
+            if not 0.0 <= t <= 1.0:
+                raise ConfigError(f"self_training.thresholds.{k}: must lie in [0, 1], got {t}")
+        _in_range(self, "default_threshold", 0.0, 1.0)
+
+    def threshold_for(self, classes: list[str]) -> list[float]:
+        return [self.thresholds.get(c, self.default_threshold) for c in classes]
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int
+    device: Literal["auto", "cpu", "cuda"]
+    score_batch_size: int
+    model: ModelConfig
+    noise: NoiseConfig
+    pretrain: PretrainConfig
+    finetune: FinetuneConfig
+    loss: LossConfig
+    self_training: SelfTrainingConfig
+
+    def __post_init__(self) -> None:
+        _positive(self, "score_batch_size")
+        if self.model.kind == "attention_baseline":
+            # The baseline has no contrastive heads: a config asking for them is a mistake.
+            if self.pretrain.enabled:
+                raise ConfigError("pretrain.enabled: must be false for model.kind attention_baseline")
+            for term in ("imcl_ae", "imcl_ne"):
+                if getattr(self.loss, term) > 0:
+                    raise ConfigError(f"loss.{term}: must be 0 for model.kind attention_baseline")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "Config":
+        """Copy with dotted-key overrides, e.g. replace(**{"finetune.epochs": 3})."""
+        d = self.to_dict()
+        for key, value in changes.items():
+            node = d
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node[p]
+            if leaf not in node:
+                raise ConfigError(f"{key}: unknown key")
+            node[leaf] = value
+        return from_dict(d)
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load a YAML preset (default: configs/default.yaml), resolving `extends`."""
+    path = Path(path) if path is not None else CONFIG_DIR / "default.yaml"
+    return from_dict(_read_yaml(path, seen=()), source=str(path))
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return _build(Config, data, prefix="")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: circular 'extends'")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    base = _read_yaml(path.parent / parent, seen + (path,))
+    return _merge(base, data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        # Mappings that are values (vote_weights, thresholds) replace rather than merge,
+        # so that a preset can drop a key.
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in _VALUE_MAPPINGS:
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+_VALUE_MAPPINGS = {"vote_weights", "thresholds"}
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}: unknown key")
+    kwargs = {}
+    for name in names:
+        key = f"{prefix}{name}"
+        if name not in data:
+            raise ConfigError(f"{key}: missing")
+        kwargs[name] = _coerce(hints[name], data[name], key)
+    return cls(**kwargs)  # section validators raise with the full dotted key
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, prefix=f"{key}.")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, key)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {_coerce(kt, k, f"{key}"): _coerce(vt, v, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        # YAML reads "1e-3" as a string; accept numeric strings explicitly.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{key}: must be finite, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp} at {key}")
+
+
+# Validators used in __post_init__; they name the key with its section prefix.
+def _section(obj: Any) -> str:
+    return {
+        ModelConfig: "model.", NoiseConfig: "noise.", PretrainConfig: "pretrain.",
+        FinetuneConfig: "finetune.", LossConfig: "loss.", SelfTrainingConfig: "self_training.",
+    }.get(type(obj), "")
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if not v > 0:
+            raise ConfigError(f"{_section(obj)}{n}: must be > 0, got {v}")
+
+
+def _non_negative(obj: Any, *names: str) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if v < 0:
+            raise ConfigError(f"{_section(obj)}{n}: must be >= 0, got {v}")
+
+
+def _in_range(obj: Any, name: str, lo: float, hi: float,
+              closed_low: bool = True, closed_high: bool = True) -> None:
+    v = getattr(obj, name)
+    ok_lo = v >= lo if closed_low else v > lo
+    ok_hi = v <= hi if closed_high else v < hi
+    if not (ok_lo and ok_hi):
+        lb, rb = "[" if closed_low else "(", "]" if closed_high else ")"
+        raise ConfigError(f"{_section(obj)}{name}: must lie in {lb}{lo}, {hi}{rb}, got {v}")
