@@ -119,8 +119,11 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class SelfTrainingConfig:
-    # Per-class pseudo-label thresholds by class name (the paper's preset); classes not
-    # named get `default_threshold`.
+    # False trains on human labels only (gold + relabels): the "w/o pseudo labels" ablation.
+    use_pseudo_labels: bool
+    # Per-class pseudo-label thresholds by class name (the paper's preset): a new project
+    # starts with them and the app's preset button restores them. The thresholds a round
+    # applies are the project's own, stored in its database.
     thresholds: dict[str, float]
     default_threshold: float
 
