@@ -1,0 +1,127 @@
+"""The project's tables, all in one place (SQLAlchemy 2.0 declarative style).
+
+Class labels are stored as integer ids into `classes` (position in the project's class
+list), so predictions stay compact and every label column has a foreign key.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+SPLITS = ("labeled", "unlabeled", "test")
+ROUND_STATUSES = ("queued", "running", "done", "failed")
+PREDICTION_KINDS = ("pool", "test", "oof")   # oof: out-of-fold predictions of gold samples
+ACTIONS = ("accept", "reject", "relabel", "undo")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Key/value facts about the project: schema version, feature dtype, media root."""
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ClassLabel(Base):
+    __tablename__ = "classes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Sample(Base):
+    __tablename__ = "samples"
+    # id is also the sample's row in every feature matrix.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    split: Mapped[str] = mapped_column(String(16), index=True)
+    gold_label: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
+    # Hidden truth of pool samples (synthetic data): evaluation only, never training or selection.
+    true_label: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
+    text: Mapped[str | None] = mapped_column(Text)
+    media: Mapped[str | None] = mapped_column(Text)   # relative to meta media_root
+
+
+class Round(Base):
+    __tablename__ = "rounds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    config: Mapped[str] = mapped_column(Text)                  # JSON of the validated config
+    config_name: Mapped[str] = mapped_column(String(255))
+    thresholds: Mapped[str] = mapped_column(Text)              # JSON {class: threshold} in force
+    auto_accept: Mapped[bool] = mapped_column(Boolean, default=False)
+    composition: Mapped[str | None] = mapped_column(Text)      # JSON training-set make-up
+    metrics: Mapped[str | None] = mapped_column(Text)          # JSON
+    checkpoint: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)           # process running it, to spot killed rounds
+    host: Mapped[str | None] = mapped_column(String(255))
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id"), primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    predicted: Mapped[int] = mapped_column(ForeignKey("classes.id"))
+    confidence: Mapped[float] = mapped_column(Float)
+    probs: Mapped[bytes] = mapped_column(LargeBinary)          # float32 vector, one per class
+
+    __table_args__ = (
+        # "round r, class c, confidence >= x" as a range scan; sample_id makes it covering
+        # so counting candidates never touches the table.
+        Index("ix_pred_class_conf", "round_id", "kind", "predicted", "confidence", "sample_id"),
+        # The all-classes queue, sorted by confidence.
+        Index("ix_pred_conf", "round_id", "kind", "confidence"),
+    )
+
+
+class Decision(Base):
+    """Append-only log of review decisions; the latest effective entry per sample counts."""
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), index=True)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"))
+    action: Mapped[str] = mapped_column(String(8))
+    label: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
+    undoes: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))  # for action "undo"
+    batch: Mapped[str] = mapped_column(String(32), index=True)  # one user action; undo takes back a batch
+    reviewer: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class CurrentDecision(Base):
+    """The decision in force per sample, kept in step with the log in the same transaction.
+
+    Derivable from `decisions`, but "undecided" must be a cheap anti-join in the hot
+    candidate queries; recomputing latest-per-sample there would scan the log per row.
+    """
+    __tablename__ = "current_decisions"
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), primary_key=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"))
+    action: Mapped[str] = mapped_column(String(8), index=True)
+    label: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
+
+
+class Threshold(Base):
+    __tablename__ = "thresholds"
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id"), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(128))

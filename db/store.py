@@ -1,0 +1,403 @@
+"""The queries the app and the command line need, each behind a small method.
+
+`Store` owns the SQLAlchemy engine. Every method opens its own short session, so the app's
+threads and a training round in the background can share one Store. Arrays go in and out as
+NumPy (probability vectors are float32 blobs), which keeps the database free of torch.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from .connect import check_schema, create_schema, make_engine
+from .models import (
+    ClassLabel, CurrentDecision, Decision, Meta, Prediction, Round, Sample, Threshold, utcnow,
+)
+
+_CHUNK = 900  # stays under SQLite's bound-parameter limit in IN (...) lists
+
+
+def _chunks(seq: Sequence, n: int = _CHUNK) -> Iterable[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    sample_id: int
+    name: str
+    predicted: int
+    confidence: float
+    probs: np.ndarray
+    text: str | None
+    media: str | None
+
+
+@dataclass(frozen=True)
+class DecisionIn:
+    sample_id: int
+    action: str               # accept | reject | relabel
+    label: int                # accepted / relabelled class, or the rejected prediction
+    round_id: int | None
+    note: str | None = None
+
+
+class Store:
+    def __init__(self, url: str, create: bool = False) -> None:
+        self.engine = make_engine(url)
+        if create:
+            create_schema(self.engine)
+        else:
+            check_schema(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self._session()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ meta, classes
+    def set_meta(self, **values: str) -> None:
+        with self.session() as s, s.begin():
+            for k, v in values.items():
+                s.merge(Meta(key=k, value=v))
+
+    def meta(self, key: str) -> str | None:
+        with self.session() as s:
+            return s.scalar(select(Meta.value).where(Meta.key == key))
+
+    def set_classes(self, names: Sequence[str], default_thresholds: Sequence[float]) -> None:
+        with self.session() as s, s.begin():
+            for i, (n, t) in enumerate(zip(names, default_thresholds)):
+                s.add(ClassLabel(id=i, name=n))
+                s.flush()
+                s.add(Threshold(class_id=i, value=t, updated_by="init"))
+
+    def classes(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(ClassLabel.name).order_by(ClassLabel.id)))
+
+    # ------------------------------------------------------------------ samples
+    def insert_samples(self, rows: list[dict[str, Any]]) -> None:
+        """Bulk insert in one transaction; rows carry id, name, split, labels, text, media."""
+        with self.session() as s, s.begin():
+            s.execute(insert(Sample), rows)
+
+    def sample_count(self) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(Sample)) or 0
+
+    def split_counts(self) -> dict[str, int]:
+        with self.session() as s:
+            return dict(s.execute(select(Sample.split, func.count()).group_by(Sample.split)).all())
+
+    def gold_counts(self) -> dict[int, int]:
+        with self.session() as s:
+            q = (select(Sample.gold_label, func.count())
+                 .where(Sample.split == "labeled", Sample.gold_label.is_not(None))
+                 .group_by(Sample.gold_label))
+            return dict(s.execute(q).all())
+
+    def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ids, gold labels (-1 where none) and hidden true labels (-1 where none) of a split."""
+        with self.session() as s:
+            rows = s.execute(select(Sample.id, Sample.gold_label, Sample.true_label)
+                             .where(Sample.split == split).order_by(Sample.id)).all()
+        if not rows:
+            empty = np.zeros(0, np.int64)
+            return empty, empty.copy(), empty.copy()
+        a = np.array([(i, -1 if g is None else g, -1 if t is None else t) for i, g, t in rows],
+                     dtype=np.int64)
+        return a[:, 0], a[:, 1], a[:, 2]
+
+    def samples_by_name(self, names: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """name -> (id, split) for the names that exist."""
+        names = list(dict.fromkeys(names))
+        out: dict[str, tuple[int, str]] = {}
+        with self.session() as s:
+            for part in _chunks(names):
+                for n, i, sp in s.execute(select(Sample.name, Sample.id, Sample.split)
+                                          .where(Sample.name.in_(part))):
+                    out[n] = (i, sp)
+        return out
+
+    def sample(self, sample_id: int) -> Sample | None:
+        with self.session() as s:
+            return s.get(Sample, sample_id)
+
+    def sample_names(self, ids: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        with self.session() as s:
+            for part in _chunks(list(ids)):
+                out.update(s.execute(select(Sample.id, Sample.name).where(Sample.id.in_(part))).all())
+        return out
+
+    # ------------------------------------------------------------------ thresholds
+    def thresholds(self) -> list[float]:
+        with self.session() as s:
+            return list(s.scalars(select(Threshold.value).order_by(Threshold.class_id)))
+
+    def set_thresholds(self, values: dict[int, float], by: str | None = None) -> None:
+        with self.session() as s, s.begin():
+            for cid, v in values.items():
+                s.execute(update(Threshold).where(Threshold.class_id == cid)
+                          .values(value=float(v), updated_at=utcnow(), updated_by=by))
+
+    # ------------------------------------------------------------------ rounds
+    def create_round(self, *, config: dict, config_name: str, thresholds: dict[str, float],
+                     auto_accept: bool, pid: int, host: str) -> int:
+        """Start a round as `running`; refuses while another round runs."""
+        with self.session() as s, s.begin():
+            busy = s.scalar(select(Round.id).where(Round.status.in_(("queued", "running"))))
+            if busy is not None:
+                raise RoundBusy(busy)
+            rid = (s.scalar(select(func.max(Round.id))) or -1) + 1
+            s.add(Round(id=rid, status="running", started_at=utcnow(), config=json.dumps(config),
+                        config_name=config_name, thresholds=json.dumps(thresholds),
+                        auto_accept=auto_accept, pid=pid, host=host))
+        return rid
+
+    def fail_round(self, round_id: int, error: str) -> None:
+        with self.session() as s, s.begin():
+            s.execute(update(Round).where(Round.id == round_id, Round.status != "done")
+                      .values(status="failed", error=error[:2000], finished_at=utcnow()))
+
+    def unfinished_rounds(self) -> list[Round]:
+        with self.session() as s:
+            return list(s.scalars(select(Round).where(Round.status.in_(("queued", "running")))))
+
+    def rounds(self) -> list[Round]:
+        with self.session() as s:
+            return list(s.scalars(select(Round).order_by(Round.id)))
+
+    def round(self, round_id: int) -> Round | None:
+        with self.session() as s:
+            return s.get(Round, round_id)
+
+    def current_round(self) -> Round | None:
+        """The latest finished round: its predictions are the ones in force."""
+        with self.session() as s:
+            return s.scalar(select(Round).where(Round.status == "done").order_by(Round.id.desc()).limit(1))
+
+    def complete_round(self, round_id: int, *, predictions: list[tuple[str, np.ndarray, np.ndarray]],
+                       decisions: list[DecisionIn], reviewer: str, composition: dict,
+                       metrics: dict, checkpoint: str | None) -> None:
+        """Write a round's results in ONE transaction: predictions (kind, sample ids, probs),
+        automatic decisions, metrics, status done. A crash before commit leaves nothing."""
+        with self.session() as s, s.begin():
+            status = s.scalar(select(Round.status).where(Round.id == round_id))
+            if status != "running":
+                raise RuntimeError(f"round {round_id} is {status}, not running")
+            for kind, ids, probs in predictions:
+                _insert_predictions(s, round_id, kind, ids, probs)
+            if decisions:
+                _append_decisions(s, decisions, reviewer)
+            s.execute(update(Round).where(Round.id == round_id).values(
+                status="done", finished_at=utcnow(), composition=json.dumps(composition),
+                metrics=json.dumps(metrics), checkpoint=checkpoint))
+
+    # ------------------------------------------------------------------ predictions
+    def predictions(self, round_id: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """sample ids and [n, C] probabilities of one kind, in sample order."""
+        with self.session() as s:
+            rows = s.execute(select(Prediction.sample_id, Prediction.probs)
+                             .where(Prediction.round_id == round_id, Prediction.kind == kind)
+                             .order_by(Prediction.sample_id)).all()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        probs = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+                 if rows else np.zeros((0, 0), np.float32))
+        return ids, probs
+
+    def pool_confidences(self, round_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """sample ids, predicted classes and confidences of the round's pool predictions."""
+        with self.session() as s:
+            rows = s.execute(select(Prediction.sample_id, Prediction.predicted, Prediction.confidence)
+                             .where(Prediction.round_id == round_id, Prediction.kind == "pool")).all()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+        a = np.array(rows, dtype=np.float64)
+        return a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2]
+
+    def prediction_of(self, round_id: int, sample_ids: Sequence[int]) -> dict[int, tuple[str, int, float]]:
+        """sample id -> (kind, predicted, confidence) in a round."""
+        out: dict[int, tuple[str, int, float]] = {}
+        with self.session() as s:
+            for part in _chunks(list(sample_ids)):
+                q = select(Prediction.sample_id, Prediction.kind, Prediction.predicted,
+                           Prediction.confidence).where(Prediction.round_id == round_id,
+                                                        Prediction.sample_id.in_(part))
+                for sid, kind, pred, conf in s.execute(q):
+                    out[sid] = (kind, pred, conf)
+        return out
+
+    def candidate_counts(self, round_id: int, thresholds: Sequence[float]) -> list[int]:
+        """Undecided pool samples per class whose confidence reaches the class threshold.
+
+        One index range scan per class (ix_pred_class_conf), anti-joined to the decisions in force."""
+        counts = []
+        with self.session() as s:
+            for c, t in enumerate(thresholds):
+                q = (select(func.count()).select_from(Prediction)
+                     .where(_candidate_filter(round_id, c, t)))
+                counts.append(s.scalar(q) or 0)
+        return counts
+
+    def candidates(self, round_id: int, thresholds: Sequence[float], cls: int | None = None,
+                   min_confidence: float = 0.0, limit: int = 1, offset: int = 0,
+                   exclude: Sequence[int] = ()) -> list[Candidate]:
+        """One page of undecided candidates, highest confidence first."""
+        classes = range(len(thresholds)) if cls is None else [cls]
+        cond = or_(*[_candidate_filter(round_id, c, max(thresholds[c], min_confidence)) for c in classes])
+        q = (select(Prediction.sample_id, Sample.name, Prediction.predicted, Prediction.confidence,
+                    Prediction.probs, Sample.text, Sample.media)
+             .join(Sample, Sample.id == Prediction.sample_id)
+             .where(cond)
+             .order_by(Prediction.confidence.desc(), Prediction.sample_id)
+             .limit(limit).offset(offset))
+        if exclude:
+            q = q.where(Prediction.sample_id.not_in(list(exclude)))
+        with self.session() as s:
+            rows = s.execute(q).all()
+        return [Candidate(r[0], r[1], r[2], r[3], np.frombuffer(r[4], dtype=np.float32), r[5], r[6])
+                for r in rows]
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, entries: Sequence[DecisionIn], reviewer: str) -> tuple[str, dict[int, CurrentDecision]]:
+        """Append decisions (one batch) and return the batch id and the decisions they replaced."""
+        with self.session() as s, s.begin():
+            before = _current(s, [e.sample_id for e in entries])
+            batch = _append_decisions(s, entries, reviewer)
+        return batch, before
+
+    def undo_last(self, reviewer: str) -> list[int]:
+        """Undo the reviewer's latest batch that is not undone yet; return its sample ids."""
+        with self.session() as s, s.begin():
+            undone = select(Decision.undoes).where(Decision.undoes.is_not(None))
+            last = s.scalar(select(Decision.batch).where(
+                Decision.reviewer == reviewer, Decision.action != "undo",
+                Decision.id.not_in(undone)).order_by(Decision.id.desc()).limit(1))
+            if last is None:
+                return []
+            targets = list(s.scalars(select(Decision).where(Decision.batch == last,
+                                                            Decision.id.not_in(undone))))
+            batch = uuid.uuid4().hex
+            for d in targets:
+                s.add(Decision(sample_id=d.sample_id, round_id=d.round_id, action="undo",
+                               label=None, undoes=d.id, reviewer=reviewer, batch=batch))
+            s.flush()
+            for sid in {d.sample_id for d in targets}:
+                _recompute_current(s, sid)
+            return sorted({d.sample_id for d in targets})
+
+    def current_decisions(self, sample_ids: Sequence[int] | None = None) -> dict[int, CurrentDecision]:
+        with self.session() as s:
+            if sample_ids is None:
+                return {c.sample_id: c for c in s.scalars(select(CurrentDecision))}
+            return _current(s, list(sample_ids))
+
+    def decision_counts(self) -> dict[str, dict[int, int]]:
+        """Decisions in force: action -> {class: count} (reject counts the rejected class)."""
+        out: dict[str, dict[int, int]] = {"accept": {}, "reject": {}, "relabel": {}}
+        with self.session() as s:
+            q = select(CurrentDecision.action, CurrentDecision.label, func.count()).group_by(
+                CurrentDecision.action, CurrentDecision.label)
+            for action, label, n in s.execute(q):
+                out[action][label] = n
+        return out
+
+    def training_labels(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Human-approved labels of non-gold samples: sample ids, classes, action (accept|relabel)."""
+        with self.session() as s:
+            rows = s.execute(select(CurrentDecision.sample_id, CurrentDecision.label, CurrentDecision.action)
+                             .where(CurrentDecision.action.in_(("accept", "relabel")))
+                             .order_by(CurrentDecision.sample_id)).all()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        labels = np.array([r[1] for r in rows], dtype=np.int64)
+        return ids, labels, [r[2] for r in rows]
+
+    def decision_log(self) -> list[Decision]:
+        with self.session() as s:
+            return list(s.scalars(select(Decision).order_by(Decision.id)))
+
+    def last_decisions(self, reviewer: str | None = None, limit: int = 20) -> list[Decision]:
+        q = select(Decision).order_by(Decision.id.desc()).limit(limit)
+        if reviewer is not None:
+            q = q.where(Decision.reviewer == reviewer)
+        with self.session() as s:
+            return list(s.scalars(q))
+
+
+class RoundBusy(RuntimeError):
+    def __init__(self, round_id: int) -> None:
+        super().__init__(f"round {round_id} is still running")
+        self.round_id = round_id
+
+
+# ---------------------------------------------------------------------- helpers
+
+def _candidate_filter(round_id: int, cls: int, threshold: float):
+    undecided = ~exists().where(CurrentDecision.sample_id == Prediction.sample_id)
+    return and_(Prediction.round_id == round_id, Prediction.kind == "pool",
+                Prediction.predicted == cls, Prediction.confidence >= threshold, undecided)
+
+
+def _insert_predictions(s: Session, round_id: int, kind: str, ids: np.ndarray, probs: np.ndarray) -> None:
+    if len(ids) == 0:
+        return
+    probs = np.ascontiguousarray(probs, dtype=np.float32)
+    pred = probs.argmax(axis=1)
+    conf = probs[np.arange(len(ids)), pred]
+    rows = [{"round_id": round_id, "sample_id": int(i), "kind": kind, "predicted": int(p),
+             "confidence": float(c), "probs": v.tobytes()}
+            for i, p, c, v in zip(ids.tolist(), pred.tolist(), conf.tolist(), probs)]
+    for part in _chunks(rows, 20_000):
+        s.execute(insert(Prediction), list(part))   # executemany
+
+
+def _current(s: Session, sample_ids: list[int]) -> dict[int, CurrentDecision]:
+    out: dict[int, CurrentDecision] = {}
+    for part in _chunks(sample_ids):
+        for c in s.scalars(select(CurrentDecision).where(CurrentDecision.sample_id.in_(part))):
+            out[c.sample_id] = c
+    return out
+
+
+def _append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str) -> str:
+    batch = uuid.uuid4().hex
+    now = utcnow()
+    rows = [{"sample_id": e.sample_id, "round_id": e.round_id, "action": e.action, "label": e.label,
+             "reviewer": reviewer, "note": e.note, "batch": batch, "created_at": now} for e in entries]
+    ids = list(s.scalars(insert(Decision).returning(Decision.id, sort_by_parameter_order=True), rows))
+    sample_ids = [e.sample_id for e in entries]
+    for part in _chunks(sample_ids):
+        s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id.in_(part)))
+    # A batch may name a sample twice: the later entry wins, as in the log.
+    latest = {e.sample_id: (did, e) for did, e in zip(ids, entries)}
+    s.execute(insert(CurrentDecision), [
+        {"sample_id": sid, "decision_id": did, "action": e.action, "label": e.label}
+        for sid, (did, e) in latest.items()])
+    return batch
+
+
+def _recompute_current(s: Session, sample_id: int) -> None:
+    """Set the sample's decision in force to its latest entry that is neither an undo nor undone."""
+    log = list(s.scalars(select(Decision).where(Decision.sample_id == sample_id).order_by(Decision.id.desc())))
+    undone = {d.undoes for d in log if d.undoes is not None}
+    s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id == sample_id))
+    for d in log:
+        if d.action != "undo" and d.id not in undone:
+            s.add(CurrentDecision(sample_id=sample_id, decision_id=d.id, action=d.action, label=d.label))
+            break
+
+
+def as_utc_text(t: datetime | None) -> str | None:
+    return None if t is None else t.strftime("%Y-%m-%d %H:%M:%S")

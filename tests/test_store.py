@@ -1,0 +1,165 @@
+"""The SQLite store: connection set-up, rounds, predictions, candidates, the decision log."""
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from db.connect import SchemaError, sqlite_url
+from db.store import DecisionIn, RoundBusy, Store
+
+CLASSES = ["neutral", "happy", "sad"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(sqlite_url(tmp_path / "project.db"), create=True)
+    s.set_classes(CLASSES, [0.9, 0.8, 0.7])
+    s.insert_samples(
+        [{"id": i, "name": f"l{i}", "split": "labeled", "gold_label": i % 3, "true_label": None,
+          "text": None, "media": None} for i in range(6)]
+        + [{"id": 6 + i, "name": f"u{i}", "split": "unlabeled", "gold_label": None, "true_label": i % 3,
+            "text": f"text {i}", "media": None} for i in range(10)])
+    yield s
+    s.close()
+
+
+def done_round(store: Store, probs: np.ndarray, decisions=()) -> int:
+    rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+    store.complete_round(rid, predictions=[("pool", np.arange(6, 6 + len(probs)), probs)],
+                         decisions=list(decisions), reviewer="auto", composition={}, metrics={},
+                         checkpoint=None)
+    return rid
+
+
+def pool_probs() -> np.ndarray:
+    # predicted classes 0,1,2,0,1,2,... with confidences rising from 0.5 to 0.95
+    conf = np.linspace(0.5, 0.95, 10)
+    probs = np.zeros((10, 3), np.float32)
+    for i, c in enumerate(conf):
+        probs[i] = (1 - c) / 2
+        probs[i, i % 3] = c
+    return probs
+
+
+def test_connection_uses_wal_foreign_keys_and_busy_timeout(store, tmp_path):
+    with store.engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    with pytest.raises(IntegrityError):  # a label that names no class
+        store.insert_samples([{"id": 99, "name": "x", "split": "labeled", "gold_label": 7,
+                               "true_label": None, "text": None, "media": None}])
+
+
+def test_schema_version_is_checked(tmp_path, store):
+    raw = sqlite3.connect(tmp_path / "project.db")
+    raw.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    raw.commit()
+    raw.close()
+    with pytest.raises(SchemaError, match="version 999"):
+        Store(sqlite_url(tmp_path / "project.db"))
+
+
+def test_only_one_round_runs_at_a_time(store):
+    rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+    with pytest.raises(RoundBusy):
+        store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+    store.fail_round(rid, "boom")
+    assert store.round(rid).status == "failed"
+    assert store.current_round() is None
+
+
+def test_candidate_counts_follow_thresholds_and_decisions(store):
+    rid = done_round(store, pool_probs())
+    # confidences by class: c0 at i=0,3,6,9; c1 at 1,4,7; c2 at 2,5,8
+    conf = np.linspace(0.5, 0.95, 10)
+    expect = [int(sum(conf[i] >= 0.6 for i in range(10) if i % 3 == c)) for c in range(3)]
+    assert store.candidate_counts(rid, [0.6, 0.6, 0.6]) == expect
+    assert store.candidate_counts(rid, [1.0, 1.0, 1.0]) == [0, 0, 0]
+    assert store.candidate_counts(rid, [0.0, 0.0, 0.0]) == [4, 3, 3]
+    store.decide([DecisionIn(6 + 9, "accept", 0, rid)], reviewer="ann")
+    assert store.candidate_counts(rid, [0.0, 0.0, 0.0]) == [3, 3, 3]
+
+
+def test_candidates_are_sorted_by_confidence_and_filtered(store):
+    rid = done_round(store, pool_probs())
+    page = store.candidates(rid, [0.0, 0.0, 0.0], limit=3)
+    assert [c.name for c in page] == ["u9", "u8", "u7"]
+    assert page[0].confidence == pytest.approx(0.95) and page[0].predicted == 0
+    assert page[0].probs.shape == (3,)
+    only_sad = store.candidates(rid, [0.0, 0.0, 0.0], cls=2, limit=10)
+    assert [c.name for c in only_sad] == ["u8", "u5", "u2"]
+    above = store.candidates(rid, [0.0, 0.0, 0.0], min_confidence=0.89, limit=10)
+    assert all(c.confidence >= 0.89 for c in above) and len(above) == 2
+    assert [c.name for c in store.candidates(rid, [0.0] * 3, limit=2, offset=1)] == ["u8", "u7"]
+
+
+def test_latest_decision_counts_and_undo_restores_the_previous_one(store):
+    rid = done_round(store, pool_probs())
+    store.decide([DecisionIn(6, "accept", 0, rid)], reviewer="ann")
+    store.decide([DecisionIn(6, "relabel", 2, rid)], reviewer="ann")
+    cur = store.current_decisions([6])[6]
+    assert (cur.action, cur.label) == ("relabel", 2)
+    assert store.undo_last("ann") == [6]
+    cur = store.current_decisions([6])[6]
+    assert (cur.action, cur.label) == ("accept", 0)
+    assert store.undo_last("ann") == [6]
+    assert store.current_decisions([6]) == {}
+    assert store.undo_last("ann") == []
+    # The log keeps everything: 2 decisions + 2 undos.
+    assert [d.action for d in store.decision_log()] == ["accept", "relabel", "undo", "undo"]
+
+
+def test_undo_takes_back_a_whole_batch_and_only_the_reviewers_own(store):
+    rid = done_round(store, pool_probs())
+    store.decide([DecisionIn(7, "reject", 1, rid)], reviewer="bob")
+    store.decide([DecisionIn(i, "accept", (i - 6) % 3, rid) for i in (8, 9, 10)], reviewer="ann")
+    assert store.undo_last("ann") == [8, 9, 10]
+    assert set(store.current_decisions()) == {7}
+
+
+def test_two_reviewers_on_one_sample_both_logged_latest_counts(store):
+    rid = done_round(store, pool_probs())
+    store.decide([DecisionIn(6, "accept", 0, rid)], reviewer="ann")
+    _, replaced = store.decide([DecisionIn(6, "reject", 0, rid)], reviewer="bob")
+    assert replaced[6].action == "accept"
+    assert store.current_decisions([6])[6].action == "reject"
+    assert [(d.reviewer, d.action) for d in store.decision_log()] == [("ann", "accept"), ("bob", "reject")]
+    # Ann undoing her own (overridden) decision leaves Bob's in force.
+    store.undo_last("ann")
+    assert store.current_decisions([6])[6].action == "reject"
+
+
+def test_training_labels_and_decision_counts(store):
+    rid = done_round(store, pool_probs())
+    store.decide([DecisionIn(6, "accept", 0, rid), DecisionIn(7, "relabel", 2, rid),
+                  DecisionIn(8, "reject", 2, rid)], reviewer="ann")
+    ids, labels, actions = store.training_labels()
+    assert ids.tolist() == [6, 7] and labels.tolist() == [0, 2] and actions == ["accept", "relabel"]
+    assert store.decision_counts() == {"accept": {0: 1}, "reject": {2: 1}, "relabel": {2: 1}}
+
+
+def test_complete_round_is_atomic(store):
+    rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+    bad = np.full((10, 3), 1 / 3, np.float32)
+    with pytest.raises(IntegrityError):  # sample 999 does not exist: the whole write rolls back
+        store.complete_round(rid, predictions=[("pool", np.arange(6, 16), bad),
+                                               ("test", np.array([999]), bad[:1])],
+                             decisions=[DecisionIn(6, "accept", 0, rid)], reviewer="auto",
+                             composition={}, metrics={}, checkpoint=None)
+    assert store.round(rid).status == "running"
+    assert len(store.predictions(rid, "pool")[0]) == 0
+    assert store.decision_log() == []
+
+
+def test_predictions_round_trip_probabilities(store):
+    probs = pool_probs()
+    rid = done_round(store, probs)
+    ids, got = store.predictions(rid, "pool")
+    assert ids.tolist() == list(range(6, 16))
+    np.testing.assert_array_equal(got, probs)
+    ids, pred, conf = store.pool_confidences(rid)
+    assert sorted(ids.tolist()) == list(range(6, 16))
