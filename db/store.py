@@ -271,12 +271,14 @@ class Store:
                 for r in rows]
 
     # ------------------------------------------------------------------ decisions
-    def decide(self, entries: Sequence[DecisionIn], reviewer: str) -> tuple[str, dict[int, CurrentDecision]]:
-        """Append decisions (one batch) and return the batch id and the decisions they replaced."""
+    def decide(self, entries: Sequence[DecisionIn], reviewer: str) -> tuple[str, dict[int, Decision]]:
+        """Append decisions (one batch); return the batch id and, per sample that had one,
+        the decision in force that they replace (another reviewer's, perhaps)."""
         with self.session() as s, s.begin():
             before = _current(s, [e.sample_id for e in entries])
+            replaced = {sid: s.get(Decision, c.decision_id) for sid, c in before.items()}
             batch = _append_decisions(s, entries, reviewer)
-        return batch, before
+        return batch, replaced
 
     def undo_last(self, reviewer: str) -> list[int]:
         """Undo the reviewer's latest batch that is not undone yet; return its sample ids."""
