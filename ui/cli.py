@@ -1,0 +1,260 @@
+"""`mersemi`: the command line. Parses arguments, calls the orchestration layer, prints.
+
+Exit code 0 on success; 1 with one line on stderr for bad input or a refused request;
+2 for a malformed command line (argparse).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from engine.config import CONFIG_DIR, ConfigError, load_config  # noqa: E402
+from engine.errors import InputError  # noqa: E402
+
+from .project import DEFAULT_CLASSES, Project, ProjectError, parse_decisions_csv  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ProjectError, ConfigError, InputError) as e:
+        print(f"mersemi: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mersemi: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mersemi", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("init", help="create a project directory")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
+                   help="comma-separated class list (default: MER2024's six)")
+    c.set_defaults(func=cmd_init)
+
+    c = sub.add_parser("import", help="import features and labels (all-or-nothing)")
+    c.add_argument("dir", type=Path)
+    fmt = c.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--native", type=Path, metavar="FOLDER", help="folder with samples.csv and <modality>.npy")
+    fmt.add_argument("--mertools", action="store_true", help="MERTools layout (needs --labels, --features, --modality)")
+    c.add_argument("--labels", type=Path, help="label-6way.npz or a CSV with name,discrete")
+    c.add_argument("--features", type=Path, metavar="ROOT", help="folder holding one folder per feature")
+    c.add_argument("--modality", action="append", default=[], metavar="NAME=FOLDER",
+                   help="map a modality to a feature folder under ROOT; repeat per modality")
+    c.add_argument("--transcripts", type=Path, metavar="CSV")
+    c.add_argument("--media", type=Path, metavar="FOLDER")
+    c.add_argument("--dtype", default="float16", choices=["float16", "float32"],
+                   help="storage type of the feature matrices (default float16)")
+    c.set_defaults(func=cmd_import)
+
+    c = sub.add_parser("train", help="train one round headless")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--config", default="default",
+                   help="YAML file, or the name of a preset in configs/ (default, mer2024, ...)")
+    c.add_argument("--auto-accept", action="store_true",
+                   help="also train on every undecided candidate at or above its class threshold")
+    c.add_argument("--json", action="store_true", help="print the round summary as JSON")
+    c.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("thresholds", help="show or set per-class thresholds")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--set", action="append", default=[], metavar="CLASS=VALUE[,CLASS=VALUE]")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_thresholds)
+
+    c = sub.add_parser("decide", help="record decisions from a CSV (name, decision, label)")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--file", type=Path, required=True)
+    c.add_argument("--reviewer", default=os.environ.get("USER") or "cli")
+    c.set_defaults(func=cmd_decide)
+
+    c = sub.add_parser("export", help="export labels, predictions or the decision log")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--what", required=True, choices=["labels", "predictions", "decisions"])
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--format", default="csv", choices=["csv", "mertools"])
+    c.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("status", help="sample counts, rounds and metrics")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_status)
+
+    c = sub.add_parser("synth", help="write a synthetic MER-like data set in the native format")
+    c.add_argument("out", type=Path)
+    c.add_argument("--scale", default="default", help="default, mer2024, or a factor such as 0.5")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=cmd_synth)
+    return p
+
+
+# ---------------------------------------------------------------------- commands
+
+def cmd_init(args) -> None:
+    project = Project.init(args.dir, args.classes.split(","))
+    print(f"created {args.dir} with classes {', '.join(project.classes)}")
+
+
+def cmd_import(args) -> None:
+    project = Project.open(args.dir)
+    with _progress("import") as progress:
+        if args.native:
+            if args.labels or args.features or args.modality:
+                raise ProjectError("--labels/--features/--modality belong to --mertools, not --native")
+            status = project.import_native(args.native, dtype=args.dtype, progress=progress)
+        else:
+            if not args.labels or not args.features:
+                raise ProjectError("--mertools needs --labels FILE and --features ROOT")
+            status = project.import_mertools(args.labels, args.features, _modality_map(args.modality),
+                                             transcripts=args.transcripts, media=args.media,
+                                             dtype=args.dtype, progress=progress)
+    s = status["samples"]
+    print(f"imported {s['total']} samples ({s['labeled']} labeled, {s['unlabeled']} unlabeled, "
+          f"{s['test']} test); modalities "
+          + ", ".join(f"{m} ({d})" for m, d in status["modalities"].items()))
+
+
+def cmd_train(args) -> None:
+    from .rounds import run_round
+
+    cfg_path = _config_path(args.config)
+    cfg = load_config(cfg_path)
+    project = Project.open(args.dir)
+    # SIGTERM becomes SystemExit so that the round is marked failed on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with _progress("train") as progress:
+        summary = run_round(project, cfg, config_name=cfg_path.stem, auto_accept=args.auto_accept,
+                            progress=progress)
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print(f"round {summary['id']} done in {summary['wall_s']} s: CV WAF {_pct(summary['cv_waf'])}"
+          + (f", test WAF {_pct(summary['test_waf'])}" if summary["test_waf"] is not None else "")
+          + f"; trained on {summary['train_size']} samples")
+
+
+def cmd_thresholds(args) -> None:
+    project = Project.open(args.dir)
+    if args.set:
+        values = {}
+        for part in ",".join(args.set).split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise ProjectError(f"--set: expected CLASS=VALUE, got {part!r}")
+            k, v = part.split("=", 1)
+            values[k.strip()] = v.strip()
+        project.set_thresholds(values, by=os.environ.get("USER") or "cli")
+    th = project.thresholds()
+    if args.json:
+        print(json.dumps(th))
+    else:
+        for c, v in th.items():
+            print(f"{c:>12}  {v:.3f}")
+
+
+def cmd_decide(args) -> None:
+    project = Project.open(args.dir)
+    requests = parse_decisions_csv(args.file)
+    out = project.decide(requests, reviewer=args.reviewer, source=str(args.file))
+    print(f"recorded {out['recorded']} decisions on round {out['round']} candidates"
+          + (f" ({len(out['replaced'])} replaced earlier decisions)" if out["replaced"] else ""))
+
+
+def cmd_export(args) -> None:
+    from .exports import export
+
+    project = Project.open(args.dir)
+    out = export(project, args.what, args.out, args.format)
+    print(f"wrote {out['rows']} rows to {out['path']}")
+
+
+def cmd_status(args) -> None:
+    status = Project.open(args.dir).status()
+    if args.json:
+        print(json.dumps(status))
+        return
+    s = status["samples"]
+    print(f"project {status['project']}")
+    print(f"samples: {s['labeled']} labeled, {s['unlabeled']} unlabeled, {s['test']} test")
+    print("labeled per class: " + ", ".join(f"{c} {n}" for c, n in status["labeled_per_class"].items()))
+    print("thresholds: " + ", ".join(f"{c} {v:.2f}" for c, v in status["thresholds"].items()))
+    acc = status["decisions"]["accept"]
+    print("accepted: " + ", ".join(f"{c} {n}" for c, n in acc.items()))
+    for r in status["rounds"]:
+        line = f"round {r['id']}: {r['status']}"
+        if r["status"] == "done":
+            line += f", CV WAF {_pct(r['cv_waf'])}"
+            if r["test_waf"] is not None:
+                line += f", test WAF {_pct(r['test_waf'])}"
+            line += f", {r['train_size']} training samples, {r['wall_s']} s"
+        elif r["error"]:
+            line += f" ({r['error']})"
+        print(line)
+
+
+def cmd_synth(args) -> None:
+    from engine.synthetic import make_synthetic
+
+    scale: str | float = args.scale
+    if scale not in ("default", "mer2024"):
+        try:
+            scale = float(scale)
+        except ValueError:
+            raise ProjectError(f"--scale: default, mer2024 or a number, got {args.scale!r}") from None
+        if scale <= 0:
+            raise ProjectError(f"--scale: must be > 0, got {args.scale!r}")
+    with _progress("synth") as progress:
+        summary = make_synthetic(args.out, scale=scale, seed=args.seed, progress=progress)
+    print(json.dumps(summary))
+
+
+# ---------------------------------------------------------------------- helpers
+
+def _config_path(name: str) -> Path:
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    preset = CONFIG_DIR / f"{name}.yaml"
+    if not preset.exists():
+        names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"--config: no file {name!r} and no preset of that name ({', '.join(names)})")
+    return preset
+
+
+def _modality_map(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ProjectError(f"--modality: expected NAME=FOLDER, got {pair!r}")
+        k, v = (x.strip() for x in pair.split("=", 1))
+        if not k or not v:
+            raise ProjectError(f"--modality: expected NAME=FOLDER, got {pair!r}")
+        if k in out:
+            raise ProjectError(f"--modality: {k!r} given twice")
+        out[k] = v
+    return out
+
+
+def _progress(desc: str):
+    from engine.progress import TqdmProgress
+
+    return TqdmProgress(desc)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

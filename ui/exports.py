@@ -1,0 +1,106 @@
+"""Exports: labels (gold + relabel + accepted), the latest predictions, the decision log."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .project import Project, ProjectError
+
+WHAT = ("labels", "predictions", "decisions")
+
+
+def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> dict:
+    """Write one export to `out`; returns {"path", "rows"}."""
+    if what not in WHAT:
+        raise ProjectError(f"--what: must be one of {', '.join(WHAT)}, got {what!r}")
+    if fmt not in ("csv", "mertools"):
+        raise ProjectError(f"--format: must be csv or mertools, got {fmt!r}")
+    if fmt == "mertools" and what != "labels":
+        raise ProjectError("--format mertools applies to --what labels only")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ProjectError(f"{out.parent}: no such folder")
+    if what == "labels":
+        df = labels_frame(project)
+        if fmt == "mertools":
+            _write_mertools(project, df, out)
+            return {"path": str(out), "rows": len(df)}
+    elif what == "predictions":
+        df = predictions_frame(project)
+    else:
+        df = decisions_frame(project)
+    tmp = out.with_name(out.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(out)  # never leave a half-written export under the requested name
+    return {"path": str(out), "rows": len(df)}
+
+
+def labels_frame(project: Project) -> pd.DataFrame:
+    """name, label, source: gold labels of the labeled split, then relabels and accepted
+    pseudo-labels in force."""
+    store, classes = project.store, project.classes
+    gold_ids, gold_y, _ = store.split_arrays("labeled")
+    keep = gold_y >= 0
+    ids, labels, actions = store.training_labels()
+    all_ids = np.concatenate([gold_ids[keep], ids])
+    names = store.sample_names(all_ids.tolist())
+    sources = ["gold"] * int(keep.sum()) + ["relabel" if a == "relabel" else "pseudo" for a in actions]
+    all_labels = np.concatenate([gold_y[keep], labels]).astype(int)
+    return pd.DataFrame({"name": [names[i] for i in all_ids.tolist()],
+                         "label": [classes[y] for y in all_labels], "source": sources})
+
+
+def predictions_frame(project: Project) -> pd.DataFrame:
+    """The current round's predictions for the pool and the test split."""
+    rnd = project.store.current_round()
+    if rnd is None:
+        raise ProjectError("no finished round yet: nothing to export")
+    frames = []
+    for kind, split in (("pool", "unlabeled"), ("test", "test")):
+        ids, probs = project.store.predictions(rnd.id, kind)
+        if len(ids) == 0:
+            continue
+        names = project.store.sample_names(ids.tolist())
+        pred = probs.argmax(1)
+        df = pd.DataFrame({"name": [names[i] for i in ids.tolist()], "split": split,
+                           "predicted": [project.classes[p] for p in pred],
+                           "confidence": probs.max(1).round(6)})
+        for c, name in enumerate(project.classes):
+            df[f"p_{name}"] = probs[:, c].round(6)
+        frames.append(df)
+    columns = ["name", "split", "predicted", "confidence"] + [f"p_{c}" for c in project.classes]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def decisions_frame(project: Project) -> pd.DataFrame:
+    log = project.store.decision_log()
+    names = project.store.sample_names(sorted({d.sample_id for d in log}))
+    classes = project.classes
+    return pd.DataFrame([{
+        "id": d.id, "time": d.created_at.isoformat(timespec="seconds"), "name": names[d.sample_id],
+        "round": d.round_id, "decision": d.action,
+        "label": None if d.label is None else classes[d.label], "undoes": d.undoes,
+        "reviewer": d.reviewer, "note": d.note, "batch": d.batch,
+    } for d in log], columns=["id", "time", "name", "round", "decision", "label", "undoes",
+                              "reviewer", "note", "batch"])
+
+
+def _write_mertools(project: Project, labels: pd.DataFrame, out: Path) -> None:
+    """MERTools' label-6way.npz: train_corpus holds the labels; test1_corpus the rest of the
+    pool with a placeholder `emo` (the current prediction when there is one), as MERTools'
+    own test1 corpus carries placeholders."""
+    train = {n: {"emo": l, "source": s} for n, l, s in labels.itertuples(index=False)}
+    pool_ids, _, _ = project.store.split_arrays("unlabeled")
+    rnd = project.store.current_round()
+    placeholder: dict[int, str] = {}
+    if rnd is not None:
+        ids, probs = project.store.predictions(rnd.id, "pool")
+        placeholder = {int(i): project.classes[int(p)] for i, p in zip(ids, probs.argmax(1))}
+    names = project.store.sample_names(pool_ids.tolist())
+    test1 = {names[i]: {"emo": placeholder.get(i, project.classes[0])}
+             for i in pool_ids.tolist() if names[i] not in train}
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, train_corpus=train, test1_corpus=test1)
+    tmp.replace(out)

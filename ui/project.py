@@ -1,0 +1,306 @@
+"""A project on disk and the actions on it that the command line and the app share.
+
+Orchestration only: it reads and writes the store (db/) and calls the engine; it holds no
+Gradio and no argument parsing. Errors meant for the user are `ProjectError` (one line).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from db.connect import SchemaError, sqlite_url
+from db.store import DecisionIn, Store
+from engine.config import load_config
+from engine.errors import InputError
+from engine.features import FeatureStore, FeatureWriter
+from engine.importers import ImportPlan, plan_mertools, plan_native
+
+DEFAULT_CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
+ACTIONS = ("accept", "reject", "relabel")
+ProgressFn = Callable[[str, float], None]
+
+
+class ProjectError(Exception):
+    """A user-facing failure: bad input or a request the project's state refuses."""
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    name: str
+    action: str
+    label: str | None = None
+    note: str | None = None
+
+
+class Project:
+    """Handle on DIR: project.db, features/, checkpoints/, exports/."""
+
+    def __init__(self, root: Path, store: Store) -> None:
+        self.root = root
+        self.store = store
+        self.classes = store.classes()
+        self.features = FeatureStore(root / "features")
+        self.mark_dead_rounds_failed()
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def init(cls, root: str | Path, classes: Sequence[str] = DEFAULT_CLASSES) -> "Project":
+        root = Path(root)
+        classes = [c.strip() for c in classes]
+        if len(classes) < 2 or any(not c for c in classes):
+            raise ProjectError("--classes: give at least two non-empty class names")
+        if len(set(c.lower() for c in classes)) != len(classes):
+            raise ProjectError("--classes: class names must be unique (case-insensitive)")
+        if (root / "project.db").exists():
+            raise ProjectError(f"{root}: already a project (project.db exists)")
+        for sub in ("features", "checkpoints", "exports"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        store = Store(sqlite_url(root / "project.db"), create=True)
+        # The paper's thresholds where the class is named there, otherwise the default.
+        st = load_config().self_training
+        store.set_classes(classes, st.threshold_for(classes))
+        return cls(root, store)
+
+    @classmethod
+    def open(cls, root: str | Path) -> "Project":
+        root = Path(root)
+        if not (root / "project.db").is_file():
+            raise ProjectError(f"{root}: not a project (no project.db; run 'mersemi init {root}')")
+        try:
+            store = Store(sqlite_url(root / "project.db"))
+        except SchemaError as e:
+            raise ProjectError(f"{root / 'project.db'}: {e}") from None
+        return cls(root, store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def class_id(self, name: str, what: str = "class") -> int:
+        """Class id of a name (case-insensitive); ProjectError naming the classes otherwise."""
+        lowered = {c.lower(): i for i, c in enumerate(self.classes)}
+        if name is None or name.strip().lower() not in lowered:
+            raise ProjectError(f"unknown {what} {name!r}; classes are {', '.join(self.classes)}")
+        return lowered[name.strip().lower()]
+
+    @property
+    def media_root(self) -> Path | None:
+        value = self.store.meta("media_root")
+        return Path(value) if value else None
+
+    # ------------------------------------------------------------------ import
+    def import_native(self, folder: str | Path, dtype: str = "float16",
+                      progress: ProgressFn | None = None) -> dict:
+        self._require_empty()
+        return self._import(lambda: plan_native(Path(folder), self.classes), dtype, progress)
+
+    def import_mertools(self, labels: str | Path, features_root: str | Path,
+                        modality_map: dict[str, str], transcripts: str | Path | None = None,
+                        media: str | Path | None = None, dtype: str = "float16",
+                        progress: ProgressFn | None = None) -> dict:
+        self._require_empty()
+        if not modality_map:
+            raise ProjectError("--modality: map at least one modality, e.g. --modality audio=chinese-hubert-large-UTT")
+        return self._import(lambda: plan_mertools(
+            Path(labels), Path(features_root), modality_map, self.classes,
+            transcripts=Path(transcripts) if transcripts else None,
+            media=Path(media) if media else None), dtype, progress)
+
+    def _require_empty(self) -> None:
+        n = self.store.sample_count()
+        if n:
+            raise ProjectError(f"{self.root}: already holds {n} samples; import into a new project")
+
+    def _import(self, make_plan: Callable[[], ImportPlan], dtype: str,
+                progress: ProgressFn | None) -> dict:
+        """All-or-nothing: validate metadata, stream features into staging (validating rows),
+        then move the features in and insert the samples in one transaction."""
+        if dtype not in ("float16", "float32"):
+            raise ProjectError(f"--dtype: must be float16 or float32, got {dtype!r}")
+        try:
+            plan = make_plan()
+            with FeatureWriter(self.root / "features", len(plan.names), plan.modalities, dtype) as writer:
+                plan.write_features(writer, progress)
+                writer.commit()
+        except InputError as e:
+            raise ProjectError(str(e)) from None
+        cid = {c: i for i, c in enumerate(self.classes)}
+        rows = [{"id": i, "name": n, "split": sp,
+                 "gold_label": None if lab is None else cid[lab],
+                 "true_label": None if tl is None else cid[tl],
+                 "text": tx, "media": md}
+                for i, (n, sp, lab, tl, tx, md) in enumerate(zip(
+                    plan.names, plan.splits, plan.labels, plan.true_labels, plan.texts, plan.media))]
+        try:
+            self.store.insert_samples(rows)
+            self.store.set_meta(media_root=plan.media_root or "", import_source=plan.source)
+        except BaseException:
+            # The features folder was empty before the import: empty it again.
+            shutil.rmtree(self.root / "features")
+            (self.root / "features").mkdir()
+            raise
+        return self.status()
+
+    # ------------------------------------------------------------------ thresholds
+    def thresholds(self) -> dict[str, float]:
+        return dict(zip(self.classes, self.store.thresholds()))
+
+    def set_thresholds(self, values: dict[str, object], by: str | None = None) -> dict[str, float]:
+        """Validate every value before writing any: numbers in [0, 1] for known classes."""
+        parsed: dict[int, float] = {}
+        for name, raw in values.items():
+            cid = self.class_id(name)
+            try:
+                v = float(raw)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise ProjectError(f"threshold for {self.classes[cid]}: not a number: {raw!r}") from None
+            if not 0.0 <= v <= 1.0 or v != v:
+                raise ProjectError(f"threshold for {self.classes[cid]}: must lie in [0, 1], got {raw!r}")
+            parsed[cid] = v
+        self.store.set_thresholds(parsed, by=by)
+        return self.thresholds()
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, requests: Sequence[DecisionRequest], reviewer: str,
+               source: str = "request") -> dict:
+        """Record decisions on candidates of the current round: all validated, then one batch."""
+        rnd = self.store.current_round()
+        if rnd is None:
+            raise ProjectError("no finished round yet: train round 0 before deciding")
+        if not reviewer or not reviewer.strip():
+            raise ProjectError("reviewer name is empty")
+        known = self.store.samples_by_name(r.name for r in requests)
+        missing = [r.name for r in requests if r.name not in known]
+        if missing:
+            raise ProjectError(f"{source}: sample {missing[0]!r}: unknown sample")
+        preds = self.store.prediction_of(rnd.id, [known[r.name][0] for r in requests])
+        entries = []
+        for r in requests:
+            sid, split = known[r.name]
+            action = (r.action or "").strip().lower()
+            if action not in ACTIONS:
+                raise ProjectError(f"{source}: sample {r.name!r}: decision must be accept, reject or "
+                                   f"relabel, got {r.action!r}")
+            if split != "unlabeled":
+                raise ProjectError(f"{source}: sample {r.name!r}: not a candidate of round {rnd.id} "
+                                   f"(it is a {split} sample)")
+            if sid not in preds:
+                raise ProjectError(f"{source}: sample {r.name!r}: not scored in round {rnd.id}")
+            predicted = preds[sid][1]
+            label = predicted
+            if action == "relabel":
+                if not r.label:
+                    raise ProjectError(f"{source}: sample {r.name!r}: relabel needs a label")
+                label = self._label_id(r.label, source, r.name)
+            elif r.label and self._label_id(r.label, source, r.name) != predicted:
+                raise ProjectError(f"{source}: sample {r.name!r}: {action} names label {r.label!r} but "
+                                   f"the prediction is {self.classes[predicted]!r}; use relabel")
+            entries.append(DecisionIn(sid, action, label, rnd.id, r.note))
+        batch, replaced = self.store.decide(entries, reviewer.strip())
+        return {"recorded": len(entries), "round": rnd.id, "batch": batch,
+                "replaced": [{"name": r.name, "action": d.action, "reviewer": d.reviewer,
+                              "label": self.classes[d.label] if d.label is not None else None,
+                              "at": d.created_at.isoformat(timespec="seconds")}
+                             for r in requests if (d := replaced.get(known[r.name][0])) is not None]}
+
+    def _label_id(self, label: str, source: str, name: str) -> int:
+        try:
+            return self.class_id(label, "label")
+        except ProjectError as e:
+            raise ProjectError(f"{source}: sample {name!r}: {e}") from None
+
+    # ------------------------------------------------------------------ rounds
+    def mark_dead_rounds_failed(self) -> list[int]:
+        """A round whose process is gone (killed, crashed, machine rebooted) is failed."""
+        failed = []
+        for r in self.store.unfinished_rounds():
+            alive = r.host == socket.gethostname() and r.pid is not None and _pid_alive(r.pid)
+            if not alive:
+                self.store.fail_round(r.id, f"interrupted: process {r.pid} on {r.host} is gone")
+                failed.append(r.id)
+        return failed
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict:
+        splits = self.store.split_counts()
+        gold = self.store.gold_counts()
+        counts = self.store.decision_counts()
+        rounds = [round_summary(r, self.classes) for r in self.store.rounds()]
+        current = self.store.current_round()
+        return {
+            "project": str(self.root.resolve()),
+            "classes": self.classes,
+            "modalities": self.features.modalities if self.features.exists() else {},
+            "samples": {s: splits.get(s, 0) for s in ("labeled", "unlabeled", "test")}
+                       | {"total": sum(splits.values())},
+            "labeled_per_class": {c: gold.get(i, 0) for i, c in enumerate(self.classes)},
+            "decisions": {a: {c: counts[a].get(i, 0) for i, c in enumerate(self.classes)}
+                          for a in ("accept", "reject", "relabel")},
+            "thresholds": self.thresholds(),
+            "current_round": None if current is None else current.id,
+            "rounds": rounds,
+        }
+
+
+def round_summary(r, classes: list[str]) -> dict:
+    """One round as status --json and the app's history show it."""
+    m = json.loads(r.metrics) if r.metrics else {}
+    comp = json.loads(r.composition) if r.composition else {}
+    wall = ((r.finished_at - r.started_at).total_seconds()
+            if r.finished_at is not None and r.started_at is not None else None)
+    return {
+        "id": r.id, "status": r.status, "config": r.config_name, "auto_accept": r.auto_accept,
+        "started_at": None if r.started_at is None else r.started_at.isoformat(timespec="seconds"),
+        "wall_s": None if wall is None else round(wall, 1),
+        "cv_waf": m.get("cv_waf"), "cv_accuracy": m.get("cv_accuracy"),
+        "cv_f1": _per_class(m.get("cv_f1"), classes),
+        "test_waf": m.get("test_waf"), "test_accuracy": m.get("test_accuracy"),
+        "test_f1": _per_class(m.get("test_f1"), classes),
+        "train_size": comp.get("total"), "composition": comp,
+        "pseudo_labels": comp.get("pseudo_per_class"),
+        "pseudo_precision": m.get("pseudo_precision"),
+        "thresholds": json.loads(r.thresholds) if r.thresholds else None,
+        "error": r.error,
+    }
+
+
+def _per_class(values, classes: list[str]) -> dict | None:
+    return None if values is None else {c: round(float(v), 4) for c, v in zip(classes, values)}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def parse_decisions_csv(path: str | Path) -> list[DecisionRequest]:
+    """Read `name, decision, label[, note]`; errors name the file and row."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise ProjectError(f"{path}: no such file") from None
+    except Exception as e:
+        raise ProjectError(f"{path}: not a readable CSV ({e})".replace("\n", " ")) from None
+    df.columns = [c.strip().lower() for c in df.columns]
+    for col in ("name", "decision"):
+        if col not in df.columns:
+            raise ProjectError(f"{path}: missing column {col!r} (need name, decision, label)")
+    if df.empty:
+        raise ProjectError(f"{path}: no decisions in the file")
+    label = df["label"] if "label" in df.columns else [""] * len(df)
+    note = df["note"] if "note" in df.columns else [""] * len(df)
+    return [DecisionRequest(n.strip(), d, l.strip() or None, nt or None)
+            for n, d, l, nt in zip(df["name"], df["decision"], label, note)]
+

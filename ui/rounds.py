@@ -1,0 +1,174 @@
+"""One training round: read the decisions, run the engine, write predictions and metrics.
+
+The round is recorded as `running` before training and completed in one transaction at the
+end (predictions, automatic decisions, metrics). Anything that stops it in between (an
+error, Ctrl-C, SIGTERM) marks it failed; a SIGKILL is caught at the next start by
+`Project.mark_dead_rounds_failed`. Either way the previous round's predictions stay in force.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from db.store import DecisionIn, RoundBusy
+from engine.config import Config
+from engine.errors import InputError
+from engine.metrics import classification_metrics
+from engine.train import TrainSet, train_round as engine_train_round
+
+from .project import Project, ProjectError, ProgressFn
+
+AUTO_REVIEWER = "auto"
+
+
+def run_round(project: Project, cfg: Config, config_name: str = "default",
+              auto_accept: bool = False, progress: ProgressFn | None = None) -> dict:
+    """Train the next round and return its summary (as `status --json` shows it)."""
+    from .project import round_summary
+
+    project.mark_dead_rounds_failed()
+    store, classes = project.store, project.classes
+    C = len(classes)
+    if not project.features.exists():
+        raise ProjectError(f"{project.root}: no features imported yet (run 'mersemi import')")
+
+    gold_ids, gold_y, _ = store.split_arrays("labeled")
+    has_gold = gold_y >= 0
+    gold_ids, gold_y = gold_ids[has_gold], gold_y[has_gold]
+    missing = [classes[c] for c in range(C) if not np.any(gold_y == c)]
+    if missing:
+        raise ProjectError(f"class {missing[0]!r} has no labeled sample; every class needs at least one "
+                           f"(missing: {', '.join(missing)})")
+    pool_ids, _, pool_true = store.split_arrays("unlabeled")
+    test_ids, test_y, _ = store.split_arrays("test")
+
+    extra_ids, extra_y, sources = store.training_labels()
+    use_pseudo = cfg.self_training.use_pseudo_labels
+    if not use_pseudo:  # the "w/o pseudo labels" ablation keeps human labels only
+        human = np.asarray(sources) == "relabel"
+        extra_ids, extra_y, sources = extra_ids[human], extra_y[human], ["relabel"] * int(human.sum())
+    thresholds = store.thresholds()
+    auto = _auto_candidates(project, thresholds) if auto_accept and use_pseudo else []
+    if auto:
+        extra_ids = np.concatenate([extra_ids, [d.sample_id for d in auto]]).astype(np.int64)
+        extra_y = np.concatenate([extra_y, [d.label for d in auto]]).astype(np.int64)
+        sources = sources + ["auto"] * len(auto)
+    composition = _composition(classes, gold_y, extra_y, sources)
+
+    try:
+        rid = store.create_round(config=cfg.to_dict(), config_name=config_name,
+                                 thresholds=dict(zip(classes, thresholds)), auto_accept=auto_accept,
+                                 pid=os.getpid(), host=socket.gethostname())
+    except RoundBusy as e:
+        raise ProjectError(f"{e}; wait for it to finish (see 'mersemi status')") from None
+
+    checkpoint = project.root / "checkpoints" / f"round-{rid}.pt"
+    try:
+        t0 = time.time()
+        data = TrainSet(features=project.features.matrices(), gold_rows=gold_ids, gold_labels=gold_y,
+                        extra_rows=extra_ids, extra_labels=extra_y,
+                        pretrain_rows=np.concatenate([gold_ids, pool_ids]),
+                        score_rows=np.concatenate([pool_ids, test_ids]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the engine also lists its warnings in metrics
+            result = engine_train_round(data, C, cfg, progress=progress)
+        pool_probs, test_probs = result.score_probs[:len(pool_ids)], result.score_probs[len(pool_ids):]
+
+        metrics = dict(result.metrics)
+        _add_test_metrics(metrics, test_y, test_probs, C)
+        metrics["pseudo_precision"] = _pseudo_precision(classes, extra_ids, extra_y, sources,
+                                                        pool_ids, pool_true)
+        _save_checkpoint(result.state, checkpoint)
+        if progress:
+            progress("writing predictions", 1.0)
+        metrics["wall_s"] = round(time.time() - t0, 2)
+        store.complete_round(
+            rid, predictions=[("pool", pool_ids, pool_probs), ("test", test_ids, test_probs),
+                              ("oof", gold_ids, result.oof_probs)],
+            decisions=auto, reviewer=AUTO_REVIEWER, composition=composition, metrics=metrics,
+            checkpoint=str(checkpoint.relative_to(project.root)))
+    except BaseException as e:
+        store.fail_round(rid, _describe(e))
+        checkpoint.unlink(missing_ok=True)
+        if isinstance(e, InputError):
+            raise ProjectError(str(e)) from None
+        raise
+    return round_summary(store.round(rid), classes)
+
+
+def _auto_candidates(project: Project, thresholds: list[float]) -> list[DecisionIn]:
+    """The paper's automatic step: every undecided pool sample at or above its class threshold
+    in the current round becomes an accepted pseudo-label."""
+    rnd = project.store.current_round()
+    if rnd is None:
+        return []
+    ids, pred, conf = project.store.pool_confidences(rnd.id)
+    keep = conf >= np.asarray(thresholds)[pred]
+    decided = project.store.current_decisions(ids[keep].tolist())
+    return [DecisionIn(int(i), "accept", int(p), rnd.id, "auto-accept")
+            for i, p in zip(ids[keep], pred[keep]) if int(i) not in decided]
+
+
+def _composition(classes: list[str], gold_y: np.ndarray, extra_y: np.ndarray,
+                 sources: list[str]) -> dict:
+    src = np.asarray(sources)
+
+    def per_class(mask: np.ndarray) -> dict[str, int]:
+        return {c: int(np.sum(extra_y[mask] == i)) for i, c in enumerate(classes)}
+
+    pseudo = np.isin(src, ["accept", "auto"]) if len(src) else np.zeros(0, bool)
+    return {
+        "gold": int(len(gold_y)), "relabel": int(np.sum(src == "relabel")),
+        "pseudo": int(pseudo.sum()), "auto": int(np.sum(src == "auto")),
+        "total": int(len(gold_y) + len(extra_y)),
+        "gold_per_class": {c: int(np.sum(gold_y == i)) for i, c in enumerate(classes)},
+        "pseudo_per_class": per_class(pseudo),
+        "relabel_per_class": per_class(src == "relabel") if len(src) else {c: 0 for c in classes},
+    }
+
+
+def _add_test_metrics(metrics: dict, test_y: np.ndarray, test_probs: np.ndarray, C: int) -> None:
+    labeled = test_y >= 0
+    if not labeled.any():
+        return
+    m = classification_metrics(test_y[labeled], test_probs[labeled].argmax(1), C)
+    metrics.update(test_waf=m["waf"], test_accuracy=m["accuracy"], test_f1=m["f1"],
+                   test_n=int(labeled.sum()))
+
+
+def _pseudo_precision(classes: list[str], extra_ids: np.ndarray, extra_y: np.ndarray,
+                      sources: list[str], pool_ids: np.ndarray, pool_true: np.ndarray) -> dict | None:
+    """Share of accepted pseudo-labels that match the pool's hidden truth, per class, when the
+    truth is known (synthetic data). Evaluation only: nothing reads it back for training."""
+    truth = dict(zip(pool_ids.tolist(), pool_true.tolist()))
+    pseudo = [(i, y) for i, y, s in zip(extra_ids.tolist(), extra_y.tolist(), sources)
+              if s in ("accept", "auto") and truth.get(i, -1) >= 0]
+    if not pseudo or all(v < 0 for v in pool_true.tolist()):
+        return None
+    out: dict[str, float | None] = {}
+    for c, name in enumerate(classes):
+        hits = [truth[i] == y for i, y in pseudo if y == c]
+        out[name] = round(float(np.mean(hits)), 4) if hits else None
+    out["overall"] = round(float(np.mean([truth[i] == y for i, y in pseudo])), 4)
+    return out
+
+
+def _save_checkpoint(state: dict, path: Path) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(e, SystemExit):
+        return f"stopped (exit {e.code})"
+    return f"{e.__class__.__name__}: {e}"
