@@ -101,13 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------- commands
 
 def cmd_init(args) -> None:
-    project = Project.init(args.dir, args.classes.split(","))
-    print(f"created {args.dir} with classes {', '.join(project.classes)}")
+    with Project.init(args.dir, args.classes.split(",")) as project:
+        print(f"created {args.dir} with classes {', '.join(project.classes)}")
 
 
 def cmd_import(args) -> None:
-    project = Project.open(args.dir)
-    with _progress("import") as progress:
+    with Project.open(args.dir) as project, _progress("import") as progress:
         if args.native:
             if args.labels or args.features or args.modality:
                 raise ProjectError("--labels/--features/--modality belong to --mertools, not --native")
@@ -129,10 +128,9 @@ def cmd_train(args) -> None:
 
     cfg_path = _config_path(args.config)
     cfg = load_config(cfg_path)
-    project = Project.open(args.dir)
     # SIGTERM becomes SystemExit so that the round is marked failed on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with _progress("train") as progress:
+    with Project.open(args.dir) as project, _progress("train") as progress:
         summary = run_round(project, cfg, config_name=cfg_path.stem, auto_accept=args.auto_accept,
                             progress=progress)
     if args.json:
@@ -144,18 +142,8 @@ def cmd_train(args) -> None:
 
 
 def cmd_thresholds(args) -> None:
-    project = Project.open(args.dir)
-    if args.set:
-        values = {}
-        for part in ",".join(args.set).split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise ProjectError(f"--set: expected CLASS=VALUE, got {part!r}")
-            k, v = part.split("=", 1)
-            values[k.strip()] = v.strip()
-        project.set_thresholds(values, by=os.environ.get("USER") or "cli")
-    th = project.thresholds()
+    with Project.open(args.dir) as project:
+        th = _set_and_get_thresholds(project, args.set)
     if args.json:
         print(json.dumps(th))
     else:
@@ -163,10 +151,24 @@ def cmd_thresholds(args) -> None:
             print(f"{c:>12}  {v:.3f}")
 
 
+def _set_and_get_thresholds(project: Project, sets: list[str]) -> dict[str, float]:
+    if sets:
+        values = {}
+        for part in ",".join(sets).split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise ProjectError(f"--set: expected CLASS=VALUE, got {part!r}")
+            k, v = part.split("=", 1)
+            values[k.strip()] = v.strip()
+        project.set_thresholds(values, by=os.environ.get("USER") or "cli")
+    return project.thresholds()
+
+
 def cmd_decide(args) -> None:
-    project = Project.open(args.dir)
     requests = parse_decisions_csv(args.file)
-    out = project.decide(requests, reviewer=args.reviewer, source=str(args.file))
+    with Project.open(args.dir) as project:
+        out = project.decide(requests, reviewer=args.reviewer, source=str(args.file))
     print(f"recorded {out['recorded']} decisions on round {out['round']} candidates"
           + (f" ({len(out['replaced'])} replaced earlier decisions)" if out["replaced"] else ""))
 
@@ -174,13 +176,14 @@ def cmd_decide(args) -> None:
 def cmd_export(args) -> None:
     from .exports import export
 
-    project = Project.open(args.dir)
-    out = export(project, args.what, args.out, args.format)
+    with Project.open(args.dir) as project:
+        out = export(project, args.what, args.out, args.format)
     print(f"wrote {out['rows']} rows to {out['path']}")
 
 
 def cmd_status(args) -> None:
-    status = Project.open(args.dir).status()
+    with Project.open(args.dir) as project:
+        status = project.status()
     if args.json:
         print(json.dumps(status))
         return

@@ -80,6 +80,12 @@ class Project:
     def close(self) -> None:
         self.store.close()
 
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def class_id(self, name: str, what: str = "class") -> int:
         """Class id of a name (case-insensitive); ProjectError naming the classes otherwise."""
         lowered = {c.lower(): i for i, c in enumerate(self.classes)}
