@@ -9,6 +9,7 @@ measured on samples the fold models did not train on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -129,3 +130,64 @@ def paper_preset(project: Project) -> dict[str, float]:
     """The paper's thresholds (configs/default.yaml) for the project's classes."""
     st = load_config().self_training
     return dict(zip(project.classes, st.threshold_for(project.classes)))
+
+
+# ---------------------------------------------------------------------- the review queue
+
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm")
+
+
+def filter_thresholds(project: Project, cls: str | None, min_confidence: float) -> dict[int, float]:
+    """Class id -> lowest confidence admitted by a review filter: the class threshold, raised
+    to the filter's minimum confidence; only the filtered class when one is named."""
+    th = project.store.thresholds()
+    ids = range(len(th)) if cls in (None, "", "all") else [project.class_id(cls)]
+    return {c: max(th[c], float(min_confidence)) for c in ids}
+
+
+def queue_size(project: Project, cls: str | None = None, min_confidence: float = 0.0) -> int:
+    """Undecided candidates in a review filter: index range counts, never a scan of the pool."""
+    rnd = project.store.current_round()
+    if rnd is None:
+        return 0
+    limits = filter_thresholds(project, cls, min_confidence)
+    return _count_above(project, rnd.id, limits)
+
+
+def queue_position(project: Project, sample_id: int, cls: str | None = None,
+                   min_confidence: float = 0.0) -> int | None:
+    """Offset of an undecided candidate in the filter's queue (highest confidence first), or
+    None when it is not in the queue. Candidates of exactly equal confidence are counted as
+    coming after it, so among ties the offset is that of the first one."""
+    rnd = project.store.current_round()
+    if rnd is None:
+        return None
+    pred = project.store.prediction_of(rnd.id, [sample_id]).get(sample_id)
+    limits = filter_thresholds(project, cls, min_confidence)
+    if (pred is None or pred[0] != "pool" or pred[1] not in limits or pred[2] < limits[pred[1]]
+            or project.store.current_decisions([sample_id])):
+        return None
+    above = float(np.nextafter(pred[2], np.inf))
+    return _count_above(project, rnd.id, {c: max(t, above) for c, t in limits.items()})
+
+
+def _count_above(project: Project, round_id: int, limits: dict[int, float]) -> int:
+    # Classes outside the filter get a threshold no confidence reaches.
+    values = [limits.get(c, 2.0) for c in range(len(project.classes))]
+    return sum(n for c, n in enumerate(project.store.candidate_counts(round_id, values)) if c in limits)
+
+
+def media_file(project: Project, media: str | None) -> tuple[Path | None, str | None]:
+    """(path, "audio" | "video") of a sample's clip, only when it resolves to a file inside the
+    project's media folder; (None, None) otherwise, so nothing outside it is ever served."""
+    root = project.media_root
+    if not media or root is None:
+        return None, None
+    root = root.resolve()
+    path = (root / media).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None, None
+    suffix = path.suffix.lower()
+    kind = "audio" if suffix in AUDIO_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else None
+    return (path, kind) if kind else (None, None)

@@ -1,0 +1,234 @@
+"""The app's actions (ui/app_api.py) and queue helpers (ui/review.py) on a real SQLite project,
+without a server: what each endpoint returns and what it writes."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from app_fixtures import CLASSES, N_POOL, expected_count, make_review_project
+from ui.app_api import AppActions
+from ui.app_state import TrainingRunner
+from ui.review import media_file, queue_position, queue_size
+
+
+@pytest.fixture
+def app(tmp_path):
+    project = make_review_project(tmp_path / "proj")
+    yield AppActions(project)
+    project.close()
+
+
+def log(app):
+    return app.project.store.decision_log()
+
+
+def test_thresholds_change_counts_and_persist(app):
+    before = app.candidate_counts()["classes"]
+    assert [r["candidates"] for r in before] == [expected_count(c, 0.5) for c in range(3)]
+    out = app.set_thresholds({"joy": 0.8, "anger": "0.9"}, reviewer="ann")
+    assert out["ok"] and out["thresholds"] == {"calm": 0.5, "joy": 0.8, "anger": 0.9}
+    rows = {r["class"]: r for r in out["classes"]}
+    assert rows["joy"]["candidates"] == expected_count(1, 0.8)
+    assert rows["anger"]["candidates"] == expected_count(2, 0.9)
+    assert app.project.store.thresholds() == [0.5, 0.8, 0.9]
+
+
+@pytest.mark.parametrize("bad", [{"calm": 0.7, "joy": 1.5}, {"calm": 0.7, "joy": -0.1},
+                                 {"calm": 0.7, "joy": "high"}, {"calm": 0.7, "joy": None},
+                                 {"calm": 0.7, "joy": float("nan")}, {"calm": 0.7, "fear": 0.5},
+                                 {}, "joy=0.5", None])
+def test_bad_thresholds_are_refused_and_change_nothing(app, bad):
+    app.set_thresholds({"calm": 0.6})
+    out = app.set_thresholds(bad)
+    assert out["ok"] is False and out["error"]
+    assert app.project.store.thresholds() == [0.6, 0.5, 0.5]
+
+
+def test_expected_precision_comes_from_out_of_fold_predictions(app):
+    rows = {r["class"]: r for r in app.candidate_counts()["classes"]}
+    # calm is predicted for gold 0,3,...,27 (right unless i % 5 == 0) and for the wrong
+    # predictions of anger samples i % 5 == 0 (i = 5, 20); oof confidences are 0.9 - 0.01 i.
+    calm_pred = [i for i in range(30) if (i % 3 == 0 and i % 5) or (i % 5 == 0 and (i + 1) % 3 == 0)]
+    right = [i for i in calm_pred if i % 3 == 0]
+    assert rows["calm"]["support"] == len(calm_pred)
+    assert rows["calm"]["expected_precision"] == pytest.approx(len(right) / len(calm_pred))
+
+
+def test_suggest_sets_reachable_classes_and_names_the_rest(app):
+    # Out of fold, each class's highest-confidence mistakes cap its precision: at 0.85 (with
+    # >= 5 samples above the threshold) only anger reaches it, at gold sample 23's 0.67.
+    out = app.suggest(0.85)
+    assert out["ok"] and out["unreachable"] == ["calm", "joy"]
+    assert out["thresholds"]["anger"] == pytest.approx(0.67, abs=1e-6)
+    assert out["thresholds"]["calm"] == out["thresholds"]["joy"] == 0.5
+    assert "cannot reach it (left as is): calm, joy" in out["message"]
+    lower = app.suggest(0.8)["thresholds"]
+    assert lower == pytest.approx({"calm": 0.63, "joy": 0.62, "anger": 0.61}, abs=1e-6)
+    assert app.suggest(1.5)["ok"] is False and app.suggest("x")["ok"] is False
+    assert app.project.store.thresholds() == pytest.approx([0.63, 0.62, 0.61], abs=1e-6)
+
+
+def test_paper_preset_uses_defaults_for_classes_the_paper_does_not_name(app):
+    out = app.paper_preset()
+    assert out["thresholds"] == {"calm": 0.95, "joy": 0.95, "anger": 0.95}
+
+
+def test_next_candidate_walks_the_queue_by_confidence(app):
+    first = app.next_candidate()
+    assert first["total"] == sum(expected_count(c, 0.5) for c in range(3))
+    assert first["candidate"]["name"] == "u00" and first["candidate"]["media_kind"] == "audio"
+    assert set(first["candidate"]["probs"]) == set(CLASSES)
+    second = app.next_candidate(offset=1)
+    assert second["candidate"]["name"] == "u01"
+    assert second["candidate"]["media"] is None       # its media path leaves the media folder
+    joy = app.next_candidate(cls="joy", min_confidence=0.9)
+    assert joy["candidate"]["name"] == "u01" and joy["total"] == expected_count(1, 0.9)
+    last = app.next_candidate(offset=10_000)
+    assert last["offset"] == first["total"] - 1
+    assert app.next_candidate(cls="fear")["ok"] is False
+    assert app.next_candidate(min_confidence=2)["ok"] is False
+    empty = app.next_candidate(min_confidence=1.0)
+    assert empty["ok"] and empty["candidate"] is None and empty["message"]
+
+
+def test_decide_writes_the_log_and_drops_the_candidate(app):
+    total = app.next_candidate()["total"]
+    assert app.decide("u00", "accept", "", "ann")["ok"]
+    assert app.decide("u01", "reject", "", "ann")["ok"]
+    out = app.decide("u02", "relabel", "calm", "ann")
+    assert out["ok"] and out["label"] == "calm" and out["replaced"] == []
+    entries = [(d.sample_id, d.action, d.label, d.reviewer) for d in log(app)]
+    assert entries == [(30, "accept", 0, "ann"), (31, "reject", 1, "ann"), (32, "relabel", 0, "ann")]
+    assert app.next_candidate()["total"] == total - 3
+    rows = {r["class"]: r for r in app.candidate_counts()["classes"]}
+    assert (rows["calm"]["accepted"], rows["joy"]["rejected"], rows["calm"]["relabeled"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("u00", "accept", "", ""), "reviewer name"),
+    (("u00", "accept", "", "   "), "reviewer name"),
+    (("u00", "relabel", "fear", "ann"), "unknown label"),
+    (("u00", "relabel", "", "ann"), "needs a label"),
+    (("u00", "maybe", "", "ann"), "accept, reject or relabel"),
+    (("l01", "accept", "", "ann"), "not a candidate"),
+    (("nobody", "accept", "", "ann"), "unknown sample"),
+    (("u00", "accept", "joy", "ann"), "use relabel"),
+])
+def test_bad_decisions_are_refused_and_write_nothing(app, args, message):
+    out = app.decide(*args)
+    assert out["ok"] is False and message in out["error"]
+    assert log(app) == []
+
+
+def test_a_second_reviewer_replaces_the_first(app):
+    app.decide("u03", "accept", "", "ann")
+    out = app.decide("u03", "reject", "", "bob")
+    assert out["ok"] and out["replaced"][0]["reviewer"] == "ann" and out["replaced"][0]["action"] == "accept"
+    assert "replaces ann's accept" in out["message"]
+    assert [(d.action, d.reviewer) for d in log(app)] == [("accept", "ann"), ("reject", "bob")]
+    rows = {r["class"]: r for r in app.candidate_counts()["classes"]}
+    assert rows["calm"]["accepted"] == 0 and rows["calm"]["rejected"] == 1
+
+
+def test_undo_takes_back_the_reviewers_latest_decision_only(app):
+    app.decide("u00", "accept", "", "ann")
+    app.decide("u01", "accept", "", "bob")
+    app.decide("u02", "reject", "", "ann")
+    out = app.undo("ann")
+    assert out["ok"] and out["undone"] == ["u02"]
+    assert set(app.project.store.current_decisions()) == {30, 31}
+    assert app.undo("carl")["undone"] == [] and "nothing to undo" in app.undo("carl")["message"]
+    assert app.undo("")["ok"] is False
+
+
+def test_queue_position_finds_an_undone_candidate(app):
+    project = app.project
+    assert queue_position(project, 33) == 3
+    assert queue_position(project, 33, cls="calm") == 1          # u00, then u03
+    assert queue_position(project, 33, cls="joy") is None
+    app.decide("u00", "accept", "", "ann")
+    assert queue_position(project, 30) is None                    # decided: not in the queue
+    assert queue_position(project, 33) == 2
+    assert queue_size(project, "calm", 0.9) == expected_count(0, 0.9) - 1
+
+
+def test_accept_all_needs_the_confirmed_count(app):
+    n = expected_count(2, 0.8)
+    first = app.accept_all("anger", 0.8, "ann")
+    assert first["ok"] is False and first["count"] == n and log(app) == []
+    assert app.accept_all("anger", 0.8, "ann", expected=n + 1)["ok"] is False and log(app) == []
+    done = app.accept_all("anger", 0.8, "ann", expected=n)
+    assert done["ok"] and done["count"] == n
+    assert {d.label for d in log(app)} == {2} and len(log(app)) == n
+    assert len(app.undo("ann")["undone"]) == n                    # one batch, one undo
+    assert app.accept_all("anger", 0.8, "", expected=n)["ok"] is False
+
+
+def test_no_round_yet_gives_a_message(tmp_path):
+    from ui.project import Project
+
+    app = AppActions(Project.init(tmp_path / "empty", CLASSES))
+    for out in (app.candidate_counts(), app.next_candidate(), app.decide("x", "accept", "", "ann"),
+                app.accept_all(reviewer="ann"), app.suggest(0.9)):
+        assert out["ok"] is False and "no finished round" in out["error"]
+    assert app.set_thresholds({"joy": 0.7})["ok"]               # thresholds work before round 0
+    assert app.round_history()["rounds"] == []
+
+
+def test_unknown_preset_is_refused(app):
+    out = app.train_round(config="../../etc/passwd")
+    assert out["ok"] is False and "unknown preset" in out["error"]
+    assert app.project.store.rounds()[-1].id == 0
+
+
+def test_training_refused_while_a_round_runs(app):
+    import threading
+
+    release = threading.Event()
+    assert app.runner.start(lambda progress: release.wait(5) and {}, "blocking job")
+    try:
+        out = app.train_round(config="default")
+        assert out["ok"] is False and "already training" in out["error"]
+    finally:
+        release.set()
+        app.runner.wait(5)
+    assert len(app.project.store.rounds()) == 1
+
+
+def test_export_writes_under_exports(app):
+    app.decide("u00", "accept", "", "ann")
+    out = app.export("labels")
+    assert out["ok"] and out["file"].startswith(str(app.project.root.resolve() / "exports"))
+    df = pd.read_csv(out["file"])
+    assert len(df) == 31 and set(df["source"]) == {"gold", "pseudo"}
+    assert app.export("decisions")["rows"] == 1
+    assert app.export("predictions")["rows"] == N_POOL + 6
+    assert app.export("labels_mertools")["file"].endswith(".npz")
+    assert app.export("everything")["ok"] is False
+    assert app.export("labels")["file"] != out["file"]             # never overwrites
+
+
+def test_media_outside_the_media_folder_is_never_returned(app, tmp_path):
+    project = app.project
+    assert media_file(project, "u00.wav")[1] == "audio"
+    assert media_file(project, "../secret.wav") == (None, None)
+    assert media_file(project, str(tmp_path / "proj" / "secret.wav")) == (None, None)
+    assert media_file(project, "missing.mp4") == (None, None)
+    assert media_file(project, None) == (None, None)
+
+
+def test_runner_reports_progress_and_failure():
+    runner = TrainingRunner()
+
+    def job(progress):
+        progress("stage one", 0.25)
+        progress("stage one", 0.5)
+        progress("stage two", 0.75)
+        raise RuntimeError("boom")
+
+    assert runner.start(job, "test job")
+    assert runner.wait(5)
+    snap = runner.snapshot()
+    assert snap["running"] is False and snap["error"] == "boom" and snap["message"] == "failed"
+    assert [line.split("  ", 1)[1] for line in snap["log"]] == ["test job", "stage one", "stage two",
+                                                               "failed: boom"]

@@ -1,0 +1,283 @@
+"""The app's actions as plain functions over a Project: each is one named API endpoint, and
+the page's buttons call the same functions. No Gradio here.
+
+Every action returns a JSON-friendly dict. A request the project refuses (bad input, no
+round yet, training already running) returns {"ok": False, "error": "<one line>"} and
+writes nothing; it never raises. Type hints are real (no `from __future__ import
+annotations`): `gr.api` reads them to describe the endpoints.
+"""
+import functools
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.config import CONFIG_DIR, ConfigError, load_config
+
+from .app_state import TrainingRunner
+from .exports import export as write_export
+from .project import DecisionRequest, Project, ProjectError, round_summary
+from .review import (
+    class_table, media_file, next_candidates, paper_preset, queue_position, queue_size,
+    suggest_thresholds,
+)
+
+EXPORTS = {  # choice -> (what, format, file suffix)
+    "labels": ("labels", "csv", ".csv"),
+    "labels_mertools": ("labels", "mertools", ".npz"),
+    "decisions": ("decisions", "csv", ".csv"),
+    "predictions": ("predictions", "csv", ".csv"),
+}
+
+
+def default_presets() -> dict[str, Path]:
+    """The training presets shipped in configs/, by name."""
+    return {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yaml"))}
+
+
+def refusals(fn: Callable) -> Callable:
+    """Turn a ProjectError raised by an action into its {"ok": False, "error": ...} result."""
+    @functools.wraps(fn)  # keeps the signature and type hints that gr.api reads
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ProjectError as e:
+            return {"ok": False, "error": str(e)}
+    return wrapped
+
+
+class AppActions:
+    """One project's actions, shared by every browser session and API client of a server."""
+
+    def __init__(self, project: Project, presets: dict[str, Path] | None = None) -> None:
+        self.project = project
+        self.presets = presets or default_presets()
+        self.runner = TrainingRunner()
+
+    # ------------------------------------------------------------------ overview
+    def status(self) -> dict:
+        """Project path, sample counts, classes, current round, whether a round trains."""
+        s = self.project.status()
+        return {"ok": True, "project": s["project"], "classes": s["classes"],
+                "samples": s["samples"], "labeled_per_class": s["labeled_per_class"],
+                "current_round": s["current_round"], "rounds": len(s["rounds"]),
+                "training": self.runner.is_running()}
+
+    # ------------------------------------------------------------------ thresholds
+    @refusals
+    def candidate_counts(self) -> dict:
+        """Per class at the stored thresholds: threshold, undecided candidates, expected
+        precision with its OOF support, accepted / rejected / relabeled."""
+        return {"ok": True, "round": self._round_id(), "classes": class_table(self.project)}
+
+    @refusals
+    def set_thresholds(self, thresholds: dict, reviewer: str = "") -> dict:
+        """Set some or all class thresholds (class -> number in [0, 1]); all are validated
+        before any is written. Returns the thresholds and the per-class table."""
+        if not isinstance(thresholds, dict) or not thresholds:
+            raise ProjectError("thresholds: give an object mapping class names to numbers in [0, 1]")
+        self.project.set_thresholds(thresholds, by=_clean(reviewer) or None)
+        return self._thresholds_result()
+
+    @refusals
+    def suggest(self, target: float) -> dict:
+        """Set each class to the lowest threshold whose expected precision reaches `target`;
+        classes that cannot reach it keep their threshold and are listed in `unreachable`."""
+        target = _number(target, "target precision")
+        suggested = suggest_thresholds(self.project, target)
+        reachable = {c: v for c, v in suggested.items() if v is not None}
+        if reachable:
+            self.project.set_thresholds(reachable, by="suggest")
+        unreachable = [c for c, v in suggested.items() if v is None]
+        result = self._thresholds_result()
+        result["unreachable"] = unreachable
+        result["message"] = (f"set {len(reachable)} of {len(suggested)} classes to reach precision {target:g}"
+                             + (f"; cannot reach it (left as is): {', '.join(unreachable)}" if unreachable else ""))
+        return result
+
+    @refusals
+    def paper_preset(self) -> dict:
+        """The paper's thresholds: neutral/angry/happy/sad 0.99, worried/surprise 0.85."""
+        self.project.set_thresholds(paper_preset(self.project), by="paper preset")
+        return self._thresholds_result()
+
+    def _thresholds_result(self) -> dict:
+        out = {"ok": True, "thresholds": self.project.thresholds()}
+        if self.project.store.current_round() is not None:
+            out["classes"] = class_table(self.project)
+        return out
+
+    # ------------------------------------------------------------------ review
+    @refusals
+    def next_candidate(self, cls: str = "all", min_confidence: float = 0.0, offset: int = 0) -> dict:
+        """The candidate at `offset` in the filter's queue (undecided, passing the thresholds,
+        class `cls` or "all", confidence >= min_confidence, highest confidence first)."""
+        min_confidence = _number(min_confidence, "min_confidence")
+        offset = max(0, int(_number(offset, "offset", high=math.inf)))
+        round_id = self._round_id()
+        total = queue_size(self.project, cls, min_confidence)
+        offset = min(offset, max(total - 1, 0))
+        page = next_candidates(self.project, cls, min_confidence, limit=1, offset=offset)
+        card = self._card(page[0]) if page else None
+        return {"ok": True, "round": round_id, "offset": offset, "total": total, "candidate": card,
+                "message": None if card else "no undecided candidates pass the thresholds in this filter"}
+
+    def _card(self, c) -> dict:
+        classes = self.project.classes
+        path, kind = media_file(self.project, c.media)
+        return {"name": c.name, "text": c.text, "predicted": classes[c.predicted],
+                "confidence": round(float(c.confidence), 6),
+                "probs": {name: round(float(p), 6) for name, p in zip(classes, c.probs)},
+                "media": str(path) if path else None, "media_kind": kind}
+
+    @refusals
+    def decide(self, name: str, action: str, label: str = "", reviewer: str = "") -> dict:
+        """Record accept / reject / relabel (label names the class) on a candidate of the current
+        round; committed to the database before this returns. `replaced` lists the decision in
+        force that this one replaces (another reviewer's, perhaps)."""
+        reviewer = self._reviewer(reviewer)
+        if not isinstance(name, str) or not name.strip():
+            raise ProjectError("name: give the sample's name")
+        action = (action or "").strip().lower() if isinstance(action, str) else ""
+        out = self.project.decide([DecisionRequest(name.strip(), action, _clean(label) or None)], reviewer,
+                                  source="decide")
+        label_out = _clean(label) if action == "relabel" else None
+        return {"ok": True, "name": name.strip(), "action": action, "label": label_out,
+                "round": out["round"], "reviewer": reviewer, "replaced": out["replaced"],
+                "message": _decision_message(name.strip(), action, label_out, out["replaced"])}
+
+    @refusals
+    def undo(self, reviewer: str = "") -> dict:
+        """Take back the reviewer's latest decision (or accept-all batch)."""
+        reviewer = self._reviewer(reviewer)
+        ids = self.project.store.undo_last(reviewer)
+        names = self.project.store.sample_names(ids)
+        undone = [names[i] for i in ids]
+        return {"ok": True, "undone": undone, "sample_ids": ids,
+                "message": f"undid {len(undone)} decision(s): {', '.join(undone[:5])}"
+                           + (" ..." if len(undone) > 5 else "") if undone
+                           else f"nothing to undo for {reviewer}"}
+
+    def position_of(self, sample_id: int, cls: str, min_confidence: float) -> int | None:
+        return queue_position(self.project, sample_id, cls, min_confidence)
+
+    @refusals
+    def accept_all(self, cls: str = "all", min_confidence: float = 0.0, reviewer: str = "",
+                   expected: int = -1) -> dict:
+        """Accept every candidate in the filter. Two steps: without `expected` (or with a count
+        that no longer matches) it only returns `count` and writes nothing; called again with
+        expected=count it accepts them as one batch (one undo takes it back)."""
+        reviewer = self._reviewer(reviewer)
+        min_confidence = _number(min_confidence, "min_confidence")
+        self._round_id()
+        count = queue_size(self.project, cls, min_confidence)
+        if count == 0:
+            raise ProjectError("no undecided candidates pass the thresholds in this filter")
+        if int(_number(expected, "expected", low=-1, high=math.inf)) != count:
+            return {"ok": False, "count": count, "needs_confirmation": True,
+                    "error": f"{count} candidates would be accepted; confirm with expected={count}"}
+        page = next_candidates(self.project, cls, min_confidence, limit=count)
+        requests = [DecisionRequest(c.name, "accept") for c in page]
+        out = self.project.decide(requests, reviewer, source="accept all")
+        return {"ok": True, "count": out["recorded"], "round": out["round"], "replaced": out["replaced"],
+                "message": f"accepted {out['recorded']} candidates"}
+
+    def _reviewer(self, reviewer) -> str:
+        name = _clean(reviewer)
+        if not name:
+            raise ProjectError("enter your reviewer name first: every decision records who made it")
+        return name
+
+    def _round_id(self) -> int:
+        rnd = self.project.store.current_round()
+        if rnd is None:
+            raise ProjectError("no finished round yet: train round 0 on the Train tab first")
+        return rnd.id
+
+    # ------------------------------------------------------------------ training
+    @refusals
+    def train_round(self, config: str = "default", auto_accept: bool = False, wait: bool = False) -> dict:
+        """Start training the next round in the background (one at a time). With wait=True,
+        return when it ends, with its summary."""
+        if config not in self.presets:
+            raise ProjectError(f"config: unknown preset {config!r}; presets are {', '.join(self.presets)}")
+        try:
+            cfg = load_config(self.presets[config])
+        except ConfigError as e:
+            raise ProjectError(f"config {config!r}: {e}") from None
+        self.project.mark_dead_rounds_failed()
+        busy = self.project.store.unfinished_rounds()
+        if self.runner.is_running() or busy:
+            which = f"round {busy[0].id}" if busy else "a round"
+            raise ProjectError(f"{which} is already training; wait for it to finish")
+        from .rounds import run_round  # imports torch: only when training is asked for
+
+        auto = bool(auto_accept)
+        job = lambda progress: run_round(self.project, cfg, config_name=config,  # noqa: E731
+                                         auto_accept=auto, progress=progress)
+        if not self.runner.start(job, f"training next round ({config}{', auto-accept' if auto else ''})"):
+            raise ProjectError("a round is already training; wait for it to finish")
+        if not wait:
+            return {"ok": True, "started": True, "message": "training started"}
+        self.runner.wait()
+        snap = self.runner.snapshot()
+        if snap["error"]:
+            return {"ok": False, "error": f"training failed: {snap['error']}"}
+        return {"ok": True, "started": True, "round": snap["result"], "message": "training done"}
+
+    def training_status(self) -> dict:
+        """Progress of the latest training run started here: running, message, fraction,
+        elapsed_s, log lines, error, and the finished round's summary."""
+        return {"ok": True} | self.runner.snapshot()
+
+    def round_history(self) -> dict:
+        """Every round: id, status, started_at, composition, CV / test WAF, per-class F1,
+        accepted pseudo-labels per class, wall time, error."""
+        classes = self.project.classes
+        return {"ok": True, "rounds": [round_summary(r, classes) for r in self.project.store.rounds()],
+                "training": self.runner.is_running()}
+
+    # ------------------------------------------------------------------ export
+    @refusals
+    def export(self, what: str = "labels") -> dict:
+        """Write an export under the project's exports/ folder: labels (CSV), labels_mertools
+        (label-6way.npz), decisions (CSV) or predictions (CSV). Returns its path and rows."""
+        if what not in EXPORTS:
+            raise ProjectError(f"what: one of {', '.join(EXPORTS)}, got {what!r}")
+        kind, fmt, suffix = EXPORTS[what]
+        folder = self.project.root / "exports"
+        folder.mkdir(exist_ok=True)
+        out = _fresh_path(folder, f"{what}-{time.strftime('%Y%m%d-%H%M%S')}", suffix)
+        result = write_export(self.project, kind, out, fmt)
+        # not "path": gradio_client would take a dict with "path" for a file to download
+        return {"ok": True, "what": what, "file": str(Path(result["path"]).resolve()), "rows": result["rows"]}
+
+
+def _clean(value) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _number(value, what: str, low: float = 0.0, high: float = 1.0) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ProjectError(f"{what}: not a number: {value!r}") from None
+    if isinstance(value, bool) or not low <= v <= high:
+        raise ProjectError(f"{what}: must lie in [{low:g}, {high:g}], got {value!r}")
+    return v
+
+
+def _fresh_path(folder: Path, stem: str, suffix: str) -> Path:
+    path, n = folder / f"{stem}{suffix}", 2
+    while path.exists():
+        path, n = folder / f"{stem}-{n}{suffix}", n + 1
+    return path
+
+
+def _decision_message(name: str, action: str, label: str | None, replaced: list[dict]) -> str:
+    done = {"accept": "accepted", "reject": "rejected", "relabel": f"relabeled as {label}"}[action]
+    msg = f"{name}: {done}"
+    for r in replaced:
+        what = r["action"] + (f" ({r['label']})" if r["label"] else "")
+        msg += f"; replaces {r['reviewer']}'s {what} of {r['at']}"
+    return msg
