@@ -85,3 +85,55 @@ def make_review_project(root: Path, thresholds: float = 0.5) -> Project:
 def expected_count(cls: int, threshold: float) -> int:
     conf = pool_confidences()
     return int(sum(1 for i in range(N_POOL) if i % len(CLASSES) == cls and conf[i] >= threshold))
+
+
+# ---------------------------------------------------------------------- live servers
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_in_process(root: Path, presets: dict[str, Path] | None = None):
+    """Launch the app on a free port in this process; returns (blocks, url)."""
+    from ui.app import build_app, launch
+
+    demo = build_app(root, presets)
+    port = free_port()
+    launch(demo, port=port, block=False)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+def stop_in_process(demo) -> None:
+    demo.close()
+    demo.actions.project.close()
+
+
+def wait_until(predicate, timeout: float, every: float = 0.5, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def synthetic_project(root: Path, data: Path, scale: float = 0.1) -> Project:
+    """A project importing the synthetic generator's data at a small scale (no round yet)."""
+    from engine.synthetic import make_synthetic
+
+    if not (data / "samples.csv").is_file():
+        make_synthetic(data, scale=scale, seed=0)
+    project = Project.init(root)
+    project.import_native(data)
+    return project
+
+
+FAST_PRESET = Path(__file__).resolve().parent / "fast.yaml"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]

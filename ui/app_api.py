@@ -8,6 +8,7 @@ annotations`): `gr.api` reads them to describe the endpoints.
 """
 import functools
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -224,6 +225,15 @@ class AppActions:
         if snap["error"]:
             return {"ok": False, "error": f"training failed: {snap['error']}"}
         return {"ok": True, "started": True, "round": snap["result"], "message": "training done"}
+
+    def shutdown(self) -> None:
+        """The server is stopping: a round training in this process will not finish, so mark it
+        failed now (its predictions were never written; the previous round stays in force)."""
+        if self.runner.is_running():
+            for r in self.project.store.unfinished_rounds():
+                if r.pid == os.getpid():
+                    self.project.store.fail_round(r.id, "interrupted: the server stopped")
+        self.project.close()
 
     def training_status(self) -> dict:
         """Progress of the latest training run started here: running, message, fraction,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -95,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scale", default="default", help="default, mer2024, or a factor such as 0.5")
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=cmd_synth)
+
+    c = sub.add_parser("serve", help="open the review app on a project (browser and gradio_client)")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1: this machine only)")
+    c.add_argument("--port", type=int, default=7860)
+    c.add_argument("--auth", metavar="USER:PASSWORD", help="require this login")
+    c.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("demo", help="build a synthetic project once, train round 0, open the app")
+    c.add_argument("--port", type=int, default=7860)
+    c.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mersemi" / "demo",
+                   help="where the demo data and project are kept and reused (default %(default)s)")
+    c.set_defaults(func=cmd_demo)
     return p
 
 
@@ -220,6 +235,72 @@ def cmd_synth(args) -> None:
     with _progress("synth") as progress:
         summary = make_synthetic(args.out, scale=scale, seed=args.seed, progress=progress)
     print(json.dumps(summary))
+
+
+def cmd_serve(args) -> None:
+    auth = _parse_auth(args.auth)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
+        print(f"mersemi: warning: listening on {args.host} without --auth: anyone who can reach this "
+              "port can review and train", file=sys.stderr)
+    _serve(args.dir, args.host, args.port, auth)
+
+
+def cmd_demo(args) -> None:
+    root = build_demo_project(args.cache)
+    print(f"demo project: {root}")
+    _serve(root, "127.0.0.1", args.port, None)
+
+
+def build_demo_project(cache: Path, scale: str | float = "default", config: str | Path = "default") -> Path:
+    """Synthetic data, a project importing it and a finished round 0 under `cache`; each step
+    is skipped when an earlier run already did it, so the demo starts at once the second time."""
+    from engine.synthetic import make_synthetic
+
+    from .rounds import run_round
+
+    data, root = cache / "data", cache / "project"
+    if not (data / "samples.csv").is_file():
+        staging = cache / "data.partial"  # renamed when complete: a killed run leaves no half set
+        shutil.rmtree(staging, ignore_errors=True)
+        with _progress("synthetic data") as progress:
+            make_synthetic(staging, scale=scale, seed=0, progress=progress)
+        staging.rename(data)
+    if not (root / "project.db").is_file():
+        Project.init(root).close()
+    with Project.open(root) as project:
+        if project.store.sample_count() == 0:
+            with _progress("import") as progress:
+                project.import_native(data, progress=progress)
+        if project.store.current_round() is None:
+            cfg_path = _config_path(str(config))
+            with _progress("train round 0") as progress:
+                run_round(project, load_config(cfg_path), config_name=cfg_path.stem, progress=progress)
+    return root
+
+
+def _serve(root: Path, host: str, port: int, auth: tuple[str, str] | None) -> None:
+    from .app import serve
+
+    Project.open(root).close()  # a clear one-line error for a folder that is not a project
+    # SIGTERM stops the server like Ctrl-C, so that a round training in it is marked failed.
+    signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())
+    try:
+        serve(root, host=host, port=port, auth=auth)
+    except OSError as e:
+        raise ProjectError(f"cannot listen on {host}:{port}: {e}") from None
+
+
+def _raise_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def _parse_auth(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ProjectError("--auth: expected USER:PASSWORD")
+    return user, password
 
 
 # ---------------------------------------------------------------------- helpers
