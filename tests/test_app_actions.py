@@ -91,6 +91,22 @@ def test_next_candidate_walks_the_queue_by_confidence(app):
     assert empty["ok"] and empty["candidate"] is None and empty["message"]
 
 
+def test_all_class_queue_matches_the_stores_order(app):
+    from ui.review import next_candidates
+
+    project = app.project
+    app.set_thresholds({"calm": 0.6, "joy": 0.45, "anger": 0.8})
+    app.decide("u03", "accept", "", "ann")
+    app.decide("u07", "reject", "", "ann")
+    rid, th = project.store.current_round().id, project.store.thresholds()
+    for min_conf in (0.0, 0.7):
+        expected = [c.name for c in project.store.candidates(rid, th, min_confidence=min_conf, limit=100)]
+        assert len(expected) == queue_size(project, "all", min_conf) > 5
+        got = [next_candidates(project, "all", min_conf, limit=1, offset=k)[0].name for k in range(len(expected))]
+        assert got == expected
+        assert [c.name for c in next_candidates(project, "all", min_conf, limit=4, offset=2)] == expected[2:6]
+
+
 def test_decide_writes_the_log_and_drops_the_candidate(app):
     total = app.next_candidate()["total"]
     assert app.decide("u00", "accept", "", "ann")["ok"]

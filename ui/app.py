@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -36,6 +37,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
     """The app for one project. `presets` maps training preset names to YAML files (default:
     configs/*.yaml)."""
     actions = AppActions(Project.open(project_root), presets)
+    threading.Thread(target=actions.warm, name="mersemi-warm", daemon=True).start()
     classes = actions.project.classes
     thresholds = actions.project.thresholds()
     bin_width = (1 - 1 / len(classes)) / HIST_BINS  # histogram_frame's bins, as the plot's x bins

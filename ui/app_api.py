@@ -19,7 +19,7 @@ from .app_state import TrainingRunner
 from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError, round_summary
 from .review import (
-    class_table, media_file, next_candidates, paper_preset, queue_position, queue_size,
+    class_table, media_file, next_candidates, paper_preset, queue_position, queue_size, round_view,
     suggest_thresholds,
 )
 
@@ -211,11 +211,8 @@ class AppActions:
         if self.runner.is_running() or busy:
             which = f"round {busy[0].id}" if busy else "a round"
             raise ProjectError(f"{which} is already training; wait for it to finish")
-        from .rounds import run_round  # imports torch: only when training is asked for
-
         auto = bool(auto_accept)
-        job = lambda progress: run_round(self.project, cfg, config_name=config,  # noqa: E731
-                                         auto_accept=auto, progress=progress)
+        job = functools.partial(self._train_job, cfg, config, auto)
         if not self.runner.start(job, f"training next round ({config}{', auto-accept' if auto else ''})"):
             raise ProjectError("a round is already training; wait for it to finish")
         if not wait:
@@ -225,6 +222,21 @@ class AppActions:
         if snap["error"]:
             return {"ok": False, "error": f"training failed: {snap['error']}"}
         return {"ok": True, "started": True, "round": snap["result"], "message": "training done"}
+
+    def _train_job(self, cfg, config: str, auto_accept: bool, progress) -> dict:
+        from .rounds import run_round  # imports torch: only when training is asked for
+
+        summary = run_round(self.project, cfg, config_name=config, auto_accept=auto_accept, progress=progress)
+        self.warm()
+        return summary
+
+    def warm(self) -> None:
+        """Load the current round's arrays for the per-class table and histograms now (about 2 s
+        at 115k pool predictions), so that the first page to ask does not wait for them."""
+        try:
+            round_view(self.project)
+        except ProjectError:  # no finished round yet: nothing to load
+            pass
 
     def shutdown(self) -> None:
         """The server is stopping: a round training in this process will not finish, so mark it
