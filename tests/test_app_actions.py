@@ -230,6 +230,10 @@ def test_media_outside_the_media_folder_is_never_returned(app, tmp_path):
     assert media_file(project, "../secret.wav") == (None, None)
     assert media_file(project, str(tmp_path / "proj" / "secret.wav")) == (None, None)
     assert media_file(project, "missing.mp4") == (None, None)
+    (project.media_root / "clip.MP4").write_bytes(b"not really a video")
+    assert media_file(project, "clip.MP4")[1] == "video"
+    (project.media_root / "notes.txt").write_text("not a clip")
+    assert media_file(project, "notes.txt") == (None, None)
     assert media_file(project, None) == (None, None)
 
 

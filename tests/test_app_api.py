@@ -152,6 +152,16 @@ def test_bad_input_gives_a_message_and_changes_nothing(served, endpoint, args, m
     assert snapshot(root) == before
 
 
+def test_files_are_served_from_the_media_folder_only(served):
+    import httpx
+
+    root, client = served
+    base = client.src.rstrip("/")
+    assert httpx.get(f"{base}/gradio_api/file={root / 'media' / 'u00.wav'}").status_code == 200
+    for outside in (root / "secret.wav", root / "project.db", Path(__file__)):
+        assert httpx.get(f"{base}/gradio_api/file={outside}").status_code == 403, outside
+
+
 def test_no_round_yet_gives_a_message(tmp_path):
     from ui.project import Project
 
