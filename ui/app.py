@@ -62,14 +62,17 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                 with gr.Row():
                     with gr.Column(scale=1, min_width=300):
                         gr.Markdown("Candidates of a class are the undecided pool samples predicted as that "
-                                    "class with confidence at or above its threshold.")
+                                    "class with confidence at or above its threshold (blue in the histograms). "
+                                    "Suggest: each class's lowest threshold reaching the target precision. "
+                                    "Paper preset: 0.99 for neutral, angry, happy and sad, 0.85 for worried "
+                                    "and surprise, 0.95 for other classes.")
                         sliders = [gr.Slider(0, 1, value=thresholds[c], step=0.005, label=c,
                                              elem_id=f"threshold-{i}") for i, c in enumerate(classes)]
-                        with gr.Row(equal_height=True):
-                            target = gr.Number(0.95, label="Target precision", minimum=0, maximum=1,
-                                               step=0.01, min_width=120, elem_id="target-precision")
+                        target = gr.Number(0.95, label="Target precision for Suggest", minimum=0, maximum=1,
+                                           step=0.01, elem_id="target-precision")
+                        with gr.Row():
                             suggest_btn = gr.Button("Suggest", size="md", min_width=100, elem_id="btn-suggest")
-                        preset_btn = gr.Button("Paper preset (0.99 / 0.85)", size="md", elem_id="btn-preset")
+                            preset_btn = gr.Button("Paper preset", size="md", min_width=100, elem_id="btn-preset")
                         threshold_note = gr.Markdown(elem_id="threshold-note")
                     with gr.Column(scale=3):
                         class_df = gr.Dataframe(label="Per class at these thresholds", interactive=False,
@@ -78,7 +81,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                             hists = [gr.BarPlot(x="confidence", y="samples", color="side",
                                                 color_map={"below": "#c7ccd4", "at or above": "#3b82f6"},
                                                 x_bin=bin_width, y_aggregate="sum", x_lim=[1 / len(classes), 1],
-                                                title=f"{c}: pool confidence (blue: at or above threshold)", height=170,
+                                                title=c, x_title="pool confidence", height=170,
                                                 min_width=300, show_label=False, colors_in_legend=[],
                                                 elem_id=f"hist-{i}") for i, c in enumerate(classes)]
 
