@@ -141,7 +141,8 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                                                  label="Config preset", min_width=160, elem_id="train-preset")
                             auto_accept = gr.Checkbox(False, label="Auto-accept every candidate at its threshold",
                                                       min_width=160, elem_id="train-auto")
-                        train_btn = gr.Button("Train next round", variant="primary", size="md", elem_id="btn-train")
+                        train_btn = gr.Button("Train next round", variant="primary", size="md",
+                                              elem_id="btn-train")
                         progress_html = gr.HTML(progress_bar(actions.training_status()), elem_id="train-progress")
                         train_log = gr.Textbox(label="Log", lines=5, max_lines=5, interactive=False,
                                                autoscroll=True, elem_id="train-log")
@@ -149,9 +150,11 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                         with gr.Row():
                             # Points, not lines: one finished round is one point, and a line needs two.
                             waf_plot = gr.ScatterPlot(x="round", y="WAF", color="series", title="WAF per round",
-                                                      x_axis_format="d", y_lim=[0, 1], height=250, min_width=260, elem_id="waf-plot")
+                                                      x_axis_format="d", y_lim=[0, 1], height=250, min_width=260,
+                                                      elem_id="waf-plot")
                             f1_plot = gr.ScatterPlot(x="round", y="F1", color="class", title="CV F1 per class",
-                                                     x_axis_format="d", y_lim=[0, 1], height=250, min_width=260, elem_id="f1-plot")
+                                                     x_axis_format="d", y_lim=[0, 1], height=250, min_width=260,
+                                                     elem_id="f1-plot")
                 history_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=True,
                                           elem_id="history")
                 timer = gr.Timer(POLL_S)
@@ -180,7 +183,6 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
 
         # ------------------------------------------------------------------ wiring
         private = {"api_visibility": "private"}
-        table_outputs = [class_df, threshold_note]
 
         demo.load(lambda saved: saved or "", saved_reviewer, reviewer, **private)
         reviewer.change(lambda v: v, reviewer, saved_reviewer, **private)
@@ -203,11 +205,12 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         filter_cls.change(partial(move, step=None), [*filters, review_state], card, **private)
         filter_conf.release(partial(move, step=None), [*filters, review_state], card, **private)
         decision_inputs = [*filters, review_state, reviewer]
-        accept_btn.click(partial(on_decide, actions, "accept", ""), decision_inputs, [*card, review_msg], **private)
-        reject_btn.click(partial(on_decide, actions, "reject", ""), decision_inputs, [*card, review_msg], **private)
+        decided = [*card, review_msg]
+        accept_btn.click(partial(on_decide, actions, "accept", ""), decision_inputs, decided, **private)
+        reject_btn.click(partial(on_decide, actions, "reject", ""), decision_inputs, decided, **private)
         for c, btn in zip(classes, relabel_btns):
-            btn.click(partial(on_decide, actions, "relabel", c), decision_inputs, [*card, review_msg], **private)
-        undo_btn.click(partial(on_undo, actions), decision_inputs, [*card, review_msg], **private)
+            btn.click(partial(on_decide, actions, "relabel", c), decision_inputs, decided, **private)
+        undo_btn.click(partial(on_undo, actions), decision_inputs, decided, **private)
         accept_all_btn.click(partial(on_accept_all_ask, actions), [*filters, reviewer],
                              [confirm_group, confirm_md, pending_count], **private)
         confirm_btn.click(partial(on_accept_all_confirm, actions), [*filters, reviewer, pending_count],
@@ -350,10 +353,14 @@ def render_card(actions: AppActions, cls: str, min_conf: float, offset: int) -> 
     c = out["candidate"]
     title = (f"### {_md(c['name'])} — predicted **{_md(c['predicted'])}** at {c['confidence']:.3f}\n"
              f"Candidate {out['offset'] + 1} of {out['total']} in this filter · round {out['round']}")
-    return [title, c["text"] or "(no transcript)",
-            gr.update(value=c["media"], visible=True) if c["media_kind"] == "audio" else gr.update(value=None, visible=False),
-            gr.update(value=c["media"], visible=True) if c["media_kind"] == "video" else gr.update(value=None, visible=False),
-            c["probs"], {"offset": out["offset"], "name": c["name"]}, counts]
+    return [title, c["text"] or "(no transcript)", _player(c, "audio"), _player(c, "video"), c["probs"],
+            {"offset": out["offset"], "name": c["name"]}, counts]
+
+
+def _player(card: dict, kind: str):
+    """Show the clip in the player of its kind; hide the other player."""
+    shown = card["media_kind"] == kind
+    return gr.update(value=card["media"] if shown else None, visible=shown)
 
 
 def on_decide(actions: AppActions, action: str, label: str, cls: str, min_conf: float, state: dict,
@@ -447,8 +454,8 @@ def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
     for r in reversed(rounds):  # newest first
         comp = r["composition"] or {}
         pseudo = r["pseudo_labels"] or {}
-        rows.append([r["id"], (r["started_at"] or "").replace("T", " ")[:19], r["status"], r["config"],
-                     f"{comp.get('gold', '')} / {comp.get('relabel', '')} / {comp.get('pseudo', '')}" if comp else "",
+        make_up = f"{comp.get('gold', '')} / {comp.get('relabel', '')} / {comp.get('pseudo', '')}" if comp else ""
+        rows.append([r["id"], (r["started_at"] or "").replace("T", " ")[:19], r["status"], r["config"], make_up,
                      _pct(r["cv_waf"]), _pct(r["test_waf"]),
                      ", ".join(f"{c} {n}" for c, n in pseudo.items() if n) or ("0" if pseudo else ""),
                      r["wall_s"] if r["wall_s"] is not None else "", r["error"] or ""])

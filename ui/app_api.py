@@ -92,8 +92,9 @@ class AppActions:
         unreachable = [c for c, v in suggested.items() if v is None]
         result = self._thresholds_result()
         result["unreachable"] = unreachable
-        result["message"] = (f"set {len(reachable)} of {len(suggested)} classes to reach precision {target:g}"
-                             + (f"; cannot reach it (left as is): {', '.join(unreachable)}" if unreachable else ""))
+        result["message"] = f"set {len(reachable)} of {len(suggested)} classes to reach precision {target:g}"
+        if unreachable:
+            result["message"] += f"; cannot reach it (left as is): {', '.join(unreachable)}"
         return result
 
     @refusals
