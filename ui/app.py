@@ -118,7 +118,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                             reject_btn = gr.Button("Reject (r)", variant="stop", elem_id="btn-reject")
                         gr.Markdown("Relabel as:", elem_classes="compact")
                         with gr.Row(elem_id="relabel-row"):
-                            relabel_btns = [gr.Button(f"{i + 1} {c}" if i < 9 else c, size="sm", min_width=80,
+                            relabel_btns = [gr.Button(f"{i + 1} {c}" if i < 9 else c, size="sm", min_width=60,
                                                       elem_id=f"btn-relabel-{i + 1}")
                                             for i, c in enumerate(classes)]
                         with gr.Row():
