@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .connect import check_schema, create_schema, make_engine
@@ -156,14 +157,18 @@ class Store:
     def create_round(self, *, config: dict, config_name: str, thresholds: dict[str, float],
                      auto_accept: bool, pid: int, host: str) -> int:
         """Start a round as `running`; refuses while another round runs."""
-        with self.session() as s, s.begin():
-            busy = s.scalar(select(Round.id).where(Round.status.in_(("queued", "running"))))
-            if busy is not None:
-                raise RoundBusy(busy)
-            rid = (s.scalar(select(func.max(Round.id))) or -1) + 1
-            s.add(Round(id=rid, status="running", started_at=utcnow(), config=json.dumps(config),
-                        config_name=config_name, thresholds=json.dumps(thresholds),
-                        auto_accept=auto_accept, pid=pid, host=host))
+        try:
+            with self.session() as s, s.begin():
+                busy = s.scalar(select(Round.id).where(Round.status.in_(("queued", "running"))))
+                if busy is not None:
+                    raise RoundBusy(busy)
+                last = s.scalar(select(func.max(Round.id)))
+                rid = 0 if last is None else last + 1
+                s.add(Round(id=rid, status="running", started_at=utcnow(), config=json.dumps(config),
+                            config_name=config_name, thresholds=json.dumps(thresholds),
+                            auto_accept=auto_accept, pid=pid, host=host))
+        except IntegrityError:  # another process took this id a moment ago: it is running
+            raise RoundBusy(rid) from None
         return rid
 
     def fail_round(self, round_id: int, error: str) -> None:
