@@ -49,21 +49,24 @@ SCALES = {
                 "dims": {"audio": 1024, "text": 5120, "video": 768}},
 }
 
-LATENT_DIM = 12
-SUBCLUSTERS = 3
+LATENT_DIM = 8
+SUBCLUSTERS = 5
 CLASS_SPREAD = 1.0       # std of class centres in the latent space
-SUBCLUSTER_SPREAD = 1.3  # std of a sub-cluster's offset from its class centre
-WITHIN_SPREAD = 0.55     # std of a sample around its sub-cluster centre
+SUBCLUSTER_SPREAD = 1.5  # std of a sub-cluster's offset from its class centre (> class spread)
+WITHIN_SPREAD = 0.45     # std of a sample around its sub-cluster centre
 PARTNER_DISTANCE = 0.45  # how far a confusable class's centre sits from its partner's
-HIDDEN = 48              # width of the random non-linear map
-MAP_GAIN = 1.5           # input scale of its tanh: higher is more non-linear
-PRIVATE_FACTORS = 6      # class-free private factors per modality (speaker, channel, ...)
+HIDDEN = 32              # width of the random non-linear map
+MAP_GAIN = 2.0           # input scale of its tanh: higher is more non-linear
+PRIVATE_FACTORS = 32     # class-free private factors per modality (speaker, channel, ...)
 # Per modality: private latent noise (how blurry its view of z is), share of latent
 # dimensions it sees, amplitude of class-free private factors, isotropic feature noise.
+# The private factors are strong on purpose: they carry most of the variance but no class,
+# which is what a supervised model with few labels trips over and what cross-modal
+# contrastive pre-training learns to discard (it keeps what the modalities share).
 MODALITY_NOISE = {
-    "audio": {"latent_noise": 0.35, "visible": 1.0, "private": 0.6, "iso": 0.3},
-    "text": {"latent_noise": 0.7, "visible": 0.75, "private": 0.8, "iso": 0.4},
-    "video": {"latent_noise": 1.1, "visible": 0.5, "private": 1.0, "iso": 0.5},
+    "audio": {"latent_noise": 0.4, "visible": 1.0, "private": 3.0, "iso": 0.3},
+    "text": {"latent_noise": 0.55, "visible": 0.75, "private": 3.0, "iso": 0.4},
+    "video": {"latent_noise": 0.8, "visible": 0.5, "private": 3.0, "iso": 0.5},
 }
 ROWS_PER_BLOCK = 4096    # generation block; fixed so output does not depend on memory
 CLIPS = 300              # samples that get a media clip
@@ -157,7 +160,7 @@ def class_counts(total: int) -> list[int]:
     weights = np.asarray(MER2024_LABELED, dtype=np.float64) / sum(MER2024_LABELED)
     exact = weights * total
     counts = np.maximum(np.floor(exact).astype(int), 1)
-    for i in np.argsort(-(exact - np.floor(exact))):
+    for i in np.argsort(-(exact - counts), kind="stable"):  # largest shortfall first
         if counts.sum() >= total:
             break
         counts[i] += 1
