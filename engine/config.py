@@ -111,7 +111,8 @@ class LossConfig:
     temperature_max: float
 
     def __post_init__(self) -> None:
-        _non_negative(self, "ce", "imcl_ae", "imcl_ne")
+        _positive(self, "ce")  # fine-tuning without the supervised term learns no classes
+        _non_negative(self, "imcl_ae", "imcl_ne")
         _positive(self, "temperature_init", "temperature_min", "temperature_max")
         if not self.temperature_min <= self.temperature_init <= self.temperature_max:
             raise ConfigError("loss.temperature_init: must lie in [temperature_min, temperature_max]")

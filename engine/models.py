@@ -146,7 +146,7 @@ class MRCCL(nn.Module):
         for i, (proj, t) in enumerate(zip(self.rest_projs, self.rest_temps)):
             rest = torch.cat([hs[j] for j in range(len(hs)) if j != i], dim=1)
             terms.append(nt_xent(proj(hs[i]), rest, t()))
-        return torch.stack(terms).mean() if terms else fh[0].new_zeros(())
+        return torch.stack(terms).mean()
 
     def imcl_ne(self, xs: list[torch.Tensor], fh: list[torch.Tensor]) -> torch.Tensor:
         terms = [nt_xent(f, self.encoders[n](self.noise[n](x)), t())
@@ -161,7 +161,7 @@ class MRCCL(nn.Module):
             per, fused, voted = self.head_logits(fh)
             heads = torch.stack([F.cross_entropy(l, y) for l in per + [fused]]).mean()
             out["ce"] = heads + F.cross_entropy(voted, y)
-        if weights.get("imcl_ae", 0) > 0:
+        if weights.get("imcl_ae", 0) > 0 and len(self.names) > 1:  # inter-modal needs two
             out["imcl_ae"] = self.imcl_ae(fh)
         if weights.get("imcl_ne", 0) > 0:
             out["imcl_ne"] = self.imcl_ne(xs, fh)

@@ -150,7 +150,7 @@ def _pretrain(model, bank: "FeatureBank", rows: np.ndarray, cfg: Config, report:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, steps = total + float(loss), steps + 1
+            total, steps = total + loss.item(), steps + 1
         report(f"pre-training epoch {epoch + 1}/{pc.epochs}, loss {total / max(steps, 1):.3f}",
                (epoch + 1) / pc.epochs)
 

@@ -1,0 +1,59 @@
+"""Noise embedding enhancement: beta schedules and the forward process."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from engine.noise import SCHEDULES, NoiseScheduler, beta_schedule
+
+
+def test_scaled_linear_matches_the_paper_formula():
+    betas = beta_schedule("scaled_linear", 100, 0.001, 0.1)
+    assert betas[0].item() == pytest.approx(0.001)
+    assert betas[-1].item() == pytest.approx(0.1)
+    k = 37
+    expected = (math.sqrt(0.001) + k * (math.sqrt(0.1) - math.sqrt(0.001)) / 99) ** 2
+    assert betas[k].item() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_every_schedule_gives_valid_betas(kind):
+    betas = beta_schedule(kind, 50, 0.001, 0.1)
+    assert betas.shape == (50,)
+    assert torch.all(betas > 0) and torch.all(betas < 1)
+    abar = torch.cumprod(1 - betas, 0)
+    assert torch.all(abar[1:] < abar[:-1])  # more noise at every step
+
+
+def test_unknown_schedule_is_an_error():
+    with pytest.raises(ValueError, match="unknown beta schedule"):
+        beta_schedule("quadratic", 10, 0.001, 0.1)
+
+
+def test_one_timestep_per_sample_is_vectorised():
+    torch.manual_seed(0)
+    sched = NoiseScheduler("scaled_linear", 100, 0.001, 0.1, per_sample=True)
+    x = torch.ones(4096, 256)
+    noisy = sched(x)
+    assert noisy.shape == x.shape
+    # With x = 1, each row's mean estimates sqrt(abar_k): rows differ because k differs.
+    row_means = noisy.mean(1)
+    assert row_means.std() > 0.1
+    assert row_means.min() > 0 and row_means.max() < 1.3
+
+
+def test_one_timestep_per_batch_shares_the_scale():
+    torch.manual_seed(0)
+    sched = NoiseScheduler("linear", 100, 0.001, 0.1, per_sample=False)
+    x = torch.ones(64, 2048)
+    row_means = sched(x).mean(1)
+    assert row_means.std() < 0.05  # same k for every row: only eps varies
+
+
+def test_noise_level_follows_the_schedule():
+    sched = NoiseScheduler("scaled_linear", 10, 0.001, 0.1)
+    abar = torch.cumprod(1 - beta_schedule("scaled_linear", 10, 0.001, 0.1), 0)
+    torch.testing.assert_close(sched.sqrt_abar, abar.sqrt().float())
+    torch.testing.assert_close(sched.sqrt_one_minus_abar ** 2 + sched.sqrt_abar ** 2, torch.ones(10))
