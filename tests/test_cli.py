@@ -1,0 +1,326 @@
+"""The command-line contract: init/import/status round trips, thresholds, decide, export, and
+bad input that must leave the project byte-for-byte unchanged."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.synthetic import make_synthetic
+from fixtures import build_mertools
+from ui.cli import main
+
+CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(project: Path) -> dict[str, str]:
+    """Hash of every file under the project: the database and the feature files."""
+    return {str(p.relative_to(project)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(project.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("native") / "data"
+    make_synthetic(out, scale=0.05, seed=3)
+    return out
+
+
+@pytest.fixture
+def empty_project(tmp_path, capsys) -> Path:
+    assert run(capsys, "init", tmp_path / "p")[0] == 0
+    return tmp_path / "p"
+
+
+# ---------------------------------------------------------------------- round trips
+
+def test_init_import_native_status_round_trip(empty_project, native, capsys):
+    code, out, err = run(capsys, "import", empty_project, "--native", native)
+    assert code == 0, err
+    code, out, _ = run(capsys, "status", empty_project, "--json")
+    status = json.loads(out)
+    df = pd.read_csv(native / "samples.csv")
+    assert status["samples"]["total"] == len(df)
+    for split in ("labeled", "unlabeled", "test"):
+        assert status["samples"][split] == int((df["split"] == split).sum())
+    labeled = df[df["split"] == "labeled"]
+    assert status["labeled_per_class"] == {c: int((labeled["label"] == c).sum()) for c in CLASSES}
+    assert status["rounds"] == [] and status["current_round"] is None
+    # Features are stored float16 and read back row by row.
+    from engine.features import FeatureStore
+    fs = FeatureStore(empty_project / "features")
+    for m, dim in status["modalities"].items():
+        src = np.load(native / f"{m}.npy")
+        np.testing.assert_allclose(fs.rows(m, [0, 5]), src[[0, 5]].astype(np.float16), rtol=1e-3)
+
+
+def test_import_mertools_round_trip(empty_project, tmp_path, capsys):
+    data = build_mertools(tmp_path / "mer")
+    code, _, err = run(capsys, "import", empty_project, *data.cli_args())
+    assert code == 0, err
+    status = json.loads(run(capsys, "status", empty_project, "--json")[1])
+    assert status["samples"] == {"labeled": len(data.train), "unlabeled": len(data.pool), "test": 0,
+                                 "total": len(data.names)}
+    assert status["modalities"] == {"audio": 6, "text": 10, "video": 4}
+    from engine.features import FeatureStore
+    fs = FeatureStore(empty_project / "features")
+    for m in ("audio", "text", "video"):  # [D], [T, D] mean-pooled, per-frame folders averaged
+        got = fs.rows(m, np.arange(len(data.names)))
+        want = np.stack([data.expected[m][n] for n in data.names])
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)
+
+
+def test_import_mertools_csv_labels_and_float32(empty_project, tmp_path, capsys):
+    data = build_mertools(tmp_path / "mer", label_format="csv", transcripts=False, media=False)
+    code, _, err = run(capsys, "import", empty_project, *data.cli_args(), "--dtype", "float32")
+    assert code == 0, err
+    from engine.features import FeatureStore
+    fs = FeatureStore(empty_project / "features")
+    assert fs.dtype == "float32"
+    np.testing.assert_array_equal(fs.rows("audio", [0])[0], data.expected["audio"][data.names[0]])
+
+
+def test_second_import_is_refused(empty_project, native, capsys):
+    assert run(capsys, "import", empty_project, "--native", native)[0] == 0
+    before = snapshot(empty_project)
+    code, _, err = run(capsys, "import", empty_project, "--native", native)
+    assert code == 1 and "already holds" in err
+    assert snapshot(empty_project) == before
+
+
+def test_console_script_reports_errors_on_one_line(tmp_path):
+    exe = Path(sys.executable).with_name("mersemi")
+    r = subprocess.run([str(exe), "status", str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "not a project" in r.stderr
+
+
+# ---------------------------------------------------------------------- bad input
+
+def _corrupt_native(kind: str, folder: Path) -> tuple[str, str]:
+    """Break a copy of a native folder; return (file, sample) the error must name."""
+    df = pd.read_csv(folder / "samples.csv", dtype=str, keep_default_na=False)
+    if kind == "duplicate":
+        df.loc[7, "name"] = df.loc[3, "name"]
+        df.to_csv(folder / "samples.csv", index=False)
+        return "samples.csv", df.loc[3, "name"]
+    if kind == "unknown_class":
+        i = int(np.flatnonzero(df["split"] == "labeled")[2])
+        df.loc[i, "label"] = "bored"
+        df.to_csv(folder / "samples.csv", index=False)
+        return "samples.csv", df.loc[i, "name"]
+    if kind == "missing_column":
+        df.drop(columns=["split"]).to_csv(folder / "samples.csv", index=False)
+        return "samples.csv", "split"
+    if kind == "inf":
+        m = np.load(folder / "video.npy")
+        m[11, 2] = np.inf
+        np.save(folder / "video.npy", m)
+        return "video.npy", df.loc[11, "name"]
+    if kind == "unreadable":
+        (folder / "text.npy").write_bytes(b"this is not a numpy file")
+        return "text.npy", ""
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["duplicate", "unknown_class", "missing_column", "inf", "unreadable"])
+def test_bad_native_import_names_the_problem_and_changes_nothing(kind, empty_project, native, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(native, bad)
+    file, sample = _corrupt_native(kind, bad)
+    before = snapshot(empty_project)
+    code, out, err = run(capsys, "import", empty_project, "--native", bad)
+    assert code == 1
+    assert err.count("\n") == 1, err
+    assert file in err and sample in err
+    assert snapshot(empty_project) == before
+
+
+def _corrupt_mertools(kind: str, data) -> tuple[str, str]:
+    name = data.names[5]
+    if kind == "missing_sample":
+        data.feature_file("audio", name).unlink()
+        return data.modality_map["audio"], name
+    if kind == "wrong_dimension":
+        np.save(data.feature_file("audio", name), np.zeros(7, np.float32))
+        return f"{name}.npy", name
+    if kind == "nan":
+        frames = np.load(data.feature_file("text", name))
+        frames[0, 1] = np.nan
+        np.save(data.feature_file("text", name), frames)
+        return f"{name}.npy", name
+    if kind == "unreadable":
+        data.feature_file("audio", name).write_bytes(b"\x93NUMPY garbage")
+        return f"{name}.npy", name
+    if kind == "empty_labels":
+        np.savez(data.labels, train_corpus={}, test1_corpus={})
+        return data.labels.name, ""
+    if kind == "unknown_class":
+        corpus = {n: {"emo": "bored" if n == name else e} for n, e in data.train.items()}
+        np.savez(data.labels, train_corpus=corpus, test1_corpus={n: {"emo": "neutral"} for n in data.pool})
+        return data.labels.name, name
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["missing_sample", "wrong_dimension", "nan", "unreadable",
+                                  "empty_labels", "unknown_class"])
+def test_bad_mertools_import_names_the_problem_and_changes_nothing(kind, empty_project, tmp_path, capsys):
+    data = build_mertools(tmp_path / "mer")
+    file, sample = _corrupt_mertools(kind, data)
+    before = snapshot(empty_project)
+    code, out, err = run(capsys, "import", empty_project, *data.cli_args())
+    assert code == 1
+    assert err.count("\n") == 1, err
+    assert file in err and sample in err
+    assert snapshot(empty_project) == before
+    assert list((empty_project / "features").iterdir()) == []
+
+
+def test_bad_init_arguments(tmp_path, capsys):
+    assert run(capsys, "init", tmp_path / "a", "--classes", "happy")[0] == 1
+    assert run(capsys, "init", tmp_path / "b", "--classes", "happy,Happy")[0] == 1
+    assert run(capsys, "init", tmp_path / "c")[0] == 0
+    code, _, err = run(capsys, "init", tmp_path / "c")
+    assert code == 1 and "already a project" in err
+
+
+# ---------------------------------------------------------------------- thresholds
+
+def test_thresholds_set_and_validate(empty_project, capsys):
+    code, out, _ = run(capsys, "thresholds", empty_project, "--json")
+    assert json.loads(out) == {"neutral": 0.99, "angry": 0.99, "happy": 0.99, "sad": 0.99,
+                               "worried": 0.85, "surprise": 0.85}
+    code, out, _ = run(capsys, "thresholds", empty_project, "--set", "happy=0.9,Worried=0.7", "--json")
+    assert code == 0 and json.loads(out)["happy"] == 0.9 and json.loads(out)["worried"] == 0.7
+    before = snapshot(empty_project)
+    for bad in ("happy=1.5", "happy=-0.1", "happy=abc", "bored=0.5", "happy", "happy=nan"):
+        code, _, err = run(capsys, "thresholds", empty_project, "--set", f"sad=0.5,{bad}")
+        assert code == 1 and err.count("\n") == 1, (bad, err)
+    assert snapshot(empty_project) == before  # sad=0.5 was not written either
+
+
+# ---------------------------------------------------------------------- with a trained round
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, native) -> Path:
+    """A project with round 0 trained by the real engine (fast preset)."""
+    root = tmp_path_factory.mktemp("trained") / "p"
+    assert main(["init", str(root)]) == 0
+    assert main(["import", str(root), "--native", str(native)]) == 0
+    assert main(["train", str(root), "--config", str(Path(__file__).parent / "fast.yaml")]) == 0
+    return root
+
+
+@pytest.fixture
+def project(trained, tmp_path) -> Path:
+    copy = tmp_path / "p"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+def _pool_predictions(project: Path, tmp_path: Path, capsys) -> pd.DataFrame:
+    out = tmp_path / "pred.csv"
+    assert run(capsys, "export", project, "--what", "predictions", "--out", out)[0] == 0
+    return pd.read_csv(out)
+
+
+def _write_csv(path: Path, rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "decision", "label"])
+        w.writerows(rows)
+    return path
+
+
+@pytest.mark.slow
+def test_status_json_after_a_round(project, capsys):
+    status = json.loads(run(capsys, "status", project, "--json")[1])
+    (r,) = status["rounds"]
+    assert r["status"] == "done" and status["current_round"] == r["id"] == 0
+    assert 0 < r["cv_waf"] <= 1 and 0 < r["test_waf"] <= 1
+    assert set(r["cv_f1"]) == set(CLASSES) and set(r["test_f1"]) == set(CLASSES)
+    assert r["pseudo_labels"] == {c: 0 for c in CLASSES}
+    assert r["wall_s"] > 0
+    assert r["thresholds"] == status["thresholds"]
+
+
+@pytest.mark.slow
+def test_decide_export_labels_and_decisions(project, tmp_path, capsys):
+    pred = _pool_predictions(project, tmp_path, capsys)
+    pool = pred[pred["split"] == "unlabeled"].reset_index(drop=True)
+    assert list(pred.columns) == ["name", "split", "predicted", "confidence"] + [f"p_{c}" for c in CLASSES]
+    np.testing.assert_allclose(pred[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1, atol=1e-4)
+    other = next(c for c in CLASSES if c != pool.loc[2, "predicted"])
+    f = _write_csv(tmp_path / "d.csv", [[pool.loc[0, "name"], "accept", ""],
+                                        [pool.loc[1, "name"], "reject", ""],
+                                        [pool.loc[2, "name"], "relabel", other]])
+    code, out, err = run(capsys, "decide", project, "--file", f, "--reviewer", "ann")
+    assert code == 0, err
+    status = json.loads(run(capsys, "status", project, "--json")[1])
+    assert sum(status["decisions"]["accept"].values()) == 1
+    assert status["decisions"]["relabel"][other] == 1
+
+    labels_out = tmp_path / "labels.csv"
+    assert run(capsys, "export", project, "--what", "labels", "--out", labels_out)[0] == 0
+    labels = pd.read_csv(labels_out)
+    assert (labels["source"] == "gold").sum() == status["samples"]["labeled"]
+    assert labels[labels["source"] == "pseudo"][["name", "label"]].values.tolist() == \
+        [[pool.loc[0, "name"], pool.loc[0, "predicted"]]]
+    assert labels[labels["source"] == "relabel"][["name", "label"]].values.tolist() == \
+        [[pool.loc[2, "name"], other]]
+
+    log_out = tmp_path / "log.csv"
+    assert run(capsys, "export", project, "--what", "decisions", "--out", log_out)[0] == 0
+    log = pd.read_csv(log_out)
+    assert log["decision"].tolist() == ["accept", "reject", "relabel"]
+    assert set(log["reviewer"]) == {"ann"}
+
+    npz_out = tmp_path / "label-6way.npz"
+    assert run(capsys, "export", project, "--what", "labels", "--out", npz_out, "--format", "mertools")[0] == 0
+    npz = np.load(npz_out, allow_pickle=True)
+    train = npz["train_corpus"].item()
+    assert train[pool.loc[2, "name"]]["emo"] == other and len(train) == len(labels)
+    assert pool.loc[0, "name"] not in npz["test1_corpus"].item()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rows, problem", [
+    ([["no_such_sample", "accept", ""]], "unknown sample"),
+    ([["{pool}", "relabel", "bored"]], "unknown label"),
+    ([["{pool}", "relabel", ""]], "needs a label"),
+    ([["{pool}", "maybe", ""]], "must be accept, reject or relabel"),
+    ([["{labeled}", "accept", ""]], "not a candidate"),
+    ([["{pool}", "accept", ""], ["no_such_sample", "reject", ""]], "unknown sample"),
+])
+def test_bad_decisions_change_nothing(rows, problem, project, tmp_path, capsys):
+    pred = _pool_predictions(project, tmp_path, capsys)
+    pool_name = pred[pred["split"] == "unlabeled"]["name"].iloc[0]
+    labeled_name = _a_labeled_name(project)
+    rows = [[r[0].format(pool=pool_name, labeled=labeled_name), r[1], r[2]] for r in rows]
+    f = _write_csv(tmp_path / "d.csv", rows)
+    before = snapshot(project)
+    code, _, err = run(capsys, "decide", project, "--file", f)
+    assert code == 1 and err.count("\n") == 1
+    assert problem in err and str(f) in err
+    assert snapshot(project) == before
+
+
+def _a_labeled_name(project: Path) -> str:
+    from ui.project import Project
+    with Project.open(project) as p:
+        ids, _, _ = p.store.split_arrays("labeled")
+        return p.store.sample_names([int(ids[0])])[int(ids[0])]
