@@ -1,0 +1,164 @@
+"""Training rounds through the orchestration layer: auto-accept, the training set each round
+uses, failures, killed processes, projects without a pool."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.config import load_config
+from engine.synthetic import make_synthetic
+from ui.project import DecisionRequest, Project, ProjectError
+from ui.rounds import run_round
+
+FAST = load_config(Path(__file__).parent / "fast.yaml")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("syn") / "data"
+    make_synthetic(out, scale=0.05, seed=1)
+    return out
+
+
+@pytest.fixture
+def project(tmp_path, data):
+    with Project.init(tmp_path / "p") as p:
+        p.import_native(data)
+        yield p
+
+
+def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project):
+    r0 = run_round(project, FAST)
+    assert r0["composition"]["pseudo"] == 0
+    ids, pred, conf = project.store.pool_confidences(r0["id"])
+    t = float(np.quantile(conf, 0.5))  # the quick preset is not confident: take half the pool
+    project.set_thresholds({c: t for c in project.classes})
+    # A reviewer's rejection keeps that sample out of the automatic selection.
+    top = int(ids[np.argmax(conf)])
+    name = project.store.sample_names([top])[top]
+    project.decide([DecisionRequest(name, "reject")], reviewer="ann")
+
+    expected = int(np.sum(conf >= t)) - 1
+    r1 = run_round(project, FAST, auto_accept=True)
+    assert r1["composition"]["auto"] == expected == r1["composition"]["pseudo"]
+    assert sum(r1["pseudo_labels"].values()) == expected
+    assert r1["train_size"] == r1["composition"]["gold"] + expected
+    log = project.store.decision_log()
+    assert sum(d.reviewer == "auto" for d in log) == expected
+    assert project.store.current_decisions([top])[top].action == "reject"
+    # The pool's hidden labels give the precision of those pseudo-labels (evaluation only).
+    assert 0 <= r1["pseudo_precision"]["overall"] <= 1
+    # The evaluation folds hold gold samples only: OOF predictions cover exactly them.
+    oof_ids, _ = project.store.predictions(r1["id"], "oof")
+    gold_ids, _, _ = project.store.split_arrays("labeled")
+    assert oof_ids.tolist() == gold_ids.tolist()
+
+
+def test_without_pseudo_labels_config_trains_on_human_labels_only(project):
+    r0 = run_round(project, FAST)
+    ids, pred, conf = project.store.pool_confidences(r0["id"])
+    names = project.store.sample_names(ids[:3].tolist())
+    other = project.classes[(int(pred[2]) + 1) % len(project.classes)]
+    project.decide([DecisionRequest(names[int(ids[0])], "accept"),
+                    DecisionRequest(names[int(ids[1])], "accept"),
+                    DecisionRequest(names[int(ids[2])], "relabel", other)], reviewer="ann")
+    r1 = run_round(project, FAST)
+    assert (r1["composition"]["pseudo"], r1["composition"]["relabel"]) == (2, 1)
+    no_pseudo = FAST.replace(**{"self_training.use_pseudo_labels": False})
+    r2 = run_round(project, no_pseudo, auto_accept=True)
+    assert (r2["composition"]["pseudo"], r2["composition"]["relabel"]) == (0, 1)
+
+
+def test_a_failing_round_is_marked_failed_and_the_previous_stays_in_force(project, monkeypatch):
+    r0 = run_round(project, FAST)
+    import ui.rounds
+
+    def boom(*a, **k):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(ui.rounds, "engine_train_round", boom)
+    with pytest.raises(RuntimeError):
+        run_round(project, FAST)
+    rounds = project.status()["rounds"]
+    assert [r["status"] for r in rounds] == ["done", "failed"]
+    assert "out of memory" in rounds[1]["error"]
+    assert project.store.current_round().id == r0["id"]
+    assert not (project.root / "checkpoints" / "round-1.pt").exists()
+
+
+def test_class_without_labeled_sample_is_refused_before_training(tmp_path):
+    folder = tmp_path / "d"
+    make_synthetic(folder, scale=0.05, seed=2)
+    df = pd.read_csv(folder / "samples.csv", dtype=str, keep_default_na=False)
+    df.loc[(df["split"] == "labeled") & (df["label"] == "surprise"), "split"] = "test"
+    df.to_csv(folder / "samples.csv", index=False)
+    with Project.init(tmp_path / "p") as p:
+        p.import_native(folder)
+        with pytest.raises(ProjectError, match="'surprise' has no labeled sample"):
+            run_round(p, FAST)
+        assert p.status()["rounds"] == []
+
+
+def test_project_without_pool_trains_with_empty_selection(tmp_path):
+    folder = tmp_path / "d"
+    make_synthetic(folder, scale=0.05, seed=2)
+    df = pd.read_csv(folder / "samples.csv", dtype=str, keep_default_na=False)
+    keep = df["split"] != "unlabeled"
+    df[keep].to_csv(folder / "samples.csv", index=False)
+    for m in ("audio", "text", "video"):
+        np.save(folder / f"{m}.npy", np.load(folder / f"{m}.npy")[keep.to_numpy()])
+    with Project.init(tmp_path / "p") as p:
+        p.import_native(folder)
+        r0 = run_round(p, FAST)
+        r1 = run_round(p, FAST, auto_accept=True)
+        assert r1["status"] == "done" and r1["composition"]["pseudo"] == 0
+        assert p.store.candidate_counts(r0["id"], [0.0] * 6) == [0] * 6
+
+
+def _start_train(root: Path) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("mersemi")
+    cfg = Path(__file__).parent / "slow.yaml"
+    return subprocess.Popen([str(exe), "train", str(root), "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_running(root: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        con = sqlite3.connect(root / "project.db")
+        n = con.execute("SELECT count(*) FROM rounds WHERE status='running'").fetchone()[0]
+        con.close()
+        if n:
+            time.sleep(1.0)  # let it get into training
+            return
+        time.sleep(0.2)
+    raise AssertionError("the round never started")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_round_is_failed_and_the_project_stays_usable(sig, project, tmp_path):
+    r0 = run_round(project, FAST)
+    project.close()
+    proc = _start_train(project.root)
+    _wait_running(project.root, proc)
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=60)
+    with Project.open(project.root) as p:  # SIGKILL: noticed here, at the next start
+        rounds = p.status()["rounds"]
+        assert [r["status"] for r in rounds] == ["done", "failed"]
+        assert p.store.current_round().id == r0["id"]
+        assert len(p.store.predictions(rounds[1]["id"], "pool")[0]) == 0
+        run_round(p, FAST)  # and the next round trains
+        assert [r["status"] for r in p.status()["rounds"]] == ["done", "failed", "done"]
