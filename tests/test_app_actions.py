@@ -252,3 +252,14 @@ def test_runner_reports_progress_and_failure():
     assert snap["running"] is False and snap["error"] == "boom" and snap["message"] == "failed"
     assert [line.split("  ", 1)[1] for line in snap["log"]] == ["test job", "stage one", "stage two",
                                                                "failed: boom"]
+
+
+def test_split_histogram_cuts_the_pool_at_the_threshold(app):
+    from ui.review import round_view, split_histogram
+
+    view = round_view(app.project)
+    counts, edges = view.histogram(1)
+    cut_edges, below, above = split_histogram(view, 1, 0.8)
+    assert (cut_edges == edges).all() and (below + above == counts).all()
+    assert above.sum() == expected_count(1, 0.8) and below.sum() == counts.sum() - above.sum()
+    assert not below[edges[:-1] >= 0.8].any() and not above[edges[1:] <= 0.8].any()

@@ -260,3 +260,20 @@ def test_auth_is_required_when_set(tmp_path):
         assert call(client, "candidate_counts")["ok"]
     finally:
         stop_in_process(demo)
+
+
+def test_demo_project_is_built_once_and_reused(tmp_path):
+    from ui.cli import build_demo_project
+    from ui.project import Project
+
+    root = build_demo_project(tmp_path / "cache", scale=0.1, config=FAST_PRESET)
+    with Project.open(root) as project:
+        assert project.store.current_round().id == 0
+        samples = project.store.sample_count()
+        assert samples > 0
+    again = build_demo_project(tmp_path / "cache", scale=0.1, config=FAST_PRESET)
+    assert again == root
+    with Project.open(root) as project:
+        assert [r.id for r in project.store.rounds()] == [0]      # no second round
+        assert project.store.sample_count() == samples             # no second import
+    assert not (tmp_path / "cache" / "data.partial").exists()

@@ -4,6 +4,7 @@ Screenshots of every tab go to tests/artifacts/ (gitignored) for a look at the l
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -69,6 +70,13 @@ def class_row(page, cls: str) -> str:
     return page.locator("#class-table [role=row]", has_text=cls).first.inner_text()
 
 
+def snap(page, name: str) -> None:
+    """Screenshot from the top of the page once the last update has rendered (plots animate)."""
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
 def test_app_loads_with_its_four_tabs(page, review_server):
     root, url = review_server
     open_app(page, url)
@@ -97,7 +105,7 @@ def test_moving_a_slider_changes_the_count(page, review_server):
         f"{value:.3f}")
     assert f"{expected_count(2, value)}" in class_row(page, "anger")
     assert db_rows(root, "SELECT value FROM thresholds WHERE class_id = 2") == [(pytest.approx(value),)]
-    page.screenshot(path=str(ARTIFACTS / "fixture-thresholds.png"))
+    snap(page, "fixture-thresholds.png")
     # Typing a value into the slider's box and leaving it does the same.
     box_input = page.locator("#threshold-2 input[type=number]")
     box_input.fill("0.5")
@@ -132,7 +140,7 @@ def test_keyboard_review_and_undo(page, review_server):
     expect(page.locator("#review-message")).to_contain_text("relabeled as joy")
     page.keyboard.press("u")
     expect(title).to_contain_text("u02")                          # the undone candidate is back
-    page.screenshot(path=str(ARTIFACTS / "fixture-review.png"))
+    snap(page, "fixture-review.png")
 
     log = db_rows(root, "SELECT s.name, d.action, d.label, d.reviewer FROM decisions d "
                         "JOIN samples s ON s.id = d.sample_id ORDER BY d.id")
@@ -176,28 +184,32 @@ def test_train_a_round_and_see_it_in_the_history(page, tmp_path):
         expect(page.locator("#header-info")).to_contain_text("none yet")
         open_tab(page, "Train")
         page.locator("#btn-train").click()
-        expect(page.locator("#train-log")).to_contain_text("training next round (fast")
+        expect(page.locator("#train-log textarea")).to_have_value(re.compile(r"training next round \(fast"))
         history = page.locator("#history")
         expect(history).to_contain_text("done", timeout=180_000)
         expect(page.locator("#header-info")).to_contain_text("current round: 0")
         expect(page.locator("#train-progress")).to_contain_text("100%")
-        page.screenshot(path=str(ARTIFACTS / "train.png"))
+        snap(page, "train.png")
 
         open_tab(page, "Thresholds")
         expect(page.locator("#class-table")).to_contain_text("n=")
         page.locator("#btn-preset").click()
         expect(page.locator("#threshold-note")).to_contain_text("paper preset")
-        page.screenshot(path=str(ARTIFACTS / "thresholds.png"))
+        expect(page.locator("#threshold-0 input[type=number]")).to_have_value("0.99")
+        page.locator("#target-precision input").fill("0.6")
+        page.locator("#btn-suggest").click()
+        expect(page.locator("#threshold-note")).to_contain_text("to reach precision 0.6")
+        snap(page, "thresholds.png")
 
         page.locator("#reviewer input, #reviewer textarea").first.fill("ann")
         open_tab(page, "Review")
         expect(page.locator("#card-title")).to_contain_text("Candidate 1 of")
-        page.screenshot(path=str(ARTIFACTS / "review.png"))
+        snap(page, "review.png")
 
         open_tab(page, "Export")
         page.locator("#btn-export-labels").click()
         expect(page.locator("#export-message")).to_contain_text("rows to")
         expect(page.locator("#export-file")).to_contain_text("labels-")
-        page.screenshot(path=str(ARTIFACTS / "export.png"))
+        snap(page, "export.png")
     finally:
         stop_in_process(demo)

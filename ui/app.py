@@ -19,11 +19,12 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .app_api import AppActions, default_presets  # noqa: E402
 from .project import Project  # noqa: E402
-from .review import HIST_BINS, round_view  # noqa: E402
+from .review import HIST_BINS, round_view, split_histogram  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ENDPOINTS = ("status", "candidate_counts", "set_thresholds", "suggest", "paper_preset", "next_candidate",
@@ -149,12 +150,10 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                     with gr.Column(scale=3):
                         with gr.Row():
                             # Points, not lines: one finished round is one point, and a line needs two.
-                            waf_plot = gr.ScatterPlot(x="round", y="WAF", color="series", title="WAF per round",
-                                                      x_axis_format="d", y_lim=[0, 1], height=250, min_width=260,
-                                                      elem_id="waf-plot")
-                            f1_plot = gr.ScatterPlot(x="round", y="F1", color="class", title="CV F1 per class",
-                                                     x_axis_format="d", y_lim=[0, 1], height=250, min_width=260,
-                                                     elem_id="f1-plot")
+                            waf_chart = gr.ScatterPlot(x="round", y="WAF", color="series", title="WAF per round",
+                                                       y_lim=[0, 1], height=250, min_width=260, elem_id="waf-plot")
+                            f1_chart = gr.ScatterPlot(x="round", y="F1", color="class", title="CV F1 per class",
+                                                      y_lim=[0, 1], height=250, min_width=260, elem_id="f1-plot")
                 history_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=True,
                                           elem_id="history")
                 timer = gr.Timer(POLL_S)
@@ -220,7 +219,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         # Train: start in the background; the timer polls progress and notices new rounds.
         train_btn.click(partial(on_train, actions), [preset, auto_accept], [progress_html, train_log],
                         concurrency_limit=None, **private)
-        train_outputs = [progress_html, train_log, history_df, waf_plot, f1_plot, poll_key, round_marker]
+        train_outputs = [progress_html, train_log, history_df, waf_chart, f1_chart, poll_key, round_marker]
         timer.tick(partial(on_poll, actions), poll_key, train_outputs, show_progress="hidden", **private)
         tab_train.select(partial(on_poll, actions, None), None, train_outputs, **private)
 
@@ -306,16 +305,17 @@ def on_preset(actions: AppActions) -> list:
     return rendered[:-1] + [_thresholds_text(out["thresholds"], "paper preset set: ")]
 
 
-def histogram_frame(actions: AppActions, cls: str, threshold: float) -> pd.DataFrame:
-    """Bins of the current round's pool confidences predicted `cls`, split at the threshold
-    (40 rows per class: the histogram, never the samples)."""
-    empty = pd.DataFrame({"confidence": [], "samples": [], "side": []})
+def histogram_frame(actions: AppActions, cls: str, threshold: float) -> pd.DataFrame | None:
+    """The current round's pool confidences predicted `cls` in 40 bins, each bin split into the
+    part below the threshold and the part at or above it (stacked in the plot): 80 rows per
+    class, never the samples. None before round 0 (an empty frame breaks later updates)."""
     if actions.project.store.current_round() is None:
-        return empty
-    counts, edges = round_view(actions.project).histogram(actions.project.class_id(cls))
+        return None
+    edges, below, above = split_histogram(round_view(actions.project), actions.project.class_id(cls), threshold)
     centers = (edges[:-1] + edges[1:]) / 2
-    return pd.DataFrame({"confidence": centers, "samples": counts.astype(int),
-                         "side": ["at or above" if lo >= threshold else "below" for lo in edges[:-1]]})
+    return pd.DataFrame({"confidence": np.concatenate([centers, centers]),
+                         "samples": np.concatenate([below, above]).astype(int),
+                         "side": ["below"] * len(centers) + ["at or above"] * len(centers)})
 
 
 def _class_frame(result: dict) -> pd.DataFrame:
@@ -435,8 +435,8 @@ def on_poll(actions: AppActions, seen) -> list:
     key = [snap["version"], len(history), history[-1]["status"] if history else None]
     if key == seen:
         return [gr.skip()] * 7
-    return [progress_bar(snap), "\n".join(snap["log"]), history_frame(history), waf_frame(history),
-            f1_frame(history), key, None if current is None else current.id]
+    return [progress_bar(snap), "\n".join(snap["log"]), history_frame(history), waf_plot(history),
+            f1_plot(history), key, None if current is None else current.id]
 
 
 def progress_bar(snap: dict) -> str:
@@ -462,16 +462,26 @@ def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def waf_frame(rounds: Sequence[dict]) -> pd.DataFrame:
-    rows = [{"round": r["id"], "WAF": r[key], "series": label} for r in rounds if r["status"] == "done"
+def waf_plot(rounds: Sequence[dict]):
+    """CV and test WAF of the finished rounds."""
+    rows = [{"round": str(r["id"]), "WAF": r[key], "series": label} for r in rounds if r["status"] == "done"
             for key, label in (("cv_waf", "CV"), ("test_waf", "test")) if r[key] is not None]
-    return pd.DataFrame(rows, columns=["round", "WAF", "series"])
+    return _round_plot(rows, rounds)
 
 
-def f1_frame(rounds: Sequence[dict]) -> pd.DataFrame:
-    rows = [{"round": r["id"], "F1": f1, "class": c} for r in rounds if r["status"] == "done" and r["cv_f1"]
+def f1_plot(rounds: Sequence[dict]):
+    """CV F1 per class of the finished rounds."""
+    rows = [{"round": str(r["id"]), "F1": f1, "class": c} for r in rounds if r["status"] == "done" and r["cv_f1"]
             for c, f1 in r["cv_f1"].items()]
-    return pd.DataFrame(rows, columns=["round", "F1", "class"])
+    return _round_plot(rows, rounds)
+
+
+def _round_plot(rows: list[dict], rounds: Sequence[dict]):
+    # Rounds as categories in round order (numbers would get ticks at 0.5); None rather than
+    # an empty frame, which leaves the plot blank for every later update.
+    if not rows:
+        return None
+    return gr.update(value=pd.DataFrame(rows), sort=[str(r["id"]) for r in rounds])
 
 
 def _pct(x) -> str:
@@ -493,7 +503,7 @@ def on_export(actions: AppActions, what: str) -> list:
     # project's exports/ folder need not be opened to the browser.
     download = Path(tempfile.mkdtemp(prefix="mersemi-export-")) / Path(out["file"]).name
     shutil.copyfile(out["file"], download)
-    return [f"Wrote {out['rows']} rows to `{_md(out['path'])}`", str(download)]
+    return [f"Wrote {out['rows']} rows to `{out['file']}`", gr.update(value=str(download), visible=True)]
 
 
 def _md(text) -> str:

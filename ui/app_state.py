@@ -95,9 +95,9 @@ class TrainingRunner:
         with self._lock:
             s = self._state
             s.running, s.result, s.error, s.finished = False, result, error, time.time()
-            s.message = "failed" if error else "done"
+            s.message = "failed" if error else "finished"
             s.fraction = s.fraction if error else 1.0
-            self._log_locked(f"failed: {error}" if error else "done")
+            self._log_locked(f"failed: {error}" if error else "finished")
             s.version += 1
 
     def _log_locked(self, line: str) -> None:

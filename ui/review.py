@@ -88,6 +88,17 @@ def _gold_of(project: Project, ids: np.ndarray) -> np.ndarray:
     return np.array([lookup[i] for i in ids.tolist()], dtype=np.int64)
 
 
+def split_histogram(view: RoundView, cls: int, threshold: float,
+                    bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`view.histogram(cls)` in two parts: (edges, counts below the threshold, counts at or
+    above it). A bin the threshold cuts counts in both, so the plot can show the cut."""
+    conf = view.pool_conf[view.pool_pred == cls]
+    span = (1.0 / view.n_classes, 1.0)
+    below, edges = np.histogram(conf[conf < threshold], bins=bins, range=span)
+    above, _ = np.histogram(conf[conf >= threshold], bins=bins, range=span)
+    return edges, below, above
+
+
 def class_table(project: Project, thresholds: dict[str, float] | None = None) -> list[dict]:
     """Per class: threshold, undecided candidates at it, expected precision and its support,
     and the decisions in force (accepted / rejected / relabelled into the class)."""
