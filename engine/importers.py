@@ -51,11 +51,15 @@ class _NativeMatrix(_FeatureSource):
     dim: int
 
     def blocks(self, names: list[str]) -> Iterator[tuple[int, np.ndarray, list[str]]]:
-        matrix = _load_npy(self.path, mmap=True, who=_all_samples(names))
         step = _block_rows(self.dim)
         for start in range(0, len(names), step):
             stop = min(start + step, len(names))
-            yield start, np.asarray(matrix[start:stop], dtype=np.float32), names[start:stop]
+            # A fresh map per block, dropped right after: pages of a map held open for the
+            # whole file would stay resident and count against the process (1.2 GB for text).
+            matrix = _load_npy(self.path, mmap=True, who=_all_samples(names))
+            block = np.array(matrix[start:stop], dtype=np.float32)
+            del matrix
+            yield start, block, names[start:stop]
 
 
 @dataclass
