@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -36,17 +37,16 @@ def _block_rows(dim: int) -> int:
 
 # ---------------------------------------------------------------------- feature sources
 
-class _FeatureSource:
+class _FeatureSource(Protocol):
     """Where one modality's rows come from; yields (start, float32 block, sample names)."""
     path: Path
     dim: int
 
-    def blocks(self, names: list[str]) -> Iterator[tuple[int, np.ndarray, list[str]]]:
-        raise NotImplementedError
+    def blocks(self, names: list[str]) -> Iterator[tuple[int, np.ndarray, list[str]]]: ...
 
 
 @dataclass
-class _NativeMatrix(_FeatureSource):
+class _NativeMatrix:
     path: Path
     dim: int
 
@@ -63,7 +63,7 @@ class _NativeMatrix(_FeatureSource):
 
 
 @dataclass
-class _PerSampleFiles(_FeatureSource):
+class _PerSampleFiles:
     """A MERTools feature folder: `<name>.npy` ([D] or [T, D]) or `<name>/` of frame files."""
     path: Path
     dim: int
