@@ -201,6 +201,24 @@ def test_server_killed_mid_review_keeps_every_acknowledged_decision(tmp_path):
     assert db_rows(root, "SELECT count(*) FROM current_decisions") == [(len(acknowledged),)]
 
 
+def test_stopping_the_server_marks_its_training_round_failed(tmp_path):
+    synthetic_project(tmp_path / "proj", tmp_path / "data").close()
+    port = free_port()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    server = subprocess.Popen([MERSEMI, "serve", str(tmp_path / "proj"), "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = wait_until(lambda: _client_or_none(f"http://127.0.0.1:{port}/"), 60, what="the server")
+        assert call(client, "train_round", "default", False, False)["started"]
+        wait_until(lambda: db_rows(tmp_path / "proj", "SELECT status FROM rounds") == [("running",)], 60,
+                   every=0.2, what="the round to start")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    assert db_rows(tmp_path / "proj", "SELECT id, status, error FROM rounds") == [
+        (0, "failed", "interrupted: the server stopped")]
+
+
 def _client_or_none(url: str):
     try:
         return Client(url, verbose=False)

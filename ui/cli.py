@@ -262,6 +262,7 @@ def build_demo_project(cache: Path, scale: str | float = "default", config: str 
     if not (data / "samples.csv").is_file():
         staging = cache / "data.partial"  # renamed when complete: a killed run leaves no half set
         shutil.rmtree(staging, ignore_errors=True)
+        _say(f"writing synthetic data to {data} (first run only)")
         with _progress("synthetic data") as progress:
             make_synthetic(staging, scale=scale, seed=0, progress=progress)
         staging.rename(data)
@@ -269,13 +270,19 @@ def build_demo_project(cache: Path, scale: str | float = "default", config: str 
         Project.init(root).close()
     with Project.open(root) as project:
         if project.store.sample_count() == 0:
+            _say(f"importing it into the demo project {root}")
             with _progress("import") as progress:
                 project.import_native(data, progress=progress)
         if project.store.current_round() is None:
             cfg_path = _config_path(str(config))
+            _say(f"training round 0 with the {cfg_path.stem} preset (first run only; minutes on a CPU)")
             with _progress("train round 0") as progress:
                 run_round(project, load_config(cfg_path), config_name=cfg_path.stem, progress=progress)
     return root
+
+
+def _say(line: str) -> None:
+    print(f"mersemi demo: {line}", file=sys.stderr, flush=True)
 
 
 def _serve(root: Path, host: str, port: int, auth: tuple[str, str] | None) -> None:
@@ -285,9 +292,15 @@ def _serve(root: Path, host: str, port: int, auth: tuple[str, str] | None) -> No
     # SIGTERM stops the server like Ctrl-C, so that a round training in it is marked failed.
     signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())
     try:
-        serve(root, host=host, port=port, auth=auth)
+        demo = serve(root, host=host, port=port, auth=auth)
     except OSError as e:
         raise ProjectError(f"cannot listen on {host}:{port}: {e}") from None
+    if demo.actions.runner.is_running():
+        # Its round is marked failed already; the training thread, inside torch, would abort
+        # the interpreter's teardown, so leave without one.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _raise_interrupt() -> None:
