@@ -22,7 +22,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .app_api import AppActions, default_presets  # noqa: E402
+from .app_api import AppActions  # noqa: E402
 from .project import Project  # noqa: E402
 from .review import HIST_BINS, round_view, split_histogram  # noqa: E402
 
@@ -511,4 +511,4 @@ def _md(text) -> str:
     return re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", str(text))
 
 
-__all__ = ["build_app", "serve", "launch", "default_presets"]
+__all__ = ["build_app", "serve", "launch"]

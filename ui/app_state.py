@@ -31,7 +31,8 @@ class TrainingRunner:
     """Runs `job(progress)` in a daemon thread; refuses a second start while one runs.
 
     A daemon thread so that stopping the server is never held up by training; the round it
-    leaves `running` is marked failed when the project is next opened (its process is gone).
+    leaves `running` is marked failed by `AppActions.shutdown` as the server stops, or else
+    when the project is next opened (its process is gone).
     """
 
     def __init__(self) -> None:
