@@ -5,6 +5,7 @@ share one small interface used by the trainer:
 
     model(xs) -> voted logits [N, C]
     model.losses(xs, y, weights) -> {term: tensor}   (only terms whose weight is > 0)
+    model.n_classes
 
 MR-CCL, per modality m (see METHOD.md):
     Fh_m = E_m(F_m)        Nh_m = E_m(noise_m(F_m))       H_m = Inv(Fh_m)
@@ -14,21 +15,19 @@ MR-CCL, per modality m (see METHOD.md):
 """
 from __future__ import annotations
 
-from itertools import combinations
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import Config
-from .losses import Temperature, nt_xent
+from .losses import IMCLAE, IMCLNE
 from .noise import NoiseScheduler
 
 
 # ---------------------------------------------------------------------- encoders
 
 class MLPEncoder(nn.Module):
-    """Linear-ReLU-Dropout stack to the hidden size (as in MERTools' baseline encoders)."""
+    """`layers` x (Linear, ReLU, Dropout) to the hidden size: the light encoder."""
 
     def __init__(self, d_in: int, hidden: int, layers: int, dropout: float) -> None:
         super().__init__()
@@ -48,7 +47,9 @@ class TransformerVEncoder(nn.Module):
     Over a single token the attention weights are all 1, so self-attention is exactly
     out_proj(v_proj(x)): the query and key projections (2 d^2 parameters, 52 M for 5120-d
     text) never influence the output. This computes the same function without them;
-    `tests/test_models.py` checks it against torch.nn.TransformerEncoderLayer."""
+    `tests/test_models.py` checks it against torch.nn.TransformerEncoderLayer in eval mode.
+    (In training, torch's attention dropout would also drop that single weight of 1, i.e.
+    the whole attention output now and then; we keep only the usual residual dropouts.)"""
 
     def __init__(self, d_in: int, hidden: int, ffn_dim: int, dropout: float) -> None:
         super().__init__()
@@ -100,92 +101,80 @@ def make_classifier(d_in: int, dims: list[int], n_classes: int, dropout: float) 
 class MRCCL(nn.Module):
     def __init__(self, dims: dict[str, int], n_classes: int, cfg: Config) -> None:
         super().__init__()
-        m, h = cfg.model, cfg.model.hidden
+        m, h, lc, nz = cfg.model, cfg.model.hidden, cfg.loss, cfg.noise
         self.names = list(dims)
-        M = len(self.names)
+        self.n_classes = n_classes
         self.encoders = nn.ModuleDict({n: make_encoder(cfg, d) for n, d in dims.items()})
         self.invariant = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h))
         self.heads = nn.ModuleDict({n: make_classifier(h, m.classifier_dims, n_classes, m.dropout)
                                     for n in self.names})
-        self.fusion = make_classifier(h * M, m.classifier_dims, n_classes, m.dropout)
+        self.fusion = make_classifier(h * len(dims), m.classifier_dims, n_classes, m.dropout)
         weights = [m.vote_weights.get(n, m.default_vote_weight) for n in self.names]
         weights.append(m.vote_weights.get("fusion", m.default_vote_weight))
         self.register_buffer("vote_weights", torch.tensor(weights, dtype=torch.float32))
-
-        nz, lc = cfg.noise, cfg.loss
+        # One scheduler per modality (same settings, separate instances: the reference code
+        # used the audio schedule for every modality).
         self.noise = nn.ModuleDict({n: NoiseScheduler(nz.schedule, nz.steps, nz.beta_start, nz.beta_end,
                                                       nz.per_sample) for n in self.names})
-
-        def temp() -> Temperature:
-            return Temperature(lc.temperature_init, lc.temperature_min, lc.temperature_max)
-
-        self.pairs = list(combinations(range(M), 2))
-        self.pair_temps = nn.ModuleList([temp() for _ in self.pairs])
-        # Each modality against the other modalities together; with two modalities that is
-        # the pair again, so only from three on.
-        self.rest_projs = nn.ModuleList([nn.Linear(h, (M - 1) * h) for _ in range(M)] if M >= 3 else [])
-        self.rest_temps = nn.ModuleList([temp() for _ in self.rest_projs])
-        self.noise_temps = nn.ModuleList([temp() for _ in range(M)])
+        temps = (lc.temperature_init, lc.temperature_min, lc.temperature_max)
+        self.imcl_ae = IMCLAE(len(dims), h, *temps)
+        self.imcl_ne = IMCLNE(len(dims), *temps)
 
     def encode(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Fh_m = E_m(F_m) for every modality."""
         return [self.encoders[n](x) for n, x in zip(self.names, xs)]
 
     def head_logits(self, fh: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """Per-modality logits, fusion logits, and their weighted vote."""
         per = [self.heads[n](f) for n, f in zip(self.names, fh)]
         fused = self.fusion(torch.cat(fh, dim=1))
-        voted = sum(w * l for w, l in zip(self.vote_weights, per + [fused]))
+        voted = sum(w * logits for w, logits in zip(self.vote_weights, per + [fused]))
         return per, fused, voted
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         return self.head_logits(self.encode(xs))[2]
 
-    def imcl_ae(self, fh: list[torch.Tensor]) -> torch.Tensor:
-        hs = [self.invariant(f) for f in fh]
-        terms = [nt_xent(hs[a], hs[b], t()) for (a, b), t in zip(self.pairs, self.pair_temps)]
-        for i, (proj, t) in enumerate(zip(self.rest_projs, self.rest_temps)):
-            rest = torch.cat([hs[j] for j in range(len(hs)) if j != i], dim=1)
-            terms.append(nt_xent(proj(hs[i]), rest, t()))
-        return torch.stack(terms).mean()
-
-    def imcl_ne(self, xs: list[torch.Tensor], fh: list[torch.Tensor]) -> torch.Tensor:
-        terms = [nt_xent(f, self.encoders[n](self.noise[n](x)), t())
-                 for n, x, f, t in zip(self.names, xs, fh, self.noise_temps)]
-        return torch.stack(terms).mean()
-
     def losses(self, xs: list[torch.Tensor], y: torch.Tensor | None,
                weights: dict[str, float]) -> dict[str, torch.Tensor]:
+        """Unweighted loss terms whose weight is > 0 (y=None: contrastive terms only):
+        ce = mean CE over the modality heads and the fusion head + CE of the voted logits."""
         fh = self.encode(xs)
         out: dict[str, torch.Tensor] = {}
         if y is not None and weights.get("ce", 0) > 0:
             per, fused, voted = self.head_logits(fh)
-            heads = torch.stack([F.cross_entropy(l, y) for l in per + [fused]]).mean()
+            heads = torch.stack([F.cross_entropy(logits, y) for logits in per + [fused]]).mean()
             out["ce"] = heads + F.cross_entropy(voted, y)
         if weights.get("imcl_ae", 0) > 0 and len(self.names) > 1:  # inter-modal needs two
-            out["imcl_ae"] = self.imcl_ae(fh)
+            out["imcl_ae"] = self.imcl_ae([self.invariant(f) for f in fh])
         if weights.get("imcl_ne", 0) > 0:
-            out["imcl_ne"] = self.imcl_ne(xs, fh)
+            noisy = [self.encoders[n](self.noise[n](x)) for n, x in zip(self.names, xs)]
+            out["imcl_ne"] = self.imcl_ne(fh, noisy)
         return out
 
 
 # ---------------------------------------------------------------------- baseline
 
+class MERToolsMLP(nn.Sequential):
+    """MERTools' MLPEncoder: dropout on the input, then three Linear+ReLU layers."""
+
+    def __init__(self, d_in: int, hidden: int, dropout: float) -> None:
+        super().__init__(nn.Dropout(dropout), nn.Linear(d_in, hidden), nn.ReLU(),
+                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+
+
 class AttentionBaseline(nn.Module):
-    """MERTools' "attention" model: per-modality MLP encoders (3 Linear+ReLU to hidden), an
-    MLP over their concatenation giving one weight per modality (softmax), the hidden
-    vectors combined by those weights, a Linear classifier. Cross-entropy only."""
+    """MERTools' "attention" model: per-modality MLP encoders, an MLP over their
+    concatenation giving one weight per modality (softmax), the hidden vectors combined by
+    those weights, dropout and a Linear classifier. Cross-entropy only."""
 
     def __init__(self, dims: dict[str, int], n_classes: int, cfg: Config) -> None:
         super().__init__()
         h, p = cfg.model.hidden, cfg.model.dropout
         self.names = list(dims)
-        self.encoders = nn.ModuleDict({
-            n: nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
-                             nn.Linear(h, h), nn.ReLU(), nn.Dropout(p))
-            for n, d in dims.items()})
-        M = len(self.names)
-        self.attention = nn.Sequential(nn.Linear(h * M, h), nn.ReLU(), nn.Dropout(p), nn.Linear(h, M))
-        self.classifier = nn.Linear(h, n_classes)
+        self.n_classes = n_classes
+        self.encoders = nn.ModuleDict({n: MERToolsMLP(d, h, p) for n, d in dims.items()})
+        self.attention = nn.Sequential(MERToolsMLP(h * len(dims), h, p), nn.Linear(h, len(dims)))
+        self.classifier = nn.Sequential(nn.Dropout(p), nn.Linear(h, n_classes))
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         hs = [self.encoders[n](x) for n, x in zip(self.names, xs)]
@@ -200,7 +189,8 @@ class AttentionBaseline(nn.Module):
         return {"ce": F.cross_entropy(self(xs), y)}
 
 
-def build_model(dims: dict[str, int], n_classes: int, cfg: Config) -> nn.Module:
+def build_model(dims: dict[str, int], n_classes: int, cfg: Config) -> MRCCL | AttentionBaseline:
+    """The model `cfg.model.kind` names, for modalities `dims` (name -> input dim, in order)."""
     if not dims:
         raise ValueError("a model needs at least one modality")
     if cfg.model.kind == "attention_baseline":

@@ -25,7 +25,8 @@ def beta_schedule(kind: str, steps: int, beta_start: float, beta_end: float) -> 
     if kind == "sigmoid":
         return torch.sigmoid(torch.linspace(-6, 6, steps, dtype=torch.float64)) * (beta_end - beta_start) + beta_start
     if kind == "cosine":
-        # Nichol & Dhariwal (2021): abar(t) = cos^2(((t/K + s) / (1 + s)) * pi/2), s = 0.008
+        # Nichol & Dhariwal (2021): abar(t) = cos^2(((t/K + s) / (1 + s)) * pi/2), s = 0.008.
+        # beta_start/beta_end do not apply; betas are capped at 0.999 as in the paper.
         s = 0.008
         t = torch.arange(steps + 1, dtype=torch.float64) / steps
         abar = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
@@ -34,22 +35,26 @@ def beta_schedule(kind: str, steps: int, beta_start: float, beta_end: float) -> 
 
 
 class NoiseScheduler(nn.Module):
+    """Holds abar_k for one modality and corrupts batches of its features."""
+
     def __init__(self, kind: str, steps: int, beta_start: float, beta_end: float,
                  per_sample: bool = True) -> None:
         super().__init__()
         abar = torch.cumprod(1 - beta_schedule(kind, steps, beta_start, beta_end), dim=0)
-        self.register_buffer("sqrt_abar", abar.sqrt().float(), persistent=False)
-        self.register_buffer("sqrt_one_minus_abar", (1 - abar).sqrt().float(), persistent=False)
+        # Not persistent: it is a function of the config, which the checkpoint carries anyway.
+        self.register_buffer("alphas_cumprod", abar.float(), persistent=False)
         self.per_sample = per_sample
 
     @property
     def steps(self) -> int:
-        return self.sqrt_abar.numel()
+        return self.alphas_cumprod.numel()
+
+    def add_noise(self, x: torch.Tensor, k: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """sqrt(abar_k) x + sqrt(1 - abar_k) eps, with k of shape [N] or [1] (broadcast)."""
+        abar = self.alphas_cumprod[k].to(x.dtype).unsqueeze(1)
+        return abar.sqrt() * x + (1 - abar).sqrt() * eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Noisy copy of a batch x [N, D]."""
-        n = x.shape[0] if self.per_sample else 1
-        k = torch.randint(0, self.steps, (n,), device=x.device)
-        a = self.sqrt_abar[k].to(x.dtype).unsqueeze(1)
-        b = self.sqrt_one_minus_abar[k].to(x.dtype).unsqueeze(1)
-        return a * x + b * torch.randn_like(x)
+        """A noisy copy of a batch x [N, D], k drawn per sample (or once per batch)."""
+        k = torch.randint(0, self.steps, (x.shape[0] if self.per_sample else 1,), device=x.device)
+        return self.add_noise(x, k, torch.randn_like(x))

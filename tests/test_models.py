@@ -45,8 +45,30 @@ def test_mrccl_works_with_any_number_of_modalities(dims, encoder):
     # Pre-training asks for no labels.
     assert set(model.losses(xs, None, {"imcl_ae": 1.0, "imcl_ne": 1.0})) <= {"imcl_ae", "imcl_ne"}
     n_rest = len(dims) if len(dims) >= 3 else 0
-    assert len(model.rest_projs) == n_rest
-    assert len(model.pair_temps) == len(dims) * (len(dims) - 1) // 2
+    assert len(model.imcl_ae.projs) == n_rest
+    assert len(model.imcl_ae.pair_temps) == len(dims) * (len(dims) - 1) // 2
+    # Every parameter gets a gradient (temperatures, projections, encoders, heads); with one
+    # modality there is no inter-modal loss, so the invariant encoder has nothing to learn.
+    unused = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is None}
+    assert unused == (set() if len(dims) > 1 else {"invariant"})
+
+
+def test_each_modality_has_its_own_noise_scheduler():
+    model = MRCCL({"audio": 4, "text": 6, "video": 3}, 2, CFG)
+    schedulers = list(model.noise.values())
+    assert len({id(s) for s in schedulers}) == 3
+    assert [s.steps for s in schedulers] == [CFG.noise.steps] * 3
+
+
+def test_clean_and_noisy_inputs_share_one_encoder():
+    torch.manual_seed(0)
+    model = MRCCL({"audio": 4, "text": 6}, 2, CFG.replace(**{"model.hidden": 8}))
+    xs = [torch.randn(6, 4), torch.randn(6, 6)]
+    model.losses(xs, None, {"imcl_ne": 1.0})["imcl_ne"].backward()
+    # IMCL-NE alone reaches the encoders through both the clean and the noisy pass; no
+    # separate noisy-branch encoder exists.
+    assert all(p.grad is not None for p in model.encoders.parameters())
+    assert sum(1 for _ in model.encoders.children()) == 2
 
 
 def test_voting_uses_weights_by_modality_name():
@@ -70,3 +92,7 @@ def test_attention_baseline_trains_with_cross_entropy_only():
     assert model(xs).shape == (8, 4)
     assert set(model.losses(xs, y, {"ce": 1.0})) == {"ce"}
     assert model.losses(xs, None, {"imcl_ae": 1.0}) == {}
+    # MERTools' encoders: three Linear+ReLU layers to hidden; one attention weight per modality.
+    linears = [m for m in model.encoders["t"] if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(10, 16), (16, 16), (16, 16)]
+    assert model.attention[-1].out_features == 2

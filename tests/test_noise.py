@@ -55,5 +55,26 @@ def test_one_timestep_per_batch_shares_the_scale():
 def test_noise_level_follows_the_schedule():
     sched = NoiseScheduler("scaled_linear", 10, 0.001, 0.1)
     abar = torch.cumprod(1 - beta_schedule("scaled_linear", 10, 0.001, 0.1), 0)
-    torch.testing.assert_close(sched.sqrt_abar, abar.sqrt().float())
-    torch.testing.assert_close(sched.sqrt_one_minus_abar ** 2 + sched.sqrt_abar ** 2, torch.ones(10))
+    torch.testing.assert_close(sched.alphas_cumprod, abar.float())
+    # abar_0 = 1 - beta_0, abar_1 = (1 - beta_0)(1 - beta_1), written out:
+    b0 = 0.001
+    b1 = (math.sqrt(0.001) + (math.sqrt(0.1) - math.sqrt(0.001)) / 9) ** 2
+    assert sched.alphas_cumprod[1].item() == pytest.approx((1 - b0) * (1 - b1), rel=1e-6)
+
+
+def test_add_noise_is_the_forward_process_formula_with_one_k_per_row():
+    sched = NoiseScheduler("linear", 100, 0.001, 0.1)
+    x, eps = torch.randn(3, 5), torch.randn(3, 5)
+    k = torch.tensor([0, 50, 99])
+    abar = sched.alphas_cumprod
+    expected = torch.stack([abar[k[i]].sqrt() * x[i] + (1 - abar[k[i]]).sqrt() * eps[i] for i in range(3)])
+    torch.testing.assert_close(sched.add_noise(x, k, eps), expected)
+
+
+def test_schedules_differ_and_cosine_ignores_the_beta_range():
+    curves = {kind: torch.cumprod(1 - beta_schedule(kind, 100, 0.001, 0.1), 0) for kind in SCHEDULES}
+    for a in SCHEDULES:
+        for b in SCHEDULES:
+            if a < b:
+                assert not torch.allclose(curves[a], curves[b]), (a, b)
+    torch.testing.assert_close(beta_schedule("cosine", 100, 0.001, 0.1), beta_schedule("cosine", 100, 0.01, 0.2))
