@@ -3,7 +3,7 @@ reproducibility, saved ensembles, bad input."""
 from __future__ import annotations
 
 import io
-import warnings
+import json
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ import torch
 
 from engine.config import load_config
 from engine.errors import InputError
-from engine.train import TrainSet, _epoch_order, predict, train_round
+from engine.train import TrainSet, epoch_order, make_folds, predict, train_round
 
 CFG = load_config().replace(**{
     "model.hidden": 32, "model.classifier_dims": [32, 16], "pretrain.epochs": 1,
@@ -50,44 +50,90 @@ def test_learns_separable_data_and_scores_the_pool():
     np.testing.assert_allclose(r.score_probs.sum(1), 1, atol=1e-5)
     assert (r.score_probs.argmax(1) == all_y[n_gold:]).mean() > 0.9
     assert steps == sorted(steps) and steps[-1] == 1.0  # progress is monotone and finishes
+    assert len(steps) >= CFG.finetune.folds * CFG.finetune.epochs  # at least once per epoch
     assert sum(f["n_eval"] for f in r.metrics["folds"]) == n_gold
+    assert set(r.metrics["timings"]) >= {"pretrain_s", "finetune_s", "score_s", "total_s"}
+    assert r.metrics["timings"]["pretrain_s"] > 0
+    json.dumps(r.metrics)  # JSON-serialisable as it is
 
 
-def test_extra_rows_join_training_folds_only():
+def test_evaluation_folds_hold_gold_rows_only_and_extra_rows_train_in_every_fold():
     feats, y, all_y, n_gold, rows = clusters()
     pool = rows[n_gold:]
-    extra = (pool[:50], all_y[pool[:50]].astype(np.int64))
-    r = train_round(trainset(feats, y, n_gold, rows, extra), 3, CFG)
-    for f in r.metrics["folds"]:
-        assert f["n_train"] == n_gold - f["n_eval"] + 50
-    # Out-of-fold predictions exist for exactly the gold rows, each evaluated once.
-    assert r.oof_probs.shape[0] == n_gold and np.all(r.oof_probs.sum(1) > 0.99)
+    # Gold rows deliberately not first, and extra rows interleaved with them.
+    data = TrainSet(features=feats, gold_rows=rows[::2][:100], gold_labels=all_y[::2][:100].astype(np.int64),
+                    extra_rows=rows[1::2][:50], extra_labels=all_y[1::2][:50].astype(np.int64),
+                    pretrain_rows=rows, score_rows=pool)
+    folds = make_folds(data, 3, 3, seed=0)
+    eval_pos = np.concatenate([f.eval_pos for f in folds])
+    assert sorted(eval_pos.tolist()) == list(range(100))     # each gold row evaluated exactly once
+    for f in folds:
+        eval_rows = data.gold_rows[f.eval_pos]
+        assert np.isin(eval_rows, data.gold_rows).all()
+        assert not np.isin(eval_rows, data.extra_rows).any()
+        assert np.isin(data.extra_rows, f.train_rows).all()   # every extra row in every training fold
+        assert not np.isin(eval_rows, f.train_rows).any()     # nothing evaluated is trained on
+
+    r = train_round(data, 3, CFG)
+    for f, fold in zip(r.metrics["folds"], folds):
+        assert f["n_eval"] == len(fold.eval_pos) and f["n_train"] == 100 - f["n_eval"] + 50
+    # Out-of-fold probabilities exist for exactly the gold rows (each filled once).
+    assert r.oof_probs.shape == (100, 3)
+    np.testing.assert_allclose(r.oof_probs.sum(1), 1, atol=1e-5)
 
 
 def test_oversampling_tops_every_class_up_to_the_largest():
     y = np.array([0] * 50 + [1] * 10 + [2] * 3)
-    order = _epoch_order(y, True, 3, np.random.default_rng(0))
-    assert np.bincount(y[order]).tolist() == [50, 50, 50]
-    plain = _epoch_order(y, False, 3, np.random.default_rng(0))
+    order = epoch_order(y, True, 4, np.random.default_rng(0))   # class 3 absent from this fold
+    assert np.bincount(y[order], minlength=4).tolist() == [50, 50, 50, 0]
+    assert set(range(len(y))) <= set(order.tolist())           # every original sample kept
+    assert epoch_order(y, True, 4, np.random.default_rng(0)).tolist() == order.tolist()  # seeded
+    plain = epoch_order(y, False, 4, np.random.default_rng(0))
     assert sorted(plain.tolist()) == list(range(len(y)))
 
 
-def test_same_seed_same_probabilities():
+def test_oversampling_balances_a_real_training_fold():
+    feats, y, _, n_gold, rows = clusters(n_per_class=(60, 30, 9))
+    data = trainset(feats, y, n_gold, rows)
+    fold = make_folds(data, 3, 3, seed=0)[0]
+    order = epoch_order(fold.train_labels, True, 3, np.random.default_rng(1))
+    counts = np.bincount(fold.train_labels[order], minlength=3)
+    assert counts.tolist() == [40, 40, 40]
+
+
+def test_same_seed_same_probabilities_and_the_callers_rng_is_left_alone():
     feats, y, _, n_gold, rows = clusters()
+    torch.manual_seed(123)
     a = train_round(trainset(feats, y, n_gold, rows), 3, CFG)
+    after = torch.rand(1)
+    torch.manual_seed(123)
     b = train_round(trainset(feats, y, n_gold, rows), 3, CFG)
     np.testing.assert_array_equal(a.score_probs, b.score_probs)
     np.testing.assert_array_equal(a.oof_probs, b.oof_probs)
+    assert torch.rand(1).item() == after.item()
+    c = train_round(trainset(feats, y, n_gold, rows), 3, CFG.replace(seed=1))
+    assert not np.array_equal(a.score_probs, c.score_probs)
 
 
-def test_saved_ensemble_predicts_the_same():
+def test_saved_ensemble_predicts_the_same_from_a_read_only_float16_memmap(tmp_path):
     feats, y, _, n_gold, rows = clusters()
-    r = train_round(trainset(feats, y, n_gold, rows), 3, CFG)
+    for m, x in feats.items():
+        np.save(tmp_path / f"{m}.npy", x)
+    mapped = {m: np.load(tmp_path / f"{m}.npy", mmap_mode="r") for m in feats}
+    r = train_round(trainset(mapped, y, n_gold, rows), 3, CFG)
     buf = io.BytesIO()
     torch.save(r.state, buf)
     buf.seek(0)
-    state = torch.load(buf)
-    np.testing.assert_allclose(predict(state, feats, rows[n_gold:]), r.score_probs, atol=1e-6)
+    state = torch.load(buf)   # weights_only: the state holds tensors and plain data only
+    assert len(state["folds"]) == CFG.finetune.folds and state["modalities"] == {"m0": 8, "m1": 12}
+    np.testing.assert_allclose(predict(state, mapped, rows[n_gold:]), r.score_probs, atol=1e-6)
+    # A subset of rows, a different scoring batch size, and plain arrays give the same.
+    some = rows[n_gold:][::7]
+    np.testing.assert_allclose(predict(state, feats, some, CFG.replace(score_batch_size=5)),
+                               r.score_probs[::7], atol=1e-6)
+    assert predict(state, feats, np.zeros(0, np.int64)).shape == (0, 3)
+    with pytest.raises(InputError, match="modality 'm1' missing"):
+        predict(state, {"m0": feats["m0"]}, some)
 
 
 @pytest.mark.parametrize("dims", [(8,), (8, 12, 6, 5)])
@@ -104,6 +150,15 @@ def test_baseline_model_trains():
     assert train_round(trainset(feats, y, n_gold, rows), 3, cfg).metrics["cv_waf"] > 0.8
 
 
+def test_early_stopping_keeps_the_best_epoch():
+    feats, y, _, n_gold, rows = clusters()
+    cfg = CFG.replace(**{"finetune.epochs": 40, "finetune.patience": 2, "pretrain.enabled": False})
+    r = train_round(trainset(feats, y, n_gold, rows), 3, cfg)
+    for f in r.metrics["folds"]:
+        assert f["epochs"] == min(f["best_epoch"] + 2, 40)
+    assert any(f["epochs"] < 40 for f in r.metrics["folds"])
+
+
 def test_tiny_class_warns_and_training_goes_on():
     feats, y, _, n_gold, rows = clusters(n_per_class=(60, 50, 2))
     with pytest.warns(UserWarning, match="class 2 has 2 gold samples"):
@@ -115,8 +170,8 @@ def test_tiny_class_warns_and_training_goes_on():
 def test_class_without_gold_sample_is_an_error_before_training():
     feats, y, _, n_gold, rows = clusters()
     calls = []
-    with pytest.raises(InputError, match="class 3 has no gold-labeled sample"):
-        train_round(trainset(feats, y, n_gold, rows), 4, CFG.replace(**{"finetune.folds": 2}),
+    with pytest.raises(InputError, match="class 3, 4 has no gold-labeled sample"):
+        train_round(trainset(feats, y, n_gold, rows), 5, CFG.replace(**{"finetune.folds": 2}),
                     progress=lambda m, f: calls.append(m))
     assert calls == []
 
@@ -128,12 +183,22 @@ def test_no_pool_trains_and_scores_nothing():
     assert r.score_probs.shape == (0, 3)
 
 
-def test_bad_rows_are_errors():
+def test_bad_inputs_are_clear_errors():
     feats, y, _, n_gold, rows = clusters()
-    data = trainset(feats, y, n_gold, rows)
-    data.score_rows = np.array([0, len(rows) + 5])
-    with pytest.raises(InputError, match="score_rows"):
-        train_round(data, 3, CFG)
-    data = trainset(feats, y, n_gold, rows, (np.array([0]), np.array([1])))
-    with pytest.raises(InputError, match="both gold and extra"):
-        train_round(data, 3, CFG)
+
+    def bad(match, n_classes=3, **changes):
+        data = trainset(feats, y, n_gold, rows)
+        for k, v in changes.items():
+            setattr(data, k, v)
+        with pytest.raises(InputError, match=match):
+            train_round(data, n_classes, CFG)
+
+    bad("score_rows: rows must lie in 0..", score_rows=np.array([0, len(rows) + 5]))
+    bad("pretrain_rows: expected a 1-d array of integer rows", pretrain_rows=np.array([0.5, 1.0]))
+    bad("gold_labels: class ids must lie in 0..2", gold_labels=np.where(y == 2, 7, y).astype(np.int64))
+    bad("gold_labels: expected 130 integer class ids", gold_labels=y[:-1].astype(np.int64))
+    bad("gold_rows: a row appears more than once", gold_rows=np.r_[0, np.arange(n_gold - 1)])
+    bad("different row counts", features={"m0": feats["m0"], "m1": feats["m1"][:-1]})
+    bad(r"features\['m0'\]: expected a \[N, D\] matrix", features={"m0": feats["m0"][:, 0]})
+    bad("need at least 2 classes", n_classes=1)
+    bad("both gold and extra", extra_rows=np.array([0]), extra_labels=np.array([1]))
