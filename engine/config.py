@@ -77,10 +77,15 @@ class PretrainConfig:
     weight_decay: float
     # Cap on samples drawn per epoch (0 = all): keeps pre-training on a 100k pool bounded.
     max_samples_per_epoch: int
+    # Weights of the pre-training loss terms; the paper's loss is IMCL-AE + IMCL-NE (1, 1).
+    imcl_ae: float
+    imcl_ne: float
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "lr")
-        _non_negative(self, "weight_decay", "max_samples_per_epoch")
+        _non_negative(self, "weight_decay", "max_samples_per_epoch", "imcl_ae", "imcl_ne")
+        if self.enabled and self.imcl_ae == 0 and self.imcl_ne == 0:
+            raise ConfigError("pretrain.imcl_ae: pre-training needs imcl_ae or imcl_ne > 0 (or enabled: false)")
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,10 @@ class SelfTrainingConfig:
 class Config:
     seed: int
     device: Literal["auto", "cpu", "cuda"]
+    # Intra-op threads for CPU training steps (0 = torch's default). Small-batch steps are
+    # latency-bound: with passive OpenMP waiting, 2 threads made them ~2x slower than 1.
+    # Scoring (large batches) always uses torch's default.
+    cpu_train_threads: int
     score_batch_size: int
     model: ModelConfig
     noise: NoiseConfig
@@ -152,6 +161,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _positive(self, "score_batch_size")
+        _non_negative(self, "cpu_train_threads")
         if self.model.kind == "attention_baseline":
             # The baseline has no contrastive heads: a config asking for them is a mistake.
             if self.pretrain.enabled:

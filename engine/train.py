@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
+from torch import nn
 
 from .config import Config, from_dict
 from .errors import InputError
@@ -85,12 +86,15 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
     if pretraining and len(data.pretrain_rows) < 2:
         pretraining = False
         notes.append("pre-training skipped: fewer than 2 pretrain_rows")
+    if pretraining and len(data.features) == 1 and cfg.pretrain.imcl_ne == 0:
+        pretraining = False
+        notes.append("pre-training skipped: one modality has no inter-modal loss and pretrain.imcl_ne is 0")
     # Shares of the progress bar, by rough cost.
     f_load, f_pre = 0.02, (0.22 if pretraining else 0.0)
     f_fold = (0.99 - f_load - f_pre) / len(folds)
 
     # Seeded here, and the caller's RNG state is restored afterwards.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
 
@@ -106,8 +110,9 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         # -- contrastive pre-training, once; every fold starts from its result
         t0 = time.time()
         if pretraining:
-            _pretrain(model, bank, data.pretrain_rows, cfg,
-                      lambda msg, f: report(f"pre-training: {msg}", f_load + f_pre * f))
+            with _train_threads(cfg, device):
+                _pretrain(model, bank, data.pretrain_rows, cfg,
+                          lambda msg, f: report(f"pre-training: {msg}", f_load + f_pre * f))
         pretrained = _copy_state(model)
         t_pretrain = time.time() - t0
 
@@ -120,10 +125,11 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
             base = f_load + f_pre + k * f_fold
             t0 = time.time()
             model.load_state_dict(pretrained)
-            best_state, best_waf, best_epoch, eval_probs, epochs_run = _finetune(
-                model, bank, fold, data.gold_rows[fold.eval_pos], data.gold_labels[fold.eval_pos],
-                n_classes, cfg, rng,
-                lambda msg, f, k=k, base=base: report(f"fold {k + 1}/{len(folds)}: {msg}", base + 0.9 * f_fold * f))
+            with _train_threads(cfg, device):
+                best_state, best_waf, best_epoch, eval_probs, epochs_run = _finetune(
+                    model, bank, fold, data.gold_rows[fold.eval_pos], data.gold_labels[fold.eval_pos],
+                    n_classes, cfg, rng, lambda msg, f, k=k, base=base:
+                        report(f"fold {k + 1}/{len(folds)}: {msg}", base + 0.9 * f_fold * f))
             oof[fold.eval_pos] = eval_probs
             fold_states.append({name: v.cpu() for name, v in best_state.items()})
             fold_info.append({"waf": best_waf, "best_epoch": best_epoch, "epochs": epochs_run,
@@ -154,10 +160,11 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
 
 # ---------------------------------------------------------------------- phases
 
-def _pretrain(model, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: ProgressFn) -> None:
-    """IMCL-AE + IMCL-NE on `rows`, no labels; `max_samples_per_epoch` rows drawn per epoch."""
+def _pretrain(model: nn.Module, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: ProgressFn) -> None:
+    """IMCL-AE + IMCL-NE (weighted) on `rows`, no labels; `max_samples_per_epoch` rows drawn
+    per epoch."""
     pc = cfg.pretrain
-    weights = {"imcl_ae": 1.0, "imcl_ne": 1.0}
+    weights = {"imcl_ae": pc.imcl_ae, "imcl_ne": pc.imcl_ne}
     opt = torch.optim.Adam(model.parameters(), lr=pc.lr, weight_decay=pc.weight_decay, fused=True)
     local = torch.as_tensor(bank.local(rows), device=bank.device)
     per_epoch = min(len(local), pc.max_samples_per_epoch or len(local))
@@ -167,7 +174,8 @@ def _pretrain(model, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: P
         total, steps = torch.zeros((), device=bank.device), 0
         for idx in _batches(order, pc.batch_size):
             with bank.autocast():
-                loss = sum(model.losses(bank.batch(idx), None, weights).values())
+                terms = model.losses(bank.batch(idx), None, weights)
+                loss = sum(weights[name] * value for name, value in terms.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -175,7 +183,7 @@ def _pretrain(model, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: P
         report(f"epoch {epoch}/{pc.epochs}, loss {total.item() / max(steps, 1):.3f}", epoch / pc.epochs)
 
 
-def _finetune(model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray, eval_y: np.ndarray,
+def _finetune(model: nn.Module, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray, eval_y: np.ndarray,
               n_classes: int, cfg: Config, rng: np.random.Generator, report: ProgressFn):
     """Train one fold; return (best state, best eval WAF, best epoch, eval probs at best,
     epochs run)."""
@@ -211,7 +219,7 @@ def _finetune(model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray, eval_
 
 
 @torch.inference_mode()
-def _predict(model, bank: FeatureBank, rows: np.ndarray, batch_size: int) -> np.ndarray:
+def _predict(model: nn.Module, bank: FeatureBank, rows: np.ndarray, batch_size: int) -> np.ndarray:
     """Softmax of the voted logits for global `rows`, in large batches."""
     model.eval()
     out = np.zeros((len(rows), model.n_classes), np.float32)
@@ -325,7 +333,21 @@ def _batches(order: torch.Tensor, size: int):
             yield chunk
 
 
-def _copy_state(model) -> dict[str, torch.Tensor]:
+@contextlib.contextmanager
+def _train_threads(cfg: Config, device: torch.device):
+    """Run training steps on `cfg.cpu_train_threads` CPU threads, then restore the setting."""
+    if device.type != "cpu" or cfg.cpu_train_threads == 0:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cfg.cpu_train_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

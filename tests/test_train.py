@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import load_config
+from engine.config import ConfigError, load_config
 from engine.errors import InputError
 from engine.train import TrainSet, epoch_order, make_folds, predict, train_round
 
@@ -139,7 +139,9 @@ def test_saved_ensemble_predicts_the_same_from_a_read_only_float16_memmap(tmp_pa
 @pytest.mark.parametrize("dims", [(8,), (8, 12, 6, 5)])
 def test_one_and_four_modalities(dims):
     feats, y, _, n_gold, rows = clusters(dims=dims)
-    r = train_round(trainset(feats, y, n_gold, rows), 3, CFG)
+    # Every fine-tuning term on, as the paper's preset has IMCL-AE (and IMCL-NE may be).
+    cfg = CFG.replace(**{"loss.imcl_ae": 0.1, "loss.imcl_ne": 0.1})
+    r = train_round(trainset(feats, y, n_gold, rows), 3, cfg)
     assert r.metrics["cv_waf"] > 0.8
 
 
@@ -157,6 +159,15 @@ def test_early_stopping_keeps_the_best_epoch():
     for f in r.metrics["folds"]:
         assert f["epochs"] == min(f["best_epoch"] + 2, 40)
     assert any(f["epochs"] < 40 for f in r.metrics["folds"])
+
+
+def test_pretraining_weights_are_validated_and_one_term_is_enough():
+    with pytest.raises(ConfigError, match="pretrain.imcl_ae"):
+        CFG.replace(**{"pretrain.imcl_ae": 0.0, "pretrain.imcl_ne": 0.0})
+    feats, y, _, n_gold, rows = clusters(dims=(8,))
+    cfg = CFG.replace(**{"pretrain.imcl_ne": 0.0, "finetune.epochs": 2})
+    r = train_round(trainset(feats, y, n_gold, rows), 3, cfg)   # one modality: nothing to pre-train
+    assert r.metrics["timings"]["pretrain_s"] == 0 and any("pre-training skipped" in w for w in r.metrics["warnings"])
 
 
 def test_tiny_class_warns_and_training_goes_on():
