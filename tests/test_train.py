@@ -172,10 +172,13 @@ def test_pretraining_weights_are_validated_and_one_term_is_enough():
 
 def test_tiny_class_warns_and_training_goes_on():
     feats, y, _, n_gold, rows = clusters(n_per_class=(60, 50, 2))
-    with pytest.warns(UserWarning, match="class 2 has 2 gold samples"):
+    with pytest.warns(UserWarning, match="class 2 has 2 gold samples") as caught:
         r = train_round(trainset(feats, y, n_gold, rows), 3, CFG)
+    assert not [w for w in caught if "least populated" in str(w.message)]  # sklearn's is ours now
     assert any("class 2" in w for w in r.metrics["warnings"])
     assert r.oof_probs.shape == (n_gold, 3)
+    # The class was evaluated in 2 of the 3 folds, once per sample.
+    assert sum(1 for f in make_folds(trainset(feats, y, n_gold, rows), 3, 3, 0) if (y[f.eval_pos] == 2).any()) == 2
 
 
 def test_class_without_gold_sample_is_an_error_before_training():
@@ -213,3 +216,15 @@ def test_bad_inputs_are_clear_errors():
     bad(r"features\['m0'\]: expected a \[N, D\] matrix", features={"m0": feats["m0"][:, 0]})
     bad("need at least 2 classes", n_classes=1)
     bad("both gold and extra", extra_rows=np.array([0]), extra_labels=np.array([1]))
+
+
+def test_tqdm_adapter_drives_one_bar_to_the_end():
+    from engine.progress import TqdmProgress
+
+    adapter = TqdmProgress("round", disable=False)
+    with adapter as progress:
+        progress("fold 1/5: epoch 1/20", 0.1)
+        progress("fold 1/5: epoch 2/20", 0.05)   # never moves back
+        assert adapter.bar.n == 10
+        progress("done", 1.0)
+        assert adapter.bar.n == 100 and adapter.bar.postfix == "done"
