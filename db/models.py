@@ -115,8 +115,11 @@ class CurrentDecision(Base):
     __tablename__ = "current_decisions"
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), primary_key=True)
     decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"))
-    action: Mapped[str] = mapped_column(String(8), index=True)
+    action: Mapped[str] = mapped_column(String(8))
     label: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
+
+    # Per-class decision counts (every threshold change shows them) read this index alone.
+    __table_args__ = (Index("ix_current_action_label", "action", "label"),)
 
 
 class Threshold(Base):
