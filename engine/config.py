@@ -98,12 +98,16 @@ class FinetuneConfig:
     grad_clip: float         # 0 = off
     patience: int            # epochs without eval-WAF improvement before stopping; 0 = off
     oversample: bool         # resample minority classes up to the largest class in training folds
+    # Cap on samples drawn per epoch (0 = all). Tens of thousands of accepted pseudo-labels,
+    # oversampled, make an epoch 30x longer; a cap keeps evaluation (and early stopping)
+    # regular and a round bounded.
+    max_samples_per_epoch: int
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ConfigError(f"finetune.folds: must be >= 2, got {self.folds}")
         _positive(self, "epochs", "batch_size", "lr")
-        _non_negative(self, "weight_decay", "grad_clip", "patience")
+        _non_negative(self, "weight_decay", "grad_clip", "patience", "max_samples_per_epoch")
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,8 @@ def _finetune(model: nn.Module, bank: FeatureBank, fold: Fold, eval_rows: np.nda
     best_waf, best_state, best_epoch, best_probs, stale = -1.0, None, 0, None, 0
     for epoch in range(1, fc.epochs + 1):
         model.train()
-        order = torch.as_tensor(epoch_order(fold.train_labels, fc.oversample, n_classes, rng), device=bank.device)
+        order = torch.as_tensor(epoch_order(fold.train_labels, fc.oversample, n_classes, rng,
+                                            limit=fc.max_samples_per_epoch), device=bank.device)
         for pos in _batches(order, fc.batch_size):
             with bank.autocast():
                 terms = model.losses(bank.batch(train_local[pos]), train_y[pos], weights)
@@ -313,16 +314,18 @@ def make_folds(data: TrainSet, n_classes: int, k: int, seed: int) -> list[Fold]:
                  eval_pos=ev) for tr, ev in splits]
 
 
-def epoch_order(y: np.ndarray, oversample: bool, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+def epoch_order(y: np.ndarray, oversample: bool, n_classes: int, rng: np.random.Generator,
+                limit: int = 0) -> np.ndarray:
     """Positions into a training fold for one epoch, shuffled. With oversampling every class
-    present is topped up, drawing with replacement, to the largest class's count."""
+    present is topped up, drawing with replacement, to the largest class's count; `limit`
+    (0 = none) keeps the first `limit` of the shuffled positions."""
     idx = np.arange(len(y))
     if oversample and len(y):
         counts = np.bincount(y, minlength=n_classes)
         extra = [rng.choice(np.flatnonzero(y == c), counts.max() - counts[c])
                  for c in range(n_classes) if 0 < counts[c] < counts.max()]
         idx = np.concatenate([idx, *extra])
-    return rng.permutation(idx)
+    return rng.permutation(idx)[:limit or None]
 
 
 def _batches(order: torch.Tensor, size: int):

@@ -92,6 +92,13 @@ def test_oversampling_tops_every_class_up_to_the_largest():
     assert sorted(plain.tolist()) == list(range(len(y)))
 
 
+def test_an_epoch_can_be_capped():
+    y = np.array([0] * 50 + [1] * 10 + [2] * 3)
+    capped = epoch_order(y, True, 3, np.random.default_rng(0), limit=40)
+    assert len(capped) == 40 and len(set(capped.tolist())) > 20   # a shuffled draw, not a prefix
+    assert len(epoch_order(y, True, 3, np.random.default_rng(0), limit=0)) == 150
+
+
 def test_oversampling_balances_a_real_training_fold():
     feats, y, _, n_gold, rows = clusters(n_per_class=(60, 30, 9))
     data = trainset(feats, y, n_gold, rows)
