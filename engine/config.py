@@ -27,10 +27,12 @@ class ConfigError(ValueError):
 class ModelConfig:
     kind: Literal["mrccl", "attention_baseline"]
     # "transformer_v": the paper's one-layer Transformer encoder computed without the query
-    # and key projections (identical function over a length-1 sequence); "mlp": Linear-ReLU-Dropout.
+    # and key projections (identical function over a length-1 sequence); "mlp": a projection
+    # to `hidden` followed by `mlp_blocks` residual feed-forward blocks of width `mlp_ffn_dim`.
     encoder: Literal["mlp", "transformer_v"]
     hidden: int
-    mlp_layers: int          # Linear layers in the MLP encoder
+    mlp_blocks: int          # residual feed-forward blocks in the MLP encoder (0 allowed)
+    mlp_ffn_dim: int         # their inner width
     ffn_dim: int             # feed-forward width of the transformer_v encoder
     dropout: float
     classifier_dims: list[int]
@@ -40,7 +42,8 @@ class ModelConfig:
     default_vote_weight: float
 
     def __post_init__(self) -> None:
-        _positive(self, "hidden", "mlp_layers", "ffn_dim")
+        _positive(self, "hidden", "mlp_ffn_dim", "ffn_dim")
+        _non_negative(self, "mlp_blocks")
         _in_range(self, "dropout", 0.0, 1.0, closed_high=False)
         if not self.classifier_dims or any(d <= 0 for d in self.classifier_dims):
             raise ConfigError("model.classifier_dims: must be a non-empty list of positive ints")

@@ -33,7 +33,7 @@ def test_transformer_v_equals_torch_encoder_layer_on_one_token(d_in, nhead):
 @pytest.mark.parametrize("encoder", ["mlp", "transformer_v"])
 def test_mrccl_works_with_any_number_of_modalities(dims, encoder):
     torch.manual_seed(0)
-    cfg = CFG.replace(**{"model.encoder": encoder, "model.hidden": 16, "model.ffn_dim": 8})
+    cfg = CFG.replace(**{"model.encoder": encoder, "model.hidden": 16, "model.ffn_dim": 8, "model.mlp_ffn_dim": 8})
     model = MRCCL(dims, 3, cfg)
     xs = [torch.randn(8, d) for d in dims.values()]
     y = torch.randint(0, 3, (8,))
@@ -96,3 +96,16 @@ def test_attention_baseline_trains_with_cross_entropy_only():
     linears = [m for m in model.encoders["t"] if isinstance(m, nn.Linear)]
     assert [(l.in_features, l.out_features) for l in linears] == [(10, 16), (16, 16), (16, 16)]
     assert model.attention[-1].out_features == 2
+
+
+def test_mlp_encoder_blocks_are_configurable_and_validated():
+    from engine.config import ConfigError
+    from engine.models import MLPEncoder
+    x = torch.randn(5, 12)
+    for blocks in (0, 1, 3):
+        enc = MLPEncoder(12, 8, blocks, 16, 0.1)
+        assert enc(x).shape == (5, 8) and len(enc.blocks) == blocks
+    with pytest.raises(ConfigError, match="model.mlp_blocks: must be >= 0"):
+        CFG.replace(**{"model.mlp_blocks": -1})
+    with pytest.raises(ConfigError, match="model.mlp_ffn_dim: must be > 0"):
+        CFG.replace(**{"model.mlp_ffn_dim": 0})
