@@ -10,15 +10,16 @@ the same round as ours: same data, folds, losses, epochs, early stopping and ove
 Three rows, all on the same synthetic data and in the same run:
   reference              paper-style code, paper encoder (full attention)
   ours, transformer_v    our trainer, the same encoder function without Q/K
-  ours, default          our trainer with configs/default.yaml (MLP encoders)
+  ours, default          our trainer with configs/default.yaml (residual MLP encoders)
 Prints CV WAF, test WAF, wall time and the time ratio reference / ours.
 
-    python bench/bench_reference.py [--scale default] [--seed 0] [--out bench/results/speed.md]
+    python bench/bench_reference.py [--scale default] [--seeds 0 1 2] [--data DIR] [--out bench/results/speed.md]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -179,45 +180,69 @@ def evaluate(name: str, run, data: TrainSet, truth: np.ndarray, n_test: int) -> 
     return row
 
 
+ROWS = ["reference (paper-style code, full-attention Transformer encoders, DataLoader batch 32)",
+        "ours, transformer_v encoder (same function without Q/K)",
+        "ours, configs/default.yaml (residual MLP encoders)"]
+SHORT = ["reference", "ours transformer_v", "ours default"]
+
+
+def run_seed(folder: Path, seed: int, scale) -> list[dict]:
+    if not (folder / "samples.csv").exists():
+        make_synthetic(folder, scale=scale, seed=seed)
+    feats, ids, truth = load_synthetic(folder)
+    data = TrainSet(features=feats, gold_rows=ids["labeled"], gold_labels=truth[ids["labeled"]],
+                    extra_rows=np.zeros(0, np.int64), extra_labels=np.zeros(0, np.int64),
+                    pretrain_rows=np.concatenate([ids["labeled"], ids["unlabeled"]]),
+                    score_rows=np.concatenate([ids["unlabeled"], ids["test"]]))
+    n_test, C = len(ids["test"]), len(CLASSES)
+    default = load_config()
+    # The reference runs the default recipe with the paper's encoder and its own
+    # threading (torch's default), as the paper's code would.
+    ref_cfg = default.replace(**{"model.encoder": "transformer_v", "cpu_train_threads": 0})
+    return [
+        evaluate(ROWS[0], lambda: reference_round(data, C, ref_cfg), data, truth, n_test),
+        evaluate(ROWS[1], lambda: train_round(data, C, default.replace(**{"model.encoder": "transformer_v"})),
+                 data, truth, n_test),
+        evaluate(ROWS[2], lambda: train_round(data, C, default), data, truth, n_test),
+    ]
+
+
+def mean_sd(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    m = scale * statistics.mean(values)
+    if len(values) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", default="default")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--data", type=Path, help="a synthetic folder (generated when missing)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--data", type=Path, help="folder holding one synthetic set per seed (seed<N>/, generated when missing)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "speed.md")
     args = ap.parse_args()
     scale = args.scale if args.scale in ("default", "mer2024") else float(args.scale)
+    per_seed: list[list[dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.data or Path(tmp) / "data"
-        if not (folder / "samples.csv").exists():
-            make_synthetic(folder, scale=scale, seed=args.seed)
-        feats, ids, truth = load_synthetic(folder)
-        data = TrainSet(features=feats, gold_rows=ids["labeled"], gold_labels=truth[ids["labeled"]],
-                        extra_rows=np.zeros(0, np.int64), extra_labels=np.zeros(0, np.int64),
-                        pretrain_rows=np.concatenate([ids["labeled"], ids["unlabeled"]]),
-                        score_rows=np.concatenate([ids["unlabeled"], ids["test"]]))
-        n_test, C = len(ids["test"]), len(CLASSES)
-        default = load_config()
-        # The reference runs the default recipe with the paper's encoder and its own
-        # threading (torch's default), as the paper's code would.
-        ref_cfg = default.replace(**{"model.encoder": "transformer_v", "cpu_train_threads": 0})
-        rows = [
-            evaluate("reference (paper-style code, full-attention Transformer encoders, DataLoader batch 32)",
-                     lambda: reference_round(data, C, ref_cfg), data, truth, n_test),
-            evaluate("ours, transformer_v encoder (same function without Q/K)",
-                     lambda: train_round(data, C, default.replace(**{"model.encoder": "transformer_v"})),
-                     data, truth, n_test),
-            evaluate("ours, configs/default.yaml (MLP encoders)",
-                     lambda: train_round(data, C, default), data, truth, n_test),
-        ]
-    ref = rows[0]["wall_s"]
-    lines = [f"Synthetic data, scale `{args.scale}`, seed {args.seed}; one full round (pre-training, "
-             f"{default.finetune.folds}-fold fine-tuning, scoring pool + test); {torch.get_num_threads()} CPU threads, "
-             f"device {pick_device(default.device)}.", "",
+        root = args.data or Path(tmp)
+        for seed in args.seeds:
+            per_seed.append(run_seed(root / f"seed{seed}", seed, scale))
+    default = load_config()
+    lines = [f"Synthetic data, scale `{args.scale}`, seeds {', '.join(map(str, args.seeds))}; one full round "
+             f"(pre-training, {default.finetune.folds}-fold fine-tuning, scoring pool + test) per seed; "
+             f"{torch.get_num_threads()} CPU threads, device {pick_device(default.device)}. "
+             "Mean ± sd over seeds; the speed-up is the reference's wall time over the row's, per seed.", "",
              "| trainer | wall s | CPU s | CV WAF | test WAF | speed-up vs reference |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['name']} | {r['wall_s']} | {r['cpu_s']} | {100 * r['cv_waf']:.2f} | "
-                     f"{100 * r['test_waf']:.2f} | {ref / r['wall_s']:.1f}x |")
+    for i, name in enumerate(ROWS):
+        rows = [seed_rows[i] for seed_rows in per_seed]
+        ratios = [seed_rows[0]["wall_s"] / seed_rows[i]["wall_s"] for seed_rows in per_seed]
+        lines.append(f"| {name} | {mean_sd([r['wall_s'] for r in rows], digits=1)} | "
+                     f"{mean_sd([r['cpu_s'] for r in rows], digits=1)} | {mean_sd([r['cv_waf'] for r in rows], 100)} | "
+                     f"{mean_sd([r['test_waf'] for r in rows], 100)} | {mean_sd(ratios, digits=1)}x |")
+    lines += ["", "Per seed (wall s, CV WAF, test WAF):", ""]
+    for seed, seed_rows in zip(args.seeds, per_seed):
+        lines.append(f"- seed {seed}: " + "; ".join(
+            f"{short} {r['wall_s']} s, {100 * r['cv_waf']:.2f}, {100 * r['test_waf']:.2f}" for short, r in zip(SHORT, seed_rows)))
     md = "\n".join(lines) + "\n"
     print(md)
     args.out.parent.mkdir(parents=True, exist_ok=True)
