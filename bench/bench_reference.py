@@ -238,7 +238,7 @@ def main() -> int:
         ratios = [seed_rows[0]["wall_s"] / seed_rows[i]["wall_s"] for seed_rows in per_seed]
         lines.append(f"| {name} | {mean_sd([r['wall_s'] for r in rows], digits=1)} | "
                      f"{mean_sd([r['cpu_s'] for r in rows], digits=1)} | {mean_sd([r['cv_waf'] for r in rows], 100)} | "
-                     f"{mean_sd([r['test_waf'] for r in rows], 100)} | {mean_sd(ratios, digits=1)}x |")
+                     f"{mean_sd([r['test_waf'] for r in rows], 100)} | {'1.0' if i == 0 else mean_sd(ratios, digits=1)}x |")
     lines += ["", "Per seed (wall s, CV WAF, test WAF):", ""]
     for seed, seed_rows in zip(args.seeds, per_seed):
         lines.append(f"- seed {seed}: " + "; ".join(
