@@ -30,6 +30,30 @@ _MODALITY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
+def _remove_dead_staging(folder: Path) -> None:
+    """Delete staging folders of imports whose process is gone (SIGKILL, power loss).
+
+    Only called after a successful commit, so a failed import never touches the folder."""
+    for path in folder.glob(f"{_STAGING_PREFIX}*"):
+        pid = path.name[len(_STAGING_PREFIX):].split("-", 1)[0]
+        if not (pid.isdigit() and _process_alive(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, owned by someone else
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
 def check_modality_name(name: str, where: str = "modality") -> None:
     if not isinstance(name, str) or not _MODALITY_NAME.match(name) or name.endswith(".npy"):
         raise InputError(f"{where}: modality name {name!r}: use letters, digits, '_', '-' or '.', "
@@ -122,7 +146,8 @@ class FeatureWriter:
         self._created_folder = not self.folder.exists()
         self._check_no_features_yet()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._staging = self.folder / f"{_STAGING_PREFIX}{uuid.uuid4().hex}"
+        # The pid in the name lets a later import recognise the leftovers of a killed one.
+        self._staging = self.folder / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
         self._staging.mkdir()
         self._moved: list[Path] = []
         self._done = False
@@ -193,6 +218,7 @@ class FeatureWriter:
             self.abort()
             raise
         self._done = True
+        _remove_dead_staging(self.folder)
 
     def abort(self) -> None:
         """Remove everything this writer created; `folder` is left as it was before."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -142,3 +143,25 @@ def test_store_detects_a_matrix_changed_after_import(tmp_path):
         FeatureStore(tmp_path / "f").matrix("audio")
     manifest = json.loads((tmp_path / "f" / MANIFEST).read_text())
     assert manifest["modalities"][0] == {"name": "audio", "dim": 8}
+
+
+def test_a_later_import_removes_the_staging_left_by_a_killed_one(tmp_path):
+    import subprocess
+    folder = tmp_path / "features"
+    folder.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()                                   # a finished process: its pid is free
+    leftover = folder / f".staging-{dead.pid}-0123abcd"
+    leftover.mkdir()
+    (leftover / "audio.npy").write_bytes(b"half a matrix")
+    live = folder / f".staging-{os.getppid()}-4567ef01"   # another import still running
+    live.mkdir()
+
+    with pytest.raises(RuntimeError):             # a failed import touches nothing
+        with FeatureWriter(folder, 50, {"audio": 8}) as w:
+            w.commit()                            # no rows written
+    assert leftover.exists() and live.exists()
+
+    write_all(folder, sample_matrices(), "float32")
+    assert not leftover.exists() and live.exists()
+    assert listing(folder) == sorted(["audio.npy", "text.npy", MANIFEST, live.name])
