@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_train import write_markdown
 from engine.config import CONFIG_DIR, load_config
 from engine.synthetic import make_synthetic
 from ui.project import Project
@@ -97,9 +98,7 @@ def main() -> int:
                       f"{100 * r['test_waf']:.2f}, pseudo {r['pseudo']}, {r['wall_s']:.0f} s",
                       file=sys.stderr, flush=True)
     md = table(results, args.seeds, str(args.scale))
-    print(md)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md)
+    write_markdown(md, args.out)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     return 0
 

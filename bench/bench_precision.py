@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_train import write_markdown
 from engine.config import load_config
 from engine.synthetic import make_synthetic
 from ui.project import Project
@@ -71,9 +72,7 @@ def main() -> int:
         f"Suggested for a target of {args.target} (classes that cannot reach it keep the paper's "
         f"threshold: {', '.join(unreachable) or 'none'}):", "", *head, *sugg,
         f"\nAll candidates: {st:,}, {100 * sr / max(st, 1):.1f} % correct.", ""])
-    print(md)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md)
+    write_markdown(md, args.out)
     return 0
 
 

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_train import load_synthetic  # noqa: E402
+from bench_train import load_synthetic, synthetic_trainset, write_markdown  # noqa: E402
 
 from engine.config import Config, load_config  # noqa: E402
 from engine.metrics import classification_metrics, waf  # noqa: E402
@@ -190,10 +190,7 @@ def run_seed(folder: Path, seed: int, scale) -> list[dict]:
     if not (folder / "samples.csv").exists():
         make_synthetic(folder, scale=scale, seed=seed)
     feats, ids, truth = load_synthetic(folder)
-    data = TrainSet(features=feats, gold_rows=ids["labeled"], gold_labels=truth[ids["labeled"]],
-                    extra_rows=np.zeros(0, np.int64), extra_labels=np.zeros(0, np.int64),
-                    pretrain_rows=np.concatenate([ids["labeled"], ids["unlabeled"]]),
-                    score_rows=np.concatenate([ids["unlabeled"], ids["test"]]))
+    data = synthetic_trainset(feats, ids, truth)
     n_test, C = len(ids["test"]), len(CLASSES)
     default = load_config()
     # The reference runs the default recipe with the paper's encoder and its own
@@ -244,9 +241,7 @@ def main() -> int:
         lines.append(f"- seed {seed}: " + "; ".join(
             f"{short} {r['wall_s']} s, {100 * r['cv_waf']:.2f}, {100 * r['test_waf']:.2f}" for short, r in zip(SHORT, seed_rows)))
     md = "\n".join(lines) + "\n"
-    print(md)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md)
+    write_markdown(md, args.out)
     return 0
 
 

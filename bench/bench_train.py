@@ -41,11 +41,24 @@ def load_synthetic(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.nd
     return feats, ids, truth
 
 
-def run(feats, ids, truth, cfg, desc: str) -> dict:
-    data = TrainSet(features=feats, gold_rows=ids["labeled"], gold_labels=truth[ids["labeled"]],
+def synthetic_trainset(feats, ids, truth) -> TrainSet:
+    """Round 0 of a synthetic set: gold labels from the labeled split, pre-training on
+    labeled + pool, scoring the pool then the test split."""
+    return TrainSet(features=feats, gold_rows=ids["labeled"], gold_labels=truth[ids["labeled"]],
                     extra_rows=np.zeros(0, np.int64), extra_labels=np.zeros(0, np.int64),
                     pretrain_rows=np.concatenate([ids["labeled"], ids["unlabeled"]]),
                     score_rows=np.concatenate([ids["unlabeled"], ids["test"]]))
+
+
+def write_markdown(md: str, out: Path) -> None:
+    """Print a result table and keep it in `out` (bench/results/ by default)."""
+    print(md)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(md)
+
+
+def run(feats, ids, truth, cfg, desc: str) -> dict:
+    data = synthetic_trainset(feats, ids, truth)
     t0, c0 = time.time(), time.process_time()
     with TqdmProgress(desc) as progress:
         r = train_round(data, len(CLASSES), cfg, progress)
@@ -68,7 +81,8 @@ def main() -> int:
     folder = args.data or Path(tempfile.mkdtemp(prefix=f"syn-{args.scale}-"))
     if not (folder / "samples.csv").exists():
         t0 = time.time()
-        make_synthetic(folder, args.scale)
+        scale = args.scale if args.scale in ("default", "mer2024") else float(args.scale)
+        make_synthetic(folder, scale)
         print(f"generated {folder} in {time.time() - t0:.1f} s", file=sys.stderr)
     feats, ids, truth = load_synthetic(folder)
     cfg = load_config(args.config)
