@@ -1,33 +1,54 @@
-# `make demo` and `make test` each set up .venv themselves on a fresh clone.
+# `make demo` and `make test` each set up what they need on a fresh clone: .venv, and for the
+# tests the system packages Chromium (browser tests) and PostgreSQL (tests marked postgres).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+CONSTRAINTS := .ci/constraints.txt
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test test-fast test-slow bench clean
+.PHONY: install system-deps demo test test-fast test-slow lint constraints clean
 
 # torch is pinned first so that the project's range resolves to the CPU wheel on disk
-# instead of a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+# instead of a multi-GB CUDA build; every other package at the version the suite passed with.
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
 
+# Debian packages the tests drive: Chromium for Playwright (never `playwright install`), and
+# PostgreSQL's initdb/pg_ctl, with which the tests start their own server in a temp folder.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+	    || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing system packages:$$missing"; \
+	    SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 demo: install
 	$(VENV)/bin/mersemi demo
 
-test: install
+test: install system-deps
 	$(PY) -m pytest -q
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
-test-slow: install
+test-slow: install system-deps
 	$(PY) -m pytest -q -m slow
+
+# Pin the versions of the current .venv (run after `make test` passed on an upgrade).
+constraints: install
+	{ sed -n '1,2p' $(CONSTRAINTS); $(PIP) freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+.*/torch==\1/'; } \
+	    > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from bench_train import write_markdown
-from engine.config import CONFIG_DIR, load_config
-from engine.synthetic import make_synthetic
-from ui.project import Project
-from ui.rounds import run_round
+from mersemi.engine.config import load_config, preset_path
+from mersemi.engine.synthetic import make_synthetic
+from mersemi.ui.project import Project
+from mersemi.ui.rounds import run_round
 
 # (row label, config preset, with pseudo-labels)
 ROWS = [
@@ -41,7 +41,7 @@ PAPER = {  # Train&Val WAF, MER-SEMI WAF from the paper's table
 
 
 def run_row(data: Path, work: Path, preset: str, pseudo: bool) -> dict:
-    cfg = load_config(CONFIG_DIR / f"{preset}.yaml")
+    cfg = load_config(preset_path(preset))
     with Project.init(work) as project:
         project.import_native(data)
         t0 = time.time()

@@ -31,9 +31,9 @@ import numpy as np
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from db.store import DecisionIn  # noqa: E402
-from ui.project import Project  # noqa: E402
-from ui.review import _views, round_view  # noqa: E402
+from mersemi.db.store import DecisionIn  # noqa: E402
+from mersemi.ui.project import Project  # noqa: E402
+from mersemi.ui.review import _views, round_view  # noqa: E402
 
 LABELED, TEST, DECIDED = 5030, 1000, 20_000
 TARGET_MS = 100.0
@@ -123,7 +123,7 @@ def main() -> int:
     import httpx
     from gradio_client import Client
 
-    from ui.app import build_app, launch
+    from mersemi.ui.app import build_app, launch
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()

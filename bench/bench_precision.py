@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from bench_train import write_markdown
-from engine.config import load_config
-from engine.synthetic import make_synthetic
-from ui.project import Project
-from ui.review import paper_preset, round_view, suggest_thresholds
-from ui.rounds import run_round
+from mersemi.engine.config import load_config
+from mersemi.engine.synthetic import make_synthetic
+from mersemi.ui.project import Project
+from mersemi.ui.review import paper_preset, round_view, suggest_thresholds
+from mersemi.ui.rounds import run_round
 
 
 def table(project: Project, thresholds: dict[str, float]) -> tuple[list[str], tuple[int, int]]:

@@ -33,11 +33,11 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_train import load_synthetic, synthetic_trainset, write_markdown  # noqa: E402
 
-from engine.config import Config, load_config  # noqa: E402
-from engine.metrics import classification_metrics, waf  # noqa: E402
-from engine.models import MRCCL  # noqa: E402
-from engine.synthetic import CLASSES, make_synthetic  # noqa: E402
-from engine.train import TrainSet, epoch_order, make_folds, pick_device, train_round  # noqa: E402
+from mersemi.engine.config import Config, load_config  # noqa: E402
+from mersemi.engine.metrics import classification_metrics, waf  # noqa: E402
+from mersemi.engine.models import MRCCL  # noqa: E402
+from mersemi.engine.synthetic import CLASSES, make_synthetic  # noqa: E402
+from mersemi.engine.train import TrainSet, epoch_order, make_folds, pick_device, train_round  # noqa: E402
 
 REF_BATCH = 32
 

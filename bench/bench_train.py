@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import CONFIG_DIR, load_config
-from engine.metrics import classification_metrics
-from engine.progress import TqdmProgress
-from engine.synthetic import CLASSES, make_synthetic
-from engine.train import TrainSet, train_round
+from mersemi.engine.config import load_config, preset_path
+from mersemi.engine.metrics import classification_metrics
+from mersemi.engine.progress import TqdmProgress
+from mersemi.engine.synthetic import CLASSES, make_synthetic
+from mersemi.engine.train import TrainSet, train_round
 
 
 def load_synthetic(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
@@ -74,7 +74,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", default="default", help="synthetic scale when the data must be generated")
     p.add_argument("--data", type=Path, help="synthetic data folder (generated if missing or empty)")
-    p.add_argument("--config", type=Path, default=CONFIG_DIR / "default.yaml")
+    p.add_argument("--config", type=Path, default=preset_path("default"))
     p.add_argument("--baseline", action="store_true", help="also time the attention baseline")
     args = p.parse_args()
 
@@ -89,7 +89,7 @@ def main() -> int:
     out = {"data": str(folder), "rows": {k: len(v) for k, v in ids.items()},
            "dims": {m: int(x.shape[1]) for m, x in feats.items()}, "config": str(args.config)}
     if args.baseline:
-        base = load_config(CONFIG_DIR / "ablation_baseline.yaml")
+        base = load_config(preset_path("ablation_baseline"))
         out["baseline"] = run(feats, ids, truth, base, "baseline")
     out["round"] = run(feats, ids, truth, cfg, "MR-CCL round")
     if args.baseline:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from importlib import resources
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,7 +17,23 @@ from typing import Any, Literal
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def presets() -> dict[str, Path]:
+    """The YAML presets shipped with the package (the repository's configs/), by name.
+
+    Read through importlib.resources so that an installed wheel finds them as well as a
+    checkout; they are plain files either way, so `extends:` resolves beside them."""
+    folder = Path(str(resources.files("mersemi.configs")))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def preset_path(name: str) -> Path:
+    """A shipped preset's file; ConfigError naming the presets when there is none."""
+    found = presets()
+    if name not in found:
+        raise ConfigError(f"no preset {name!r} (presets: {', '.join(found)})")
+    return found[name]
 
 
 class ConfigError(ValueError):
@@ -198,7 +215,7 @@ class Config:
 
 def load_config(path: str | Path | None = None) -> Config:
     """Load a YAML preset (default: configs/default.yaml), resolving `extends`."""
-    path = Path(path) if path is not None else CONFIG_DIR / "default.yaml"
+    path = Path(path) if path is not None else preset_path("default")
     return from_dict(_read_yaml(path, seen=()), source=str(path))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ui.project import Project
+from mersemi.ui.project import Project
 
 CLASSES = ["calm", "joy", "anger"]
 N_LABELED, N_POOL, N_TEST = 30, 60, 6
@@ -97,7 +97,7 @@ def free_port() -> int:
 
 def serve_in_process(root: Path, presets: dict[str, Path] | None = None):
     """Launch the app on a free port in this process; returns (blocks, url)."""
-    from ui.app import build_app, launch
+    from mersemi.ui.app import build_app, launch
 
     demo = build_app(root, presets)
     port = free_port()
@@ -125,7 +125,7 @@ def wait_until(predicate, timeout: float, every: float = 0.5, what: str = "condi
 
 def synthetic_project(root: Path, data: Path, scale: float = 0.1) -> Project:
     """A project importing the synthetic generator's data at a small scale (no round yet)."""
-    from engine.synthetic import make_synthetic
+    from mersemi.engine.synthetic import make_synthetic
 
     if not (data / "samples.csv").is_file():
         make_synthetic(data, scale=scale, seed=0)

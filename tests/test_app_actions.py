@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from app_fixtures import CLASSES, N_POOL, expected_count, make_review_project
-from ui.app_api import AppActions
-from ui.app_state import TrainingRunner
-from ui.review import media_file, queue_position, queue_size
+from mersemi.ui.app_api import AppActions
+from mersemi.ui.app_state import TrainingRunner
+from mersemi.ui.review import media_file, queue_position, queue_size
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_next_candidate_walks_the_queue_by_confidence(app):
 
 
 def test_all_class_queue_matches_the_stores_order(app):
-    from ui.review import next_candidates
+    from mersemi.ui.review import next_candidates
 
     project = app.project
     app.set_thresholds({"calm": 0.6, "joy": 0.45, "anger": 0.8})
@@ -181,7 +181,7 @@ def test_accept_all_needs_the_confirmed_count(app):
 
 
 def test_no_round_yet_gives_a_message(tmp_path):
-    from ui.project import Project
+    from mersemi.ui.project import Project
 
     app = AppActions(Project.init(tmp_path / "empty", CLASSES))
     for out in (app.candidate_counts(), app.next_candidate(), app.decide("x", "accept", "", "ann"),
@@ -255,7 +255,7 @@ def test_runner_reports_progress_and_failure():
 
 
 def test_split_histogram_cuts_the_pool_at_the_threshold(app):
-    from ui.review import round_view, split_histogram
+    from mersemi.ui.review import round_view, split_histogram
 
     view = round_view(app.project)
     counts, edges = view.histogram(1)

@@ -163,7 +163,7 @@ def test_files_are_served_from_the_media_folder_only(served):
 
 
 def test_no_round_yet_gives_a_message(tmp_path):
-    from ui.project import Project
+    from mersemi.ui.project import Project
 
     Project.init(tmp_path / "empty", ["a", "b"]).close()
     demo, url = serve_in_process(tmp_path / "empty")
@@ -265,7 +265,7 @@ def _finished(history: dict) -> list | None:
 
 
 def test_auth_is_required_when_set(tmp_path):
-    from ui.app import build_app, launch
+    from mersemi.ui.app import build_app, launch
 
     root = tmp_path / "proj"
     make_review_project(root).close()
@@ -282,8 +282,8 @@ def test_auth_is_required_when_set(tmp_path):
 
 
 def test_demo_project_is_built_once_and_reused(tmp_path):
-    from ui.cli import build_demo_project
-    from ui.project import Project
+    from mersemi.ui.cli import build_demo_project
+    from mersemi.ui.project import Project
 
     root = build_demo_project(tmp_path / "cache", scale=0.1, config=FAST_PRESET)
     with Project.open(root) as project:

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.synthetic import make_synthetic
+from mersemi.engine.synthetic import make_synthetic
 from fixtures import build_mertools
-from ui.cli import main
+from mersemi.ui.cli import main
 
 CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 
@@ -61,7 +61,7 @@ def test_init_import_native_status_round_trip(empty_project, native, capsys):
     assert status["labeled_per_class"] == {c: int((labeled["label"] == c).sum()) for c in CLASSES}
     assert status["rounds"] == [] and status["current_round"] is None
     # Features are stored float16 and read back row by row.
-    from engine.features import FeatureStore
+    from mersemi.engine.features import FeatureStore
     fs = FeatureStore(empty_project / "features")
     for m, dim in status["modalities"].items():
         src = np.load(native / f"{m}.npy")
@@ -76,7 +76,7 @@ def test_import_mertools_round_trip(empty_project, tmp_path, capsys):
     assert status["samples"] == {"labeled": len(data.train), "unlabeled": len(data.pool), "test": 0,
                                  "total": len(data.names)}
     assert status["modalities"] == {"audio": 6, "text": 10, "video": 4}
-    from engine.features import FeatureStore
+    from mersemi.engine.features import FeatureStore
     fs = FeatureStore(empty_project / "features")
     for m in ("audio", "text", "video"):  # [D], [T, D] mean-pooled, per-frame folders averaged
         got = fs.rows(m, np.arange(len(data.names)))
@@ -88,7 +88,7 @@ def test_import_mertools_csv_labels_and_float32(empty_project, tmp_path, capsys)
     data = build_mertools(tmp_path / "mer", label_format="csv", transcripts=False, media=False)
     code, _, err = run(capsys, "import", empty_project, *data.cli_args(), "--dtype", "float32")
     assert code == 0, err
-    from engine.features import FeatureStore
+    from mersemi.engine.features import FeatureStore
     fs = FeatureStore(empty_project / "features")
     assert fs.dtype == "float32"
     np.testing.assert_array_equal(fs.rows("audio", [0])[0], data.expected["audio"][data.names[0]])
@@ -320,7 +320,7 @@ def test_bad_decisions_change_nothing(rows, problem, project, tmp_path, capsys):
 
 
 def _a_labeled_name(project: Path) -> str:
-    from ui.project import Project
+    from mersemi.ui.project import Project
     with Project.open(project) as p:
         ids, _, _ = p.store.split_arrays("labeled")
         return p.store.sample_names([int(ids[0])])[int(ids[0])]

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from engine.errors import InputError
-from engine.features import MANIFEST, FeatureStore, FeatureWriter
+from mersemi.engine.errors import InputError
+from mersemi.engine.features import MANIFEST, FeatureStore, FeatureWriter
 
 
 def listing(folder):

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.errors import InputError
-from engine.features import FeatureStore, FeatureWriter
-from engine.importers import ImportPlan, plan_mertools, plan_native
-from engine.synthetic import make_synthetic
+from mersemi.engine.errors import InputError
+from mersemi.engine.features import FeatureStore, FeatureWriter
+from mersemi.engine.importers import ImportPlan, plan_mertools, plan_native
+from mersemi.engine.synthetic import make_synthetic
 from fixtures import CLASSES, build_mertools, write_wav
 
 

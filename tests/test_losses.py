@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.losses import IMCLAE, IMCLNE, Temperature, nt_xent
+from mersemi.engine.losses import IMCLAE, IMCLNE, Temperature, nt_xent
 
 
 def test_nt_xent_matches_a_hand_computation():

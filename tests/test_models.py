@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from engine.config import load_config
-from engine.models import AttentionBaseline, MRCCL, TransformerVEncoder, build_model
+from mersemi.engine.config import load_config
+from mersemi.engine.models import AttentionBaseline, MRCCL, TransformerVEncoder, build_model
 
 CFG = load_config()
 
@@ -99,8 +99,8 @@ def test_attention_baseline_trains_with_cross_entropy_only():
 
 
 def test_mlp_encoder_blocks_are_configurable_and_validated():
-    from engine.config import ConfigError
-    from engine.models import MLPEncoder
+    from mersemi.engine.config import ConfigError
+    from mersemi.engine.models import MLPEncoder
     x = torch.randn(5, 12)
     for blocks in (0, 1, 3):
         enc = MLPEncoder(12, 8, blocks, 16, 0.1)

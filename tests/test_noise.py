@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from engine.noise import SCHEDULES, NoiseScheduler, beta_schedule
+from mersemi.engine.noise import SCHEDULES, NoiseScheduler, beta_schedule
 
 
 def test_scaled_linear_matches_the_paper_formula():

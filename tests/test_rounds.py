@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import load_config
-from engine.synthetic import make_synthetic
-from ui.project import DecisionRequest, Project, ProjectError
-from ui.rounds import run_round
+from mersemi.engine.config import load_config
+from mersemi.engine.synthetic import make_synthetic
+from mersemi.ui.project import DecisionRequest, Project, ProjectError
+from mersemi.ui.rounds import run_round
 
 FAST = load_config(Path(__file__).parent / "fast.yaml")
 pytestmark = pytest.mark.slow
@@ -82,12 +82,12 @@ def test_without_pseudo_labels_config_trains_on_human_labels_only(project):
 
 def test_a_failing_round_is_marked_failed_and_the_previous_stays_in_force(project, monkeypatch):
     r0 = run_round(project, FAST)
-    import ui.rounds
+    import mersemi.ui.rounds
 
     def boom(*a, **k):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(ui.rounds, "engine_train_round", boom)
+    monkeypatch.setattr(mersemi.ui.rounds, "engine_train_round", boom)
     with pytest.raises(RuntimeError):
         run_round(project, FAST)
     rounds = project.status()["rounds"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from db.connect import SchemaError, sqlite_url
-from db.store import DecisionIn, RoundBusy, Store
+from mersemi.db.connect import SchemaError, sqlite_url
+from mersemi.db.store import DecisionIn, RoundBusy, Store
 
 CLASSES = ["neutral", "happy", "sad"]
 

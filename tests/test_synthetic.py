@@ -11,8 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import StandardScaler
 
-from engine.errors import InputError
-from engine.synthetic import CLASSES, HINTS, MER2024_LABELED, SCALES, class_counts, make_synthetic
+from mersemi.engine.errors import InputError
+from mersemi.engine.synthetic import CLASSES, HINTS, MER2024_LABELED, SCALES, class_counts, make_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import ConfigError, load_config
-from engine.errors import InputError
-from engine.train import TrainSet, epoch_order, make_folds, predict, train_round
+from mersemi.engine.config import ConfigError, load_config
+from mersemi.engine.errors import InputError
+from mersemi.engine.train import TrainSet, epoch_order, make_folds, predict, train_round
 
 CFG = load_config().replace(**{
     "model.hidden": 32, "model.classifier_dims": [32, 16], "pretrain.epochs": 1,
@@ -226,7 +226,7 @@ def test_bad_inputs_are_clear_errors():
 
 
 def test_tqdm_adapter_drives_one_bar_to_the_end():
-    from engine.progress import TqdmProgress
+    from mersemi.engine.progress import TqdmProgress
 
     adapter = TqdmProgress("round", disable=False)
     with adapter as progress:

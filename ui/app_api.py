@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.config import CONFIG_DIR, ConfigError, load_config
+from ..engine.config import ConfigError, load_config, presets
 
 from .app_state import TrainingRunner
 from .exports import export as write_export
@@ -33,7 +33,7 @@ EXPORTS = {  # choice -> (what, format, file suffix)
 
 def default_presets() -> dict[str, Path]:
     """The training presets shipped in configs/, by name."""
-    return {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yaml"))}
+    return presets()
 
 
 def refusals(fn: Callable) -> Callable:

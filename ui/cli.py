@@ -15,8 +15,8 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from engine.config import CONFIG_DIR, ConfigError, load_config  # noqa: E402
-from engine.errors import InputError  # noqa: E402
+from ..engine.config import ConfigError, load_config, presets  # noqa: E402
+from ..engine.errors import InputError  # noqa: E402
 
 from .project import DEFAULT_CLASSES, Project, ProjectError, parse_decisions_csv  # noqa: E402
 
@@ -222,7 +222,7 @@ def cmd_status(args) -> None:
 
 
 def cmd_synth(args) -> None:
-    from engine.synthetic import make_synthetic
+    from ..engine.synthetic import make_synthetic
 
     scale: str | float = args.scale
     if scale not in ("default", "mer2024"):
@@ -254,7 +254,7 @@ def cmd_demo(args) -> None:
 def build_demo_project(cache: Path, scale: str | float = "default", config: str | Path = "default") -> Path:
     """Synthetic data, a project importing it and a finished round 0 under `cache`; each step
     is skipped when an earlier run already did it, so the demo starts at once the second time."""
-    from engine.synthetic import make_synthetic
+    from ..engine.synthetic import make_synthetic
 
     from .rounds import run_round
 
@@ -322,11 +322,10 @@ def _config_path(name: str) -> Path:
     p = Path(name)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
-    preset = CONFIG_DIR / f"{name}.yaml"
-    if not preset.exists():
-        names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
-        raise ConfigError(f"--config: no file {name!r} and no preset of that name ({', '.join(names)})")
-    return preset
+    shipped = presets()
+    if name not in shipped:
+        raise ConfigError(f"--config: no file {name!r} and no preset of that name ({', '.join(shipped)})")
+    return shipped[name]
 
 
 def _modality_map(pairs: list[str]) -> dict[str, str]:
@@ -344,7 +343,7 @@ def _modality_map(pairs: list[str]) -> dict[str, str]:
 
 
 def _progress(desc: str):
-    from engine.progress import TqdmProgress
+    from ..engine.progress import TqdmProgress
 
     return TqdmProgress(desc)
 

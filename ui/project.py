@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from db.connect import SchemaError, sqlite_url
-from db.store import DecisionIn, Store
-from engine.config import load_config
-from engine.errors import InputError
-from engine.features import FeatureStore, FeatureWriter
-from engine.importers import ImportPlan, plan_mertools, plan_native
+from ..db.connect import SchemaError, sqlite_url
+from ..db.store import DecisionIn, Store
+from ..engine.config import load_config
+from ..engine.errors import InputError
+from ..engine.features import FeatureStore, FeatureWriter
+from ..engine.importers import ImportPlan, plan_mertools, plan_native
 
 DEFAULT_CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 ACTIONS = ("accept", "reject", "relabel")

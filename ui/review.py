@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from db.store import Candidate
-from engine.config import load_config
+from ..db.store import Candidate
+from ..engine.config import load_config
 
 from .project import Project, ProjectError
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from db.store import DecisionIn, RoundBusy
-from engine.config import Config
-from engine.errors import InputError
-from engine.metrics import classification_metrics
-from engine.train import TrainSet, train_round as engine_train_round
+from ..db.store import DecisionIn, RoundBusy
+from ..engine.config import Config
+from ..engine.errors import InputError
+from ..engine.metrics import classification_metrics
+from ..engine.train import TrainSet, train_round as engine_train_round
 
 from .project import Project, ProjectError, ProgressFn
 
