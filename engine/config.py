@@ -57,6 +57,9 @@ class ModelConfig:
     # named get `default_vote_weight`.
     vote_weights: dict[str, float]
     default_vote_weight: float
+    # Standardise each input dimension with the mean and std of the labeled + unlabeled rows
+    # (stored in the model, so a saved ensemble scores new rows the same way).
+    standardize: bool
 
     def __post_init__(self) -> None:
         _positive(self, "hidden", "mlp_ffn_dim", "ffn_dim")
@@ -100,10 +103,13 @@ class PretrainConfig:
     # Weights of the pre-training loss terms; the paper's loss is IMCL-AE + IMCL-NE (1, 1).
     imcl_ae: float
     imcl_ne: float
+    # At least this many optimizer steps in all (0 = off): a few hundred pool samples make
+    # epochs of one or two batches, and `epochs` of them train nothing.
+    min_steps: int
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "lr")
-        _non_negative(self, "weight_decay", "max_samples_per_epoch", "imcl_ae", "imcl_ne")
+        _non_negative(self, "weight_decay", "max_samples_per_epoch", "imcl_ae", "imcl_ne", "min_steps")
         if self.enabled and self.imcl_ae == 0 and self.imcl_ne == 0:
             raise ConfigError("pretrain.imcl_ae: pre-training needs imcl_ae or imcl_ne > 0 (or enabled: false)")
 
@@ -122,12 +128,25 @@ class FinetuneConfig:
     # oversampled, make an epoch 30x longer; a cap keeps evaluation (and early stopping)
     # regular and a round bounded.
     max_samples_per_epoch: int
+    # Each fold runs at least this many optimizer steps (0 = off), spread over `epochs`
+    # evaluations: 30 gold samples make one batch per epoch, and 20 such epochs leave the
+    # fold models nearly uniform. Large training sets are unaffected.
+    min_steps: int
+    # The epoch a fold keeps: "loss" = lowest eval cross-entropy (a proper score, informative
+    # on 8 eval samples), "waf" = highest eval WAF (saturates on tiny folds), "last".
+    select: Literal["loss", "waf", "last"]
+    # Temperature scaling fitted on the out-of-fold predictions rescales every stored
+    # probability (engine/calibration.py); false keeps the raw ensemble average.
+    calibrate: bool
+    # How the fold models' probabilities are combined: "geometric" (mean log-probability,
+    # renormalised; one confident fold cannot outvote the others' doubt) or "arithmetic".
+    average: Literal["geometric", "arithmetic"]
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ConfigError(f"finetune.folds: must be >= 2, got {self.folds}")
         _positive(self, "epochs", "batch_size", "lr")
-        _non_negative(self, "weight_decay", "grad_clip", "patience", "max_samples_per_epoch")
+        _non_negative(self, "weight_decay", "grad_clip", "patience", "max_samples_per_epoch", "min_steps")
 
 
 @dataclass(frozen=True)
@@ -224,6 +243,20 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
         return _build(Config, data, prefix="")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+
+
+# Keys added after checkpoints were first written, with the values those checkpoints were
+# trained under: an older round's ensemble still loads and scores exactly as it did.
+_CHECKPOINT_DEFAULTS = {
+    "model": {"standardize": False},
+    "pretrain": {"min_steps": 0},
+    "finetune": {"min_steps": 0, "select": "waf", "calibrate": False, "average": "arithmetic"},
+}
+
+
+def checkpoint_config(data: dict[str, Any]) -> Config:
+    """The config saved with a round's ensemble (older checkpoints lack newer keys)."""
+    return from_dict(_merge(_CHECKPOINT_DEFAULTS, data), source="checkpoint config")
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:

@@ -19,3 +19,11 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
         "f1": [float(v) for v in f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)],
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+
+
+def log_loss(y_true: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean negative log-likelihood of the true classes (natural log)."""
+    if len(y_true) == 0:
+        return 0.0
+    p = np.clip(probs[np.arange(len(y_true)), y_true], eps, 1.0)
+    return float(-np.mean(np.log(p)))

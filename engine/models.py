@@ -115,6 +115,34 @@ def make_classifier(d_in: int, dims: list[int], n_classes: int, dropout: float) 
     return nn.Sequential(*mods)
 
 
+# ---------------------------------------------------------------------- input scaling
+
+class InputNorm(nn.Module):
+    """Per-dimension standardisation of each modality's input, (x - mean) / std, with the
+    statistics the trainer measured on its unlabeled + labeled rows. Buffers, so that a saved
+    ensemble scores new rows exactly as it was trained. Identity until `set_stats`."""
+
+    def __init__(self, dims: dict[str, int]) -> None:
+        super().__init__()
+        self.names = list(dims)
+        for n, d in dims.items():
+            self.register_buffer(f"mean_{n}", torch.zeros(d))
+            self.register_buffer(f"scale_{n}", torch.ones(d))
+
+    @torch.no_grad()
+    def set_stats(self, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        for n, (mean, std) in stats.items():
+            getattr(self, f"mean_{n}").copy_(mean)
+            # Nearly constant dimensions (a pixel that is blank but for a few images, a padded
+            # feature) are not blown up: every std is floored at a tenth of the modality's
+            # typical (median) std.
+            floor = max(float(std.median()) * 0.1, 1e-6)
+            getattr(self, f"scale_{n}").copy_(1.0 / std.clamp_min(floor))
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [(x - getattr(self, f"mean_{n}")) * getattr(self, f"scale_{n}") for n, x in zip(self.names, xs)]
+
+
 # ---------------------------------------------------------------------- MR-CCL
 
 class MRCCL(nn.Module):
@@ -123,6 +151,7 @@ class MRCCL(nn.Module):
         m, h, lc, nz = cfg.model, cfg.model.hidden, cfg.loss, cfg.noise
         self.names = list(dims)
         self.n_classes = n_classes
+        self.input_norm = InputNorm(dims)
         self.encoders = nn.ModuleDict({n: make_encoder(cfg, d) for n, d in dims.items()})
         self.invariant = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h))
         self.heads = nn.ModuleDict({n: make_classifier(h, m.classifier_dims, n_classes, m.dropout)
@@ -151,12 +180,15 @@ class MRCCL(nn.Module):
         return per, fused, voted
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        return self.head_logits(self.encode(xs))[2]
+        return self.head_logits(self.encode(self.input_norm(xs)))[2]
 
     def losses(self, xs: list[torch.Tensor], y: torch.Tensor | None,
                weights: dict[str, float]) -> dict[str, torch.Tensor]:
         """Unweighted loss terms whose weight is > 0 (y=None: contrastive terms only):
-        ce = mean CE over the modality heads and the fusion head + CE of the voted logits."""
+        ce = mean CE over the modality heads and the fusion head + CE of the voted logits.
+        The noise of IMCL-NE corrupts the standardised input, so its scale means the same
+        for every modality."""
+        xs = self.input_norm(xs)
         fh = self.encode(xs)
         out: dict[str, torch.Tensor] = {}
         if y is not None and weights.get("ce", 0) > 0:
@@ -191,12 +223,13 @@ class AttentionBaseline(nn.Module):
         h, p = cfg.model.hidden, cfg.model.dropout
         self.names = list(dims)
         self.n_classes = n_classes
+        self.input_norm = InputNorm(dims)
         self.encoders = nn.ModuleDict({n: MERToolsMLP(d, h, p) for n, d in dims.items()})
         self.attention = nn.Sequential(MERToolsMLP(h * len(dims), h, p), nn.Linear(h, len(dims)))
         self.classifier = nn.Sequential(nn.Dropout(p), nn.Linear(h, n_classes))
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        hs = [self.encoders[n](x) for n, x in zip(self.names, xs)]
+        hs = [self.encoders[n](x) for n, x in zip(self.names, self.input_norm(xs))]
         weights = torch.softmax(self.attention(torch.cat(hs, dim=1)), dim=1)   # [N, M]
         fused = (torch.stack(hs, dim=2) * weights.unsqueeze(1)).sum(dim=2)     # [N, h]
         return self.classifier(fused)

@@ -29,9 +29,10 @@ import torch
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
-from .config import Config, from_dict
+from .calibration import apply_temperature, ensemble_mean, expected_calibration_error, fit_temperature, fold_term
+from .config import Config, checkpoint_config
 from .errors import InputError
-from .metrics import classification_metrics, waf
+from .metrics import classification_metrics, log_loss, waf
 from .models import build_model
 from .progress import ProgressFn
 
@@ -105,6 +106,9 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
                            [data.gold_rows, data.extra_rows, data.pretrain_rows, data.score_rows], device)
         dims = {m: int(x.shape[1]) for m, x in data.features.items()}
         model = build_model(dims, n_classes, cfg).to(device)
+        if cfg.model.standardize:
+            model.input_norm.set_stats(dict(zip(dims, bank.stats(np.concatenate(
+                [data.pretrain_rows, data.gold_rows, data.extra_rows])))))
         t_load = time.time() - t0
 
         # -- contrastive pre-training, once; every fold starts from its result
@@ -139,21 +143,29 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
             t0 = time.time()
             report(f"fold {k + 1}/{len(folds)}: scoring {len(data.score_rows)} rows", base + 0.9 * f_fold)
             model.load_state_dict(best_state)
-            score_sum += _predict(model, bank, data.score_rows, cfg.score_batch_size)
+            fold_probs = _predict(model, bank, data.score_rows, cfg.score_batch_size)
+            score_sum += fold_term(fold_probs, cfg.finetune.average)
             t_score += time.time() - t0
 
     # -- the ensemble's scores and the CV metrics (evaluation folds held gold rows only)
-    score_probs = (score_sum / len(folds)).astype(np.float32)
+    score_probs = ensemble_mean(score_sum, len(folds), cfg.finetune.average)
     cv = classification_metrics(data.gold_labels, oof.argmax(1), n_classes)
+    # -- calibration: one temperature fitted on the honest (out-of-fold) predictions
+    ece_raw = expected_calibration_error(oof, data.gold_labels)
+    temperature = fit_temperature(oof, data.gold_labels) if cfg.finetune.calibrate else 1.0
+    oof, score_probs = apply_temperature(oof, temperature), apply_temperature(score_probs, temperature)
     metrics = {
         "cv_waf": cv["waf"], "cv_accuracy": cv["accuracy"], "cv_f1": cv["f1"], "cv_confusion": cv["confusion"],
+        "temperature": round(temperature, 4), "oof_ece_raw": ece_raw,
+        "oof_ece": expected_calibration_error(oof, data.gold_labels),
         "folds": fold_info, "device": str(device), "warnings": notes,
         "n_train": {"gold": int(len(data.gold_rows)), "extra": int(len(data.extra_rows))},
         "timings": {"load_s": round(t_load, 2), "pretrain_s": round(t_pretrain, 2),
                     "finetune_s": round(t_finetune, 2), "score_s": round(t_score, 2),
                     "total_s": round(time.time() - t_start, 2)},
     }
-    state = {"config": cfg.to_dict(), "modalities": dims, "n_classes": n_classes, "folds": fold_states}
+    state = {"config": cfg.to_dict(), "modalities": dims, "n_classes": n_classes, "folds": fold_states,
+             "temperature": temperature}
     report("done", 1.0)
     return RoundResult(score_probs, oof, metrics, state)
 
@@ -168,9 +180,13 @@ def _pretrain(model: nn.Module, bank: FeatureBank, rows: np.ndarray, cfg: Config
     opt = torch.optim.Adam(model.parameters(), lr=pc.lr, weight_decay=pc.weight_decay, fused=True)
     local = torch.as_tensor(bank.local(rows), device=bank.device)
     per_epoch = min(len(local), pc.max_samples_per_epoch or len(local))
+    # Small pools: draw more than one pass per epoch so that min_steps steps run in all.
+    per_epoch = max(per_epoch, _min_epoch_samples(pc.min_steps, pc.epochs, pc.batch_size))
     model.train()
     for epoch in range(1, pc.epochs + 1):
-        order = local[torch.randperm(len(local), device=bank.device)[:per_epoch]]
+        passes = -(-per_epoch // len(local))
+        perm = torch.cat([torch.randperm(len(local), device=bank.device) for _ in range(passes)])
+        order = local[perm[:per_epoch]]
         total, steps = torch.zeros((), device=bank.device), 0
         for idx in _batches(order, pc.batch_size):
             with bank.autocast():
@@ -192,11 +208,13 @@ def _finetune(model: nn.Module, bank: FeatureBank, fold: Fold, eval_rows: np.nda
     opt = torch.optim.Adam(model.parameters(), lr=fc.lr, weight_decay=fc.weight_decay, fused=True)
     train_local = torch.as_tensor(bank.local(fold.train_rows), device=bank.device)
     train_y = torch.as_tensor(fold.train_labels, device=bank.device)
-    best_waf, best_state, best_epoch, best_probs, stale = -1.0, None, 0, None, 0
+    best_score, best_state, best_epoch, best_probs, stale = -np.inf, None, 0, None, 0
+    min_len = _min_epoch_samples(fc.min_steps, fc.epochs, fc.batch_size)
     for epoch in range(1, fc.epochs + 1):
         model.train()
         order = torch.as_tensor(epoch_order(fold.train_labels, fc.oversample, n_classes, rng,
-                                            limit=fc.max_samples_per_epoch), device=bank.device)
+                                            limit=fc.max_samples_per_epoch, min_len=min_len),
+                                device=bank.device)
         for pos in _batches(order, fc.batch_size):
             with bank.autocast():
                 terms = model.losses(bank.batch(train_local[pos]), train_y[pos], weights)
@@ -208,12 +226,14 @@ def _finetune(model: nn.Module, bank: FeatureBank, fold: Fold, eval_rows: np.nda
             opt.step()
 
         probs = _predict(model, bank, eval_rows, cfg.score_batch_size)
-        score = waf(eval_y, probs.argmax(1))
-        if score > best_waf:
-            best_waf, best_state, best_epoch, best_probs, stale = score, _copy_state(model), epoch, probs, 0
+        eval_waf, eval_loss = waf(eval_y, probs.argmax(1)), log_loss(eval_y, probs)
+        score = {"waf": eval_waf, "loss": -eval_loss, "last": float(epoch)}[fc.select]
+        if score > best_score:
+            best_score, best_state, best_epoch, best_probs, stale = score, _copy_state(model), epoch, probs, 0
+            best_waf = eval_waf
         else:
             stale += 1
-        report(f"epoch {epoch}/{fc.epochs}, eval WAF {score:.4f} (best {best_waf:.4f})", epoch / fc.epochs)
+        report(f"epoch {epoch}/{fc.epochs}, eval WAF {eval_waf:.4f}, loss {eval_loss:.3f}", epoch / fc.epochs)
         if fc.patience and stale >= fc.patience:
             break
     return best_state, best_waf, best_epoch, best_probs, epoch
@@ -239,7 +259,7 @@ def predict(state: dict, features: dict[str, np.ndarray], rows: np.ndarray,
 
     The model is rebuilt from the config saved in `state`; `cfg`, when given, only chooses
     the device and the scoring batch size."""
-    saved = from_dict(state["config"], source="checkpoint config")
+    saved = checkpoint_config(state["config"])
     run = cfg or saved
     dims, n_classes = dict(state["modalities"]), int(state["n_classes"])
     for m, d in dims.items():
@@ -256,9 +276,19 @@ def predict(state: dict, features: dict[str, np.ndarray], rows: np.ndarray,
     model = build_model(dims, n_classes, saved).to(device)
     total = np.zeros((len(rows), n_classes), np.float64)
     for fold_state in state["folds"]:
-        model.load_state_dict(fold_state)
-        total += _predict(model, bank, rows, run.score_batch_size)
-    return (total / len(state["folds"])).astype(np.float32)
+        _load_fold(model, fold_state)
+        total += fold_term(_predict(model, bank, rows, run.score_batch_size), saved.finetune.average)
+    probs = ensemble_mean(total, len(state["folds"]), saved.finetune.average)
+    return apply_temperature(probs, float(state.get("temperature", 1.0)))
+
+
+def _load_fold(model: nn.Module, fold_state: dict) -> None:
+    """Load one fold's weights; a checkpoint from before input standardisation has no
+    input_norm buffers and keeps the identity it was trained with."""
+    missing, unexpected = model.load_state_dict(fold_state, strict=False)
+    bad = [k for k in missing if not k.startswith("input_norm.")] + list(unexpected)
+    if bad:
+        raise InputError(f"checkpoint: weights do not match the saved model ({', '.join(bad[:3])})")
 
 
 # ---------------------------------------------------------------------- data on the device
@@ -284,6 +314,25 @@ class FeatureBank:
                 # A read-only memory-map: the tensor is only ever read.
                 warnings.filterwarnings("ignore", message=".*not writable.*")
                 self.tensors.append(torch.from_numpy(np.ascontiguousarray(block)).to(device))
+
+    @torch.no_grad()
+    def stats(self, rows: np.ndarray, chunk: int = 8192) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per modality, the mean and std of each dimension over global `rows` (float64
+        sums in chunks, so float16 storage and 100k rows stay exact and small)."""
+        local = torch.as_tensor(self.local(np.unique(rows)), device=self.device)
+        out = []
+        for t in self.tensors:
+            s = torch.zeros(t.shape[1], dtype=torch.float64, device=self.device)
+            s2 = torch.zeros_like(s)
+            for start in range(0, len(local), chunk):
+                block = t.index_select(0, local[start:start + chunk]).double()
+                s += block.sum(0)
+                s2 += (block * block).sum(0)
+            n = max(len(local), 1)
+            mean = s / n
+            std = (s2 / n - mean * mean).clamp_min(0).sqrt()
+            out.append((mean.float(), std.float()))
+        return out
 
     def local(self, rows: np.ndarray) -> np.ndarray:
         """Positions of global rows in the bank's tensors."""
@@ -315,17 +364,30 @@ def make_folds(data: TrainSet, n_classes: int, k: int, seed: int) -> list[Fold]:
 
 
 def epoch_order(y: np.ndarray, oversample: bool, n_classes: int, rng: np.random.Generator,
-                limit: int = 0) -> np.ndarray:
+                limit: int = 0, min_len: int = 0) -> np.ndarray:
     """Positions into a training fold for one epoch, shuffled. With oversampling every class
     present is topped up, drawing with replacement, to the largest class's count; `limit`
-    (0 = none) keeps the first `limit` of the shuffled positions."""
-    idx = np.arange(len(y))
-    if oversample and len(y):
-        counts = np.bincount(y, minlength=n_classes)
-        extra = [rng.choice(np.flatnonzero(y == c), counts.max() - counts[c])
-                 for c in range(n_classes) if 0 < counts[c] < counts.max()]
-        idx = np.concatenate([idx, *extra])
-    return rng.permutation(idx)[:limit or None]
+    (0 = none) keeps the first `limit` of the shuffled positions; `min_len` repeats fresh
+    passes until the epoch is at least that long (tiny training sets)."""
+    def one_pass() -> np.ndarray:
+        idx = np.arange(len(y))
+        if oversample and len(y):
+            counts = np.bincount(y, minlength=n_classes)
+            extra = [rng.choice(np.flatnonzero(y == c), counts.max() - counts[c])
+                     for c in range(n_classes) if 0 < counts[c] < counts.max()]
+            idx = np.concatenate([idx, *extra])
+        return rng.permutation(idx)
+
+    passes = [one_pass()]
+    while len(y) and sum(map(len, passes)) < min_len:
+        passes.append(one_pass())
+    order = np.concatenate(passes)
+    return order[:max(limit, min_len) or None] if limit else order
+
+
+def _min_epoch_samples(min_steps: int, epochs: int, batch_size: int) -> int:
+    """Samples per epoch so that `epochs` epochs make at least `min_steps` steps."""
+    return -(-min_steps // epochs) * batch_size if min_steps else 0
 
 
 def _batches(order: torch.Tensor, size: int):
