@@ -1,4 +1,5 @@
-"""The SQLite store: connection set-up, rounds, predictions, candidates, the decision log."""
+"""The store on SQLite and on PostgreSQL: connection set-up, rounds, predictions, candidates,
+the decision log."""
 from __future__ import annotations
 
 import sqlite3
@@ -13,15 +14,27 @@ from mersemi.db.store import DecisionIn, RoundBusy, Store
 CLASSES = ["neutral", "happy", "sad"]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(sqlite_url(tmp_path / "project.db"), create=True)
+def make_store(url: str) -> Store:
+    s = Store(url, create=True)
     s.set_classes(CLASSES, [0.9, 0.8, 0.7])
     s.insert_samples(
         [{"id": i, "name": f"l{i}", "split": "labeled", "gold_label": i % 3, "true_label": None,
           "text": None, "media": None} for i in range(6)]
         + [{"id": 6 + i, "name": f"u{i}", "split": "unlabeled", "gold_label": None, "true_label": i % 3,
             "text": f"text {i}", "media": None} for i in range(10)])
+    return s
+
+
+@pytest.fixture
+def store(db_url):
+    s = make_store(db_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    s = make_store(sqlite_url(tmp_path / "project.db"))
     yield s
     s.close()
 
@@ -44,7 +57,8 @@ def pool_probs() -> np.ndarray:
     return probs
 
 
-def test_connection_uses_wal_foreign_keys_and_busy_timeout(store, tmp_path):
+def test_connection_uses_wal_foreign_keys_and_busy_timeout(sqlite_store):
+    store = sqlite_store
     with store.engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -54,7 +68,7 @@ def test_connection_uses_wal_foreign_keys_and_busy_timeout(store, tmp_path):
                                "true_label": None, "text": None, "media": None}])
 
 
-def test_schema_version_is_checked(tmp_path, store):
+def test_schema_version_is_checked(tmp_path, sqlite_store):
     raw = sqlite3.connect(tmp_path / "project.db")
     raw.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
     raw.commit()
@@ -139,7 +153,7 @@ def test_training_labels_and_decision_counts(store):
                   DecisionIn(8, "reject", 2, rid)], reviewer="ann")
     ids, labels, actions = store.training_labels()
     assert ids.tolist() == [6, 7] and labels.tolist() == [0, 2] and actions == ["accept", "relabel"]
-    assert store.decision_counts() == {"accept": {0: 1}, "reject": {2: 1}, "relabel": {2: 1}}
+    assert store.decision_counts() == {"accept": {0: 1}, "reject": {2: 1}, "relabel": {2: 1}, "label": {}}
 
 
 def test_complete_round_is_atomic(store):
