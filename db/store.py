@@ -20,11 +20,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import URL, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .connect import BUSY_TIMEOUT_S, check_schema, is_busy, is_retryable, make_engine, write_engine
+from . import connect
+from .connect import check_schema, is_busy, is_retryable, make_engine, write_engine
 from .errors import StoreBusy
 from .migrate import create_schema
 from .models import (
@@ -62,9 +63,10 @@ class DecisionIn:
 
 
 class Store:
-    def __init__(self, url: str, create: bool = False, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
-        self.engine = make_engine(url, busy_timeout_s)
-        self.busy_timeout_s = busy_timeout_s
+    def __init__(self, url: str | URL, create: bool = False, busy_timeout_s: float | None = None) -> None:
+        """`busy_timeout_s`: how long a write waits for another writer (connect.BUSY_TIMEOUT_S)."""
+        self.busy_timeout_s = connect.BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+        self.engine = make_engine(url, self.busy_timeout_s)
         try:
             if create:
                 create_schema(self.engine)
