@@ -128,8 +128,7 @@ def schema_version(engine: Engine) -> int | None:
     try:
         conn = engine.connect()
     except DBAPIError as e:
-        raise StoreUnavailable(f"cannot open the database at {masked(engine.url)}: "
-                               f"{_first_line(e.orig)}") from None
+        raise unavailable(engine, e) from None
     with conn:
         if not inspect(conn).has_table("meta"):
             return None
@@ -152,6 +151,12 @@ def check_schema(engine: Engine) -> None:
         raise SchemaOutOfDate(found, SCHEMA_VERSION)
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(found, SCHEMA_VERSION)
+
+
+def unavailable(engine: Engine, e: DBAPIError) -> StoreUnavailable:
+    """The one-line error for a database that cannot be opened (server down, login refused,
+    not a database file)."""
+    return StoreUnavailable(f"cannot open the database at {masked(engine.url)}: {_first_line(e.orig)}")
 
 
 def _first_line(e: BaseException) -> str:

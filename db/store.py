@@ -72,8 +72,10 @@ class Store:
                 create_schema(self.engine)
             else:
                 check_schema(self.engine)
-        except BaseException:
+        except BaseException as e:
             self.engine.dispose()
+            if isinstance(e, DBAPIError) and e.statement is None:  # failed to connect at all
+                raise connect.unavailable(self.engine, e) from None
             raise
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._write_session = sessionmaker(write_engine(self.engine), expire_on_commit=False)

@@ -3,6 +3,7 @@ the decision log."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -177,3 +178,31 @@ def test_predictions_round_trip_probabilities(store):
     np.testing.assert_array_equal(got, probs)
     ids, pred, conf = store.pool_confidences(rid)
     assert sorted(ids.tolist()) == list(range(6, 16))
+
+
+def test_claims_hold_a_card_for_one_reviewer_until_they_expire_or_are_released(store):
+    assert store.claim(6, "ann", seconds=60)
+    assert not store.claim(6, "bob", seconds=60)        # held by Ann
+    assert store.claimed_by_others("bob") == {6} and store.claimed_by_others("ann") == set()
+    assert store.claim(6, "ann", seconds=120)           # Ann again: extends her hold
+    assert store.claim(7, "ann", seconds=0.2) and store.claim(8, "bob", seconds=60)
+    assert store.claimed_by_others("carl") == {6, 7, 8}
+    time.sleep(0.3)                                     # Ann's claim on 7 expired
+    assert store.claimed_by_others("carl") == {6, 8}
+    assert store.claim(7, "bob", seconds=60)            # an expired claim is taken over
+    assert store.release_claims("ann") == 1             # sample 6
+    assert store.claimed_by_others("bob") == set() and store.claimed_by_others("ann") == {7, 8}
+    assert store.release_claims("bob", [8]) == 1
+    assert store.claimed_by_others("ann") == {7}
+
+
+def test_claims_read_by_others_is_an_index_range_scan(sqlite_store):
+    from sqlalchemy import select
+
+    from mersemi.db.models import Claim, utcnow
+
+    q = select(Claim.sample_id).where(Claim.expires_at > utcnow(), Claim.reviewer != "ann")
+    with sqlite_store.engine.connect() as c:
+        sql = str(q.compile(c, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(str(r[-1]) for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+    assert "USING COVERING INDEX ix_claims_expires (expires_at>?)" in plan, plan

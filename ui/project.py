@@ -17,7 +17,7 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..db.connect import make_engine, masked, schema_version, sqlite_url
-from ..db.errors import SchemaOutOfDate, StoreError
+from ..db.errors import SchemaOutOfDate, StoreError, StoreUnavailable
 from ..db.migrate import backup_sqlite, upgrade
 from ..db.models import SCHEMA_VERSION, Round, utcnow
 from ..db.store import DecisionIn, Store, as_utc
@@ -87,8 +87,7 @@ class Project:
         if server is not None:  # the store exists: now DIR, which records where it is
             for sub in ("features", "checkpoints", "exports"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
-            (root / SERVER_URL_FILE).write_text(
-                server.set(password=None).render_as_string(hide_password=False) + "\n")
+            (root / SERVER_URL_FILE).write_text(_without_password(server) + "\n")
         return cls(root, store)
 
     @classmethod
@@ -99,6 +98,10 @@ class Project:
             store = Store(url)
         except SchemaOutOfDate as e:
             raise ProjectError(f"{_where(root, url)}: {e}; run 'mersemi migrate {root}'") from None
+        except StoreUnavailable as e:
+            hint = "" if str(url).startswith("sqlite") else \
+                f" (the password comes from {PASSWORD_ENV} or ~/.pgpass)"
+            raise ProjectError(f"{e}{hint}") from None
         except StoreError as e:
             raise ProjectError(f"{_where(root, url)}: {e}") from None
         return cls(root, store)
@@ -359,6 +362,12 @@ def _server_url(text: str) -> URL:
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     return url
+
+
+def _without_password(url: URL) -> str:
+    # URL.set(password=None) would keep the password: None there means "unchanged".
+    return URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
+                      url.query).render_as_string(hide_password=False)
 
 
 def _where(root: Path, url: str | URL) -> str:
