@@ -156,7 +156,7 @@ def check_schema(engine: Engine) -> None:
 def unavailable(engine: Engine, e: DBAPIError) -> StoreUnavailable:
     """The one-line error for a database that cannot be opened (server down, login refused,
     not a database file)."""
-    return StoreUnavailable(f"cannot open the database at {masked(engine.url)}: {_first_line(e.orig)}")
+    return StoreUnavailable(f"cannot open the database at {masked(engine.url)}: {_first_line(e.orig or e)}")
 
 
 def _first_line(e: BaseException) -> str:

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, insert, inspect, update
+from sqlalchemy import Engine, column, insert, inspect, table, update
 from sqlalchemy.engine import Connection
 
 from .connect import (
@@ -32,7 +32,8 @@ BASELINE = "0001"   # schema version 1, the last one without an alembic_version 
 
 def set_schema_version(op, version: int) -> None:
     """Record the version a migration leads to (called at the end of each upgrade())."""
-    op.execute(update(Meta.__table__).where(Meta.key == "schema_version").values(value=str(version)))
+    meta = table("meta", column("key"), column("value"))
+    op.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(version)))
 
 
 def create_schema(engine: Engine) -> None:

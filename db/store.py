@@ -17,10 +17,11 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from sqlalchemy import URL, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -341,7 +342,8 @@ class Store:
         the decision in force that they replace (another reviewer's, perhaps)."""
         def work(s: Session) -> tuple[str, dict[int, Decision]]:
             before = _current(s, [e.sample_id for e in entries])
-            replaced = {sid: s.get(Decision, c.decision_id) for sid, c in before.items()}
+            replaced = {sid: d for sid, c in before.items()
+                        if (d := s.get(Decision, c.decision_id)) is not None}
             return _append_decisions(s, entries, reviewer), replaced
         return self._write(work)
 
@@ -408,7 +410,7 @@ class Store:
             q = delete(Claim).where(Claim.reviewer == reviewer)
             if sample_ids is not None:
                 q = q.where(Claim.sample_id.in_(list(sample_ids)))
-            return s.execute(q).rowcount
+            return cast(CursorResult, s.execute(q)).rowcount
         return self._write(work)
 
     def claimed_by_others(self, reviewer: str) -> set[int]:

@@ -306,7 +306,7 @@ def round_summary(r, classes: list[str]) -> dict:
         "train_size": comp.get("total"), "composition": comp,
         "pseudo_labels": comp.get("pseudo_per_class"),
         "pseudo_precision": m.get("pseudo_precision"),
-        "thresholds": r.thresholds or None,
+        "thresholds": r.thresholds,
         "error": r.error,
     }
 
