@@ -39,7 +39,7 @@ demo: install
 test: install system-deps
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: install system-deps
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: install system-deps

@@ -2,22 +2,43 @@
 
 Class labels are stored as integer ids into `classes` (position in the project's class
 list), so predictions stay compact and every label column has a foreign key.
+
+The schema changes only through a migration in migrations/versions/ (Alembic); a test checks
+that a database built by the migrations equals one built from these classes.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from typing import Any
+
 from sqlalchemy import (
-    Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+    JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+    String, Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+# The version the migrations in migrations/versions/ lead to (the head revision's number);
+# the meta table records the version a database is at.
+SCHEMA_VERSION = 3
 
+# The allowed values of every status/kind/action/split column, enforced by CHECK constraints.
 SPLITS = ("labeled", "unlabeled", "test")
 ROUND_STATUSES = ("queued", "running", "done", "failed")
 PREDICTION_KINDS = ("pool", "test", "oof")   # oof: out-of-fold predictions of gold samples
-ACTIONS = ("accept", "reject", "relabel", "undo")
+# A decision in force; `label` is a class a human gives to any pool sample.
+DECISION_ACTIONS = ("accept", "reject", "relabel", "label")
+ACTIONS = DECISION_ACTIONS + ("undo",)       # entries of the decision log
+
+
+# None is stored as SQL NULL (not the JSON text 'null'), as the Text columns before it did.
+JSON_VALUE = JSON(none_as_null=True)
+
+
+def one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
+    """CHECK constraint `column IN (values)`; named, so that migrations can find it again."""
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({quoted})", name=name)
 
 
 def utcnow() -> datetime:
@@ -53,6 +74,8 @@ class Sample(Base):
     text: Mapped[str | None] = mapped_column(Text)
     media: Mapped[str | None] = mapped_column(Text)   # relative to meta media_root
 
+    __table_args__ = (one_of("split", SPLITS, "ck_samples_split"),)
+
 
 class Round(Base):
     __tablename__ = "rounds"
@@ -61,16 +84,20 @@ class Round(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    config: Mapped[str] = mapped_column(Text)                  # JSON of the validated config
+    config: Mapped[dict[str, Any]] = mapped_column(JSON_VALUE)   # the validated config
     config_name: Mapped[str] = mapped_column(String(255))
-    thresholds: Mapped[str] = mapped_column(Text)              # JSON {class: threshold} in force
+    thresholds: Mapped[dict[str, float]] = mapped_column(JSON_VALUE)  # {class: threshold} in force
     auto_accept: Mapped[bool] = mapped_column(Boolean, default=False)
-    composition: Mapped[str | None] = mapped_column(Text)      # JSON training-set make-up
-    metrics: Mapped[str | None] = mapped_column(Text)          # JSON
+    composition: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)  # training-set make-up
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)
     checkpoint: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     pid: Mapped[int | None] = mapped_column(Integer)           # process running it, to spot killed rounds
     host: Mapped[str | None] = mapped_column(String(255))
+    # Last sign of life of the training process: a round of another host is dead when stale.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (one_of("status", ROUND_STATUSES, "ck_rounds_status"),)
 
 
 class Prediction(Base):
@@ -88,6 +115,7 @@ class Prediction(Base):
         Index("ix_pred_class_conf", "round_id", "kind", "predicted", "confidence", "sample_id"),
         # The all-classes queue, sorted by confidence.
         Index("ix_pred_conf", "round_id", "kind", "confidence"),
+        one_of("kind", PREDICTION_KINDS, "ck_predictions_kind"),
     )
 
 
@@ -105,6 +133,8 @@ class Decision(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     note: Mapped[str | None] = mapped_column(Text)
 
+    __table_args__ = (one_of("action", ACTIONS, "ck_decisions_action"),)
+
 
 class CurrentDecision(Base):
     """The decision in force per sample, kept in step with the log in the same transaction.
@@ -119,7 +149,8 @@ class CurrentDecision(Base):
     label: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
 
     # Per-class decision counts (every threshold change shows them) read this index alone.
-    __table_args__ = (Index("ix_current_action_label", "action", "label"),)
+    __table_args__ = (Index("ix_current_action_label", "action", "label"),
+                      one_of("action", DECISION_ACTIONS, "ck_current_decisions_action"))
 
 
 class Threshold(Base):
@@ -128,3 +159,15 @@ class Threshold(Base):
     value: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class Claim(Base):
+    """A reviewer's hold on a sample's card, so that reviewers working at once get different
+    cards. A claim past `expires_at` is void; one row per sample."""
+    __tablename__ = "claims"
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    # "claimed by others, not expired" reads this index alone.
+    __table_args__ = (Index("ix_claims_expires", "expires_at", "reviewer", "sample_id"),)

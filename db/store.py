@@ -3,25 +3,37 @@
 `Store` owns the SQLAlchemy engine. Every method opens its own short session, so the app's
 threads and a training round in the background can share one Store. Arrays go in and out as
 NumPy (probability vectors are float32 blobs), which keeps the database free of torch.
+
+Every write runs in `_write`: one transaction that holds the write lock before its first read
+(SQLite: BEGIN IMMEDIATE; PostgreSQL: SERIALIZABLE, run again on a serialization failure), so
+a read that decides a write sees what the write changes. A write that cannot get the lock
+within the busy timeout raises StoreBusy.
 """
 from __future__ import annotations
 
-import json
+import random
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar, cast
 
 import numpy as np
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import URL, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .connect import check_schema, create_schema, make_engine
+from . import connect
+from .connect import check_schema, is_busy, is_retryable, make_engine, write_engine
+from .errors import StoreBusy
+from .migrate import create_schema
 from .models import (
-    ClassLabel, CurrentDecision, Decision, Meta, Prediction, Round, Sample, Threshold, utcnow,
+    Claim, ClassLabel, CurrentDecision, Decision, Meta, Prediction, Round, Sample, Threshold, utcnow,
 )
+
+T = TypeVar("T")
 
 _CHUNK = 900  # stays under SQLite's bound-parameter limit in IN (...) lists
 
@@ -52,36 +64,68 @@ class DecisionIn:
 
 
 class Store:
-    def __init__(self, url: str, create: bool = False) -> None:
-        self.engine = make_engine(url)
-        if create:
-            create_schema(self.engine)
-        else:
-            check_schema(self.engine)
+    def __init__(self, url: str | URL, create: bool = False, busy_timeout_s: float | None = None) -> None:
+        """`busy_timeout_s`: how long a write waits for another writer (connect.BUSY_TIMEOUT_S)."""
+        self.busy_timeout_s = connect.BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+        self.engine = make_engine(url, self.busy_timeout_s)
+        try:
+            if create:
+                create_schema(self.engine)
+            else:
+                check_schema(self.engine)
+        except BaseException as e:
+            self.engine.dispose()
+            if isinstance(e, DBAPIError) and e.statement is None:  # failed to connect at all
+                raise connect.unavailable(self.engine, e) from None
+            raise
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_session = sessionmaker(write_engine(self.engine), expire_on_commit=False)
 
     def session(self) -> Session:
+        """A session for reads (writes go through `_write`)."""
         return self._session()
 
     def close(self) -> None:
         self.engine.dispose()
 
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in one write transaction and return its result (see the module doc).
+        PostgreSQL may abort a SERIALIZABLE transaction that raced another: it runs again, with
+        a short random pause, until the busy timeout has passed."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        pause = 0.005
+        while True:
+            try:
+                with self._write_session() as s, s.begin():
+                    return work(s)
+            except DBAPIError as e:
+                if is_busy(e):
+                    raise StoreBusy() from None
+                if not is_retryable(e):
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreBusy() from None
+                time.sleep(pause * random.uniform(0.5, 1.5))
+                pause = min(pause * 2, 0.2)
+
     # ------------------------------------------------------------------ meta, classes
     def set_meta(self, **values: str) -> None:
-        with self.session() as s, s.begin():
+        def work(s: Session) -> None:
             for k, v in values.items():
                 s.merge(Meta(key=k, value=v))
+        self._write(work)
 
     def meta(self, key: str) -> str | None:
         with self.session() as s:
             return s.scalar(select(Meta.value).where(Meta.key == key))
 
     def set_classes(self, names: Sequence[str], default_thresholds: Sequence[float]) -> None:
-        with self.session() as s, s.begin():
+        def work(s: Session) -> None:
             for i, (n, t) in enumerate(zip(names, default_thresholds)):
                 s.add(ClassLabel(id=i, name=n))
                 s.flush()
                 s.add(Threshold(class_id=i, value=t, updated_by="init"))
+        self._write(work)
 
     def classes(self) -> list[str]:
         with self.session() as s:
@@ -90,8 +134,7 @@ class Store:
     # ------------------------------------------------------------------ samples
     def insert_samples(self, rows: list[dict[str, Any]]) -> None:
         """Bulk insert in one transaction; rows carry id, name, split, labels, text, media."""
-        with self.session() as s, s.begin():
-            s.execute(insert(Sample), rows)
+        self._write(lambda s: s.execute(insert(Sample), rows))
 
     def sample_count(self) -> int:
         with self.session() as s:
@@ -148,33 +191,50 @@ class Store:
             return list(s.scalars(select(Threshold.value).order_by(Threshold.class_id)))
 
     def set_thresholds(self, values: dict[int, float], by: str | None = None) -> None:
-        with self.session() as s, s.begin():
+        def work(s: Session) -> None:
             for cid, v in values.items():
                 s.execute(update(Threshold).where(Threshold.class_id == cid)
                           .values(value=float(v), updated_at=utcnow(), updated_by=by))
+        self._write(work)
 
     # ------------------------------------------------------------------ rounds
     def create_round(self, *, config: dict, config_name: str, thresholds: dict[str, float],
                      auto_accept: bool, pid: int, host: str) -> int:
         """Start a round as `running`; refuses while another round runs."""
-        try:
-            with self.session() as s, s.begin():
-                busy = s.scalar(select(Round.id).where(Round.status.in_(("queued", "running"))))
-                if busy is not None:
-                    raise RoundBusy(busy)
-                last = s.scalar(select(func.max(Round.id)))
-                rid = 0 if last is None else last + 1
-                s.add(Round(id=rid, status="running", started_at=utcnow(), config=json.dumps(config),
-                            config_name=config_name, thresholds=json.dumps(thresholds),
-                            auto_accept=auto_accept, pid=pid, host=host))
-        except IntegrityError:  # another process took this id a moment ago: it is running
-            raise RoundBusy(rid) from None
-        return rid
+        def work(s: Session) -> int:
+            busy = s.scalar(select(Round.id).where(Round.status.in_(("queued", "running"))))
+            if busy is not None:
+                raise RoundBusy(busy)
+            last = s.scalar(select(func.max(Round.id)))
+            rid = 0 if last is None else last + 1
+            now = utcnow()
+            s.add(Round(id=rid, status="running", started_at=now, heartbeat_at=now, config=config,
+                        config_name=config_name, thresholds=thresholds,
+                        auto_accept=auto_accept, pid=pid, host=host))
+            return rid
+        return self._write(work)
 
     def fail_round(self, round_id: int, error: str) -> None:
-        with self.session() as s, s.begin():
-            s.execute(update(Round).where(Round.id == round_id, Round.status != "done")
-                      .values(status="failed", error=error[:2000], finished_at=utcnow()))
+        self._write(lambda s: s.execute(
+            update(Round).where(Round.id == round_id, Round.status != "done")
+            .values(status="failed", error=error[:2000], finished_at=utcnow())))
+
+    def heartbeat(self, round_id: int) -> None:
+        """The training process is alive (see `fail_dead_rounds`)."""
+        self._write(lambda s: s.execute(update(Round).where(Round.id == round_id, Round.status == "running")
+                                        .values(heartbeat_at=utcnow())))
+
+    def fail_dead_rounds(self, is_dead: Callable[[Round], bool], error: Callable[[Round], str]) -> list[Round]:
+        """Mark failed, in one write transaction, the unfinished rounds that `is_dead` judges
+        dead when read under the write lock; return them."""
+        def work(s: Session) -> list[Round]:
+            dead = [r for r in s.scalars(select(Round).where(Round.status.in_(("queued", "running"))))
+                    if is_dead(r)]
+            for r in dead:
+                s.execute(update(Round).where(Round.id == r.id).values(
+                    status="failed", error=error(r)[:2000], finished_at=utcnow()))
+            return dead
+        return self._write(work)
 
     def unfinished_rounds(self) -> list[Round]:
         with self.session() as s:
@@ -198,7 +258,7 @@ class Store:
                        metrics: dict, checkpoint: str | None) -> None:
         """Write a round's results in ONE transaction: predictions (kind, sample ids, probs),
         automatic decisions, metrics, status done. A crash before commit leaves nothing."""
-        with self.session() as s, s.begin():
+        def work(s: Session) -> None:
             status = s.scalar(select(Round.status).where(Round.id == round_id))
             if status != "running":
                 raise RuntimeError(f"round {round_id} is {status}, not running")
@@ -207,8 +267,9 @@ class Store:
             if decisions:
                 _append_decisions(s, decisions, reviewer)
             s.execute(update(Round).where(Round.id == round_id).values(
-                status="done", finished_at=utcnow(), composition=json.dumps(composition),
-                metrics=json.dumps(metrics), checkpoint=checkpoint))
+                status="done", finished_at=utcnow(), composition=composition,
+                metrics=metrics, checkpoint=checkpoint))
+        self._write(work)
 
     # ------------------------------------------------------------------ predictions
     def predictions(self, round_id: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -279,31 +340,16 @@ class Store:
     def decide(self, entries: Sequence[DecisionIn], reviewer: str) -> tuple[str, dict[int, Decision]]:
         """Append decisions (one batch); return the batch id and, per sample that had one,
         the decision in force that they replace (another reviewer's, perhaps)."""
-        with self.session() as s, s.begin():
+        def work(s: Session) -> tuple[str, dict[int, Decision]]:
             before = _current(s, [e.sample_id for e in entries])
-            replaced = {sid: s.get(Decision, c.decision_id) for sid, c in before.items()}
-            batch = _append_decisions(s, entries, reviewer)
-        return batch, replaced
+            replaced = {sid: d for sid, c in before.items()
+                        if (d := s.get(Decision, c.decision_id)) is not None}
+            return _append_decisions(s, entries, reviewer), replaced
+        return self._write(work)
 
     def undo_last(self, reviewer: str) -> list[int]:
         """Undo the reviewer's latest batch that is not undone yet; return its sample ids."""
-        with self.session() as s, s.begin():
-            undone = select(Decision.undoes).where(Decision.undoes.is_not(None))
-            last = s.scalar(select(Decision.batch).where(
-                Decision.reviewer == reviewer, Decision.action != "undo",
-                Decision.id.not_in(undone)).order_by(Decision.id.desc()).limit(1))
-            if last is None:
-                return []
-            targets = list(s.scalars(select(Decision).where(Decision.batch == last,
-                                                            Decision.id.not_in(undone))))
-            batch = uuid.uuid4().hex
-            for d in targets:
-                s.add(Decision(sample_id=d.sample_id, round_id=d.round_id, action="undo",
-                               label=None, undoes=d.id, reviewer=reviewer, batch=batch))
-            s.flush()
-            for sid in {d.sample_id for d in targets}:
-                _recompute_current(s, sid)
-            return sorted({d.sample_id for d in targets})
+        return self._write(lambda s: _undo_last(s, reviewer))
 
     def current_decisions(self, sample_ids: Sequence[int] | None = None) -> dict[int, CurrentDecision]:
         with self.session() as s:
@@ -313,7 +359,7 @@ class Store:
 
     def decision_counts(self) -> dict[str, dict[int, int]]:
         """Decisions in force: action -> {class: count} (reject counts the rejected class)."""
-        out: dict[str, dict[int, int]] = {"accept": {}, "reject": {}, "relabel": {}}
+        out: dict[str, dict[int, int]] = {"accept": {}, "reject": {}, "relabel": {}, "label": {}}
         with self.session() as s:
             q = select(CurrentDecision.action, CurrentDecision.label, func.count()).group_by(
                 CurrentDecision.action, CurrentDecision.label)
@@ -341,6 +387,37 @@ class Store:
             q = q.where(Decision.reviewer == reviewer)
         with self.session() as s:
             return list(s.scalars(q))
+
+
+    # ------------------------------------------------------------------ claims
+    def claim(self, sample_id: int, reviewer: str, seconds: float) -> bool:
+        """Hold a sample's card for `reviewer` for `seconds` from now, so that reviewers
+        working at once get different cards. False while another reviewer holds it; the
+        holder claiming again extends the hold. An expired claim is simply taken over."""
+        def work(s: Session) -> bool:
+            now = utcnow()
+            held = s.get(Claim, sample_id)
+            if held is not None and held.reviewer != reviewer and as_utc(held.expires_at) > now:
+                return False
+            s.merge(Claim(sample_id=sample_id, reviewer=reviewer,
+                          expires_at=now + timedelta(seconds=seconds)))
+            return True
+        return self._write(work)
+
+    def release_claims(self, reviewer: str, sample_ids: Sequence[int] | None = None) -> int:
+        """Drop the reviewer's claims (all, or on these samples); return how many."""
+        def work(s: Session) -> int:
+            q = delete(Claim).where(Claim.reviewer == reviewer)
+            if sample_ids is not None:
+                q = q.where(Claim.sample_id.in_(list(sample_ids)))
+            return cast(CursorResult, s.execute(q)).rowcount
+        return self._write(work)
+
+    def claimed_by_others(self, reviewer: str) -> set[int]:
+        """Samples held by another reviewer right now (an index range scan on expires_at)."""
+        with self.session() as s:
+            return set(s.scalars(select(Claim.sample_id).where(Claim.expires_at > utcnow(),
+                                                               Claim.reviewer != reviewer)))
 
 
 class RoundBusy(RuntimeError):
@@ -395,6 +472,25 @@ def _append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str) 
     return batch
 
 
+def _undo_last(s: Session, reviewer: str) -> list[int]:
+    undone = select(Decision.undoes).where(Decision.undoes.is_not(None))
+    last = s.scalar(select(Decision.batch).where(
+        Decision.reviewer == reviewer, Decision.action != "undo",
+        Decision.id.not_in(undone)).order_by(Decision.id.desc()).limit(1))
+    if last is None:
+        return []
+    targets = list(s.scalars(select(Decision).where(Decision.batch == last,
+                                                    Decision.id.not_in(undone))))
+    batch = uuid.uuid4().hex
+    for d in targets:
+        s.add(Decision(sample_id=d.sample_id, round_id=d.round_id, action="undo",
+                       label=None, undoes=d.id, reviewer=reviewer, batch=batch))
+    s.flush()
+    for sid in {d.sample_id for d in targets}:
+        _recompute_current(s, sid)
+    return sorted({d.sample_id for d in targets})
+
+
 def _recompute_current(s: Session, sample_id: int) -> None:
     """Set the sample's decision in force to its latest entry that is neither an undo nor undone."""
     log = list(s.scalars(select(Decision).where(Decision.sample_id == sample_id).order_by(Decision.id.desc())))
@@ -404,6 +500,11 @@ def _recompute_current(s: Session, sample_id: int) -> None:
         if d.action != "undo" and d.id not in undone:
             s.add(CurrentDecision(sample_id=sample_id, decision_id=d.id, action=d.action, label=d.label))
             break
+
+
+def as_utc(t: datetime) -> datetime:
+    """An aware UTC time: SQLite gives back the UTC wall time written, without a zone."""
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
 def as_utc_text(t: datetime | None) -> str | None:

@@ -47,7 +47,10 @@ def test_wheel_ships_one_namespace_with_presets_and_assets(wheel):
     assert top == {"mersemi"}, f"the wheel claims top-level names {sorted(top)}"
     for needed in ("mersemi/configs/default.yaml", "mersemi/configs/mer2024.yaml",
                    "mersemi/ui/app.js", "mersemi/ui/app.css", "mersemi/engine/train.py",
-                   "mersemi/db/store.py"):
+                   "mersemi/db/store.py", "mersemi/db/migrate.py", "mersemi/db/migrations/env.py",
+                   "mersemi/db/migrations/versions/0001_baseline.py",
+                   "mersemi/db/migrations/versions/0002_checks_json_heartbeat.py",
+                   "mersemi/db/migrations/versions/0003_claims.py"):
         assert needed in names, f"{needed} missing from the wheel"
 
 

@@ -1,11 +1,11 @@
 """Training rounds through the orchestration layer: auto-accept, the training set each round
-uses, failures, killed processes, projects without a pool."""
+uses, failures, killed processes, projects without a pool; on a SQLite project and on one
+whose store is on PostgreSQL."""
 from __future__ import annotations
 
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mersemi.ui.rounds
 from mersemi.engine.config import load_config
 from mersemi.engine.synthetic import make_synthetic
 from mersemi.ui.project import DecisionRequest, Project, ProjectError
@@ -32,14 +33,17 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def project(tmp_path, data):
-    with Project.init(tmp_path / "p") as p:
+def project(tmp_path, data, db_url):
+    with Project.init(tmp_path / "p", db_url=None if db_url.startswith("sqlite") else db_url) as p:
         p.import_native(data)
         yield p
 
 
-def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project):
+def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monkeypatch):
+    monkeypatch.setattr(mersemi.ui.rounds, "HEARTBEAT_EVERY_S", 0.0)  # beat on every progress call
     r0 = run_round(project, FAST)
+    rnd = project.store.round(r0["id"])
+    assert rnd.heartbeat_at > rnd.started_at    # the training process beat while it trained
     assert r0["composition"]["pseudo"] == 0
     ids, pred, conf = project.store.pool_confidences(r0["id"])
     t = float(np.quantile(conf, 0.5))  # the quick preset is not confident: take half the pool
@@ -82,7 +86,6 @@ def test_without_pseudo_labels_config_trains_on_human_labels_only(project):
 
 def test_a_failing_round_is_marked_failed_and_the_previous_stays_in_force(project, monkeypatch):
     r0 = run_round(project, FAST)
-    import mersemi.ui.rounds
 
     def boom(*a, **k):
         raise RuntimeError("out of memory (simulated)")
@@ -133,14 +136,11 @@ def _start_train(root: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_running(root: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_running(project: Project, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, proc.stderr.read()
-        con = sqlite3.connect(root / "project.db")
-        n = con.execute("SELECT count(*) FROM rounds WHERE status='running'").fetchone()[0]
-        con.close()
-        if n:
+        if project.store.unfinished_rounds():
             time.sleep(1.0)  # let it get into training
             return
         time.sleep(0.2)
@@ -150,9 +150,9 @@ def _wait_running(root: Path, proc: subprocess.Popen, timeout: float = 60) -> No
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_round_is_failed_and_the_project_stays_usable(sig, project, tmp_path):
     r0 = run_round(project, FAST)
-    project.close()
     proc = _start_train(project.root)
-    _wait_running(project.root, proc)
+    _wait_running(project, proc)
+    project.close()
     os.kill(proc.pid, sig)
     proc.wait(timeout=60)
     with Project.open(project.root) as p:  # SIGKILL: noticed here, at the next start
@@ -160,5 +160,6 @@ def test_killed_round_is_failed_and_the_project_stays_usable(sig, project, tmp_p
         assert [r["status"] for r in rounds] == ["done", "failed"]
         assert p.store.current_round().id == r0["id"]
         assert len(p.store.predictions(rounds[1]["id"], "pool")[0]) == 0
+        assert not list((p.root / "checkpoints").glob(f"round-{rounds[1]['id']}.*"))
         run_round(p, FAST)  # and the next round trains
         assert [r["status"] for r in p.status()["rounds"]] == ["done", "failed", "done"]

@@ -1,7 +1,9 @@
-"""The SQLite store: connection set-up, rounds, predictions, candidates, the decision log."""
+"""The store on SQLite and on PostgreSQL: connection set-up, rounds, predictions, candidates,
+the decision log."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -13,15 +15,27 @@ from mersemi.db.store import DecisionIn, RoundBusy, Store
 CLASSES = ["neutral", "happy", "sad"]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(sqlite_url(tmp_path / "project.db"), create=True)
+def make_store(url: str) -> Store:
+    s = Store(url, create=True)
     s.set_classes(CLASSES, [0.9, 0.8, 0.7])
     s.insert_samples(
         [{"id": i, "name": f"l{i}", "split": "labeled", "gold_label": i % 3, "true_label": None,
           "text": None, "media": None} for i in range(6)]
         + [{"id": 6 + i, "name": f"u{i}", "split": "unlabeled", "gold_label": None, "true_label": i % 3,
             "text": f"text {i}", "media": None} for i in range(10)])
+    return s
+
+
+@pytest.fixture
+def store(db_url):
+    s = make_store(db_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    s = make_store(sqlite_url(tmp_path / "project.db"))
     yield s
     s.close()
 
@@ -44,7 +58,8 @@ def pool_probs() -> np.ndarray:
     return probs
 
 
-def test_connection_uses_wal_foreign_keys_and_busy_timeout(store, tmp_path):
+def test_connection_uses_wal_foreign_keys_and_busy_timeout(sqlite_store):
+    store = sqlite_store
     with store.engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -54,7 +69,7 @@ def test_connection_uses_wal_foreign_keys_and_busy_timeout(store, tmp_path):
                                "true_label": None, "text": None, "media": None}])
 
 
-def test_schema_version_is_checked(tmp_path, store):
+def test_schema_version_is_checked(tmp_path, sqlite_store):
     raw = sqlite3.connect(tmp_path / "project.db")
     raw.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
     raw.commit()
@@ -139,7 +154,7 @@ def test_training_labels_and_decision_counts(store):
                   DecisionIn(8, "reject", 2, rid)], reviewer="ann")
     ids, labels, actions = store.training_labels()
     assert ids.tolist() == [6, 7] and labels.tolist() == [0, 2] and actions == ["accept", "relabel"]
-    assert store.decision_counts() == {"accept": {0: 1}, "reject": {2: 1}, "relabel": {2: 1}}
+    assert store.decision_counts() == {"accept": {0: 1}, "reject": {2: 1}, "relabel": {2: 1}, "label": {}}
 
 
 def test_complete_round_is_atomic(store):
@@ -163,3 +178,31 @@ def test_predictions_round_trip_probabilities(store):
     np.testing.assert_array_equal(got, probs)
     ids, pred, conf = store.pool_confidences(rid)
     assert sorted(ids.tolist()) == list(range(6, 16))
+
+
+def test_claims_hold_a_card_for_one_reviewer_until_they_expire_or_are_released(store):
+    assert store.claim(6, "ann", seconds=60)
+    assert not store.claim(6, "bob", seconds=60)        # held by Ann
+    assert store.claimed_by_others("bob") == {6} and store.claimed_by_others("ann") == set()
+    assert store.claim(6, "ann", seconds=120)           # Ann again: extends her hold
+    assert store.claim(7, "ann", seconds=0.2) and store.claim(8, "bob", seconds=60)
+    assert store.claimed_by_others("carl") == {6, 7, 8}
+    time.sleep(0.3)                                     # Ann's claim on 7 expired
+    assert store.claimed_by_others("carl") == {6, 8}
+    assert store.claim(7, "bob", seconds=60)            # an expired claim is taken over
+    assert store.release_claims("ann") == 1             # sample 6
+    assert store.claimed_by_others("bob") == set() and store.claimed_by_others("ann") == {7, 8}
+    assert store.release_claims("bob", [8]) == 1
+    assert store.claimed_by_others("ann") == {7}
+
+
+def test_claims_read_by_others_is_an_index_range_scan(sqlite_store):
+    from sqlalchemy import select
+
+    from mersemi.db.models import Claim, utcnow
+
+    q = select(Claim.sample_id).where(Claim.expires_at > utcnow(), Claim.reviewer != "ann")
+    with sqlite_store.engine.connect() as c:
+        sql = str(q.compile(c, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(str(r[-1]) for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+    assert "USING COVERING INDEX ix_claims_expires (expires_at>?)" in plan, plan

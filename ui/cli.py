@@ -15,17 +15,20 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from ..db.errors import StoreError  # noqa: E402
 from ..engine.config import ConfigError, load_config, presets  # noqa: E402
 from ..engine.errors import InputError  # noqa: E402
 
-from .project import DEFAULT_CLASSES, Project, ProjectError, parse_decisions_csv  # noqa: E402
+from .project import (  # noqa: E402
+    DEFAULT_CLASSES, PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ProjectError, ConfigError, InputError) as e:
+    except (ProjectError, ConfigError, InputError, StoreError) as e:
         print(f"mersemi: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -41,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir", type=Path)
     c.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
                    help="comma-separated class list (default: MER2024's six)")
+    c.add_argument("--db", metavar="URL",
+                   help="keep the store on a PostgreSQL server, e.g. "
+                        "postgresql+psycopg://USER@HOST:5432/DATABASE (an empty database); DIR "
+                        f"records the URL without its password: later commands read it from "
+                        f"{PASSWORD_ENV} or ~/.pgpass")
     c.set_defaults(func=cmd_init)
 
     c = sub.add_parser("import", help="import features and labels (all-or-nothing)")
@@ -91,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_status)
 
+    c = sub.add_parser("migrate", help="upgrade an older project's schema (backs up project.db first)")
+    c.add_argument("dir", type=Path)
+    c.set_defaults(func=cmd_migrate)
+
     c = sub.add_parser("synth", help="write a synthetic MER-like data set in the native format")
     c.add_argument("out", type=Path)
     c.add_argument("--scale", default="default", help="default, mer2024, or a factor such as 0.5")
@@ -116,8 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------- commands
 
 def cmd_init(args) -> None:
-    with Project.init(args.dir, args.classes.split(",")) as project:
+    with Project.init(args.dir, args.classes.split(","), db_url=args.db) as project:
         print(f"created {args.dir} with classes {', '.join(project.classes)}")
+        if args.db is not None:
+            print(f"store on {project.store.engine.url.render_as_string(hide_password=True)}; "
+                  f"later commands take its password from {PASSWORD_ENV} or ~/.pgpass")
+
+
+def cmd_migrate(args) -> None:
+    migrate_project(args.dir, say=print)
 
 
 def cmd_import(args) -> None:

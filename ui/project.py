@@ -5,16 +5,22 @@ Gradio and no argument parsing. Errors meant for the user are `ProjectError` (on
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
-from ..db.connect import SchemaError, sqlite_url
-from ..db.store import DecisionIn, Store
+from sqlalchemy import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..db.connect import make_engine, masked, schema_version, sqlite_url
+from ..db.errors import SchemaOutOfDate, StoreError, StoreUnavailable
+from ..db.migrate import backup_sqlite, upgrade
+from ..db.models import SCHEMA_VERSION, Round, utcnow
+from ..db.store import DecisionIn, Store, as_utc
 from ..engine.config import load_config
 from ..engine.errors import InputError
 from ..engine.features import FeatureStore, FeatureWriter
@@ -23,6 +29,11 @@ from ..engine.importers import ImportPlan, plan_mertools, plan_native
 DEFAULT_CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 ACTIONS = ("accept", "reject", "relabel")
 ProgressFn = Callable[[str, float], None]
+# A project whose store is on a server keeps its URL here (never its password).
+SERVER_URL_FILE = "database.url"
+PASSWORD_ENV = "MERSEMI_DB_PASSWORD"
+# A running round that has not beaten for this long is dead, whichever host runs it.
+HEARTBEAT_LIMIT = timedelta(minutes=10)
 
 
 class ProjectError(Exception):
@@ -49,32 +60,50 @@ class Project:
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def init(cls, root: str | Path, classes: Sequence[str] = DEFAULT_CLASSES) -> "Project":
+    def init(cls, root: str | Path, classes: Sequence[str] = DEFAULT_CLASSES,
+             db_url: str | None = None) -> "Project":
+        """A new project in DIR; its store in DIR/project.db, or on the PostgreSQL server that
+        `db_url` names (features, checkpoints and exports stay in DIR)."""
         root = Path(root)
         classes = [c.strip() for c in classes]
         if len(classes) < 2 or any(not c for c in classes):
             raise ProjectError("--classes: give at least two non-empty class names")
         if len(set(c.lower() for c in classes)) != len(classes):
             raise ProjectError("--classes: class names must be unique (case-insensitive)")
-        if (root / "project.db").exists():
-            raise ProjectError(f"{root}: already a project (project.db exists)")
-        for sub in ("features", "checkpoints", "exports"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        store = Store(sqlite_url(root / "project.db"), create=True)
+        for marker in ("project.db", SERVER_URL_FILE):
+            if (root / marker).exists():
+                raise ProjectError(f"{root}: already a project ({marker} exists)")
+        server = _server_url(db_url) if db_url is not None else None
+        if server is None:
+            for sub in ("features", "checkpoints", "exports"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            store = Store(server if server is not None else sqlite_url(root / "project.db"), create=True)
+        except StoreError as e:
+            raise ProjectError(f"--db: {e}" if server is not None else str(e)) from None
         # The paper's thresholds where the class is named there, otherwise the default.
         st = load_config().self_training
         store.set_classes(classes, st.threshold_for(classes))
+        if server is not None:  # the store exists: now DIR, which records where it is
+            for sub in ("features", "checkpoints", "exports"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            (root / SERVER_URL_FILE).write_text(_without_password(server) + "\n")
         return cls(root, store)
 
     @classmethod
     def open(cls, root: str | Path) -> "Project":
         root = Path(root)
-        if not (root / "project.db").is_file():
-            raise ProjectError(f"{root}: not a project (no project.db; run 'mersemi init {root}')")
+        url = store_url(root)
         try:
-            store = Store(sqlite_url(root / "project.db"))
-        except SchemaError as e:
-            raise ProjectError(f"{root / 'project.db'}: {e}") from None
+            store = Store(url)
+        except SchemaOutOfDate as e:
+            raise ProjectError(f"{_where(root, url)}: {e}; run 'mersemi migrate {root}'") from None
+        except StoreUnavailable as e:
+            hint = "" if str(url).startswith("sqlite") else \
+                f" (the password comes from {PASSWORD_ENV} or ~/.pgpass)"
+            raise ProjectError(f"{e}{hint}") from None
+        except StoreError as e:
+            raise ProjectError(f"{_where(root, url)}: {e}") from None
         return cls(root, store)
 
     def close(self) -> None:
@@ -221,14 +250,22 @@ class Project:
 
     # ------------------------------------------------------------------ rounds
     def mark_dead_rounds_failed(self) -> list[int]:
-        """A round whose process is gone (killed, crashed, machine rebooted) is failed."""
-        failed = []
-        for r in self.store.unfinished_rounds():
-            alive = r.host == socket.gethostname() and r.pid is not None and _pid_alive(r.pid)
-            if not alive:
-                self.store.fail_round(r.id, f"interrupted: process {r.pid} on {r.host} is gone")
-                failed.append(r.id)
-        return failed
+        """A round whose process is gone (killed, crashed, machine rebooted) is failed, and its
+        orphan checkpoint removed. Dead: run on this host by a pid that is gone, or silent for
+        longer than HEARTBEAT_LIMIT (any host: a team shares one server)."""
+        host, now = socket.gethostname(), utcnow()
+
+        def dead(r: Round) -> bool:
+            return round_is_dead(r, host, now)
+
+        # A cheap read first; the write transaction decides again under the lock.
+        if not any(dead(r) for r in self.store.unfinished_rounds()):
+            return []
+        failed = self.store.fail_dead_rounds(dead, lambda r: _death_note(r, host))
+        for r in failed:
+            for suffix in (".pt", ".tmp"):
+                (self.root / "checkpoints" / f"round-{r.id}{suffix}").unlink(missing_ok=True)
+        return [r.id for r in failed]
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict:
@@ -254,8 +291,8 @@ class Project:
 
 def round_summary(r, classes: list[str]) -> dict:
     """One round as status --json and the app's history show it."""
-    m = json.loads(r.metrics) if r.metrics else {}
-    comp = json.loads(r.composition) if r.composition else {}
+    m = r.metrics or {}
+    comp = r.composition or {}
     wall = ((r.finished_at - r.started_at).total_seconds()
             if r.finished_at is not None and r.started_at is not None else None)
     return {
@@ -269,13 +306,100 @@ def round_summary(r, classes: list[str]) -> dict:
         "train_size": comp.get("total"), "composition": comp,
         "pseudo_labels": comp.get("pseudo_per_class"),
         "pseudo_precision": m.get("pseudo_precision"),
-        "thresholds": json.loads(r.thresholds) if r.thresholds else None,
+        "thresholds": r.thresholds,
         "error": r.error,
     }
 
 
 def _per_class(values, classes: list[str]) -> dict | None:
     return None if values is None else {c: round(float(v), 4) for c, v in zip(classes, values)}
+
+
+def round_is_dead(r: Round, host: str, now) -> bool:
+    """Whether an unfinished round's process is gone (see Project.mark_dead_rounds_failed)."""
+    if r.host == host and (r.pid is None or not _pid_alive(r.pid)):
+        return True
+    last = r.heartbeat_at or r.started_at or r.created_at   # rounds from before heartbeats
+    return last is None or now - as_utc(last) > HEARTBEAT_LIMIT
+
+
+def _death_note(r: Round, host: str) -> str:
+    if r.host == host and (r.pid is None or not _pid_alive(r.pid)):
+        return f"interrupted: process {r.pid} on {r.host} is gone"
+    minutes = int(HEARTBEAT_LIMIT.total_seconds() // 60)
+    return f"interrupted: no heartbeat from process {r.pid} on {r.host} for over {minutes} minutes"
+
+
+# ---------------------------------------------------------------------- where the store is
+
+def store_url(root: Path) -> str | URL:
+    """DIR's store: DIR/project.db, or the server URL that DIR/database.url records. That file
+    holds no password: it comes from the environment variable MERSEMI_DB_PASSWORD, or else the
+    driver (libpq) finds it in ~/.pgpass (or PGPASSFILE, PGPASSWORD) by itself."""
+    if (root / "project.db").is_file():
+        return sqlite_url(root / "project.db")
+    if (root / SERVER_URL_FILE).is_file():
+        text = (root / SERVER_URL_FILE).read_text().strip()
+        try:
+            url = make_url(text)
+        except ArgumentError:
+            raise ProjectError(f"{root / SERVER_URL_FILE}: not a database URL: {text[:200]!r}") from None
+        password = os.environ.get(PASSWORD_ENV)
+        return url.set(password=password) if password and url.password is None else url
+    raise ProjectError(f"{root}: not a project (no project.db or {SERVER_URL_FILE}; "
+                       f"run 'mersemi init {root}')")
+
+
+def _server_url(text: str) -> URL:
+    """A PostgreSQL URL for --db; plain postgresql:// means the psycopg (v3) driver."""
+    try:
+        url = make_url(text.strip())
+    except ArgumentError:
+        url = None
+    if url is None or url.get_backend_name() != "postgresql" or not url.database:
+        raise ProjectError(f"--db: expected postgresql+psycopg://USER@HOST:PORT/DATABASE, got "
+                           f"{masked(text) if url is not None else text[:200]!r}")
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _without_password(url: URL) -> str:
+    # URL.set(password=None) would keep the password: None there means "unchanged".
+    return URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
+                      url.query).render_as_string(hide_password=False)
+
+
+def _where(root: Path, url: str | URL) -> str:
+    return str(root / "project.db") if str(url).startswith("sqlite") else masked(url)
+
+
+def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, int]:
+    """`mersemi migrate DIR`: upgrade DIR's store to this version's schema, after a backup
+    copy of a SQLite file beside it; returns (from, to) versions."""
+    root = Path(root)
+    url = store_url(root)
+    engine = make_engine(url)
+    try:
+        found = schema_version(engine)
+        if found is None:
+            raise ProjectError(f"{_where(root, url)}: not a mersemi project database (no meta table)")
+        if found == SCHEMA_VERSION:
+            say(f"{root}: already at schema version {found}; nothing to do")
+            return found, found
+        if found < SCHEMA_VERSION:
+            if str(url).startswith("sqlite"):
+                say(f"backed up {root / 'project.db'} to {backup_sqlite(root / 'project.db', found)}")
+            else:
+                say(f"{masked(url)}: no file to copy; the upgrade runs in one transaction "
+                    "(pg_dump the database first to keep a copy)")
+        before, after = upgrade(engine)
+    except StoreError as e:
+        raise ProjectError(f"{_where(root, url)}: {e}") from None
+    finally:
+        engine.dispose()
+    say(f"upgraded {root} from schema version {before} to {after}")
+    return before, after
 
 
 def _pid_alive(pid: int) -> bool:

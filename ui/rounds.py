@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..db.store import DecisionIn, RoundBusy
+from ..db.errors import StoreBusy
+from ..db.store import DecisionIn, RoundBusy, Store
 from ..engine.config import Config
 from ..engine.errors import InputError
 from ..engine.metrics import classification_metrics
@@ -24,6 +25,8 @@ from ..engine.train import TrainSet, train_round as engine_train_round
 from .project import Project, ProjectError, ProgressFn
 
 AUTO_REVIEWER = "auto"
+# How often a training process records that it is alive (Project.HEARTBEAT_LIMIT is minutes).
+HEARTBEAT_EVERY_S = 15.0
 
 
 def run_round(project: Project, cfg: Config, config_name: str = "default",
@@ -76,7 +79,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
                         score_rows=np.concatenate([pool_ids, test_ids]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine also lists its warnings in metrics
-            result = engine_train_round(data, C, cfg, progress=progress)
+            result = engine_train_round(data, C, cfg, progress=Heartbeat(store, rid, progress))
         pool_probs, test_probs = result.score_probs[:len(pool_ids)], result.score_probs[len(pool_ids):]
 
         metrics = dict(result.metrics)
@@ -99,6 +102,26 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
             raise ProjectError(str(e)) from None
         raise
     return round_summary(store.round(rid), classes)
+
+
+class Heartbeat:
+    """A progress callback that also records, at most every HEARTBEAT_EVERY_S and in a short
+    transaction of its own, that the round's process is alive, then passes the progress on."""
+
+    def __init__(self, store: Store, round_id: int, progress: ProgressFn | None) -> None:
+        self.store, self.round_id, self.progress = store, round_id, progress
+        self.last = time.monotonic()   # create_round recorded the first beat
+
+    def __call__(self, message: str, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self.last >= HEARTBEAT_EVERY_S:
+            self.last = now
+            try:
+                self.store.heartbeat(self.round_id)
+            except StoreBusy:
+                pass  # another writer holds the lock; the next beat comes well within the limit
+        if self.progress:
+            self.progress(message, fraction)
 
 
 def _auto_candidates(project: Project, thresholds: list[float]) -> list[DecisionIn]:

@@ -1,0 +1,41 @@
+"""Errors the store raises for conditions a user can act on (as opposed to bugs).
+
+Each message is one line; the command line prints it as `mersemi: error: <message>`.
+"""
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """A store condition the user can act on: busy, unreachable, wrong schema version."""
+
+
+class StoreBusy(StoreError):
+    """A write waited on another writer's lock for longer than the busy timeout."""
+
+    def __init__(self) -> None:
+        super().__init__("database busy, try again")
+
+
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached or refuses the login."""
+
+
+class SchemaError(StoreError):
+    """The database is not a mersemi store, or one with an unreadable schema version."""
+
+
+class SchemaOutOfDate(SchemaError):
+    """Written by an older version: `mersemi migrate DIR` upgrades it."""
+
+    def __init__(self, found: int, expected: int) -> None:
+        super().__init__(f"schema version {found} is older than this tool's version {expected}")
+        self.found, self.expected = found, expected
+
+
+class SchemaTooNew(SchemaError):
+    """Written by a newer version of the tool: this one must not touch it."""
+
+    def __init__(self, found: int, expected: int) -> None:
+        super().__init__(f"schema version {found} is newer than this tool's version {expected}; "
+                         "upgrade mersemi to open it")
+        self.found, self.expected = found, expected

@@ -1,0 +1,295 @@
+"""Schema migrations: a project from before migrations (schema version 1) is recognised and
+upgraded with every row intact, the migrations and models.py agree on both backends, and the
+version check on open names what to do."""
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData, create_engine, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from mersemi.db.connect import sqlite_url
+from mersemi.db.migrate import alembic_config
+from mersemi.db.models import SCHEMA_VERSION, Base
+from mersemi.db.store import Store
+from mersemi.ui.cli import main
+
+SCHEMA_V1 = Path(__file__).parent / "data" / "schema_v1.sql"
+JSON_COLUMNS = ("config", "thresholds", "composition", "metrics")
+T0 = datetime(2024, 5, 1, 12, 0, 0)
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def v1_rows() -> dict[str, list[dict]]:
+    """A version-1 project's data: classes, samples of each split, a finished round with
+    predictions of every kind, a failed round, decisions (one undone) and what is in force."""
+    probs = [bytes(range(12)), bytes(range(12, 24)), bytes(range(24, 36))]
+    return {
+        "meta": [{"key": "schema_version", "value": "1"}, {"key": "media_root", "value": "/data/clips"},
+                 {"key": "import_source", "value": "native"}],
+        "classes": [{"id": i, "name": n} for i, n in enumerate(["neutral", "happy", "sad"])],
+        "thresholds": [{"class_id": i, "value": v, "updated_at": T0, "updated_by": "init"}
+                       for i, v in enumerate([0.99, 0.85, 0.5])],
+        "samples": [
+            {"id": 0, "name": "l0", "split": "labeled", "gold_label": 1, "true_label": None,
+             "text": "héllo", "media": "l0.mp4"},
+            {"id": 1, "name": "u1", "split": "unlabeled", "gold_label": None, "true_label": 2,
+             "text": None, "media": None},
+            {"id": 2, "name": "u2", "split": "unlabeled", "gold_label": None, "true_label": None,
+             "text": "x", "media": None},
+            {"id": 3, "name": "t3", "split": "test", "gold_label": 0, "true_label": None,
+             "text": None, "media": None}],
+        "rounds": [
+            {"id": 0, "status": "done", "created_at": T0, "started_at": T0, "finished_at": T0,
+             "config": json.dumps({"seed": 0, "model": {"hidden": 128, "vote_weights": [1, 0.5]}}),
+             "config_name": "default", "thresholds": json.dumps({"neutral": 0.99, "happy": 0.85}),
+             "auto_accept": False, "composition": json.dumps({"gold": 1, "pseudo_per_class": {"happy": 0}}),
+             "metrics": json.dumps({"cv_waf": 0.7957, "cv_f1": [0.5, 0.25, 1.0], "warnings": []}),
+             "checkpoint": "checkpoints/round-0.pt", "error": None, "pid": 4242, "host": "lab"},
+            {"id": 1, "status": "failed", "created_at": T0, "started_at": T0, "finished_at": T0,
+             "config": json.dumps({"seed": 1}), "config_name": "mer2024", "thresholds": json.dumps({}),
+             "auto_accept": True, "composition": None, "metrics": None, "checkpoint": None,
+             "error": "interrupted: process 4243 on lab is gone", "pid": 4243, "host": "lab"}],
+        "predictions": [
+            {"round_id": 0, "sample_id": 1, "kind": "pool", "predicted": 1, "confidence": 0.9, "probs": probs[0]},
+            {"round_id": 0, "sample_id": 2, "kind": "pool", "predicted": 2, "confidence": 0.6, "probs": probs[1]},
+            {"round_id": 0, "sample_id": 3, "kind": "test", "predicted": 0, "confidence": 0.8, "probs": probs[2]},
+            {"round_id": 0, "sample_id": 0, "kind": "oof", "predicted": 1, "confidence": 0.7, "probs": probs[0]}],
+        "decisions": [
+            {"id": 1, "sample_id": 1, "round_id": 0, "action": "accept", "label": 1, "undoes": None,
+             "batch": "b1", "reviewer": "ann", "created_at": T0, "note": None},
+            {"id": 2, "sample_id": 2, "round_id": 0, "action": "relabel", "label": 0, "undoes": None,
+             "batch": "b2", "reviewer": "bob", "created_at": T0, "note": "clearly neutral"},
+            {"id": 3, "sample_id": 2, "round_id": 0, "action": "reject", "label": 2, "undoes": None,
+             "batch": "b3", "reviewer": "ann", "created_at": T0, "note": None},
+            {"id": 4, "sample_id": 2, "round_id": 0, "action": "undo", "label": None, "undoes": 3,
+             "batch": "b4", "reviewer": "ann", "created_at": T0, "note": None}],
+        "current_decisions": [
+            {"sample_id": 1, "decision_id": 1, "action": "accept", "label": 1},
+            {"sample_id": 2, "decision_id": 2, "action": "relabel", "label": 0}],
+    }
+
+
+def build_v1(url: str) -> None:
+    """A store exactly as the code before migrations made it: on SQLite from the DDL that code
+    wrote (tests/data/schema_v1.sql), on PostgreSQL (never used before migrations) from the
+    baseline revision; then the data of `v1_rows`, written through the reflected tables."""
+    engine = create_engine(url)
+    if url.startswith("sqlite"):
+        con = sqlite3.connect(url.removeprefix("sqlite:///"))
+        con.executescript(SCHEMA_V1.read_text())
+        con.close()
+    else:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0001")
+            conn.exec_driver_sql("DROP TABLE alembic_version")  # as a version-1 store has none
+            conn.exec_driver_sql("DELETE FROM meta")
+    tables = MetaData()
+    tables.reflect(engine)
+    with engine.begin() as conn:
+        for name, rows in v1_rows().items():
+            conn.execute(insert(tables.tables[name]), rows)
+        if not url.startswith("sqlite"):  # explicit ids leave the serial's sequence behind
+            conn.exec_driver_sql("SELECT setval('decisions_id_seq', (SELECT max(id) FROM decisions))")
+    engine.dispose()
+
+
+def read_rows(url: str) -> dict[str, list[dict]]:
+    engine = create_engine(url)
+    tables = MetaData()
+    tables.reflect(engine)
+    out = {}
+    with engine.connect() as conn:
+        for name in v1_rows():
+            t = tables.tables[name]
+            out[name] = [dict(r._mapping) for r in conn.execute(select(t).order_by(*t.primary_key.columns))]
+    engine.dispose()
+    return out
+
+
+def schema(url: str) -> dict:
+    """Tables, columns (type, nullable, default), keys, indexes and CHECK constraints."""
+    engine = create_engine(url)
+    insp = inspect(engine)
+    out = {}
+    for t in sorted(set(insp.get_table_names()) - {"alembic_version"}):
+        out[t] = {
+            "columns": [(c["name"], str(c["type"].compile(engine.dialect)), c["nullable"],
+                         str(c.get("default"))) for c in insp.get_columns(t)],
+            "pk": insp.get_pk_constraint(t)["constrained_columns"],
+            "fks": sorted((tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                          for f in insp.get_foreign_keys(t)),
+            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                              for i in insp.get_indexes(t)),
+            "unique": sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(t)),
+            "checks": sorted((c["name"], re.sub(r"\s+", " ", c["sqltext"])) for c in insp.get_check_constraints(t)),
+        }
+    engine.dispose()
+    return out
+
+
+def sqlite_ddl(path: Path) -> list[str]:
+    con = sqlite3.connect(path)
+    ddl = [re.sub(r"\s+", " ", sql).strip() for (sql,) in
+           con.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name != 'alembic_version' "
+                       "ORDER BY name")]
+    con.close()
+    return ddl
+
+
+# ---------------------------------------------------------------------- the schema itself
+
+def test_baseline_revision_is_the_schema_before_migrations(tmp_path):
+    old, base = tmp_path / "old.db", tmp_path / "base.db"
+    con = sqlite3.connect(old)
+    con.executescript(SCHEMA_V1.read_text())
+    con.close()
+    engine = create_engine(sqlite_url(base))
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0001")
+        assert conn.scalar(text("SELECT value FROM meta WHERE key='schema_version'")) == "1"
+    engine.dispose()
+    assert sqlite_ddl(base) == sqlite_ddl(old)  # the very CREATE statements
+
+
+def test_migrations_build_what_models_describe(db_url, pg_server_or_none):
+    """A store made by `init` (models.py, stamped head) equals one made by running every
+    migration from nothing, on both backends; Alembic sees no difference left to migrate."""
+    Store(db_url, create=True).close()
+    other = db_url.replace("project.db", "migrated.db") if db_url.startswith("sqlite") else \
+        pg_server_or_none.url(pg_server_or_none.new_database())
+    engine = create_engine(other)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "head")
+        assert conn.scalar(text("SELECT value FROM meta WHERE key='schema_version'")) == str(SCHEMA_VERSION)
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    engine.dispose()
+    assert schema(other) == schema(db_url)
+    checks = {t: [c[0] for c in s["checks"]] for t, s in schema(db_url).items() if s["checks"]}
+    assert checks == {"current_decisions": ["ck_current_decisions_action"],
+                      "decisions": ["ck_decisions_action"], "predictions": ["ck_predictions_kind"],
+                      "rounds": ["ck_rounds_status"], "samples": ["ck_samples_split"]}
+
+
+@pytest.fixture
+def pg_server_or_none(request, db_url):
+    return request.getfixturevalue("pg_server") if db_url.startswith("postgresql") else None
+
+
+# ---------------------------------------------------------------------- upgrading a project
+
+@pytest.fixture
+def v1_project(tmp_path, db_url) -> Path:
+    """DIR of a version-1 project: project.db, or database.url naming the server's store."""
+    root = tmp_path / "p"
+    (root / "features").mkdir(parents=True)
+    (root / "checkpoints").mkdir()
+    if db_url.startswith("sqlite"):
+        db_url = sqlite_url(root / "project.db")
+    else:
+        (root / "database.url").write_text(db_url + "\n")
+    build_v1(db_url)
+    return root
+
+
+def url_of(root: Path) -> str:
+    return sqlite_url(root / "project.db") if (root / "project.db").exists() else \
+        (root / "database.url").read_text().strip()
+
+
+def test_version_1_project_is_refused_until_migrated_then_keeps_every_row(v1_project, capsys):
+    url = url_of(v1_project)
+    before = read_rows(url)
+    code, out, err = run(capsys, "status", v1_project)
+    assert code == 1 and out == ""
+    assert err.strip().endswith(f"schema version 1 is older than this tool's version {SCHEMA_VERSION}; "
+                                f"run 'mersemi migrate {v1_project}'")
+    assert len(err.strip().splitlines()) == 1
+
+    code, out, err = run(capsys, "migrate", v1_project)
+    assert code == 0, err
+    assert f"upgraded {v1_project} from schema version 1 to {SCHEMA_VERSION}" in out
+    if url.startswith("sqlite"):
+        (backup,) = v1_project.glob("project.db.v1-backup-*")
+        assert f"backed up {v1_project / 'project.db'} to {backup}" in out
+        assert read_rows(sqlite_url(backup)) == before      # the copy is the old project
+        assert sqlite_ddl(backup) == sqlite_ddl_of_schema_v1(v1_project.parent)
+    else:
+        assert "pg_dump" in out
+
+    after = read_rows(url)
+    assert after.keys() == before.keys()
+    for table, rows in before.items():
+        if table == "meta":
+            rows = [r if r["key"] != "schema_version" else {**r, "value": str(SCHEMA_VERSION)} for r in rows]
+        if table == "rounds":  # JSON text became JSON values; a heartbeat column was added
+            rows = [{**r, **{c: None if r[c] is None else json.loads(r[c]) for c in JSON_COLUMNS},
+                     "heartbeat_at": None} for r in rows]
+        assert after[table] == rows, table
+
+    code, out, err = run(capsys, "status", v1_project, "--json")
+    assert code == 0, err
+    status = json.loads(out)
+    assert [(r["id"], r["status"], r["cv_waf"]) for r in status["rounds"]] == [(0, "done", 0.7957), (1, "failed", None)]
+    assert status["decisions"]["relabel"] == {"neutral": 1, "happy": 0, "sad": 0}
+    assert status["current_round"] == 0
+
+    # The new CHECK constraints hold, and the new action `label` is allowed.
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO decisions (sample_id, action, label, batch, reviewer, created_at) "
+                          "VALUES (1, 'label', 2, 'b5', 'ann', :t)"), {"t": T0})
+    for bad in ("INSERT INTO decisions (sample_id, action, batch, reviewer, created_at) "
+                "VALUES (1, 'approve', 'b6', 'ann', :t)",
+                "UPDATE rounds SET status = 'paused' WHERE id = 0",
+                "UPDATE samples SET split = 'train' WHERE id = 0",
+                "UPDATE predictions SET kind = 'dev' WHERE sample_id = 1"):
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(bad), {"t": T0})
+    engine.dispose()
+
+    code, out, _ = run(capsys, "migrate", v1_project)
+    assert code == 0 and f"already at schema version {SCHEMA_VERSION}" in out
+
+
+def sqlite_ddl_of_schema_v1(where: Path) -> list[str]:
+    ref = where / "reference-v1.db"
+    con = sqlite3.connect(ref)
+    con.executescript(SCHEMA_V1.read_text())
+    con.close()
+    return sqlite_ddl(ref)
+
+
+def set_version(root: Path, value: str) -> None:
+    engine = create_engine(url_of(root))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": value})
+    engine.dispose()
+
+
+def test_newer_and_corrupt_schema_versions_are_one_line_refusals(tmp_path, capsys):
+    root = tmp_path / "p"
+    assert run(capsys, "init", root)[0] == 0
+    set_version(root, str(SCHEMA_VERSION + 4))
+    for command_line in (("status", root), ("migrate", root)):
+        code, out, err = run(capsys, *command_line)
+        assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+        assert f"schema version {SCHEMA_VERSION + 4} is newer than this tool's version {SCHEMA_VERSION}" in err
+    set_version(root, "3a; DROP")
+    for command_line in (("status", root), ("migrate", root)):
+        code, out, err = run(capsys, *command_line)
+        assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err
+        assert "corrupt schema version '3a; DROP'" in err and "Traceback" not in err
