@@ -10,12 +10,13 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
 
+from ..engine.errors import MersemiError
 from .models import SCHEMA_VERSION, Base, Meta
 
 BUSY_TIMEOUT_MS = 30_000
 
 
-class SchemaError(RuntimeError):
+class SchemaError(MersemiError, RuntimeError):
     """The database was written by an incompatible version of the tool."""
 
 

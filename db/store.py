@@ -18,6 +18,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..engine.errors import MersemiError
 from .connect import check_schema, create_schema, make_engine
 from .models import (
     ClassLabel, CurrentDecision, Decision, Meta, Prediction, Round, Sample, Threshold, utcnow,
@@ -343,7 +344,7 @@ class Store:
             return list(s.scalars(q))
 
 
-class RoundBusy(RuntimeError):
+class RoundBusy(MersemiError, RuntimeError):
     def __init__(self, round_id: int) -> None:
         super().__init__(f"round {round_id} is still running")
         self.round_id = round_id

@@ -16,25 +16,35 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from ..engine.config import ConfigError, load_config, presets  # noqa: E402
-from ..engine.errors import InputError  # noqa: E402
+from ..engine.errors import MersemiError, UsageError, one_line, shown  # noqa: E402
 
 from .project import DEFAULT_CLASSES, Project, ProjectError, parse_decisions_csv  # noqa: E402
+from .values import parse_number  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args) or 0
-    except (ProjectError, ConfigError, InputError) as e:
-        print(f"mersemi: error: {e}", file=sys.stderr)
+    except MersemiError as e:
+        print(f"mersemi: error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mersemi: interrupted", file=sys.stderr)
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is a one-line error like any other (argparse would print the usage
+    and exit 2 from inside parse_args)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("mersemi").strip()
+        raise UsageError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mersemi", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = _Parser(prog="mersemi", description=__doc__.splitlines()[0].split(": ", 1)[1])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("init", help="create a project directory")
@@ -101,12 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir", type=Path)
     c.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only)")
-    c.add_argument("--port", type=int, default=7860)
+    c.add_argument("--port", default="7860", help="TCP port, 1-65535 (default %(default)s)")
     c.add_argument("--auth", metavar="USER:PASSWORD", help="require this login")
     c.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("demo", help="build a synthetic project once, train round 0, open the app")
-    c.add_argument("--port", type=int, default=7860)
+    c.add_argument("--port", default="7860", help="TCP port, 1-65535 (default %(default)s)")
     c.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mersemi" / "demo",
                    help="where the demo data and project are kept and reused (default %(default)s)")
     c.set_defaults(func=cmd_demo)
@@ -173,7 +183,7 @@ def _set_and_get_thresholds(project: Project, sets: list[str]) -> dict[str, floa
             if not part.strip():
                 continue
             if "=" not in part:
-                raise ProjectError(f"--set: expected CLASS=VALUE, got {part!r}")
+                raise ProjectError(f"--set: expected CLASS=VALUE, got {shown(part)}")
             k, v = part.split("=", 1)
             values[k.strip()] = v.strip()
         project.set_thresholds(values, by=os.environ.get("USER") or "cli")
@@ -222,16 +232,11 @@ def cmd_status(args) -> None:
 
 
 def cmd_synth(args) -> None:
-    from ..engine.synthetic import make_synthetic
+    from ..engine.synthetic import MAX_SCALE, MIN_SCALE, make_synthetic
 
     scale: str | float = args.scale
     if scale not in ("default", "mer2024"):
-        try:
-            scale = float(scale)
-        except ValueError:
-            raise ProjectError(f"--scale: default, mer2024 or a number, got {args.scale!r}") from None
-        if scale <= 0:
-            raise ProjectError(f"--scale: must be > 0, got {args.scale!r}")
+        scale = parse_number(scale, "--scale (default, mer2024 or a factor)", low=MIN_SCALE, high=MAX_SCALE)
     with _progress("synth") as progress:
         summary = make_synthetic(args.out, scale=scale, seed=args.seed, progress=progress)
     print(json.dumps(summary))
@@ -242,13 +247,14 @@ def cmd_serve(args) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         print(f"mersemi: warning: listening on {args.host} without --auth: anyone who can reach this "
               "port can review and train", file=sys.stderr)
-    _serve(args.dir, args.host, args.port, auth)
+    _serve(args.dir, args.host, _port(args.port), auth)
 
 
 def cmd_demo(args) -> None:
+    port = _port(args.port)
     root = build_demo_project(args.cache)
     print(f"demo project: {root}")
-    _serve(root, "127.0.0.1", args.port, None)
+    _serve(root, "127.0.0.1", port, None)
 
 
 def build_demo_project(cache: Path, scale: str | float = "default", config: str | Path = "default") -> Path:
@@ -303,6 +309,10 @@ def _serve(root: Path, host: str, port: int, auth: tuple[str, str] | None) -> No
         os._exit(0)
 
 
+def _port(value: str) -> int:
+    return int(parse_number(value, "--port", low=1, high=65535, integer=True))
+
+
 def _raise_interrupt() -> None:
     raise KeyboardInterrupt
 
@@ -324,7 +334,7 @@ def _config_path(name: str) -> Path:
         return p
     shipped = presets()
     if name not in shipped:
-        raise ConfigError(f"--config: no file {name!r} and no preset of that name ({', '.join(shipped)})")
+        raise ConfigError(f"--config: no file {shown(name)} and no preset of that name ({', '.join(shipped)})")
     return shipped[name]
 
 
@@ -332,12 +342,12 @@ def _modality_map(pairs: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ProjectError(f"--modality: expected NAME=FOLDER, got {pair!r}")
+            raise ProjectError(f"--modality: expected NAME=FOLDER, got {shown(pair)}")
         k, v = (x.strip() for x in pair.split("=", 1))
         if not k or not v:
-            raise ProjectError(f"--modality: expected NAME=FOLDER, got {pair!r}")
+            raise ProjectError(f"--modality: expected NAME=FOLDER, got {shown(pair)}")
         if k in out:
-            raise ProjectError(f"--modality: {k!r} given twice")
+            raise ProjectError(f"--modality: {shown(k)} given twice")
         out[k] = v
     return out
 

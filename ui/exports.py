@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..engine.errors import shown
+
 from .project import Project, ProjectError
 
 WHAT = ("labels", "predictions", "decisions")
@@ -14,9 +16,9 @@ WHAT = ("labels", "predictions", "decisions")
 def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> dict:
     """Write one export to `out`; returns {"path", "rows"}."""
     if what not in WHAT:
-        raise ProjectError(f"--what: must be one of {', '.join(WHAT)}, got {what!r}")
+        raise ProjectError(f"--what: must be one of {', '.join(WHAT)}, got {shown(what)}")
     if fmt not in ("csv", "mertools"):
-        raise ProjectError(f"--format: must be csv or mertools, got {fmt!r}")
+        raise ProjectError(f"--format: must be csv or mertools, got {shown(fmt)}")
     if fmt == "mertools" and what != "labels":
         raise ProjectError("--format mertools applies to --what labels only")
     out = Path(out)

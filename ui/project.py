@@ -16,7 +16,7 @@ from pathlib import Path
 from ..db.connect import SchemaError, sqlite_url
 from ..db.store import DecisionIn, Store
 from ..engine.config import load_config
-from ..engine.errors import InputError
+from ..engine.errors import InputError, MersemiError, shown
 from ..engine.features import FeatureStore, FeatureWriter
 from ..engine.importers import ImportPlan, plan_mertools, plan_native
 
@@ -25,7 +25,7 @@ ACTIONS = ("accept", "reject", "relabel")
 ProgressFn = Callable[[str, float], None]
 
 
-class ProjectError(Exception):
+class ProjectError(MersemiError):
     """A user-facing failure: bad input or a request the project's state refuses."""
 
 
@@ -89,8 +89,8 @@ class Project:
     def class_id(self, name: str, what: str = "class") -> int:
         """Class id of a name (case-insensitive); ProjectError naming the classes otherwise."""
         lowered = {c.lower(): i for i, c in enumerate(self.classes)}
-        if name is None or name.strip().lower() not in lowered:
-            raise ProjectError(f"unknown {what} {name!r}; classes are {', '.join(self.classes)}")
+        if not isinstance(name, str) or name.strip().lower() not in lowered:
+            raise ProjectError(f"unknown {what} {shown(name)}; classes are {', '.join(self.classes)}")
         return lowered[name.strip().lower()]
 
     @property
@@ -126,7 +126,7 @@ class Project:
         """All-or-nothing: validate metadata, stream features into staging (validating rows),
         then move the features in and insert the samples in one transaction."""
         if dtype not in ("float16", "float32"):
-            raise ProjectError(f"--dtype: must be float16 or float32, got {dtype!r}")
+            raise ProjectError(f"--dtype: must be float16 or float32, got {shown(dtype)}")
         try:
             plan = make_plan()
             with FeatureWriter(self.root / "features", len(plan.names), plan.modalities, dtype) as writer:
@@ -163,9 +163,9 @@ class Project:
             try:
                 v = float(raw)  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                raise ProjectError(f"threshold for {self.classes[cid]}: not a number: {raw!r}") from None
+                raise ProjectError(f"threshold for {self.classes[cid]}: not a number: {shown(raw)}") from None
             if not 0.0 <= v <= 1.0 or v != v:
-                raise ProjectError(f"threshold for {self.classes[cid]}: must lie in [0, 1], got {raw!r}")
+                raise ProjectError(f"threshold for {self.classes[cid]}: must lie in [0, 1], got {shown(raw)}")
             parsed[cid] = v
         self.store.set_thresholds(parsed, by=by)
         return self.thresholds()
@@ -182,28 +182,28 @@ class Project:
         known = self.store.samples_by_name(r.name for r in requests)
         missing = [r.name for r in requests if r.name not in known]
         if missing:
-            raise ProjectError(f"{source}: sample {missing[0]!r}: unknown sample")
+            raise ProjectError(f"{source}: sample {shown(missing[0])}: unknown sample")
         preds = self.store.prediction_of(rnd.id, [known[r.name][0] for r in requests])
         entries = []
         for r in requests:
             sid, split = known[r.name]
             action = (r.action or "").strip().lower()
             if action not in ACTIONS:
-                raise ProjectError(f"{source}: sample {r.name!r}: decision must be accept, reject or "
-                                   f"relabel, got {r.action!r}")
+                raise ProjectError(f"{source}: sample {shown(r.name)}: decision must be accept, reject or "
+                                   f"relabel, got {shown(r.action)}")
             if split != "unlabeled":
-                raise ProjectError(f"{source}: sample {r.name!r}: not a candidate of round {rnd.id} "
+                raise ProjectError(f"{source}: sample {shown(r.name)}: not a candidate of round {rnd.id} "
                                    f"(it is a {split} sample)")
             if sid not in preds:
-                raise ProjectError(f"{source}: sample {r.name!r}: not scored in round {rnd.id}")
+                raise ProjectError(f"{source}: sample {shown(r.name)}: not scored in round {rnd.id}")
             predicted = preds[sid][1]
             label = predicted
             if action == "relabel":
                 if not r.label:
-                    raise ProjectError(f"{source}: sample {r.name!r}: relabel needs a label")
+                    raise ProjectError(f"{source}: sample {shown(r.name)}: relabel needs a label")
                 label = self._label_id(r.label, source, r.name)
             elif r.label and self._label_id(r.label, source, r.name) != predicted:
-                raise ProjectError(f"{source}: sample {r.name!r}: {action} names label {r.label!r} but "
+                raise ProjectError(f"{source}: sample {shown(r.name)}: {action} names label {shown(r.label)} but "
                                    f"the prediction is {self.classes[predicted]!r}; use relabel")
             entries.append(DecisionIn(sid, action, label, rnd.id, r.note))
         batch, replaced = self.store.decide(entries, reviewer.strip())
@@ -217,7 +217,7 @@ class Project:
         try:
             return self.class_id(label, "label")
         except ProjectError as e:
-            raise ProjectError(f"{source}: sample {name!r}: {e}") from None
+            raise ProjectError(f"{source}: sample {shown(name)}: {e}") from None
 
     # ------------------------------------------------------------------ rounds
     def mark_dead_rounds_failed(self) -> list[int]:
