@@ -22,6 +22,7 @@ import pandas as pd
 
 from .errors import InputError
 from .features import FeatureWriter, check_modality_name
+from .safe_npz import load_npz
 
 ProgressFn = Callable[[str, float], None]
 SPLITS = ("labeled", "unlabeled", "test")
@@ -221,16 +222,11 @@ def _mertools_labels(path: Path, classes: list[str]) -> tuple[list[str], list[st
 
 
 def _npz_labels(path: Path, classes: list[str]) -> tuple[list[str], list[str], list[str | None]]:
-    try:
-        with np.load(path, allow_pickle=True) as npz:
-            if "train_corpus" not in npz.files:
-                raise InputError(f"{path}: no train_corpus in the label file (has {', '.join(npz.files) or 'nothing'})")
-            train = _corpus(npz, "train_corpus", path)
-            pool = _corpus(npz, "test1_corpus", path) if "test1_corpus" in npz.files else {}
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"{path}: unreadable label file ({_one_line(e)})") from None
+    npz = load_npz(path)  # never np.load(allow_pickle=True): a pickle can run any code
+    if "train_corpus" not in npz:
+        raise InputError(f"{path}: no train_corpus in the label file (has {', '.join(npz) or 'nothing'})")
+    train = _corpus(npz, "train_corpus", path)
+    pool = _corpus(npz, "test1_corpus", path) if "test1_corpus" in npz else {}
     if not train:
         raise InputError(f"{path}: empty label file: train_corpus holds no samples")
     lookup = _class_lookup(classes)
@@ -251,10 +247,8 @@ def _npz_labels(path: Path, classes: list[str]) -> tuple[list[str], list[str], l
     return names, splits, labels
 
 
-def _corpus(npz, key: str, path: Path) -> dict[str, object]:
+def _corpus(npz: dict[str, object], key: str, path: Path) -> dict[str, object]:
     value = npz[key]
-    if value.dtype == object and value.shape == ():
-        value = value.item()
     if not isinstance(value, dict):
         raise InputError(f"{path}: {key} is not a dict of samples (found {type(value).__name__})")
     return {str(k): v for k, v in value.items()}
