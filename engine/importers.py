@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from .errors import InputError, shown
 from .features import FeatureWriter, check_modality_name
 from .safe_npz import load_npz
 
@@ -30,6 +30,7 @@ MEDIA_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov",
                     ".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
 TEXT_COLUMNS = ("english", "chinese", "text")  # transcripts: first non-empty one wins
 _BLOCK_BYTES = 64 * 2**20  # float32 bytes per streamed block (~64 MB)
+MAX_NAME_CHARS = 255       # a sample name: the width of the samples table's name column
 
 
 def _block_rows(dim: int) -> int:
@@ -197,7 +198,9 @@ def plan_mertools(labels: Path, features_root: Path, modality_map: dict[str, str
     names, splits, label_values = _mertools_labels(labels, classes)
     for name in names:
         if not name or name in (".", "..") or "/" in name or "\\" in name:
-            raise InputError(f"{labels}: sample {name!r}: not usable as a file name")
+            raise InputError(f"{labels}: sample {shown(name)}: not usable as a file name")
+        if len(name) > MAX_NAME_CHARS:
+            raise InputError(f"{labels}: sample {shown(name)}: name longer than {MAX_NAME_CHARS} characters")
     sources = {}
     for modality, folder_name in modality_map.items():
         check_modality_name(modality, f"--modality {modality}={folder_name}")
@@ -375,6 +378,9 @@ def _names(column: pd.Series, path: Path, first_line: int) -> list[str]:
         line = i + first_line
         if not name:
             raise InputError(f"{path}: sample on line {line}: empty name")
+        if len(name) > MAX_NAME_CHARS:
+            raise InputError(f"{path}: sample {shown(name)} (line {line}): name longer than "
+                             f"{MAX_NAME_CHARS} characters")
         if name in seen:
             raise InputError(f"{path}: sample {name!r}: duplicate sample name (lines {seen[name]} and {line})")
         seen[name] = line

@@ -117,3 +117,29 @@ def test_over_long_inputs_are_echoed_cut_to_200_characters(project, capsys):
     code, _, err = run(capsys, "thresholds", project, "--set", f"{long_name}=0.5")
     one_line_error(code, err, "unknown class")
     assert len(err) < 400, len(err)
+
+
+def test_names_longer_than_the_database_holds_are_refused(tmp_path, capsys):
+    from app_fixtures import make_review_project
+
+    make_review_project(tmp_path / "p").close()
+    before = snapshot(tmp_path / "p")
+    decisions = tmp_path / "d.csv"
+    decisions.write_text(f"name,decision,label\nu05,accept,\n{'y' * 300},reject,\n")
+    one_line_error(*run(capsys, "decide", tmp_path / "p", "--file", decisions, "--reviewer", "ann")[::2],
+                   "longer than 255")
+    decisions.write_text("name,decision,label\nu05,accept,\n")
+    one_line_error(*run(capsys, "decide", tmp_path / "p", "--file", decisions, "--reviewer", "r" * 129)[::2],
+                   "reviewer", "longer than 128")
+    assert snapshot(tmp_path / "p") == before
+
+    native = tmp_path / "native"
+    native.mkdir()
+    (native / "samples.csv").write_text(f"name,split,label\n{'z' * 256},labeled,calm\nb,labeled,joy\n")
+    import numpy as np
+    np.save(native / "audio.npy", np.zeros((2, 3), np.float32))
+    assert run(capsys, "init", tmp_path / "q", "--classes", "calm,joy")[0] == 0
+    before = snapshot(tmp_path / "q")
+    one_line_error(*run(capsys, "import", tmp_path / "q", "--native", native)[::2], "samples.csv",
+                   "longer than 255")
+    assert snapshot(tmp_path / "q") == before

@@ -34,6 +34,18 @@ SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` relabel as class n �
 POLL_S = 1.0
 
 
+class ApiBlocks(gr.Blocks):
+    """Blocks whose named API endpoints get the declared default of every argument a client
+    left out (None where the parameter has none), so that the action refuses a missing
+    argument in its own words: Gradio's own check raises, and the client gets {"error": null}."""
+
+    async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
+        declared = block_fn.inputs
+        if block_fn.api_name in ENDPOINTS and isinstance(inputs, list) and len(inputs) < len(declared):
+            inputs = inputs + [getattr(block, "value", None) for block in declared[len(inputs):]]
+        return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
+
+
 def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) -> gr.Blocks:
     """The app for one project. `presets` maps training preset names to YAML files (default:
     configs/*.yaml)."""
@@ -43,7 +55,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
     thresholds = actions.project.thresholds()
     bin_width = (1 - 1 / len(classes)) / HIST_BINS  # histogram_frame's bins, as the plot's x bins
 
-    with gr.Blocks(title="mersemi review", fill_width=True) as demo:
+    with ApiBlocks(title="mersemi review", fill_width=True) as demo:
         demo.actions = actions  # for serve() and the tests: the same object the events use
 
         # ------------------------------------------------------------------ header

@@ -19,7 +19,7 @@ from ..engine.config import ConfigError, load_config, presets  # noqa: E402
 from ..engine.errors import MersemiError, UsageError, one_line, shown  # noqa: E402
 
 from .project import DEFAULT_CLASSES, Project, ProjectError, parse_decisions_csv  # noqa: E402
-from .values import parse_number  # noqa: E402
+from .values import number  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,7 +236,7 @@ def cmd_synth(args) -> None:
 
     scale: str | float = args.scale
     if scale not in ("default", "mer2024"):
-        scale = parse_number(scale, "--scale (default, mer2024 or a factor)", low=MIN_SCALE, high=MAX_SCALE)
+        scale = number(scale, "--scale (default, mer2024 or a factor)", low=MIN_SCALE, high=MAX_SCALE)
     with _progress("synth") as progress:
         summary = make_synthetic(args.out, scale=scale, seed=args.seed, progress=progress)
     print(json.dumps(summary))
@@ -310,7 +310,7 @@ def _serve(root: Path, host: str, port: int, auth: tuple[str, str] | None) -> No
 
 
 def _port(value: str) -> int:
-    return int(parse_number(value, "--port", low=1, high=65535, integer=True))
+    return int(number(value, "--port", low=1, high=65535, integer=True))
 
 
 def _raise_interrupt() -> None:

@@ -18,7 +18,9 @@ from ..db.store import DecisionIn, Store
 from ..engine.config import load_config
 from ..engine.errors import InputError, MersemiError, shown
 from ..engine.features import FeatureStore, FeatureWriter
-from ..engine.importers import ImportPlan, plan_mertools, plan_native
+from ..engine.importers import MAX_NAME_CHARS, ImportPlan, plan_mertools, plan_native
+
+from .values import MAX_REVIEWER, text
 
 DEFAULT_CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 ACTIONS = ("accept", "reject", "relabel")
@@ -177,8 +179,10 @@ class Project:
         rnd = self.store.current_round()
         if rnd is None:
             raise ProjectError("no finished round yet: train round 0 before deciding")
-        if not reviewer or not reviewer.strip():
-            raise ProjectError("reviewer name is empty")
+        reviewer = text(reviewer, "reviewer", max_chars=MAX_REVIEWER)
+        for r in requests:
+            if len(r.name) > MAX_NAME_CHARS:
+                raise ProjectError(f"{source}: sample {shown(r.name)}: name longer than {MAX_NAME_CHARS} characters")
         known = self.store.samples_by_name(r.name for r in requests)
         missing = [r.name for r in requests if r.name not in known]
         if missing:
@@ -206,7 +210,7 @@ class Project:
                 raise ProjectError(f"{source}: sample {shown(r.name)}: {action} names label {shown(r.label)} but "
                                    f"the prediction is {self.classes[predicted]!r}; use relabel")
             entries.append(DecisionIn(sid, action, label, rnd.id, r.note))
-        batch, replaced = self.store.decide(entries, reviewer.strip())
+        batch, replaced = self.store.decide(entries, reviewer)
         return {"recorded": len(entries), "round": rnd.id, "batch": batch,
                 "replaced": [{"name": r.name, "action": d.action, "reviewer": d.reviewer,
                               "label": self.classes[d.label] if d.label is not None else None,

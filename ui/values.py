@@ -2,24 +2,31 @@
 
 One function per kind of value checks it and refuses it with a one-line `UsageError` that
 names the argument and echoes at most 200 characters of what was sent. JSON types are taken
-strictly: a number must be a JSON number and a flag a JSON boolean (the string "false" is
-true in Python: it once started an auto-accept round).
+strictly where it matters: a flag must be a JSON boolean (the string "false" is true in
+Python: it once started an auto-accept round); a number may be a numeric string, but never
+NaN or infinite (Python's JSON parser reads Infinity and NaN).
 """
 from __future__ import annotations
 
 import math
 
 from ..engine.errors import UsageError, shown
+from ..engine.importers import MAX_NAME_CHARS
 
-MAX_TEXT = 255      # a class, preset, action or export name; a sample name (the samples column)
+MAX_TEXT = MAX_NAME_CHARS  # a sample, class, preset, action or export name
 MAX_REVIEWER = 128  # the width of the decisions' reviewer column
 
 
 def number(value: object, what: str, low: float = -math.inf, high: float = math.inf,
-           integer: bool = False, given: object = None) -> float:
-    """A finite JSON number in [low, high]; with integer=True a whole one, returned as int.
-    Messages echo `given` when set (the text the number was parsed from), else the value."""
-    echo = shown(value if given is None else given)
+           integer: bool = False) -> float:
+    """A finite number in [low, high], from a JSON number or a numeric string (the command
+    line's, or "0.9" from a script); with integer=True a whole one, returned as int."""
+    echo = shown(value)
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise UsageError(f"{what}: not a number: {echo}") from None
     if value is None:
         raise UsageError(f"{what}: missing (give a number)")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -36,16 +43,6 @@ def number(value: object, what: str, low: float = -math.inf, high: float = math.
         return float(value)
     except OverflowError:  # an int past float's range
         raise UsageError(f"{what}: must be a finite number, got {echo}") from None
-
-
-def parse_number(text: object, what: str, low: float = -math.inf, high: float = math.inf,
-                 integer: bool = False) -> float:
-    """`number` for a command-line string such as "0.5" or "7860"."""
-    try:
-        value = int(str(text)) if integer else float(str(text))
-    except ValueError:
-        raise UsageError(f"{what}: not a {'whole ' if integer else ''}number: {shown(text)}") from None
-    return number(value, what, low, high, integer, given=text)
 
 
 def flag(value: object, what: str) -> bool:
