@@ -251,7 +251,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,
           auth: tuple[str, str] | None = None, presets: dict[str, Path] | None = None,
           block: bool = True) -> gr.Blocks:
-    """Build and launch the app; media is served from the project's media folder only."""
+    """Build and launch the app; of the disk it serves the cards' clips only."""
     demo = build_app(root, presets)
     launch(demo, host=host, port=port, auth=auth, block=block)
     if block:  # the server has stopped (Ctrl-C, or SIGTERM through `mersemi serve`)
@@ -261,14 +261,26 @@ def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860,
            auth: tuple[str, str] | None = None, block: bool = True) -> None:
-    media_root = demo.actions.project.media_root
-    allowed = [str(media_root.resolve())] if media_root and media_root.is_dir() else []
     demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed,
+    demo.launch(server_name=host, server_port=port, auth=auth,
+                allowed_paths=[str(demo.actions.clips.folder)], blocked_paths=blocked_paths(demo.actions),
                 prevent_thread_lock=not block, share=False, show_error=False, quiet=not block,
                 footer_links=["api"], run_history=False, enable_monitoring=False, mcp_server=False,
                 ssr_mode=False, css_paths=[HERE / "app.css"],
                 head=f"<script>{(HERE / 'app.js').read_text()}</script>")
+
+
+def blocked_paths(actions: AppActions) -> list[str]:
+    """The project and the media folder, refused by Gradio even where its own rules would let a
+    file through (it hands out any returned file under the working or the temp folder): a
+    clip must come from the clip shelf. Not where that would block the shelf or Gradio's
+    cache (a project in /tmp's parent, say)."""
+    from gradio.utils import get_upload_folder
+
+    keep = [actions.clips.folder, Path(get_upload_folder()).resolve()]
+    folders = [actions.project.root, actions.project.media_root]
+    return [str(f.resolve()) for f in folders
+            if f is not None and not any(k.is_relative_to(f.resolve()) for k in keep)]
 
 
 # ---------------------------------------------------------------------- header

@@ -19,6 +19,7 @@ from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import MersemiError, one_line, shown
 
 from .app_state import TrainingRunner
+from .clips import ClipShelf
 from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError, round_summary
 from .review import (
@@ -67,6 +68,7 @@ class AppActions:
         self.project = project
         self.presets = presets or default_presets()
         self.runner = TrainingRunner()
+        self.clips = ClipShelf()  # the only files the server serves: copies of the cards' clips
 
     # ------------------------------------------------------------------ overview
     @refusals
@@ -148,7 +150,7 @@ class AppActions:
         return {"name": c.name, "text": c.text, "predicted": classes[c.predicted],
                 "confidence": round(float(c.confidence), 6),
                 "probs": {name: round(float(p), 6) for name, p in zip(classes, c.probs)},
-                "media": str(path) if path else None, "media_kind": kind}
+                "media": str(self.clips.serve(path)) if path else None, "media_kind": kind}
 
     @refusals
     def decide(self, name: str, action: str, label: str = "", reviewer: str = "") -> dict:
@@ -275,6 +277,7 @@ class AppActions:
                 if r.pid == os.getpid():
                     self.project.store.fail_round(r.id, "interrupted: the server stopped")
         self.project.close()
+        self.clips.close()
 
     @refusals
     def training_status(self) -> dict:
