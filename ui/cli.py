@@ -131,7 +131,7 @@ def cmd_init(args) -> None:
 
 
 def cmd_import(args) -> None:
-    with Project.open(args.dir) as project, _progress("import") as progress:
+    with _open(args.dir) as project, _progress("import") as progress:
         if args.native:
             if args.labels or args.features or args.modality:
                 raise ProjectError("--labels/--features/--modality belong to --mertools, not --native")
@@ -155,7 +155,7 @@ def cmd_train(args) -> None:
     cfg = load_config(cfg_path)
     # SIGTERM becomes SystemExit so that the round is marked failed on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with Project.open(args.dir) as project, _progress("train") as progress:
+    with _open(args.dir) as project, _progress("train") as progress:
         summary = run_round(project, cfg, config_name=cfg_path.stem, auto_accept=args.auto_accept,
                             progress=progress)
     if args.json:
@@ -167,7 +167,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_thresholds(args) -> None:
-    with Project.open(args.dir) as project:
+    with _open(args.dir) as project:
         th = _set_and_get_thresholds(project, args.set)
     if args.json:
         print(json.dumps(th))
@@ -192,7 +192,7 @@ def _set_and_get_thresholds(project: Project, sets: list[str]) -> dict[str, floa
 
 def cmd_decide(args) -> None:
     requests = parse_decisions_csv(args.file)
-    with Project.open(args.dir) as project:
+    with _open(args.dir) as project:
         out = project.decide(requests, reviewer=args.reviewer, source=str(args.file))
     print(f"recorded {out['recorded']} decisions on round {out['round']} candidates"
           + (f" ({len(out['replaced'])} replaced earlier decisions)" if out["replaced"] else ""))
@@ -201,13 +201,13 @@ def cmd_decide(args) -> None:
 def cmd_export(args) -> None:
     from .exports import export
 
-    with Project.open(args.dir) as project:
+    with _open(args.dir) as project:
         out = export(project, args.what, args.out, args.format)
     print(f"wrote {out['rows']} rows to {out['path']}")
 
 
 def cmd_status(args) -> None:
-    with Project.open(args.dir) as project:
+    with _open(args.dir) as project:
         status = project.status()
     if args.json:
         print(json.dumps(status))
@@ -294,7 +294,7 @@ def _say(line: str) -> None:
 def _serve(root: Path, host: str, port: int, auth: tuple[str, str] | None) -> None:
     from .app import serve
 
-    Project.open(root).close()  # a clear one-line error for a folder that is not a project
+    _open(root).close()  # a clear one-line error for a folder that is not a project
     # SIGTERM stops the server like Ctrl-C, so that a round training in it is marked failed.
     signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())
     try:
@@ -327,6 +327,14 @@ def _parse_auth(value: str | None) -> tuple[str, str] | None:
 
 
 # ---------------------------------------------------------------------- helpers
+
+def _open(root: Path) -> Project:
+    """Project.open, telling the user what it repaired (an import killed half-way, say)."""
+    project = Project.open(root)
+    for note in project.repairs:
+        print(f"mersemi: note: {note}", file=sys.stderr)
+    return project
+
 
 def _config_path(name: str) -> Path:
     p = Path(name)
