@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .crashpoints import crash_point
-from .errors import InputError
+from .errors import InputError, shown
 
 MANIFEST = "manifest.json"
 DTYPES = ("float16", "float32")
@@ -109,7 +109,7 @@ def publish_staged(folder: Path, staging: str, moved: list[Path] | None = None) 
 
 def check_modality_name(name: str, where: str = "modality") -> None:
     if not isinstance(name, str) or not _MODALITY_NAME.match(name) or name.endswith(".npy"):
-        raise InputError(f"{where}: modality name {name!r}: use letters, digits, '_', '-' or '.', "
+        raise InputError(f"{where}: modality name {shown(name)}: use letters, digits, '_', '-' or '.', "
                          f"not starting with '.' or '-'")
 
 
@@ -350,5 +350,5 @@ def check_finite(block: np.ndarray, where: str, sample_names: Sequence[str] | No
 
 def _sample_of(sample_names: Sequence[str] | None, start: int, i: int) -> str:
     if sample_names is not None and i < len(sample_names):
-        return repr(str(sample_names[i]))
+        return shown(str(sample_names[i]))
     return f"at row {start + i}"
