@@ -4,8 +4,10 @@ Each message is one line; the command line prints it as `mersemi: error: <messag
 """
 from __future__ import annotations
 
+from ..engine.errors import MersemiError
 
-class StoreError(Exception):
+
+class StoreError(MersemiError):
     """A store condition the user can act on: busy, unreachable, wrong schema version."""
 
 

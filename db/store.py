@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import connect
 from .connect import check_schema, is_busy, is_retryable, make_engine, write_engine
-from .errors import StoreBusy
+from .errors import StoreBusy, StoreError
 from .migrate import create_schema
 from .models import (
     Claim, ClassLabel, CurrentDecision, Decision, Meta, Prediction, Round, Sample, Threshold, utcnow,
@@ -420,7 +420,7 @@ class Store:
                                                                Claim.reviewer != reviewer)))
 
 
-class RoundBusy(RuntimeError):
+class RoundBusy(StoreError, RuntimeError):
     def __init__(self, round_id: int) -> None:
         super().__init__(f"round {round_id} is still running")
         self.round_id = round_id

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .errors import MersemiError, one_line, shown
 
 
 def presets() -> dict[str, Path]:
@@ -36,7 +37,7 @@ def preset_path(name: str) -> Path:
     return found[name]
 
 
-class ConfigError(ValueError):
+class ConfigError(MersemiError, ValueError):
     """A configuration file or value is invalid; the message names the key."""
 
 
@@ -259,22 +260,55 @@ def checkpoint_config(data: dict[str, Any]) -> Config:
     return from_dict(_merge(_CHECKPOINT_DEFAULTS, data), source="checkpoint config")
 
 
+MAX_CONFIG_BYTES = 1_000_000  # presets are a few KB; anything near this is not a config
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a config never needs them, and nine nested aliases
+    expand to a billion strings (minutes and gigabytes before any check could run)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are "
+                              f"not allowed in a config; write the values out")
+        return super().compose_node(parent, index)
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: circular 'extends'")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"larger than {MAX_CONFIG_BYTES:,} bytes: not a config file")
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_NoAliasLoader) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: not a file (a folder)") from None
+    except ConfigError as e:  # too large, or an alias
+        raise ConfigError(f"{path}: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: unreadable ({e.strerror or e.__class__.__name__})") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})".replace("\n", " ")) from None
+        raise ConfigError(f"{path}: not valid YAML ({one_line(e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    base = _read_yaml(path.parent / parent, seen + (path,))
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"{path}: extends: expected a file name, got {shown(parent)}")
+    try:
+        base = _read_yaml(path.parent / parent, seen + (path,))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: extends: {e}") from None
     return _merge(base, data)
 
 
@@ -317,7 +351,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}; got {value!r}")
+            raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}; got {shown(value)}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -327,20 +361,20 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {shown(value)}")
         return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         kt, vt = typing.get_args(tp)
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {shown(value)}")
         return {_coerce(kt, k, f"{key}"): _coerce(vt, v, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {shown(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {shown(value)}")
         return value
     if tp is float:
         # YAML reads "1e-3" as a string; accept numeric strings explicitly.
@@ -348,15 +382,15 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+                raise ConfigError(f"{key}: expected a number, got {shown(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {shown(value)}")
         if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(f"{key}: must be finite, got {value!r}")
+            raise ConfigError(f"{key}: must be finite, got {shown(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {shown(value)}")
         return value
     raise TypeError(f"unsupported config type {tp} at {key}")
 

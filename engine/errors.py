@@ -1,6 +1,44 @@
-"""Errors the engine raises for bad user input (as opposed to bugs)."""
+"""The errors a user sees, as opposed to bugs. A leaf module (no imports of ours, nothing
+heavy) so that engine/, db/ and ui/ can all derive from `MersemiError`, and the command line
+and the app's API translate that one base class into a one-line message."""
+
+import reprlib
+
+ECHO_CHARS = 200  # at most this much of a value from outside is repeated in a message
 
 
-class InputError(ValueError):
+class MersemiError(Exception):
+    """Base of every user-facing error: the message is one line saying what is wrong."""
+
+
+class InputError(MersemiError, ValueError):
     """Bad input data. The message is one line naming the file, the sample and the problem,
     e.g. ``features/text/clip_007.npy: sample clip_007: expected dimension 768, got 512``."""
+
+
+class UsageError(MersemiError, ValueError):
+    """A bad argument to a command or an API call, e.g. ``--port: must be ... got '99999'``."""
+
+
+def shown(value: object) -> str:
+    """The value as a message repeats it: its repr, cut to ECHO_CHARS characters. Computed
+    within bounds (reprlib for containers), so a huge or deeply nested input costs nothing."""
+    try:
+        if isinstance(value, str):
+            text = repr(value[:ECHO_CHARS + 1])
+        else:
+            text = _REPR.repr(value)
+    except Exception:  # a value whose repr fails still gets a message
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS - 1] + "…"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxdict = _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = 10
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = ECHO_CHARS
+
+
+def one_line(message: object) -> str:
+    """A message as one line (newlines and runs of spaces become single spaces)."""
+    return " ".join(str(message).split())

@@ -1,8 +1,10 @@
 """A project's feature matrices: `features/<modality>.npy`, one per modality, rows in sample order.
 
 Beside them `features/manifest.json` lists the modalities (in order) with their dimensions,
-the storage dtype and the row count. The manifest is moved in last when an import commits,
-so a folder with a manifest always holds a complete set of matrices.
+the storage dtype and the row count. An import writes everything into a staging folder
+(`.staging-<pid>-<host>-<id>`), manifest included, then moves the files in, the manifest
+last, so a folder with a manifest always holds a complete set of matrices. The move
+(`publish_staged`) can be repeated after a kill until it has finished.
 
 Matrices are read memory-mapped: at MER2024 scale they are ~1.7 GB (float16), and the app
 only ever needs a few rows of them at a time.
@@ -13,13 +15,15 @@ import json
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .crashpoints import crash_point
+from .errors import InputError, shown
 
 MANIFEST = "manifest.json"
 DTYPES = ("float16", "float32")
@@ -30,14 +34,39 @@ _MODALITY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
-def _remove_dead_staging(folder: Path) -> None:
-    """Delete staging folders of imports whose process is gone (SIGKILL, power loss).
+def staging_name() -> str:
+    """A staging folder's name: this process (pid and host) and a unique id."""
+    return f"{_STAGING_PREFIX}{os.getpid()}-{_host_tag(socket.gethostname())}-{uuid.uuid4().hex}"
 
-    Only called after a successful commit, so a failed import never touches the folder."""
-    for path in folder.glob(f"{_STAGING_PREFIX}*"):
-        pid = path.name[len(_STAGING_PREFIX):].split("-", 1)[0]
-        if not (pid.isdigit() and _process_alive(int(pid))):
+
+def staging_is_live(name: str) -> bool:
+    """Whether the import that owns a staging folder may still be running."""
+    pid, _, rest = name[len(_STAGING_PREFIX):].partition("-")
+    host = rest.rpartition("-")[0] if "-" in rest else None  # None: the older <pid>-<id> names
+    return pid.isdigit() and process_may_run(host, int(pid))
+
+
+def process_may_run(host: str | None, pid: int) -> bool:
+    """Whether process `pid` of `host` (None: this one) may still be running: alive here, or
+    on another host, which this one cannot ask (a project folder shared by a team)."""
+    if host is not None and _host_tag(host) != _host_tag(socket.gethostname()):
+        return True
+    return _process_alive(pid)
+
+
+def _host_tag(host: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", host)  # no '-': it separates the parts of a staging name
+
+
+def remove_dead_staging(folder: Path, keep: str | None = None) -> list[str]:
+    """Delete the staging folders of imports whose process is gone (SIGKILL, power loss),
+    except `keep`; returns their names."""
+    removed = []
+    for path in Path(folder).glob(f"{_STAGING_PREFIX}*"):
+        if path.name != keep and not staging_is_live(path.name):
             shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
 
 
 def _process_alive(pid: int) -> bool:
@@ -54,9 +83,33 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def publish_staged(folder: Path, staging: str, moved: list[Path] | None = None) -> None:
+    """Move a complete staging folder's matrices, then its manifest, into `folder`. Idempotent:
+    after a kill half-way it moves what is left; InputError when files are missing from both
+    places (the staging folder was removed by hand)."""
+    folder = Path(folder)
+    src = folder / staging
+    manifest_path = src / MANIFEST if (src / MANIFEST).is_file() else folder / MANIFEST
+    try:
+        names = [m["name"] for m in json.loads(manifest_path.read_text())["modalities"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{src}: cannot finish the import: no readable manifest ({e.__class__.__name__})") from None
+    for name in [f"{n}.npy" for n in names] + [MANIFEST]:
+        target = folder / name
+        if (src / name).exists():
+            os.replace(src / name, target)  # atomic within one file system
+            if moved is not None:
+                moved.append(target)
+            crash_point("import:moving")
+        elif not target.is_file():
+            raise InputError(f"{folder}: cannot finish the import: {name} is neither staged nor in place")
+    if src.is_dir():
+        src.rmdir()
+
+
 def check_modality_name(name: str, where: str = "modality") -> None:
     if not isinstance(name, str) or not _MODALITY_NAME.match(name) or name.endswith(".npy"):
-        raise InputError(f"{where}: modality name {name!r}: use letters, digits, '_', '-' or '.', "
+        raise InputError(f"{where}: modality name {shown(name)}: use letters, digits, '_', '-' or '.', "
                          f"not starting with '.' or '-'")
 
 
@@ -146,8 +199,8 @@ class FeatureWriter:
         self._created_folder = not self.folder.exists()
         self._check_no_features_yet()
         self.folder.mkdir(parents=True, exist_ok=True)
-        # The pid in the name lets a later import recognise the leftovers of a killed one.
-        self._staging = self.folder / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+        # The pid and host in the name let a later command recognise the leftovers of a killed one.
+        self._staging = self.folder / staging_name()
         self._staging.mkdir()
         self._moved: list[Path] = []
         self._done = False
@@ -196,9 +249,11 @@ class FeatureWriter:
         check_finite(block, where, sample_names, start, self.dtype)
         self._files[name].write(start, block)
         self._written[name][start:stop] = True
+        crash_point("import:streaming")
 
-    def commit(self) -> None:
-        """Move the matrices, then the manifest, into `folder`."""
+    def stage(self) -> Path:
+        """Finish the staging folder: every row written, the manifest beside the matrices.
+        Returns it; nothing is in place yet."""
         if self._done:
             raise RuntimeError("FeatureWriter: already committed or aborted")
         for name, written in self._written.items():
@@ -208,17 +263,26 @@ class FeatureWriter:
         manifest = {"n_rows": self.n_rows, "dtype": self.dtype.name,
                     "modalities": [{"name": n, "dim": d} for n, d in self.dims.items()]}
         (self._staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        return self._staging
+
+    def publish(self) -> None:
+        """Move the staged files into `folder` for an import whose samples are committed
+        elsewhere (the database): from here on nothing is undone; a failure or a kill leaves
+        the staging folder for `publish_staged` to finish."""
+        self._done = True
+        publish_staged(self.folder, self._staging.name)
+        remove_dead_staging(self.folder)
+
+    def commit(self) -> None:
+        """`stage` and move everything into `folder`; a failure undoes it all."""
+        self.stage()
         try:
-            for name in [f"{n}.npy" for n in self.dims] + [MANIFEST]:
-                target = self.folder / name
-                os.replace(self._staging / name, target)  # atomic within one file system
-                self._moved.append(target)
-            self._staging.rmdir()
+            publish_staged(self.folder, self._staging.name, moved=self._moved)
         except BaseException:
             self.abort()
             raise
         self._done = True
-        _remove_dead_staging(self.folder)
+        remove_dead_staging(self.folder)
 
     def abort(self) -> None:
         """Remove everything this writer created; `folder` is left as it was before."""
@@ -286,5 +350,5 @@ def check_finite(block: np.ndarray, where: str, sample_names: Sequence[str] | No
 
 def _sample_of(sample_names: Sequence[str] | None, start: int, i: int) -> str:
     if sample_names is not None and i < len(sample_names):
-        return repr(str(sample_names[i]))
+        return shown(str(sample_names[i]))
     return f"at row {start + i}"

@@ -20,8 +20,9 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from .errors import InputError, shown
 from .features import FeatureWriter, check_modality_name
+from .safe_npz import load_npz
 
 ProgressFn = Callable[[str, float], None]
 SPLITS = ("labeled", "unlabeled", "test")
@@ -29,6 +30,7 @@ MEDIA_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov",
                     ".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
 TEXT_COLUMNS = ("english", "chinese", "text")  # transcripts: first non-empty one wins
 _BLOCK_BYTES = 64 * 2**20  # float32 bytes per streamed block (~64 MB)
+MAX_NAME_CHARS = 255       # a sample name: the width of the samples table's name column
 
 
 def _block_rows(dim: int) -> int:
@@ -125,13 +127,13 @@ def plan_native(folder: Path, classes: list[str]) -> ImportPlan:
     splits, labels, true_labels, texts, media = [], [], [], [], []
     has_media = "media" in df.columns
     for i, row in enumerate(df.itertuples(index=False)):
-        where = f"{csv}: sample {names[i]!r} (line {i + 2})"
+        where = f"{csv}: sample {shown(names[i])} (line {i + 2})"
         split = _split(row.split, where)
         label = _label(row.label, lookup, where, classes, "label")
         if split == "labeled" and label is None:
             raise InputError(f"{where}: split 'labeled' needs a label")
         if split == "unlabeled" and label is not None:
-            raise InputError(f"{where}: split 'unlabeled' must have an empty label, got {row.label!r} "
+            raise InputError(f"{where}: split 'unlabeled' must have an empty label, got {shown(row.label)} "
                              f"(hidden truth goes in the true_label column)")
         splits.append(split)
         labels.append(label)
@@ -149,13 +151,13 @@ def plan_native(folder: Path, classes: list[str]) -> ImportPlan:
 def _native_media(folder: Path, value: str, where: str) -> str:
     rel = Path(value)
     if rel.is_absolute():
-        raise InputError(f"{where}: media path {value!r} must be relative to {folder}")
+        raise InputError(f"{where}: media path {shown(value)} must be relative to {folder}")
     root = folder.resolve()
     full = (root / rel).resolve()
     if not full.is_relative_to(root):
-        raise InputError(f"{where}: media path {value!r} points outside {folder}")
+        raise InputError(f"{where}: media path {shown(value)} points outside {folder}")
     if not full.is_file():
-        raise InputError(f"{where}: media file {value!r} does not exist")
+        raise InputError(f"{where}: media file {shown(value)} does not exist")
     return full.relative_to(root).as_posix()
 
 
@@ -174,10 +176,10 @@ def _native_matrices(folder: Path, names: list[str]) -> dict[str, _NativeMatrix]
         if m.dtype.kind not in "fiu":
             raise InputError(f"{path}: {every}: not numeric (dtype {m.dtype})")
         if m.shape[0] < len(names):
-            raise InputError(f"{path}: sample {names[m.shape[0]]!r} (row {m.shape[0] + 1} of samples.csv) "
+            raise InputError(f"{path}: sample {shown(names[m.shape[0]])} (row {m.shape[0] + 1} of samples.csv) "
                              f"has no row: the matrix has {m.shape[0]} rows for {len(names)} samples")
         if m.shape[0] > len(names):
-            raise InputError(f"{path}: row {len(names) + 1} has no sample (last sample {names[-1]!r}): "
+            raise InputError(f"{path}: row {len(names) + 1} has no sample (last sample {shown(names[-1])}): "
                              f"the matrix has {m.shape[0]} rows for {len(names)} samples in samples.csv")
         out[path.stem] = _NativeMatrix(path, int(m.shape[1]))
     return out
@@ -196,10 +198,12 @@ def plan_mertools(labels: Path, features_root: Path, modality_map: dict[str, str
     names, splits, label_values = _mertools_labels(labels, classes)
     for name in names:
         if not name or name in (".", "..") or "/" in name or "\\" in name:
-            raise InputError(f"{labels}: sample {name!r}: not usable as a file name")
+            raise InputError(f"{labels}: sample {shown(name)}: not usable as a file name")
+        if len(name) > MAX_NAME_CHARS:
+            raise InputError(f"{labels}: sample {shown(name)}: name longer than {MAX_NAME_CHARS} characters")
     sources = {}
     for modality, folder_name in modality_map.items():
-        check_modality_name(modality, f"--modality {modality}={folder_name}")
+        check_modality_name(modality, f"--modality {shown(f'{modality}={folder_name}')}")
         sources[modality] = _feature_folder(features_root / folder_name, names)
     texts = _transcripts(Path(transcripts), names) if transcripts else [None] * len(names)
     media_root, clips = _media_clips(Path(media), names) if media else (None, [None] * len(names))
@@ -221,22 +225,17 @@ def _mertools_labels(path: Path, classes: list[str]) -> tuple[list[str], list[st
 
 
 def _npz_labels(path: Path, classes: list[str]) -> tuple[list[str], list[str], list[str | None]]:
-    try:
-        with np.load(path, allow_pickle=True) as npz:
-            if "train_corpus" not in npz.files:
-                raise InputError(f"{path}: no train_corpus in the label file (has {', '.join(npz.files) or 'nothing'})")
-            train = _corpus(npz, "train_corpus", path)
-            pool = _corpus(npz, "test1_corpus", path) if "test1_corpus" in npz.files else {}
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"{path}: unreadable label file ({_one_line(e)})") from None
+    npz = load_npz(path)  # never np.load(allow_pickle=True): a pickle can run any code
+    if "train_corpus" not in npz:
+        raise InputError(f"{path}: no train_corpus in the label file (has {', '.join(npz) or 'nothing'})")
+    train = _corpus(npz, "train_corpus", path)
+    pool = _corpus(npz, "test1_corpus", path) if "test1_corpus" in npz else {}
     if not train:
         raise InputError(f"{path}: empty label file: train_corpus holds no samples")
     lookup = _class_lookup(classes)
     names, splits, labels = [], [], []
     for name, entry in train.items():
-        where = f"{path}: sample {name!r} (train_corpus)"
+        where = f"{path}: sample {shown(name)} (train_corpus)"
         if not isinstance(entry, dict) or "emo" not in entry:
             raise InputError(f"{where}: entry has no 'emo' label")
         names.append(name)
@@ -244,17 +243,15 @@ def _npz_labels(path: Path, classes: list[str]) -> tuple[list[str], list[str], l
         labels.append(_required_label(entry["emo"], lookup, where, classes))
     for name in pool:  # test1's emo values are placeholders: the pool is unlabeled
         if name in train:
-            raise InputError(f"{path}: sample {name!r}: duplicate sample, in both train_corpus and test1_corpus")
+            raise InputError(f"{path}: sample {shown(name)}: duplicate sample, in both train_corpus and test1_corpus")
         names.append(name)
         splits.append("unlabeled")
         labels.append(None)
     return names, splits, labels
 
 
-def _corpus(npz, key: str, path: Path) -> dict[str, object]:
+def _corpus(npz: dict[str, object], key: str, path: Path) -> dict[str, object]:
     value = npz[key]
-    if value.dtype == object and value.shape == ():
-        value = value.item()
     if not isinstance(value, dict):
         raise InputError(f"{path}: {key} is not a dict of samples (found {type(value).__name__})")
     return {str(k): v for k, v in value.items()}
@@ -266,7 +263,7 @@ def _csv_labels(path: Path, classes: list[str]) -> tuple[list[str], list[str], l
         raise InputError(f"{path}: empty label file: no samples (a header but no rows)")
     names = _names(df["name"], path, first_line=2)
     lookup = _class_lookup(classes)
-    labels = [_required_label(v, lookup, f"{path}: sample {n!r} (line {i + 2})", classes)
+    labels = [_required_label(v, lookup, f"{path}: sample {shown(n)} (line {i + 2})", classes)
               for i, (n, v) in enumerate(zip(names, df["discrete"]))]
     return names, ["labeled"] * len(names), labels
 
@@ -290,7 +287,7 @@ def _feature_folder(folder: Path, names: list[str]) -> _PerSampleFiles:
         elif name in dirs:
             entries.append(folder / name)
         else:
-            raise InputError(f"{folder}: sample {name!r}: missing sample, no {name}.npy and no {name}/ folder")
+            raise InputError(f"{folder}: sample {shown(name)}: missing sample, no {name}.npy and no {name}/ folder")
     dim = int(_pooled_vector(entries[0], names[0], None).shape[0])
     return _PerSampleFiles(folder, dim, entries)
 
@@ -301,24 +298,24 @@ def _pooled_vector(path: Path, name: str, dim: int | None) -> np.ndarray:
     if path.is_dir():
         frames = sorted(path.glob("*.npy"))
         if not frames:
-            raise InputError(f"{path}: sample {name!r}: frame folder holds no .npy files")
+            raise InputError(f"{path}: sample {shown(name)}: frame folder holds no .npy files")
         vectors = [_pooled_vector(f, name, dim) for f in frames]
         if dim is None:  # first sample defines the dimension: frames must agree among themselves
             for f, v in zip(frames, vectors):
                 if v.shape != vectors[0].shape:
-                    raise InputError(f"{f}: sample {name!r}: wrong dimension, expected "
+                    raise InputError(f"{f}: sample {shown(name)}: wrong dimension, expected "
                                      f"{vectors[0].shape[0]} (as {frames[0].name}), got {v.shape[0]}")
         return np.mean(vectors, axis=0, dtype=np.float64).astype(np.float32)
-    arr = _load_npy(path, mmap=False, who=f"sample {name!r}")
+    arr = _load_npy(path, mmap=False, who=f"sample {shown(name)}")
     if arr.dtype.kind not in "fiu":
-        raise InputError(f"{path}: sample {name!r}: not numeric (dtype {arr.dtype})")
+        raise InputError(f"{path}: sample {shown(name)}: not numeric (dtype {arr.dtype})")
     if arr.ndim == 2 and arr.shape[0] == 0:
-        raise InputError(f"{path}: sample {name!r}: no frames (shape {arr.shape})")
+        raise InputError(f"{path}: sample {shown(name)}: no frames (shape {arr.shape})")
     if arr.ndim not in (1, 2) or (dim is not None and arr.shape[-1] != dim):
         expected = f"[{dim}] or [T, {dim}]" if dim is not None else "[D] or [T, D]"
-        raise InputError(f"{path}: sample {name!r}: wrong dimension, expected {expected}, got shape {arr.shape}")
+        raise InputError(f"{path}: sample {shown(name)}: wrong dimension, expected {expected}, got shape {arr.shape}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise InputError(f"{path}: sample {name!r}: NaN or inf values")
+        raise InputError(f"{path}: sample {shown(name)}: NaN or inf values")
     vector = arr if arr.ndim == 1 else arr.mean(axis=0, dtype=np.float64)
     return np.asarray(vector, dtype=np.float32)
 
@@ -332,7 +329,7 @@ def _transcripts(path: Path, names: list[str]) -> list[str | None]:
     for i, row in enumerate(df.itertuples(index=False)):
         name = row.name
         if name in text_of:
-            raise InputError(f"{path}: sample {name!r} (line {i + 2}): duplicate sample")
+            raise InputError(f"{path}: sample {shown(name)} (line {i + 2}): duplicate sample")
         text = next((getattr(row, c) for c in text_columns if getattr(row, c)), "")
         text_of[name] = text
     return [text_of.get(n) or None for n in names]
@@ -369,7 +366,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     df.columns = [str(c).strip().lower() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise InputError(f"{path}: missing required column {missing[0]!r} "
+        raise InputError(f"{path}: missing required column {shown(missing[0])} "
                          f"(need {', '.join(required)}; found {', '.join(df.columns)})")
     return df.apply(lambda col: col.str.strip())
 
@@ -381,8 +378,11 @@ def _names(column: pd.Series, path: Path, first_line: int) -> list[str]:
         line = i + first_line
         if not name:
             raise InputError(f"{path}: sample on line {line}: empty name")
+        if len(name) > MAX_NAME_CHARS:
+            raise InputError(f"{path}: sample {shown(name)} (line {line}): name longer than "
+                             f"{MAX_NAME_CHARS} characters")
         if name in seen:
-            raise InputError(f"{path}: sample {name!r}: duplicate sample name (lines {seen[name]} and {line})")
+            raise InputError(f"{path}: sample {shown(name)}: duplicate sample name (lines {seen[name]} and {line})")
         seen[name] = line
     return names
 
@@ -390,7 +390,7 @@ def _names(column: pd.Series, path: Path, first_line: int) -> list[str]:
 def _split(value: str, where: str) -> str:
     split = value.lower()
     if split not in SPLITS:
-        raise InputError(f"{where}: bad split {value!r} (must be {', '.join(SPLITS)})")
+        raise InputError(f"{where}: bad split {shown(value)} (must be {', '.join(SPLITS)})")
     return split
 
 
@@ -404,7 +404,7 @@ def _label(value: object, lookup: dict[str, str], where: str, classes: list[str]
     if not text:
         return None
     if text.lower() not in lookup:
-        raise InputError(f"{where}: unknown class {text!r} in {column} (classes: {', '.join(classes)})")
+        raise InputError(f"{where}: unknown class {shown(text)} in {column} (classes: {', '.join(classes)})")
     return lookup[text.lower()]
 
 
@@ -425,7 +425,7 @@ def _load_npy(path: Path, mmap: bool, who: str) -> np.ndarray:
 
 
 def _all_samples(names: list[str]) -> str:
-    return f"all {len(names)} samples ({names[0]!r} to {names[-1]!r})"
+    return f"all {len(names)} samples ({shown(names[0])} to {shown(names[-1])})"
 
 
 def _one_line(e: BaseException) -> str:

@@ -49,6 +49,10 @@ SCALES = {
                 "dims": {"audio": 1024, "text": 5120, "video": 768}},
 }
 
+# A factor multiplies the default scale's sample counts: 100 makes 1.3 million samples (10x
+# MER2024's pool); beyond that the counts stop making sense (1e30 overflowed to 12 samples).
+MIN_SCALE, MAX_SCALE = 1e-3, 100.0
+
 LATENT_DIM = 8
 SUBCLUSTERS = 5
 CLASS_SPREAD = 1.0       # std of class centres in the latent space
@@ -146,8 +150,8 @@ def _scale(scale: str | float) -> tuple[dict[str, int], dict[str, int]]:
         preset = SCALES[scale]
         return {s: preset[s] for s in ("labeled", "unlabeled", "test")}, dict(preset["dims"])
     factor = float(scale)
-    if not factor > 0:
-        raise InputError(f"synthetic scale: must be > 0, got {scale!r}")
+    if not MIN_SCALE <= factor <= MAX_SCALE:  # NaN fails too
+        raise InputError(f"synthetic scale: a factor must lie in [{MIN_SCALE:g}, {MAX_SCALE:g}], got {scale!r}")
     preset = SCALES["default"]
     # Every class needs a few samples in every split, or training has nothing to learn from.
     counts = {s: max(len(CLASSES) * 2, round(preset[s] * factor)) for s in ("labeled", "unlabeled", "test")}

@@ -152,13 +152,15 @@ def test_bad_input_gives_a_message_and_changes_nothing(served, endpoint, args, m
     assert snapshot(root) == before
 
 
-def test_files_are_served_from_the_media_folder_only(served):
+def test_only_the_cards_clips_are_served(served):
     import httpx
 
     root, client = served
     base = client.src.rstrip("/")
-    assert httpx.get(f"{base}/gradio_api/file={root / 'media' / 'u00.wav'}").status_code == 200
-    for outside in (root / "secret.wav", root / "project.db", Path(__file__)):
+    card = call(client, "next_candidate", "calm", 0.0, 0)["candidate"]
+    assert card["name"] == "u00"
+    assert httpx.get(f"{base}/gradio_api/file={card['media']}").status_code == 200
+    for outside in (root / "media" / "u00.wav", root / "secret.wav", root / "project.db", Path(__file__)):
         assert httpx.get(f"{base}/gradio_api/file={outside}").status_code == 403, outside
 
 

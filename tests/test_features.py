@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -165,3 +166,19 @@ def test_a_later_import_removes_the_staging_left_by_a_killed_one(tmp_path):
     write_all(folder, sample_matrices(), "float32")
     assert not leftover.exists() and live.exists()
     assert listing(folder) == sorted(["audio.npy", "text.npy", MANIFEST, live.name])
+
+
+def test_staging_of_another_host_is_left_alone(tmp_path):
+    """A project folder shared by hosts: this one cannot tell whether the other's pid lives."""
+    from mersemi.engine.features import remove_dead_staging
+
+    import subprocess
+    dead = subprocess.Popen(["true"])
+    dead.wait()                                   # its pid is free here, but not on the other host
+    folder = tmp_path / "features"
+    folder.mkdir()
+    other = folder / f".staging-{dead.pid}-some.other.host-0123abcd"
+    here = folder / f".staging-{dead.pid}-{socket.gethostname().replace('-', '_')}-0123abcd"
+    other.mkdir()
+    here.mkdir()
+    assert remove_dead_staging(folder) == [here.name] and other.exists()

@@ -3,7 +3,6 @@ uses, failures, killed processes, projects without a pool; on a SQLite project a
 whose store is on PostgreSQL."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -74,7 +74,7 @@ def test_clips_are_short_wavs_referenced_in_media(small):
 def test_deterministic_for_a_seed(tmp_path):
     a = make_synthetic(tmp_path / "a", scale=0.05, seed=3)
     b = make_synthetic(tmp_path / "b", scale=0.05, seed=3)
-    c = make_synthetic(tmp_path / "c", scale=0.05, seed=4)
+    make_synthetic(tmp_path / "c", scale=0.05, seed=4)
     files = ["samples.csv", "audio.npy", "text.npy", "video.npy"]
     assert filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", files, shallow=False)[0] == files
     assert filecmp.cmpfiles(tmp_path / "a", tmp_path / "c", files, shallow=False)[0] == []

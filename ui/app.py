@@ -34,6 +34,18 @@ SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` relabel as class n �
 POLL_S = 1.0
 
 
+class ApiBlocks(gr.Blocks):
+    """Blocks whose named API endpoints get the declared default of every argument a client
+    left out (None where the parameter has none), so that the action refuses a missing
+    argument in its own words: Gradio's own check raises, and the client gets {"error": null}."""
+
+    async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
+        declared = block_fn.inputs
+        if block_fn.api_name in ENDPOINTS and isinstance(inputs, list) and len(inputs) < len(declared):
+            inputs = inputs + [getattr(block, "value", None) for block in declared[len(inputs):]]
+        return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
+
+
 def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) -> gr.Blocks:
     """The app for one project. `presets` maps training preset names to YAML files (default:
     configs/*.yaml)."""
@@ -43,7 +55,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
     thresholds = actions.project.thresholds()
     bin_width = (1 - 1 / len(classes)) / HIST_BINS  # histogram_frame's bins, as the plot's x bins
 
-    with gr.Blocks(title="mersemi review", fill_width=True) as demo:
+    with ApiBlocks(title="mersemi review", fill_width=True) as demo:
         demo.actions = actions  # for serve() and the tests: the same object the events use
 
         # ------------------------------------------------------------------ header
@@ -57,7 +69,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         round_marker = gr.State(None if current is None else current.id)
         poll_key = gr.State(None)       # what the Train tab last showed of the runner and rounds
 
-        with gr.Tabs(elem_id="tabs") as tabs:
+        with gr.Tabs(elem_id="tabs"):
             # -------------------------------------------------------------- thresholds
             with gr.Tab("Thresholds", id="thresholds", elem_id="tab-thresholds") as tab_thresholds:
                 with gr.Row():
@@ -239,7 +251,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,
           auth: tuple[str, str] | None = None, presets: dict[str, Path] | None = None,
           block: bool = True) -> gr.Blocks:
-    """Build and launch the app; media is served from the project's media folder only."""
+    """Build and launch the app; of the disk it serves the cards' clips only."""
     demo = build_app(root, presets)
     launch(demo, host=host, port=port, auth=auth, block=block)
     if block:  # the server has stopped (Ctrl-C, or SIGTERM through `mersemi serve`)
@@ -249,14 +261,26 @@ def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860,
            auth: tuple[str, str] | None = None, block: bool = True) -> None:
-    media_root = demo.actions.project.media_root
-    allowed = [str(media_root.resolve())] if media_root and media_root.is_dir() else []
     demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed,
+    demo.launch(server_name=host, server_port=port, auth=auth,
+                allowed_paths=[str(demo.actions.clips.folder)], blocked_paths=blocked_paths(demo.actions),
                 prevent_thread_lock=not block, share=False, show_error=False, quiet=not block,
                 footer_links=["api"], run_history=False, enable_monitoring=False, mcp_server=False,
                 ssr_mode=False, css_paths=[HERE / "app.css"],
                 head=f"<script>{(HERE / 'app.js').read_text()}</script>")
+
+
+def blocked_paths(actions: AppActions) -> list[str]:
+    """The project and the media folder, refused by Gradio even where its own rules would let a
+    file through (it hands out any returned file under the working or the temp folder): a
+    clip must come from the clip shelf. Not where that would block the shelf or Gradio's
+    cache (a project in /tmp's parent, say)."""
+    from gradio.utils import get_upload_folder
+
+    keep = [actions.clips.folder, Path(get_upload_folder()).resolve()]
+    folders = [actions.project.root, actions.project.media_root]
+    return [str(f.resolve()) for f in folders
+            if f is not None and not any(k.is_relative_to(f.resolve()) for k in keep)]
 
 
 # ---------------------------------------------------------------------- header

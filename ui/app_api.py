@@ -3,25 +3,30 @@ the page's buttons call the same functions. No Gradio here.
 
 Every action returns a JSON-friendly dict. A request the project refuses (bad input, no
 round yet, training already running) returns {"ok": False, "error": "<one line>"} and
-writes nothing; it never raises. Type hints are real (no `from __future__ import
-annotations`): `gr.api` reads them to describe the endpoints.
+writes nothing; it never raises. Arguments arrive as JSON from any client: each is checked
+by ui/values.py (types strictly: the string "false" is not a boolean) before it is used.
+Type hints are real (no `from __future__ import annotations`): `gr.api` reads them to
+describe the endpoints.
 """
 import functools
-import math
+import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..engine.config import ConfigError, load_config, presets
+from ..engine.errors import MersemiError, one_line, shown
 
 from .app_state import TrainingRunner
+from .clips import ClipShelf
 from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError, round_summary
 from .review import (
     class_table, media_file, next_candidates, paper_preset, queue_position, queue_size, round_view,
     suggest_thresholds,
 )
+from .values import MAX_REVIEWER, flag, mapping, number, text
 
 EXPORTS = {  # choice -> (what, format, file suffix)
     "labels": ("labels", "csv", ".csv"),
@@ -36,14 +41,23 @@ def default_presets() -> dict[str, Path]:
     return presets()
 
 
+_log = logging.getLogger("mersemi.app")
+
+
 def refusals(fn: Callable) -> Callable:
-    """Turn a ProjectError raised by an action into its {"ok": False, "error": ...} result."""
+    """Turn a user-facing error (MersemiError) raised by an action into its {"ok": False,
+    "error": ...} result. Any other exception is a bug: logged with its traceback, and still
+    answered with a refusal, so that a client never gets Gradio's bare {"error": null}."""
     @functools.wraps(fn)  # keeps the signature and type hints that gr.api reads
     def wrapped(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ProjectError as e:
-            return {"ok": False, "error": str(e)}
+        except MersemiError as e:
+            return {"ok": False, "error": one_line(e)}
+        except Exception as e:
+            _log.exception("%s failed", fn.__name__)
+            return {"ok": False, "error": f"internal error in {fn.__name__} ({e.__class__.__name__}); "
+                                          f"the server's log has the details"}
     return wrapped
 
 
@@ -54,8 +68,10 @@ class AppActions:
         self.project = project
         self.presets = presets or default_presets()
         self.runner = TrainingRunner()
+        self.clips = ClipShelf()  # the only files the server serves: copies of the cards' clips
 
     # ------------------------------------------------------------------ overview
+    @refusals
     def status(self) -> dict:
         """Project path, sample counts, classes, current round, whether a round trains."""
         s = self.project.status()
@@ -75,16 +91,19 @@ class AppActions:
     def set_thresholds(self, thresholds: dict, reviewer: str = "") -> dict:
         """Set some or all class thresholds (class -> number in [0, 1]); all are validated
         before any is written. Returns the thresholds and the per-class table."""
-        if not isinstance(thresholds, dict) or not thresholds:
-            raise ProjectError("thresholds: give an object mapping class names to numbers in [0, 1]")
-        self.project.set_thresholds(thresholds, by=_clean(reviewer) or None)
+        values = {}
+        for name, value in mapping(thresholds, "thresholds").items():
+            cls = self.project.classes[self.project.class_id(name)]
+            values[cls] = number(value, f"threshold for {cls}", 0.0, 1.0)
+        by = text(reviewer, "reviewer", required=False, max_chars=MAX_REVIEWER) or None
+        self.project.set_thresholds(values, by=by)
         return self._thresholds_result()
 
     @refusals
     def suggest(self, target: float) -> dict:
         """Set each class to the lowest threshold whose expected precision reaches `target`;
         classes that cannot reach it keep their threshold and are listed in `unreachable`."""
-        target = _number(target, "target precision")
+        target = number(target, "target precision", 0.0, 1.0)
         suggested = suggest_thresholds(self.project, target)
         reachable = {c: v for c, v in suggested.items() if v is not None}
         if reachable:
@@ -114,8 +133,9 @@ class AppActions:
     def next_candidate(self, cls: str = "all", min_confidence: float = 0.0, offset: int = 0) -> dict:
         """The candidate at `offset` in the filter's queue (undecided, passing the thresholds,
         class `cls` or "all", confidence >= min_confidence, highest confidence first)."""
-        min_confidence = _number(min_confidence, "min_confidence")
-        offset = max(0, int(_number(offset, "offset", high=math.inf)))
+        cls = self._class_filter(cls)
+        min_confidence = number(min_confidence, "min_confidence", 0.0, 1.0)
+        offset = number(offset, "offset", low=0, integer=True)
         round_id = self._round_id()
         total = queue_size(self.project, cls, min_confidence)
         offset = min(offset, max(total - 1, 0))
@@ -130,23 +150,22 @@ class AppActions:
         return {"name": c.name, "text": c.text, "predicted": classes[c.predicted],
                 "confidence": round(float(c.confidence), 6),
                 "probs": {name: round(float(p), 6) for name, p in zip(classes, c.probs)},
-                "media": str(path) if path else None, "media_kind": kind}
+                "media": str(self.clips.serve(path)) if path else None, "media_kind": kind}
 
     @refusals
     def decide(self, name: str, action: str, label: str = "", reviewer: str = "") -> dict:
         """Record accept / reject / relabel (label names the class) on a candidate of the current
         round; committed to the database before this returns. `replaced` lists the decision in
         force that this one replaces (another reviewer's, perhaps)."""
+        name = text(name, "name")
+        action = text(action, "action").lower()
+        label = text(label, "label", required=False)
         reviewer = self._reviewer(reviewer)
-        if not isinstance(name, str) or not name.strip():
-            raise ProjectError("name: give the sample's name")
-        action = (action or "").strip().lower() if isinstance(action, str) else ""
-        out = self.project.decide([DecisionRequest(name.strip(), action, _clean(label) or None)], reviewer,
-                                  source="decide")
-        label_out = _clean(label) if action == "relabel" else None
-        return {"ok": True, "name": name.strip(), "action": action, "label": label_out,
+        out = self.project.decide([DecisionRequest(name, action, label or None)], reviewer, source="decide")
+        label_out = label if action == "relabel" else None
+        return {"ok": True, "name": name, "action": action, "label": label_out,
                 "round": out["round"], "reviewer": reviewer, "replaced": out["replaced"],
-                "message": _decision_message(name.strip(), action, label_out, out["replaced"])}
+                "message": _decision_message(name, action, label_out, out["replaced"])}
 
     @refusals
     def undo(self, reviewer: str = "") -> dict:
@@ -169,13 +188,15 @@ class AppActions:
         """Accept every candidate in the filter. Two steps: without `expected` (or with a count
         that no longer matches) it only returns `count` and writes nothing; called again with
         expected=count it accepts them as one batch (one undo takes it back)."""
+        cls = self._class_filter(cls)
+        min_confidence = number(min_confidence, "min_confidence", 0.0, 1.0)
         reviewer = self._reviewer(reviewer)
-        min_confidence = _number(min_confidence, "min_confidence")
+        expected = number(expected, "expected", low=-1, integer=True)
         self._round_id()
         count = queue_size(self.project, cls, min_confidence)
         if count == 0:
             raise ProjectError("no undecided candidates pass the thresholds in this filter")
-        if int(_number(expected, "expected", low=-1, high=math.inf)) != count:
+        if expected != count:
             return {"ok": False, "count": count, "needs_confirmation": True,
                     "error": f"{count} candidates would be accepted; confirm with expected={count}"}
         page = next_candidates(self.project, cls, min_confidence, limit=count)
@@ -185,10 +206,17 @@ class AppActions:
                 "message": f"accepted {out['recorded']} candidates"}
 
     def _reviewer(self, reviewer) -> str:
-        name = _clean(reviewer)
+        name = text(reviewer, "reviewer", required=False, max_chars=MAX_REVIEWER)
         if not name:
             raise ProjectError("enter your reviewer name first: every decision records who made it")
         return name
+
+    def _class_filter(self, cls) -> str:
+        """A class name (checked against the project's) or "all"."""
+        cls = text(cls, "cls", required=False) or "all"
+        if cls != "all":
+            self.project.class_id(cls)
+        return cls
 
     def _round_id(self) -> int:
         rnd = self.project.store.current_round()
@@ -201,18 +229,20 @@ class AppActions:
     def train_round(self, config: str = "default", auto_accept: bool = False, wait: bool = False) -> dict:
         """Start training the next round in the background (one at a time). With wait=True,
         return when it ends, with its summary."""
+        config = text(config, "config")
+        auto = flag(auto_accept, "auto_accept")
+        wait = flag(wait, "wait")
         if config not in self.presets:
-            raise ProjectError(f"config: unknown preset {config!r}; presets are {', '.join(self.presets)}")
+            raise ProjectError(f"config: unknown preset {shown(config)}; presets are {', '.join(self.presets)}")
         try:
             cfg = load_config(self.presets[config])
         except ConfigError as e:
-            raise ProjectError(f"config {config!r}: {e}") from None
+            raise ProjectError(f"config {shown(config)}: {e}") from None
         self.project.mark_dead_rounds_failed()
         busy = self.project.store.unfinished_rounds()
         if self.runner.is_running() or busy:
             which = f"round {busy[0].id}" if busy else "a round"
             raise ProjectError(f"{which} is already training; wait for it to finish")
-        auto = bool(auto_accept)
         job = functools.partial(self._train_job, cfg, config, auto)
         if not self.runner.start(job, f"training next round ({config}{', auto-accept' if auto else ''})"):
             raise ProjectError("a round is already training; wait for it to finish")
@@ -247,12 +277,15 @@ class AppActions:
                 if r.pid == os.getpid():
                     self.project.store.fail_round(r.id, "interrupted: the server stopped")
         self.project.close()
+        self.clips.close()
 
+    @refusals
     def training_status(self) -> dict:
         """Progress of the latest training run started here: running, message, fraction,
         elapsed_s, log lines, error, and the finished round's summary."""
         return {"ok": True} | self.runner.snapshot()
 
+    @refusals
     def round_history(self) -> dict:
         """Every round: id, status, started_at, composition, CV / test WAF, per-class F1,
         accepted pseudo-labels per class, wall time, error."""
@@ -265,8 +298,9 @@ class AppActions:
     def export(self, what: str = "labels") -> dict:
         """Write an export under the project's exports/ folder: labels (CSV), labels_mertools
         (label-6way.npz), decisions (CSV) or predictions (CSV). Returns its path and rows."""
+        what = text(what, "what")
         if what not in EXPORTS:
-            raise ProjectError(f"what: one of {', '.join(EXPORTS)}, got {what!r}")
+            raise ProjectError(f"what: one of {', '.join(EXPORTS)}, got {shown(what)}")
         kind, fmt, suffix = EXPORTS[what]
         folder = self.project.root / "exports"
         folder.mkdir(exist_ok=True)
@@ -274,20 +308,6 @@ class AppActions:
         result = write_export(self.project, kind, out, fmt)
         # not "path": gradio_client would take a dict with "path" for a file to download
         return {"ok": True, "what": what, "file": str(Path(result["path"]).resolve()), "rows": result["rows"]}
-
-
-def _clean(value) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _number(value, what: str, low: float = 0.0, high: float = 1.0) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ProjectError(f"{what}: not a number: {value!r}") from None
-    if isinstance(value, bool) or not low <= v <= high:
-        raise ProjectError(f"{what}: must lie in [{low:g}, {high:g}], got {value!r}")
-    return v
 
 
 def _fresh_path(folder: Path, stem: str, suffix: str) -> Path:

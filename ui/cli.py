@@ -15,29 +15,38 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from ..db.errors import StoreError  # noqa: E402
 from ..engine.config import ConfigError, load_config, presets  # noqa: E402
-from ..engine.errors import InputError  # noqa: E402
+from ..engine.errors import MersemiError, UsageError, one_line, shown  # noqa: E402
 
 from .project import (  # noqa: E402
     DEFAULT_CLASSES, PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv,
 )
+from .values import number  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args) or 0
-    except (ProjectError, ConfigError, InputError, StoreError) as e:
-        print(f"mersemi: error: {e}", file=sys.stderr)
+    except MersemiError as e:
+        print(f"mersemi: error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mersemi: interrupted", file=sys.stderr)
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is a one-line error like any other (argparse would print the usage
+    and exit 2 from inside parse_args)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("mersemi").strip()
+        raise UsageError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mersemi", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = _Parser(prog="mersemi", description=__doc__.splitlines()[0].split(": ", 1)[1])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("init", help="create a project directory")
@@ -113,12 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir", type=Path)
     c.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only)")
-    c.add_argument("--port", type=int, default=7860)
+    c.add_argument("--port", default="7860", help="TCP port, 1-65535 (default %(default)s)")
     c.add_argument("--auth", metavar="USER:PASSWORD", help="require this login")
     c.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("demo", help="build a synthetic project once, train round 0, open the app")
-    c.add_argument("--port", type=int, default=7860)
+    c.add_argument("--port", default="7860", help="TCP port, 1-65535 (default %(default)s)")
     c.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mersemi" / "demo",
                    help="where the demo data and project are kept and reused (default %(default)s)")
     c.set_defaults(func=cmd_demo)
@@ -140,7 +149,7 @@ def cmd_migrate(args) -> None:
 
 
 def cmd_import(args) -> None:
-    with Project.open(args.dir) as project, _progress("import") as progress:
+    with _open(args.dir) as project, _progress("import") as progress:
         if args.native:
             if args.labels or args.features or args.modality:
                 raise ProjectError("--labels/--features/--modality belong to --mertools, not --native")
@@ -164,7 +173,7 @@ def cmd_train(args) -> None:
     cfg = load_config(cfg_path)
     # SIGTERM becomes SystemExit so that the round is marked failed on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with Project.open(args.dir) as project, _progress("train") as progress:
+    with _open(args.dir) as project, _progress("train") as progress:
         summary = run_round(project, cfg, config_name=cfg_path.stem, auto_accept=args.auto_accept,
                             progress=progress)
     if args.json:
@@ -176,7 +185,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_thresholds(args) -> None:
-    with Project.open(args.dir) as project:
+    with _open(args.dir) as project:
         th = _set_and_get_thresholds(project, args.set)
     if args.json:
         print(json.dumps(th))
@@ -192,7 +201,7 @@ def _set_and_get_thresholds(project: Project, sets: list[str]) -> dict[str, floa
             if not part.strip():
                 continue
             if "=" not in part:
-                raise ProjectError(f"--set: expected CLASS=VALUE, got {part!r}")
+                raise ProjectError(f"--set: expected CLASS=VALUE, got {shown(part)}")
             k, v = part.split("=", 1)
             values[k.strip()] = v.strip()
         project.set_thresholds(values, by=os.environ.get("USER") or "cli")
@@ -201,7 +210,7 @@ def _set_and_get_thresholds(project: Project, sets: list[str]) -> dict[str, floa
 
 def cmd_decide(args) -> None:
     requests = parse_decisions_csv(args.file)
-    with Project.open(args.dir) as project:
+    with _open(args.dir) as project:
         out = project.decide(requests, reviewer=args.reviewer, source=str(args.file))
     print(f"recorded {out['recorded']} decisions on round {out['round']} candidates"
           + (f" ({len(out['replaced'])} replaced earlier decisions)" if out["replaced"] else ""))
@@ -210,13 +219,13 @@ def cmd_decide(args) -> None:
 def cmd_export(args) -> None:
     from .exports import export
 
-    with Project.open(args.dir) as project:
+    with _open(args.dir) as project:
         out = export(project, args.what, args.out, args.format)
     print(f"wrote {out['rows']} rows to {out['path']}")
 
 
 def cmd_status(args) -> None:
-    with Project.open(args.dir) as project:
+    with _open(args.dir) as project:
         status = project.status()
     if args.json:
         print(json.dumps(status))
@@ -241,16 +250,11 @@ def cmd_status(args) -> None:
 
 
 def cmd_synth(args) -> None:
-    from ..engine.synthetic import make_synthetic
+    from ..engine.synthetic import MAX_SCALE, MIN_SCALE, make_synthetic
 
     scale: str | float = args.scale
     if scale not in ("default", "mer2024"):
-        try:
-            scale = float(scale)
-        except ValueError:
-            raise ProjectError(f"--scale: default, mer2024 or a number, got {args.scale!r}") from None
-        if scale <= 0:
-            raise ProjectError(f"--scale: must be > 0, got {args.scale!r}")
+        scale = number(scale, "--scale (default, mer2024 or a factor)", low=MIN_SCALE, high=MAX_SCALE)
     with _progress("synth") as progress:
         summary = make_synthetic(args.out, scale=scale, seed=args.seed, progress=progress)
     print(json.dumps(summary))
@@ -261,13 +265,14 @@ def cmd_serve(args) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         print(f"mersemi: warning: listening on {args.host} without --auth: anyone who can reach this "
               "port can review and train", file=sys.stderr)
-    _serve(args.dir, args.host, args.port, auth)
+    _serve(args.dir, args.host, _port(args.port), auth)
 
 
 def cmd_demo(args) -> None:
+    port = _port(args.port)
     root = build_demo_project(args.cache)
     print(f"demo project: {root}")
-    _serve(root, "127.0.0.1", args.port, None)
+    _serve(root, "127.0.0.1", port, None)
 
 
 def build_demo_project(cache: Path, scale: str | float = "default", config: str | Path = "default") -> Path:
@@ -307,7 +312,7 @@ def _say(line: str) -> None:
 def _serve(root: Path, host: str, port: int, auth: tuple[str, str] | None) -> None:
     from .app import serve
 
-    Project.open(root).close()  # a clear one-line error for a folder that is not a project
+    _open(root).close()  # a clear one-line error for a folder that is not a project
     # SIGTERM stops the server like Ctrl-C, so that a round training in it is marked failed.
     signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())
     try:
@@ -320,6 +325,10 @@ def _serve(root: Path, host: str, port: int, auth: tuple[str, str] | None) -> No
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _port(value: str) -> int:
+    return int(number(value, "--port", low=1, high=65535, integer=True))
 
 
 def _raise_interrupt() -> None:
@@ -337,13 +346,21 @@ def _parse_auth(value: str | None) -> tuple[str, str] | None:
 
 # ---------------------------------------------------------------------- helpers
 
+def _open(root: Path) -> Project:
+    """Project.open, telling the user what it repaired (an import killed half-way, say)."""
+    project = Project.open(root)
+    for note in project.repairs:
+        print(f"mersemi: note: {note}", file=sys.stderr)
+    return project
+
+
 def _config_path(name: str) -> Path:
     p = Path(name)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
     shipped = presets()
     if name not in shipped:
-        raise ConfigError(f"--config: no file {name!r} and no preset of that name ({', '.join(shipped)})")
+        raise ConfigError(f"--config: no file {shown(name)} and no preset of that name ({', '.join(shipped)})")
     return shipped[name]
 
 
@@ -351,12 +368,12 @@ def _modality_map(pairs: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ProjectError(f"--modality: expected NAME=FOLDER, got {pair!r}")
+            raise ProjectError(f"--modality: expected NAME=FOLDER, got {shown(pair)}")
         k, v = (x.strip() for x in pair.split("=", 1))
         if not k or not v:
-            raise ProjectError(f"--modality: expected NAME=FOLDER, got {pair!r}")
+            raise ProjectError(f"--modality: expected NAME=FOLDER, got {shown(pair)}")
         if k in out:
-            raise ProjectError(f"--modality: {k!r} given twice")
+            raise ProjectError(f"--modality: {shown(k)} given twice")
         out[k] = v
     return out
 

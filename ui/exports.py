@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..engine.errors import shown
+
 from .project import Project, ProjectError
 
 WHAT = ("labels", "predictions", "decisions")
@@ -14,14 +16,12 @@ WHAT = ("labels", "predictions", "decisions")
 def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> dict:
     """Write one export to `out`; returns {"path", "rows"}."""
     if what not in WHAT:
-        raise ProjectError(f"--what: must be one of {', '.join(WHAT)}, got {what!r}")
+        raise ProjectError(f"--what: must be one of {', '.join(WHAT)}, got {shown(what)}")
     if fmt not in ("csv", "mertools"):
-        raise ProjectError(f"--format: must be csv or mertools, got {fmt!r}")
+        raise ProjectError(f"--format: must be csv or mertools, got {shown(fmt)}")
     if fmt == "mertools" and what != "labels":
         raise ProjectError("--format mertools applies to --what labels only")
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise ProjectError(f"{out.parent}: no such folder")
+    out = output_path(project, out)
     if what == "labels":
         df = labels_frame(project)
         if fmt == "mertools":
@@ -35,6 +35,31 @@ def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> di
     df.to_csv(tmp, index=False)
     tmp.replace(out)  # never leave a half-written export under the requested name
     return {"path": str(out), "rows": len(df)}
+
+
+def output_path(project: Project, out: str | Path) -> Path:
+    """The file an export may write for `out`, with symlinks resolved: anywhere outside a
+    project, or under a project's own exports/ folder. Inside a project it would replace the
+    database, a feature matrix or a checkpoint (`--out P/project.db` once did)."""
+    given = Path(out)
+    target = given.resolve()
+    if target.is_dir():
+        raise ProjectError(f"--out {given}: is a folder; give the name of the file to write")
+    if not target.parent.is_dir():
+        raise ProjectError(f"--out {given}: no such folder {given.parent}")
+    roots = {project.root.resolve()} | {d for d in target.parents if _is_project_root(d)}
+    for root in sorted(roots):
+        # exports/ itself unresolved: an exports link into features/ does not make features/ writable
+        exports = root / "exports"
+        if target.is_relative_to(root) and not target.is_relative_to(exports):
+            raise ProjectError(f"--out {given}: inside the project {root} ({target.relative_to(root)}); "
+                               f"write exports under {exports} or outside the project")
+    return target
+
+
+def _is_project_root(folder: Path) -> bool:
+    return (folder / "project.db").is_file() or all(
+        (folder / sub).is_dir() for sub in ("features", "checkpoints", "exports"))
 
 
 def labels_frame(project: Project) -> pd.DataFrame:

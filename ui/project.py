@@ -5,6 +5,7 @@ Gradio and no argument parsing. Errors meant for the user are `ProjectError` (on
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -22,12 +23,18 @@ from ..db.migrate import backup_sqlite, upgrade
 from ..db.models import SCHEMA_VERSION, Round, utcnow
 from ..db.store import DecisionIn, Store, as_utc
 from ..engine.config import load_config
-from ..engine.errors import InputError
-from ..engine.features import FeatureStore, FeatureWriter
-from ..engine.importers import ImportPlan, plan_mertools, plan_native
+from ..engine.errors import InputError, MersemiError, shown
+from ..engine.crashpoints import crash_point
+from ..engine.features import (
+    FeatureStore, FeatureWriter, process_may_run, publish_staged, remove_dead_staging,
+)
+from ..engine.importers import MAX_NAME_CHARS, ImportPlan, plan_mertools, plan_native
+
+from .values import MAX_REVIEWER, text
 
 DEFAULT_CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 ACTIONS = ("accept", "reject", "relabel")
+PENDING_IMPORT = "import_pending"  # meta key: JSON of an import between its samples and its features
 ProgressFn = Callable[[str, float], None]
 # A project whose store is on a server keeps its URL here (never its password).
 SERVER_URL_FILE = "database.url"
@@ -36,7 +43,7 @@ PASSWORD_ENV = "MERSEMI_DB_PASSWORD"
 HEARTBEAT_LIMIT = timedelta(minutes=10)
 
 
-class ProjectError(Exception):
+class ProjectError(MersemiError):
     """A user-facing failure: bad input or a request the project's state refuses."""
 
 
@@ -56,6 +63,7 @@ class Project:
         self.store = store
         self.classes = store.classes()
         self.features = FeatureStore(root / "features")
+        self.repairs = self._finish_interrupted_import()  # notes for the user, e.g. 'mersemi: note: ...'
         self.mark_dead_rounds_failed()
 
     # ------------------------------------------------------------------ lifecycle
@@ -118,8 +126,8 @@ class Project:
     def class_id(self, name: str, what: str = "class") -> int:
         """Class id of a name (case-insensitive); ProjectError naming the classes otherwise."""
         lowered = {c.lower(): i for i, c in enumerate(self.classes)}
-        if name is None or name.strip().lower() not in lowered:
-            raise ProjectError(f"unknown {what} {name!r}; classes are {', '.join(self.classes)}")
+        if not isinstance(name, str) or name.strip().lower() not in lowered:
+            raise ProjectError(f"unknown {what} {shown(name)}; classes are {', '.join(self.classes)}")
         return lowered[name.strip().lower()]
 
     @property
@@ -152,17 +160,25 @@ class Project:
 
     def _import(self, make_plan: Callable[[], ImportPlan], dtype: str,
                 progress: ProgressFn | None) -> dict:
-        """All-or-nothing: validate metadata, stream features into staging (validating rows),
-        then move the features in and insert the samples in one transaction."""
+        """All-or-nothing, and whole after a kill at any step: validate the metadata, stream the
+        features into a staging folder (validating rows), record the pending import, insert
+        the samples in one transaction (the commit point), move the features in, clear the
+        record. A kill before the samples are in is undone by the next command that opens the
+        project, one after them is finished by it (`_finish_interrupted_import`)."""
         if dtype not in ("float16", "float32"):
-            raise ProjectError(f"--dtype: must be float16 or float32, got {dtype!r}")
+            raise ProjectError(f"--dtype: must be float16 or float32, got {shown(dtype)}")
         try:
             plan = make_plan()
             with FeatureWriter(self.root / "features", len(plan.names), plan.modalities, dtype) as writer:
                 plan.write_features(writer, progress)
-                writer.commit()
+                staging = writer.stage()
+                crash_point("import:staged")
+                self._commit_import(plan, writer, staging.name)
         except InputError as e:
             raise ProjectError(str(e)) from None
+        return self.status()
+
+    def _commit_import(self, plan: ImportPlan, writer: FeatureWriter, staging: str) -> None:
         cid = {c: i for i, c in enumerate(self.classes)}
         rows = [{"id": i, "name": n, "split": sp,
                  "gold_label": None if lab is None else cid[lab],
@@ -170,15 +186,56 @@ class Project:
                  "text": tx, "media": md}
                 for i, (n, sp, lab, tl, tx, md) in enumerate(zip(
                     plan.names, plan.splits, plan.labels, plan.true_labels, plan.texts, plan.media))]
+        pending = {"staging": staging, "pid": os.getpid(), "host": socket.gethostname(),
+                   "media_root": plan.media_root or "", "source": plan.source}
+        self.store.set_meta(**{PENDING_IMPORT: json.dumps(pending)})
         try:
+            crash_point("import:marked")
             self.store.insert_samples(rows)
-            self.store.set_meta(media_root=plan.media_root or "", import_source=plan.source)
         except BaseException:
-            # The features folder was empty before the import: empty it again.
-            shutil.rmtree(self.root / "features")
-            (self.root / "features").mkdir()
+            if self.store.sample_count() == 0:  # not committed: the writer removes the staging folder
+                self.store.set_meta(**{PENDING_IMPORT: ""})
+                raise
+            writer.publish()  # committed after all: finish before reporting the interruption
+            self._record_import(pending)
             raise
-        return self.status()
+        crash_point("import:samples")
+        writer.publish()
+        crash_point("import:published")
+        self._record_import(pending)
+
+    def _record_import(self, pending: dict) -> None:
+        self.store.set_meta(media_root=pending["media_root"], import_source=pending["source"],
+                            **{PENDING_IMPORT: ""})
+
+    def _finish_interrupted_import(self) -> list[str]:
+        """Repair what a killed import left behind; returns what was done, for the user."""
+        notes = []
+        features = self.root / "features"
+        raw = self.store.meta(PENDING_IMPORT)
+        pending = json.loads(raw) if raw else None
+        if pending and not process_may_run(pending["host"], pending["pid"]):
+            n, who = self.store.sample_count(), f"process {pending['pid']}"
+            if n == 0:
+                shutil.rmtree(features / pending["staging"], ignore_errors=True)
+                self.store.set_meta(**{PENDING_IMPORT: ""})
+                notes.append(f"an import ({who}) was interrupted before its samples were written: "
+                             f"nothing was imported; run it again")
+            else:
+                try:
+                    publish_staged(features, pending["staging"])
+                except InputError as e:
+                    notes.append(f"an import ({who}) was interrupted after its {n} samples were written and "
+                                 f"cannot be finished ({e}); import into a new project")
+                else:
+                    self._record_import(pending)
+                    notes.append(f"finished an import ({who}) interrupted after its {n} samples were written")
+            pending = None
+        if features.is_dir():
+            removed = remove_dead_staging(features, keep=pending["staging"] if pending else None)
+            if removed:
+                notes.append(f"removed {len(removed)} staging folder(s) of killed imports from {features}")
+        return notes
 
     # ------------------------------------------------------------------ thresholds
     def thresholds(self) -> dict[str, float]:
@@ -192,9 +249,9 @@ class Project:
             try:
                 v = float(raw)  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                raise ProjectError(f"threshold for {self.classes[cid]}: not a number: {raw!r}") from None
+                raise ProjectError(f"threshold for {self.classes[cid]}: not a number: {shown(raw)}") from None
             if not 0.0 <= v <= 1.0 or v != v:
-                raise ProjectError(f"threshold for {self.classes[cid]}: must lie in [0, 1], got {raw!r}")
+                raise ProjectError(f"threshold for {self.classes[cid]}: must lie in [0, 1], got {shown(raw)}")
             parsed[cid] = v
         self.store.set_thresholds(parsed, by=by)
         return self.thresholds()
@@ -206,36 +263,38 @@ class Project:
         rnd = self.store.current_round()
         if rnd is None:
             raise ProjectError("no finished round yet: train round 0 before deciding")
-        if not reviewer or not reviewer.strip():
-            raise ProjectError("reviewer name is empty")
+        reviewer = text(reviewer, "reviewer", max_chars=MAX_REVIEWER)
+        for r in requests:
+            if len(r.name) > MAX_NAME_CHARS:
+                raise ProjectError(f"{source}: sample {shown(r.name)}: name longer than {MAX_NAME_CHARS} characters")
         known = self.store.samples_by_name(r.name for r in requests)
         missing = [r.name for r in requests if r.name not in known]
         if missing:
-            raise ProjectError(f"{source}: sample {missing[0]!r}: unknown sample")
+            raise ProjectError(f"{source}: sample {shown(missing[0])}: unknown sample")
         preds = self.store.prediction_of(rnd.id, [known[r.name][0] for r in requests])
         entries = []
         for r in requests:
             sid, split = known[r.name]
             action = (r.action or "").strip().lower()
             if action not in ACTIONS:
-                raise ProjectError(f"{source}: sample {r.name!r}: decision must be accept, reject or "
-                                   f"relabel, got {r.action!r}")
+                raise ProjectError(f"{source}: sample {shown(r.name)}: decision must be accept, reject or "
+                                   f"relabel, got {shown(r.action)}")
             if split != "unlabeled":
-                raise ProjectError(f"{source}: sample {r.name!r}: not a candidate of round {rnd.id} "
+                raise ProjectError(f"{source}: sample {shown(r.name)}: not a candidate of round {rnd.id} "
                                    f"(it is a {split} sample)")
             if sid not in preds:
-                raise ProjectError(f"{source}: sample {r.name!r}: not scored in round {rnd.id}")
+                raise ProjectError(f"{source}: sample {shown(r.name)}: not scored in round {rnd.id}")
             predicted = preds[sid][1]
             label = predicted
             if action == "relabel":
                 if not r.label:
-                    raise ProjectError(f"{source}: sample {r.name!r}: relabel needs a label")
+                    raise ProjectError(f"{source}: sample {shown(r.name)}: relabel needs a label")
                 label = self._label_id(r.label, source, r.name)
             elif r.label and self._label_id(r.label, source, r.name) != predicted:
-                raise ProjectError(f"{source}: sample {r.name!r}: {action} names label {r.label!r} but "
+                raise ProjectError(f"{source}: sample {shown(r.name)}: {action} names label {shown(r.label)} but "
                                    f"the prediction is {self.classes[predicted]!r}; use relabel")
             entries.append(DecisionIn(sid, action, label, rnd.id, r.note))
-        batch, replaced = self.store.decide(entries, reviewer.strip())
+        batch, replaced = self.store.decide(entries, reviewer)
         return {"recorded": len(entries), "round": rnd.id, "batch": batch,
                 "replaced": [{"name": r.name, "action": d.action, "reviewer": d.reviewer,
                               "label": self.classes[d.label] if d.label is not None else None,
@@ -246,7 +305,7 @@ class Project:
         try:
             return self.class_id(label, "label")
         except ProjectError as e:
-            raise ProjectError(f"{source}: sample {name!r}: {e}") from None
+            raise ProjectError(f"{source}: sample {shown(name)}: {e}") from None
 
     # ------------------------------------------------------------------ rounds
     def mark_dead_rounds_failed(self) -> list[int]:

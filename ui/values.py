@@ -1,0 +1,83 @@
+"""Values from outside: the arguments of API calls (JSON) and of the command line (strings).
+
+One function per kind of value checks it and refuses it with a one-line `UsageError` that
+names the argument and echoes at most 200 characters of what was sent. JSON types are taken
+strictly where it matters: a flag must be a JSON boolean (the string "false" is true in
+Python: it once started an auto-accept round); a number may be a numeric string, but never
+NaN or infinite (Python's JSON parser reads Infinity and NaN).
+"""
+from __future__ import annotations
+
+import math
+
+from ..engine.errors import UsageError, shown
+from ..engine.importers import MAX_NAME_CHARS
+
+MAX_TEXT = MAX_NAME_CHARS  # a sample, class, preset, action or export name
+MAX_REVIEWER = 128  # the width of the decisions' reviewer column
+
+
+def number(value: object, what: str, low: float = -math.inf, high: float = math.inf,
+           integer: bool = False) -> float:
+    """A finite number in [low, high], from a JSON number or a numeric string (the command
+    line's, or "0.9" from a script); with integer=True a whole one, returned as int."""
+    echo = shown(value)
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise UsageError(f"{what}: not a number: {echo}") from None
+    if value is None:
+        raise UsageError(f"{what}: missing (give a number)")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{what}: not a number: {echo}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{what}: must be a finite number, got {echo}")
+    if integer and value != int(value):
+        raise UsageError(f"{what}: must be a whole number, got {echo}")
+    if not low <= value <= high:
+        raise UsageError(f"{what}: must {_bounds(low, high)}, got {echo}")
+    if integer:
+        return int(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int past float's range
+        raise UsageError(f"{what}: must be a finite number, got {echo}") from None
+
+
+def flag(value: object, what: str) -> bool:
+    """A JSON boolean, nothing else: "false", 0 and null are refused."""
+    if not isinstance(value, bool):
+        raise UsageError(f"{what}: must be true or false (a JSON boolean), got {shown(value)}")
+    return value
+
+
+def text(value: object, what: str, required: bool = True, max_chars: int = MAX_TEXT) -> str:
+    """A string, stripped, of at most `max_chars` characters; "" when optional and absent."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise UsageError(f"{what}: expected a string, got {shown(value)}")
+    value = value.strip()
+    if required and not value:
+        raise UsageError(f"{what}: missing")
+    if len(value) > max_chars:
+        raise UsageError(f"{what}: longer than {max_chars} characters ({len(value)}): {shown(value)}")
+    return value
+
+
+def mapping(value: object, what: str) -> dict[str, object]:
+    """A non-empty JSON object with string keys."""
+    if not isinstance(value, dict) or not value:
+        raise UsageError(f"{what}: give an object mapping names to values, got {shown(value)}")
+    for key in value:
+        text(key, f"{what} key")
+    return value
+
+
+def _bounds(low: float, high: float) -> str:
+    if math.isinf(high):
+        return f"be >= {low:g}"
+    if math.isinf(low):
+        return f"be <= {high:g}"
+    return f"lie in [{low:g}, {high:g}]"
