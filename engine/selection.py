@@ -1,0 +1,175 @@
+"""Which pool samples a round offers: the one definition of a candidate, the thresholds a
+target precision implies, the class-balance cap, and the two review queues.
+
+Pure functions on arrays (one entry per pool sample): `pred` the predicted class, `conf` its
+calibrated probability, `open_` whether the sample is still undecided (no human or automatic
+decision in force, not held by another reviewer). The app's counts, its queue, the command
+line's `queue`, the automatic step of `train --auto-accept` and the benchmarks all call these.
+
+Expected precision of a set of candidates is the mean of their calibrated confidences: once a
+round's probabilities are calibrated (engine/calibration.py) a sample at 0.9 is right nine
+times in ten, so the set's expected share of right predictions is its mean confidence. Unlike
+the out-of-fold precision it needs no gold samples above the threshold, which a few-label
+project does not have.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KINDS = ("verify", "label")
+
+
+def is_candidate(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds) -> np.ndarray:
+    """THE candidate: an undecided pool sample whose confidence reaches the threshold of its
+    predicted class."""
+    th = np.asarray(thresholds, np.float64)
+    return np.asarray(open_, bool) & (np.asarray(conf) >= th[np.asarray(pred, np.int64)])
+
+
+def expected_precision(pred: np.ndarray, conf: np.ndarray, mask: np.ndarray,
+                       n_classes: int) -> tuple[list[float | None], list[int]]:
+    """Per class: (mean confidence of the masked samples predicted that class, or None when
+    there are none; their count)."""
+    pred, conf, mask = np.asarray(pred), np.asarray(conf, np.float64), np.asarray(mask, bool)
+    counts = np.bincount(pred[mask], minlength=n_classes)
+    sums = np.bincount(pred[mask], weights=conf[mask], minlength=n_classes)
+    return ([float(s / n) if n else None for s, n in zip(sums, counts)],
+            [int(n) for n in counts])
+
+
+def target_thresholds(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, n_classes: int,
+                      target: float) -> list[float | None]:
+    """Per class, the lowest threshold at which the class's candidates have an expected
+    precision >= `target`; None when not even the most confident one reaches it."""
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"target precision must lie in (0, 1], got {target}")
+    out: list[float | None] = []
+    for c in range(n_classes):
+        sel = np.asarray(open_, bool) & (np.asarray(pred) == c)
+        cs = np.sort(np.asarray(conf, np.float64)[sel])[::-1]
+        if len(cs) == 0:
+            out.append(None)
+            continue
+        mean = np.cumsum(cs) / np.arange(1, len(cs) + 1)   # non-increasing in k
+        # A threshold at cs[k] admits every sample tied with it: only the last index of a run
+        # of equal values is a threshold one can set.
+        last_of_run = np.r_[cs[1:] != cs[:-1], True]
+        ok = np.flatnonzero(last_of_run & (mean >= target - 1e-12))
+        out.append(float(cs[ok[-1]]) if len(ok) else None)
+    return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the automatic step takes: `mask` over the pool, and per class the candidates at the
+    thresholds, how many the balance cap kept, and the expected precision of those kept."""
+    mask: np.ndarray
+    candidates: list[int]
+    kept: list[int]
+    expected_precision: list[float | None]
+
+    def as_dict(self, classes: list[str]) -> dict:
+        return {name: {"candidates": self.candidates[c], "accepted": self.kept[c],
+                       "expected_precision": None if self.expected_precision[c] is None
+                       else round(self.expected_precision[c], 4)}
+                for c, name in enumerate(classes)}
+
+
+def select(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds,
+           labeled_per_class, pseudo_per_class=None, balance_cap: float = 0.0) -> Selection:
+    """The candidates the automatic step accepts. With `balance_cap` m > 0 no class ends up
+    with more than m times its labeled share of all pseudo-labels (those already accepted,
+    `pseudo_per_class`, included), nor is held below m times its own labeled count; a capped
+    class keeps its most confident candidates. 0 = no cap."""
+    pred, conf = np.asarray(pred, np.int64), np.asarray(conf, np.float64)
+    n_classes = len(np.asarray(thresholds))
+    cand = is_candidate(pred, conf, open_, thresholds)
+    n_cand = np.bincount(pred[cand], minlength=n_classes)
+    keep = n_cand.copy()
+    if balance_cap > 0:
+        keep = _balanced_counts(n_cand, np.asarray(labeled_per_class, np.float64),
+                                np.zeros(n_classes) if pseudo_per_class is None
+                                else np.asarray(pseudo_per_class, np.float64), balance_cap)
+    mask = np.zeros(len(pred), bool)
+    for c in range(n_classes):
+        idx = np.flatnonzero(cand & (pred == c))
+        if keep[c] < len(idx):
+            idx = idx[np.argsort(-conf[idx], kind="stable")[:keep[c]]]
+        mask[idx] = True
+    prec, _ = expected_precision(pred, conf, mask, n_classes)
+    return Selection(mask, [int(n) for n in n_cand], [int(k) for k in keep], prec)
+
+
+def _balanced_counts(n_cand: np.ndarray, labeled: np.ndarray, already: np.ndarray,
+                     cap: float) -> np.ndarray:
+    """Largest per-class counts k <= n_cand with already_c + k_c <= max(cap * share_c * T,
+    cap * labeled_c), T the total pseudo-labels afterwards: a fixed point reached from above
+    (T only shrinks, so the loop ends)."""
+    share = labeled / max(labeled.sum(), 1.0)
+    k = n_cand.astype(np.int64)
+    while True:
+        total = already.sum() + k.sum()
+        limit = np.floor(np.maximum(cap * share * total, cap * labeled) - already).clip(min=0)
+        new = np.minimum(n_cand, limit).astype(np.int64)
+        if (new == k).all():
+            return k
+        k = new
+
+
+# ---------------------------------------------------------------------- review queues
+
+@dataclass(frozen=True)
+class QueueEntry:
+    index: int        # position in the pool arrays
+    kind: str         # "verify" | "label"
+    reason: str
+
+
+def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
+                 cls: int | None = None, min_confidence: float = 0.0) -> list[QueueEntry]:
+    """The review queue of one kind, in the order the reviewer sees it.
+
+    verify: candidates (at or above their threshold), least confident first: the riskiest
+    pseudo-labels, where a rejection or a relabel changes the most.
+    label: undecided samples below their threshold, smallest gap between the top two classes
+    first, taken in turn from each predicted class so that one confusing class does not fill
+    the queue. `cls` keeps one predicted class; `min_confidence` drops samples below it."""
+    if kind not in KINDS:
+        raise ValueError(f"queue kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    probs = np.asarray(probs, np.float64)
+    if len(probs) == 0:
+        return []
+    pred = probs.argmax(1)
+    conf = probs[np.arange(len(probs)), pred]
+    th = np.asarray(thresholds, np.float64)
+    cand = is_candidate(pred, conf, open_, th)
+    keep = (cand if kind == "verify" else np.asarray(open_, bool) & ~cand) & (conf >= min_confidence)
+    if cls is not None:
+        keep &= pred == cls
+    idx = np.flatnonzero(keep)
+    if kind == "verify":
+        order = idx[np.lexsort((idx, conf[idx]))]
+        return [QueueEntry(int(i), "verify", f"at or above threshold: {conf[i]:.2f} >= {th[pred[i]]:.2f}")
+                for i in order]
+    top2 = np.sort(probs[idx], axis=1)[:, -2:] if len(idx) else np.zeros((0, 2))
+    margin = top2[:, 1] - top2[:, 0]
+    by_margin = idx[np.lexsort((idx, margin))]
+    order = _round_robin(by_margin, pred)
+    second = {int(i): s for i, s in zip(idx.tolist(), top2[:, 0].tolist())}
+    return [QueueEntry(int(i), "label",
+                       f"below threshold: top two classes {conf[i]:.2f} / {second[int(i)]:.2f}")
+            for i in order]
+
+
+def _round_robin(order: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """`order` re-interleaved: the first of each predicted class, then the second of each, ..."""
+    if len(order) == 0:
+        return order
+    cls = pred[order]
+    rank = np.zeros(len(order), np.int64)
+    for c in np.unique(cls):
+        at = np.flatnonzero(cls == c)
+        rank[at] = np.arange(len(at))
+    return order[np.lexsort((np.arange(len(order)), rank))]
