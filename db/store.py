@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, cast
 
 import numpy as np
-from sqlalchemy import URL, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import URL, delete, func, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,17 +41,6 @@ _CHUNK = 900  # stays under SQLite's bound-parameter limit in IN (...) lists
 def _chunks(seq: Sequence, n: int = _CHUNK) -> Iterable[Sequence]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
-
-
-@dataclass(frozen=True)
-class Candidate:
-    sample_id: int
-    name: str
-    predicted: int
-    confidence: float
-    probs: np.ndarray
-    text: str | None
-    media: str | None
 
 
 @dataclass(frozen=True)
@@ -177,6 +166,14 @@ class Store:
     def sample(self, sample_id: int) -> Sample | None:
         with self.session() as s:
             return s.get(Sample, sample_id)
+
+    def samples(self, ids: Sequence[int]) -> dict[int, Sample]:
+        """id -> Sample for the ids that exist (detached: read their columns only)."""
+        out: dict[int, Sample] = {}
+        with self.session() as s:
+            for part in _chunks(list(ids)):
+                out.update((r.id, r) for r in s.scalars(select(Sample).where(Sample.id.in_(part))))
+        return out
 
     def sample_names(self, ids: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
@@ -305,37 +302,6 @@ class Store:
                     out[sid] = (kind, pred, conf)
         return out
 
-    def candidate_counts(self, round_id: int, thresholds: Sequence[float]) -> list[int]:
-        """Undecided pool samples per class whose confidence reaches the class threshold.
-
-        One index range scan per class (ix_pred_class_conf), anti-joined to the decisions in force."""
-        counts = []
-        with self.session() as s:
-            for c, t in enumerate(thresholds):
-                q = (select(func.count()).select_from(Prediction)
-                     .where(_candidate_filter(round_id, c, t)))
-                counts.append(s.scalar(q) or 0)
-        return counts
-
-    def candidates(self, round_id: int, thresholds: Sequence[float], cls: int | None = None,
-                   min_confidence: float = 0.0, limit: int = 1, offset: int = 0,
-                   exclude: Sequence[int] = ()) -> list[Candidate]:
-        """One page of undecided candidates, highest confidence first."""
-        classes = range(len(thresholds)) if cls is None else [cls]
-        cond = or_(*[_candidate_filter(round_id, c, max(thresholds[c], min_confidence)) for c in classes])
-        q = (select(Prediction.sample_id, Sample.name, Prediction.predicted, Prediction.confidence,
-                    Prediction.probs, Sample.text, Sample.media)
-             .join(Sample, Sample.id == Prediction.sample_id)
-             .where(cond)
-             .order_by(Prediction.confidence.desc(), Prediction.sample_id)
-             .limit(limit).offset(offset))
-        if exclude:
-            q = q.where(Prediction.sample_id.not_in(list(exclude)))
-        with self.session() as s:
-            rows = s.execute(q).all()
-        return [Candidate(r[0], r[1], r[2], r[3], np.frombuffer(r[4], dtype=np.float32), r[5], r[6])
-                for r in rows]
-
     # ------------------------------------------------------------------ decisions
     def decide(self, entries: Sequence[DecisionIn], reviewer: str) -> tuple[str, dict[int, Decision]]:
         """Append decisions (one batch); return the batch id and, per sample that had one,
@@ -357,6 +323,11 @@ class Store:
                 return {c.sample_id: c for c in s.scalars(select(CurrentDecision))}
             return _current(s, list(sample_ids))
 
+    def decided_ids(self) -> np.ndarray:
+        """Sample ids with a decision in force (any action, any reviewer)."""
+        with self.session() as s:
+            return np.fromiter(s.scalars(select(CurrentDecision.sample_id)), dtype=np.int64)
+
     def decision_counts(self) -> dict[str, dict[int, int]]:
         """Decisions in force: action -> {class: count} (reject counts the rejected class)."""
         out: dict[str, dict[int, int]] = {"accept": {}, "reject": {}, "relabel": {}, "label": {}}
@@ -368,10 +339,10 @@ class Store:
         return out
 
     def training_labels(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Human-approved labels of non-gold samples: sample ids, classes, action (accept|relabel)."""
+        """Approved labels of non-gold samples: sample ids, classes, action (accept|relabel|label)."""
         with self.session() as s:
             rows = s.execute(select(CurrentDecision.sample_id, CurrentDecision.label, CurrentDecision.action)
-                             .where(CurrentDecision.action.in_(("accept", "relabel")))
+                             .where(CurrentDecision.action.in_(("accept", "relabel", "label")))
                              .order_by(CurrentDecision.sample_id)).all()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         labels = np.array([r[1] for r in rows], dtype=np.int64)
@@ -427,12 +398,6 @@ class RoundBusy(StoreError, RuntimeError):
 
 
 # ---------------------------------------------------------------------- helpers
-
-def _candidate_filter(round_id: int, cls: int, threshold: float):
-    undecided = ~exists().where(CurrentDecision.sample_id == Prediction.sample_id)
-    return and_(Prediction.round_id == round_id, Prediction.kind == "pool",
-                Prediction.predicted == cls, Prediction.confidence >= threshold, undecided)
-
 
 def _insert_predictions(s: Session, round_id: int, kind: str, ids: np.ndarray, probs: np.ndarray) -> None:
     if len(ids) == 0:

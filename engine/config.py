@@ -176,12 +176,24 @@ class SelfTrainingConfig:
     # applies are the project's own, stored in its database.
     thresholds: dict[str, float]
     default_threshold: float
+    # How a finished round sets the project's thresholds: "target_precision" = per class the
+    # lowest threshold whose candidates' expected (mean calibrated) precision reaches
+    # `target_precision` (engine/selection.py); "thresholds" = leave them as they are (the
+    # paper's fixed preset, or what the reviewer set).
+    policy: Literal["target_precision", "thresholds"]
+    target_precision: float
+    # Automatic acceptance keeps no class above this multiple of its labeled share of all
+    # pseudo-labels (nor below this multiple of its labeled count); 0 = no cap.
+    balance_cap: float
 
     def __post_init__(self) -> None:
         for k, t in self.thresholds.items():
             if not 0.0 <= t <= 1.0:
                 raise ConfigError(f"self_training.thresholds.{k}: must lie in [0, 1], got {t}")
         _in_range(self, "default_threshold", 0.0, 1.0)
+        if not 0.0 < self.target_precision <= 1.0:
+            raise ConfigError(f"self_training.target_precision: must lie in (0, 1], got {shown(self.target_precision)}")
+        _non_negative(self, "balance_cap")
 
     def threshold_for(self, classes: list[str]) -> list[float]:
         return [self.thresholds.get(c, self.default_threshold) for c in classes]

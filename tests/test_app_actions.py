@@ -2,10 +2,13 @@
 without a server: what each endpoint returns and what it writes."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from app_fixtures import CLASSES, N_POOL, expected_count, make_review_project
+from app_fixtures import CLASSES, N_POOL, expected_count, make_review_project, pool_confidences
 from mersemi.ui.app_api import AppActions
 from mersemi.ui.app_state import TrainingRunner
 from mersemi.ui.review import media_file, queue_position, queue_size
@@ -44,28 +47,51 @@ def test_bad_thresholds_are_refused_and_change_nothing(app, bad):
     assert app.project.store.thresholds() == [0.6, 0.5, 0.5]
 
 
-def test_expected_precision_comes_from_out_of_fold_predictions(app):
+def verify_order(thresholds=(0.5, 0.5, 0.5), decided=(), cls=None, min_conf=0.0):
+    """The verify queue worked out from the fixture: undecided u<i> (class i % 3, confidence
+    pool_confidences()[i]) at or above its class threshold, least confident first."""
+    conf = pool_confidences()
+    keep = [i for i in range(N_POOL) if conf[i] >= max(thresholds[i % 3], min_conf)
+            and f"u{i:02d}" not in decided and (cls is None or i % 3 == cls)]
+    return [f"u{i:02d}" for i in sorted(keep, key=lambda i: conf[i])]
+
+
+def test_expected_precision_is_the_candidates_mean_confidence_and_oof_is_shown_beside_it(app):
     rows = {r["class"]: r for r in app.candidate_counts()["classes"]}
+    conf = pool_confidences()
+    calm = [conf[i] for i in range(0, N_POOL, 3) if conf[i] >= 0.5]
+    assert rows["calm"]["candidates"] == rows["calm"]["support"] == len(calm)
+    assert rows["calm"]["expected_precision"] == pytest.approx(np.mean(calm))
     # calm is predicted for gold 0,3,...,27 (right unless i % 5 == 0) and for the wrong
     # predictions of anger samples i % 5 == 0 (i = 5, 20); oof confidences are 0.9 - 0.01 i.
     calm_pred = [i for i in range(30) if (i % 3 == 0 and i % 5) or (i % 5 == 0 and (i + 1) % 3 == 0)]
     right = [i for i in calm_pred if i % 3 == 0]
-    assert rows["calm"]["support"] == len(calm_pred)
-    assert rows["calm"]["expected_precision"] == pytest.approx(len(right) / len(calm_pred))
+    assert rows["calm"]["oof_support"] == len(calm_pred)
+    assert rows["calm"]["oof_precision"] == pytest.approx(len(right) / len(calm_pred))
 
 
 def test_suggest_sets_reachable_classes_and_names_the_rest(app):
-    # Out of fold, each class's highest-confidence mistakes cap its precision: at 0.85 (with
-    # >= 5 samples above the threshold) only anger reaches it, at gold sample 23's 0.67.
-    out = app.suggest(0.85)
-    assert out["ok"] and out["unreachable"] == ["calm", "joy"]
-    assert out["thresholds"]["anger"] == pytest.approx(0.67, abs=1e-6)
-    assert out["thresholds"]["calm"] == out["thresholds"]["joy"] == 0.5
-    assert "cannot reach it (left as is): calm, joy" in out["message"]
+    conf = pool_confidences()
+
+    def lowest(cls, target):   # the lowest confidence whose top-k mean reaches the target
+        c = np.sort([conf[i] for i in range(cls, N_POOL, 3)])[::-1]
+        ok = np.flatnonzero(np.cumsum(c) / np.arange(1, len(c) + 1) >= target)
+        return math.ceil(c[ok[-1]] * 1000 - 1e-6) / 1000 if len(ok) else None
+
+    out = app.suggest(0.975)
+    assert out["ok"]
+    expect = {name: lowest(c, 0.975) for c, name in enumerate(CLASSES)}
+    assert [c for c, t in expect.items() if t is None] == out["unreachable"] == ["anger"]
+    assert out["thresholds"]["calm"] == pytest.approx(expect["calm"])
+    assert out["thresholds"]["joy"] == pytest.approx(expect["joy"])
+    assert out["thresholds"]["anger"] == 0.5                        # left as it was
+    assert "cannot reach it (left as is): anger" in out["message"]
     lower = app.suggest(0.8)["thresholds"]
-    assert lower == pytest.approx({"calm": 0.63, "joy": 0.62, "anger": 0.61}, abs=1e-6)
+    assert lower == pytest.approx({name: lowest(c, 0.8) for c, name in enumerate(CLASSES)})
+    # the suggestion keeps the target: the candidates' mean confidence reaches it
+    rows = {r["class"]: r for r in app.candidate_counts()["classes"]}
+    assert all(r["expected_precision"] >= 0.8 for r in rows.values())
     assert app.suggest(1.5)["ok"] is False and app.suggest("x")["ok"] is False
-    assert app.project.store.thresholds() == pytest.approx([0.63, 0.62, 0.61], abs=1e-6)
 
 
 def test_paper_preset_uses_defaults_for_classes_the_paper_does_not_name(app):
@@ -73,34 +99,37 @@ def test_paper_preset_uses_defaults_for_classes_the_paper_does_not_name(app):
     assert out["thresholds"] == {"calm": 0.95, "joy": 0.95, "anger": 0.95}
 
 
-def test_next_candidate_walks_the_queue_by_confidence(app):
+def test_next_candidate_walks_the_verify_queue_least_confident_first(app):
+    order = verify_order()
     first = app.next_candidate()
-    assert first["total"] == sum(expected_count(c, 0.5) for c in range(3))
-    assert first["candidate"]["name"] == "u00" and first["candidate"]["media_kind"] == "audio"
+    assert first["total"] == len(order) == sum(expected_count(c, 0.5) for c in range(3))
+    assert first["candidate"]["name"] == order[0]
     assert set(first["candidate"]["probs"]) == set(CLASSES)
-    second = app.next_candidate(offset=1)
-    assert second["candidate"]["name"] == "u01"
-    assert second["candidate"]["media"] is None       # its media path leaves the media folder
-    joy = app.next_candidate(cls="joy", min_confidence=0.9)
-    assert joy["candidate"]["name"] == "u01" and joy["total"] == expected_count(1, 0.9)
+    assert app.next_candidate(offset=1)["candidate"]["name"] == order[1]
     last = app.next_candidate(offset=10_000)
     assert last["offset"] == first["total"] - 1
+    assert last["candidate"]["name"] == "u00" and last["candidate"]["media_kind"] == "audio"
+    before_last = app.next_candidate(offset=first["total"] - 2)
+    assert before_last["candidate"]["name"] == "u01"
+    assert before_last["candidate"]["media"] is None       # its media path leaves the media folder
+    joy = app.next_candidate(cls="joy", min_confidence=0.9)
+    assert joy["candidate"]["name"] == verify_order(cls=1, min_conf=0.9)[0]
+    assert joy["total"] == expected_count(1, 0.9)
     assert app.next_candidate(cls="fear")["ok"] is False
     assert app.next_candidate(min_confidence=2)["ok"] is False
     empty = app.next_candidate(min_confidence=1.0)
     assert empty["ok"] and empty["candidate"] is None and empty["message"]
 
 
-def test_all_class_queue_matches_the_stores_order(app):
+def test_all_class_queue_follows_the_one_candidate_definition(app):
     from mersemi.ui.review import next_candidates
 
     project = app.project
     app.set_thresholds({"calm": 0.6, "joy": 0.45, "anger": 0.8})
     app.decide("u03", "accept", "", "ann")
     app.decide("u07", "reject", "", "ann")
-    rid, th = project.store.current_round().id, project.store.thresholds()
     for min_conf in (0.0, 0.7):
-        expected = [c.name for c in project.store.candidates(rid, th, min_confidence=min_conf, limit=100)]
+        expected = verify_order((0.6, 0.45, 0.8), decided={"u03", "u07"}, min_conf=min_conf)
         assert len(expected) == queue_size(project, "all", min_conf) > 5
         got = [next_candidates(project, "all", min_conf, limit=1, offset=k)[0].name for k in range(len(expected))]
         assert got == expected
@@ -125,8 +154,8 @@ def test_decide_writes_the_log_and_drops_the_candidate(app):
     (("u00", "accept", "", "   "), "reviewer name"),
     (("u00", "relabel", "fear", "ann"), "unknown label"),
     (("u00", "relabel", "", "ann"), "needs a label"),
-    (("u00", "maybe", "", "ann"), "accept, reject or relabel"),
-    (("l01", "accept", "", "ann"), "not a candidate"),
+    (("u00", "maybe", "", "ann"), "accept, reject, relabel or label"),
+    (("l01", "accept", "", "ann"), "not in the pool"),
     (("nobody", "accept", "", "ann"), "unknown sample"),
     (("u00", "accept", "joy", "ann"), "use relabel"),
 ])
@@ -159,12 +188,12 @@ def test_undo_takes_back_the_reviewers_latest_decision_only(app):
 
 def test_queue_position_finds_an_undone_candidate(app):
     project = app.project
-    assert queue_position(project, 33) == 3
-    assert queue_position(project, 33, cls="calm") == 1          # u00, then u03
+    assert queue_position(project, 33) == verify_order().index("u03")
+    assert queue_position(project, 33, cls="calm") == verify_order(cls=0).index("u03")
     assert queue_position(project, 33, cls="joy") is None
-    app.decide("u00", "accept", "", "ann")
-    assert queue_position(project, 30) is None                    # decided: not in the queue
-    assert queue_position(project, 33) == 2
+    app.decide("u06", "accept", "", "ann")
+    assert queue_position(project, 36) is None                    # decided: not in the queue
+    assert queue_position(project, 33) == verify_order(decided={"u06"}).index("u03")
     assert queue_size(project, "calm", 0.9) == expected_count(0, 0.9) - 1
 
 

@@ -87,29 +87,22 @@ def test_only_one_round_runs_at_a_time(store):
     assert store.current_round() is None
 
 
-def test_candidate_counts_follow_thresholds_and_decisions(store):
+def test_decided_ids_follow_decisions_of_every_action_and_undo(store):
     rid = done_round(store, pool_probs())
-    # confidences by class: c0 at i=0,3,6,9; c1 at 1,4,7; c2 at 2,5,8
-    conf = np.linspace(0.5, 0.95, 10)
-    expect = [int(sum(conf[i] >= 0.6 for i in range(10) if i % 3 == c)) for c in range(3)]
-    assert store.candidate_counts(rid, [0.6, 0.6, 0.6]) == expect
-    assert store.candidate_counts(rid, [1.0, 1.0, 1.0]) == [0, 0, 0]
-    assert store.candidate_counts(rid, [0.0, 0.0, 0.0]) == [4, 3, 3]
+    assert store.decided_ids().tolist() == []
     store.decide([DecisionIn(6 + 9, "accept", 0, rid)], reviewer="ann")
-    assert store.candidate_counts(rid, [0.0, 0.0, 0.0]) == [3, 3, 3]
+    store.decide([DecisionIn(6 + 1, "label", 2, rid)], reviewer="bob")
+    assert sorted(store.decided_ids().tolist()) == [7, 15]
+    ids, labels, sources = store.training_labels()
+    assert ids.tolist() == [7, 15] and labels.tolist() == [2, 0] and sources == ["label", "accept"]
+    store.undo_last("bob")
+    assert store.decided_ids().tolist() == [15]
 
 
-def test_candidates_are_sorted_by_confidence_and_filtered(store):
-    rid = done_round(store, pool_probs())
-    page = store.candidates(rid, [0.0, 0.0, 0.0], limit=3)
-    assert [c.name for c in page] == ["u9", "u8", "u7"]
-    assert page[0].confidence == pytest.approx(0.95) and page[0].predicted == 0
-    assert page[0].probs.shape == (3,)
-    only_sad = store.candidates(rid, [0.0, 0.0, 0.0], cls=2, limit=10)
-    assert [c.name for c in only_sad] == ["u8", "u5", "u2"]
-    above = store.candidates(rid, [0.0, 0.0, 0.0], min_confidence=0.89, limit=10)
-    assert all(c.confidence >= 0.89 for c in above) and len(above) == 2
-    assert [c.name for c in store.candidates(rid, [0.0] * 3, limit=2, offset=1)] == ["u8", "u7"]
+def test_samples_by_id_returns_the_rows_that_exist(store):
+    got = store.samples([6, 15, 99999])
+    assert sorted(got) == [6, 15]
+    assert got[15].name == "u9" and got[6].name == "u0"
 
 
 def test_latest_decision_counts_and_undo_restores_the_previous_one(store):

@@ -6,6 +6,7 @@ Exit code 0 on success; 1 with one line on stderr for bad input or a refused req
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -21,7 +22,9 @@ from ..engine.errors import MersemiError, UsageError, one_line, shown  # noqa: E
 from .project import (  # noqa: E402
     DEFAULT_CLASSES, PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv,
 )
+from .review import DEFAULT_QUEUE  # noqa: E402
 from .values import number  # noqa: E402
+from ..engine.selection import KINDS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,9 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default="default",
                    help="YAML file, or the name of a preset in configs/ (default, mer2024, ...)")
     c.add_argument("--auto-accept", action="store_true",
-                   help="also train on every undecided candidate at or above its class threshold")
-    c.add_argument("--json", action="store_true", help="print the round summary as JSON")
+                   help="accept the current round's undecided candidates (at their class thresholds, "
+                        "within the class-balance cap) as pseudo-labels, then train")
+    c.add_argument("--rounds", default="1", metavar="N",
+                   help="train up to N rounds in a row (with --auto-accept: stops early when no "
+                        "new candidate passes); default 1")
+    c.add_argument("--json", action="store_true", help="print each round's summary as a JSON line")
     c.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("queue", help="the next samples of the review queue, as the app shows them")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--kind", choices=list(KINDS), default=None,
+                   help=f"verify: candidates, riskiest first; label: below threshold, least sure "
+                        f"first (default: {DEFAULT_QUEUE}, the app's default)")
+    c.add_argument("--limit", default="20", metavar="N", help="how many (default %(default)s)")
+    c.add_argument("--class", dest="cls", metavar="C", help="only samples predicted as class C")
+    out = c.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="a JSON list")
+    out.add_argument("--csv", action="store_true",
+                     help="CSV: name, kind, predicted, confidence, reason, then one column per class")
+    c.set_defaults(func=cmd_queue)
 
     c = sub.add_parser("thresholds", help="show or set per-class thresholds")
     c.add_argument("dir", type=Path)
@@ -90,7 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_thresholds)
 
-    c = sub.add_parser("decide", help="record decisions from a CSV (name, decision, label)")
+    c = sub.add_parser("decide", help="record decisions from a CSV (name, decision, label)",
+                       description="CSV columns: name, decision (accept | reject | relabel | label), "
+                                   "label (the class, for relabel and label), note (optional). "
+                                   "accept / reject answer the prediction; relabel and label give "
+                                   "the class. Every row is checked first: nothing is written "
+                                   "when one is bad.")
     c.add_argument("dir", type=Path)
     c.add_argument("--file", type=Path, required=True)
     c.add_argument("--reviewer", default=os.environ.get("USER") or "cli")
@@ -169,19 +194,64 @@ def cmd_import(args) -> None:
 def cmd_train(args) -> None:
     from .rounds import run_round
 
+    rounds = int(number(args.rounds, "--rounds", low=1, integer=True))
     cfg_path = _config_path(args.config)
     cfg = load_config(cfg_path)
     # SIGTERM becomes SystemExit so that the round is marked failed on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with _open(args.dir) as project, _progress("train") as progress:
-        summary = run_round(project, cfg, config_name=cfg_path.stem, auto_accept=args.auto_accept,
-                            progress=progress)
-    if args.json:
-        print(json.dumps(summary))
+    with _open(args.dir) as project:
+        for k in range(rounds):
+            with _progress("train") as progress:
+                # After the first round, a round whose automatic step finds nothing new would
+                # only repeat the last one.
+                summary = run_round(project, cfg, config_name=cfg_path.stem, auto_accept=args.auto_accept,
+                                    progress=progress, skip_if_nothing_new=k > 0 and args.auto_accept)
+            if summary is None:
+                print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds")
+                break
+            _print_round(summary, args.json)
+
+
+def _print_round(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary), flush=True)
         return
+    auto = summary.get("auto_accept_selection")
     print(f"round {summary['id']} done in {summary['wall_s']} s: CV WAF {_pct(summary['cv_waf'])}"
           + (f", test WAF {_pct(summary['test_waf'])}" if summary["test_waf"] is not None else "")
-          + f"; trained on {summary['train_size']} samples")
+          + (f", test ECE {summary['test_ece']:.3f}" if summary.get("test_ece") is not None else "")
+          + f"; trained on {summary['train_size']} samples"
+          + (f" ({auto['accepted']} accepted automatically)" if auto else ""), flush=True)
+    if auto:
+        short = [c for c, v in auto["classes"].items() if v["candidates"] == 0]
+        if short:
+            print(f"  no candidate at the threshold (the target precision may be out of reach): "
+                  f"{', '.join(short)}")
+    print("  thresholds now: " + ", ".join(f"{c} {v:.3f}" for c, v in summary["thresholds_now"].items()))
+
+
+def cmd_queue(args) -> None:
+    from .review import queue_page
+
+    limit = int(number(args.limit, "--limit", low=1, integer=True))
+    with _open(args.dir) as project:
+        cards, total = queue_page(project, args.kind, args.cls, limit=limit)
+        classes = project.classes
+    rows = [{"name": c.name, "kind": c.kind, "predicted": classes[c.predicted],
+             "confidence": round(c.confidence, 4), "reason": c.reason,
+             "probs": {k: round(float(p), 4) for k, p in zip(classes, c.probs)}} for c in cards]
+    if args.json:
+        print(json.dumps(rows))
+    elif args.csv:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["name", "kind", "predicted", "confidence", "reason"] + classes)
+        for r in rows:
+            w.writerow([r["name"], r["kind"], r["predicted"], f"{r['confidence']:.4f}", r["reason"]]
+                       + [f"{v:.4f}" for v in r["probs"].values()])
+    else:
+        print(f"{len(rows)} of {total} in the {args.kind or DEFAULT_QUEUE} queue")
+        for r in rows:
+            print(f"{r['name']:>24}  {r['kind']:<6}  {r['predicted']:>10} {r['confidence']:.2f}  {r['reason']}")
 
 
 def cmd_thresholds(args) -> None:
@@ -212,8 +282,10 @@ def cmd_decide(args) -> None:
     requests = parse_decisions_csv(args.file)
     with _open(args.dir) as project:
         out = project.decide(requests, reviewer=args.reviewer, source=str(args.file))
-    print(f"recorded {out['recorded']} decisions on round {out['round']} candidates"
+    print(f"recorded {out['recorded']} decisions on round {out['round']} predictions"
           + (f" ({len(out['replaced'])} replaced earlier decisions)" if out["replaced"] else ""))
+    if out["relabel_as_accept"]:
+        print(f"  {len(out['relabel_as_accept'])} relabels named the predicted class and were recorded as accepts")
 
 
 def cmd_export(args) -> None:

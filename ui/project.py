@@ -33,7 +33,9 @@ from ..engine.importers import MAX_NAME_CHARS, ImportPlan, plan_mertools, plan_n
 from .values import MAX_REVIEWER, text
 
 DEFAULT_CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
-ACTIONS = ("accept", "reject", "relabel")
+# accept / reject / relabel answer a prediction; label gives a class to any pool sample.
+ACTIONS = ("accept", "reject", "relabel", "label")
+MAX_REPORTED = 20  # bad decision rows named in one error
 PENDING_IMPORT = "import_pending"  # meta key: JSON of an import between its samples and its features
 ProgressFn = Callable[[str, float], None]
 # A project whose store is on a server keeps its URL here (never its password).
@@ -259,53 +261,66 @@ class Project:
     # ------------------------------------------------------------------ decisions
     def decide(self, requests: Sequence[DecisionRequest], reviewer: str,
                source: str = "request") -> dict:
-        """Record decisions on candidates of the current round: all validated, then one batch."""
+        """Record decisions on pool samples of the current round: every row validated (each
+        bad row reported, up to MAX_REPORTED), then one batch; nothing is written on an error.
+        A relabel to the predicted class is recorded as the accept it is."""
         rnd = self.store.current_round()
         if rnd is None:
             raise ProjectError("no finished round yet: train round 0 before deciding")
         reviewer = text(reviewer, "reviewer", max_chars=MAX_REVIEWER)
+        long = [r.name for r in requests if len(r.name) > MAX_NAME_CHARS]
+        known = self.store.samples_by_name(r.name for r in requests if len(r.name) <= MAX_NAME_CHARS)
+        preds = self.store.prediction_of(rnd.id, [v[0] for v in known.values()])
+        entries, errors, as_accept = [], [], []
         for r in requests:
-            if len(r.name) > MAX_NAME_CHARS:
-                raise ProjectError(f"{source}: sample {shown(r.name)}: name longer than {MAX_NAME_CHARS} characters")
-        known = self.store.samples_by_name(r.name for r in requests)
-        missing = [r.name for r in requests if r.name not in known]
-        if missing:
-            raise ProjectError(f"{source}: sample {shown(missing[0])}: unknown sample")
-        preds = self.store.prediction_of(rnd.id, [known[r.name][0] for r in requests])
-        entries = []
-        for r in requests:
-            sid, split = known[r.name]
-            action = (r.action or "").strip().lower()
-            if action not in ACTIONS:
-                raise ProjectError(f"{source}: sample {shown(r.name)}: decision must be accept, reject or "
-                                   f"relabel, got {shown(r.action)}")
-            if split != "unlabeled":
-                raise ProjectError(f"{source}: sample {shown(r.name)}: not a candidate of round {rnd.id} "
-                                   f"(it is a {split} sample)")
-            if sid not in preds:
-                raise ProjectError(f"{source}: sample {shown(r.name)}: not scored in round {rnd.id}")
-            predicted = preds[sid][1]
-            label = predicted
-            if action == "relabel":
-                if not r.label:
-                    raise ProjectError(f"{source}: sample {shown(r.name)}: relabel needs a label")
-                label = self._label_id(r.label, source, r.name)
-            elif r.label and self._label_id(r.label, source, r.name) != predicted:
-                raise ProjectError(f"{source}: sample {shown(r.name)}: {action} names label {shown(r.label)} but "
-                                   f"the prediction is {self.classes[predicted]!r}; use relabel")
-            entries.append(DecisionIn(sid, action, label, rnd.id, r.note))
+            try:
+                entry = self._decision(r, known, preds, rnd.id, long)
+            except ProjectError as e:
+                errors.append(f"{source}: sample {shown(r.name)}: {e}")
+                continue
+            if r.action.strip().lower() == "relabel" and entry.action == "accept":
+                as_accept.append(r.name)
+            entries.append(entry)
+        if errors:
+            more = f" (and {len(errors) - MAX_REPORTED} more)" if len(errors) > MAX_REPORTED else ""
+            raise ProjectError("; ".join(errors[:MAX_REPORTED]) + more)
         batch, replaced = self.store.decide(entries, reviewer)
-        return {"recorded": len(entries), "round": rnd.id, "batch": batch,
+        return {"recorded": len(entries), "round": rnd.id, "batch": batch, "relabel_as_accept": as_accept,
                 "replaced": [{"name": r.name, "action": d.action, "reviewer": d.reviewer,
                               "label": self.classes[d.label] if d.label is not None else None,
                               "at": d.created_at.isoformat(timespec="seconds")}
                              for r in requests if (d := replaced.get(known[r.name][0])) is not None]}
 
-    def _label_id(self, label: str, source: str, name: str) -> int:
-        try:
-            return self.class_id(label, "label")
-        except ProjectError as e:
-            raise ProjectError(f"{source}: sample {shown(name)}: {e}") from None
+    def _decision(self, r: DecisionRequest, known: dict, preds: dict, round_id: int,
+                  long: list[str]) -> DecisionIn:
+        """One request as a decision, or ProjectError saying what is wrong with it."""
+        if r.name in long:
+            raise ProjectError(f"name longer than {MAX_NAME_CHARS} characters")
+        if r.name not in known:
+            raise ProjectError("unknown sample")
+        sid, split = known[r.name]
+        action = (r.action or "").strip().lower()
+        if action not in ACTIONS:
+            raise ProjectError(f"decision must be {', '.join(ACTIONS[:-1])} or {ACTIONS[-1]}, got {shown(r.action)}")
+        if split != "unlabeled":
+            raise ProjectError(f"not in the pool (it is a {split} sample)")
+        if sid not in preds:
+            raise ProjectError(f"not scored in round {round_id}")
+        predicted = preds[sid][1]
+        label = predicted
+        if action in ("relabel", "label"):
+            if not r.label:
+                raise ProjectError(f"{action} needs a label")
+            label = self._label_id(r.label)
+            if action == "relabel" and label == predicted:
+                action = "accept"   # the prediction was right: that is an accept
+        elif r.label and self._label_id(r.label) != predicted:
+            raise ProjectError(f"{action} names label {shown(r.label)} but the prediction is "
+                               f"{self.classes[predicted]!r}; use relabel")
+        return DecisionIn(sid, action, label, round_id, r.note)
+
+    def _label_id(self, label: str) -> int:
+        return self.class_id(label, "label")
 
     # ------------------------------------------------------------------ rounds
     def mark_dead_rounds_failed(self) -> list[int]:
@@ -341,7 +356,7 @@ class Project:
                        | {"total": sum(splits.values())},
             "labeled_per_class": {c: gold.get(i, 0) for i, c in enumerate(self.classes)},
             "decisions": {a: {c: counts[a].get(i, 0) for i, c in enumerate(self.classes)}
-                          for a in ("accept", "reject", "relabel")},
+                          for a in ACTIONS},
             "thresholds": self.thresholds(),
             "current_round": None if current is None else current.id,
             "rounds": rounds,
@@ -365,6 +380,9 @@ def round_summary(r, classes: list[str]) -> dict:
         "train_size": comp.get("total"), "composition": comp,
         "pseudo_labels": comp.get("pseudo_per_class"),
         "pseudo_precision": m.get("pseudo_precision"),
+        "oof_ece": m.get("oof_ece"), "test_ece": m.get("test_ece"), "temperature": m.get("temperature"),
+        "policy": (r.config or {}).get("self_training", {}).get("policy"),
+        "auto_accept_selection": m.get("auto_accept"),
         "thresholds": r.thresholds,
         "error": r.error,
     }

@@ -1,25 +1,29 @@
 """What the reviewer sees of a round: candidate counts, expected precision, histograms,
-suggested thresholds, the next card. Orchestration over the store; no Gradio here.
+suggested thresholds, the review queues and their cards. Orchestration over the store and
+engine/selection.py (the one definition of a candidate and of the queues); no Gradio here.
 
-Expected precision of class c at threshold t comes from the round's out-of-fold
-predictions of the gold samples: among those predicted c with confidence >= t, the share
-whose gold label is c. It is what a pseudo-label of class c at that threshold is worth,
-measured on samples the fold models did not train on.
+Expected precision of a class's candidates is their mean calibrated confidence
+(engine/selection.py). The out-of-fold precision of the gold samples above the threshold is
+shown next to it with its support: on a few-label project it rests on a handful of samples.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..db.store import Candidate
+from ..engine import selection
 from ..engine.config import load_config
 
 from .project import Project, ProjectError
 
 HIST_BINS = 40
-MIN_SUPPORT = 5   # OOF samples above a threshold before its precision estimate is trusted
+THRESHOLD_STEP = 0.001  # what a threshold slider can show; suggestions are rounded up to it
+# The queue a reviewer gets unless they pick one: on the digits benchmark (bench/fewlabel.py)
+# 200 decisions on the label queue bought more test WAF than on the verify queue.
+DEFAULT_QUEUE = "label"
 
 
 @dataclass(frozen=True)
@@ -30,11 +34,19 @@ class RoundView:
     oof_pred: np.ndarray
     oof_conf: np.ndarray
     oof_true: np.ndarray
-    pool_pred: np.ndarray
-    pool_conf: np.ndarray
+    pool_ids: np.ndarray
+    pool_probs: np.ndarray
+
+    @property
+    def pool_pred(self) -> np.ndarray:
+        return self.pool_probs.argmax(1) if len(self.pool_ids) else np.zeros(0, np.int64)
+
+    @property
+    def pool_conf(self) -> np.ndarray:
+        return self.pool_probs.max(1) if len(self.pool_ids) else np.zeros(0, np.float32)
 
     def precision(self, cls: int, threshold: float) -> tuple[float | None, int]:
-        """(expected precision, OOF support) of class `cls` at `threshold`."""
+        """(out-of-fold precision, its support) of class `cls` at `threshold`."""
         sel = (self.oof_pred == cls) & (self.oof_conf >= threshold)
         n = int(sel.sum())
         return (float(np.mean(self.oof_true[sel] == cls)) if n else None), n
@@ -44,24 +56,6 @@ class RoundView:
         # The top probability of C classes is never below 1/C.
         return np.histogram(self.pool_conf[self.pool_pred == cls], bins=bins,
                             range=(1.0 / self.n_classes, 1.0))
-
-    def suggest(self, cls: int, target: float, min_support: int = MIN_SUPPORT) -> float | None:
-        """Lowest threshold whose expected precision reaches `target` with at least
-        `min_support` OOF samples above it; None when no threshold does."""
-        sel = self.oof_pred == cls
-        conf = self.oof_conf[sel]
-        hit = self.oof_true[sel] == cls
-        order = np.argsort(-conf, kind="stable")
-        conf, hit = conf[order], hit[order]
-        n = np.arange(1, len(conf) + 1)
-        prec = np.cumsum(hit) / n
-        # A threshold equal to conf[k] admits every sample with the same confidence: use the
-        # last index of each run of equal values.
-        last_of_run = np.r_[conf[1:] != conf[:-1], True]
-        ok = last_of_run & (prec >= target) & (n >= min_support)
-        if not ok.any():
-            return None
-        return float(conf[np.flatnonzero(ok)[-1]])
 
 
 _views: dict[tuple[str, int], RoundView] = {}
@@ -75,10 +69,11 @@ def round_view(project: Project, round_id: int | None = None) -> RoundView:
     if key not in _views:
         oof_ids, oof_probs = project.store.predictions(rnd.id, "oof")
         gold = _gold_of(project, oof_ids)
-        _, pool_pred, pool_conf = project.store.pool_confidences(rnd.id)
-        _views[key] = RoundView(rnd.id, len(project.classes), oof_probs.argmax(1) if len(oof_ids) else np.zeros(0, int),
+        pool_ids, pool_probs = project.store.predictions(rnd.id, "pool")
+        C = len(project.classes)
+        _views[key] = RoundView(rnd.id, C, oof_probs.argmax(1) if len(oof_ids) else np.zeros(0, int),
                                 oof_probs.max(1) if len(oof_ids) else np.zeros(0), gold,
-                                pool_pred, pool_conf)
+                                pool_ids, pool_probs if len(pool_ids) else np.zeros((0, C), np.float32))
     return _views[key]
 
 
@@ -86,6 +81,15 @@ def _gold_of(project: Project, ids: np.ndarray) -> np.ndarray:
     gold_ids, gold_y, _ = project.store.split_arrays("labeled")
     lookup = dict(zip(gold_ids.tolist(), gold_y.tolist()))
     return np.array([lookup[i] for i in ids.tolist()], dtype=np.int64)
+
+
+def open_mask(project: Project, view: RoundView, reviewer: str | None = None) -> np.ndarray:
+    """Pool samples still open to a decision: no decision in force and, when `reviewer` is
+    given, not held by another reviewer's claim."""
+    closed = project.store.decided_ids()
+    if reviewer:
+        closed = np.union1d(closed, np.fromiter(project.store.claimed_by_others(reviewer), np.int64))
+    return ~np.isin(view.pool_ids, closed)
 
 
 def split_histogram(view: RoundView, cls: int, threshold: float,
@@ -100,49 +104,94 @@ def split_histogram(view: RoundView, cls: int, threshold: float,
 
 
 def class_table(project: Project, thresholds: dict[str, float] | None = None) -> list[dict]:
-    """Per class: threshold, undecided candidates at it, expected precision and its support,
-    and the decisions in force (accepted / rejected / relabelled into the class)."""
+    """Per class: threshold, undecided candidates at it, their expected precision (mean
+    calibrated confidence), the out-of-fold precision with its support, and the decisions in
+    force per class they name (accept / reject: the predicted class; relabel / label: the
+    class the reviewer gave)."""
     view = round_view(project)
     th = thresholds or project.thresholds()
     values = [float(th[c]) for c in project.classes]
-    counts = project.store.candidate_counts(view.round_id, values)
+    cand = selection.is_candidate(view.pool_pred, view.pool_conf, open_mask(project, view), values)
+    expected, counts = selection.expected_precision(view.pool_pred, view.pool_conf, cand, view.n_classes)
     decided = project.store.decision_counts()
     rows = []
     for c, name in enumerate(project.classes):
-        prec, support = view.precision(c, values[c])
+        oof_prec, oof_support = view.precision(c, values[c])
         rows.append({"class": name, "threshold": values[c], "candidates": counts[c],
-                     "expected_precision": prec, "support": support,
+                     "expected_precision": expected[c], "support": counts[c],
+                     "oof_precision": oof_prec, "oof_support": oof_support,
                      "accepted": decided["accept"].get(c, 0), "rejected": decided["reject"].get(c, 0),
-                     "relabeled": decided["relabel"].get(c, 0)})
+                     "relabeled": decided["relabel"].get(c, 0), "labeled": decided["label"].get(c, 0)})
     return rows
 
 
 def suggest_thresholds(project: Project, target: float) -> dict[str, float | None]:
-    """Per class, the lowest threshold whose expected precision reaches `target`."""
-    if not 0.0 < target <= 1.0:
+    """Per class, the lowest threshold (rounded up to THRESHOLD_STEP) whose undecided
+    candidates' expected precision reaches `target`; None where none does."""
+    if not isinstance(target, (int, float)) or not 0.0 < target <= 1.0:
         raise ProjectError(f"target precision must lie in (0, 1], got {target}")
     view = round_view(project)
-    return {name: view.suggest(c, target) for c, name in enumerate(project.classes)}
+    found = selection.target_thresholds(view.pool_pred, view.pool_conf, open_mask(project, view),
+                                        view.n_classes, float(target))
+    return {name: None if t is None else slider_value(t) for name, t in zip(project.classes, found)}
+
+
+def slider_value(t: float) -> float:
+    """A threshold rounded up to THRESHOLD_STEP: never admits a sample the exact one would not."""
+    steps = round(1 / THRESHOLD_STEP)
+    return min(1.0, math.ceil(t * steps - 1e-6) / steps)
+
+
+@dataclass(frozen=True)
+class Card:
+    """One entry of a review queue, as the app and `mersemi queue` show it."""
+    sample_id: int
+    name: str
+    predicted: int
+    confidence: float
+    probs: np.ndarray
+    text: str | None
+    media: str | None
+    kind: str          # "verify" | "label"
+    reason: str
+
+
+def queue_page(project: Project, kind: str | None = None, cls: str | None = None,
+               min_confidence: float = 0.0, offset: int = 0, limit: int = 1,
+               reviewer: str | None = None) -> tuple[list[Card], int]:
+    """(cards offset..offset+limit of a review queue, the queue's length). kind None is
+    DEFAULT_QUEUE; `cls` keeps one predicted class ("all" / None: every class)."""
+    kind = DEFAULT_QUEUE if kind in (None, "") else kind
+    if kind not in selection.KINDS:
+        raise ProjectError(f"queue kind must be one of {', '.join(selection.KINDS)}, got {kind!r}")
+    entries = _queue(project, kind, cls, min_confidence, reviewer)
+    page = entries[offset:offset + limit]
+    view = round_view(project)
+    samples = project.store.samples([int(view.pool_ids[e.index]) for e in page])
+    cards = []
+    for e in page:
+        sid, probs = int(view.pool_ids[e.index]), view.pool_probs[e.index]
+        smp = samples[sid]
+        cards.append(Card(sid, smp.name, int(probs.argmax()), float(probs.max()), probs,
+                          smp.text, smp.media, e.kind, e.reason))
+    return cards, len(entries)
+
+
+def _queue(project: Project, kind: str, cls: str | None, min_confidence: float,
+           reviewer: str | None) -> list[selection.QueueEntry]:
+    view = round_view(project)
+    cid = None if cls in (None, "", "all") else project.class_id(cls)
+    return selection.review_queue(view.pool_probs, open_mask(project, view, reviewer),
+                                  project.store.thresholds(), kind, cls=cid,
+                                  min_confidence=float(min_confidence))
 
 
 def next_candidates(project: Project, cls: str | None = None, min_confidence: float = 0.0,
-                    limit: int = 1, offset: int = 0) -> list[Candidate]:
-    """A page of the undecided candidates passing the thresholds, highest confidence first."""
-    rnd = project.store.current_round()
-    if rnd is None:
+                    limit: int = 1, offset: int = 0) -> list[Card]:
+    """A page of the verify queue (candidates, least confident first)."""
+    if project.store.current_round() is None:
         raise ProjectError("no finished round yet: train round 0 first")
-    cid = None if cls in (None, "", "all") else project.class_id(cls)
-    th = project.store.thresholds()
-    if cid is not None:
-        return project.store.candidates(rnd.id, th, cls=cid, min_confidence=float(min_confidence),
-                                        limit=limit, offset=offset)
-    # All classes: the first offset + limit of each class (one index range scan each), merged
-    # here in the store's order. The store's all-class query, an OR of per-class ranges, sorts
-    # every row above the lowest threshold: 2-5x slower at 115k pool predictions.
-    pages = [project.store.candidates(rnd.id, th, cls=c, min_confidence=float(min_confidence),
-                                      limit=offset + limit) for c in range(len(th))]
-    merged = sorted((c for page in pages for c in page), key=lambda c: (-c.confidence, c.sample_id))
-    return merged[offset:offset + limit]
+    return queue_page(project, "verify", cls, min_confidence, offset, limit)[0]
 
 
 def paper_preset(project: Project) -> dict[str, float]:
@@ -151,50 +200,33 @@ def paper_preset(project: Project) -> dict[str, float]:
     return dict(zip(project.classes, st.threshold_for(project.classes)))
 
 
-# ---------------------------------------------------------------------- the review queue
-
-AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm")
-
-
-def filter_thresholds(project: Project, cls: str | None, min_confidence: float) -> dict[int, float]:
-    """Class id -> lowest confidence admitted by a review filter: the class threshold, raised
-    to the filter's minimum confidence; only the filtered class when one is named."""
-    th = project.store.thresholds()
-    ids = range(len(th)) if cls in (None, "", "all") else [project.class_id(cls)]
-    return {c: max(th[c], float(min_confidence)) for c in ids}
-
-
-def queue_size(project: Project, cls: str | None = None, min_confidence: float = 0.0) -> int:
-    """Undecided candidates in a review filter: index range counts, never a scan of the pool."""
-    rnd = project.store.current_round()
-    if rnd is None:
+def queue_size(project: Project, cls: str | None = None, min_confidence: float = 0.0,
+               kind: str = "verify") -> int:
+    """Samples in a review queue (0 before the first round)."""
+    if project.store.current_round() is None:
         return 0
-    limits = filter_thresholds(project, cls, min_confidence)
-    return _count_above(project, rnd.id, limits)
+    return len(_queue(project, kind, cls, min_confidence, None))
 
 
 def queue_position(project: Project, sample_id: int, cls: str | None = None,
-                   min_confidence: float = 0.0) -> int | None:
-    """Offset of an undecided candidate in the filter's queue (highest confidence first), or
-    None when it is not in the queue. Candidates of exactly equal confidence are counted as
-    coming after it, so among ties the offset is that of the first one."""
-    rnd = project.store.current_round()
-    if rnd is None:
+                   min_confidence: float = 0.0, kind: str = "verify") -> int | None:
+    """Offset of a sample in a review queue, or None when it is not in it."""
+    if project.store.current_round() is None:
         return None
-    pred = project.store.prediction_of(rnd.id, [sample_id]).get(sample_id)
-    limits = filter_thresholds(project, cls, min_confidence)
-    if (pred is None or pred[0] != "pool" or pred[1] not in limits or pred[2] < limits[pred[1]]
-            or project.store.current_decisions([sample_id])):
+    view = round_view(project)
+    at = np.flatnonzero(view.pool_ids == sample_id)
+    if len(at) == 0:
         return None
-    above = float(np.nextafter(pred[2], np.inf))
-    return _count_above(project, rnd.id, {c: max(t, above) for c, t in limits.items()})
+    for k, e in enumerate(_queue(project, kind, cls, min_confidence, None)):
+        if e.index == at[0]:
+            return k
+    return None
 
 
-def _count_above(project: Project, round_id: int, limits: dict[int, float]) -> int:
-    # Classes outside the filter get a threshold no confidence reaches.
-    values = [limits.get(c, 2.0) for c in range(len(project.classes))]
-    return sum(n for c, n in enumerate(project.store.candidate_counts(round_id, values)) if c in limits)
+# ---------------------------------------------------------------------- media
+
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm")
 
 
 def media_file(project: Project, media: str | None) -> tuple[Path | None, str | None]:

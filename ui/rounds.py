@@ -19,7 +19,9 @@ from ..db.errors import StoreBusy
 from ..db.store import DecisionIn, RoundBusy, Store
 from ..engine.config import Config
 from ..engine.errors import InputError
+from ..engine.calibration import expected_calibration_error
 from ..engine.metrics import classification_metrics
+from ..engine.selection import select
 from ..engine.train import TrainSet, train_round as engine_train_round
 
 from .project import Project, ProjectError, ProgressFn
@@ -27,11 +29,15 @@ from .project import Project, ProjectError, ProgressFn
 AUTO_REVIEWER = "auto"
 # How often a training process records that it is alive (Project.HEARTBEAT_LIMIT is minutes).
 HEARTBEAT_EVERY_S = 15.0
+HUMAN_LABELS = ("relabel", "label")  # decision actions whose class a person gave
 
 
 def run_round(project: Project, cfg: Config, config_name: str = "default",
-              auto_accept: bool = False, progress: ProgressFn | None = None) -> dict:
-    """Train the next round and return its summary (as `status --json` shows it)."""
+              auto_accept: bool = False, progress: ProgressFn | None = None,
+              skip_if_nothing_new: bool = False) -> dict | None:
+    """Train the next round and return its summary (as `status --json` shows it, plus the
+    thresholds now in force). With `skip_if_nothing_new`, None without training when the
+    automatic step finds no new candidate."""
     from .project import round_summary
 
     project.mark_dead_rounds_failed()
@@ -53,10 +59,14 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     extra_ids, extra_y, sources = store.training_labels()
     use_pseudo = cfg.self_training.use_pseudo_labels
     if not use_pseudo:  # the "w/o pseudo labels" ablation keeps human labels only
-        human = np.asarray(sources) == "relabel"
-        extra_ids, extra_y, sources = extra_ids[human], extra_y[human], ["relabel"] * int(human.sum())
+        human = np.isin(np.asarray(sources), HUMAN_LABELS)
+        extra_ids, extra_y = extra_ids[human], extra_y[human]
+        sources = [src for src, h in zip(sources, human) if h]
     thresholds = store.thresholds()
-    auto = _auto_candidates(project, thresholds) if auto_accept and use_pseudo else []
+    auto, auto_selection = (_auto_candidates(project, cfg, thresholds, gold_y, extra_y, sources)
+                            if auto_accept and use_pseudo else ([], None))
+    if auto_accept and skip_if_nothing_new and not auto:
+        return None
     if auto:
         extra_ids = np.concatenate([extra_ids, [d.sample_id for d in auto]]).astype(np.int64)
         extra_y = np.concatenate([extra_y, [d.label for d in auto]]).astype(np.int64)
@@ -84,6 +94,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
 
         metrics = dict(result.metrics)
         _add_test_metrics(metrics, test_y, test_probs, C)
+        metrics["auto_accept"] = auto_selection
         metrics["pseudo_precision"] = _pseudo_precision(classes, extra_ids, extra_y, sources,
                                                         pool_ids, pool_true)
         _save_checkpoint(result.state, checkpoint)
@@ -101,7 +112,21 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         if isinstance(e, InputError):
             raise ProjectError(str(e)) from None
         raise
-    return round_summary(store.round(rid), classes)
+    _apply_policy(project, cfg)
+    return round_summary(store.round(rid), classes) | {"thresholds_now": project.thresholds()}
+
+
+def _apply_policy(project: Project, cfg: Config) -> None:
+    """The self-training policy sets the thresholds the next review and the next automatic
+    step use: per class the target-precision threshold of the round just finished (a class
+    that cannot reach the target gets 1.0, and the round's summary says so)."""
+    st = cfg.self_training
+    if st.policy != "target_precision":
+        return
+    from .review import suggest_thresholds  # review imports this module's siblings only
+
+    found = suggest_thresholds(project, st.target_precision)
+    project.set_thresholds({c: 1.0 if t is None else t for c, t in found.items()}, by="policy")
 
 
 class Heartbeat:
@@ -124,17 +149,30 @@ class Heartbeat:
             self.progress(message, fraction)
 
 
-def _auto_candidates(project: Project, thresholds: list[float]) -> list[DecisionIn]:
-    """The paper's automatic step: every undecided pool sample at or above its class threshold
-    in the current round becomes an accepted pseudo-label."""
-    rnd = project.store.current_round()
-    if rnd is None:
-        return []
-    ids, pred, conf = project.store.pool_confidences(rnd.id)
-    keep = conf >= np.asarray(thresholds)[pred]
-    decided = project.store.current_decisions(ids[keep].tolist())
-    return [DecisionIn(int(i), "accept", int(p), rnd.id, "auto-accept")
-            for i, p in zip(ids[keep], pred[keep]) if int(i) not in decided]
+def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gold_y: np.ndarray,
+                     extra_y: np.ndarray, sources: list[str]) -> tuple[list[DecisionIn], dict | None]:
+    """The automatic step: the current round's candidates at the project's thresholds, within
+    the class-balance cap, become accepted pseudo-labels (engine/selection.py). Samples with a
+    decision in force, human or automatic, are never taken. Returns the decisions and what
+    was selected per class (recorded with the round)."""
+    from .review import open_mask, round_view
+
+    if project.store.current_round() is None:
+        return [], None
+    view = round_view(project)
+    C = len(project.classes)
+    human = np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS)
+    st = cfg.self_training
+    sel = select(view.pool_pred, view.pool_conf, open_mask(project, view), thresholds,
+                 labeled_per_class=np.bincount(np.r_[gold_y, extra_y[human]].astype(np.int64), minlength=C),
+                 pseudo_per_class=np.bincount(extra_y[~human].astype(np.int64), minlength=C),
+                 balance_cap=st.balance_cap)
+    decisions = [DecisionIn(int(view.pool_ids[i]), "accept", int(view.pool_pred[i]), view.round_id, "auto-accept")
+                 for i in np.flatnonzero(sel.mask)]
+    summary = {"policy": st.policy, "target_precision": st.target_precision, "balance_cap": st.balance_cap,
+               "from_round": view.round_id, "thresholds": dict(zip(project.classes, map(float, thresholds))),
+               "classes": sel.as_dict(project.classes), "accepted": len(decisions)}
+    return decisions, summary
 
 
 def _composition(classes: list[str], gold_y: np.ndarray, extra_y: np.ndarray,
@@ -146,12 +184,13 @@ def _composition(classes: list[str], gold_y: np.ndarray, extra_y: np.ndarray,
 
     pseudo = np.isin(src, ["accept", "auto"]) if len(src) else np.zeros(0, bool)
     return {
-        "gold": int(len(gold_y)), "relabel": int(np.sum(src == "relabel")),
+        "gold": int(len(gold_y)), "relabel": int(np.sum(src == "relabel")), "label": int(np.sum(src == "label")),
         "pseudo": int(pseudo.sum()), "auto": int(np.sum(src == "auto")),
         "total": int(len(gold_y) + len(extra_y)),
         "gold_per_class": {c: int(np.sum(gold_y == i)) for i, c in enumerate(classes)},
         "pseudo_per_class": per_class(pseudo),
         "relabel_per_class": per_class(src == "relabel") if len(src) else {c: 0 for c in classes},
+        "label_per_class": per_class(src == "label") if len(src) else {c: 0 for c in classes},
     }
 
 
@@ -161,7 +200,8 @@ def _add_test_metrics(metrics: dict, test_y: np.ndarray, test_probs: np.ndarray,
         return
     m = classification_metrics(test_y[labeled], test_probs[labeled].argmax(1), C)
     metrics.update(test_waf=m["waf"], test_accuracy=m["accuracy"], test_f1=m["f1"],
-                   test_n=int(labeled.sum()))
+                   test_n=int(labeled.sum()),
+                   test_ece=expected_calibration_error(test_probs[labeled], test_y[labeled]))
 
 
 def _pseudo_precision(classes: list[str], extra_ids: np.ndarray, extra_y: np.ndarray,
