@@ -255,7 +255,11 @@ def test_status_json_after_a_round(project, capsys):
     assert set(r["cv_f1"]) == set(CLASSES) and set(r["test_f1"]) == set(CLASSES)
     assert r["pseudo_labels"] == {c: 0 for c in CLASSES}
     assert r["wall_s"] > 0
-    assert r["thresholds"] == status["thresholds"]
+    # the round records the thresholds it started with; the target-precision policy then set
+    # the project's own from the round's calibrated confidences
+    assert set(r["thresholds"]) == set(CLASSES) and r["policy"] == "target_precision"
+    assert all(0 < v <= 1 for v in status["thresholds"].values())
+    assert 0 <= r["test_ece"] <= 1 and 0 <= r["oof_ece"] <= 1 and r["temperature"] > 0
 
 
 @pytest.mark.slow
@@ -302,15 +306,20 @@ def test_decide_export_labels_and_decisions(project, tmp_path, capsys):
     ([["no_such_sample", "accept", ""]], "unknown sample"),
     ([["{pool}", "relabel", "bored"]], "unknown label"),
     ([["{pool}", "relabel", ""]], "needs a label"),
-    ([["{pool}", "maybe", ""]], "must be accept, reject or relabel"),
-    ([["{labeled}", "accept", ""]], "not a candidate"),
+    ([["{pool}", "maybe", ""]], "must be accept, reject, relabel or label"),
+    ([["{labeled}", "accept", ""]], "not in the pool (it is a labeled sample)"),
     ([["{pool}", "accept", ""], ["no_such_sample", "reject", ""]], "unknown sample"),
+    ([["{pool}", "label", "bored"]], "unknown label"),
+    ([["{pool}", "label", ""]], "label needs a label"),
+    ([["{labeled}", "label", "happy"]], "not in the pool (it is a labeled sample)"),
+    ([["{test}", "label", "happy"]], "not in the pool (it is a test sample)"),
+    ([["nobody", "label", "happy"]], "unknown sample"),
 ])
 def test_bad_decisions_change_nothing(rows, problem, project, tmp_path, capsys):
     pred = _pool_predictions(project, tmp_path, capsys)
     pool_name = pred[pred["split"] == "unlabeled"]["name"].iloc[0]
-    labeled_name = _a_labeled_name(project)
-    rows = [[r[0].format(pool=pool_name, labeled=labeled_name), r[1], r[2]] for r in rows]
+    labeled_name, test_name = _a_name(project, "labeled"), _a_name(project, "test")
+    rows = [[r[0].format(pool=pool_name, labeled=labeled_name, test=test_name), r[1], r[2]] for r in rows]
     f = _write_csv(tmp_path / "d.csv", rows)
     before = snapshot(project)
     code, _, err = run(capsys, "decide", project, "--file", f)
@@ -319,8 +328,106 @@ def test_bad_decisions_change_nothing(rows, problem, project, tmp_path, capsys):
     assert snapshot(project) == before
 
 
-def _a_labeled_name(project: Path) -> str:
+def _a_name(project: Path, split: str) -> str:
     from mersemi.ui.project import Project
     with Project.open(project) as p:
-        ids, _, _ = p.store.split_arrays("labeled")
+        ids, _, _ = p.store.split_arrays(split)
         return p.store.sample_names([int(ids[0])])[int(ids[0])]
+
+
+@pytest.mark.slow
+def test_decide_names_every_bad_row(project, tmp_path, capsys):
+    f = _write_csv(tmp_path / "d.csv", [["ghost_1", "accept", ""], [_a_name(project, "test"), "label", "sad"],
+                                        ["ghost_2", "label", "sad"]])
+    before = snapshot(project)
+    code, _, err = run(capsys, "decide", project, "--file", f)
+    assert code == 1 and err.count("\n") == 1
+    assert "ghost_1" in err and "ghost_2" in err and "test sample" in err
+    assert snapshot(project) == before
+
+
+@pytest.mark.slow
+def test_label_gives_a_class_to_any_pool_sample_and_relabel_to_the_prediction_is_an_accept(project, tmp_path, capsys):
+    pred = _pool_predictions(project, tmp_path, capsys)
+    pool = pred[pred["split"] == "unlabeled"].reset_index(drop=True)
+    low = pool.sort_values("confidence").iloc[0]          # far below any threshold
+    other = next(c for c in CLASSES if c != low["predicted"])
+    f = _write_csv(tmp_path / "d.csv", [[low["name"], "label", other],
+                                        [pool.loc[1, "name"], "relabel", pool.loc[1, "predicted"]]])
+    code, out, err = run(capsys, "decide", project, "--file", f, "--reviewer", "ann")
+    assert code == 0, err
+    assert "1 relabels named the predicted class and were recorded as accepts" in out
+    status = json.loads(run(capsys, "status", project, "--json")[1])
+    assert status["decisions"]["label"][other] == 1
+    assert sum(status["decisions"]["accept"].values()) == 1 and sum(status["decisions"]["relabel"].values()) == 0
+    labels_out = tmp_path / "labels.csv"
+    assert run(capsys, "export", project, "--what", "labels", "--out", labels_out)[0] == 0
+    labels = pd.read_csv(labels_out).set_index("name")
+    assert labels.loc[low["name"], "label"] == other
+
+
+@pytest.mark.slow
+def test_queue_prints_what_the_app_shows(project, capsys):
+    from mersemi.ui.project import Project
+    from mersemi.ui.review import DEFAULT_QUEUE, queue_page
+
+    code, out, err = run(capsys, "queue", project, "--limit", "7", "--csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(out.splitlines()))
+    assert list(rows[0])[:5] == ["name", "kind", "predicted", "confidence", "reason"]
+    with Project.open(project) as p:
+        cards, total = queue_page(p, limit=7)
+        th = p.thresholds()
+    assert [r["name"] for r in rows] == [c.name for c in cards] and len(rows) == min(7, total)
+    assert {r["kind"] for r in rows} == {DEFAULT_QUEUE}
+    verify = json.loads(run(capsys, "queue", project, "--kind", "verify", "--limit", "1000", "--json")[1])
+    assert all(r["confidence"] >= th[r["predicted"]] - 1e-4 for r in verify)
+    assert [r["confidence"] for r in verify] == sorted(r["confidence"] for r in verify)
+    label = json.loads(run(capsys, "queue", project, "--kind", "label", "--limit", "1000", "--json")[1])
+    assert all(r["confidence"] < th[r["predicted"]] for r in label)
+    assert all(r["reason"].startswith("below threshold: top two classes") for r in label)
+    assert not {r["name"] for r in verify} & {r["name"] for r in label}
+    happy = json.loads(run(capsys, "queue", project, "--kind", "label", "--class", "happy", "--json")[1])
+    assert happy and {r["predicted"] for r in happy} == {"happy"}
+    for bad in (["--limit", "0"], ["--limit", "x"], ["--class", "bored"]):
+        code, _, err = run(capsys, "queue", project, *bad)
+        assert code == 1 and err.count("\n") == 1, (bad, err)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bad", ["0", "-2", "x", "1.5", "inf"])
+def test_train_refuses_a_bad_round_count_and_writes_nothing(project, bad, capsys):
+    before = snapshot(project)
+    code, _, err = run(capsys, "train", project, "--rounds", bad, "--auto-accept")
+    assert code == 1 and err.count("\n") == 1 and "--rounds" in err
+    assert snapshot(project) == before
+
+
+@pytest.mark.slow
+def test_auto_accept_rounds_stop_when_nothing_new_passes_and_never_take_a_human_decision(project, tmp_path, capsys):
+    pred = _pool_predictions(project, tmp_path, capsys)
+    pool = pred[pred["split"] == "unlabeled"].sort_values("confidence", ascending=False)
+    top = pool.iloc[0]
+    f = _write_csv(tmp_path / "d.csv", [[top["name"], "reject", ""]])
+    assert run(capsys, "decide", project, "--file", f, "--reviewer", "ann")[0] == 0
+    # fixed thresholds at 1.0: nothing passes, so the second of three rounds is not trained
+    cfg = tmp_path / "fixed.yaml"
+    cfg.write_text(f"extends: {Path(__file__).parent / 'fast.yaml'}\nself_training:\n  policy: thresholds\n")
+    assert run(capsys, "thresholds", project, "--set", ",".join(f"{c}=1.0" for c in CLASSES))[0] == 0
+    code, out, err = run(capsys, "train", project, "--config", cfg, "--auto-accept", "--rounds", "3")
+    assert code == 0, err
+    assert "stopped after 1 of 3 rounds: no new candidate passes" in out
+    status = json.loads(run(capsys, "status", project, "--json")[1])
+    assert [r["id"] for r in status["rounds"]] == [0, 1]
+    # thresholds low enough that the rejected sample is a candidate again: still not taken
+    assert run(capsys, "thresholds", project, "--set", ",".join(f"{c}=0.0" for c in CLASSES))[0] == 0
+    code, out, err = run(capsys, "train", project, "--config", cfg, "--auto-accept", "--json")
+    assert code == 0, err
+    r2 = json.loads(out.splitlines()[-1])
+    assert r2["auto_accept_selection"]["accepted"] > 0
+    from mersemi.ui.project import Project
+    with Project.open(project) as p:
+        sid = p.store.samples_by_name([top["name"]])[top["name"]][0]
+        cur = p.store.current_decisions([sid])[sid]
+    assert (cur.action, ) == ("reject", )
+    assert sum(r2["composition"]["pseudo_per_class"].values()) == r2["auto_accept_selection"]["accepted"]
