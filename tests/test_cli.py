@@ -200,12 +200,16 @@ def test_bad_init_arguments(tmp_path, capsys):
 
 # ---------------------------------------------------------------------- thresholds
 
+def _threshold_values(out: str) -> dict[str, float]:
+    return {c: row["threshold"] for c, row in json.loads(out).items()}
+
+
 def test_thresholds_set_and_validate(empty_project, capsys):
     code, out, _ = run(capsys, "thresholds", empty_project, "--json")
-    assert json.loads(out) == {"neutral": 0.99, "angry": 0.99, "happy": 0.99, "sad": 0.99,
-                               "worried": 0.85, "surprise": 0.85}
+    assert _threshold_values(out) == {"neutral": 0.99, "angry": 0.99, "happy": 0.99, "sad": 0.99,
+                                      "worried": 0.85, "surprise": 0.85}
     code, out, _ = run(capsys, "thresholds", empty_project, "--set", "happy=0.9,Worried=0.7", "--json")
-    assert code == 0 and json.loads(out)["happy"] == 0.9 and json.loads(out)["worried"] == 0.7
+    assert code == 0 and _threshold_values(out)["happy"] == 0.9 and _threshold_values(out)["worried"] == 0.7
     before = snapshot(empty_project)
     for bad in ("happy=1.5", "happy=-0.1", "happy=abc", "bored=0.5", "happy", "happy=nan"):
         code, _, err = run(capsys, "thresholds", empty_project, "--set", f"sad=0.5,{bad}")
@@ -431,3 +435,79 @@ def test_auto_accept_rounds_stop_when_nothing_new_passes_and_never_take_a_human_
         cur = p.store.current_decisions([sid])[sid]
     assert (cur.action, ) == ("reject", )
     assert sum(r2["composition"]["pseudo_per_class"].values()) == r2["auto_accept_selection"]["accepted"]
+
+
+# ---------------------------------------------------------------------- help, progress, pipes
+
+def test_help_speaks_to_users_and_documents_every_argument(capsys):
+    from mersemi.ui.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "orchestration layer" not in out and "Parses arguments" not in out
+    assert "mersemi init DIR" in out and "mersemi queue DIR" in out
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    undocumented = [f"{name} {a.dest}" for name, p in sub.choices.items() for a in p._actions
+                    if not a.help and a.dest != "help"]
+    assert undocumented == []
+    with pytest.raises(SystemExit):
+        main(["decide", "--help"])
+    assert "name, decision (accept | reject | relabel | label), label" in capsys.readouterr().out
+
+
+def test_decide_records_the_os_login_by_default(monkeypatch):
+    import getpass
+
+    from mersemi.ui.cli import build_parser
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "osuser")
+    args = build_parser().parse_args(["decide", "p", "--file", "d.csv"])
+    assert args.reviewer == "osuser"
+    assert build_parser().parse_args(["thresholds", "p"]).by == "osuser"
+
+
+def test_a_closed_pipe_ends_quietly(empty_project):
+    # The reader is gone before the command writes (status --json | head -c0).
+    exe = Path(sys.executable).with_name("mersemi")
+    p = subprocess.Popen([str(exe), "status", str(empty_project), "--json"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 0 and err == "", err
+
+
+@pytest.mark.slow
+def test_train_says_each_phase_when_stderr_is_no_terminal(project):
+    exe = Path(sys.executable).with_name("mersemi")
+    r = subprocess.run([str(exe), "train", str(project), "--config", str(Path(__file__).parent / "fast.yaml")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert any(line.startswith("train: fold 1/") for line in lines), r.stderr
+    assert any(line.startswith("train: writing predictions") for line in lines), r.stderr
+    assert len(lines) < 30   # a line per phase, not per epoch
+
+
+@pytest.mark.slow
+def test_thresholds_show_candidates_and_expected_precision(project, capsys):
+    from mersemi.ui.project import Project
+    from mersemi.ui.review import class_table
+
+    low = ",".join(f"{c}=0.3" for c in CLASSES)
+    code, out, err = run(capsys, "thresholds", project, "--set", low, "--json")
+    assert code == 0, err
+    table = json.loads(out)
+    with Project.open(project) as p:
+        expect = {r["class"]: r for r in class_table(p)}
+    assert list(table) == CLASSES
+    for c, row in table.items():
+        assert row["candidates"] == expect[c]["candidates"]
+        assert row["expected_precision"] == expect[c]["expected_precision"]
+        assert row["oof_support"] == expect[c]["oof_support"]
+    assert sum(r["candidates"] for r in table.values()) > 0
+    code, out, _ = run(capsys, "thresholds", project)
+    assert "candidates" in out and "expected precision" in out
+    happy = next(line for line in out.splitlines() if line.strip().startswith("happy"))
+    assert str(table["happy"]["candidates"]) in happy.split()

@@ -1,12 +1,13 @@
 """`mersemi`: the command line. Parses arguments, calls the orchestration layer, prints.
 
-Exit code 0 on success; 1 with one line on stderr for bad input or a refused request;
-2 for a malformed command line (argparse).
+Exit code 0 on success; 1 with one line on stderr for bad input, a refused request or a
+malformed command line.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import json
 import os
 import shutil
@@ -27,10 +28,32 @@ from .values import number  # noqa: E402
 from ..engine.selection import KINDS  # noqa: E402
 
 
+DESCRIPTION = "Review pseudo-labels for semi-supervised multimodal emotion recognition (MR-CCL)."
+EPILOG = """\
+a project's life:
+  mersemi init DIR                      create a project (DIR: its folder)
+  mersemi import DIR --native FOLDER    add features and labels
+  mersemi train DIR                     train a round: predictions for the pool
+  mersemi queue DIR                     the samples worth a human look
+  mersemi decide DIR --file D.csv       record decisions (or review in the app: mersemi serve DIR)
+  mersemi train DIR --auto-accept --rounds 3
+  mersemi export DIR --what labels --out labels.csv
+
+`mersemi COMMAND --help` describes a command. Errors are one line on stderr, exit 1."""
+DIR_HELP = "the project folder (made by `mersemi init`)"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's teardown
+        return code
+    except BrokenPipeError:
+        # `mersemi status --json | head`: the reader left; nothing to say. Point stdout at
+        # devnull so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except MersemiError as e:
         print(f"mersemi: error: {one_line(e)}", file=sys.stderr)
         return 1
@@ -49,11 +72,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mersemi", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = _Parser(prog="mersemi", description=DESCRIPTION, epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("init", help="create a project directory")
-    c.add_argument("dir", type=Path)
+    c.add_argument("dir", type=Path, help=DIR_HELP)
     c.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
                    help="comma-separated class list (default: MER2024's six)")
     c.add_argument("--db", metavar="URL",
@@ -64,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_init)
 
     c = sub.add_parser("import", help="import features and labels (all-or-nothing)")
-    c.add_argument("dir", type=Path)
+    c.add_argument("dir", type=Path, help=DIR_HELP)
     fmt = c.add_mutually_exclusive_group(required=True)
     fmt.add_argument("--native", type=Path, metavar="FOLDER", help="folder with samples.csv and <modality>.npy")
     fmt.add_argument("--mertools", action="store_true", help="MERTools layout (needs --labels, --features, --modality)")
@@ -72,14 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--features", type=Path, metavar="ROOT", help="folder holding one folder per feature")
     c.add_argument("--modality", action="append", default=[], metavar="NAME=FOLDER",
                    help="map a modality to a feature folder under ROOT; repeat per modality")
-    c.add_argument("--transcripts", type=Path, metavar="CSV")
-    c.add_argument("--media", type=Path, metavar="FOLDER")
+    c.add_argument("--transcripts", type=Path, metavar="CSV",
+                   help="MERTools transcripts: a CSV with name and the text the card shows")
+    c.add_argument("--media", type=Path, metavar="FOLDER",
+                   help="folder of clips named after the samples, played on the review card")
     c.add_argument("--dtype", default="float16", choices=["float16", "float32"],
                    help="storage type of the feature matrices (default float16)")
     c.set_defaults(func=cmd_import)
 
     c = sub.add_parser("train", help="train one round headless")
-    c.add_argument("dir", type=Path)
+    c.add_argument("dir", type=Path, help=DIR_HELP)
     c.add_argument("--config", default="default",
                    help="YAML file, or the name of a preset in configs/ (default, mer2024, ...)")
     c.add_argument("--auto-accept", action="store_true",
@@ -92,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_train)
 
     c = sub.add_parser("queue", help="the next samples of the review queue, as the app shows them")
-    c.add_argument("dir", type=Path)
+    c.add_argument("dir", type=Path, help=DIR_HELP)
     c.add_argument("--kind", choices=list(KINDS), default=None,
                    help=f"verify: candidates, riskiest first; label: below threshold, least sure "
                         f"first (default: {DEFAULT_QUEUE}, the app's default)")
@@ -104,10 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CSV: name, kind, predicted, confidence, reason, then one column per class")
     c.set_defaults(func=cmd_queue)
 
-    c = sub.add_parser("thresholds", help="show or set per-class thresholds")
-    c.add_argument("dir", type=Path)
-    c.add_argument("--set", action="append", default=[], metavar="CLASS=VALUE[,CLASS=VALUE]")
-    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("thresholds", help="show or set per-class thresholds",
+                       description="Per class: the threshold, the undecided candidates at it, their "
+                                   "expected precision (mean calibrated confidence) and the "
+                                   "out-of-fold precision with its support (n).")
+    c.add_argument("dir", type=Path, help=DIR_HELP)
+    c.add_argument("--set", action="append", default=[], metavar="CLASS=VALUE[,CLASS=VALUE]",
+                   help="set thresholds in [0, 1], e.g. --set happy=0.9,sad=0.8 (repeatable); "
+                        "unnamed classes keep theirs")
+    c.add_argument("--by", default=_login(), metavar="NAME",
+                   help="who set them, for the log (default: your login, %(default)s)")
+    c.add_argument("--json", action="store_true",
+                   help="JSON keyed by class: threshold, candidates, expected_precision, "
+                        "oof_precision, oof_support (the last four once a round is done)")
     c.set_defaults(func=cmd_thresholds)
 
     c = sub.add_parser("decide", help="record decisions from a CSV (name, decision, label)",
@@ -116,35 +151,40 @@ def build_parser() -> argparse.ArgumentParser:
                                    "accept / reject answer the prediction; relabel and label give "
                                    "the class. Every row is checked first: nothing is written "
                                    "when one is bad.")
-    c.add_argument("dir", type=Path)
-    c.add_argument("--file", type=Path, required=True)
-    c.add_argument("--reviewer", default=os.environ.get("USER") or "cli")
+    c.add_argument("dir", type=Path, help=DIR_HELP)
+    c.add_argument("--file", type=Path, required=True, metavar="CSV", help="the decisions (columns above)")
+    c.add_argument("--reviewer", default=_login(), metavar="NAME",
+                   help="who decided, for the log (default: your login, %(default)s)")
     c.set_defaults(func=cmd_decide)
 
     c = sub.add_parser("export", help="export labels, predictions or the decision log")
-    c.add_argument("dir", type=Path)
-    c.add_argument("--what", required=True, choices=["labels", "predictions", "decisions"])
-    c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--format", default="csv", choices=["csv", "mertools"])
+    c.add_argument("dir", type=Path, help=DIR_HELP)
+    c.add_argument("--what", required=True, choices=["labels", "predictions", "decisions"],
+                   help="labels: gold plus accepted, relabeled and labeled samples; predictions: "
+                        "the current round's, every sample; decisions: the full log")
+    c.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="where to write: outside the project or under its exports/ folder")
+    c.add_argument("--format", default="csv", choices=["csv", "mertools"],
+                   help="csv (default), or mertools: a label .npz as MERTools reads it")
     c.set_defaults(func=cmd_export)
 
     c = sub.add_parser("status", help="sample counts, rounds and metrics")
-    c.add_argument("dir", type=Path)
-    c.add_argument("--json", action="store_true")
+    c.add_argument("dir", type=Path, help=DIR_HELP)
+    c.add_argument("--json", action="store_true", help="everything, with per-round metrics, as JSON")
     c.set_defaults(func=cmd_status)
 
     c = sub.add_parser("migrate", help="upgrade an older project's schema (backs up project.db first)")
-    c.add_argument("dir", type=Path)
+    c.add_argument("dir", type=Path, help=DIR_HELP)
     c.set_defaults(func=cmd_migrate)
 
     c = sub.add_parser("synth", help="write a synthetic MER-like data set in the native format")
-    c.add_argument("out", type=Path)
+    c.add_argument("out", type=Path, help="folder to write (samples.csv and one .npy per modality)")
     c.add_argument("--scale", default="default", help="default, mer2024, or a factor such as 0.5")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     c.set_defaults(func=cmd_synth)
 
     c = sub.add_parser("serve", help="open the review app on a project (browser and gradio_client)")
-    c.add_argument("dir", type=Path)
+    c.add_argument("dir", type=Path, help=DIR_HELP)
     c.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only)")
     c.add_argument("--port", default="7860", help="TCP port, 1-65535 (default %(default)s)")
@@ -201,7 +241,7 @@ def cmd_train(args) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with _open(args.dir) as project:
         for k in range(rounds):
-            with _progress("train") as progress:
+            with _progress(f"round {k + 1}/{rounds}" if rounds > 1 else "train", phase_lines=True) as progress:
                 # After the first round, a round whose automatic step finds nothing new would
                 # only repeat the last one.
                 summary = run_round(project, cfg, config_name=cfg_path.stem, auto_accept=args.auto_accept,
@@ -255,16 +295,29 @@ def cmd_queue(args) -> None:
 
 
 def cmd_thresholds(args) -> None:
+    from .review import class_table
+
     with _open(args.dir) as project:
-        th = _set_and_get_thresholds(project, args.set)
+        th = _set_and_get_thresholds(project, args.set, args.by)
+        done = project.store.current_round() is not None and project.store.current_round().status == "done"
+        rows = class_table(project) if done else [{"class": c, "threshold": v} for c, v in th.items()]
+    keys = ("threshold", "candidates", "expected_precision", "oof_precision", "oof_support")
     if args.json:
-        print(json.dumps(th))
-    else:
-        for c, v in th.items():
-            print(f"{c:>12}  {v:.3f}")
+        print(json.dumps({r["class"]: {k: r[k] for k in keys if k in r} for r in rows}))
+        return
+    if not done:
+        print("no finished round yet: candidates and precision appear after `mersemi train`")
+    print(f"{'class':>12}  threshold  candidates  expected precision  out-of-fold precision (n)")
+    for r in rows:
+        line = f"{r['class']:>12}  {r['threshold']:9.3f}"
+        if done:
+            exp = "-" if r["expected_precision"] is None else f"{r['expected_precision']:.3f}"
+            oof = "-" if r["oof_precision"] is None else f"{r['oof_precision']:.3f}"
+            line += f"  {r['candidates']:10d}  {exp:>18}  {oof:>10} ({r['oof_support']})"
+        print(line)
 
 
-def _set_and_get_thresholds(project: Project, sets: list[str]) -> dict[str, float]:
+def _set_and_get_thresholds(project: Project, sets: list[str], by: str) -> dict[str, float]:
     if sets:
         values = {}
         for part in ",".join(sets).split(","):
@@ -274,7 +327,7 @@ def _set_and_get_thresholds(project: Project, sets: list[str]) -> dict[str, floa
                 raise ProjectError(f"--set: expected CLASS=VALUE, got {shown(part)}")
             k, v = part.split("=", 1)
             values[k.strip()] = v.strip()
-        project.set_thresholds(values, by=os.environ.get("USER") or "cli")
+        project.set_thresholds(values, by=by)
     return project.thresholds()
 
 
@@ -450,10 +503,19 @@ def _modality_map(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _progress(desc: str):
+def _progress(desc: str, phase_lines: bool = False):
+    """A bar on a terminal; with `phase_lines`, one stderr line per phase elsewhere (a log)."""
     from ..engine.progress import TqdmProgress
 
-    return TqdmProgress(desc)
+    return TqdmProgress(desc, phase_lines=phase_lines)
+
+
+def _login() -> str:
+    """The OS login name: the default reviewer of decisions made from the command line."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER in a container
+        return "cli"
 
 
 def _pct(x) -> str:
