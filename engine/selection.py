@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KINDS = ("verify", "label")
+KINDS = ("both", "label", "verify")
 
 
 def is_candidate(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds) -> np.ndarray:
@@ -131,6 +131,7 @@ def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
                  cls: int | None = None, min_confidence: float = 0.0) -> list[QueueEntry]:
     """The review queue of one kind, in the order the reviewer sees it.
 
+    both: the label queue, then the verify queue.
     verify: candidates (at or above their threshold), least confident first: the riskiest
     pseudo-labels, where a rejection or a relabel changes the most.
     label: undecided samples below their threshold, smallest gap between the top two classes
@@ -138,6 +139,11 @@ def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
     the queue. `cls` keeps one predicted class; `min_confidence` drops samples below it."""
     if kind not in KINDS:
         raise ValueError(f"queue kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "both":
+        # Where the model is least sure first; once that runs out (low thresholds leave few
+        # samples below them), the riskiest candidates.
+        return (review_queue(probs, open_, thresholds, "label", cls, min_confidence)
+                + review_queue(probs, open_, thresholds, "verify", cls, min_confidence))
     probs = np.asarray(probs, np.float64)
     if len(probs) == 0:
         return []

@@ -137,6 +137,7 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
             oof[fold.eval_pos] = eval_probs
             fold_states.append({name: v.cpu() for name, v in best_state.items()})
             fold_info.append({"waf": best_waf, "best_epoch": best_epoch, "epochs": epochs_run,
+                              "select": selection_rule(cfg.finetune.select, len(fold.eval_pos)),
                               "n_train": int(len(fold.train_rows)), "n_eval": int(len(fold.eval_pos))})
             t_finetune += time.time() - t0
 
@@ -210,6 +211,7 @@ def _finetune(model: nn.Module, bank: FeatureBank, fold: Fold, eval_rows: np.nda
     train_y = torch.as_tensor(fold.train_labels, device=bank.device)
     best_score, best_state, best_epoch, best_probs, stale = -np.inf, None, 0, None, 0
     min_len = _min_epoch_samples(fc.min_steps, fc.epochs, fc.batch_size)
+    select = selection_rule(fc.select, len(eval_rows))
     for epoch in range(1, fc.epochs + 1):
         model.train()
         order = torch.as_tensor(epoch_order(fold.train_labels, fc.oversample, n_classes, rng,
@@ -227,7 +229,7 @@ def _finetune(model: nn.Module, bank: FeatureBank, fold: Fold, eval_rows: np.nda
 
         probs = _predict(model, bank, eval_rows, cfg.score_batch_size)
         eval_waf, eval_loss = waf(eval_y, probs.argmax(1)), log_loss(eval_y, probs)
-        score = {"waf": eval_waf, "loss": -eval_loss, "last": float(epoch)}[fc.select]
+        score = {"waf": eval_waf, "loss": -eval_loss, "last": float(epoch)}[select]
         if score > best_score:
             best_score, best_state, best_epoch, best_probs, stale = score, _copy_state(model), epoch, probs, 0
             best_waf = eval_waf
@@ -237,6 +239,17 @@ def _finetune(model: nn.Module, bank: FeatureBank, fold: Fold, eval_rows: np.nda
         if fc.patience and stale >= fc.patience:
             break
     return best_state, best_waf, best_epoch, best_probs, epoch
+
+
+SELECT_AUTO_MIN_EVAL = 100
+
+
+def selection_rule(select: str, n_eval: int) -> str:
+    """The epoch-selection rule a fold uses: `select`, with "auto" resolved by the size of
+    the fold's evaluation set (see FinetuneConfig.select)."""
+    if select != "auto":
+        return select
+    return "loss" if n_eval >= SELECT_AUTO_MIN_EVAL else "last"
 
 
 @torch.inference_mode()

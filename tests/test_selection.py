@@ -99,6 +99,14 @@ def test_label_queue_is_below_threshold_smallest_margin_first_in_turn_per_class(
     assert all(e.kind == "label" for e in q)
 
 
+def test_both_queue_is_the_label_queue_then_the_verify_queue():
+    probs = np.array([[0.97, 0.03], [0.55, 0.45], [0.6, 0.4], [0.2, 0.8], [0.99, 0.01]])
+    open_ = np.array([True, True, True, True, False])
+    q = review_queue(probs, open_, [0.9, 0.7], "both")
+    assert [(e.index, e.kind) for e in q] == [(1, "label"), (2, "label"), (3, "verify"), (0, "verify")]
+    assert [e.index for e in review_queue(probs, open_, [0.9, 0.7], "both", cls=1)] == [3]
+
+
 def test_unknown_queue_kind_is_refused():
     with pytest.raises(ValueError, match="queue kind"):
         review_queue(np.ones((1, 2)) / 2, np.ones(1, bool), [0.5, 0.5], "best")

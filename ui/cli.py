@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("queue", help="the next samples of the review queue, as the app shows them")
     c.add_argument("dir", type=Path, help=DIR_HELP)
     c.add_argument("--kind", choices=list(KINDS), default=None,
-                   help=f"verify: candidates, riskiest first; label: below threshold, least sure "
-                        f"first (default: {DEFAULT_QUEUE}, the app's default)")
+                   help=f"label: below threshold, least sure first; verify: candidates, riskiest "
+                        f"first; both: label then verify (default: {DEFAULT_QUEUE}, the app's default)")
     c.add_argument("--limit", default="20", metavar="N", help="how many (default %(default)s)")
     c.add_argument("--class", dest="cls", metavar="C", help="only samples predicted as class C")
     out = c.add_mutually_exclusive_group()
