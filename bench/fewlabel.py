@@ -20,6 +20,10 @@ confidence) against their real precision, the accepted pseudo-labels' precision 
 test ECE. Prints a Markdown table; --out writes it.
 
     python bench/fewlabel.py --seeds 5 --labeled 0.05 --out bench/results/fewlabel.md
+    python bench/fewlabel.py --data synthetic --seeds 1 --labeled 100 --out bench/results/fewlabel_synthetic.md
+
+Per-seed results go to stderr as JSON lines as they finish; `--from-log FILE` rebuilds the
+report from such lines (a run cut short still reports the seeds it finished).
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from digits_data import digits_arrays, write_native  # noqa: E402
+from digits_data import write_native  # noqa: E402
 
 from mersemi.engine.metrics import waf  # noqa: E402
 from mersemi.ui.review import DEFAULT_QUEUE  # noqa: E402
@@ -102,8 +106,40 @@ def candidate_calibration(project: Path, truth: dict[str, int]) -> tuple[float, 
     return expected, real, len(rows)
 
 
-def peers(seed: int, labeled: float, budget: int) -> dict[str, float]:
-    d = digits_arrays(seed, labeled)
+def write_synthetic_few(folder: Path, seed: int, n_labeled: int) -> dict:
+    """`mersemi synth` (default scale: 2,000 labeled, 10,000 pool, 1,000 test) with only
+    `n_labeled` of its labeled samples kept (stratified, at least 2 per class), written as a
+    native folder; the same dict as digits_data.write_native."""
+    import pandas as pd
+
+    full = folder.parent / f"{folder.name}-full"
+    cli("synth", full, "--seed", seed)
+    df = pd.read_csv(full / "samples.csv", dtype=str, keep_default_na=False)
+    rng = np.random.default_rng(seed)
+    lab = df.index[df["split"] == "labeled"].to_numpy()
+    share = n_labeled / len(lab)
+    keep = np.concatenate([rng.choice(g, max(2, int(round(share * len(g)))), replace=False)
+                           for _, g in df.loc[lab].groupby("label").groups.items()])
+    rows = np.sort(np.r_[keep, df.index[df["split"] != "labeled"].to_numpy()])
+    folder.mkdir(parents=True)
+    feats = {}
+    for npy in sorted(full.glob("*.npy")):
+        feats[npy.stem] = np.load(npy)[rows].astype(np.float32)
+        np.save(folder / npy.name, feats[npy.stem])
+    out = df.loc[rows].drop(columns=["media"])
+    out.to_csv(folder / "samples.csv", index=False)
+    shutil.rmtree(full)
+    return {"features": feats, "y": np.array([CLASSES.index(c) for c in out["true_label"]]),
+            "split": out["split"].to_numpy(), "names": out["name"].tolist()}
+
+
+def write_data(data: str, folder: Path, seed: int, labeled: float) -> dict:
+    if data == "digits":
+        return write_native(folder, seed=seed, labeled=labeled)
+    return write_synthetic_few(folder, seed, int(labeled))
+
+
+def peers(d: dict, seed: int, budget: int) -> dict[str, float]:
     X = np.concatenate(list(d["features"].values()), axis=1)
     y, split = d["y"], d["split"]
     lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
@@ -130,9 +166,10 @@ def peers(seed: int, labeled: float, budget: int) -> dict[str, float]:
     return out
 
 
-def run_seed(seed: int, labeled: float, budget: int, work: Path, config: str) -> dict:
+def run_seed(data_kind: str, seed: int, labeled: float, budget: int, work: Path, config: str) -> dict:
+    t_seed = time.time()
     data, base = work / f"data-{seed}", work / f"r0-{seed}"
-    d = write_native(data, seed=seed, labeled=labeled)
+    d = write_data(data_kind, data, seed, labeled)
     truth = dict(zip(d["names"], d["y"].tolist()))
     count = {s: int(np.sum(d["split"] == s)) for s in ("labeled", "unlabeled", "test")}
     cli("init", base, "--classes", ",".join(CLASSES))
@@ -169,7 +206,8 @@ def run_seed(seed: int, labeled: float, budget: int, work: Path, config: str) ->
             last = json.loads(cli("status", proj, "--json"))["rounds"][-1]
             res["reviewed"] = last["test_waf"]
             res["reviewed_ece"] = last["test_ece"]
-    res["peers"] = peers(seed, labeled, budget)
+    res["peers"] = peers(d, seed, budget)
+    res["seed_s"] = time.time() - t_seed
     return res
 
 
@@ -178,14 +216,17 @@ def mean(rows: list[dict], key: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def report(rows: list[dict], labeled: float, budget: int, config: str, wall_s: float) -> str:
+def report(rows: list[dict], data: str, labeled: float, budget: int, config: str, wall_s: float) -> str:
     r0 = mean(rows, "round0")
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
-    lines = [f"# Few labels on digits: {len(rows)} seeds, {labeled:.0%} labeled, config `{config}`", "",
+    what = ("six digits at MER2024's class proportions; bench/digits_data.py" if data == "digits"
+            else "`mersemi synth` at the default scale, labeled samples cut down, stratified")
+    share = f"{labeled:.0%} labeled" if data == "digits" else f"{int(labeled)} labeled"
+    lines = [f"# Few labels on {data}: {len(rows)} seeds, {share}, config `{config}`", "",
              f"{rows[0]['labeled']} labeled, {rows[0]['pool']} pool, {rows[0]['test']} test samples per seed "
-             f"(six digits at MER2024's class proportions; bench/digits_data.py). Test WAF in %, mean over "
-             f"seeds (per seed in brackets). Run: `python bench/fewlabel.py --seeds {len(rows)} --labeled {labeled}`; "
-             f"{wall_s / 60:.0f} min on this machine.", "",
+             f"({what}). Test WAF in %, mean over seeds (per seed after it). Run: `python "
+             f"bench/fewlabel.py --data {data} --seeds {len(rows)} --labeled {labeled}`; "
+             f"{wall_s / 60:.0f} min on this machine (2 cores, shared with other jobs).", "",
              "| | test WAF | vs round 0 | per seed |", "|---|---|---|---|"]
 
     def row(name: str, key: str | None = None, vals: list[float] | None = None) -> None:
@@ -225,18 +266,29 @@ def report(rows: list[dict], labeled: float, budget: int, config: str, wall_s: f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--labeled", type=float, default=0.05, help="share of samples labeled (0.02, 0.05, 0.10)")
+    ap.add_argument("--data", choices=["digits", "synthetic"], default="digits",
+                    help="digits (real, bundled with scikit-learn) or the synthetic generator")
+    ap.add_argument("--labeled", type=float, default=None,
+                    help="digits: share of samples labeled (default 0.05; 0.02, 0.10); "
+                         "synthetic: number of labeled samples kept (default 100)")
     ap.add_argument("--budget", type=int, default=200, help="reviewer decisions (default 200)")
     ap.add_argument("--config", default="default", help="preset or YAML for every round")
     ap.add_argument("--out", type=Path, help="also write the Markdown table here")
+    ap.add_argument("--from-log", type=Path, metavar="FILE",
+                    help="no run: the report of the per-seed JSON lines in FILE")
     args = ap.parse_args()
+    labeled = args.labeled if args.labeled is not None else (0.05 if args.data == "digits" else 100)
     t0 = time.time()
     rows = []
+    if args.from_log:
+        rows = [json.loads(line) for line in args.from_log.read_text().splitlines() if line.startswith("{")]
+        args.seeds = 0
     with tempfile.TemporaryDirectory(prefix="fewlabel-") as tmp:
         for seed in range(args.seeds):
-            rows.append(run_seed(seed, args.labeled, args.budget, Path(tmp), args.config))
+            rows.append(run_seed(args.data, seed, labeled, args.budget, Path(tmp), args.config))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    text = report(rows, args.labeled, args.budget, args.config, time.time() - t0)
+    wall = sum(r.get("seed_s", 0) for r in rows) if args.from_log else time.time() - t0
+    text = report(rows, args.data, labeled, args.budget, args.config, wall)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
