@@ -36,7 +36,15 @@ system-deps:
 demo: install
 	$(VENV)/bin/mersemi demo
 
-test: install system-deps
+# ruff and mypy (settings in pyproject.toml). mypy reads the installed names mersemi.engine, ...,
+# which the editable install provides through an import hook mypy cannot see: link them here.
+lint: install
+	@mkdir -p build/mypy/mersemi
+	@for d in engine db ui configs; do ln -sfn ../../../$$d build/mypy/mersemi/$$d; done
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: install system-deps lint
 	$(PY) -m pytest -q
 
 test-fast: install system-deps

@@ -65,6 +65,7 @@ def test_init_import_native_status_round_trip(empty_project, native, capsys):
     fs = FeatureStore(empty_project / "features")
     for m, dim in status["modalities"].items():
         src = np.load(native / f"{m}.npy")
+        assert src.shape[1] == dim
         np.testing.assert_allclose(fs.rows(m, [0, 5]), src[[0, 5]].astype(np.float16), rtol=1e-3)
 
 
