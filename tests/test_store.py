@@ -170,7 +170,11 @@ def test_predictions_round_trip_probabilities(store):
     assert ids.tolist() == list(range(6, 16))
     np.testing.assert_array_equal(got, probs)
     ids, pred, conf = store.pool_confidences(rid)
-    assert sorted(ids.tolist()) == list(range(6, 16))
+    order = np.argsort(ids)
+    assert ids[order].tolist() == list(range(6, 16))
+    assert pred[order].tolist() == [i % 3 for i in range(10)]          # argmax of each row
+    np.testing.assert_allclose(conf[order], probs.max(1), rtol=1e-6)  # its probability
+    assert conf.dtype == np.float64 and pred.dtype == np.int64
 
 
 def test_claims_hold_a_card_for_one_reviewer_until_they_expire_or_are_released(store):
