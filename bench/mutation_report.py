@@ -1,6 +1,8 @@
 """Per-module summary of a mutmut 2 cache (.mutmut-cache, SQLite): killed / survived / timed
-out / suspicious / untested, the score (killed + timeout over tested), and every survivor with
-its line, so that bench/results/mutation.md can be written from it.
+out / suspicious / untested, the score, and every survivor with its line, so that
+bench/results/mutation.md can be written from it. mutmut's "suspicious" is a mutant the tests
+killed but more slowly than the baseline (a loaded machine), and a "timeout" one whose tests
+hung: both are caught, so the score is (killed + suspicious + timeout) / tested.
 Usage: python bench/mutation_report.py build/mutation/.mutmut-cache [--survivors]"""
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import sqlite3
 import sys
 from collections import Counter, defaultdict
 
-KILLED = {"ok_killed", "bad_timeout"}   # a mutant whose tests hang is caught too
+CAUGHT = ("ok_killed", "ok_suspicious", "bad_timeout")
 
 
 def main(path: str, show_survivors: bool) -> None:
@@ -20,13 +22,13 @@ def main(path: str, show_survivors: bool) -> None:
     survivors: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for filename, number, line, _, status in rows:
         by_file[filename][status] += 1
-        if status in ("bad_survived", "ok_suspicious"):
+        if status == "bad_survived":
             survivors[filename].append((number + 1, line.strip()))
     print("| module | mutants | killed | timeout | survived | suspicious | untested | score |")
     print("|---|---|---|---|---|---|---|---|")
     for filename, c in sorted(by_file.items()):
         tested = sum(c.values()) - c["untested"]
-        score = f"{100 * (c['ok_killed'] + c['bad_timeout']) / tested:.1f}%" if tested else "-"
+        score = f"{100 * sum(c[k] for k in CAUGHT) / tested:.1f}%" if tested else "-"
         print(f"| {filename} | {sum(c.values())} | {c['ok_killed']} | {c['bad_timeout']} | "
               f"{c['bad_survived']} | {c['ok_suspicious']} | {c['untested']} | {score} |")
     if show_survivors:
