@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 CONSTRAINTS := .ci/constraints.txt
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install system-deps demo test test-fast test-slow lint constraints clean
+.PHONY: install system-deps demo test test-fast test-slow lint mutation constraints clean
 
 # torch is pinned first so that the project's range resolves to the CPU wheel on disk
 # instead of a multi-GB CUDA build; every other package at the version the suite passed with.
@@ -52,6 +52,15 @@ test-fast: install system-deps
 
 test-slow: install system-deps
 	$(PY) -m pytest -q -m slow
+
+# Mutation testing (bench/results/mutation.md): mutmut 2 over engine/selection.py,
+# engine/calibration.py, ui/rounds.py, db/store.py and ui/review.py with each module's fast tests,
+# in a copy under build/mutation/ (the worktree is never mutated), from an empty cache. The
+# before score: TESTS_FROM=2cd7717 bench/mutation.sh (the tests this work started from).
+mutation: install
+	$(PIP) install -q -c $(CONSTRAINTS) mutmut==2.5.1
+	rm -f build/mutation/.mutmut-cache
+	bench/mutation.sh
 
 # Pin the versions of the current .venv (run after `make test` passed on an upgrade).
 constraints: install
