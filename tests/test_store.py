@@ -327,3 +327,57 @@ def test_utc_helpers():
     plus2 = datetime(2026, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))
     assert as_utc(plus2).hour == 3 and as_utc(plus2).tzinfo == UTC
     assert as_utc_text(naive) == "2026-01-02 03:04:05" and as_utc_text(None) is None
+
+
+def test_a_transaction_a_concurrent_one_aborted_runs_again_until_the_busy_timeout(sqlite_store, monkeypatch):
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    import mersemi.db.store as store_module
+    from mersemi.db.connect import _PG_RETRY
+    from mersemi.db.errors import StoreBusy
+
+    class Aborted(Exception):
+        sqlstate = sorted(_PG_RETRY)[0]          # e.g. a serialization failure
+
+    class Locked(Exception):
+        sqlite_errorcode = 5                     # SQLITE_BUSY
+
+    clock, sleeps, spreads = [0.0], [], []
+
+    def sleep(seconds):
+        sleeps.append(round(seconds, 6))
+        clock[0] += seconds
+
+    monkeypatch.setattr(store_module, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=sleep))
+    monkeypatch.setattr(store_module, "random", SimpleNamespace(uniform=lambda a, b: spreads.append((a, b)) or 1.0))
+    sqlite_store.busy_timeout_s = 1.0
+    failures = iter([Aborted(), Aborted()])
+
+    def flaky(s):
+        e = next(failures, None)
+        if e is not None:
+            raise OperationalError("UPDATE rounds ...", {}, e)
+        return 42
+
+    assert sqlite_store._write(flaky) == 42
+    assert sleeps == [0.005, 0.01] and spreads == [(0.5, 1.5)] * 2
+
+    sleeps.clear()
+
+    def always(s):
+        raise OperationalError("UPDATE rounds ...", {}, Aborted())
+
+    with pytest.raises(StoreBusy):
+        sqlite_store._write(always)
+    # doubling pauses up to 0.2 s, until a second has passed
+    assert sleeps == [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.2, 0.2, 0.2, 0.2]
+
+    sleeps.clear()
+    for orig, raised in ((Locked(), StoreBusy), (ValueError("syntax"), OperationalError)):
+        def once(s, orig=orig):
+            raise OperationalError("SELECT", {}, orig)
+        with pytest.raises(raised):
+            sqlite_store._write(once)
+    assert sleeps == []                          # neither a lock wait nor another error is retried
