@@ -154,7 +154,8 @@ def reference_round(data: TrainSet, n_classes: int, cfg: Config) -> dict:
             probs = ref_predict(model, feats, ev_rows, device)
             score = waf(ev_y, probs.argmax(1))
             if score > best:
-                best, best_state, stale, oof[fold.eval_pos] = score, {k: v.clone() for k, v in model.state_dict().items()}, 0, probs
+                best_state = {k: v.clone() for k, v in model.state_dict().items()}
+                best, stale, oof[fold.eval_pos] = score, 0, probs
             else:
                 stale += 1
             if fc.patience and stale >= fc.patience:
@@ -170,7 +171,8 @@ def evaluate(name: str, run, data: TrainSet, truth: np.ndarray, n_test: int) -> 
     t0, c0 = time.time(), time.process_time()
     out = run()
     wall, cpu = time.time() - t0, time.process_time() - c0
-    score, oof = (out.score_probs, out.oof_probs) if hasattr(out, "score_probs") else (out["score_probs"], out["oof_probs"])
+    score, oof = ((out.score_probs, out.oof_probs) if hasattr(out, "score_probs")
+                  else (out["score_probs"], out["oof_probs"]))
     test_rows = data.score_rows[-n_test:]
     cv = classification_metrics(data.gold_labels, oof.argmax(1), len(CLASSES))
     test = classification_metrics(truth[test_rows], score[-n_test:].argmax(1), len(CLASSES))
@@ -215,7 +217,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", default="default")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--data", type=Path, help="folder holding one synthetic set per seed (seed<N>/, generated when missing)")
+    ap.add_argument("--data", type=Path,
+                    help="folder holding one synthetic set per seed (seed<N>/, generated when missing)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "speed.md")
     args = ap.parse_args()
     scale = args.scale if args.scale in ("default", "mer2024") else float(args.scale)
@@ -234,12 +237,15 @@ def main() -> int:
         rows = [seed_rows[i] for seed_rows in per_seed]
         ratios = [seed_rows[0]["wall_s"] / seed_rows[i]["wall_s"] for seed_rows in per_seed]
         lines.append(f"| {name} | {mean_sd([r['wall_s'] for r in rows], digits=1)} | "
-                     f"{mean_sd([r['cpu_s'] for r in rows], digits=1)} | {mean_sd([r['cv_waf'] for r in rows], 100)} | "
-                     f"{mean_sd([r['test_waf'] for r in rows], 100)} | {'1.0' if i == 0 else mean_sd(ratios, digits=1)}x |")
+                     f"{mean_sd([r['cpu_s'] for r in rows], digits=1)} | "
+                     f"{mean_sd([r['cv_waf'] for r in rows], 100)} | "
+                     f"{mean_sd([r['test_waf'] for r in rows], 100)} | "
+                     f"{'1.0' if i == 0 else mean_sd(ratios, digits=1)}x |")
     lines += ["", "Per seed (wall s, CV WAF, test WAF):", ""]
     for seed, seed_rows in zip(args.seeds, per_seed):
         lines.append(f"- seed {seed}: " + "; ".join(
-            f"{short} {r['wall_s']} s, {100 * r['cv_waf']:.2f}, {100 * r['test_waf']:.2f}" for short, r in zip(SHORT, seed_rows)))
+            f"{short} {r['wall_s']} s, {100 * r['cv_waf']:.2f}, {100 * r['test_waf']:.2f}"
+            for short, r in zip(SHORT, seed_rows)))
     md = "\n".join(lines) + "\n"
     write_markdown(md, args.out)
     return 0

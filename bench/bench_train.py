@@ -65,7 +65,8 @@ def run(feats, ids, truth, cfg, desc: str) -> dict:
     wall, cpu = time.time() - t0, time.process_time() - c0
     test_probs = r.score_probs[len(ids["unlabeled"]):]
     test = classification_metrics(truth[ids["test"]], test_probs.argmax(1), len(CLASSES))
-    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "timings": r.metrics["timings"], "cv_waf": round(r.metrics["cv_waf"], 4),
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "timings": r.metrics["timings"],
+            "cv_waf": round(r.metrics["cv_waf"], 4),
             "test_waf": round(test["waf"], 4), "best_epochs": [f["best_epoch"] for f in r.metrics["folds"]],
             "warnings": r.metrics["warnings"]}
 

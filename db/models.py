@@ -8,7 +8,7 @@ that a database built by the migrations equals one built from these classes.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from typing import Any
 
@@ -42,7 +42,7 @@ def one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):

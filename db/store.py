@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -138,7 +138,7 @@ class Store:
             q = (select(Sample.gold_label, func.count())
                  .where(Sample.split == "labeled", Sample.gold_label.is_not(None))
                  .group_by(Sample.gold_label))
-            return dict(s.execute(q).all())
+            return {cast(int, label): n for label, n in s.execute(q).all()}
 
     def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ids, gold labels (-1 where none) and hidden true labels (-1 where none) of a split."""
@@ -335,7 +335,7 @@ class Store:
             q = select(CurrentDecision.action, CurrentDecision.label, func.count()).group_by(
                 CurrentDecision.action, CurrentDecision.label)
             for action, label, n in s.execute(q):
-                out[action][label] = n
+                out[action][cast(int, label)] = n  # every decision in force names a class
         return out
 
     def training_labels(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -469,7 +469,7 @@ def _recompute_current(s: Session, sample_id: int) -> None:
 
 def as_utc(t: datetime) -> datetime:
     """An aware UTC time: SQLite gives back the UTC wall time written, without a zone."""
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def as_utc_text(t: datetime | None) -> str | None:

@@ -232,7 +232,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         """Copy with dotted-key overrides, e.g. replace(**{"finetune.epochs": 3})."""
         d = self.to_dict()
         for key, value in changes.items():
@@ -342,7 +342,7 @@ def _merge(base: dict, over: dict) -> dict:
 _VALUE_MAPPINGS = {"vote_weights", "thresholds"}
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _build(cls: Any, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)

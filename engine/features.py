@@ -294,7 +294,7 @@ class FeatureWriter:
             shutil.rmtree(self.folder, ignore_errors=True)
         self._done = True
 
-    def __enter__(self) -> "FeatureWriter":
+    def __enter__(self) -> FeatureWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -205,8 +205,11 @@ def plan_mertools(labels: Path, features_root: Path, modality_map: dict[str, str
     for modality, folder_name in modality_map.items():
         check_modality_name(modality, f"--modality {shown(f'{modality}={folder_name}')}")
         sources[modality] = _feature_folder(features_root / folder_name, names)
-    texts = _transcripts(Path(transcripts), names) if transcripts else [None] * len(names)
-    media_root, clips = _media_clips(Path(media), names) if media else (None, [None] * len(names))
+    texts: list[str | None] = _transcripts(Path(transcripts), names) if transcripts else [None] * len(names)
+    media_root: str | None = None
+    clips: list[str | None] = [None] * len(names)
+    if media:
+        media_root, clips = _media_clips(Path(media), names)
     described = ", ".join(f"{m}={f}" for m, f in modality_map.items())
     return ImportPlan(
         names=names, splits=splits, labels=label_values, true_labels=[None] * len(names),
@@ -233,7 +236,9 @@ def _npz_labels(path: Path, classes: list[str]) -> tuple[list[str], list[str], l
     if not train:
         raise InputError(f"{path}: empty label file: train_corpus holds no samples")
     lookup = _class_lookup(classes)
-    names, splits, labels = [], [], []
+    names: list[str] = []
+    splits: list[str] = []
+    labels: list[str | None] = []
     for name, entry in train.items():
         where = f"{path}: sample {shown(name)} (train_corpus)"
         if not isinstance(entry, dict) or "emo" not in entry:
@@ -263,7 +268,7 @@ def _csv_labels(path: Path, classes: list[str]) -> tuple[list[str], list[str], l
         raise InputError(f"{path}: empty label file: no samples (a header but no rows)")
     names = _names(df["name"], path, first_line=2)
     lookup = _class_lookup(classes)
-    labels = [_required_label(v, lookup, f"{path}: sample {shown(n)} (line {i + 2})", classes)
+    labels: list[str | None] = [_required_label(v, lookup, f"{path}: sample {shown(n)} (line {i + 2})", classes)
               for i, (n, v) in enumerate(zip(names, df["discrete"]))]
     return names, ["labeled"] * len(names), labels
 
@@ -305,7 +310,7 @@ def _pooled_vector(path: Path, name: str, dim: int | None) -> np.ndarray:
                 if v.shape != vectors[0].shape:
                     raise InputError(f"{f}: sample {shown(name)}: wrong dimension, expected "
                                      f"{vectors[0].shape[0]} (as {frames[0].name}), got {v.shape[0]}")
-        return np.mean(vectors, axis=0, dtype=np.float64).astype(np.float32)
+        return np.asarray(np.mean(vectors, axis=0, dtype=np.float64), dtype=np.float32)
     arr = _load_npy(path, mmap=False, who=f"sample {shown(name)}")
     if arr.dtype.kind not in "fiu":
         raise InputError(f"{path}: sample {shown(name)}: not numeric (dtype {arr.dtype})")

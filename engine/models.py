@@ -15,6 +15,8 @@ MR-CCL, per modality m (see METHOD.md):
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -146,6 +148,8 @@ class InputNorm(nn.Module):
 # ---------------------------------------------------------------------- MR-CCL
 
 class MRCCL(nn.Module):
+    vote_weights: torch.Tensor  # a buffer
+
     def __init__(self, dims: dict[str, int], n_classes: int, cfg: Config) -> None:
         super().__init__()
         m, h, lc, nz = cfg.model, cfg.model.hidden, cfg.loss, cfg.noise
@@ -176,7 +180,7 @@ class MRCCL(nn.Module):
         """Per-modality logits, fusion logits, and their weighted vote."""
         per = [self.heads[n](f) for n, f in zip(self.names, fh)]
         fused = self.fusion(torch.cat(fh, dim=1))
-        voted = sum(w * logits for w, logits in zip(self.vote_weights, per + [fused]))
+        voted = cast(torch.Tensor, sum(w * logits for w, logits in zip(self.vote_weights, per + [fused])))
         return per, fused, voted
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:

@@ -37,6 +37,8 @@ def beta_schedule(kind: str, steps: int, beta_start: float, beta_end: float) -> 
 class NoiseScheduler(nn.Module):
     """Holds abar_k for one modality and corrupts batches of its features."""
 
+    alphas_cumprod: torch.Tensor  # a buffer
+
     def __init__(self, kind: str, steps: int, beta_start: float, beta_end: float,
                  per_sample: bool = True) -> None:
         super().__init__()

@@ -150,10 +150,10 @@ def _check_plain(root: object) -> None:
         elif isinstance(value, np.generic):
             if value.dtype.kind not in _PLAIN_KINDS or value.dtype == object:
                 raise _Refused(f"numpy scalar of dtype {value.dtype}")
-        elif type(value) in (dict,):
+        elif type(value) is dict:
             stack.extend(value.keys())
             stack.extend(value.values())
-        elif type(value) in (list, tuple):
+        elif type(value) is list or type(value) is tuple:
             stack.extend(value)
         elif type(value) not in _PLAIN_TYPES:
             raise _Refused(f"{type(value).__module__}.{type(value).__qualname__}")

@@ -72,9 +72,8 @@ class Selection:
 
     def as_dict(self, classes: list[str]) -> dict:
         return {name: {"candidates": self.candidates[c], "accepted": self.kept[c],
-                       "expected_precision": None if self.expected_precision[c] is None
-                       else round(self.expected_precision[c], 4)}
-                for c, name in enumerate(classes)}
+                       "expected_precision": None if p is None else round(p, 4)}
+                for c, (name, p) in enumerate(zip(classes, self.expected_precision))}
 
 
 def select(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds,

@@ -25,6 +25,7 @@ import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ MER2024_LABELED = [1248, 1208, 1038, 730, 616, 190]  # MER2024 labeled class siz
 PARTNER = {"neutral": "sad", "angry": "worried", "happy": "surprise",
            "sad": "worried", "worried": "sad", "surprise": "happy"}
 
-SCALES = {
+SCALES: dict[str, dict[str, Any]] = {
     # Trains a CPU round in well under a minute.
     "default": {"labeled": 2000, "unlabeled": 10000, "test": 1000,
                 "dims": {"audio": 128, "text": 256, "video": 64}},
@@ -114,7 +115,7 @@ def make_synthetic(out: Path, scale: str | float = "default", seed: int = 0,
     latent = _latent(y, _class_geometry(np.random.default_rng(np.random.SeedSequence([seed, 1]))), rng)
     texts = [_sentence(c, rng) for c in y]
     clip_rows = np.sort(rng.choice(len(y), size=min(CLIPS, len(y)), replace=False))
-    media = [None] * len(y)
+    media: list[str | None] = [None] * len(y)
     for i in clip_rows:
         media[i] = f"media/{names[i]}.wav"
     _write_clips(out / "media", [names[i] for i in clip_rows], y[clip_rows], rng)

@@ -22,7 +22,9 @@ import contextlib
 import dataclasses
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,15 +35,17 @@ from .calibration import apply_temperature, ensemble_mean, expected_calibration_
 from .config import Config, checkpoint_config
 from .errors import InputError
 from .metrics import classification_metrics, log_loss, waf
-from .models import build_model
+from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
 
 __all__ = ["ProgressFn", "TrainSet", "RoundResult", "train_round", "predict", "pick_device"]
 
+Model = MRCCL | AttentionBaseline
+
 
 @dataclass
 class TrainSet:
-    features: dict[str, np.ndarray]  # modality -> [N, D]; np.memmap float16/32 is fine; row i = sample i
+    features: Mapping[str, np.ndarray]  # modality -> [N, D]; np.memmap float16/32 is fine; row i = sample i
     gold_rows: np.ndarray            # int64 rows with human gold labels: the only rows evaluation folds hold
     gold_labels: np.ndarray          # int64 class ids 0..C-1
     extra_rows: np.ndarray           # relabels / accepted pseudo-labels: every training fold, no eval fold
@@ -129,11 +133,14 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
             base = f_load + f_pre + k * f_fold
             t0 = time.time()
             model.load_state_dict(pretrained)
+
+            def fold_report(msg: str, f: float, k: int = k, base: float = base) -> None:
+                report(f"fold {k + 1}/{len(folds)}: {msg}", base + 0.9 * f_fold * f)
+
             with _train_threads(cfg, device):
                 best_state, best_waf, best_epoch, eval_probs, epochs_run = _finetune(
                     model, bank, fold, data.gold_rows[fold.eval_pos], data.gold_labels[fold.eval_pos],
-                    n_classes, cfg, rng, lambda msg, f, k=k, base=base:
-                        report(f"fold {k + 1}/{len(folds)}: {msg}", base + 0.9 * f_fold * f))
+                    n_classes, cfg, rng, fold_report)
             oof[fold.eval_pos] = eval_probs
             fold_states.append({name: v.cpu() for name, v in best_state.items()})
             fold_info.append({"waf": best_waf, "best_epoch": best_epoch, "epochs": epochs_run,
@@ -173,7 +180,7 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
 
 # ---------------------------------------------------------------------- phases
 
-def _pretrain(model: nn.Module, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: ProgressFn) -> None:
+def _pretrain(model: Model, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: ProgressFn) -> None:
     """IMCL-AE + IMCL-NE (weighted) on `rows`, no labels; `max_samples_per_epoch` rows drawn
     per epoch."""
     pc = cfg.pretrain
@@ -192,7 +199,7 @@ def _pretrain(model: nn.Module, bank: FeatureBank, rows: np.ndarray, cfg: Config
         for idx in _batches(order, pc.batch_size):
             with bank.autocast():
                 terms = model.losses(bank.batch(idx), None, weights)
-                loss = sum(weights[name] * value for name, value in terms.items())
+                loss = cast(torch.Tensor, sum(weights[name] * value for name, value in terms.items()))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -200,7 +207,7 @@ def _pretrain(model: nn.Module, bank: FeatureBank, rows: np.ndarray, cfg: Config
         report(f"epoch {epoch}/{pc.epochs}, loss {total.item() / max(steps, 1):.3f}", epoch / pc.epochs)
 
 
-def _finetune(model: nn.Module, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray, eval_y: np.ndarray,
+def _finetune(model: Model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray, eval_y: np.ndarray,
               n_classes: int, cfg: Config, rng: np.random.Generator, report: ProgressFn):
     """Train one fold; return (best state, best eval WAF, best epoch, eval probs at best,
     epochs run)."""
@@ -220,7 +227,7 @@ def _finetune(model: nn.Module, bank: FeatureBank, fold: Fold, eval_rows: np.nda
         for pos in _batches(order, fc.batch_size):
             with bank.autocast():
                 terms = model.losses(bank.batch(train_local[pos]), train_y[pos], weights)
-                loss = sum(weights[name] * value for name, value in terms.items())
+                loss = cast(torch.Tensor, sum(weights[name] * value for name, value in terms.items()))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if fc.grad_clip > 0:
@@ -253,7 +260,7 @@ def selection_rule(select: str, n_eval: int) -> str:
 
 
 @torch.inference_mode()
-def _predict(model: nn.Module, bank: FeatureBank, rows: np.ndarray, batch_size: int) -> np.ndarray:
+def _predict(model: Model, bank: FeatureBank, rows: np.ndarray, batch_size: int) -> np.ndarray:
     """Softmax of the voted logits for global `rows`, in large batches."""
     model.eval()
     out = np.zeros((len(rows), model.n_classes), np.float32)
@@ -313,7 +320,7 @@ class FeatureBank:
     memory-map that covers every needed row is used in place, without a copy); each batch
     is cast to float32, or left to autocast on CUDA."""
 
-    def __init__(self, features: dict[str, np.ndarray], row_sets: list[np.ndarray], device: torch.device):
+    def __init__(self, features: Mapping[str, np.ndarray], row_sets: list[np.ndarray], device: torch.device):
         self.device = device
         self.rows = np.unique(np.concatenate([np.asarray(r, np.int64) for r in row_sets]))
         n = next(iter(features.values())).shape[0]
@@ -459,17 +466,19 @@ def _validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, li
     if len(n) != 1:
         raise InputError(f"features: modalities have different row counts {sorted(n)}")
     n_rows = n.pop()
-    data = dataclasses.replace(data, **{name: _check_rows(getattr(data, name), name, n_rows)
-                                        for name in ("gold_rows", "extra_rows", "pretrain_rows", "score_rows")})
+    checked: dict[str, Any] = {name: _check_rows(getattr(data, name), name, n_rows)
+                               for name in ("gold_rows", "extra_rows", "pretrain_rows", "score_rows")}
+    data = dataclasses.replace(data, **checked)
     for rows, name in ((data.gold_rows, "gold_labels"), (data.extra_rows, "extra_labels")):
         labels = np.asarray(getattr(data, name))
-        if labels.ndim != 1 or len(labels) != len(rows) or (len(labels) and not np.issubdtype(labels.dtype, np.integer)):
+        if (labels.ndim != 1 or len(labels) != len(rows)
+                or (len(labels) and not np.issubdtype(labels.dtype, np.integer))):
             raise InputError(f"{name}: expected {len(rows)} integer class ids (one per row), "
                              f"got {labels.dtype} {list(labels.shape)}")
         if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
             raise InputError(f"{name}: class ids must lie in 0..{n_classes - 1}, "
                              f"found {labels.min()}..{labels.max()}")
-        data = dataclasses.replace(data, **{name: labels.astype(np.int64)})
+        data = dataclasses.replace(data, **{name: cast(Any, labels.astype(np.int64))})
     for name in ("gold_rows", "extra_rows"):
         rows = getattr(data, name)
         if len(np.unique(rows)) != len(rows):

@@ -13,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AuthenticationError
 
 from app_fixtures import (
     FAST_PRESET, expected_count, free_port, make_review_project, serve_in_process, stop_in_process,
@@ -275,8 +277,15 @@ def test_auth_is_required_when_set(tmp_path):
     port = free_port()
     launch(demo, port=port, auth=("ann", "secret"), block=False)
     try:
-        with pytest.raises(Exception):
-            Client(f"http://127.0.0.1:{port}/", verbose=False)
+        url = f"http://127.0.0.1:{port}"
+        with pytest.raises(AuthenticationError, match="credentials were not provided"):
+            Client(url + "/", verbose=False)
+        with pytest.raises(ValueError, match="Could not login"):  # a wrong password
+            Client(url + "/", auth=("ann", "wrong"), verbose=False)
+        # The API itself refuses a caller without the session cookie, not only the client.
+        for response in (httpx.get(url + "/config"), httpx.get(url + "/gradio_api/info"),
+                         httpx.post(url + "/gradio_api/call/candidate_counts", json={"data": []})):
+            assert response.status_code == 401, (response.request.url, response.text)
         client = Client(f"http://127.0.0.1:{port}/", auth=("ann", "secret"), verbose=False)
         assert call(client, "candidate_counts")["ok"]
     finally:

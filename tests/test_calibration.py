@@ -1,5 +1,6 @@
 """Temperature scaling and the fold average: confidences that mean probabilities."""
 import numpy as np
+import pytest
 
 from mersemi.engine.calibration import (apply_temperature, ensemble_mean, expected_calibration_error,
                                         fit_temperature, fold_term)
@@ -38,3 +39,51 @@ def test_fold_averages_are_the_normalised_geometric_and_the_arithmetic_mean():
     assert np.allclose(arith, np.mean(folds, axis=0), atol=1e-6)
     g = np.prod(folds, axis=0) ** (1 / 3)
     assert np.allclose(geo, g / g.sum(), atol=1e-6)
+
+
+# ---------------------------------------------------------------------- exact values (mutation testing)
+
+def test_apply_temperature_is_the_power_rule_and_leaves_t1_and_empty_input_alone():
+    p = np.array([[0.5, 0.3, 0.2], [0.7, 0.3, 0.0]])
+    for t in (2.0, 0.5):
+        q = np.clip(p, 1e-12, 1.0) ** (1 / t)
+        np.testing.assert_allclose(apply_temperature(p, t), q / q.sum(1, keepdims=True), rtol=1e-6, atol=1e-7)
+    assert apply_temperature(p, 2.0).dtype == np.float32
+    same = apply_temperature(p, 1.0)
+    assert same.dtype == np.float32 and np.array_equal(same, p.astype(np.float32))
+    assert apply_temperature(np.zeros((0, 3)), 2.0).shape == (0, 3)
+    # a zero probability stays (nearly) zero at any temperature, never NaN
+    assert 0 < apply_temperature(p, 20.0)[1, 2] < 0.3 and np.isfinite(apply_temperature(p, 0.05)).all()
+
+
+def test_temperature_stays_within_its_bounds():
+    from mersemi.engine.calibration import T_MAX, T_MIN
+
+    assert (T_MIN, T_MAX) == (0.05, 20.0)
+    # always right at 0.6: sharpening only helps, the fit stops at the lower bound
+    probs = np.tile([0.6, 0.2, 0.2], (300, 1))
+    assert abs(fit_temperature(probs, np.zeros(300, int)) - T_MIN) < 1e-3
+    # right one time in three with three classes: the scores carry nothing, flatten them
+    y = np.arange(300) % 3
+    assert abs(fit_temperature(probs, y) - T_MAX) < 0.05
+
+
+def test_ece_bins_by_ceiling_and_weights_by_samples():
+    from mersemi.engine.calibration import ECE_BINS
+
+    assert ECE_BINS == 15
+    # bins of width 0.5: conf 0.5 falls in the first, 0.9 and 0.6 in the second
+    probs = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    y = np.array([1, 0, 1, 1])
+    # bin 1 (0.5]: sample 0, wrong (argmax 0), conf .5 -> 1 x |0 - .5|
+    # bin 2 (.5, 1]: samples 1 (right, .9), 2 (wrong, .6), 3 (right, .6) -> 3 x |2/3 - .7|
+    want = (1 * 0.5 + 3 * abs(2 / 3 - 0.7)) / 4
+    assert expected_calibration_error(probs, y, bins=2) == pytest.approx(want)
+    assert expected_calibration_error(np.zeros((0, 2)), np.zeros(0, int)) is None
+    # zero confidence goes to the first bin, not bin -1
+    assert expected_calibration_error(np.array([[0.0, 0.0]]), np.array([1]), bins=4) == 0.0
+
+
+def test_ensemble_of_zero_models_and_log_of_zero():
+    assert np.isfinite(fold_term(np.array([[1.0, 0.0]]), "geometric")).all()
+    np.testing.assert_allclose(ensemble_mean(np.array([[0.2, 0.8]]), 0, "arithmetic"), [[0.2, 0.8]], rtol=1e-6)

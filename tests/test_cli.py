@@ -65,6 +65,7 @@ def test_init_import_native_status_round_trip(empty_project, native, capsys):
     fs = FeatureStore(empty_project / "features")
     for m, dim in status["modalities"].items():
         src = np.load(native / f"{m}.npy")
+        assert src.shape[1] == dim
         np.testing.assert_allclose(fs.rows(m, [0, 5]), src[[0, 5]].astype(np.float16), rtol=1e-3)
 
 
@@ -112,7 +113,8 @@ def test_console_script_reports_errors_on_one_line(tmp_path):
 # ---------------------------------------------------------------------- bad input
 
 def _corrupt_native(kind: str, folder: Path) -> tuple[str, str]:
-    """Break a copy of a native folder; return (file, sample) the error must name."""
+    """Break a copy of a native folder; return (file, what) the error must name: the sample,
+    or the problem when no one sample is at fault."""
     df = pd.read_csv(folder / "samples.csv", dtype=str, keep_default_na=False)
     if kind == "duplicate":
         df.loc[7, "name"] = df.loc[3, "name"]
@@ -133,7 +135,7 @@ def _corrupt_native(kind: str, folder: Path) -> tuple[str, str]:
         return "video.npy", df.loc[11, "name"]
     if kind == "unreadable":
         (folder / "text.npy").write_bytes(b"this is not a numpy file")
-        return "text.npy", ""
+        return "text.npy", "unreadable .npy file"
     raise ValueError(kind)
 
 
@@ -141,16 +143,17 @@ def _corrupt_native(kind: str, folder: Path) -> tuple[str, str]:
 def test_bad_native_import_names_the_problem_and_changes_nothing(kind, empty_project, native, tmp_path, capsys):
     bad = tmp_path / "bad"
     shutil.copytree(native, bad)
-    file, sample = _corrupt_native(kind, bad)
+    file, what = _corrupt_native(kind, bad)
     before = snapshot(empty_project)
     code, out, err = run(capsys, "import", empty_project, "--native", bad)
     assert code == 1
     assert err.count("\n") == 1, err
-    assert file in err and sample in err
+    assert what and file in err and what in err
     assert snapshot(empty_project) == before
 
 
 def _corrupt_mertools(kind: str, data) -> tuple[str, str]:
+    """As _corrupt_native, for a MERTools folder."""
     name = data.names[5]
     if kind == "missing_sample":
         data.feature_file("audio", name).unlink()
@@ -168,7 +171,7 @@ def _corrupt_mertools(kind: str, data) -> tuple[str, str]:
         return f"{name}.npy", name
     if kind == "empty_labels":
         np.savez(data.labels, train_corpus={}, test1_corpus={})
-        return data.labels.name, ""
+        return data.labels.name, "empty label file"
     if kind == "unknown_class":
         corpus = {n: {"emo": "bored" if n == name else e} for n, e in data.train.items()}
         np.savez(data.labels, train_corpus=corpus, test1_corpus={n: {"emo": "neutral"} for n in data.pool})
@@ -180,12 +183,12 @@ def _corrupt_mertools(kind: str, data) -> tuple[str, str]:
                                   "empty_labels", "unknown_class"])
 def test_bad_mertools_import_names_the_problem_and_changes_nothing(kind, empty_project, tmp_path, capsys):
     data = build_mertools(tmp_path / "mer")
-    file, sample = _corrupt_mertools(kind, data)
+    file, what = _corrupt_mertools(kind, data)
     before = snapshot(empty_project)
     code, out, err = run(capsys, "import", empty_project, *data.cli_args())
     assert code == 1
     assert err.count("\n") == 1, err
-    assert file in err and sample in err
+    assert what and file in err and what in err
     assert snapshot(empty_project) == before
     assert list((empty_project / "features").iterdir()) == []
 

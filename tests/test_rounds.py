@@ -123,6 +123,7 @@ def test_project_without_pool_trains_with_empty_selection(tmp_path):
     with Project.init(tmp_path / "p") as p:
         p.import_native(folder)
         r0 = run_round(p, FAST)
+        assert r0["status"] == "done"
         r1 = run_round(p, FAST, auto_accept=True)
         assert r1["status"] == "done" and r1["composition"]["pseudo"] == 0
         assert len(p.store.decided_ids()) == 0   # nothing auto-accepted

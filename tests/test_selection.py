@@ -110,3 +110,75 @@ def test_both_queue_is_the_label_queue_then_the_verify_queue():
 def test_unknown_queue_kind_is_refused():
     with pytest.raises(ValueError, match="queue kind"):
         review_queue(np.ones((1, 2)) / 2, np.ones(1, bool), [0.5, 0.5], "best")
+
+
+# ---------------------------------------------------------------------- edges (mutation testing)
+
+def test_target_threshold_of_a_class_ignores_the_other_classes_and_empty_or_single_classes():
+    # class 1's very confident samples must not lift class 0 to the target
+    pred = np.array([0, 0, 1, 1, 1])
+    conf = np.array([0.91, 0.80, 1.0, 1.0, 1.0])
+    assert target_thresholds(pred, conf, np.ones(5, bool), 2, 0.95) == [None, 1.0]
+    # an empty class before a full one, and a class of one sample
+    assert target_thresholds(np.array([1, 2]), np.array([0.97, 0.99]), np.ones(2, bool), 3, 0.95) == \
+        [None, 0.97, 0.99]
+
+
+def test_a_bad_target_is_refused_with_the_exact_message():
+    with pytest.raises(ValueError, match=r"^target precision must lie in \(0, 1\], got 1\.5$"):
+        target_thresholds(np.zeros(1, int), np.ones(1), np.ones(1, bool), 1, 1.5)
+    with pytest.raises(ValueError, match=r"^queue kind must be one of verify, label, got 'best'$"):
+        review_queue(np.ones((1, 2)) / 2, np.ones(1, bool), [0.5, 0.5], "best")
+
+
+def test_selection_as_dict_is_what_a_round_records():
+    s = select(np.array([0, 0, 1]), np.array([0.912345, 0.95, 0.5]), np.ones(3, bool), [0.9, 0.9, 0.9], [1, 1, 1])
+    assert s.as_dict(["a", "b", "c"]) == {
+        "a": {"candidates": 2, "accepted": 2, "expected_precision": 0.9312},
+        "b": {"candidates": 0, "accepted": 0, "expected_precision": None},
+        "c": {"candidates": 0, "accepted": 0, "expected_precision": None}}
+
+
+def test_no_cap_by_default_and_a_cap_of_one_applies():
+    pred = np.r_[np.zeros(50, int), np.ones(10, int)]
+    conf = np.linspace(0.99, 0.96, 60)
+    assert select(pred, conf, np.ones(60, bool), [0.9, 0.9], [1, 1]).kept == [50, 10]
+    # cap 1, labeled shares 1/2 each: class 0 holds no more than half of all pseudo-labels
+    assert select(pred, conf, np.ones(60, bool), [0.9, 0.9], [1, 1], balance_cap=1.0).kept == [10, 10]
+
+
+def test_balance_cap_fixed_point_with_the_share_term_binding():
+    # labeled 10 / 30, cap 2: class 0 may hold max(2 x 0.25 x T, 20); T = k0 + 100 gives k0 = 100
+    pred = np.r_[np.zeros(500, int), np.ones(100, int)]
+    conf = np.full(600, 0.99)
+    assert select(pred, conf, np.ones(600, bool), [0.9, 0.9], [10, 30], balance_cap=2.0).kept == [100, 100]
+    # with 5 candidates of class 1 the share term allows 5, the floor of 2 x 10 labeled wins
+    pred5 = np.r_[np.zeros(500, int), np.ones(5, int)]
+    assert select(pred5, conf[:505], np.ones(505, bool), [0.9, 0.9], [10, 30], balance_cap=2.0).kept == [20, 5]
+    # one labeled sample in all: its class's share is 1, nothing capped
+    assert select(pred, conf, np.ones(600, bool), [0.9, 0.9], [1, 0], balance_cap=1.0).kept == [500, 0]
+
+
+def test_queues_of_one_sample_empty_queues_and_min_confidence_at_a_sample():
+    one = np.array([[0.9, 0.1]])
+    assert [e.index for e in review_queue(one, np.ones(1, bool), [0.5, 0.5], "verify")] == [0]
+    assert [e.index for e in review_queue(one, np.ones(1, bool), [0.95, 0.95], "label")] == [0]
+    assert review_queue(one, np.ones(1, bool), [0.5, 0.5], "label") == []       # it is a candidate
+    assert review_queue(np.zeros((0, 2)), np.zeros(0, bool), [0.5, 0.5], "verify") == []
+    probs = np.array([[0.8, 0.2], [0.7, 0.3]])
+    q = review_queue(probs, np.ones(2, bool), [0.5, 0.5], "verify", min_confidence=0.7)
+    assert [e.index for e in q] == [1, 0]                                       # 0.7 itself is kept
+
+
+def test_label_queue_takes_turns_over_three_predicted_classes():
+    probs = np.array([
+        [0.40, 0.35, 0.25],   # 0: class 0, margin .05
+        [0.41, 0.39, 0.20],   # 1: class 0, margin .02
+        [0.30, 0.45, 0.25],   # 2: class 1, margin .15
+        [0.20, 0.30, 0.50],   # 3: class 2, margin .20
+        [0.21, 0.39, 0.40],   # 4: class 2, margin .01
+        [0.42, 0.41, 0.17],   # 5: class 0, margin .01 (after 4 by index)
+    ])
+    q = review_queue(probs, np.ones(6, bool), [0.9, 0.9, 0.9], "label")
+    # by margin: 4, 5, 1, 0, 2, 3; rank 0: 4 (c2), 5 (c0), 2 (c1); rank 1: 1 (c0), 3 (c2); rank 2: 0
+    assert [e.index for e in q] == [4, 5, 2, 1, 3, 0]

@@ -170,7 +170,11 @@ def test_predictions_round_trip_probabilities(store):
     assert ids.tolist() == list(range(6, 16))
     np.testing.assert_array_equal(got, probs)
     ids, pred, conf = store.pool_confidences(rid)
-    assert sorted(ids.tolist()) == list(range(6, 16))
+    order = np.argsort(ids)
+    assert ids[order].tolist() == list(range(6, 16))
+    assert pred[order].tolist() == [i % 3 for i in range(10)]          # argmax of each row
+    np.testing.assert_allclose(conf[order], probs.max(1), rtol=1e-6)  # its probability
+    assert conf.dtype == np.float64 and pred.dtype == np.int64
 
 
 def test_claims_hold_a_card_for_one_reviewer_until_they_expire_or_are_released(store):
@@ -199,3 +203,181 @@ def test_claims_read_by_others_is_an_index_range_scan(sqlite_store):
         sql = str(q.compile(c, compile_kwargs={"literal_binds": True}))
         plan = " ".join(str(r[-1]) for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
     assert "USING COVERING INDEX ix_claims_expires (expires_at>?)" in plan, plan
+
+
+# ---------------------------------------------------------------------- reads and round states
+
+def test_meta_counts_and_the_arrays_of_each_split(store):
+    store.set_meta(a="1", b="two")
+    store.set_meta(a="3")
+    assert (store.meta("a"), store.meta("b"), store.meta("nothing")) == ("3", "two", None)
+    assert store.classes() == CLASSES and store.sample_count() == 16
+    assert store.split_counts() == {"labeled": 6, "unlabeled": 10}
+    assert store.gold_counts() == {0: 2, 1: 2, 2: 2}
+    ids, gold, true = store.split_arrays("labeled")
+    assert (ids.tolist(), gold.tolist(), true.tolist()) == (list(range(6)), [0, 1, 2, 0, 1, 2], [-1] * 6)
+    ids, gold, true = store.split_arrays("unlabeled")
+    assert (ids.tolist(), gold.tolist(), true.tolist()) == (list(range(6, 16)), [-1] * 10, [i % 3 for i in range(10)])
+    ids, gold, true = store.split_arrays("test")
+    assert len(ids) == len(gold) == len(true) == 0 and ids.dtype == gold.dtype == true.dtype == np.int64
+
+
+def test_lookups_by_name_and_id(store):
+    assert store.samples_by_name(["u0", "l1", "u0", "nobody"]) == {"u0": (6, "unlabeled"), "l1": (1, "labeled")}
+    assert store.sample_names([6, 7, 999]) == {6: "u0", 7: "u1"}
+    assert store.sample(7).text == "text 1" and store.sample(999) is None
+
+
+def test_thresholds_are_set_per_class_with_who_set_them(store):
+    from sqlalchemy import select
+
+    from mersemi.db.models import Threshold
+
+    assert store.thresholds() == pytest.approx([0.9, 0.8, 0.7])
+    store.set_thresholds({1: 0.5, 2: 1}, by="ann")
+    assert store.thresholds() == pytest.approx([0.9, 0.5, 1.0])
+    with store.session() as s:
+        assert dict(s.execute(select(Threshold.class_id, Threshold.updated_by)).all()) == \
+            {0: "init", 1: "ann", 2: "ann"}
+
+
+def test_round_states_failures_and_the_round_in_force(store):
+    r0 = done_round(store, pool_probs())
+    store.fail_round(r0, "too late")                       # a finished round stays done
+    assert store.round(r0).status == "done" and store.round(r0).error is None
+    r1 = store.create_round(config={"a": 1}, config_name="t", thresholds={"neutral": 0.9},
+                            auto_accept=True, pid=4, host="h")
+    assert r1 == r0 + 1 and [r.id for r in store.unfinished_rounds()] == [r1]
+    got = store.round(r1)
+    assert (got.status, got.config, got.thresholds, got.auto_accept, got.pid, got.host) == \
+        ("running", {"a": 1}, {"neutral": 0.9}, True, 4, "h")
+    store.fail_round(r1, "x" * 3000)
+    assert store.round(r1).status == "failed" and store.round(r1).error == "x" * 2000
+    assert store.round(r1).finished_at is not None and store.unfinished_rounds() == []
+    with pytest.raises(RuntimeError, match=f"round {r1} is failed, not running"):
+        store.complete_round(r1, predictions=[], decisions=[], reviewer="auto", composition={},
+                             metrics={}, checkpoint=None)
+    r2 = done_round(store, pool_probs())
+    store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+    assert [r.id for r in store.rounds()] == [r0, r1, r2, r2 + 1]
+    assert store.current_round().id == r2                    # the latest done, not the running one
+    assert store.round(12345) is None
+
+
+def test_heartbeats_touch_running_rounds_and_dead_ones_are_failed(store):
+    r0 = done_round(store, pool_probs())
+    before = store.round(r0).heartbeat_at
+    store.heartbeat(r0)                                      # done: untouched
+    assert store.round(r0).heartbeat_at == before
+    r1 = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+    started = store.round(r1).heartbeat_at
+    time.sleep(0.01)
+    store.heartbeat(r1)
+    assert store.round(r1).heartbeat_at > started
+    assert store.fail_dead_rounds(lambda r: False, lambda r: "never") == []
+    assert store.round(r1).status == "running"
+    dead = store.fail_dead_rounds(lambda r: r.pid == 1, lambda r: f"gone: {r.host} " + "y" * 3000)
+    assert [r.id for r in dead] == [r1]
+    got = store.round(r1)
+    assert got.status == "failed" and got.error.startswith("gone: h y") and len(got.error) == 2000
+    assert store.round(r0).status == "done"
+
+
+def test_prediction_of_names_the_kind_class_and_confidence(store):
+    rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+    probs = pool_probs()
+    store.complete_round(rid, predictions=[("pool", np.arange(6, 16), probs),
+                                           ("oof", np.arange(0, 3), probs[:3])],
+                         decisions=[], reviewer="auto", composition={"gold": 6}, metrics={"m": 1},
+                         checkpoint="c.pt")
+    got = store.prediction_of(rid, [7, 1, 999])
+    assert set(got) == {7, 1}
+    assert got[7][:2] == ("pool", 1) and got[7][2] == pytest.approx(probs[1].max())
+    assert got[1][:2] == ("oof", 1)
+    done = store.round(rid)
+    assert (done.status, done.composition, done.metrics, done.checkpoint) == ("done", {"gold": 6}, {"m": 1}, "c.pt")
+    assert store.predictions(rid, "test")[0].tolist() == [] and store.pool_confidences(rid + 1)[0].tolist() == []
+
+
+def test_last_decisions_newest_first_and_one_batch_naming_a_sample_twice(store):
+    rid = done_round(store, pool_probs())
+    store.decide([DecisionIn(6, "accept", 0, rid), DecisionIn(6, "reject", 0, rid)], reviewer="ann")
+    assert store.current_decisions([6])[6].action == "reject"      # the later entry wins
+    store.decide([DecisionIn(7, "accept", 1, rid, note="sure")], reviewer="bob")
+    assert [(d.sample_id, d.action) for d in store.last_decisions()] == [(7, "accept"), (6, "reject"), (6, "accept")]
+    assert [d.action for d in store.last_decisions("ann", limit=1)] == ["reject"]
+    assert store.last_decisions("bob")[0].note == "sure"
+
+
+def test_releasing_some_claims_keeps_the_rest(store):
+    for sample in (6, 7, 8):
+        assert store.claim(sample, "ann", seconds=60)
+    assert store.release_claims("ann", [6, 7, 99]) == 2
+    assert store.release_claims("bob") == 0
+    assert store.claimed_by_others("bob") == {8}
+
+
+def test_utc_helpers():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from mersemi.db.store import as_utc, as_utc_text
+
+    naive = datetime(2026, 1, 2, 3, 4, 5)
+    assert as_utc(naive) == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    plus2 = datetime(2026, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+    assert as_utc(plus2).hour == 3 and as_utc(plus2).tzinfo == UTC
+    assert as_utc_text(naive) == "2026-01-02 03:04:05" and as_utc_text(None) is None
+
+
+def test_a_transaction_a_concurrent_one_aborted_runs_again_until_the_busy_timeout(sqlite_store, monkeypatch):
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    import mersemi.db.store as store_module
+    from mersemi.db.connect import _PG_RETRY
+    from mersemi.db.errors import StoreBusy
+
+    class Aborted(Exception):
+        sqlstate = sorted(_PG_RETRY)[0]          # e.g. a serialization failure
+
+    class Locked(Exception):
+        sqlite_errorcode = 5                     # SQLITE_BUSY
+
+    clock, sleeps, spreads = [0.0], [], []
+
+    def sleep(seconds):
+        sleeps.append(round(seconds, 6))
+        clock[0] += seconds
+
+    monkeypatch.setattr(store_module, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=sleep))
+    monkeypatch.setattr(store_module, "random", SimpleNamespace(uniform=lambda a, b: spreads.append((a, b)) or 1.0))
+    sqlite_store.busy_timeout_s = 1.0
+    failures = iter([Aborted(), Aborted()])
+
+    def flaky(s):
+        e = next(failures, None)
+        if e is not None:
+            raise OperationalError("UPDATE rounds ...", {}, e)
+        return 42
+
+    assert sqlite_store._write(flaky) == 42
+    assert sleeps == [0.005, 0.01] and spreads == [(0.5, 1.5)] * 2
+
+    sleeps.clear()
+
+    def always(s):
+        raise OperationalError("UPDATE rounds ...", {}, Aborted())
+
+    with pytest.raises(StoreBusy):
+        sqlite_store._write(always)
+    # doubling pauses up to 0.2 s, until a second has passed
+    assert sleeps == [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.2, 0.2, 0.2, 0.2]
+
+    sleeps.clear()
+    for orig, raised in ((Locked(), StoreBusy), (ValueError("syntax"), OperationalError)):
+        def once(s, orig=orig):
+            raise OperationalError("SELECT", {}, orig)
+        with pytest.raises(raised):
+            sqlite_store._write(once)
+    assert sleeps == []                          # neither a lock wait nor another error is retried

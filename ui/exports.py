@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -127,5 +128,6 @@ def _write_mertools(project: Project, labels: pd.DataFrame, out: Path) -> None:
     test1 = {names[i]: {"emo": placeholder.get(i, project.classes[0])}
              for i in pool_ids.tolist() if names[i] not in train}
     tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, train_corpus=train, test1_corpus=test1)
+    corpora: dict[str, Any] = {"train_corpus": train, "test1_corpus": test1}
+    np.savez(tmp, **corpora)
     tmp.replace(out)

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -71,7 +71,7 @@ class Project:
     # ------------------------------------------------------------------ lifecycle
     @classmethod
     def init(cls, root: str | Path, classes: Sequence[str] = DEFAULT_CLASSES,
-             db_url: str | None = None) -> "Project":
+             db_url: str | None = None) -> Project:
         """A new project in DIR; its store in DIR/project.db, or on the PostgreSQL server that
         `db_url` names (features, checkpoints and exports stay in DIR)."""
         root = Path(root)
@@ -101,7 +101,7 @@ class Project:
         return cls(root, store)
 
     @classmethod
-    def open(cls, root: str | Path) -> "Project":
+    def open(cls, root: str | Path) -> Project:
         root = Path(root)
         url = store_url(root)
         try:
@@ -119,7 +119,7 @@ class Project:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "Project":
+    def __enter__(self) -> Project:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -243,7 +243,7 @@ class Project:
     def thresholds(self) -> dict[str, float]:
         return dict(zip(self.classes, self.store.thresholds()))
 
-    def set_thresholds(self, values: dict[str, object], by: str | None = None) -> dict[str, float]:
+    def set_thresholds(self, values: Mapping[str, object], by: str | None = None) -> dict[str, float]:
         """Validate every value before writing any: numbers in [0, 1] for known classes."""
         parsed: dict[int, float] = {}
         for name, raw in values.items():

@@ -1,0 +1,319 @@
+"""ui/rounds.py without training: the engine is replaced by a stand-in that returns known
+probabilities, so what a round hands the engine (gold rows, human labels, pseudo-labels, the
+automatic step's picks) and what it records (composition, test metrics, pseudo-label
+precision, thresholds, failures, heartbeats) are checked on numbers worked out here.
+The slow tests in test_rounds.py run the same paths with the real engine."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import mersemi.ui.rounds as rounds
+from mersemi.engine.calibration import expected_calibration_error
+from mersemi.engine.config import load_config
+from mersemi.engine.errors import InputError
+from mersemi.engine.selection import is_candidate, select
+from mersemi.engine.synthetic import make_synthetic
+from mersemi.engine.train import RoundResult
+from mersemi.ui.project import DecisionRequest, Project, ProjectError
+from mersemi.ui.review import suggest_thresholds
+
+FAST = load_config(Path(__file__).parent / "fast.yaml")
+# The fixed-threshold policy leaves the project's thresholds alone, so each test sets them.
+FIXED = FAST.replace(**{"self_training.policy": "thresholds", "self_training.balance_cap": 0.0})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("syn") / "data"
+    make_synthetic(out, scale=0.01, seed=3)   # 20 labeled, 100 pool (hidden truth), 12 test
+    return out
+
+
+class FakeEngine:
+    """Stands in for engine.train.train_round. Pool sample j (in id order) is predicted its
+    true class, except every fourth one (the next class); confidences fall from 0.99 to 0.50
+    along the pool. Test sample k is predicted right except every third; out-of-fold
+    predictions are right."""
+
+    def __init__(self, project: Project) -> None:
+        C = len(project.classes)
+        self.C = C
+        pool_ids, _, pool_true = project.store.split_arrays("unlabeled")
+        test_ids, test_y, _ = project.store.split_arrays("test")
+        self.pool_pred = np.where(np.arange(len(pool_ids)) % 4 == 0, (pool_true + 1) % C, pool_true)
+        self.pool_conf = np.linspace(0.99, 0.50, len(pool_ids))
+        self.test_pred = np.where(np.arange(len(test_ids)) % 3 == 0, (test_y + 1) % C, test_y)
+        self.probs = {}
+        for i, p, c in zip(pool_ids.tolist(), self.pool_pred, self.pool_conf):
+            self.probs[i] = self._row(p, c)
+        for i, p in zip(test_ids.tolist(), self.test_pred):
+            self.probs[i] = self._row(p, 0.8)
+        self.pool_ids, self.pool_true, self.test_ids, self.test_y = pool_ids, pool_true, test_ids, test_y
+        self.calls = []
+
+    def _row(self, cls: int, conf: float) -> np.ndarray:
+        row = np.full(self.C, (1 - conf) / (self.C - 1), np.float32)
+        row[cls] = conf
+        return row
+
+    def __call__(self, data, n_classes, cfg, progress=None):
+        self.calls.append(data)
+        if progress:
+            progress("training (fake)", 0.5)
+        score = np.stack([self.probs[int(i)] for i in data.score_rows])
+        gold = np.asarray(data.gold_labels)
+        oof = np.stack([self._row(int(y), 0.7) for y in gold])
+        return RoundResult(score_probs=score, oof_probs=oof, metrics={"cv_waf": 0.5},
+                           state={"fake": True})
+
+    @property
+    def data(self):
+        return self.calls[-1]
+
+
+@pytest.fixture
+def project(tmp_path, data):
+    with Project.init(tmp_path / "p") as p:
+        p.import_native(data)
+        yield p
+
+
+@pytest.fixture
+def engine(project, monkeypatch) -> FakeEngine:
+    fake = FakeEngine(project)
+    monkeypatch.setattr(rounds, "engine_train_round", fake)
+    return fake
+
+
+def pool_index(engine: FakeEngine, sample_id: int) -> int:
+    return int(np.flatnonzero(engine.pool_ids == sample_id)[0])
+
+
+def test_round_zero_trains_on_gold_and_records_predictions_and_test_metrics(project, engine):
+    progress = []
+    summary = rounds.run_round(project, FIXED, config_name="fixed", progress=lambda m, f: progress.append((m, f)))
+    gold_ids, gold_y, _ = project.store.split_arrays("labeled")
+    d = engine.data
+    assert d.gold_rows.tolist() == gold_ids.tolist() and d.gold_labels.tolist() == gold_y.tolist()
+    assert len(d.extra_rows) == 0 and len(d.extra_labels) == 0
+    assert d.pretrain_rows.tolist() == gold_ids.tolist() + engine.pool_ids.tolist()
+    assert d.score_rows.tolist() == engine.pool_ids.tolist() + engine.test_ids.tolist()
+    assert set(d.features) == {"audio", "text", "video"}
+
+    assert summary["status"] == "done" and summary["config"] == "fixed" and not summary["auto_accept"]
+    rid = summary["id"]
+    ids, probs = project.store.predictions(rid, "pool")
+    np.testing.assert_array_equal(probs, np.stack([engine.probs[int(i)] for i in ids]))
+    oof_ids, _ = project.store.predictions(rid, "oof")
+    assert oof_ids.tolist() == gold_ids.tolist()
+    test_ids, _ = project.store.predictions(rid, "test")
+    assert test_ids.tolist() == engine.test_ids.tolist()
+    assert (project.root / "checkpoints" / f"round-{rid}.pt").is_file()
+    assert project.store.round(rid).checkpoint == f"checkpoints/round-{rid}.pt"
+
+    # test metrics from the test split's labels: every third test prediction is wrong
+    right = engine.test_pred == engine.test_y
+    assert summary["test_accuracy"] == pytest.approx(right.mean())
+    metrics = project.store.round(rid).metrics
+    assert metrics["test_n"] == len(engine.test_y) and metrics["cv_waf"] == 0.5
+    test_probs = np.stack([engine.probs[int(i)] for i in engine.test_ids])
+    assert metrics["test_ece"] == pytest.approx(expected_calibration_error(test_probs, engine.test_y))
+    assert summary["pseudo_precision"] is None and metrics["auto_accept"] is None
+
+    comp = summary["composition"]
+    classes = project.classes
+    assert comp["gold"] == comp["total"] == len(gold_ids)
+    assert (comp["pseudo"], comp["auto"], comp["relabel"], comp["label"]) == (0, 0, 0, 0)
+    assert comp["gold_per_class"] == {c: int(np.sum(gold_y == i)) for i, c in enumerate(classes)}
+    assert comp["pseudo_per_class"] == comp["relabel_per_class"] == comp["label_per_class"] == \
+        {c: 0 for c in classes}
+    assert summary["thresholds_now"] == project.thresholds()
+    assert ("writing predictions", 1.0) in progress and ("training (fake)", 0.5) in progress
+
+
+def test_auto_accept_takes_the_open_candidates_and_measures_their_precision(project, engine):
+    rounds.run_round(project, FIXED)
+    project.set_thresholds({c: 0.8 for c in project.classes})
+    names = project.store.sample_names(engine.pool_ids.tolist())
+    # Ann rejects the most confident sample, accepts the next, relabels the third and labels
+    # the last (below threshold): none of them is the automatic step's to take.
+    ids = engine.pool_ids.tolist()
+    other = project.classes[(int(engine.pool_pred[2]) + 1) % engine.C]
+    project.decide([DecisionRequest(names[ids[0]], "reject"), DecisionRequest(names[ids[1]], "accept"),
+                    DecisionRequest(names[ids[2]], "relabel", other),
+                    DecisionRequest(names[ids[-1]], "label", project.classes[0])], reviewer="ann")
+    open_ = np.ones(len(ids), bool)
+    open_[[0, 1, 2, len(ids) - 1]] = False
+    auto = np.flatnonzero(is_candidate(engine.pool_pred, engine.pool_conf, open_, [0.8] * engine.C))
+    assert len(auto) > 5
+
+    summary = rounds.run_round(project, FIXED, auto_accept=True)
+    d = engine.data
+    auto_ids = engine.pool_ids[auto]
+    # human labels first (in sample order), then the automatic picks, each with its prediction
+    human_ids = [ids[1], ids[2], ids[-1]]
+    assert d.extra_rows.tolist() == human_ids + auto_ids.tolist()
+    assert d.extra_labels.tolist() == [int(engine.pool_pred[1]), project.class_id(other), 0] + \
+        engine.pool_pred[auto].tolist()
+    log = [x for x in project.store.decision_log() if x.reviewer == "auto"]
+    assert sorted(x.sample_id for x in log) == auto_ids.tolist()
+    assert all(x.action == "accept" and x.label == engine.pool_pred[pool_index(engine, x.sample_id)]
+               for x in log)
+
+    comp = summary["composition"]
+    assert (comp["auto"], comp["pseudo"], comp["relabel"], comp["label"]) == (len(auto), len(auto) + 1, 1, 1)
+    assert comp["total"] == comp["gold"] + len(auto) + 3
+    pseudo_pred = np.r_[engine.pool_pred[1], engine.pool_pred[auto]]
+    assert comp["pseudo_per_class"] == {c: int(np.sum(pseudo_pred == i)) for i, c in enumerate(project.classes)}
+    assert comp["relabel_per_class"][other] == 1 and sum(comp["relabel_per_class"].values()) == 1
+    assert comp["label_per_class"][project.classes[0]] == 1 and sum(comp["label_per_class"].values()) == 1
+
+    # precision of the pseudo-labels (Ann's accept and the automatic ones) against the truth
+    rows = np.r_[1, auto]
+    hit = engine.pool_pred[rows] == engine.pool_true[rows]
+    assert 0 < hit.mean() < 1
+    pp = summary["pseudo_precision"]
+    assert pp["overall"] == round(float(hit.mean()), 4)
+    for c, name in enumerate(project.classes):
+        mine = engine.pool_pred[rows] == c
+        assert pp[name] == (round(float(hit[mine].mean()), 4) if mine.any() else None), name
+
+    sel = summary["auto_accept_selection"]
+    assert sel["accepted"] == len(auto) and sel["policy"] == "thresholds" and sel["balance_cap"] == 0.0
+    assert sel["from_round"] == summary["id"] - 1
+    assert sel["thresholds"] == {c: 0.8 for c in project.classes}
+    assert sum(v["accepted"] for v in sel["classes"].values()) == len(auto)
+
+
+def test_the_balance_cap_counts_human_labels_as_labeled_and_earlier_pseudo_labels_against_it(project, engine):
+    rounds.run_round(project, FIXED)
+    project.set_thresholds({c: 0.6 for c in project.classes})
+    names = project.store.sample_names(engine.pool_ids.tolist())
+    ids = engine.pool_ids.tolist()
+    project.decide([DecisionRequest(names[ids[0]], "accept"), DecisionRequest(names[ids[1]], "accept"),
+                    DecisionRequest(names[ids[-1]], "label", project.classes[5])], reviewer="ann")
+    capped = FIXED.replace(**{"self_training.balance_cap": 1.0})
+    summary = rounds.run_round(project, capped, auto_accept=True)
+    _, gold_y, _ = project.store.split_arrays("labeled")
+    labeled = np.bincount(np.r_[gold_y, 5], minlength=engine.C)
+    pseudo = np.bincount(engine.pool_pred[[0, 1]], minlength=engine.C)
+    open_ = np.ones(len(ids), bool)
+    open_[[0, 1, len(ids) - 1]] = False
+    want = select(engine.pool_pred, engine.pool_conf, open_, [0.6] * engine.C, labeled, pseudo, 1.0)
+    assert want.mask.sum() < want.candidates[0] + sum(want.candidates[1:])   # the cap bites
+    got = summary["auto_accept_selection"]
+    assert got["accepted"] == int(want.mask.sum()) == summary["composition"]["auto"]
+    assert got["classes"] == want.as_dict(project.classes)
+
+
+def test_without_pseudo_labels_only_human_labels_reach_the_engine(project, engine):
+    rounds.run_round(project, FIXED)
+    project.set_thresholds({c: 0.6 for c in project.classes})
+    names = project.store.sample_names(engine.pool_ids.tolist())
+    ids = engine.pool_ids.tolist()
+    project.decide([DecisionRequest(names[ids[0]], "accept"),
+                    DecisionRequest(names[ids[1]], "relabel", project.classes[0]),
+                    DecisionRequest(names[ids[2]], "label", project.classes[1])], reviewer="ann")
+    no_pseudo = FIXED.replace(**{"self_training.use_pseudo_labels": False})
+    before = len(project.store.decision_log())
+    summary = rounds.run_round(project, no_pseudo, auto_accept=True)
+    assert engine.data.extra_rows.tolist() == [ids[1], ids[2]]
+    assert engine.data.extra_labels.tolist() == [0, 1]
+    assert len(project.store.decision_log()) == before          # nothing accepted automatically
+    comp = summary["composition"]
+    assert (comp["pseudo"], comp["auto"], comp["relabel"], comp["label"]) == (0, 0, 1, 1)
+    assert summary["auto_accept_selection"] is None
+
+
+def test_nothing_new_skips_the_round_and_auto_accept_needs_a_finished_round(project, engine):
+    first = rounds.run_round(project, FIXED, auto_accept=True)   # no round yet: nothing to accept
+    assert first["auto_accept_selection"] is None and first["composition"]["auto"] == 0
+    project.set_thresholds({c: 1.0 for c in project.classes})
+    assert rounds.run_round(project, FIXED, auto_accept=True, skip_if_nothing_new=True) is None
+    assert len(engine.calls) == 1 and len(project.status()["rounds"]) == 1
+    project.set_thresholds({c: 0.9 for c in project.classes})
+    again = rounds.run_round(project, FIXED, auto_accept=True, skip_if_nothing_new=True)
+    assert again is not None and again["composition"]["auto"] > 0 and len(engine.calls) == 2
+
+
+def test_target_precision_policy_sets_the_thresholds_after_the_round(project, engine):
+    project.set_thresholds({c: 0.5 for c in project.classes})
+    summary = rounds.run_round(project, FAST.replace(**{"self_training.target_precision": 0.985}))
+    found = suggest_thresholds(project, 0.985)
+    assert None in found.values() and any(t is not None for t in found.values())
+    want = {c: 1.0 if t is None else t for c, t in found.items()}
+    assert project.thresholds() == pytest.approx(want)
+    assert summary["thresholds_now"] == pytest.approx(want)
+    assert summary["policy"] == "target_precision"
+    # the fixed policy leaves them as they are
+    project.set_thresholds({c: 0.5 for c in project.classes})
+    rounds.run_round(project, FIXED)
+    assert project.thresholds() == {c: 0.5 for c in project.classes}
+
+
+@pytest.mark.parametrize("error, described, raised", [
+    (RuntimeError("out of memory (simulated)"), "RuntimeError: out of memory (simulated)", RuntimeError),
+    (InputError("features: bad matrix"), "InputError: features: bad matrix", ProjectError),
+    (KeyboardInterrupt(), "interrupted", KeyboardInterrupt),
+    (SystemExit(3), "stopped (exit 3)", SystemExit),
+])
+def test_a_failing_round_is_marked_failed_with_its_cause(project, engine, monkeypatch, error, described, raised):
+    r0 = rounds.run_round(project, FIXED)
+    seen = {}
+
+    def boom(data, n_classes, cfg, progress=None):
+        seen["checkpoint_dir"] = sorted(p.name for p in (project.root / "checkpoints").iterdir())
+        raise error
+
+    monkeypatch.setattr(rounds, "engine_train_round", boom)
+    with pytest.raises(raised) as info:
+        rounds.run_round(project, FIXED)
+    if raised is ProjectError:
+        assert str(info.value) == "features: bad matrix"
+    failed = project.status()["rounds"][-1]
+    assert failed["status"] == "failed" and failed["error"] == described
+    assert project.store.current_round().id == r0["id"]
+    assert sorted(p.name for p in (project.root / "checkpoints").iterdir()) == [f"round-{r0['id']}.pt"]
+
+
+def test_refusals_before_training(tmp_path, data, monkeypatch):
+    calls = []
+    monkeypatch.setattr(rounds, "engine_train_round", lambda *a, **k: calls.append(a))
+    with Project.init(tmp_path / "empty") as p:
+        with pytest.raises(ProjectError, match="no features imported yet"):
+            rounds.run_round(p, FIXED)
+    classes = ["neutral", "angry", "happy", "sad", "worried", "surprise", "bored", "calm"]
+    with Project.init(tmp_path / "more", classes) as p:
+        p.import_native(data)
+        with pytest.raises(ProjectError, match=r"class 'bored' has no labeled sample.*\(missing: bored, calm\)"):
+            rounds.run_round(p, FIXED)
+        assert p.status()["rounds"] == []
+    assert calls == []
+
+
+def test_heartbeat_beats_at_most_every_interval_and_passes_progress_on(project, monkeypatch):
+    from mersemi.db.errors import StoreBusy
+
+    beats, seen = [], []
+
+    class Store:
+        def heartbeat(self, round_id):
+            beats.append(round_id)
+            if len(beats) == 2:
+                raise StoreBusy()
+
+    clock = iter([100.0, 100.0, 101.0, 116.0, 130.0, 131.0, 200.0, 200.0])
+    monkeypatch.setattr(rounds, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    hb = rounds.Heartbeat(Store(), 7, lambda m, f: seen.append((m, f)))   # created at 100
+    hb("a", 0.1)     # 100: 0 s since
+    hb("b", 0.2)     # 101: 1 s
+    hb("c", 0.3)     # 116: 16 s -> beat
+    hb("d", 0.4)     # 130: 14 s since the last beat
+    hb("e", 0.5)     # 131: 15 s, the interval exactly -> beat (StoreBusy swallowed)
+    assert beats == [7, 7]
+    assert seen == [("a", 0.1), ("b", 0.2), ("c", 0.3), ("d", 0.4), ("e", 0.5)]
+    rounds.Heartbeat(Store(), 7, None)("quiet", 1.0)   # no callback: nothing to pass on
