@@ -152,8 +152,9 @@ def peers(d: dict, seed: int, budget: int) -> dict[str, float]:
         return waf(y[test], model.predict(X[test]))
 
     rng = np.random.default_rng(seed)
+    reviewed = rng.choice(pool, min(budget, len(pool)), replace=False)
     out = {"LR (labeled only)": score(lr(), lab),
-           f"LR + {budget} random pool labels": score(lr(), np.r_[lab, rng.choice(pool, min(budget, len(pool)), replace=False)]),
+           f"LR + {budget} random pool labels": score(lr(), np.r_[lab, reviewed]),
            "oracle: LR, every pool label": score(lr(), np.r_[lab, pool])}
     semi_rows = np.r_[lab, pool]
     semi_y = np.r_[y[lab], -np.ones(len(pool), int)]

@@ -130,12 +130,16 @@ def test_suggest_thresholds_takes_ties_whole_and_only_open_samples(project):
     assert review.suggest_thresholds(project, 1) == {c: None for c in CLASSES}   # an int target is fine
 
 
-def test_queue_page_defaults_to_the_label_queue_and_pages_it(project):
+def test_queue_page_defaults_to_both_queues_label_first_and_pages_it(project):
     conf = pool_confidences()
     below = [i for i in range(N_POOL) if conf[i] < 0.5]
     cards, total = review.queue_page(project)
-    assert total == len(below) and len(cards) == 1 and cards[0].kind == "label"
+    assert review.DEFAULT_QUEUE == "both"
+    assert total == N_POOL and len(cards) == 1 and cards[0].kind == "label"
     assert review.queue_page(project, "")[1] == total
+    assert review.queue_page(project, "label")[1] == len(below)
+    everything = review.queue_page(project, limit=N_POOL)[0]
+    assert [c.kind for c in everything] == ["label"] * len(below) + ["verify"] * (N_POOL - len(below))
     page, total2 = review.queue_page(project, "verify", limit=3, offset=2)
     assert total2 == N_POOL - len(below) and [c.kind for c in page] == ["verify"] * 3
     first = review.queue_page(project, "verify", limit=5)[0]
@@ -150,7 +154,7 @@ def test_queue_page_defaults_to_the_label_queue_and_pages_it(project):
     assert joy and all(c.predicted == 1 for c in joy)
     assert review.queue_page(project, "verify", cls="all")[1] == total2
     assert review.queue_page(project, "verify", min_confidence=0.9)[1] == sum(conf >= 0.9)
-    with pytest.raises(ProjectError, match="queue kind must be one of verify, label"):
+    with pytest.raises(ProjectError, match="queue kind must be one of both, label, verify"):
         review.queue_page(project, "best")
 
 

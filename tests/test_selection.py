@@ -127,7 +127,7 @@ def test_target_threshold_of_a_class_ignores_the_other_classes_and_empty_or_sing
 def test_a_bad_target_is_refused_with_the_exact_message():
     with pytest.raises(ValueError, match=r"^target precision must lie in \(0, 1\], got 1\.5$"):
         target_thresholds(np.zeros(1, int), np.ones(1), np.ones(1, bool), 1, 1.5)
-    with pytest.raises(ValueError, match=r"^queue kind must be one of verify, label, got 'best'$"):
+    with pytest.raises(ValueError, match=r"^queue kind must be one of both, label, verify, got 'best'$"):
         review_queue(np.ones((1, 2)) / 2, np.ones(1, bool), [0.5, 0.5], "best")
 
 
