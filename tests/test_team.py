@@ -407,3 +407,21 @@ def test_accept_all_decides_in_the_round_it_counted_in(two_rounds, monkeypatch):
     assert done["ok"] and done["count"] == asked["count"] and done["round"] == 0
     log = app.project.store.decision_log()
     assert {d.round_id for d in log} == {0} and len(log) == asked["count"]
+
+
+def test_a_read_that_meets_a_lock_is_refused_as_busy(two_rounds, monkeypatch):
+    """SQLite can refuse even a read with SQLITE_BUSY (WAL recovery): the same words as a
+    write that waited too long, not an internal error."""
+    from sqlalchemy.exc import OperationalError
+
+    app = two_rounds
+    locked = sqlite3.OperationalError("database is locked")
+    locked.sqlite_errorcode = 5   # SQLITE_BUSY
+
+    def current_round():
+        raise OperationalError("SELECT ...", {}, locked)
+
+    monkeypatch.setattr(app.project.store, "current_round", current_round)
+    for out in (app.next_candidate("all", 0.0, 0, "ann"), app.candidate_counts(),
+                app.decide("u05", "accept", "", "ann")):
+        assert out == {"ok": False, "error": "database busy, try again"}
