@@ -391,17 +391,19 @@ class Store:
 
     def claim_first(self, sample_ids: Sequence[int], reviewer: str, seconds: float) -> int | None:
         """In one write transaction: hold the first of `sample_ids` that no other reviewer
-        holds for `reviewer` for `seconds`, and drop the reviewer's other claims (a reviewer
-        holds the one card on screen). None, and nothing changed, when others hold them all."""
+        holds and that has no decision in force (the queue the ids come from was read before
+        this transaction) for `reviewer` for `seconds`, and drop the reviewer's other claims
+        (a reviewer holds the one card on screen). None, and nothing changed, when there is none."""
         def work(s: Session) -> int | None:
             now = utcnow()
             ids = [int(i) for i in sample_ids]
             held: dict[int, Claim] = {}
             for part in _chunks(ids):
                 held.update((c.sample_id, c) for c in s.scalars(select(Claim).where(Claim.sample_id.in_(part))))
+            decided = set(_current(s, ids))
             for sid in ids:
                 c = held.get(sid)
-                if c is None or c.reviewer == reviewer or as_utc(c.expires_at) <= now:
+                if sid not in decided and (c is None or c.reviewer == reviewer or as_utc(c.expires_at) <= now):
                     break
             else:
                 return None

@@ -425,3 +425,60 @@ def test_a_read_that_meets_a_lock_is_refused_as_busy(two_rounds, monkeypatch):
     for out in (app.next_candidate("all", 0.0, 0, "ann"), app.candidate_counts(),
                 app.decide("u05", "accept", "", "ann")):
         assert out == {"ok": False, "error": "database busy, try again"}
+
+
+# ---------------------------------------------------------------------- 14: claims in the store
+
+def _take_and_decide(store, reviewer: str) -> list[int]:
+    """A reviewer's loop: the first card not decided and not held by another, claimed; then
+    decided. Returns the samples this reviewer decided."""
+    from mersemi.db.store import DecisionIn
+
+    rid, mine = store.current_round().id, []
+    while True:
+        closed = set(store.decided_ids().tolist()) | store.claimed_by_others(reviewer)
+        free = [i for i in range(N_CLAIM_POOL) if i not in closed]
+        if not free:
+            return mine
+        held = store.claim_first(free[:20], reviewer, 60)
+        if held is None:
+            continue
+        _, replaced = store.decide([DecisionIn(held, "accept", 0, rid)], reviewer, respect_claims=True)
+        assert replaced == {}, f"{reviewer} replaced a decision on {held}"
+        mine.append(held)
+
+
+N_CLAIM_POOL = 60
+
+
+def test_reviewers_claiming_at_once_decide_every_card_once(db_url):
+    from test_concurrency import PROCS, make_store, run_processes
+
+    make_store(db_url).close()
+    results = run_processes(_take_and_decide, db_url, [(f"r{p}",) for p in range(PROCS)])
+    decided = sorted(sid for mine in results for sid in mine)
+    assert decided == list(range(N_CLAIM_POOL)), "a card was decided twice (or never)"
+    from mersemi.db.store import Store
+
+    store = Store(db_url)
+    assert Counter(d.sample_id for d in store.decision_log()) == Counter(range(N_CLAIM_POOL))
+    store.close()
+
+
+def test_a_decision_on_a_card_another_reviewer_holds_is_refused(db_url):
+    from test_concurrency import make_store
+
+    from mersemi.db.store import CardClaimed, DecisionIn
+
+    store = make_store(db_url)
+    rid = store.current_round().id
+    assert store.claim_first([3, 4], "ann", 60) == 3
+    assert store.claim_first([3, 4], "bob", 60) == 4
+    with pytest.raises(CardClaimed):
+        store.decide([DecisionIn(3, "accept", 0, rid)], "bob", respect_claims=True)
+    assert store.current_decisions() == {}
+    store.decide([DecisionIn(3, "accept", 0, rid)], "ann", respect_claims=True)
+    assert store.claimed_by_others("bob") == set()               # ann's decided card is free
+    assert store.claim_first([4, 5], "ann", 60) == 5             # and she holds one card
+    assert store.claimed_by_others("bob") == {5} and store.claimed_by_others("ann") == {4}
+    store.close()
