@@ -299,6 +299,41 @@ def test_two_undos_on_two_servers_at_once_never_undo_a_decision_twice(tmp_path):
     assert db_rows(root, "SELECT count(*) FROM current_decisions") == [(0,)]
 
 
+def test_replaced_is_never_stale_with_two_servers_deciding_at_once(tmp_path):
+    """Four clients on two servers decide the same three samples over and over; every reply's
+    `replaced` names the decision the log has just before it on that sample."""
+    root = tmp_path / "proj"
+    make_review_project(root).close()
+    servers = [serve_in_process(root) for _ in range(2)]
+    samples, per_client = ["u03", "u06", "u09"], 30
+    try:
+        clients = [Client(url, verbose=False) for _, url in servers for _ in range(2)]
+        barrier = threading.Barrier(len(clients))
+
+        def decide_many(k: int) -> list[tuple[str, str, str | None]]:
+            barrier.wait(timeout=60)
+            out = []
+            for i in range(per_client):
+                name, reviewer = samples[(i + k) % 3], f"c{k}-{i}"   # one decision per reviewer name
+                r = call(clients[k], "decide", name, "reject" if i % 2 else "accept", "", reviewer)
+                assert r["ok"], r
+                out.append((name, reviewer, r["replaced"][0]["reviewer"] if r["replaced"] else None))
+            return out
+
+        with ThreadPoolExecutor(len(clients)) as pool:
+            replies = [x for per in pool.map(decide_many, range(len(clients))) for x in per]
+    finally:
+        for demo, _ in servers:
+            stop_in_process(demo)
+    before: dict[str, str | None] = {}
+    expected = {}
+    for name, _, reviewer in decisions(root):        # in the order the writes took effect
+        expected[(name, reviewer)] = before.get(name)
+        before[name] = reviewer
+    stale = [(n, r, got) for n, r, got in replies if expected[(n, r)] != got]
+    assert len(replies) == 4 * per_client and stale == [], f"{len(stale)} stale 'replaced' of {len(replies)}"
+
+
 @pytest.fixture
 def busy_served(tmp_path, monkeypatch):
     import mersemi.db.connect
