@@ -191,7 +191,10 @@ def test_with_logins_the_login_is_the_reviewer(team):
                                         "AND batch = (SELECT batch FROM decisions ORDER BY id DESC LIMIT 1)")} == {"ann"}
     card = call(bob, "next_candidate", "all", 0.0, 0, "")
     assert card["ok"] and db_rows(root, "SELECT reviewer FROM claims WHERE reviewer = 'bob'") == [("bob",)]
-    assert call(bob, "set_thresholds", {"joy": 0.5}, "")["ok"]     # leave the module's project as found
+    before = db_rows(root, "SELECT class_id, value FROM thresholds ORDER BY class_id")
+    assert call(ann, "paper_preset")["ok"]                          # the tool's thresholds, asked by ann
+    assert {b for (b,) in db_rows(root, "SELECT updated_by FROM thresholds")} == {"paper preset (ann)"}
+    assert call(bob, "set_thresholds", {c: v for c, (_, v) in zip(("calm", "joy", "anger"), before)}, "")["ok"]
 
 
 def test_without_logins_a_client_cannot_call_itself_auto(served):
