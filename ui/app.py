@@ -227,9 +227,9 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         for trigger, step in ((tab_review.select, 0), (prev_btn.click, -1), (next_btn.click, 1)):
             trigger(partial(move, step=step), [*filters, review_state, reviewer], card, **private)
         filter_cls.change(partial(move, step=None), [*filters, review_state, reviewer], card, **private)
+        filter_conf.release(partial(move, step=None), [*filters, review_state, reviewer], card, **private)
         # A name entered: the card on screen is claimed for it (or another, if someone holds it).
         reviewer.blur(partial(move, step=0), [*filters, review_state, reviewer], card, **private)
-        filter_conf.release(partial(move, step=None), [*filters, review_state, reviewer], card, **private)
         decision_inputs = [*filters, review_state, reviewer]
         decided = [*card, review_msg]
         accept_btn.click(partial(on_decide, actions, "accept", ""), decision_inputs, decided, **private)
