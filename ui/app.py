@@ -388,8 +388,8 @@ def _thresholds_text(th: dict, prefix: str = "") -> str:
 
 # ---------------------------------------------------------------------- review tab
 
-def on_move(actions: AppActions, cls: str, min_conf: float, state: dict, reviewer: str,
-            step: int | None) -> list:
+def on_move(actions: AppActions, cls: str, min_conf: float, state: dict, reviewer: str = "",
+            step: int | None = None) -> list:
     """step -1 / 0 / +1 moves from the current offset; None starts the (new) filter over."""
     offset = 0 if step is None else max(0, state.get("offset", 0) + step)
     return render_card(actions, cls, min_conf, offset, reviewer)
