@@ -36,7 +36,7 @@ def db_rows(root: Path, sql: str) -> list[tuple]:
 def new_page(browser):
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(30_000)
     return context, page
 
 
@@ -48,7 +48,7 @@ def card_name(page) -> str:
 
 def on_screen_and_held(root: Path, page, reviewer: str) -> str:
     """The card the reviewer holds (claims table), once it is the one on their screen."""
-    deadline = time.time() + 20
+    deadline = time.time() + 40
     while time.time() < deadline:
         held = db_rows(root, "SELECT s.name FROM claims c JOIN samples s ON s.id = c.sample_id "
                              f"WHERE c.reviewer = '{reviewer}'")
