@@ -293,7 +293,7 @@ class AppActions:
     def _tool(self, what: str) -> str:
         """updated_by for thresholds the tool computed: with logins, also who asked."""
         login = LOGIN.get()
-        return f"{what} ({login})" if login else what
+        return f"{what} ({login})"[:MAX_REVIEWER] if login else what   # the column's width
 
     def _snapshot(self, required: bool = True) -> Snapshot | None:
         """The current round, its arrays and the thresholds, read once for this request."""
