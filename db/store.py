@@ -303,11 +303,25 @@ class Store:
         return out
 
     # ------------------------------------------------------------------ decisions
-    def decide(self, entries: Sequence[DecisionIn], reviewer: str) -> tuple[str, dict[int, Decision]]:
+    def decide(self, entries: Sequence[DecisionIn], reviewer: str,
+               respect_claims: bool = False) -> tuple[str, dict[int, Decision]]:
         """Append decisions (one batch); return the batch id and, per sample that had one,
-        the decision in force that they replace (another reviewer's, perhaps)."""
+        the decision in force that they replace (another reviewer's, perhaps). With
+        `respect_claims`, a sample held by another reviewer's claim refuses the batch
+        (CardClaimed), and the reviewer's own claims on the samples are dropped: decided."""
         def work(s: Session) -> tuple[str, dict[int, Decision]]:
-            before = _current(s, [e.sample_id for e in entries])
+            sample_ids = [e.sample_id for e in entries]
+            if respect_claims:
+                now, held = utcnow(), []
+                for part in _chunks(sample_ids):
+                    held += [c.sample_id for c in s.scalars(select(Claim).where(
+                        Claim.sample_id.in_(part), Claim.reviewer != reviewer))
+                        if as_utc(c.expires_at) > now]
+                if held:
+                    raise CardClaimed(held)
+                for part in _chunks(sample_ids):
+                    s.execute(delete(Claim).where(Claim.reviewer == reviewer, Claim.sample_id.in_(part)))
+            before = _current(s, sample_ids)
             replaced = {sid: d for sid, c in before.items()
                         if (d := s.get(Decision, c.decision_id)) is not None}
             return _append_decisions(s, entries, reviewer), replaced
@@ -375,6 +389,29 @@ class Store:
             return True
         return self._write(work)
 
+    def claim_first(self, sample_ids: Sequence[int], reviewer: str, seconds: float) -> int | None:
+        """In one write transaction: hold the first of `sample_ids` that no other reviewer
+        holds and that has no decision in force (the queue the ids come from was read before
+        this transaction) for `reviewer` for `seconds`, and drop the reviewer's other claims
+        (a reviewer holds the one card on screen). None, and nothing changed, when there is none."""
+        def work(s: Session) -> int | None:
+            now = utcnow()
+            ids = [int(i) for i in sample_ids]
+            held: dict[int, Claim] = {}
+            for part in _chunks(ids):
+                held.update((c.sample_id, c) for c in s.scalars(select(Claim).where(Claim.sample_id.in_(part))))
+            decided = set(_current(s, ids))
+            for sid in ids:
+                c = held.get(sid)
+                if sid not in decided and (c is None or c.reviewer == reviewer or as_utc(c.expires_at) <= now):
+                    break
+            else:
+                return None
+            s.execute(delete(Claim).where(Claim.reviewer == reviewer, Claim.sample_id != sid))
+            s.merge(Claim(sample_id=sid, reviewer=reviewer, expires_at=now + timedelta(seconds=seconds)))
+            return sid
+        return self._write(work)
+
     def release_claims(self, reviewer: str, sample_ids: Sequence[int] | None = None) -> int:
         """Drop the reviewer's claims (all, or on these samples); return how many."""
         def work(s: Session) -> int:
@@ -389,6 +426,14 @@ class Store:
         with self.session() as s:
             return set(s.scalars(select(Claim.sample_id).where(Claim.expires_at > utcnow(),
                                                                Claim.reviewer != reviewer)))
+
+
+class CardClaimed(StoreError):
+    """A decision on a card that another reviewer holds (it is on their screen)."""
+
+    def __init__(self, sample_ids: list[int]) -> None:
+        super().__init__(f"{len(sample_ids)} sample(s) held by another reviewer")
+        self.sample_ids = sample_ids
 
 
 class RoundBusy(StoreError, RuntimeError):

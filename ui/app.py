@@ -22,7 +22,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .app_api import AppActions  # noqa: E402
+from .app_api import LOGIN, AppActions  # noqa: E402
 from .project import Project  # noqa: E402
 from .review import HIST_BINS, round_view, split_histogram  # noqa: E402
 
@@ -32,6 +32,7 @@ ENDPOINTS = ("status", "candidate_counts", "set_thresholds", "suggest", "paper_p
 SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` relabel as class n · `u` undo · "
              "`←` `→` previous / next (ignored while typing in a field)")
 POLL_S = 1.0
+Logins = tuple[str, str] | Sequence[tuple[str, str]] | None
 
 
 class ApiBlocks(gr.Blocks):
@@ -44,6 +45,18 @@ class ApiBlocks(gr.Blocks):
         if block_fn.api_name in ENDPOINTS and isinstance(inputs, list) and len(inputs) < len(declared):
             inputs = inputs + [getattr(block, "value", None) for block in declared[len(inputs):]]
         return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
+
+    async def process_api(self, *args, **kwargs):
+        """Every event and API call runs with its login (None without logins) in LOGIN, which
+        the actions record as the reviewer instead of any name the client sends."""
+        request = kwargs.get("request")
+        if isinstance(request, list):
+            request = request[0] if request else None
+        token = LOGIN.set(getattr(request, "username", None))
+        try:
+            return await super().process_api(*args, **kwargs)
+        finally:
+            LOGIN.reset(token)
 
 
 def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) -> gr.Blocks:
@@ -195,7 +208,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         # ------------------------------------------------------------------ wiring
         private = {"api_visibility": "private"}
 
-        demo.load(lambda saved: saved or "", saved_reviewer, reviewer, **private)
+        demo.load(initial_reviewer, saved_reviewer, reviewer, **private)
         reviewer.change(lambda v: v, reviewer, saved_reviewer, **private)
 
         # Thresholds: a slider saves on release and redraws its own histogram.
@@ -212,9 +225,11 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         filters = [filter_cls, filter_conf]
         move = partial(on_move, actions)
         for trigger, step in ((tab_review.select, 0), (prev_btn.click, -1), (next_btn.click, 1)):
-            trigger(partial(move, step=step), [*filters, review_state], card, **private)
-        filter_cls.change(partial(move, step=None), [*filters, review_state], card, **private)
-        filter_conf.release(partial(move, step=None), [*filters, review_state], card, **private)
+            trigger(partial(move, step=step), [*filters, review_state, reviewer], card, **private)
+        filter_cls.change(partial(move, step=None), [*filters, review_state, reviewer], card, **private)
+        filter_conf.release(partial(move, step=None), [*filters, review_state, reviewer], card, **private)
+        # A name entered: the card on screen is claimed for it (or another, if someone holds it).
+        reviewer.blur(partial(move, step=0), [*filters, review_state, reviewer], card, **private)
         decision_inputs = [*filters, review_state, reviewer]
         decided = [*card, review_msg]
         accept_btn.click(partial(on_decide, actions, "accept", ""), decision_inputs, decided, **private)
@@ -237,7 +252,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
 
         # A new round (trained here or elsewhere) refreshes what depends on it.
         round_marker.change(partial(render_thresholds, actions), None, all_thresholds, **private).then(
-            partial(move, step=None), [*filters, review_state], card, **private).then(
+            partial(move, step=None), [*filters, review_state, reviewer], card, **private).then(
             partial(header_markdown, actions), None, header, **private)
 
         for what, btn in export_btns.items():
@@ -249,9 +264,10 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
 
 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,
-          auth: tuple[str, str] | None = None, presets: dict[str, Path] | None = None,
+          auth: Logins = None, presets: dict[str, Path] | None = None,
           block: bool = True) -> gr.Blocks:
-    """Build and launch the app; of the disk it serves the cards' clips only."""
+    """Build and launch the app; of the disk it serves the cards' clips only. `auth`: one
+    (user, password) or a list of them; then every action records the login as reviewer."""
     demo = build_app(root, presets)
     launch(demo, host=host, port=port, auth=auth, block=block)
     if block:  # the server has stopped (Ctrl-C, or SIGTERM through `mersemi serve`)
@@ -260,9 +276,11 @@ def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860,
-           auth: tuple[str, str] | None = None, block: bool = True) -> None:
+           auth: Logins = None, block: bool = True) -> None:
+    logins = [auth] if isinstance(auth, tuple) else list(auth or [])
+    demo.actions.logins = bool(logins)
     demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=host, server_port=port, auth=auth,
+    demo.launch(server_name=host, server_port=port, auth=logins or None,
                 allowed_paths=[str(demo.actions.clips.folder)], blocked_paths=blocked_paths(demo.actions),
                 prevent_thread_lock=not block, share=False, show_error=False, quiet=not block,
                 footer_links=["api"], run_history=False, enable_monitoring=False, mcp_server=False,
@@ -284,6 +302,15 @@ def blocked_paths(actions: AppActions) -> list[str]:
 
 
 # ---------------------------------------------------------------------- header
+
+def initial_reviewer(saved: str):
+    """The reviewer box on load: the login, fixed, when the server has logins; otherwise the
+    name this browser used last."""
+    login = LOGIN.get()
+    if login:
+        return gr.update(value=login, interactive=False)
+    return saved or gr.skip()  # never clear a name typed before the page finished loading
+
 
 def header_markdown(actions: AppActions) -> str:
     s = actions.status()
@@ -361,14 +388,16 @@ def _thresholds_text(th: dict, prefix: str = "") -> str:
 
 # ---------------------------------------------------------------------- review tab
 
-def on_move(actions: AppActions, cls: str, min_conf: float, state: dict, step: int | None) -> list:
+def on_move(actions: AppActions, cls: str, min_conf: float, state: dict, reviewer: str = "",
+            step: int | None = None) -> list:
     """step -1 / 0 / +1 moves from the current offset; None starts the (new) filter over."""
     offset = 0 if step is None else max(0, state.get("offset", 0) + step)
-    return render_card(actions, cls, min_conf, offset)
+    return render_card(actions, cls, min_conf, offset, reviewer)
 
 
-def render_card(actions: AppActions, cls: str, min_conf: float, offset: int) -> list:
-    out = actions.next_candidate(cls, min_conf, offset)
+def render_card(actions: AppActions, cls: str, min_conf: float, offset: int, reviewer: str = "") -> list:
+    """The card at `offset`, held for `reviewer` (when named) so that others get other cards."""
+    out = actions.next_candidate(cls, min_conf, offset, reviewer)
     counts = _review_counts(actions)
     if not out["ok"] or out["candidate"] is None:
         message = out.get("error") or out.get("message")
@@ -400,7 +429,7 @@ def on_decide(actions: AppActions, action: str, label: str, cls: str, min_conf: 
     if out["replaced"]:
         gr.Info(out["message"])
     # The decided sample leaves the queue: the same offset now holds the next candidate.
-    return render_card(actions, cls, min_conf, state.get("offset", 0)) + [f"Saved: {_md(out['message'])}"]
+    return render_card(actions, cls, min_conf, state.get("offset", 0), reviewer) + [f"Saved: {_md(out['message'])}"]
 
 
 def on_undo(actions: AppActions, cls: str, min_conf: float, state: dict, reviewer: str) -> list:
@@ -410,9 +439,9 @@ def on_undo(actions: AppActions, cls: str, min_conf: float, state: dict, reviewe
         return [gr.skip()] * 7 + [f"**Not undone:** {_md(out['error'])}"]
     offset = state.get("offset", 0)
     if out["sample_ids"]:
-        pos = actions.position_of(out["sample_ids"][0], cls, min_conf)
+        pos = actions.position_of(out["sample_ids"][0], cls, min_conf, reviewer)
         offset = offset if pos is None else pos  # show the candidate that came back
-    return render_card(actions, cls, min_conf, offset) + [_md(out["message"])]
+    return render_card(actions, cls, min_conf, offset, reviewer) + [_md(out["message"])]
 
 
 def on_accept_all_ask(actions: AppActions, cls: str, min_conf: float, reviewer: str) -> list:
@@ -431,7 +460,7 @@ def on_accept_all_confirm(actions: AppActions, cls: str, min_conf: float, review
     if not out["ok"]:
         gr.Warning(out["error"] + (" (the queue changed since you asked; ask again)" if "count" in out else ""))
         return [gr.skip()] * 7 + [f"**Nothing accepted:** {_md(out['error'])}", gr.update(visible=False)]
-    return render_card(actions, cls, min_conf, 0) + [_md(out["message"]), gr.update(visible=False)]
+    return render_card(actions, cls, min_conf, 0, reviewer) + [_md(out["message"]), gr.update(visible=False)]
 
 
 def _review_counts(actions: AppActions) -> pd.DataFrame:

@@ -13,7 +13,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError
+
+from ..db.connect import is_busy
+from ..db.errors import StoreBusy
 
 from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import MersemiError, one_line, shown
@@ -23,10 +30,10 @@ from .clips import ClipShelf
 from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError, round_summary
 from .review import (
-    class_table, media_file, next_candidates, paper_preset, queue_position, queue_size, round_view,
+    RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
     suggest_thresholds,
 )
-from .values import MAX_REVIEWER, flag, mapping, number, text
+from .values import MAX_REVIEWER, RESERVED_REVIEWERS, flag, mapping, number, text
 
 EXPORTS = {  # choice -> (what, format, file suffix)
     "labels": ("labels", "csv", ".csv"),
@@ -43,6 +50,22 @@ def default_presets() -> dict[str, Path]:
 
 _log = logging.getLogger("mersemi.app")
 
+# The login of the request being served: set by the app (ui/app.py) around every event and API
+# call when the server has logins; None otherwise.
+LOGIN: ContextVar[str | None] = ContextVar("mersemi_login", default=None)
+CLAIM_S = 300.0  # how long a card shown to a reviewer is held for them (renewed on each show)
+CLAIM_SCAN = 20  # queue entries tried, from the offset on, for one not held by another reviewer
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one request reads once and passes down: the current round, its arrays and the
+    thresholds (class order), so that a round finishing mid-request cannot pair round N's
+    queue or counts with round N+1's card."""
+    round_id: int
+    view: RoundView
+    thresholds: list[float]
+
 
 def refusals(fn: Callable) -> Callable:
     """Turn a user-facing error (MersemiError) raised by an action into its {"ok": False,
@@ -54,6 +77,12 @@ def refusals(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except MersemiError as e:
             return {"ok": False, "error": one_line(e)}
+        except DBAPIError as e:
+            if is_busy(e):  # a read that met a lock (SQLite WAL recovery, say): a busy database
+                return {"ok": False, "error": str(StoreBusy())}
+            _log.exception("%s failed", fn.__name__)
+            return {"ok": False, "error": f"internal error in {fn.__name__} ({e.__class__.__name__}); "
+                                          f"the server's log has the details"}
         except Exception as e:
             _log.exception("%s failed", fn.__name__)
             return {"ok": False, "error": f"internal error in {fn.__name__} ({e.__class__.__name__}); "
@@ -69,6 +98,10 @@ class AppActions:
         self.presets = presets or default_presets()
         self.runner = TrainingRunner()
         self.clips = ClipShelf()  # the only files the server serves: copies of the cards' clips
+        # Set by the app when the server has logins: every action then records the login of
+        # the request (LOGIN) as its reviewer, never a name the client sends.
+        self.logins = False
+        self.claim_s = CLAIM_S
 
     # ------------------------------------------------------------------ overview
     @refusals
@@ -85,7 +118,8 @@ class AppActions:
     def candidate_counts(self) -> dict:
         """Per class at the stored thresholds: threshold, undecided candidates, expected
         precision with its OOF support, accepted / rejected / relabeled."""
-        return {"ok": True, "round": self._round_id(), "classes": class_table(self.project)}
+        snap = self._snapshot()
+        return {"ok": True, "round": snap.round_id, "classes": self._table(snap)}
 
     @refusals
     def set_thresholds(self, thresholds: dict, reviewer: str = "") -> dict:
@@ -95,7 +129,7 @@ class AppActions:
         for name, value in mapping(thresholds, "thresholds").items():
             cls = self.project.classes[self.project.class_id(name)]
             values[cls] = number(value, f"threshold for {cls}", 0.0, 1.0)
-        by = text(reviewer, "reviewer", required=False, max_chars=MAX_REVIEWER) or None
+        by = self._reviewer(reviewer, required=False) or None
         self.project.set_thresholds(values, by=by)
         return self._thresholds_result()
 
@@ -107,7 +141,7 @@ class AppActions:
         suggested = suggest_thresholds(self.project, target)
         reachable = {c: v for c, v in suggested.items() if v is not None}
         if reachable:
-            self.project.set_thresholds(reachable, by="suggest")
+            self.project.set_thresholds(reachable, by=self._tool("suggest"))
         unreachable = [c for c, v in suggested.items() if v is None]
         result = self._thresholds_result()
         result["unreachable"] = unreachable
@@ -119,30 +153,55 @@ class AppActions:
     @refusals
     def paper_preset(self) -> dict:
         """The paper's thresholds: neutral/angry/happy/sad 0.99, worried/surprise 0.85."""
-        self.project.set_thresholds(paper_preset(self.project), by="paper preset")
+        self.project.set_thresholds(paper_preset(self.project), by=self._tool("paper preset"))
         return self._thresholds_result()
 
     def _thresholds_result(self) -> dict:
-        out = {"ok": True, "thresholds": self.project.thresholds()}
-        if self.project.store.current_round() is not None:
-            out["classes"] = class_table(self.project)
+        snap = self._snapshot(required=False)
+        th = dict(zip(self.project.classes, snap.thresholds)) if snap else self.project.thresholds()
+        out = {"ok": True, "thresholds": th}
+        if snap is not None:
+            out["classes"] = self._table(snap)
         return out
+
+    def _table(self, snap: Snapshot) -> list[dict]:
+        return class_table(self.project, dict(zip(self.project.classes, snap.thresholds)), view=snap.view)
 
     # ------------------------------------------------------------------ review
     @refusals
-    def next_candidate(self, cls: str = "all", min_confidence: float = 0.0, offset: int = 0) -> dict:
+    def next_candidate(self, cls: str = "all", min_confidence: float = 0.0, offset: int = 0,
+                       reviewer: str = "") -> dict:
         """The candidate at `offset` in the filter's queue (undecided, passing the thresholds,
-        class `cls` or "all", confidence >= min_confidence, highest confidence first)."""
+        class `cls` or "all", confidence >= min_confidence, least confident first). With a
+        `reviewer` (the login, when the server has logins) the card is held for them for
+        claim_s seconds, and cards held by other reviewers are left out, so that reviewers
+        working at once get different cards."""
         cls = self._class_filter(cls)
         min_confidence = number(min_confidence, "min_confidence", 0.0, 1.0)
         offset = number(offset, "offset", low=0, integer=True)
-        round_id = self._round_id()
-        total = queue_size(self.project, cls, min_confidence)
-        offset = min(offset, max(total - 1, 0))
-        page = next_candidates(self.project, cls, min_confidence, limit=1, offset=offset)
+        reviewer = self._reviewer(reviewer, required=False)
+        snap = self._snapshot()
+        limit = CLAIM_SCAN if reviewer else 1
+        page, total = self._page(snap, cls, min_confidence, offset, limit, reviewer)
+        if total and offset >= total:  # past the end (the queue shrank): its last card
+            offset = total - 1
+            page, _ = self._page(snap, cls, min_confidence, offset, limit, reviewer)
+        if reviewer and page:
+            # Another reviewer may have claimed a card since the queue was read: the first one
+            # still free is held, in one write transaction.
+            held = self.project.store.claim_first([c.sample_id for c in page], reviewer, self.claim_s)
+            skipped = [c.sample_id for c in page].index(held) if held is not None else 0
+            page = [c for c in page if c.sample_id == held]
+            offset += skipped
         card = self._card(page[0]) if page else None
-        return {"ok": True, "round": round_id, "offset": offset, "total": total, "candidate": card,
-                "message": None if card else "no undecided candidates pass the thresholds in this filter"}
+        return {"ok": True, "round": snap.round_id, "offset": offset, "total": total, "candidate": card,
+                "message": None if card else "no undecided candidates pass the thresholds in this filter"
+                if not total else "every candidate left in this filter is on another reviewer's screen"}
+
+    def _page(self, snap: Snapshot, cls: str, min_confidence: float, offset: int, limit: int,
+              reviewer: str | None) -> tuple[list, int]:
+        return queue_page(self.project, "verify", cls, min_confidence, offset, limit,
+                          reviewer=reviewer or None, view=snap.view, thresholds=snap.thresholds)
 
     def _card(self, c) -> dict:
         classes = self.project.classes
@@ -161,7 +220,8 @@ class AppActions:
         action = text(action, "action").lower()
         label = text(label, "label", required=False)
         reviewer = self._reviewer(reviewer)
-        out = self.project.decide([DecisionRequest(name, action, label or None)], reviewer, source="decide")
+        out = self.project.decide([DecisionRequest(name, action, label or None)], reviewer, source="decide",
+                                  respect_claims=True)
         label_out = label if action == "relabel" else None
         return {"ok": True, "name": name, "action": action, "label": label_out,
                 "round": out["round"], "reviewer": reviewer, "replaced": out["replaced"],
@@ -179,8 +239,12 @@ class AppActions:
                            + (" ..." if len(undone) > 5 else "") if undone
                            else f"nothing to undo for {reviewer}"}
 
-    def position_of(self, sample_id: int, cls: str, min_confidence: float) -> int | None:
-        return queue_position(self.project, sample_id, cls, min_confidence)
+    def position_of(self, sample_id: int, cls: str, min_confidence: float, reviewer: str = "") -> int | None:
+        snap = self._snapshot(required=False)
+        if snap is None:
+            return None
+        return queue_position(self.project, sample_id, cls, min_confidence, reviewer=reviewer or None,
+                              view=snap.view, thresholds=snap.thresholds)
 
     @refusals
     def accept_all(self, cls: str = "all", min_confidence: float = 0.0, reviewer: str = "",
@@ -192,24 +256,53 @@ class AppActions:
         min_confidence = number(min_confidence, "min_confidence", 0.0, 1.0)
         reviewer = self._reviewer(reviewer)
         expected = number(expected, "expected", low=-1, integer=True)
-        self._round_id()
-        count = queue_size(self.project, cls, min_confidence)
+        snap = self._snapshot()
+        # Cards on another reviewer's screen are theirs to decide: left out here too.
+        page, count = self._page(snap, cls, min_confidence, 0, 0, reviewer)
         if count == 0:
             raise ProjectError("no undecided candidates pass the thresholds in this filter")
         if expected != count:
             return {"ok": False, "count": count, "needs_confirmation": True,
                     "error": f"{count} candidates would be accepted; confirm with expected={count}"}
-        page = next_candidates(self.project, cls, min_confidence, limit=count)
+        page, _ = self._page(snap, cls, min_confidence, 0, count, reviewer)
         requests = [DecisionRequest(c.name, "accept") for c in page]
-        out = self.project.decide(requests, reviewer, source="accept all")
+        out = self.project.decide(requests, reviewer, source="accept all", round_id=snap.round_id,
+                                  respect_claims=True)
         return {"ok": True, "count": out["recorded"], "round": out["round"], "replaced": out["replaced"],
                 "message": f"accepted {out['recorded']} candidates"}
 
-    def _reviewer(self, reviewer) -> str:
+    def _reviewer(self, reviewer, required: bool = True) -> str:
+        """The reviewer an action records. With logins, the request's login: a client may
+        leave the name empty or send its own login, and is refused any other name."""
         name = text(reviewer, "reviewer", required=False, max_chars=MAX_REVIEWER)
-        if not name:
+        login = LOGIN.get()
+        if self.logins or login is not None:
+            if not login:
+                raise ProjectError("log in first: this server records every action under its login")
+            if name and name != login:
+                raise ProjectError(f"reviewer: you are logged in as {shown(login)} and act under that name "
+                                   f"only, not as {shown(name)}")
+            return login
+        if name in RESERVED_REVIEWERS:
+            raise ProjectError(f"reviewer: {shown(name)} is reserved for what the tool records itself; "
+                               "enter your own name")
+        if not name and required:
             raise ProjectError("enter your reviewer name first: every decision records who made it")
         return name
+
+    def _tool(self, what: str) -> str:
+        """updated_by for thresholds the tool computed: with logins, also who asked."""
+        login = LOGIN.get()
+        return f"{what} ({login})"[:MAX_REVIEWER] if login else what   # the column's width
+
+    def _snapshot(self, required: bool = True) -> Snapshot | None:
+        """The current round, its arrays and the thresholds, read once for this request."""
+        rnd = self.project.store.current_round()
+        if rnd is None:
+            if required:
+                raise ProjectError("no finished round yet: train round 0 on the Train tab first")
+            return None
+        return Snapshot(rnd.id, round_view(self.project, rnd.id), self.project.store.thresholds())
 
     def _class_filter(self, cls) -> str:
         """A class name (checked against the project's) or "all"."""
@@ -217,12 +310,6 @@ class AppActions:
         if cls != "all":
             self.project.class_id(cls)
         return cls
-
-    def _round_id(self) -> int:
-        rnd = self.project.store.current_round()
-        if rnd is None:
-            raise ProjectError("no finished round yet: train round 0 on the Train tab first")
-        return rnd.id
 
     # ------------------------------------------------------------------ training
     @refusals

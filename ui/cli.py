@@ -24,7 +24,7 @@ from .project import (  # noqa: E402
     DEFAULT_CLASSES, PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv,
 )
 from .review import DEFAULT_QUEUE  # noqa: E402
-from .values import number  # noqa: E402
+from .values import MAX_REVIEWER, RESERVED_REVIEWERS, number  # noqa: E402
 from ..engine.selection import KINDS  # noqa: E402
 
 
@@ -188,7 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only)")
     c.add_argument("--port", default="7860", help="TCP port, 1-65535 (default %(default)s)")
-    c.add_argument("--auth", metavar="USER:PASSWORD", help="require this login")
+    c.add_argument("--auth", metavar="USER:PASSWORD", action="append",
+                   help="require a login; give it once per user. With logins, every decision, undo "
+                        "and threshold is recorded under the login, never a typed name")
+    c.add_argument("--users", metavar="FILE", type=Path,
+                   help="logins from a file, one USER:PASSWORD per line (blank lines and lines "
+                        "starting with # are skipped); with --auth or alone")
     c.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("demo", help="build a synthetic project once, train round 0, open the app")
@@ -386,7 +391,7 @@ def cmd_synth(args) -> None:
 
 
 def cmd_serve(args) -> None:
-    auth = _parse_auth(args.auth)
+    auth = _parse_logins(args.auth or [], args.users)
     if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         print(f"mersemi: warning: listening on {args.host} without --auth: anyone who can reach this "
               "port can review and train", file=sys.stderr)
@@ -434,7 +439,7 @@ def _say(line: str) -> None:
     print(f"mersemi demo: {line}", file=sys.stderr, flush=True)
 
 
-def _serve(root: Path, host: str, port: int, auth: tuple[str, str] | None) -> None:
+def _serve(root: Path, host: str, port: int, auth: list[tuple[str, str]] | None) -> None:
     from .app import serve
 
     _open(root).close()  # a clear one-line error for a folder that is not a project
@@ -460,13 +465,39 @@ def _raise_interrupt() -> None:
     raise KeyboardInterrupt
 
 
-def _parse_auth(value: str | None) -> tuple[str, str] | None:
-    if value is None:
-        return None
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise ProjectError("--auth: expected USER:PASSWORD")
-    return user, password
+def _parse_logins(values: list[str], users_file: Path | None) -> list[tuple[str, str]] | None:
+    """The logins of --auth (repeated) and --users FILE; every bad entry is named in one
+    message, and nothing is served. None when there are none."""
+    entries = [(f"--auth {i + 1}", v) for i, v in enumerate(values)]
+    if users_file is not None:
+        try:
+            lines = users_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ProjectError(f"--users: cannot read {shown(str(users_file))}: "
+                               f"{getattr(e, 'strerror', None) or e.__class__.__name__}") from None
+        entries += [(f"--users line {n}", line.strip()) for n, line in enumerate(lines, 1)
+                    if line.strip() and not line.strip().startswith("#")]
+        if not any(w.startswith("--users") for w, _ in entries):
+            raise ProjectError(f"--users: no USER:PASSWORD line in {shown(str(users_file))}")
+    logins: dict[str, str] = {}
+    errors = []
+    for where, value in entries:
+        user, sep, password = value.partition(":")
+        user = user.strip()
+        if not sep or not user or not password:
+            errors.append(f"{where}: expected USER:PASSWORD")  # never echo: it may hold a password
+        elif len(user) > MAX_REVIEWER:
+            errors.append(f"{where}: user name longer than {MAX_REVIEWER} characters")
+        elif user in RESERVED_REVIEWERS:
+            errors.append(f"{where}: user name {shown(user)} is reserved (the tool records it itself)")
+        elif user in logins:
+            errors.append(f"{where}: user {shown(user)} given twice")
+        else:
+            logins[user] = password
+    if errors:
+        more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
+        raise ProjectError("; ".join(errors[:20]) + more)
+    return list(logins.items()) or None
 
 
 # ---------------------------------------------------------------------- helpers

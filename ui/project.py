@@ -21,7 +21,7 @@ from ..db.connect import make_engine, masked, schema_version, sqlite_url
 from ..db.errors import SchemaOutOfDate, StoreError, StoreUnavailable
 from ..db.migrate import backup_sqlite, upgrade
 from ..db.models import SCHEMA_VERSION, Round, utcnow
-from ..db.store import DecisionIn, Store, as_utc
+from ..db.store import CardClaimed, DecisionIn, Store, as_utc
 from ..engine.config import load_config
 from ..engine.errors import InputError, MersemiError, shown
 from ..engine.crashpoints import crash_point
@@ -260,12 +260,15 @@ class Project:
 
     # ------------------------------------------------------------------ decisions
     def decide(self, requests: Sequence[DecisionRequest], reviewer: str,
-               source: str = "request") -> dict:
-        """Record decisions on pool samples of the current round: every row validated (each
-        bad row reported, up to MAX_REPORTED), then one batch; nothing is written on an error.
-        A relabel to the predicted class is recorded as the accept it is."""
-        rnd = self.store.current_round()
-        if rnd is None:
+               source: str = "request", round_id: int | None = None,
+               respect_claims: bool = False) -> dict:
+        """Record decisions on pool samples of the current round (or of `round_id`, the round
+        a request resolved once and chose the samples in): every row validated (each bad row
+        reported, up to MAX_REPORTED), then one batch; nothing is written on an error.
+        A relabel to the predicted class is recorded as the accept it is. With
+        `respect_claims`, samples on another reviewer's screen (claimed) are refused."""
+        rnd = self.store.current_round() if round_id is None else self.store.round(round_id)
+        if rnd is None or rnd.status != "done":
             raise ProjectError("no finished round yet: train round 0 before deciding")
         reviewer = text(reviewer, "reviewer", max_chars=MAX_REVIEWER)
         long = [r.name for r in requests if len(r.name) > MAX_NAME_CHARS]
@@ -284,7 +287,13 @@ class Project:
         if errors:
             more = f" (and {len(errors) - MAX_REPORTED} more)" if len(errors) > MAX_REPORTED else ""
             raise ProjectError("; ".join(errors[:MAX_REPORTED]) + more)
-        batch, replaced = self.store.decide(entries, reviewer)
+        try:
+            batch, replaced = self.store.decide(entries, reviewer, respect_claims=respect_claims)
+        except CardClaimed as e:
+            names = self.store.sample_names(e.sample_ids)
+            shown_names = ", ".join(names[i] for i in e.sample_ids[:5]) + (" ..." if len(e.sample_ids) > 5 else "")
+            raise ProjectError(f"{source}: {shown_names}: on another reviewer's screen right now; "
+                               "take the next card (it is theirs to decide)") from None
         return {"recorded": len(entries), "round": rnd.id, "batch": batch, "relabel_as_accept": as_accept,
                 "replaced": [{"name": r.name, "action": d.action, "reviewer": d.reviewer,
                               "label": self.classes[d.label] if d.label is not None else None,

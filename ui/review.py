@@ -105,12 +105,13 @@ def split_histogram(view: RoundView, cls: int, threshold: float,
     return edges, below, above
 
 
-def class_table(project: Project, thresholds: dict[str, float] | None = None) -> list[dict]:
+def class_table(project: Project, thresholds: dict[str, float] | None = None,
+                view: RoundView | None = None) -> list[dict]:
     """Per class: threshold, undecided candidates at it, their expected precision (mean
     calibrated confidence), the out-of-fold precision with its support, and the decisions in
     force per class they name (accept / reject: the predicted class; relabel / label: the
-    class the reviewer gave)."""
-    view = round_view(project)
+    class the reviewer gave). `view`: the round a request resolved once (default: current)."""
+    view = view or round_view(project)
     th = thresholds or project.thresholds()
     values = [float(th[c]) for c in project.classes]
     cand = selection.is_candidate(view.pool_pred, view.pool_conf, open_mask(project, view), values)
@@ -160,15 +161,17 @@ class Card:
 
 def queue_page(project: Project, kind: str | None = None, cls: str | None = None,
                min_confidence: float = 0.0, offset: int = 0, limit: int = 1,
-               reviewer: str | None = None) -> tuple[list[Card], int]:
+               reviewer: str | None = None, view: RoundView | None = None,
+               thresholds: list[float] | None = None) -> tuple[list[Card], int]:
     """(cards offset..offset+limit of a review queue, the queue's length). kind None is
-    DEFAULT_QUEUE; `cls` keeps one predicted class ("all" / None: every class)."""
+    DEFAULT_QUEUE; `cls` keeps one predicted class ("all" / None: every class). `view` and
+    `thresholds` (class order): what a request resolved once (default: read now)."""
     kind = DEFAULT_QUEUE if kind in (None, "") else kind
     if kind not in selection.KINDS:
         raise ProjectError(f"queue kind must be one of {', '.join(selection.KINDS)}, got {kind!r}")
-    entries = _queue(project, kind, cls, min_confidence, reviewer)
+    view = view or round_view(project)
+    entries = _queue(project, kind, cls, min_confidence, reviewer, view, thresholds)
     page = entries[offset:offset + limit]
-    view = round_view(project)
     samples = project.store.samples([int(view.pool_ids[e.index]) for e in page])
     cards = []
     for e in page:
@@ -180,11 +183,13 @@ def queue_page(project: Project, kind: str | None = None, cls: str | None = None
 
 
 def _queue(project: Project, kind: str, cls: str | None, min_confidence: float,
-           reviewer: str | None) -> list[selection.QueueEntry]:
-    view = round_view(project)
+           reviewer: str | None, view: RoundView | None = None,
+           thresholds: list[float] | None = None) -> list[selection.QueueEntry]:
+    view = view or round_view(project)
     cid = None if cls in (None, "", "all") else project.class_id(cls)
     return selection.review_queue(view.pool_probs, open_mask(project, view, reviewer),
-                                  project.store.thresholds(), kind, cls=cid,
+                                  project.store.thresholds() if thresholds is None else thresholds,
+                                  kind, cls=cid,
                                   min_confidence=float(min_confidence))
 
 
@@ -211,15 +216,17 @@ def queue_size(project: Project, cls: str | None = None, min_confidence: float =
 
 
 def queue_position(project: Project, sample_id: int, cls: str | None = None,
-                   min_confidence: float = 0.0, kind: str = "verify") -> int | None:
+                   min_confidence: float = 0.0, kind: str = "verify", reviewer: str | None = None,
+                   view: RoundView | None = None, thresholds: list[float] | None = None) -> int | None:
     """Offset of a sample in a review queue, or None when it is not in it."""
-    if project.store.current_round() is None:
-        return None
-    view = round_view(project)
+    if view is None:
+        if project.store.current_round() is None:
+            return None
+        view = round_view(project)
     at = np.flatnonzero(view.pool_ids == sample_id)
     if len(at) == 0:
         return None
-    for k, e in enumerate(_queue(project, kind, cls, min_confidence, None)):
+    for k, e in enumerate(_queue(project, kind, cls, min_confidence, reviewer, view, thresholds)):
         if e.index == at[0]:
             return k
     return None

@@ -15,6 +15,9 @@ from ..engine.importers import MAX_NAME_CHARS
 
 MAX_TEXT = MAX_NAME_CHARS  # a sample, class, preset, action or export name
 MAX_REVIEWER = 128  # the width of the decisions' reviewer column
+# Names the tool records itself (automatic decisions, threshold presets): never a reviewer's
+# or a login's.
+RESERVED_REVIEWERS = ("auto", "init", "suggest", "paper preset")
 
 
 def number(value: object, what: str, low: float = -math.inf, high: float = math.inf,

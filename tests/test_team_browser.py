@@ -1,0 +1,139 @@
+"""Two reviewers at once in two browser contexts (issue 9, points 14 and 15): each gets a
+different first card, each decision lands on its own sample under its own name, and with
+logins the reviewer box shows the login and cannot be changed."""
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from app_fixtures import CHROMIUM_ARGS, free_port, make_review_project, serve_in_process, stop_in_process
+
+pytestmark = pytest.mark.slow
+VIEWPORT = {"width": 1366, "height": 768}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def db_rows(root: Path, sql: str) -> list[tuple]:
+    con = sqlite3.connect(f"file:{root / 'project.db'}?mode=ro", uri=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def new_page(browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    return context, page
+
+
+def card_name(page) -> str:
+    title = page.locator("#card-title")
+    expect(title).to_contain_text("Candidate")
+    return re.match(r"\s*(\S+)", title.inner_text()).group(1)
+
+
+def on_screen_and_held(root: Path, page, reviewer: str) -> str:
+    """The card the reviewer holds (claims table), once it is the one on their screen."""
+    deadline = time.time() + 40
+    while time.time() < deadline:
+        held = db_rows(root, "SELECT s.name FROM claims c JOIN samples s ON s.id = c.sample_id "
+                             f"WHERE c.reviewer = '{reviewer}'")
+        if held and card_name(page) == held[0][0]:
+            return held[0][0]
+        time.sleep(0.2)
+    raise AssertionError(f"{reviewer}'s screen never showed the card held for them: holds {held}, "
+                         f"shows {page.locator('#card-title').inner_text()!r}")
+
+
+def reviewer_box(page):
+    return page.locator("#reviewer input, #reviewer textarea").first
+
+
+def decisions(root: Path) -> list[tuple]:
+    return db_rows(root, "SELECT s.name, d.action, d.reviewer FROM decisions d JOIN samples s "
+                         "ON s.id = d.sample_id ORDER BY d.id")
+
+
+def test_two_reviewers_in_two_browsers_get_different_cards(browser, tmp_path):
+    root = tmp_path / "proj"
+    make_review_project(root).close()
+    demo, url = serve_in_process(root)
+    contexts = []
+    try:
+        pages = {}
+        for name in ("ann", "bob"):
+            context, page = new_page(browser)
+            contexts.append(context)
+            page.goto(url)
+            expect(page.locator("#class-table")).to_contain_text("expected precision")  # loaded
+            reviewer_box(page).fill(name)
+            pages[name] = page
+        for page in pages.values():                   # both open the Review tab
+            page.get_by_role("tab", name="Review").click()
+        first = {name: on_screen_and_held(root, page, name) for name, page in pages.items()}
+        assert first["ann"] != first["bob"], f"both got {first['ann']}"
+        for name, page in pages.items():              # both accept the card on their screen
+            page.locator("#card-title").click()
+            page.keyboard.press("a")
+            expect(page.locator("#review-message")).to_contain_text("accepted")
+        after = {name: card_name(page) for name, page in pages.items()}
+        assert after["ann"] != after["bob"] and set(after).isdisjoint(first.values())
+        assert sorted(decisions(root)) == sorted([(first["ann"], "accept", "ann"),
+                                                  (first["bob"], "accept", "bob")])
+        assert "replaces" not in pages["bob"].locator("#review-message").inner_text()
+    finally:
+        for context in contexts:
+            context.close()
+        stop_in_process(demo)
+
+
+def test_with_logins_the_reviewer_box_is_the_login(browser, tmp_path):
+    from mersemi.ui.app import build_app, launch
+
+    root = tmp_path / "proj"
+    make_review_project(root).close()
+    demo = build_app(root)
+    port = free_port()
+    launch(demo, port=port, auth=[("ann", "ann-pw"), ("bob", "bob-pw")], block=False)
+    contexts = []
+    try:
+        pages = {}
+        for name in ("ann", "bob"):
+            context, page = new_page(browser)
+            contexts.append(context)
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator("input[type=text], input:not([type])").first.fill(name)
+            page.locator("input[type=password]").first.fill(f"{name}-pw")
+            page.keyboard.press("Enter")
+            expect(page.locator("#class-table")).to_contain_text("expected precision")
+            expect(reviewer_box(page)).to_have_value(name)
+            expect(reviewer_box(page)).to_be_disabled()
+            pages[name] = page
+        for page in pages.values():
+            page.get_by_role("tab", name="Review").click()
+        first = {name: on_screen_and_held(root, page, name) for name, page in pages.items()}
+        assert first["ann"] != first["bob"]
+        for page in pages.values():
+            page.locator("#card-title").click()
+            page.keyboard.press("a")
+            expect(page.locator("#review-message")).to_contain_text("accepted")
+        assert sorted(decisions(root)) == sorted([(first["ann"], "accept", "ann"),
+                                                  (first["bob"], "accept", "bob")])
+    finally:
+        for context in contexts:
+            context.close()
+        stop_in_process(demo)
