@@ -285,7 +285,11 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860,
                 prevent_thread_lock=not block, share=False, show_error=False, quiet=not block,
                 footer_links=["api"], run_history=False, enable_monitoring=False, mcp_server=False,
                 ssr_mode=False, css_paths=[HERE / "app.css"],
-                head=f"<script>{(HERE / 'app.js').read_text()}</script>")
+                head=f"<script>{(HERE / 'app.js').read_text()}</script>",
+                # Gradio's own "is localhost reachable" probe gives up after one HEAD request
+                # slower than 3 s and then refuses to serve ("When localhost is not
+                # accessible..."): on a loaded 2-core machine a working server was refused.
+                _frontend=False)
 
 
 def blocked_paths(actions: AppActions) -> list[str]:
