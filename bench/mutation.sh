@@ -12,7 +12,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
-M=$ROOT/build/mutation
+M=${MUT_DIR:-$ROOT/build/mutation}   # MUT_DIR: another copy, to run two modules at once
 
 mkdir -p "$M/shim/mersemi"
 rm -rf "$M/engine" "$M/db" "$M/ui" "$M/configs" "$M/tests"
@@ -34,7 +34,7 @@ declare -A TESTS=(
     [ui/review.py]="tests/test_review.py tests/test_app_actions.py"
 )
 ORDER=(engine/selection.py engine/calibration.py ui/rounds.py db/store.py ui/review.py)
-declare -A SAMPLE_EVERY=([ui/rounds.py]=2 [db/store.py]=4 [ui/review.py]=5)
+declare -A SAMPLE_EVERY=([ui/rounds.py]=6 [db/store.py]=4 [ui/review.py]=8)
 [ "${SAMPLE-x}" = "" ] && SAMPLE_EVERY=()
 modules=("$@")
 [ ${#modules[@]} -eq 0 ] && modules=("${ORDER[@]}")

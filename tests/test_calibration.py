@@ -87,3 +87,15 @@ def test_ece_bins_by_ceiling_and_weights_by_samples():
 def test_ensemble_of_zero_models_and_log_of_zero():
     assert np.isfinite(fold_term(np.array([[1.0, 0.0]]), "geometric")).all()
     np.testing.assert_allclose(ensemble_mean(np.array([[0.2, 0.8]]), 0, "arithmetic"), [[0.2, 0.8]], rtol=1e-6)
+
+
+def test_geometric_mean_of_several_rows_normalises_each_row():
+    rng = np.random.default_rng(1)
+    folds = [rng.dirichlet(np.ones(3), size=3) for _ in range(4)]     # 3 rows of 3 classes
+    geo = ensemble_mean(sum(fold_term(p, "geometric") for p in folds), 4, "geometric")
+    g = np.prod(folds, axis=0) ** (1 / 4)
+    np.testing.assert_allclose(geo, g / g.sum(1, keepdims=True), rtol=1e-5)
+
+
+def test_one_labeled_sample_is_enough_to_fit():
+    assert abs(fit_temperature(np.array([[0.6, 0.3, 0.1]]), np.array([0])) - 0.05) < 1e-3
