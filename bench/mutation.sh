@@ -65,6 +65,11 @@ rows = sqlite3.connect(".mutmut-cache").execute(
 print(" ".join(str(r[0]) for k, r in enumerate(rows) if k % every == 0))
 PY
 )
+    if [ -n "${RETEST:-}" ]; then   # RETEST=1: the mutants of an earlier sample again (survivors run)
+        ids=$("$PY" -c "import sqlite3; print(' '.join(str(r[0]) for r in sqlite3.connect('.mutmut-cache').execute(
+            \"SELECT m.id FROM Mutant m JOIN Line l ON m.line = l.id JOIN SourceFile s ON l.sourcefile = s.id \"
+            \"WHERE s.filename = ? AND m.status != 'untested'\", ('$module',))))")
+    fi
     for id in $ids; do
         "$PY" -m mutmut run "$id" --paths-to-mutate "$module" --tests-dir tests/ --runner "$runner" \
             >/dev/null 2>&1 || true
