@@ -249,6 +249,11 @@ def test_target_precision_policy_sets_the_thresholds_after_the_round(project, en
     assert project.thresholds() == pytest.approx(want)
     assert summary["thresholds_now"] == pytest.approx(want)
     assert summary["policy"] == "target_precision"
+    from sqlalchemy import select
+
+    from mersemi.db.models import Threshold
+    with project.store.session() as s:
+        assert set(s.scalars(select(Threshold.updated_by))) == {"policy"}
     # the fixed policy leaves them as they are
     project.set_thresholds({c: 0.5 for c in project.classes})
     rounds.run_round(project, FIXED)
@@ -289,7 +294,8 @@ def test_refusals_before_training(tmp_path, data, monkeypatch):
     classes = ["neutral", "angry", "happy", "sad", "worried", "surprise", "bored", "calm"]
     with Project.init(tmp_path / "more", classes) as p:
         p.import_native(data)
-        with pytest.raises(ProjectError, match=r"class 'bored' has no labeled sample.*\(missing: bored, calm\)"):
+        with pytest.raises(ProjectError, match=r"^class 'bored' has no labeled sample; every class needs at "
+                                               r"least one \(missing: bored, calm\)$"):
             rounds.run_round(p, FIXED)
         assert p.status()["rounds"] == []
     assert calls == []
