@@ -12,7 +12,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
-M=$ROOT/build/mutation
+M=${MUT_DIR:-$ROOT/build/mutation}   # MUT_DIR: another copy, to run two modules at once
 
 mkdir -p "$M/shim/mersemi"
 rm -rf "$M/engine" "$M/db" "$M/ui" "$M/configs" "$M/tests"
@@ -34,7 +34,7 @@ declare -A TESTS=(
     [ui/review.py]="tests/test_review.py tests/test_app_actions.py"
 )
 ORDER=(engine/selection.py engine/calibration.py ui/rounds.py db/store.py ui/review.py)
-declare -A SAMPLE_EVERY=([ui/rounds.py]=2 [db/store.py]=4 [ui/review.py]=5)
+declare -A SAMPLE_EVERY=([ui/rounds.py]=6 [db/store.py]=4 [ui/review.py]=8)
 [ "${SAMPLE-x}" = "" ] && SAMPLE_EVERY=()
 modules=("$@")
 [ ${#modules[@]} -eq 0 ] && modules=("${ORDER[@]}")
@@ -44,6 +44,9 @@ for module in "${modules[@]}"; do
     for t in ${TESTS[$module]}; do [ -e "$t" ] && tests="$tests $t"; done
     if [ -z "$tests" ]; then echo "== $module: no fast test file present, skipped"; continue; fi
     runner="$PY -m pytest -x -q -p no:cacheprovider -m 'not slow and not postgres'$tests"
+    # mutmut keeps one baseline time (10 x it is the timeout): time this module's own tests
+    [ -f .mutmut-cache ] && "$PY" -c "import sqlite3; c = sqlite3.connect('.mutmut-cache'); \
+        c.execute(\"DELETE FROM MiscData WHERE key LIKE '%baseline%' OR key LIKE '%hash_of_tests%'\"); c.commit()"
     every=${SAMPLE_EVERY[$module]:-1}
     echo "== $module:$tests (every $every. mutant)"
     if [ "$every" = 1 ]; then
@@ -65,6 +68,11 @@ rows = sqlite3.connect(".mutmut-cache").execute(
 print(" ".join(str(r[0]) for k, r in enumerate(rows) if k % every == 0))
 PY
 )
+    if [ -n "${RETEST:-}" ]; then   # RETEST=1: the mutants of an earlier sample again (survivors run)
+        ids=$("$PY" -c "import sqlite3; print(' '.join(str(r[0]) for r in sqlite3.connect('.mutmut-cache').execute(
+            \"SELECT m.id FROM Mutant m JOIN Line l ON m.line = l.id JOIN SourceFile s ON l.sourcefile = s.id \"
+            \"WHERE s.filename = ? AND m.status != 'untested'\", ('$module',))))")
+    fi
     for id in $ids; do
         "$PY" -m mutmut run "$id" --paths-to-mutate "$module" --tests-dir tests/ --runner "$runner" \
             >/dev/null 2>&1 || true

@@ -87,3 +87,49 @@ def test_ece_bins_by_ceiling_and_weights_by_samples():
 def test_ensemble_of_zero_models_and_log_of_zero():
     assert np.isfinite(fold_term(np.array([[1.0, 0.0]]), "geometric")).all()
     np.testing.assert_allclose(ensemble_mean(np.array([[0.2, 0.8]]), 0, "arithmetic"), [[0.2, 0.8]], rtol=1e-6)
+
+
+def test_geometric_mean_of_several_rows_normalises_each_row():
+    rng = np.random.default_rng(1)
+    folds = [rng.dirichlet(np.ones(3), size=3) for _ in range(4)]     # 3 rows of 3 classes
+    geo = ensemble_mean(sum(fold_term(p, "geometric") for p in folds), 4, "geometric")
+    g = np.prod(folds, axis=0) ** (1 / 4)
+    np.testing.assert_allclose(geo, g / g.sum(1, keepdims=True), rtol=1e-5)
+
+
+def test_one_labeled_sample_is_enough_to_fit():
+    assert abs(fit_temperature(np.array([[0.6, 0.3, 0.1]]), np.array([0])) - 0.05) < 1e-3
+
+
+def test_ece_bins_are_right_closed_thirds_with_four_classes():
+    def ece_by_hand(conf, right, bins):
+        total = 0.0
+        for k in range(bins):
+            lo, hi = k / bins, (k + 1) / bins
+            m = [(c > lo or k == 0) and c <= hi for c in conf]
+            if any(m):
+                n = sum(m)
+                acc = sum(r for r, x in zip(right, m) if x) / n
+                mean = sum(c for c, x in zip(conf, m) if x) / n
+                total += n * abs(acc - mean)
+        return total / len(conf)
+
+    conf = [0.3, 0.4, 0.5, 0.9, 0.7, 1.0]          # bins (0, 1/3], (1/3, 2/3], (2/3, 1]
+    right = [False, True, False, True, False, True]
+    probs = np.zeros((6, 4))
+    y = np.zeros(6, int)
+    for i, (c, r) in enumerate(zip(conf, right)):
+        probs[i] = (1 - c) / 3
+        probs[i, 0] = c
+        y[i] = 0 if r else 1
+    want = ece_by_hand(conf, right, 3)
+    # one wrong at .3; .4 right and .5 wrong; .9 and 1.0 right, .7 wrong (merging any two bins
+    # changes the sum)
+    assert want == pytest.approx((abs(0 - 0.3) + 2 * abs(0.5 - 0.45) + 3 * abs(2 / 3 - 2.6 / 3)) / 6)
+    assert expected_calibration_error(probs, y, bins=3) == pytest.approx(want)
+
+
+def test_one_row_is_rescaled_too_and_an_all_zero_row_becomes_uniform():
+    q = np.array([0.6, 0.3, 0.1]) ** 2
+    np.testing.assert_allclose(apply_temperature(np.array([[0.6, 0.3, 0.1]]), 0.5), [q / q.sum()], rtol=1e-6)
+    np.testing.assert_allclose(apply_temperature(np.zeros((1, 3)), 0.05), [[1 / 3] * 3], rtol=1e-6)

@@ -198,3 +198,21 @@ def test_media_kinds_by_suffix(project):
     (project.media_root / "sub").mkdir()
     assert review.media_file(project, "sub") == (None, None)        # a folder is no clip
     assert review.media_file(project, "") == (None, None)
+
+
+def test_round_views_of_two_projects_are_kept_apart(tmp_path, project):
+    import os
+    import socket
+
+    first = review.round_view(project)
+    with make_review_project(tmp_path / "other") as other:
+        store = other.store
+        rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False,
+                                 pid=os.getpid(), host=socket.gethostname())
+        flipped = pool_probs()[:, ::-1].copy()
+        store.complete_round(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL), flipped)],
+                             decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
+        view = review.round_view(other)
+        assert view.round_id == rid == 1 and first.round_id == 0
+        np.testing.assert_array_equal(view.pool_probs, flipped)
+    assert review.round_view(project) is first

@@ -184,6 +184,7 @@ def test_auto_accept_takes_the_open_candidates_and_measures_their_precision(proj
 
     sel = summary["auto_accept_selection"]
     assert sel["accepted"] == len(auto) and sel["policy"] == "thresholds" and sel["balance_cap"] == 0.0
+    assert sel["target_precision"] == FIXED.self_training.target_precision == 0.95
     assert sel["from_round"] == summary["id"] - 1
     assert sel["thresholds"] == {c: 0.8 for c in project.classes}
     assert sum(v["accepted"] for v in sel["classes"].values()) == len(auto)
@@ -249,6 +250,11 @@ def test_target_precision_policy_sets_the_thresholds_after_the_round(project, en
     assert project.thresholds() == pytest.approx(want)
     assert summary["thresholds_now"] == pytest.approx(want)
     assert summary["policy"] == "target_precision"
+    from sqlalchemy import select
+
+    from mersemi.db.models import Threshold
+    with project.store.session() as s:
+        assert set(s.scalars(select(Threshold.updated_by))) == {"policy"}
     # the fixed policy leaves them as they are
     project.set_thresholds({c: 0.5 for c in project.classes})
     rounds.run_round(project, FIXED)
@@ -289,7 +295,8 @@ def test_refusals_before_training(tmp_path, data, monkeypatch):
     classes = ["neutral", "angry", "happy", "sad", "worried", "surprise", "bored", "calm"]
     with Project.init(tmp_path / "more", classes) as p:
         p.import_native(data)
-        with pytest.raises(ProjectError, match=r"class 'bored' has no labeled sample.*\(missing: bored, calm\)"):
+        with pytest.raises(ProjectError, match=r"^class 'bored' has no labeled sample; every class needs at "
+                                               r"least one \(missing: bored, calm\)$"):
             rounds.run_round(p, FIXED)
         assert p.status()["rounds"] == []
     assert calls == []

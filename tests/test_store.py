@@ -254,7 +254,7 @@ def test_round_states_failures_and_the_round_in_force(store):
     store.fail_round(r1, "x" * 3000)
     assert store.round(r1).status == "failed" and store.round(r1).error == "x" * 2000
     assert store.round(r1).finished_at is not None and store.unfinished_rounds() == []
-    with pytest.raises(RuntimeError, match=f"round {r1} is failed, not running"):
+    with pytest.raises(RuntimeError, match=f"^round {r1} is failed, not running$"):
         store.complete_round(r1, predictions=[], decisions=[], reviewer="auto", composition={},
                              metrics={}, checkpoint=None)
     r2 = done_round(store, pool_probs())
@@ -381,3 +381,11 @@ def test_a_transaction_a_concurrent_one_aborted_runs_again_until_the_busy_timeou
         with pytest.raises(raised):
             sqlite_store._write(once)
     assert sleeps == []                          # neither a lock wait nor another error is retried
+
+
+def test_a_batch_shares_one_id_and_one_time(store):
+    rid = done_round(store, pool_probs())
+    batch, _ = store.decide([DecisionIn(i, "accept", (i - 6) % 3, rid) for i in (6, 7, 8)], reviewer="ann")
+    log = store.decision_log()
+    assert {d.batch for d in log} == {batch} and len({d.created_at for d in log}) == 1
+    assert log[0].created_at is not None
