@@ -24,16 +24,26 @@ from ..db.errors import StoreBusy
 
 from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import MersemiError, one_line, shown
+from ..engine.selection import KINDS
 
 from .app_state import TrainingRunner
 from .clips import ClipShelf
 from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError, round_summary
 from .review import (
+    DEFAULT_QUEUE,
     RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
     suggest_thresholds,
 )
 from .values import MAX_REVIEWER, RESERVED_REVIEWERS, flag, mapping, number, text
+
+EMPTY_QUEUE = {  # what an empty queue means, and what to do
+    "verify": "no undecided candidates pass the thresholds in this filter: lower a threshold, "
+              "or label samples below them (label queue)",
+    "label": "no undecided sample below its threshold in this filter: verify the candidates "
+             "(verify queue), or raise a threshold",
+    "both": "no undecided pool sample in this filter",
+}
 
 EXPORTS = {  # choice -> (what, format, file suffix)
     "labels": ("labels", "csv", ".csv"),
@@ -170,9 +180,10 @@ class AppActions:
     # ------------------------------------------------------------------ review
     @refusals
     def next_candidate(self, cls: str = "all", min_confidence: float = 0.0, offset: int = 0,
-                       reviewer: str = "") -> dict:
-        """The candidate at `offset` in the filter's queue (undecided, passing the thresholds,
-        class `cls` or "all", confidence >= min_confidence, least confident first). With a
+                       reviewer: str = "", kind: str = "") -> dict:
+        """The card at `offset` in the review queue `kind` (ui/review.py: "" = DEFAULT_QUEUE,
+        label / verify / both), filtered to class `cls` or "all" and confidence >=
+        min_confidence; the card says its kind and why it is there. With a
         `reviewer` (the login, when the server has logins) the card is held for them for
         claim_s seconds, and cards held by other reviewers are left out, so that reviewers
         working at once get different cards."""
@@ -180,12 +191,13 @@ class AppActions:
         min_confidence = number(min_confidence, "min_confidence", 0.0, 1.0)
         offset = number(offset, "offset", low=0, integer=True)
         reviewer = self._reviewer(reviewer, required=False)
+        kind = self._queue_kind(kind)
         snap = self._snapshot()
         limit = CLAIM_SCAN if reviewer else 1
-        page, total = self._page(snap, cls, min_confidence, offset, limit, reviewer)
+        page, total = self._page(snap, cls, min_confidence, offset, limit, reviewer, kind)
         if total and offset >= total:  # past the end (the queue shrank): its last card
             offset = total - 1
-            page, _ = self._page(snap, cls, min_confidence, offset, limit, reviewer)
+            page, _ = self._page(snap, cls, min_confidence, offset, limit, reviewer, kind)
         if reviewer and page:
             # Another reviewer may have claimed a card since the queue was read: the first one
             # still free is held, in one write transaction.
@@ -195,18 +207,26 @@ class AppActions:
             offset += skipped
         card = self._card(page[0]) if page else None
         return {"ok": True, "round": snap.round_id, "offset": offset, "total": total, "candidate": card,
-                "message": None if card else "no undecided candidates pass the thresholds in this filter"
-                if not total else "every candidate left in this filter is on another reviewer's screen"}
+                "message": None if card else EMPTY_QUEUE[kind]
+                if not total else "every card left in this filter is on another reviewer's screen"}
 
     def _page(self, snap: Snapshot, cls: str, min_confidence: float, offset: int, limit: int,
-              reviewer: str | None) -> tuple[list, int]:
-        return queue_page(self.project, "verify", cls, min_confidence, offset, limit,
+              reviewer: str | None, kind: str = "verify") -> tuple[list, int]:
+        return queue_page(self.project, kind, cls, min_confidence, offset, limit,
                           reviewer=reviewer or None, view=snap.view, thresholds=snap.thresholds)
+
+    @staticmethod
+    def _queue_kind(kind: str) -> str:
+        kind = text(kind, "kind", required=False) or DEFAULT_QUEUE
+        if kind not in KINDS:
+            raise ProjectError(f"kind: must be one of {', '.join(KINDS)}, got {shown(kind)}")
+        return kind
 
     def _card(self, c) -> dict:
         classes = self.project.classes
         path, kind = media_file(self.project, c.media)
-        return {"name": c.name, "text": c.text, "predicted": classes[c.predicted],
+        return {"name": c.name, "kind": c.kind, "reason": c.reason, "text": c.text,
+                "predicted": classes[c.predicted],
                 "confidence": round(float(c.confidence), 6),
                 "probs": {name: round(float(p), 6) for name, p in zip(classes, c.probs)},
                 "media": str(self.clips.serve(path)) if path else None, "media_kind": kind}
