@@ -18,12 +18,12 @@ from pathlib import Path
 from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import MersemiError, one_line, shown
 
-from .app_state import TrainingRunner
+from .app_state import TrainingRunner, clip_of
 from .clips import ClipShelf
 from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError, round_summary
 from .review import (
-    class_table, media_file, next_candidates, paper_preset, queue_position, queue_size, round_view,
+    class_table, next_candidates, paper_preset, queue_position, queue_size, round_view,
     suggest_thresholds,
 )
 from .values import MAX_REVIEWER, flag, mapping, number, text
@@ -146,7 +146,7 @@ class AppActions:
 
     def _card(self, c) -> dict:
         classes = self.project.classes
-        path, kind = media_file(self.project, c.media)
+        path, kind = clip_of(self.project, c.media)  # the importer's media kinds, one list
         return {"name": c.name, "text": c.text, "predicted": classes[c.predicted],
                 "confidence": round(float(c.confidence), 6),
                 "probs": {name: round(float(p), 6) for name, p in zip(classes, c.probs)},
@@ -162,10 +162,16 @@ class AppActions:
         label = text(label, "label", required=False)
         reviewer = self._reviewer(reviewer)
         out = self.project.decide([DecisionRequest(name, action, label or None)], reviewer, source="decide")
+        as_accept = name in out.get("relabel_as_accept", ())
+        if as_accept:  # relabel to the predicted class: the service recorded the accept it is
+            action = "accept"
         label_out = label if action == "relabel" else None
+        message = _decision_message(name, action, label_out, out["replaced"])
+        if as_accept:
+            message += f" ({label} is the predicted class: a relabel to it is recorded as an accept)"
         return {"ok": True, "name": name, "action": action, "label": label_out,
                 "round": out["round"], "reviewer": reviewer, "replaced": out["replaced"],
-                "message": _decision_message(name, action, label_out, out["replaced"])}
+                "relabel_as_accept": as_accept, "message": message}
 
     @refusals
     def undo(self, reviewer: str = "") -> dict:
