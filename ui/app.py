@@ -485,7 +485,7 @@ def on_restore(actions: AppActions, W: SimpleNamespace, tab: str, position: dict
         pos = None if found is None else actions.position_of(found[0], cls, min_conf)
         offset = offset if pos is None else pos
     return render_card(actions, W, cls, min_conf, max(0, offset)) | {
-        W.tabs: gr.Tabs(selected=tab), W.filter_cls: cls, W.filter_conf: min_conf, W.review_msg: "",
+        W.tabs: gr.update(selected=tab), W.filter_cls: cls, W.filter_conf: min_conf, W.review_msg: "",
         W.confirm_group: gr.update(visible=False)}
 
 
