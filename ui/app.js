@@ -27,18 +27,20 @@
     }
   }
 
+  // p: the clip. A video restarts from its beginning; the audio player's own play / pause
+  // button is pressed (playing: pause; paused or ended: play).
   function play() {
-    const media = [...document.querySelectorAll("#card-video video, #card-audio audio")]
-      .find((m) => m.closest("#card-video, #card-audio").offsetParent !== null);
-    if (media) {
-      media.currentTime = 0;
-      const p = media.play();
+    const shown = (sel) => { const el = document.querySelector(sel); return el && el.offsetParent !== null; };
+    if (shown("#card-video")) {
+      const video = document.querySelector("#card-video video");
+      if (!video) return false;
+      video.currentTime = 0;
+      const p = video.play();
       if (p && p.catch) p.catch(() => {});
       return true;
     }
-    const button = document.querySelector(
-      "#card-audio button[aria-label*='play' i], #card-video button[aria-label*='play' i]");
-    if (button && button.offsetParent !== null) { button.click(); return true; }
+    const button = shown("#card-audio") && document.querySelector("#card-audio .play-pause-button");
+    if (button) { button.click(); return true; }
     return false;
   }
 
@@ -46,9 +48,11 @@
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const el = e.target;
     if (e.key === "Escape") { toCard(); return; }
-    if (e.key === "Enter" && el && el.tagName === "INPUT" && typing(el)) {
+    if (e.key === "Enter" && el && typing(el) &&
+        ((el.tagName === "INPUT" && el.type === "number") || el.closest("#reviewer"))) {
       // a typed slider value or the reviewer name: Enter stores it (the blur is the release)
-      if (el.type === "number" || el.closest("#reviewer")) { e.preventDefault(); toCard(); }
+      e.preventDefault();
+      toCard();
       return;
     }
     if (e.repeat) return;

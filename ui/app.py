@@ -32,7 +32,7 @@ from .review import HIST_BINS, round_view, split_histogram  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ENDPOINTS = ("status", "candidate_counts", "set_thresholds", "suggest", "paper_preset", "next_candidate",
              "decide", "undo", "accept_all", "train_round", "training_status", "round_history", "export")
-SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` relabel as class n · `u` undo · `p` play clip · "
+SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` relabel as class n · `u` undo · `p` play the clip · "
              "`←` `→` previous / next · `Esc` leaves a field (keys are ignored while typing in one)")
 THRESHOLD_STEP = 0.001   # what a threshold slider shows and stores (ui/review.py's suggestions use it)
 THIN_SUPPORT = 30        # an out-of-fold precision resting on fewer samples is marked thin
@@ -96,6 +96,8 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
 
         saved_tab = gr.BrowserState("thresholds", storage_key="mersemi-tab")
         saved_position = gr.BrowserState({}, storage_key="mersemi-position")
+        # Outside the tabs: a tab not on screen is not rendered, and a timer in it would not tick.
+        timer = gr.Timer(POLL_S)
         with gr.Tabs(elem_id="tabs") as tabs:
             # -------------------------------------------------------------- thresholds
             with gr.Tab("Thresholds", id="thresholds", elem_id="tab-thresholds") as tab_thresholds:
@@ -150,10 +152,10 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                                 transcript = gr.Textbox(label="Transcript", interactive=False, lines=3,
                                                         max_lines=6, elem_id="card-text")
                                 audio = gr.Audio(type="filepath", interactive=False, visible=False,
-                                                 label="Clip (p plays)", elem_id="card-audio")
-                                video = gr.Video(interactive=False, visible=False, label="Clip (p plays)",
+                                                 label="Clip (p plays / pauses)", elem_id="card-audio")
+                                video = gr.Video(interactive=False, visible=False, label="Clip (p plays from the start)",
                                                  height=200, elem_id="card-video")
-                            probs = gr.HTML(elem_id="card-probs", min_height=0)
+                            probs = gr.HTML(elem_id="card-probs", min_height=0, scale=2, min_width=260)
                     with gr.Column(scale=2, min_width=360):
                         with gr.Row():
                             accept_btn = gr.Button("Accept (a)", variant="primary", elem_id="btn-accept")
@@ -203,7 +205,6 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                                                    height=250, min_width=260, elem_id="f1-plot")
                 history_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=False,
                                           elem_id="history")
-                timer = gr.Timer(POLL_S)
 
             # -------------------------------------------------------------- export
             with gr.Tab("Export", id="export", elem_id="tab-export") as tab_export:
@@ -245,8 +246,9 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         # Thresholds: a slider saves on release (mouse, typed value + Enter or Tab, arrow keys:
         # app.js turns a key's release into the slider's release) and shows what was stored.
         for i, slider in enumerate(sliders):
+            # always_last: keys pressed while a save runs are saved after it, never dropped
             slider.release(partial(on_threshold, actions, W, i), [slider, reviewer],
-                           [slider, class_df, hists[i], threshold_note], **private)
+                           [slider, class_df, hists[i], threshold_note], trigger_mode="always_last", **private)
         all_thresholds = [*sliders, class_df, *hists, threshold_note]
         suggest_btn.click(partial(on_suggest, actions), target, all_thresholds, **private)
         preset_btn.click(partial(on_preset, actions), None, all_thresholds, **private)
@@ -261,7 +263,8 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
             trigger(partial(move, step=step), [*filters, review_state], moved, **private)
         # .input, not .change: a value set by the page (a reload restoring the filter) is no new filter
         filter_cls.input(partial(move, step=None), [*filters, review_state], moved, **private)
-        filter_conf.release(partial(move, step=None), [*filters, review_state], moved, **private)
+        filter_conf.release(partial(move, step=None), [*filters, review_state], moved, trigger_mode="always_last",
+                            **private)
         review_state.change(lambda st: st, review_state, saved_position, **private)
         for tab_id, tab in (("thresholds", tab_thresholds), ("review", tab_review), ("train", tab_train),
                             ("export", tab_export)):

@@ -170,31 +170,41 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] |
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+HUMAN_LABELS = ("relabel", "label")  # as ui/rounds.py: decision actions whose class a person gave
+
+
 def auto_accept_preview(project, cfg) -> dict:
     """What `train --auto-accept` with `cfg` would accept now, per class: count and expected
-    precision (mean calibrated confidence of the selected samples). The same selection
-    ui/rounds.py makes when the round starts (nothing written)."""
+    precision (mean calibrated confidence of the selected samples). The selection ui/rounds.py
+    makes when the round starts (engine/selection.py's `select`, same arguments), without
+    importing the trainer (torch: seconds); nothing is written."""
     import numpy as np
 
-    from .rounds import _auto_candidates
+    from ..engine.selection import select
+    from .review import open_mask
 
     store, classes = project.store, project.classes
     if store.current_round() is None:
         return {"total": 0, "classes": [], "note": "no finished round yet: nothing to auto-accept"}
-    if not cfg.self_training.use_pseudo_labels:
+    st = cfg.self_training
+    if not st.use_pseudo_labels:
         return {"total": 0, "classes": [], "note": "this preset trains without pseudo-labels"}
     _, gold_y, _ = store.split_arrays("labeled")
     gold_y = gold_y[gold_y >= 0]
     _, extra_y, sources = store.training_labels()
-    decisions, _ = _auto_candidates(project, cfg, store.thresholds(), gold_y, extra_y, sources)
+    human = np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS)
     view = _view(project)
-    conf = dict(zip(view.pool_ids.tolist(), view.pool_conf.tolist()))
-    rows = []
-    for c, name in enumerate(classes):
-        mine = [conf[d.sample_id] for d in decisions if d.label == c]
-        rows.append({"class": name, "count": len(mine),
-                     "expected_precision": float(np.mean(mine)) if mine else None})
-    return {"total": len(decisions), "classes": rows, "note": ""}
+    C = len(classes)
+    sel = select(view.pool_pred, view.pool_conf, open_mask(project, view), store.thresholds(),
+                 labeled_per_class=np.bincount(np.r_[gold_y, extra_y[human]].astype(np.int64), minlength=C),
+                 pseudo_per_class=np.bincount(extra_y[~human].astype(np.int64), minlength=C),
+                 balance_cap=st.balance_cap)
+    chosen = np.flatnonzero(sel.mask)
+    pred, conf = view.pool_pred[chosen], view.pool_conf[chosen]
+    rows = [{"class": name, "count": int(np.sum(pred == c)),
+             "expected_precision": float(conf[pred == c].mean()) if np.any(pred == c) else None}
+            for c, name in enumerate(classes)]
+    return {"total": int(len(chosen)), "classes": rows, "note": ""}
 
 
 def _view(project):
