@@ -20,6 +20,7 @@ from mersemi.ui.project import Project
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 VIEWPORT = {"width": 1366, "height": 768}
+expect.set_options(timeout=15_000)   # two shared CPU cores: an update can take seconds
 
 
 @pytest.fixture(scope="module")

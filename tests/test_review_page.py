@@ -58,7 +58,7 @@ def test_a_threshold_out_of_range_is_refused_visibly_and_the_box_shows_the_store
 
 def test_a_threshold_is_stored_as_the_slider_shows_it(app, W):
     out = page.on_threshold(app, W, 2, 0.70349, "ann")
-    assert out[W.sliders[2]] == 0.703 == app.project.thresholds()["anger"]
+    assert out[W.sliders[2]] == 0.703 == app.project.thresholds()["anger"]   # rounded: sent back
     assert "0.703 stored" in out[W.threshold_note]
 
 

@@ -73,10 +73,15 @@
 
   // A slider moved with the keyboard stores its value when the key is released, as a mouse
   // release does (Gradio's slider sends "release" on pointerup only).
+  // A quick run of presses is one release, 250 ms after the last key goes up.
+  const pending = new WeakMap();
   document.addEventListener("keyup", (e) => {
-    if (isRange(e.target) && SLIDER_KEYS.has(e.key)) {
-      e.target.dispatchEvent(new PointerEvent("pointerup", { bubbles: true }));
-    }
+    const range = e.target;
+    if (!isRange(range) || !SLIDER_KEYS.has(e.key)) return;
+    clearTimeout(pending.get(range));
+    pending.set(range, setTimeout(() => {
+      range.dispatchEvent(new PointerEvent("pointerup", { bubbles: true }));
+    }, 250));
   }, true);
 
   // The training log follows new lines.

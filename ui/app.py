@@ -28,6 +28,7 @@ from .app_api import AppActions  # noqa: E402
 from .app_state import auto_accept_preview, decisions_by_predicted, wilson_interval  # noqa: E402
 from .project import Project  # noqa: E402
 from .review import HIST_BINS, round_view, split_histogram  # noqa: E402
+from .widgets import ValueSlider  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ENDPOINTS = ("status", "candidate_counts", "set_thresholds", "suggest", "paper_preset", "next_candidate",
@@ -50,25 +51,6 @@ class ApiBlocks(gr.Blocks):
         if block_fn.api_name in ENDPOINTS and isinstance(inputs, list) and len(inputs) < len(declared):
             inputs = inputs + [getattr(block, "value", None) for block in declared[len(inputs):]]
         return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
-
-
-def value_slider(*args, **kwargs) -> gr.Slider:
-    """A slider whose typed value reaches the handler even when out of range or empty, so that
-    the handler can refuse it in its own words and put the stored value back in the box
-    (Gradio's own check raises before any handler runs, and the box keeps the bad value).
-    An instance attribute, not a subclass: Gradio writes a .pyi beside a subclass's module."""
-    slider = gr.Slider(*args, **kwargs)
-    slider.preprocess = _lenient_number
-    return slider
-
-
-def _lenient_number(payload):
-    if payload is None or isinstance(payload, bool):
-        return None
-    try:
-        return float(payload)
-    except (TypeError, ValueError):
-        return None
 
 
 def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) -> gr.Blocks:
@@ -108,7 +90,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                                     "Suggest: each class's lowest threshold reaching the target precision. "
                                     "Paper preset: 0.99 for neutral, angry, happy and sad, 0.85 for worried "
                                     "and surprise, 0.95 for other classes.")
-                        sliders = [value_slider(0, 1, value=thresholds[c], step=THRESHOLD_STEP, label=c,
+                        sliders = [ValueSlider(0, 1, value=thresholds[c], step=THRESHOLD_STEP, label=c,
                                                elem_id=f"threshold-{i}") for i, c in enumerate(classes)]
                         target = gr.Number(0.95, label="Target precision for Suggest", minimum=0, maximum=1,
                                            step=0.01, elem_id="target-precision")
@@ -136,7 +118,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                         with gr.Row():
                             filter_cls = gr.Dropdown(["all", *classes], value="all", label="Class",
                                                      min_width=140, elem_id="filter-class")
-                            filter_conf = value_slider(0, 1, value=0, step=THRESHOLD_STEP, label="Minimum confidence",
+                            filter_conf = ValueSlider(0, 1, value=0, step=THRESHOLD_STEP, label="Minimum confidence",
                                                       min_width=200, elem_id="filter-conf")
                             accept_all_btn = gr.Button("Accept all in this filter…", size="sm", scale=0,
                                                        min_width=200, elem_id="btn-accept-all")
@@ -378,12 +360,14 @@ def on_threshold(actions: AppActions, W: SimpleNamespace, i: int, value, reviewe
         got = "nothing" if value is None else f"{value:g}"
         note = f"**Not stored:** the threshold for {_md(cls)} must lie in [0, 1], got {got}; it stays {stored:.3f}."
         return {W.sliders[i]: stored, W.threshold_note: note}
-    value = round(round(value / THRESHOLD_STEP) * THRESHOLD_STEP, 3)
-    out = actions.set_thresholds({cls: value}, reviewer)
+    shown = round(round(value / THRESHOLD_STEP) * THRESHOLD_STEP, 3)
+    out = actions.set_thresholds({cls: shown}, reviewer)
     if not out["ok"]:
         return {W.sliders[i]: stored, W.threshold_note: f"**Not stored:** {_md(out['error'])}"}
-    return {W.sliders[i]: out["thresholds"][cls], W.class_df: _class_frame(actions, out),
-            W.hists[i]: histogram_frame(actions, cls, value),
+    # The box already shows the value unless it was rounded; sending it back anyway would undo
+    # a key pressed while this save ran (that key's own release stores it next).
+    return {W.sliders[i]: gr.skip() if shown == value else shown, W.class_df: _class_frame(actions, out),
+            W.hists[i]: histogram_frame(actions, cls, shown),
             W.threshold_note: f"{_md(cls)}: threshold {out['thresholds'][cls]:.3f} stored"}
 
 
