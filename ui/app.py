@@ -241,8 +241,10 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         moved = [*card, review_msg, confirm_group, filter_conf]
         filters = [filter_cls, filter_conf]
         move = partial(on_move, actions, W)
+        # always_last: a second arrow press while the first is on its way moves again, never lost
         for trigger, step in ((tab_review.select, 0), (prev_btn.click, -1), (next_btn.click, 1)):
-            trigger(partial(move, step=step), [*filters, review_state], moved, **private)
+            trigger(partial(move, step=step), [*filters, review_state], moved, trigger_mode="always_last",
+                    **private)
         # .input, not .change: a value set by the page (a reload restoring the filter) is no new filter
         filter_cls.input(partial(move, step=None), [*filters, review_state], moved, **private)
         filter_conf.release(partial(move, step=None), [*filters, review_state], moved, trigger_mode="always_last",
