@@ -223,9 +223,15 @@ def test_an_empty_filter_says_what_to_do_and_disables_the_buttons(app, W):
 
 # ---------------------------------------------------------------------- 13. plots
 
-def test_the_waf_plot_fits_its_y_axis_to_the_data():
-    rounds = [{"id": i, "status": "done", "cv_waf": w, "test_waf": None, "cv_f1": None}
-              for i, w in enumerate([0.70, 0.71])]
-    out = page.waf_plot(rounds)
-    lo, hi = out["y_lim"]
-    assert 0.6 < lo < 0.70 and 0.71 < hi < 0.8
+def test_the_round_plots_are_lines_with_points_on_a_fitted_axis():
+    rounds = [{"id": i, "status": "done", "cv_waf": w, "test_waf": None, "cv_f1": {"calm": f, "joy": 0.5}}
+              for i, (w, f) in enumerate([(0.70, 0.6), (0.71, 0.65)])]
+    lo, hi = page.y_range([0.70, 0.71])
+    assert 0.6 < lo < 0.70 and 0.71 < hi < 0.8          # a one-point change fills the plot, not 1 %
+    svg = page.waf_plot(rounds)
+    assert svg.count("<polyline") == 1 and svg.count("<circle") == 2 and "0.710" in svg
+    one = page.waf_plot(rounds[:1])
+    assert one.count("<circle") == 1                      # one round: still a visible point
+    f1 = page.f1_plot(rounds)
+    assert f1.count("<polyline") == 2 and "calm 0.650" in f1 and "joy 0.500" in f1
+    assert "no finished round" in page.waf_plot([])

@@ -179,12 +179,11 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                                                interactive=False, autoscroll=True, elem_id="train-log")
                     with gr.Column(scale=3):
                         with gr.Row():
-                            # Lines with points (app.css): one finished round is one point, and a
-                            # line needs two; the y axis fits the data (waf_plot).
-                            waf_chart = gr.LinePlot(x="round", y="WAF", color="series", title="WAF per round",
-                                                    height=250, min_width=260, elem_id="waf-plot")
-                            f1_chart = gr.LinePlot(x="round", y="F1", color="class", title="CV F1 per class",
-                                                   height=250, min_width=260, elem_id="f1-plot")
+                            # Lines with points drawn here as SVG (round_chart): one finished
+                            # round is still a visible point, the y axis fits the data, the
+                            # legend wraps below the plot.
+                            waf_chart = gr.HTML(elem_id="waf-plot", min_height=0)
+                            f1_chart = gr.HTML(elem_id="f1-plot", min_height=0)
                 history_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=False,
                                           elem_id="history")
 
@@ -700,32 +699,71 @@ def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def waf_plot(rounds: Sequence[dict]):
+PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
+
+
+def waf_plot(rounds: Sequence[dict]) -> str:
     """CV and test WAF of the finished rounds."""
-    rows = [{"round": str(r["id"]), "WAF": r[key], "series": label} for r in rounds if r["status"] == "done"
-            for key, label in (("cv_waf", "CV"), ("test_waf", "test")) if r[key] is not None]
-    return _round_plot(rows, rounds)
+    done = [r for r in rounds if r["status"] == "done"]
+    series = {label: [(r["id"], r[key]) for r in done if r[key] is not None]
+              for key, label in (("cv_waf", "CV"), ("test_waf", "test"))}
+    return round_chart("WAF per round", series)
 
 
-def f1_plot(rounds: Sequence[dict]):
+def f1_plot(rounds: Sequence[dict]) -> str:
     """CV F1 per class of the finished rounds."""
-    rows = [{"round": str(r["id"]), "F1": f1, "class": c} for r in rounds if r["status"] == "done" and r["cv_f1"]
-            for c, f1 in r["cv_f1"].items()]
-    return _round_plot(rows, rounds)
+    done = [r for r in rounds if r["status"] == "done" and r["cv_f1"]]
+    classes = list(dict.fromkeys(c for r in done for c in r["cv_f1"]))
+    return round_chart("CV F1 per class", {c: [(r["id"], r["cv_f1"][c]) for r in done if c in r["cv_f1"]]
+                                           for c in classes})
 
 
-def _round_plot(rows: list[dict], rounds: Sequence[dict]):
-    # Rounds as categories in round order (numbers would get ticks at 0.5); None rather than
-    # an empty frame, which leaves the plot blank for every later update. The y axis fits the
-    # data with a margin, so that a one-point change is visible.
-    if not rows:
-        return None
-    frame = pd.DataFrame(rows)
-    y = frame.columns[1]
-    lo, hi = float(frame[y].min()), float(frame[y].max())
+def y_range(values: Sequence[float]) -> tuple[float, float]:
+    """The y axis: the data with a margin (at least 0.02 each side), within [0, 1]."""
+    lo, hi = min(values), max(values)
     pad = max(0.02, (hi - lo) * 0.15)
-    return gr.update(value=frame, sort=[str(r["id"]) for r in rounds],
-                     y_lim=[max(0.0, lo - pad), min(1.0, hi + pad)])
+    return max(0.0, lo - pad), min(1.0, hi + pad)
+
+
+def round_chart(title: str, series: dict[str, list[tuple[int, float]]], width: int = 420,
+                height: int = 220) -> str:
+    """A line-with-points chart of values per round as inline SVG, y axis fitted to the data,
+    the values on hover (title), a legend that wraps under the plot."""
+    series = {k: v for k, v in series.items() if v}
+    head = f'<div class="round-chart"><div class="chart-title">{html.escape(title)}</div>'
+    if not series:
+        return head + '<div class="chart-empty">no finished round yet</div></div>'
+    rounds = sorted({r for pts in series.values() for r, _ in pts})
+    lo, hi = y_range([v for pts in series.values() for _, v in pts])
+    left, right, top, bottom = 44, 12, 8, 28
+    pw, ph = width - left - right, height - top - bottom
+
+    def x(r: int) -> float:
+        return left + (pw / 2 if len(rounds) == 1 else pw * rounds.index(r) / (len(rounds) - 1))
+
+    def y(v: float) -> float:
+        return top + ph * (1 - (v - lo) / (hi - lo))
+
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{html.escape(title)}">']
+    for k in range(5):  # horizontal grid with tick labels
+        v = lo + (hi - lo) * k / 4
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" class="tick" text-anchor="end">{v:.3f}</text>')
+    step = max(1, len(rounds) // 12)
+    for r in rounds[::step]:
+        parts.append(f'<text x="{x(r):.1f}" y="{height - 10}" class="tick" text-anchor="middle">{r}</text>')
+    parts.append(f'<text x="{left + pw / 2:.1f}" y="{height}" class="tick" text-anchor="middle">round</text>')
+    legend = []
+    for i, (name, pts) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        xy = " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in pts)
+        parts.append(f'<polyline points="{xy}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for r, v in pts:
+            parts.append(f'<circle cx="{x(r):.1f}" cy="{y(v):.1f}" r="3.5" fill="{color}">'
+                         f'<title>{html.escape(name)} · round {r}: {v:.4f}</title></circle>')
+        legend.append(f'<span><i style="background:{color}"></i>{html.escape(name)} {pts[-1][1]:.3f}</span>')
+    parts.append("</svg>")
+    return head + "".join(parts) + f'<div class="chart-legend">{"".join(legend)}</div></div>'
 
 
 def _pct(x) -> str:
