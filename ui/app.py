@@ -725,8 +725,8 @@ def y_range(values: Sequence[float]) -> tuple[float, float]:
     return max(0.0, lo - pad), min(1.0, hi + pad)
 
 
-def round_chart(title: str, series: dict[str, list[tuple[int, float]]], width: int = 420,
-                height: int = 220) -> str:
+def round_chart(title: str, series: dict[str, list[tuple[int, float]]], width: int = 380,
+                height: int = 210) -> str:
     """A line-with-points chart of values per round as inline SVG, y axis fitted to the data,
     the values on hover (title), a legend that wraps under the plot."""
     series = {k: v for k, v in series.items() if v}
