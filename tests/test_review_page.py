@@ -38,7 +38,7 @@ def W(app):
     names = ["tabs", "class_df", "threshold_note", "filter_cls", "filter_conf", "card_md", "transcript", "audio",
              "video", "probs", "review_state", "counts_df", "review_msg", "review_banner", "confirm_group",
              "confirm_md", "pending_count", "train_confirm_group", "train_confirm_md", "progress_html",
-             "train_log", "auto_accept"]
+             "train_log", "auto_accept", "saved_position"]
     w = SimpleNamespace(**{n: Part(n) for n in names})
     w.sliders = [Part(f"slider-{c}") for c in app.project.classes]
     w.hists = [Part(f"hist-{c}") for c in app.project.classes]
@@ -217,8 +217,10 @@ def test_an_empty_filter_says_what_to_do_and_disables_the_buttons(app, W):
     assert "No candidate in this filter" in text and "minimum confidence" in text
     assert "class **all**" in text and "Thresholds" in text
     assert all(out[b]["interactive"] is False for b in W.act_btns)
-    back = page.on_move(app, W, "all", 0.0, {"offset": 0}, step=None)
+    back = page.on_move(app, W, "all", 0.0, out[W.review_state], step=None)
     assert all(back[b]["interactive"] is True for b in W.act_btns) and back[W.review_msg] == ""
+    again = page.on_move(app, W, "all", 0.0, back[W.review_state], step=1)
+    assert not any(b in again for b in W.act_btns)     # unchanged buttons are not sent again
 
 
 # ---------------------------------------------------------------------- 13. plots

@@ -215,7 +215,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
             tabs=tabs, sliders=sliders, class_df=class_df, hists=hists, threshold_note=threshold_note,
             filter_cls=filter_cls, filter_conf=filter_conf, card_md=card_md, transcript=transcript, audio=audio,
             video=video, probs=probs, review_state=review_state, counts_df=counts_df, review_msg=review_msg,
-            review_banner=review_banner, confirm_group=confirm_group, confirm_md=confirm_md,
+            review_banner=review_banner, saved_position=saved_position, confirm_group=confirm_group, confirm_md=confirm_md,
             pending_count=pending_count, act_btns=[accept_btn, reject_btn, *relabel_btns, prev_btn, next_btn,
                                                    accept_all_btn],
             train_confirm_group=train_confirm_group, train_confirm_md=train_confirm_md,
@@ -236,7 +236,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         tab_thresholds.select(partial(render_thresholds, actions), None, all_thresholds, **private)
 
         # Review: a card is the candidate at an offset of the filtered queue.
-        card = [card_md, transcript, audio, video, probs, review_state, counts_df, *W.act_btns]
+        card = [card_md, transcript, audio, video, probs, review_state, saved_position, counts_df, *W.act_btns]
         moved = [*card, review_msg, confirm_group, filter_conf]
         filters = [filter_cls, filter_conf]
         move = partial(on_move, actions, W)
@@ -248,7 +248,6 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         filter_cls.input(partial(move, step=None), [*filters, review_state], moved, **private)
         filter_conf.release(partial(move, step=None), [*filters, review_state], moved, trigger_mode="always_last",
                             **private)
-        review_state.change(lambda st: st, review_state, saved_position, **private)
         for tab_id, tab in (("thresholds", tab_thresholds), ("review", tab_review), ("train", tab_train),
                             ("export", tab_export)):
             tab.select(partial(lambda t: t, tab_id), None, saved_tab, **private)
@@ -454,8 +453,8 @@ def on_move(actions: AppActions, W: SimpleNamespace, cls: str, min_conf, state: 
                               f"it stays {last:.3f}."}
     offset = 0 if step is None else max(0, state.get("offset", 0) + step)
     # a new card clears the last card's message; a filter change drops a pending accept-all
-    return render_card(actions, W, cls, min_conf, offset) | {
-        W.review_msg: "", W.confirm_group: gr.update(visible=False), W.filter_conf: min_conf}
+    hide = {W.confirm_group: gr.update(visible=False)} if step is None else {}
+    return render_card(actions, W, cls, min_conf, offset, state) | {W.review_msg: ""} | hide
 
 
 def on_restore(actions: AppActions, W: SimpleNamespace, tab: str, position: dict) -> dict:
@@ -477,22 +476,27 @@ def on_restore(actions: AppActions, W: SimpleNamespace, tab: str, position: dict
         W.confirm_group: gr.update(visible=False)}
 
 
-def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, offset: int) -> dict:
+def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, offset: int,
+                was: dict | None = None) -> dict:
+    """The card at `offset`. `was` (the state the page shows now) spares updates the page does
+    not need: the buttons are sent only when they change between enabled and disabled."""
     out = actions.next_candidate(cls, min_conf, offset)
     counts = _review_counts(actions)
-    state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf}
-    if not out["ok"] or out["candidate"] is None:
+    has_card = bool(out["ok"] and out["candidate"] is not None)
+    state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "enabled": has_card}
+    buttons = {} if was is not None and was.get("enabled", True) == has_card else {
+        b: gr.update(interactive=has_card) for b in W.act_btns}
+    if not has_card:
         return {W.card_md: empty_state(actions, cls, min_conf, out), W.transcript: "",
                 W.audio: gr.update(value=None, visible=False), W.video: gr.update(value=None, visible=False),
-                W.probs: "", W.review_state: state, W.counts_df: counts,
-                **{b: gr.update(interactive=False) for b in W.act_btns}}
+                W.probs: "", W.review_state: state, W.saved_position: state, W.counts_df: counts, **buttons}
     c = out["candidate"]
     title = (f"### {_md(c['name'])} — predicted **{_md(c['predicted'])}** at {c['confidence']:.3f}\n"
              f"Candidate {out['offset'] + 1} of {out['total']} in this filter · round {out['round']}")
+    state |= {"offset": out["offset"], "name": c["name"]}
     return {W.card_md: title, W.transcript: c["text"] or "(no transcript)", W.audio: _player(c, "audio"),
             W.video: _player(c, "video"), W.probs: probability_bars(c["probs"], c["predicted"]),
-            W.review_state: state | {"offset": out["offset"], "name": c["name"]}, W.counts_df: counts,
-            **{b: gr.update(interactive=True) for b in W.act_btns}}
+            W.review_state: state, W.saved_position: state, W.counts_df: counts, **buttons}
 
 
 def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict) -> str:
@@ -540,7 +544,7 @@ def on_decide(actions: AppActions, W: SimpleNamespace, action: str, label: str, 
     if out["replaced"]:
         gr.Info(out["message"])
     # The decided sample leaves the queue: the same offset now holds the next candidate.
-    return render_card(actions, W, cls, min_conf, state.get("offset", 0)) | {
+    return render_card(actions, W, cls, min_conf, state.get("offset", 0), state) | {
         W.review_msg: f"Saved: {_md(out['message'])}"}
 
 
@@ -553,7 +557,7 @@ def on_undo(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, 
     if out["sample_ids"]:
         pos = actions.position_of(out["sample_ids"][0], cls, min_conf)
         offset = offset if pos is None else pos  # show the candidate that came back
-    return render_card(actions, W, cls, min_conf, offset) | {W.review_msg: _md(out["message"])}
+    return render_card(actions, W, cls, min_conf, offset, state) | {W.review_msg: _md(out["message"])}
 
 
 def on_accept_all_ask(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, reviewer: str) -> dict:
