@@ -243,7 +243,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         # always_last: a second arrow press while the first is on its way moves again, never lost
         for trigger, step in ((tab_review.select, 0), (prev_btn.click, -1), (next_btn.click, 1)):
             trigger(partial(move, step=step), [*filters, review_state], moved, trigger_mode="always_last",
-                    **private)
+                    show_progress="hidden", **private)
         # .input, not .change: a value set by the page (a reload restoring the filter) is no new filter
         filter_cls.input(partial(move, step=None), [*filters, review_state], moved, **private)
         filter_conf.release(partial(move, step=None), [*filters, review_state], moved, trigger_mode="always_last",
@@ -255,11 +255,15 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                   **private)
         decision_inputs = [*filters, review_state, reviewer]
         decided = [*card, review_msg]
-        accept_btn.click(partial(on_decide, actions, W, "accept", ""), decision_inputs, decided, **private)
-        reject_btn.click(partial(on_decide, actions, W, "reject", ""), decision_inputs, decided, **private)
+        # No loading overlay on every output of a key press: the card changes in a blink. A
+        # decision key pressed while the last one is on its way is dropped (Gradio's "once"):
+        # the reviewer has not seen the card it would decide.
+        quick = {"show_progress": "hidden", **private}
+        accept_btn.click(partial(on_decide, actions, W, "accept", ""), decision_inputs, decided, **quick)
+        reject_btn.click(partial(on_decide, actions, W, "reject", ""), decision_inputs, decided, **quick)
         for c, btn in zip(classes, relabel_btns):
-            btn.click(partial(on_decide, actions, W, "relabel", c), decision_inputs, decided, **private)
-        undo_btn.click(partial(on_undo, actions, W), decision_inputs, decided, **private)
+            btn.click(partial(on_decide, actions, W, "relabel", c), decision_inputs, decided, **quick)
+        undo_btn.click(partial(on_undo, actions, W), decision_inputs, decided, **quick)
         accept_all_btn.click(partial(on_accept_all_ask, actions, W), [*filters, reviewer],
                              [confirm_group, confirm_md, pending_count, review_msg], **private)
         confirm_btn.click(partial(on_accept_all_confirm, actions, W), [*filters, reviewer, pending_count],
