@@ -84,6 +84,9 @@ def open_review(page, url: str, reviewer: str | None = "ann") -> None:
         page.locator("#reviewer input, #reviewer textarea").first.fill(reviewer)
     page.get_by_role("tab", name="Review").click()
     expect(page.locator("#card-title")).to_contain_text("Candidate")
+    # The page load and the tab's select both draw a card; a key pressed before the later one
+    # is back would have its card replaced by that (older) answer.
+    page.wait_for_timeout(1000)
 
 
 def choose_class(page, cls: str) -> None:
