@@ -156,7 +156,9 @@ def test_a_reload_restores_tab_filter_and_card(app, W):
     app.decide(page.render_card(app, W, "joy", 0.0, 0)[W.review_state]["name"], "accept", "", "bob")
     out = page.on_restore(app, W, "review", first)           # the queue moved: found by name
     assert out[W.review_state]["name"] == first["name"] and out[W.review_state]["offset"] == 2
-    assert page.on_restore(app, W, "bogus", {"cls": "fear", "min_conf": 7})[W.tabs]["selected"] == "thresholds"
+    bogus = page.on_restore(app, W, "bogus", {"cls": "fear", "min_conf": 7})
+    assert bogus[W.filter_cls] == "all" and bogus[W.filter_conf] == 0.0
+    assert "selected" not in bogus[W.tabs]                 # the first tab: left alone, not re-selected
 
 
 # ---------------------------------------------------------------------- 8. a round training

@@ -475,9 +475,11 @@ def on_restore(actions: AppActions, W: SimpleNamespace, tab: str, position: dict
         found = actions.project.store.samples_by_name([name]).get(name)
         pos = None if found is None else actions.position_of(found[0], cls, min_conf)
         offset = offset if pos is None else pos
+    # The first tab is on screen already: selecting it again could undo a tab the reviewer
+    # clicked while this answer was on its way.
     return render_card(actions, W, cls, min_conf, max(0, offset)) | {
-        W.tabs: gr.update(selected=tab), W.filter_cls: cls, W.filter_conf: min_conf, W.review_msg: "",
-        W.confirm_group: gr.update(visible=False)}
+        W.tabs: gr.skip() if tab == "thresholds" else gr.update(selected=tab), W.filter_cls: cls,
+        W.filter_conf: min_conf, W.review_msg: "", W.confirm_group: gr.update(visible=False)}
 
 
 def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, offset: int,
