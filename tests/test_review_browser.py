@@ -277,6 +277,7 @@ def test_p_plays_the_clip_and_the_card_fits_1366x768(page, served):
     set_min_conf(page, "0.985")
     expect(title(page)).to_contain_text("u00")               # the sample with a clip
     expect(page.locator("#card-audio")).to_be_visible()
+    expect(page.locator("#card-audio #duration")).to_have_text("0:03")   # the player has loaded the clip
     page.keyboard.press("Escape")
     page.keyboard.press("p")
     expect(page.locator("#card-audio .play-pause-button")).to_have_attribute("aria-label", "Pause")
