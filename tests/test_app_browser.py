@@ -115,12 +115,12 @@ def test_moving_a_slider_changes_the_count(page, review_server):
 
 
 def test_keyboard_review_and_undo(page, review_server):
+    # The verify queue is least confident first: u49 (joy, 0.50), u48 (calm), u47 (anger), u46 ...
     root, url = review_server
     open_app(page, url)
     open_tab(page, "Review")
     title = page.locator("#card-title")
-    expect(title).to_contain_text("u00")
-    expect(page.locator("#card-audio")).to_be_visible()          # u00 has a clip in the media folder
+    expect(title).to_contain_text("u49")
     page.keyboard.press("a")                                      # no reviewer name yet
     expect(page.locator("#review-message")).to_contain_text("reviewer name")
     assert db_rows(root, "SELECT count(*) FROM decisions") == [(0,)]
@@ -132,28 +132,28 @@ def test_keyboard_review_and_undo(page, review_server):
     assert db_rows(root, "SELECT count(*) FROM decisions") == [(0,)]
     title.click()                                                 # leave the field
     page.keyboard.press("a")
-    expect(title).to_contain_text("u01")
+    expect(title).to_contain_text("u48")
     page.keyboard.press("r")
-    expect(title).to_contain_text("u02")
-    page.keyboard.press("2")                                      # relabel as class 2: joy
-    expect(title).to_contain_text("u03")
-    expect(page.locator("#review-message")).to_contain_text("relabeled as joy")
+    expect(title).to_contain_text("u47")
+    page.keyboard.press("1")                                      # relabel as class 1: calm
+    expect(title).to_contain_text("u46")
+    expect(page.locator("#review-message")).to_contain_text("relabeled as calm")
     page.keyboard.press("u")
-    expect(title).to_contain_text("u02")                          # the undone candidate is back
+    expect(title).to_contain_text("u47")                          # the undone candidate is back
     snap(page, "fixture-review.png")
 
     log = db_rows(root, "SELECT s.name, d.action, d.label, d.reviewer FROM decisions d "
                         "JOIN samples s ON s.id = d.sample_id ORDER BY d.id")
-    assert log == [("u00", "accept", 0, "nina"), ("u01", "reject", 1, "nina"),
-                   ("u02", "relabel", 1, "nina"), ("u02", "undo", None, "nina")]
+    assert log == [("u49", "accept", 1, "nina"), ("u48", "reject", 0, "nina"),
+                   ("u47", "relabel", 0, "nina"), ("u47", "undo", None, "nina")]
     assert db_rows(root, "SELECT s.name, c.action FROM current_decisions c JOIN samples s "
-                         "ON s.id = c.sample_id ORDER BY s.name") == [("u00", "accept"), ("u01", "reject")]
+                         "ON s.id = c.sample_id ORDER BY s.name") == [("u48", "reject"), ("u49", "accept")]
     page.keyboard.press("ArrowRight")
-    expect(title).to_contain_text("u03")
+    expect(title).to_contain_text("u46")
     page.keyboard.press("ArrowLeft")
-    expect(title).to_contain_text("u02")
-    counts = page.locator("#review-counts [role=row]", has_text="calm").first
-    expect(counts).to_contain_text("1")                            # calm: 1 accepted
+    expect(title).to_contain_text("u47")
+    counts = page.locator("#review-counts [role=row]", has_text="joy").first
+    expect(counts).to_contain_text("1")                            # joy: 1 accepted
 
 
 def test_accept_all_shows_the_count_before_writing(page, review_server):

@@ -7,6 +7,7 @@ return one page or one count at a time: nothing sends the pool to the browser.
 from __future__ import annotations
 
 import html
+import math
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -23,14 +25,19 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .app_api import LOGIN, AppActions  # noqa: E402
+from .app_state import auto_accept_preview, decisions_by_predicted, wilson_interval  # noqa: E402
 from .project import Project  # noqa: E402
 from .review import HIST_BINS, round_view, split_histogram  # noqa: E402
+from .widgets import ValueSlider  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ENDPOINTS = ("status", "candidate_counts", "set_thresholds", "suggest", "paper_preset", "next_candidate",
              "decide", "undo", "accept_all", "train_round", "training_status", "round_history", "export")
-SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` relabel as class n · `u` undo · "
-             "`←` `→` previous / next (ignored while typing in a field)")
+SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` relabel as class n · `u` undo · `p` play the clip · "
+             "`←` `→` previous / next · `Esc` leaves a field (keys are ignored while typing in one)")
+THRESHOLD_STEP = 0.001   # what a threshold slider shows and stores (ui/review.py's suggestions use it)
+THIN_SUPPORT = 30        # an out-of-fold precision resting on fewer samples is marked thin
+LOW_PRECISION = 0.8      # auto-accept confirmation: classes below it are flagged
 POLL_S = 1.0
 Logins = tuple[str, str] | Sequence[tuple[str, str]] | None
 
@@ -82,7 +89,11 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         round_marker = gr.State(None if current is None else current.id)
         poll_key = gr.State(None)       # what the Train tab last showed of the runner and rounds
 
-        with gr.Tabs(elem_id="tabs"):
+        saved_tab = gr.BrowserState("thresholds", storage_key="mersemi-tab")
+        saved_position = gr.BrowserState({}, storage_key="mersemi-position")
+        # Outside the tabs: a tab not on screen is not rendered, and a timer in it would not tick.
+        timer = gr.Timer(POLL_S)
+        with gr.Tabs(elem_id="tabs") as tabs:
             # -------------------------------------------------------------- thresholds
             with gr.Tab("Thresholds", id="thresholds", elem_id="tab-thresholds") as tab_thresholds:
                 with gr.Row():
@@ -92,8 +103,8 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                                     "Suggest: each class's lowest threshold reaching the target precision. "
                                     "Paper preset: 0.99 for neutral, angry, happy and sad, 0.85 for worried "
                                     "and surprise, 0.95 for other classes.")
-                        sliders = [gr.Slider(0, 1, value=thresholds[c], step=0.005, label=c,
-                                             elem_id=f"threshold-{i}") for i, c in enumerate(classes)]
+                        sliders = [ValueSlider(0, 1, value=thresholds[c], step=THRESHOLD_STEP, label=c,
+                                               elem_id=f"threshold-{i}") for i, c in enumerate(classes)]
                         target = gr.Number(0.95, label="Target precision for Suggest", minimum=0, maximum=1,
                                            step=0.01, elem_id="target-precision")
                         with gr.Row():
@@ -113,13 +124,15 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
 
             # -------------------------------------------------------------- review
             with gr.Tab("Review", id="review", elem_id="tab-review") as tab_review:
+                review_banner = gr.Markdown(training_banner(actions, actions.training_status()),
+                                            elem_id="review-banner")
                 with gr.Row():
                     with gr.Column(scale=3):
                         with gr.Row():
                             filter_cls = gr.Dropdown(["all", *classes], value="all", label="Class",
                                                      min_width=140, elem_id="filter-class")
-                            filter_conf = gr.Slider(0, 1, value=0, step=0.01, label="Minimum confidence",
-                                                    min_width=200, elem_id="filter-conf")
+                            filter_conf = ValueSlider(0, 1, value=0, step=THRESHOLD_STEP, label="Minimum confidence",
+                                                      min_width=200, elem_id="filter-conf")
                             accept_all_btn = gr.Button("Accept all in this filter…", size="sm", scale=0,
                                                        min_width=200, elem_id="btn-accept-all")
                         with gr.Group(visible=False, elem_id="confirm-group") as confirm_group:
@@ -130,14 +143,14 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                                 cancel_btn = gr.Button("Cancel", size="md", elem_id="btn-cancel")
                         card_md = gr.Markdown(elem_id="card-title")
                         with gr.Row(equal_height=True):
-                            transcript = gr.Textbox(label="Transcript", interactive=False, lines=4, max_lines=8,
-                                                    scale=3, elem_id="card-text")
-                            probs = gr.Label(num_top_classes=len(classes), label="Class probabilities",
-                                             show_heading=False, scale=2, elem_id="card-probs")
-                        audio = gr.Audio(type="filepath", interactive=False, visible=False, label="Clip",
-                                         elem_id="card-audio")
-                        video = gr.Video(interactive=False, visible=False, label="Clip", height=240,
-                                         elem_id="card-video")
+                            with gr.Column(scale=3, min_width=300):
+                                transcript = gr.Textbox(label="Transcript", interactive=False, lines=3,
+                                                        max_lines=6, elem_id="card-text")
+                                audio = gr.Audio(type="filepath", interactive=False, visible=False,
+                                                 label="Clip (p plays / pauses)", elem_id="card-audio")
+                                video = gr.Video(interactive=False, visible=False, height=200,
+                                                 label="Clip (p plays from the start)", elem_id="card-video")
+                            probs = gr.HTML(elem_id="card-probs", min_height=0, scale=2, min_width=260)
                     with gr.Column(scale=2, min_width=360):
                         with gr.Row():
                             accept_btn = gr.Button("Accept (a)", variant="primary", elem_id="btn-accept")
@@ -153,8 +166,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                             undo_btn = gr.Button("Undo (u)", size="sm", elem_id="btn-undo")
                         gr.Markdown(SHORTCUTS, elem_classes="compact", elem_id="shortcuts")
                         review_msg = gr.Markdown(elem_id="review-message")
-                        counts_df = gr.Dataframe(label="Per class: remaining candidates and decisions",
-                                                 interactive=False, elem_id="review-counts")
+                        counts_df = gr.Dataframe(label=COUNTS_LABEL, interactive=False, elem_id="review-counts")
                 review_state = gr.State({"offset": 0, "name": None})
                 pending_count = gr.State(0)
 
@@ -169,22 +181,27 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                                                       min_width=160, elem_id="train-auto")
                         train_btn = gr.Button("Train next round", variant="primary", size="md",
                                               elem_id="btn-train")
+                        with gr.Group(visible=False, elem_id="train-confirm-group") as train_confirm_group:
+                            train_confirm_md = gr.Markdown(elem_id="train-confirm-text", padding=True)
+                            with gr.Row():
+                                train_confirm_btn = gr.Button("Yes, train with them", variant="primary",
+                                                              size="md", elem_id="btn-train-confirm")
+                                train_cancel_btn = gr.Button("Cancel", size="md", elem_id="btn-train-cancel")
                         progress_html = gr.HTML(progress_bar(actions.training_status()), elem_id="train-progress")
-                        train_log = gr.Textbox(label="Log", lines=5, max_lines=5, interactive=False,
-                                               autoscroll=True, elem_id="train-log")
+                        train_log = gr.Textbox(label="Log (follows new lines)", lines=5, max_lines=5,
+                                               interactive=False, autoscroll=True, elem_id="train-log")
                     with gr.Column(scale=3):
                         with gr.Row():
-                            # Points, not lines: one finished round is one point, and a line needs two.
-                            waf_chart = gr.ScatterPlot(x="round", y="WAF", color="series", title="WAF per round",
-                                                       y_lim=[0, 1], height=250, min_width=260, elem_id="waf-plot")
-                            f1_chart = gr.ScatterPlot(x="round", y="F1", color="class", title="CV F1 per class",
-                                                      y_lim=[0, 1], height=250, min_width=260, elem_id="f1-plot")
-                history_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=True,
+                            # Lines with points drawn here as SVG (round_chart): one finished
+                            # round is still a visible point, the y axis fits the data, the
+                            # legend wraps below the plot.
+                            waf_chart = gr.HTML(elem_id="waf-plot", min_height=0)
+                            f1_chart = gr.HTML(elem_id="f1-plot", min_height=0)
+                history_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=False,
                                           elem_id="history")
-                timer = gr.Timer(POLL_S)
 
             # -------------------------------------------------------------- export
-            with gr.Tab("Export", id="export", elem_id="tab-export"):
+            with gr.Tab("Export", id="export", elem_id="tab-export") as tab_export:
                 gr.Markdown("Each export is written under the project's `exports/` folder and offered "
                             "here for download.")
                 with gr.Row():
@@ -207,52 +224,84 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
 
         # ------------------------------------------------------------------ wiring
         private = {"api_visibility": "private"}
+        W = SimpleNamespace(
+            tabs=tabs, sliders=sliders, class_df=class_df, hists=hists, threshold_note=threshold_note,
+            filter_cls=filter_cls, filter_conf=filter_conf, card_md=card_md, transcript=transcript, audio=audio,
+            video=video, probs=probs, review_state=review_state, counts_df=counts_df, review_msg=review_msg,
+            review_banner=review_banner, saved_position=saved_position, confirm_group=confirm_group,
+            confirm_md=confirm_md,
+            pending_count=pending_count, act_btns=[accept_btn, reject_btn, *relabel_btns, prev_btn, next_btn,
+                                                   accept_all_btn],
+            train_confirm_group=train_confirm_group, train_confirm_md=train_confirm_md,
+            progress_html=progress_html, train_log=train_log, auto_accept=auto_accept)
 
         demo.load(initial_reviewer, saved_reviewer, reviewer, **private)
         reviewer.change(lambda v: v, reviewer, saved_reviewer, **private)
 
-        # Thresholds: a slider saves on release and redraws its own histogram.
+        # Thresholds: a slider saves on release (mouse, typed value + Enter or Tab, arrow keys:
+        # app.js turns a key's release into the slider's release) and shows what was stored.
         for i, slider in enumerate(sliders):
-            slider.release(partial(on_threshold, actions, classes[i]), [slider, reviewer],
-                           [class_df, hists[i], threshold_note], **private)
+            # always_last: keys pressed while a save runs are saved after it, never dropped
+            slider.release(partial(on_threshold, actions, W, i), [slider, reviewer],
+                           [slider, class_df, hists[i], threshold_note], trigger_mode="always_last", **private)
         all_thresholds = [*sliders, class_df, *hists, threshold_note]
         suggest_btn.click(partial(on_suggest, actions), target, all_thresholds, **private)
         preset_btn.click(partial(on_preset, actions), None, all_thresholds, **private)
         tab_thresholds.select(partial(render_thresholds, actions), None, all_thresholds, **private)
 
         # Review: a card is the candidate at an offset of the filtered queue.
-        card = [card_md, transcript, audio, video, probs, review_state, counts_df]
+        card = [card_md, transcript, audio, video, probs, review_state, saved_position, counts_df, *W.act_btns]
+        moved = [*card, review_msg, confirm_group, filter_conf]
         filters = [filter_cls, filter_conf]
-        move = partial(on_move, actions)
+        move = partial(on_move, actions, W)
+        # always_last: a second arrow press while the first is on its way moves again, never lost
         for trigger, step in ((tab_review.select, 0), (prev_btn.click, -1), (next_btn.click, 1)):
-            trigger(partial(move, step=step), [*filters, review_state, reviewer], card, **private)
-        filter_cls.change(partial(move, step=None), [*filters, review_state, reviewer], card, **private)
-        filter_conf.release(partial(move, step=None), [*filters, review_state, reviewer], card, **private)
+            trigger(partial(move, step=step), [*filters, review_state, reviewer], moved,
+                    trigger_mode="always_last", show_progress="hidden", **private)
+        # .input, not .change: a value set by the page (a reload restoring the filter) is no new filter
+        filter_cls.input(partial(move, step=None), [*filters, review_state, reviewer], moved, **private)
+        filter_conf.release(partial(move, step=None), [*filters, review_state, reviewer], moved,
+                            trigger_mode="always_last", **private)
         # A name entered: the card on screen is claimed for it (or another, if someone holds it).
-        reviewer.blur(partial(move, step=0), [*filters, review_state, reviewer], card, **private)
+        reviewer.blur(partial(move, step=0), [*filters, review_state, reviewer], moved, **private)
+        for tab_id, tab in (("thresholds", tab_thresholds), ("review", tab_review), ("train", tab_train),
+                            ("export", tab_export)):
+            tab.select(partial(lambda t: t, tab_id), None, saved_tab, **private)
+        demo.load(partial(on_restore, actions, W), [saved_tab, saved_position], [tabs, filter_cls, *moved],
+                  **private)
         decision_inputs = [*filters, review_state, reviewer]
         decided = [*card, review_msg]
-        accept_btn.click(partial(on_decide, actions, "accept", ""), decision_inputs, decided, **private)
-        reject_btn.click(partial(on_decide, actions, "reject", ""), decision_inputs, decided, **private)
+        # No loading overlay on every output of a key press: the card changes in a blink. A
+        # decision key pressed while the last one is on its way is dropped (Gradio's "once"):
+        # the reviewer has not seen the card it would decide.
+        quick = {"show_progress": "hidden", **private}
+        accept_btn.click(partial(on_decide, actions, W, "accept", ""), decision_inputs, decided, **quick)
+        reject_btn.click(partial(on_decide, actions, W, "reject", ""), decision_inputs, decided, **quick)
         for c, btn in zip(classes, relabel_btns):
-            btn.click(partial(on_decide, actions, "relabel", c), decision_inputs, decided, **private)
-        undo_btn.click(partial(on_undo, actions), decision_inputs, decided, **private)
-        accept_all_btn.click(partial(on_accept_all_ask, actions), [*filters, reviewer],
-                             [confirm_group, confirm_md, pending_count], **private)
-        confirm_btn.click(partial(on_accept_all_confirm, actions), [*filters, reviewer, pending_count],
+            btn.click(partial(on_decide, actions, W, "relabel", c), decision_inputs, decided, **quick)
+        undo_btn.click(partial(on_undo, actions, W), decision_inputs, decided, **quick)
+        accept_all_btn.click(partial(on_accept_all_ask, actions, W), [*filters, reviewer],
+                             [confirm_group, confirm_md, pending_count, review_msg], **private)
+        confirm_btn.click(partial(on_accept_all_confirm, actions, W), [*filters, reviewer, pending_count],
                           [*card, review_msg, confirm_group], **private)
         cancel_btn.click(lambda: gr.update(visible=False), None, confirm_group, **private)
 
-        # Train: start in the background; the timer polls progress and notices new rounds.
-        train_btn.click(partial(on_train, actions), [preset, auto_accept], [progress_html, train_log],
+        # Train: start in the background; the timer polls progress and notices new rounds. With
+        # auto-accept, first show what it would accept and ask once; the box is unticked after.
+        train_asked = [train_confirm_group, train_confirm_md, progress_html, train_log, auto_accept]
+        train_btn.click(partial(on_train_ask, actions, W), [preset, auto_accept], train_asked,
                         concurrency_limit=None, **private)
-        train_outputs = [progress_html, train_log, history_df, waf_chart, f1_chart, poll_key, round_marker]
+        train_confirm_btn.click(partial(on_train_confirm, actions, W), preset, train_asked,
+                                concurrency_limit=None, **private)
+        train_cancel_btn.click(lambda: gr.update(visible=False), None, train_confirm_group, **private)
+        train_outputs = [progress_html, train_log, history_df, waf_chart, f1_chart, poll_key, round_marker,
+                         review_banner]
         timer.tick(partial(on_poll, actions), poll_key, train_outputs, show_progress="hidden", **private)
         tab_train.select(partial(on_poll, actions, None), None, train_outputs, **private)
 
         # A new round (trained here or elsewhere) refreshes what depends on it.
         round_marker.change(partial(render_thresholds, actions), None, all_thresholds, **private).then(
-            partial(move, step=None), [*filters, review_state, reviewer], card, **private).then(
+            partial(move, step=None), [*filters, review_state, reviewer], moved, **private).then(
             partial(header_markdown, actions), None, header, **private)
 
         for what, btn in export_btns.items():
@@ -332,17 +381,30 @@ def render_thresholds(actions: AppActions) -> list:
     """Sliders from the database, the class table and every histogram."""
     th = actions.project.thresholds()
     counts = actions.candidate_counts()
-    table, note = _class_frame(counts), counts.get("error", "")
+    table, note = _class_frame(actions, counts), counts.get("error", "")
     hists = [histogram_frame(actions, c, th[c]) for c in actions.project.classes]
     return [*th.values(), table, *hists, note]
 
 
-def on_threshold(actions: AppActions, cls: str, value: float, reviewer: str) -> list:
-    out = actions.set_thresholds({cls: value}, reviewer)
+def on_threshold(actions: AppActions, W: SimpleNamespace, i: int, value, reviewer: str) -> dict:
+    """Store a slider's value (rounded to what the slider shows) and show what was stored; a
+    value that cannot be stored is refused in a visible line and the stored one goes back in
+    the box."""
+    cls = actions.project.classes[i]
+    stored = actions.project.thresholds()[cls]
+    if value is None or not 0.0 <= value <= 1.0 or value != value:
+        got = "nothing" if value is None else f"{value:g}"
+        note = f"**Not stored:** the threshold for {_md(cls)} must lie in [0, 1], got {got}; it stays {stored:.3f}."
+        return {W.sliders[i]: stored, W.threshold_note: note}
+    shown = round(round(value / THRESHOLD_STEP) * THRESHOLD_STEP, 3)
+    out = actions.set_thresholds({cls: shown}, reviewer)
     if not out["ok"]:
-        gr.Warning(out["error"])
-        return [gr.skip(), gr.skip(), out["error"]]
-    return [_class_frame(out), histogram_frame(actions, cls, value), ""]
+        return {W.sliders[i]: stored, W.threshold_note: f"**Not stored:** {_md(out['error'])}"}
+    # The box already shows the value unless it was rounded; sending it back anyway would undo
+    # a key pressed while this save ran (that key's own release stores it next).
+    return {W.sliders[i]: gr.skip() if shown == value else shown, W.class_df: _class_frame(actions, out),
+            W.hists[i]: histogram_frame(actions, cls, shown),
+            W.threshold_note: f"{_md(cls)}: threshold {out['thresholds'][cls]:.3f} stored"}
 
 
 def on_suggest(actions: AppActions, target: float) -> list:
@@ -373,17 +435,37 @@ def histogram_frame(actions: AppActions, cls: str, threshold: float) -> pd.DataF
                          "side": ["below"] * len(centers) + ["at or above"] * len(centers)})
 
 
-def _class_frame(result: dict) -> pd.DataFrame:
-    columns = ["class", "threshold", "candidates", "expected precision (OOF n)", "accepted", "rejected",
-               "relabeled"]
-    rows = [[r["class"], f"{r['threshold']:.3f}", r["candidates"], _precision_text(r), r["accepted"],
-             r["rejected"], r["relabeled"]] for r in result.get("classes", [])]
-    return pd.DataFrame(rows, columns=columns)
+def _class_frame(actions: AppActions, result: dict) -> pd.DataFrame:
+    """The per-class table. Decisions are counted under one meaning: the class the model
+    predicted (COUNTS_LABEL). Precision estimates carry their support; the out-of-fold one its
+    95 % interval, and "thin" when it rests on fewer than THIN_SUPPORT gold samples."""
+    columns = ["class", "threshold", "candidates", "expected precision (n=candidates)",
+               "OOF precision (hits/n, 95% CI)", "accepted", "rejected", "relabeled away"]
+    rows = result.get("classes", [])
+    decided = decisions_by_predicted(actions.project) if rows else {}
+    out = []
+    for c, r in enumerate(rows):
+        out.append([r["class"], f"{r['threshold']:.3f}", r["candidates"], _precision_text(r), _oof_text(r),
+                    decided["accept"].get(c, 0), decided["reject"].get(c, 0), decided["relabel"].get(c, 0)])
+    return pd.DataFrame(out, columns=columns)
 
 
 def _precision_text(row: dict) -> str:
+    """Expected precision (mean calibrated confidence of the candidates), rounded down to two
+    decimals: never shown higher than it is (0.999 reads 0.99, not a certain-looking 1.00)."""
     p = row["expected_precision"]
-    return f"n/a (n={row['support']})" if p is None else f"{p:.3f} (n={row['support']})"
+    return f"n/a (n={row['support']})" if p is None else f"{math.floor(p * 100) / 100:.2f} (n={row['support']})"
+
+
+def _oof_text(row: dict) -> str:
+    n = row.get("oof_support") or 0
+    p = row.get("oof_precision")
+    if not n or p is None:
+        return "no gold sample above"
+    hits = round(p * n)
+    lo, hi = wilson_interval(hits, n)
+    thin = "thin: " if n < THIN_SUPPORT else ""
+    return f"{thin}{hits}/{n} = {p:.2f} ({lo:.2f}–{hi:.2f})"
 
 
 def _thresholds_text(th: dict, prefix: str = "") -> str:
@@ -392,26 +474,99 @@ def _thresholds_text(th: dict, prefix: str = "") -> str:
 
 # ---------------------------------------------------------------------- review tab
 
-def on_move(actions: AppActions, cls: str, min_conf: float, state: dict, reviewer: str = "",
-            step: int | None = None) -> list:
-    """step -1 / 0 / +1 moves from the current offset; None starts the (new) filter over."""
+COUNTS_LABEL = ("Per class the model predicted: candidates remaining, and the decisions in force on samples "
+                "it predicted as that class (a relabel counts under the class it was relabeled from)")
+
+
+def on_move(actions: AppActions, W: SimpleNamespace, cls: str, min_conf, state: dict, reviewer: str = "",
+            step: int | None = None) -> dict:
+    """step -1 / 0 / +1 moves from the current offset; None starts the (new) filter over. A
+    minimum confidence outside [0, 1] is refused visibly and the last one goes back."""
+    last = state.get("min_conf", 0.0)
+    if min_conf is None or not 0.0 <= min_conf <= 1.0 or min_conf != min_conf:
+        got = "nothing" if min_conf is None else f"{min_conf:g}"
+        return {W.filter_conf: last,
+                W.review_msg: f"**Not applied:** the minimum confidence must lie in [0, 1], got {got}; "
+                              f"it stays {last:.3f}."}
     offset = 0 if step is None else max(0, state.get("offset", 0) + step)
-    return render_card(actions, cls, min_conf, offset, reviewer)
+    # a new card clears the last card's message; a filter change drops a pending accept-all
+    hide = {W.confirm_group: gr.update(visible=False)} if step is None else {}
+    return render_card(actions, W, cls, min_conf, offset, state, reviewer) | {W.review_msg: ""} | hide
 
 
-def render_card(actions: AppActions, cls: str, min_conf: float, offset: int, reviewer: str = "") -> list:
-    """The card at `offset`, held for `reviewer` (when named) so that others get other cards."""
+def on_restore(actions: AppActions, W: SimpleNamespace, tab: str, position: dict) -> dict:
+    """A reload: back to the tab, the filter and the card the reviewer had (by name while it is
+    still in the queue, by offset otherwise)."""
+    tab = tab if tab in ("thresholds", "review", "train", "export") else "thresholds"
+    position = position if isinstance(position, dict) else {}
+    cls = position.get("cls") if position.get("cls") in ["all", *actions.project.classes] else "all"
+    min_conf = position.get("min_conf")
+    min_conf = float(min_conf) if isinstance(min_conf, (int, float)) and 0 <= min_conf <= 1 else 0.0
+    offset = position.get("offset") if isinstance(position.get("offset"), int) else 0
+    name = position.get("name")
+    if isinstance(name, str) and name and actions.project.store.current_round() is not None:
+        found = actions.project.store.samples_by_name([name]).get(name)
+        pos = None if found is None else actions.position_of(found[0], cls, min_conf)
+        offset = offset if pos is None else pos
+    # The first tab is on screen already: selecting it again could undo a tab the reviewer
+    # clicked while this answer was on its way.
+    return render_card(actions, W, cls, min_conf, max(0, offset)) | {
+        W.tabs: gr.skip() if tab == "thresholds" else gr.update(selected=tab), W.filter_cls: cls,
+        W.filter_conf: min_conf, W.review_msg: "", W.confirm_group: gr.update(visible=False)}
+
+
+def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, offset: int,
+                was: dict | None = None, reviewer: str = "") -> dict:
+    """The card at `offset`, held for `reviewer` (when named) so that others get other cards.
+    `was` (the state the page shows now) spares updates the page does not need: the buttons
+    are sent only when they change between enabled and disabled."""
     out = actions.next_candidate(cls, min_conf, offset, reviewer)
     counts = _review_counts(actions)
-    if not out["ok"] or out["candidate"] is None:
-        message = out.get("error") or out.get("message")
-        return [f"### No candidate\n{_md(message)}", "", gr.update(value=None, visible=False),
-                gr.update(value=None, visible=False), None, {"offset": 0, "name": None}, counts]
+    has_card = bool(out["ok"] and out["candidate"] is not None)
+    state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "enabled": has_card}
+    buttons = {} if was is not None and was.get("enabled", True) == has_card else {
+        b: gr.update(interactive=has_card) for b in W.act_btns}
+    if not has_card:
+        return {W.card_md: empty_state(actions, cls, min_conf, out), W.transcript: "",
+                W.audio: gr.update(value=None, visible=False), W.video: gr.update(value=None, visible=False),
+                W.probs: "", W.review_state: state, W.saved_position: state, W.counts_df: counts, **buttons}
     c = out["candidate"]
+    kind = "Label this sample" if c["kind"] == "label" else "Verify this pseudo-label"
     title = (f"### {_md(c['name'])} — predicted **{_md(c['predicted'])}** at {c['confidence']:.3f}\n"
-             f"Candidate {out['offset'] + 1} of {out['total']} in this filter · round {out['round']}")
-    return [title, c["text"] or "(no transcript)", _player(c, "audio"), _player(c, "video"), c["probs"],
-            {"offset": out["offset"], "name": c["name"]}, counts]
+             f"**{kind}** ({_md(c['reason'])}) · card {out['offset'] + 1} of {out['total']} in this "
+             f"filter · round {out['round']}")
+    state |= {"offset": out["offset"], "name": c["name"]}
+    return {W.card_md: title, W.transcript: c["text"] or "(no transcript)", W.audio: _player(c, "audio"),
+            W.video: _player(c, "video"), W.probs: probability_bars(c["probs"], c["predicted"]),
+            W.review_state: state, W.saved_position: state, W.counts_df: counts, **buttons}
+
+
+def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict) -> str:
+    """No card: say why and what to do about it."""
+    if actions.project.store.current_round() is None:
+        return "### No candidate yet\nNo round has finished: train round 0 on the **Train** tab first."
+    if not out["ok"]:
+        return f"### No candidate\n{_md(out['error'])}"
+    advice = ["lower a class's threshold on the **Thresholds** tab (candidates are at or above it)"]
+    if min_conf > 0:
+        advice.insert(0, f"lower the minimum confidence (now {min_conf:.3f})")
+    if cls not in (None, "", "all"):
+        advice.insert(0, "choose class **all**")
+    return ("### No candidate in this filter\nNo undecided candidate passes the thresholds here. To see more: "
+            + "; ".join(advice) + ".")
+
+
+def probability_bars(probs: dict[str, float], predicted: str) -> str:
+    """The class probabilities in class order (the order of the relabel keys), each with its
+    key and its value to one decimal."""
+    rows = []
+    for i, (name, p) in enumerate(probs.items()):
+        key = str(i + 1) if i < 9 else ""
+        top = " top" if name == predicted else ""
+        rows.append(f'<div class="pbar{top}"><kbd>{key}</kbd><span class="cls">{html.escape(name)}</span>'
+                    f'<span class="track"><span class="fill" style="width:{100 * p:.1f}%"></span></span>'
+                    f'<span class="val">{100 * p:.1f}%</span></div>')
+    return '<div class="pbars" aria-label="class probabilities">' + "".join(rows) + "</div>"
 
 
 def _player(card: dict, kind: str):
@@ -420,58 +575,68 @@ def _player(card: dict, kind: str):
     return gr.update(value=card["media"] if shown else None, visible=shown)
 
 
-def on_decide(actions: AppActions, action: str, label: str, cls: str, min_conf: float, state: dict,
-              reviewer: str) -> list:
+def on_decide(actions: AppActions, W: SimpleNamespace, action: str, label: str, cls: str, min_conf: float,
+              state: dict, reviewer: str) -> dict:
     name = state.get("name")
     if not name:
-        gr.Warning("no candidate on screen")
-        return [gr.skip()] * 7 + ["no candidate on screen"]
+        return {W.review_msg: "**Not recorded:** no candidate on screen"}
     out = actions.decide(name, action, label, reviewer)
     if not out["ok"]:
-        gr.Warning(out["error"])
-        return [gr.skip()] * 7 + [f"**Not recorded:** {_md(out['error'])}"]
+        return {W.review_msg: f"**Not recorded:** {_md(out['error'])}"}
     if out["replaced"]:
         gr.Info(out["message"])
     # The decided sample leaves the queue: the same offset now holds the next candidate.
-    return render_card(actions, cls, min_conf, state.get("offset", 0), reviewer) + [f"Saved: {_md(out['message'])}"]
+    return render_card(actions, W, cls, min_conf, state.get("offset", 0), state, reviewer) | {
+        W.review_msg: f"Saved: {_md(out['message'])}"}
 
 
-def on_undo(actions: AppActions, cls: str, min_conf: float, state: dict, reviewer: str) -> list:
+def on_undo(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, state: dict,
+            reviewer: str) -> dict:
     out = actions.undo(reviewer)
     if not out["ok"]:
-        gr.Warning(out["error"])
-        return [gr.skip()] * 7 + [f"**Not undone:** {_md(out['error'])}"]
+        return {W.review_msg: f"**Not undone:** {_md(out['error'])}"}
     offset = state.get("offset", 0)
     if out["sample_ids"]:
         pos = actions.position_of(out["sample_ids"][0], cls, min_conf, reviewer)
         offset = offset if pos is None else pos  # show the candidate that came back
-    return render_card(actions, cls, min_conf, offset, reviewer) + [_md(out["message"])]
+    return render_card(actions, W, cls, min_conf, offset, state, reviewer) | {W.review_msg: _md(out["message"])}
 
 
-def on_accept_all_ask(actions: AppActions, cls: str, min_conf: float, reviewer: str) -> list:
+def on_accept_all_ask(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, reviewer: str) -> dict:
     out = actions.accept_all(cls, min_conf, reviewer)
     if "count" not in out:
-        gr.Warning(out["error"])
-        return [gr.update(visible=False), "", 0]
+        return {W.confirm_group: gr.update(visible=False), W.confirm_md: "", W.pending_count: 0,
+                W.review_msg: f"**Nothing to accept:** {_md(out['error'])}"}
     what = "all classes" if cls in (None, "", "all") else f"class **{_md(cls)}**"
-    text = (f"Accept **{out['count']}** candidates ({what}, confidence ≥ the threshold and ≥ {min_conf:.2f}) "
-            f"as pseudo-labels, recorded for **{_md(reviewer.strip())}**? One undo takes them all back.")
-    return [gr.update(visible=True), text, out["count"]]
+    text = (f"Accept **{out['count']}** candidates ({what}, confidence ≥ its class threshold and "
+            f"≥ {min_conf:.3f}) as pseudo-labels, recorded for **{_md(reviewer.strip())}**? "
+            f"One undo takes them all back.")
+    return {W.confirm_group: gr.update(visible=True), W.confirm_md: text, W.pending_count: out["count"],
+            W.review_msg: ""}
 
 
-def on_accept_all_confirm(actions: AppActions, cls: str, min_conf: float, reviewer: str, count: int) -> list:
+def on_accept_all_confirm(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, reviewer: str,
+                          count: int) -> dict:
     out = actions.accept_all(cls, min_conf, reviewer, expected=count)
     if not out["ok"]:
-        gr.Warning(out["error"] + (" (the queue changed since you asked; ask again)" if "count" in out else ""))
-        return [gr.skip()] * 7 + [f"**Nothing accepted:** {_md(out['error'])}", gr.update(visible=False)]
-    return render_card(actions, cls, min_conf, 0, reviewer) + [_md(out["message"]), gr.update(visible=False)]
+        if "count" in out:  # the queue changed since the question: say so in the page's words
+            why = (f"this filter now holds {out['count']} candidates, not the {count} you were asked about "
+                   f"(decisions were made meanwhile). Press *Accept all in this filter…* again to see the "
+                   f"new count.")
+        else:
+            why = _md(out["error"])
+        return {W.review_msg: f"**Nothing accepted:** {why}", W.confirm_group: gr.update(visible=False)}
+    return render_card(actions, W, cls, min_conf, 0, reviewer=reviewer) | {W.review_msg: _md(out["message"]),
+                                                         W.confirm_group: gr.update(visible=False)}
 
 
 def _review_counts(actions: AppActions) -> pd.DataFrame:
     result = actions.candidate_counts()
-    rows = [[r["class"], r["candidates"], r["accepted"], r["rejected"], r["relabeled"]]
-            for r in result.get("classes", [])]
-    return pd.DataFrame(rows, columns=["class", "remaining", "accepted", "rejected", "relabeled"])
+    rows = result.get("classes", [])
+    decided = decisions_by_predicted(actions.project) if rows else {}
+    out = [[r["class"], r["candidates"], decided["accept"].get(c, 0), decided["reject"].get(c, 0),
+            decided["relabel"].get(c, 0)] for c, r in enumerate(rows)]
+    return pd.DataFrame(out, columns=["predicted", "remaining", "accepted", "rejected", "relabeled away"])
 
 
 # ---------------------------------------------------------------------- train tab
@@ -484,16 +649,77 @@ def on_train(actions: AppActions, preset: str, auto_accept: bool) -> list:
     return [progress_bar(snap), "\n".join(snap["log"])]
 
 
+def on_train_ask(actions: AppActions, W: SimpleNamespace, preset: str, auto_accept: bool) -> dict:
+    """Train at once, or, with auto-accept, first show per class how many candidates it would
+    accept and at what expected precision, and ask."""
+    if not auto_accept:
+        progress, log = on_train(actions, preset, False)
+        return {W.progress_html: progress, W.train_log: log, W.train_confirm_group: gr.update(visible=False)}
+    from ..engine.config import ConfigError, load_config
+
+    if preset not in actions.presets:
+        return {W.train_confirm_group: gr.update(visible=True),
+                W.train_confirm_md: f"**Cannot train:** unknown preset {_md(preset)}"}
+    try:
+        preview = auto_accept_preview(actions.project, load_config(actions.presets[preset]))
+    except (ConfigError, Exception) as e:  # noqa: BLE001 - shown, never raised into Gradio
+        return {W.train_confirm_group: gr.update(visible=True),
+                W.train_confirm_md: f"**Cannot preview the auto-accept step:** {_md(e)}"}
+    return {W.train_confirm_group: gr.update(visible=True), W.train_confirm_md: auto_accept_text(preview)}
+
+
+def auto_accept_text(preview: dict) -> str:
+    if not preview["total"]:
+        note = preview["note"] or "no undecided candidate passes the thresholds"
+        return f"Auto-accept would accept **nothing** ({_md(note)}). Train the round anyway?"
+    rows = ["| class | auto-accepted | expected precision |", "|---|---:|---:|"]
+    low = []
+    for r in preview["classes"]:
+        p = r["expected_precision"]
+        shown = "" if p is None else f"{math.floor(p * 100) / 100:.2f}"
+        if p is not None and p < LOW_PRECISION:
+            low.append(r["class"])
+            shown = f"**{shown} (low)**"
+        rows.append(f"| {_md(r['class'])} | {r['count']} | {shown} |")
+    warn = (f"  \n**Low expected precision** for {', '.join(map(_md, low))}: many of these pseudo-labels will "
+            f"be wrong; raise those thresholds on the Thresholds tab first?" if low else "")
+    return (f"This round will **accept {preview['total']} candidates** as pseudo-labels without review "
+            f"(counted now, at the current thresholds):\n\n" + "\n".join(rows) + "\n" + warn
+            + "  \nThe box is unticked after this round.")
+
+
+def on_train_confirm(actions: AppActions, W: SimpleNamespace, preset: str) -> dict:
+    progress, log = on_train(actions, preset, True)
+    return {W.progress_html: progress, W.train_log: log, W.train_confirm_group: gr.update(visible=False),
+            W.auto_accept: False}
+
+
+def training_banner(actions: AppActions, snap: dict) -> str:
+    """The Review tab's line while a round trains: which one, and where decisions made now go."""
+    busy = actions.project.store.unfinished_rounds()
+    if not snap.get("running") and not busy:
+        return ""
+    rid = busy[0].id if busy else "the next round"
+    current = actions.project.store.current_round()
+    shown = "no round" if current is None else f"round {current.id}"
+    pct = f" ({round(100 * snap['fraction'])}%)" if snap.get("running") else ""
+    return (f"⏳ **Round {rid} is training{pct}.** The cards here are {shown}'s. Decisions you make now are "
+            f"saved, but round {rid} started with the decisions made before it: yours go into the round "
+            f"after it.")
+
+
 def on_poll(actions: AppActions, seen) -> list:
-    """Redraw the Train tab only when the runner or the rounds table changed."""
+    """Redraw the Train tab (and the Review tab's training line) only when the runner or the
+    rounds table changed."""
     snap = actions.training_status()
     history = actions.round_history()["rounds"]
     current = actions.project.store.current_round()
-    key = [snap["version"], len(history), history[-1]["status"] if history else None]
+    key = [snap["version"], len(history), history[-1]["status"] if history else None,
+           history[-1].get("cv_waf") if history else None]
     if key == seen:
-        return [gr.skip()] * 7
+        return [gr.skip()] * 8
     return [progress_bar(snap), "\n".join(snap["log"]), history_frame(history), waf_plot(history),
-            f1_plot(history), key, None if current is None else current.id]
+            f1_plot(history), key, None if current is None else current.id, training_banner(actions, snap)]
 
 
 def progress_bar(snap: dict) -> str:
@@ -519,26 +745,71 @@ def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def waf_plot(rounds: Sequence[dict]):
+PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
+
+
+def waf_plot(rounds: Sequence[dict]) -> str:
     """CV and test WAF of the finished rounds."""
-    rows = [{"round": str(r["id"]), "WAF": r[key], "series": label} for r in rounds if r["status"] == "done"
-            for key, label in (("cv_waf", "CV"), ("test_waf", "test")) if r[key] is not None]
-    return _round_plot(rows, rounds)
+    done = [r for r in rounds if r["status"] == "done"]
+    series = {label: [(r["id"], r[key]) for r in done if r[key] is not None]
+              for key, label in (("cv_waf", "CV"), ("test_waf", "test"))}
+    return round_chart("WAF per round", series)
 
 
-def f1_plot(rounds: Sequence[dict]):
+def f1_plot(rounds: Sequence[dict]) -> str:
     """CV F1 per class of the finished rounds."""
-    rows = [{"round": str(r["id"]), "F1": f1, "class": c} for r in rounds if r["status"] == "done" and r["cv_f1"]
-            for c, f1 in r["cv_f1"].items()]
-    return _round_plot(rows, rounds)
+    done = [r for r in rounds if r["status"] == "done" and r["cv_f1"]]
+    classes = list(dict.fromkeys(c for r in done for c in r["cv_f1"]))
+    return round_chart("CV F1 per class", {c: [(r["id"], r["cv_f1"][c]) for r in done if c in r["cv_f1"]]
+                                           for c in classes})
 
 
-def _round_plot(rows: list[dict], rounds: Sequence[dict]):
-    # Rounds as categories in round order (numbers would get ticks at 0.5); None rather than
-    # an empty frame, which leaves the plot blank for every later update.
-    if not rows:
-        return None
-    return gr.update(value=pd.DataFrame(rows), sort=[str(r["id"]) for r in rounds])
+def y_range(values: Sequence[float]) -> tuple[float, float]:
+    """The y axis: the data with a margin (at least 0.02 each side), within [0, 1]."""
+    lo, hi = min(values), max(values)
+    pad = max(0.02, (hi - lo) * 0.15)
+    return max(0.0, lo - pad), min(1.0, hi + pad)
+
+
+def round_chart(title: str, series: dict[str, list[tuple[int, float]]], width: int = 380,
+                height: int = 210) -> str:
+    """A line-with-points chart of values per round as inline SVG, y axis fitted to the data,
+    the values on hover (title), a legend that wraps under the plot."""
+    series = {k: v for k, v in series.items() if v}
+    head = f'<div class="round-chart"><div class="chart-title">{html.escape(title)}</div>'
+    if not series:
+        return head + '<div class="chart-empty">no finished round yet</div></div>'
+    rounds = sorted({r for pts in series.values() for r, _ in pts})
+    lo, hi = y_range([v for pts in series.values() for _, v in pts])
+    left, right, top, bottom = 44, 12, 8, 28
+    pw, ph = width - left - right, height - top - bottom
+
+    def x(r: int) -> float:
+        return left + (pw / 2 if len(rounds) == 1 else pw * rounds.index(r) / (len(rounds) - 1))
+
+    def y(v: float) -> float:
+        return top + ph * (1 - (v - lo) / (hi - lo))
+
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{html.escape(title)}">']
+    for k in range(5):  # horizontal grid with tick labels
+        v = lo + (hi - lo) * k / 4
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" class="tick" text-anchor="end">{v:.3f}</text>')
+    step = max(1, len(rounds) // 12)
+    for r in rounds[::step]:
+        parts.append(f'<text x="{x(r):.1f}" y="{height - 10}" class="tick" text-anchor="middle">{r}</text>')
+    parts.append(f'<text x="{left + pw / 2:.1f}" y="{height}" class="tick" text-anchor="middle">round</text>')
+    legend = []
+    for i, (name, pts) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        xy = " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in pts)
+        parts.append(f'<polyline points="{xy}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for r, v in pts:
+            parts.append(f'<circle cx="{x(r):.1f}" cy="{y(v):.1f}" r="3.5" fill="{color}">'
+                         f'<title>{html.escape(name)} · round {r}: {v:.4f}</title></circle>')
+        legend.append(f'<span><i style="background:{color}"></i>{html.escape(name)} {pts[-1][1]:.3f}</span>')
+    parts.append("</svg>")
+    return head + "".join(parts) + f'<div class="chart-legend">{"".join(legend)}</div></div>'
 
 
 def _pct(x) -> str:

@@ -26,13 +26,13 @@ from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import MersemiError, one_line, shown
 from ..engine.selection import KINDS
 
-from .app_state import TrainingRunner
+from .app_state import TrainingRunner, clip_of
 from .clips import ClipShelf
 from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError, round_summary
 from .review import (
     DEFAULT_QUEUE,
-    RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
+    RoundView, class_table, paper_preset, queue_page, queue_position, round_view,
     suggest_thresholds,
 )
 from .values import MAX_REVIEWER, RESERVED_REVIEWERS, flag, mapping, number, text
@@ -224,7 +224,7 @@ class AppActions:
 
     def _card(self, c) -> dict:
         classes = self.project.classes
-        path, kind = media_file(self.project, c.media)
+        path, kind = clip_of(self.project, c.media)  # the importer's media kinds, one list
         return {"name": c.name, "kind": c.kind, "reason": c.reason, "text": c.text,
                 "predicted": classes[c.predicted],
                 "confidence": round(float(c.confidence), 6),
@@ -242,10 +242,16 @@ class AppActions:
         reviewer = self._reviewer(reviewer)
         out = self.project.decide([DecisionRequest(name, action, label or None)], reviewer, source="decide",
                                   respect_claims=True)
+        as_accept = name in out.get("relabel_as_accept", ())
+        if as_accept:  # relabel to the predicted class: the service recorded the accept it is
+            action = "accept"
         label_out = label if action == "relabel" else None
+        message = _decision_message(name, action, label_out, out["replaced"])
+        if as_accept:
+            message += f" ({label} is the predicted class: a relabel to it is recorded as an accept)"
         return {"ok": True, "name": name, "action": action, "label": label_out,
                 "round": out["round"], "reviewer": reviewer, "replaced": out["replaced"],
-                "message": _decision_message(name, action, label_out, out["replaced"])}
+                "relabel_as_accept": as_accept, "message": message}
 
     @refusals
     def undo(self, reviewer: str = "") -> dict:
@@ -263,8 +269,8 @@ class AppActions:
         snap = self._snapshot(required=False)
         if snap is None:
             return None
-        return queue_position(self.project, sample_id, cls, min_confidence, reviewer=reviewer or None,
-                              view=snap.view, thresholds=snap.thresholds)
+        return queue_position(self.project, sample_id, cls, min_confidence, kind=DEFAULT_QUEUE,
+                              reviewer=reviewer or None, view=snap.view, thresholds=snap.thresholds)
 
     @refusals
     def accept_all(self, cls: str = "all", min_confidence: float = 0.0, reviewer: str = "",

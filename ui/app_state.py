@@ -104,3 +104,109 @@ class TrainingRunner:
     def _log_locked(self, line: str) -> None:
         s = self._state
         s.log.append(f"{time.strftime('%H:%M:%S')}  {line}")
+
+
+# ---------------------------------------------------------------------- review page helpers
+# Pure functions over a Project that the review page needs and the service layer does not
+# offer yet. No Gradio here.
+
+import math  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+# One list of media kinds: every clip the importer accepts (engine/importers.py) gets a player
+# on the card; a suffix missing here is an error the tests catch, not a clip that never plays.
+AUDIO_KINDS = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
+VIDEO_KINDS = (".mp4", ".webm", ".mov", ".mkv", ".avi")
+
+
+def media_kind(path: str | Path) -> str | None:
+    """"audio" | "video" for a clip the importer accepts, None otherwise."""
+    suffix = Path(path).suffix.lower()
+    return "audio" if suffix in AUDIO_KINDS else "video" if suffix in VIDEO_KINDS else None
+
+
+def clip_of(project, media: str | None) -> tuple[Path | None, str | None]:
+    """(path, kind) of a sample's clip, only when it resolves to a file inside the project's
+    media folder and is of a kind the importer accepts; (None, None) otherwise."""
+    root = project.media_root
+    if not media or root is None:
+        return None, None
+    root = root.resolve()
+    path = (root / media).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None, None
+    kind = media_kind(path)
+    return (path, kind) if kind else (None, None)
+
+
+def decisions_by_predicted(project) -> dict[str, dict[int, int]]:
+    """Decisions in force, counted under ONE meaning: the class the model predicted for the
+    sample in the round the decision was made on. action -> {class id: count}; a relabel is
+    counted under the class it was relabeled *from*."""
+    from sqlalchemy import and_, func, select
+
+    from ..db.models import CurrentDecision, Decision, Prediction
+
+    out: dict[str, dict[int, int]] = {"accept": {}, "reject": {}, "relabel": {}, "label": {}}
+    with project.store.session() as s:
+        q = (select(CurrentDecision.action, Prediction.predicted, func.count())
+             .join(Decision, Decision.id == CurrentDecision.decision_id)
+             .join(Prediction, and_(Prediction.round_id == Decision.round_id,
+                                    Prediction.sample_id == CurrentDecision.sample_id))
+             .group_by(CurrentDecision.action, Prediction.predicted))
+        for action, predicted, n in s.execute(q):
+            out.setdefault(action, {})[predicted] = n
+    return out
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95 % Wilson score interval of a proportion hits/n; None when n is 0."""
+    if n <= 0:
+        return None
+    p = hits / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+HUMAN_LABELS = ("relabel", "label")  # as ui/rounds.py: decision actions whose class a person gave
+
+
+def auto_accept_preview(project, cfg) -> dict:
+    """What `train --auto-accept` with `cfg` would accept now, per class: count and expected
+    precision (mean calibrated confidence of the selected samples). The selection ui/rounds.py
+    makes when the round starts (engine/selection.py's `select`, same arguments), without
+    importing the trainer (torch: seconds); nothing is written."""
+    import numpy as np
+
+    from ..engine.selection import select
+    from .review import open_mask
+
+    store, classes = project.store, project.classes
+    if store.current_round() is None:
+        return {"total": 0, "classes": [], "note": "no finished round yet: nothing to auto-accept"}
+    st = cfg.self_training
+    if not st.use_pseudo_labels:
+        return {"total": 0, "classes": [], "note": "this preset trains without pseudo-labels"}
+    _, gold_y, _ = store.split_arrays("labeled")
+    gold_y = gold_y[gold_y >= 0]
+    _, extra_y, sources = store.training_labels()
+    human = np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS)
+    view = _view(project)
+    C = len(classes)
+    sel = select(view.pool_pred, view.pool_conf, open_mask(project, view), store.thresholds(),
+                 labeled_per_class=np.bincount(np.r_[gold_y, extra_y[human]].astype(np.int64), minlength=C),
+                 pseudo_per_class=np.bincount(extra_y[~human].astype(np.int64), minlength=C),
+                 balance_cap=st.balance_cap)
+    chosen = np.flatnonzero(sel.mask)
+    pred, conf = view.pool_pred[chosen], view.pool_conf[chosen]
+    rows = [{"class": name, "count": int(np.sum(pred == c)),
+             "expected_precision": float(conf[pred == c].mean()) if np.any(pred == c) else None}
+            for c, name in enumerate(classes)]
+    return {"total": int(len(chosen)), "classes": rows, "note": ""}
+
+
+def _view(project):
+    from .review import round_view
+    return round_view(project)
