@@ -125,7 +125,7 @@ def test_threshold_slider_keys_and_enter_store_what_the_box_shows(page, served):
     for bad in ("-0.2", "1.5"):
         number.fill(bad)
         number.press("Enter")
-        expect(page.locator("#threshold-note")).to_contain_text(f"Not stored")
+        expect(page.locator("#threshold-note")).to_contain_text("Not stored")
         expect(page.locator("#threshold-note")).to_contain_text(f"got {bad}")
         expect(number).to_have_value("0.7")                 # the box shows what is stored
         assert stored_threshold(root, 2) == pytest.approx(0.7)
