@@ -99,25 +99,35 @@ def test_paper_preset_uses_defaults_for_classes_the_paper_does_not_name(app):
     assert out["thresholds"] == {"calm": 0.95, "joy": 0.95, "anger": 0.95}
 
 
+def test_the_default_queue_is_what_mersemi_queue_prints(app):
+    from mersemi.ui.review import queue_page
+
+    cards, total = queue_page(app.project, limit=5)
+    got = [app.next_candidate(offset=k) for k in range(5)]
+    assert [g["candidate"]["name"] for g in got] == [c.name for c in cards] and got[0]["total"] == total
+    assert [g["candidate"]["kind"] for g in got] == [c.kind for c in cards]
+    assert app.next_candidate(kind="nope")["ok"] is False
+
+
 def test_next_candidate_walks_the_verify_queue_least_confident_first(app):
     order = verify_order()
-    first = app.next_candidate()
+    first = app.next_candidate(kind="verify")
     assert first["total"] == len(order) == sum(expected_count(c, 0.5) for c in range(3))
     assert first["candidate"]["name"] == order[0]
     assert set(first["candidate"]["probs"]) == set(CLASSES)
-    assert app.next_candidate(offset=1)["candidate"]["name"] == order[1]
-    last = app.next_candidate(offset=10_000)
+    assert app.next_candidate(kind="verify", offset=1)["candidate"]["name"] == order[1]
+    last = app.next_candidate(kind="verify", offset=10_000)
     assert last["offset"] == first["total"] - 1
     assert last["candidate"]["name"] == "u00" and last["candidate"]["media_kind"] == "audio"
-    before_last = app.next_candidate(offset=first["total"] - 2)
+    before_last = app.next_candidate(kind="verify", offset=first["total"] - 2)
     assert before_last["candidate"]["name"] == "u01"
     assert before_last["candidate"]["media"] is None       # its media path leaves the media folder
-    joy = app.next_candidate(cls="joy", min_confidence=0.9)
+    joy = app.next_candidate(kind="verify", cls="joy", min_confidence=0.9)
     assert joy["candidate"]["name"] == verify_order(cls=1, min_conf=0.9)[0]
     assert joy["total"] == expected_count(1, 0.9)
-    assert app.next_candidate(cls="fear")["ok"] is False
-    assert app.next_candidate(min_confidence=2)["ok"] is False
-    empty = app.next_candidate(min_confidence=1.0)
+    assert app.next_candidate(kind="verify", cls="fear")["ok"] is False
+    assert app.next_candidate(kind="verify", min_confidence=2)["ok"] is False
+    empty = app.next_candidate(kind="verify", min_confidence=1.0)
     assert empty["ok"] and empty["candidate"] is None and empty["message"]
 
 

@@ -120,6 +120,9 @@ def test_keyboard_review_and_undo(page, review_server):
     open_app(page, url)
     open_tab(page, "Review")
     title = page.locator("#card-title")
+    expect(title).to_contain_text("Label this")             # the default queue starts below threshold
+    page.wait_for_timeout(1000)
+    page.locator("#filter-kind label", has_text="verify").click()
     expect(title).to_contain_text("u49")
     page.keyboard.press("a")                                      # no reviewer name yet
     expect(page.locator("#review-message")).to_contain_text("reviewer name")
@@ -161,7 +164,10 @@ def test_accept_all_shows_the_count_before_writing(page, review_server):
     open_app(page, url)
     page.locator("#reviewer input, #reviewer textarea").first.fill("bob")
     open_tab(page, "Review")
-    expect(page.locator("#card-title")).to_contain_text("Candidate")
+    expect(page.locator("#card-title")).to_contain_text("Card ")
+    page.wait_for_timeout(1000)
+    page.locator("#filter-kind label", has_text="verify").click()   # the candidates' queue
+    expect(page.locator("#card-title")).to_contain_text("Verify this")
     before = db_rows(root, "SELECT count(*) FROM decisions")
     page.locator("#btn-accept-all").click()
     expect(page.locator("#confirm-text")).to_contain_text("Accept")
@@ -203,7 +209,7 @@ def test_train_a_round_and_see_it_in_the_history(page, tmp_path):
 
         page.locator("#reviewer input, #reviewer textarea").first.fill("ann")
         open_tab(page, "Review")
-        expect(page.locator("#card-title")).to_contain_text("Candidate 1 of")
+        expect(page.locator("#card-title")).to_contain_text("Card 1 of")
         snap(page, "review.png")
 
         open_tab(page, "Export")

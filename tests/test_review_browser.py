@@ -78,15 +78,24 @@ def open_app(page, url: str) -> None:
     expect(page.locator("#class-table")).to_contain_text("expected precision")
 
 
-def open_review(page, url: str, reviewer: str | None = "ann") -> None:
+def open_review(page, url: str, reviewer: str | None = "ann", queue: str | None = "verify") -> None:
     open_app(page, url)
     if reviewer:
         page.locator("#reviewer input, #reviewer textarea").first.fill(reviewer)
     page.get_by_role("tab", name="Review").click()
-    expect(page.locator("#card-title")).to_contain_text("Candidate")
+    expect(page.locator("#card-title")).to_contain_text("Card ")
     # The page load and the tab's select both draw a card; a key pressed before the later one
     # is back would have its card replaced by that (older) answer.
     page.wait_for_timeout(1000)
+    if queue:
+        choose_queue(page, queue)
+
+
+def choose_queue(page, kind: str) -> None:
+    """The verify queue holds the candidates only, least confident first: u49, u48, ..."""
+    page.locator("#filter-kind label", has_text=kind).click()
+    expect(page.locator("#card-title")).to_contain_text("Verify this" if kind == "verify" else "Label this")
+    page.wait_for_timeout(300)
 
 
 def choose_class(page, cls: str) -> None:
@@ -134,7 +143,7 @@ def test_threshold_slider_keys_and_enter_store_what_the_box_shows(page, served):
 def test_minimum_confidence_keys_apply_and_an_empty_filter_says_what_to_do(page, served):
     root, url, _ = served
     open_review(page, url)
-    expect(title(page)).to_contain_text("Candidate 1 of 50")
+    expect(title(page)).to_contain_text("Card 1 of 50")
     page.locator("#filter-conf input[type=range]").focus()
     page.keyboard.press("End")                              # minimum confidence 1: nothing passes
     expect(title(page)).to_contain_text("No candidate in this filter")
@@ -144,7 +153,7 @@ def test_minimum_confidence_keys_apply_and_an_empty_filter_says_what_to_do(page,
     page.keyboard.press("a")                                 # a disabled button: nothing recorded
     assert db(root, "SELECT count(*) FROM decisions") == [(0,)]
     page.keyboard.press("Home")
-    expect(title(page)).to_contain_text("Candidate 1 of 50")
+    expect(title(page)).to_contain_text("Card 1 of 50")
     expect(page.locator("#btn-accept")).to_be_enabled()
 
 
@@ -176,7 +185,7 @@ def test_accept_all_question_goes_when_the_filter_changes(page, served):
     set_min_conf(page, "0.999")
     expect(title(page)).to_contain_text("No candidate")
     set_min_conf(page, "0.905")
-    expect(title(page)).to_contain_text("Candidate 1 of")
+    expect(title(page)).to_contain_text("Card 1 of")
     page.locator("#btn-accept-all").click()
     expect(page.locator("#confirm-text")).to_contain_text("≥ 0.905")
     choose_class(page, "joy")
@@ -190,18 +199,18 @@ def test_a_reload_keeps_the_tab_the_filter_and_the_card(page, served):
     root, url, _ = served
     open_review(page, url)
     choose_class(page, "joy")
-    expect(title(page)).to_contain_text("Candidate 1 of 17")
+    expect(title(page)).to_contain_text("Card 1 of 17")
     title(page).click()
     page.keyboard.press("ArrowRight")
-    expect(title(page)).to_contain_text("Candidate 2 of 17")
+    expect(title(page)).to_contain_text("Card 2 of 17")
     page.keyboard.press("ArrowRight")
-    expect(title(page)).to_contain_text("Candidate 3 of 17")
+    expect(title(page)).to_contain_text("Card 3 of 17")
     name = title(page).locator("h3").inner_text().split()[0]
     page.wait_for_timeout(500)                               # the position reaches localStorage
     page.reload()
     expect(page.get_by_role("tab", name="Review")).to_have_attribute("aria-selected", "true")
     expect(title(page)).to_contain_text(name)
-    expect(title(page)).to_contain_text("Candidate 3 of 17")
+    expect(title(page)).to_contain_text("Card 3 of 17")
     expect(page.locator("#filter-class input")).to_have_value("joy")
     expect(page.locator("#reviewer input, #reviewer textarea").first).to_have_value("ann")
 
@@ -262,8 +271,10 @@ def test_keys_work_whenever_no_text_field_has_focus(page, served):
     expect(title(page)).to_contain_text("u47")
     reviewer.fill("bob")
     reviewer.press("Enter")                                  # Enter leaves the name field too
-    page.keyboard.press("a")
+    # alice's claim on u47 holds (5 minutes): bob, a new name on this page, gets u46
     expect(title(page)).to_contain_text("u46")
+    page.keyboard.press("a")
+    expect(title(page)).to_contain_text("u45")
     assert db(root, "SELECT action, reviewer FROM decisions ORDER BY id") == [
         ("accept", "alice"), ("reject", "alice"), ("accept", "bob")]
 

@@ -26,6 +26,9 @@ class Part:
         return self.name
 
 
+VERIFY = {"kind": "verify"}   # the page's state on the verify queue (the candidates only)
+
+
 @pytest.fixture
 def app(tmp_path):
     project = make_review_project(tmp_path / "proj")
@@ -35,7 +38,8 @@ def app(tmp_path):
 
 @pytest.fixture
 def W(app):
-    names = ["tabs", "class_df", "threshold_note", "filter_cls", "filter_conf", "card_md", "transcript", "audio",
+    names = ["tabs", "class_df", "threshold_note", "filter_cls", "filter_conf", "filter_kind",
+             "card_md", "transcript", "audio",
              "video", "probs", "review_state", "counts_df", "review_msg", "review_banner", "confirm_group",
              "confirm_md", "pending_count", "train_confirm_group", "train_confirm_md", "progress_html",
              "train_log", "auto_accept", "saved_position"]
@@ -72,7 +76,7 @@ def test_a_minimum_confidence_out_of_range_is_refused_visibly(app, W):
 # ---------------------------------------------------------------------- 2. relabel to predicted
 
 def test_relabel_to_the_predicted_class_is_said_to_be_an_accept(app, W):
-    state = page.render_card(app, W, "all", 0.0, 0)[W.review_state]   # u49, predicted joy
+    state = page.render_card(app, W, "all", 0.0, 0, VERIFY)[W.review_state]   # u49, predicted joy
     assert state["name"] == "u49"
     out = page.on_decide(app, W, "relabel", "joy", "all", 0.0, state, "ann")
     assert "accepted" in out[W.review_msg] and "recorded as an accept" in out[W.review_msg]
@@ -85,7 +89,7 @@ def test_relabel_to_the_predicted_class_is_said_to_be_an_accept(app, W):
 # ---------------------------------------------------------------------- 3. probability bars
 
 def test_probability_bars_are_in_class_order_with_keys_and_one_decimal(app, W):
-    out = page.render_card(app, W, "all", 0.0, 0)          # u49: joy 0.50, calm and anger 0.25
+    out = page.render_card(app, W, "all", 0.0, 0, VERIFY)  # u49: joy 0.50, calm and anger 0.25
     bars = out[W.probs]
     at = [bars.index(f'<span class="cls">{c}</span>') for c in app.project.classes]
     assert at == sorted(at)                                  # calm, joy, anger: the keys' order
@@ -207,17 +211,19 @@ def test_every_media_kind_the_importer_accepts_gets_a_player(app, W):
         s.execute(update(Sample).where(Sample.name == "u49").values(media="u49.aac"))
         s.execute(update(Sample).where(Sample.name == "u48").values(media="u48.mov"))
         s.commit()
-    cards = [app.next_candidate("all", 0.0, k)["candidate"] for k in (0, 1)]
+    cards = [app.next_candidate("all", 0.0, k, "", "verify")["candidate"] for k in (0, 1)]
     assert [(c["name"], c["media_kind"]) for c in cards] == [("u49", "audio"), ("u48", "video")]
 
 
 # ---------------------------------------------------------------------- 12. empty states
 
 def test_an_empty_filter_says_what_to_do_and_disables_the_buttons(app, W):
-    out = page.on_move(app, W, "calm", 0.995, {"offset": 0}, step=None)
+    out = page.on_move(app, W, "calm", 0.995, {"offset": 0, "kind": "verify"}, step=None)
     text = out[W.card_md]
     assert "No candidate in this filter" in text and "minimum confidence" in text
-    assert "class **all**" in text and "Thresholds" in text
+    assert "class **all**" in text and "Thresholds" in text and "switch the queue to **label**" in text
+    label = page.on_move(app, W, "calm", 0.995, {"offset": 0, "kind": "label"}, step=None)[W.card_md]
+    assert "below its threshold" in label and "switch the queue to **verify**" in label
     assert all(out[b]["interactive"] is False for b in W.act_btns)
     back = page.on_move(app, W, "all", 0.0, out[W.review_state], step=None)
     assert all(back[b]["interactive"] is True for b in W.act_btns) and back[W.review_msg] == ""
@@ -239,3 +245,24 @@ def test_the_round_plots_are_lines_with_points_on_a_fitted_axis():
     f1 = page.f1_plot(rounds)
     assert f1.count("<polyline") == 2 and "calm 0.650" in f1 and "joy 0.500" in f1
     assert "no finished round" in page.waf_plot([])
+
+
+# ---------------------------------------------------------------------- queue kinds
+
+def test_the_queue_radio_switches_queues_and_the_card_says_its_kind_and_why(app, W):
+    from mersemi.ui.review import DEFAULT_QUEUE, queue_page
+
+    first = page.render_card(app, W, "all", 0.0, 0)                   # the default queue
+    assert first[W.review_state]["kind"] == DEFAULT_QUEUE == "both"
+    assert first[W.review_state]["name"] == queue_page(app.project)[0][0].name   # as `mersemi queue`
+    assert "Label this" in first[W.card_md] and "below threshold: top two classes" in first[W.card_md]
+    out = page.on_kind(app, W, "verify", "all", 0.0, first[W.review_state])
+    assert (out[W.review_state]["kind"], out[W.review_state]["name"]) == ("verify", "u49")
+    assert "Verify this" in out[W.card_md] and "at or above threshold" in out[W.card_md]
+    after = page.on_decide(app, W, "accept", "", "all", 0.0, out[W.review_state], "ann")
+    assert (after[W.review_state]["kind"], after[W.review_state]["name"]) == ("verify", "u48")
+    back = page.on_restore(app, W, "review", after[W.review_state])    # a reload keeps the queue
+    assert (back[W.review_state]["kind"], back[W.review_state]["name"]) == ("verify", "u48")
+    label = page.on_kind(app, W, "label", "all", 0.0, back[W.review_state])
+    assert label[W.review_state]["name"] == queue_page(app.project, "label")[0][0].name
+    assert page.on_kind(app, W, "bogus", "all", 0.0, {})[W.review_state]["kind"] == DEFAULT_QUEUE

@@ -42,7 +42,7 @@ def new_page(browser):
 
 def card_name(page) -> str:
     title = page.locator("#card-title")
-    expect(title).to_contain_text("Candidate")
+    expect(title).to_contain_text("Card ")
     return re.match(r"\s*(\S+)", title.inner_text()).group(1)
 
 

@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 from .app_api import LOGIN, AppActions  # noqa: E402
 from .app_state import auto_accept_preview, decisions_by_predicted, wilson_interval  # noqa: E402
 from .project import Project  # noqa: E402
-from .review import HIST_BINS, round_view, split_histogram  # noqa: E402
+from .review import DEFAULT_QUEUE, HIST_BINS, round_view, split_histogram  # noqa: E402
 from .widgets import ValueSlider  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -133,6 +133,9 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                                                      min_width=140, elem_id="filter-class")
                             filter_conf = ValueSlider(0, 1, value=0, step=THRESHOLD_STEP, label="Minimum confidence",
                                                       min_width=200, elem_id="filter-conf")
+                            # no info line under it: at 1366x768 the clip must stay above the fold
+                            filter_kind = gr.Radio(list(QUEUE_KINDS), value=DEFAULT_QUEUE, label="Queue",
+                                                   min_width=200, elem_id="filter-kind")
                             accept_all_btn = gr.Button("Accept all in this filter…", size="sm", scale=0,
                                                        min_width=200, elem_id="btn-accept-all")
                         with gr.Group(visible=False, elem_id="confirm-group") as confirm_group:
@@ -226,7 +229,8 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         private = {"api_visibility": "private"}
         W = SimpleNamespace(
             tabs=tabs, sliders=sliders, class_df=class_df, hists=hists, threshold_note=threshold_note,
-            filter_cls=filter_cls, filter_conf=filter_conf, card_md=card_md, transcript=transcript, audio=audio,
+            filter_cls=filter_cls, filter_conf=filter_conf, filter_kind=filter_kind, card_md=card_md,
+            transcript=transcript, audio=audio,
             video=video, probs=probs, review_state=review_state, counts_df=counts_df, review_msg=review_msg,
             review_banner=review_banner, saved_position=saved_position, confirm_group=confirm_group,
             confirm_md=confirm_md,
@@ -260,6 +264,8 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
                     trigger_mode="always_last", show_progress="hidden", **private)
         # .input, not .change: a value set by the page (a reload restoring the filter) is no new filter
         filter_cls.input(partial(move, step=None), [*filters, review_state, reviewer], moved, **private)
+        filter_kind.input(partial(on_kind, actions, W), [filter_kind, *filters, review_state, reviewer],
+                          [*moved, filter_kind], **private)
         filter_conf.release(partial(move, step=None), [*filters, review_state, reviewer], moved,
                             trigger_mode="always_last", **private)
         # A name entered: the card on screen is claimed for it (or another, if someone holds it).
@@ -267,7 +273,8 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         for tab_id, tab in (("thresholds", tab_thresholds), ("review", tab_review), ("train", tab_train),
                             ("export", tab_export)):
             tab.select(partial(lambda t: t, tab_id), None, saved_tab, **private)
-        demo.load(partial(on_restore, actions, W), [saved_tab, saved_position], [tabs, filter_cls, *moved],
+        demo.load(partial(on_restore, actions, W), [saved_tab, saved_position],
+                  [tabs, filter_cls, filter_kind, *moved],
                   **private)
         decision_inputs = [*filters, review_state, reviewer]
         decided = [*card, review_msg]
@@ -282,7 +289,8 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         undo_btn.click(partial(on_undo, actions, W), decision_inputs, decided, **quick)
         accept_all_btn.click(partial(on_accept_all_ask, actions, W), [*filters, reviewer],
                              [confirm_group, confirm_md, pending_count, review_msg], **private)
-        confirm_btn.click(partial(on_accept_all_confirm, actions, W), [*filters, reviewer, pending_count],
+        confirm_btn.click(partial(on_accept_all_confirm, actions, W),
+                          [*filters, reviewer, pending_count, review_state],
                           [*card, review_msg, confirm_group], **private)
         cancel_btn.click(lambda: gr.update(visible=False), None, confirm_group, **private)
 
@@ -474,6 +482,12 @@ def _thresholds_text(th: dict, prefix: str = "") -> str:
 
 # ---------------------------------------------------------------------- review tab
 
+QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
+    "both": "least sure first (below threshold), then the riskiest candidates",
+    "label": "below threshold, least sure first: give them a class",
+    "verify": "candidates, least confident first: accept or reject",
+}
+
 COUNTS_LABEL = ("Per class the model predicted: candidates remaining, and the decisions in force on samples "
                 "it predicted as that class (a relabel counts under the class it was relabeled from)")
 
@@ -494,6 +508,14 @@ def on_move(actions: AppActions, W: SimpleNamespace, cls: str, min_conf, state: 
     return render_card(actions, W, cls, min_conf, offset, state, reviewer) | {W.review_msg: ""} | hide
 
 
+def on_kind(actions: AppActions, W: SimpleNamespace, kind: str, cls: str, min_conf, state: dict,
+            reviewer: str = "") -> dict:
+    """Another review queue: its first card; the radio's note says what the queue holds."""
+    kind = kind if kind in QUEUE_KINDS else DEFAULT_QUEUE
+    return on_move(actions, W, cls, min_conf, state | {"kind": kind}, reviewer, step=None) | {
+        W.filter_kind: kind}
+
+
 def on_restore(actions: AppActions, W: SimpleNamespace, tab: str, position: dict) -> dict:
     """A reload: back to the tab, the filter and the card the reviewer had (by name while it is
     still in the queue, by offset otherwise)."""
@@ -503,57 +525,67 @@ def on_restore(actions: AppActions, W: SimpleNamespace, tab: str, position: dict
     min_conf = position.get("min_conf")
     min_conf = float(min_conf) if isinstance(min_conf, (int, float)) and 0 <= min_conf <= 1 else 0.0
     offset = position.get("offset") if isinstance(position.get("offset"), int) else 0
+    kind = position.get("kind") if position.get("kind") in QUEUE_KINDS else DEFAULT_QUEUE
     name = position.get("name")
     if isinstance(name, str) and name and actions.project.store.current_round() is not None:
         found = actions.project.store.samples_by_name([name]).get(name)
-        pos = None if found is None else actions.position_of(found[0], cls, min_conf)
+        pos = None if found is None else actions.position_of(found[0], cls, min_conf, kind=kind)
         offset = offset if pos is None else pos
     # The first tab is on screen already: selecting it again could undo a tab the reviewer
     # clicked while this answer was on its way.
-    return render_card(actions, W, cls, min_conf, max(0, offset)) | {
+    return render_card(actions, W, cls, min_conf, max(0, offset), {"kind": kind, "enabled": None}) | {
         W.tabs: gr.skip() if tab == "thresholds" else gr.update(selected=tab), W.filter_cls: cls,
+        W.filter_kind: kind,
         W.filter_conf: min_conf, W.review_msg: "", W.confirm_group: gr.update(visible=False)}
 
 
 def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, offset: int,
                 was: dict | None = None, reviewer: str = "") -> dict:
-    """The card at `offset`, held for `reviewer` (when named) so that others get other cards.
-    `was` (the state the page shows now) spares updates the page does not need: the buttons
-    are sent only when they change between enabled and disabled."""
-    out = actions.next_candidate(cls, min_conf, offset, reviewer)
+    """The card at `offset` of the queue `was["kind"]` (DEFAULT_QUEUE when not given), held for
+    `reviewer` (when named) so that others get other cards. `was` (the state the page shows
+    now) spares updates the page does not need: the buttons are sent only when they change
+    between enabled and disabled."""
+    kind = (was or {}).get("kind") or DEFAULT_QUEUE
+    out = actions.next_candidate(cls, min_conf, offset, reviewer, kind)
     counts = _review_counts(actions)
     has_card = bool(out["ok"] and out["candidate"] is not None)
-    state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "enabled": has_card}
+    state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "kind": kind, "enabled": has_card}
     buttons = {} if was is not None and was.get("enabled", True) == has_card else {
         b: gr.update(interactive=has_card) for b in W.act_btns}
     if not has_card:
-        return {W.card_md: empty_state(actions, cls, min_conf, out), W.transcript: "",
+        return {W.card_md: empty_state(actions, cls, min_conf, out, kind), W.transcript: "",
                 W.audio: gr.update(value=None, visible=False), W.video: gr.update(value=None, visible=False),
                 W.probs: "", W.review_state: state, W.saved_position: state, W.counts_df: counts, **buttons}
     c = out["candidate"]
-    kind = "Label this sample" if c["kind"] == "label" else "Verify this pseudo-label"
+    kind = "Label this" if c["kind"] == "label" else "Verify this"
     title = (f"### {_md(c['name'])} — predicted **{_md(c['predicted'])}** at {c['confidence']:.3f}\n"
-             f"**{kind}** ({_md(c['reason'])}) · card {out['offset'] + 1} of {out['total']} in this "
-             f"filter · round {out['round']}")
+             f"Card {out['offset'] + 1} of {out['total']} · **{kind}**: {_md(c['reason'])} · round {out['round']}")
     state |= {"offset": out["offset"], "name": c["name"]}
     return {W.card_md: title, W.transcript: c["text"] or "(no transcript)", W.audio: _player(c, "audio"),
             W.video: _player(c, "video"), W.probs: probability_bars(c["probs"], c["predicted"]),
             W.review_state: state, W.saved_position: state, W.counts_df: counts, **buttons}
 
 
-def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict) -> str:
+def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict, kind: str = DEFAULT_QUEUE) -> str:
     """No card: say why and what to do about it."""
     if actions.project.store.current_round() is None:
         return "### No candidate yet\nNo round has finished: train round 0 on the **Train** tab first."
     if not out["ok"]:
         return f"### No candidate\n{_md(out['error'])}"
-    advice = ["lower a class's threshold on the **Thresholds** tab (candidates are at or above it)"]
+    advice = {"verify": ["lower a class's threshold on the **Thresholds** tab (candidates are at or above it)",
+                         "switch the queue to **label** (samples below their threshold)"],
+              "label": ["switch the queue to **verify** (the candidates)",
+                        "raise a class's threshold on the **Thresholds** tab"],
+              }.get(kind, [])
     if min_conf > 0:
         advice.insert(0, f"lower the minimum confidence (now {min_conf:.3f})")
     if cls not in (None, "", "all"):
         advice.insert(0, "choose class **all**")
-    return ("### No candidate in this filter\nNo undecided candidate passes the thresholds here. To see more: "
-            + "; ".join(advice) + ".")
+    what = {"verify": "No undecided candidate passes the thresholds here.",
+            "label": "No undecided sample is below its threshold here.",
+            }.get(kind, "No undecided pool sample here.")
+    return (f"### No candidate in this filter\n{what}"
+            + (" To see more: " + "; ".join(advice) + "." if advice else ""))
 
 
 def probability_bars(probs: dict[str, float], predicted: str) -> str:
@@ -597,7 +629,7 @@ def on_undo(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, 
         return {W.review_msg: f"**Not undone:** {_md(out['error'])}"}
     offset = state.get("offset", 0)
     if out["sample_ids"]:
-        pos = actions.position_of(out["sample_ids"][0], cls, min_conf, reviewer)
+        pos = actions.position_of(out["sample_ids"][0], cls, min_conf, reviewer, kind=state.get("kind") or "")
         offset = offset if pos is None else pos  # show the candidate that came back
     return render_card(actions, W, cls, min_conf, offset, state, reviewer) | {W.review_msg: _md(out["message"])}
 
@@ -616,7 +648,7 @@ def on_accept_all_ask(actions: AppActions, W: SimpleNamespace, cls: str, min_con
 
 
 def on_accept_all_confirm(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, reviewer: str,
-                          count: int) -> dict:
+                          count: int, state: dict | None = None) -> dict:
     out = actions.accept_all(cls, min_conf, reviewer, expected=count)
     if not out["ok"]:
         if "count" in out:  # the queue changed since the question: say so in the page's words
@@ -626,7 +658,7 @@ def on_accept_all_confirm(actions: AppActions, W: SimpleNamespace, cls: str, min
         else:
             why = _md(out["error"])
         return {W.review_msg: f"**Nothing accepted:** {why}", W.confirm_group: gr.update(visible=False)}
-    return render_card(actions, W, cls, min_conf, 0, reviewer=reviewer) | {W.review_msg: _md(out["message"]),
+    return render_card(actions, W, cls, min_conf, 0, state, reviewer) | {W.review_msg: _md(out["message"]),
                                                          W.confirm_group: gr.update(visible=False)}
 
 

@@ -265,11 +265,12 @@ class AppActions:
                            + (" ..." if len(undone) > 5 else "") if undone
                            else f"nothing to undo for {reviewer}"}
 
-    def position_of(self, sample_id: int, cls: str, min_confidence: float, reviewer: str = "") -> int | None:
+    def position_of(self, sample_id: int, cls: str, min_confidence: float, reviewer: str = "",
+                    kind: str = "") -> int | None:
         snap = self._snapshot(required=False)
         if snap is None:
             return None
-        return queue_position(self.project, sample_id, cls, min_confidence, kind=DEFAULT_QUEUE,
+        return queue_position(self.project, sample_id, cls, min_confidence, kind=self._queue_kind(kind),
                               reviewer=reviewer or None, view=snap.view, thresholds=snap.thresholds)
 
     @refusals

@@ -170,18 +170,16 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] |
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-HUMAN_LABELS = ("relabel", "label")  # as ui/rounds.py: decision actions whose class a person gave
 
 
 def auto_accept_preview(project, cfg) -> dict:
     """What `train --auto-accept` with `cfg` would accept now, per class: count and expected
     precision (mean calibrated confidence of the selected samples). The selection ui/rounds.py
-    makes when the round starts (engine/selection.py's `select`, same arguments), without
+    makes when the round starts (review.auto_accept_selection, the same call), without
     importing the trainer (torch: seconds); nothing is written."""
     import numpy as np
 
-    from ..engine.selection import select
-    from .review import open_mask
+    from .review import auto_accept_selection
 
     store, classes = project.store, project.classes
     if store.current_round() is None:
@@ -189,16 +187,7 @@ def auto_accept_preview(project, cfg) -> dict:
     st = cfg.self_training
     if not st.use_pseudo_labels:
         return {"total": 0, "classes": [], "note": "this preset trains without pseudo-labels"}
-    _, gold_y, _ = store.split_arrays("labeled")
-    gold_y = gold_y[gold_y >= 0]
-    _, extra_y, sources = store.training_labels()
-    human = np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS)
-    view = _view(project)
-    C = len(classes)
-    sel = select(view.pool_pred, view.pool_conf, open_mask(project, view), store.thresholds(),
-                 labeled_per_class=np.bincount(np.r_[gold_y, extra_y[human]].astype(np.int64), minlength=C),
-                 pseudo_per_class=np.bincount(extra_y[~human].astype(np.int64), minlength=C),
-                 balance_cap=st.balance_cap)
+    view, sel = auto_accept_selection(project, st.balance_cap, store.thresholds())
     chosen = np.flatnonzero(sel.mask)
     pred, conf = view.pool_pred[chosen], view.pool_conf[chosen]
     rows = [{"class": name, "count": int(np.sum(pred == c)),
@@ -207,6 +196,3 @@ def auto_accept_preview(project, cfg) -> dict:
     return {"total": int(len(chosen)), "classes": rows, "note": ""}
 
 
-def _view(project):
-    from .review import round_view
-    return round_view(project)

@@ -94,6 +94,35 @@ def open_mask(project: Project, view: RoundView, reviewer: str | None = None) ->
     return ~np.isin(view.pool_ids, closed)
 
 
+HUMAN_LABELS = ("relabel", "label")  # decision actions whose class a person gave
+
+
+def auto_accept_selection(project: Project, balance_cap: float, thresholds: list[float] | None = None,
+                          view: RoundView | None = None,
+                          labels: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+                          ) -> tuple[RoundView, selection.Selection]:
+    """What the automatic step takes now: the current round's undecided candidates at the
+    thresholds (the project's by default), within the class-balance cap, where gold labels and
+    human labels count as labeled and earlier automatic accepts count against the cap. The
+    one call behind `train --auto-accept` (ui/rounds.py) and the app's preview of it.
+    `labels`: (gold labels, extra labels, their sources) when the caller has them already."""
+    view = view if view is not None else round_view(project)
+    if labels is None:
+        _, gold_y, _ = project.store.split_arrays("labeled")
+        gold_y = gold_y[gold_y >= 0]
+        _, extra_y, sources = project.store.training_labels()
+    else:
+        gold_y, extra_y, sources = labels
+    C = len(project.classes)
+    human = np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS)
+    th = thresholds if thresholds is not None else [float(project.thresholds()[c]) for c in project.classes]
+    sel = selection.select(view.pool_pred, view.pool_conf, open_mask(project, view), th,
+                           labeled_per_class=np.bincount(np.r_[gold_y, extra_y[human]].astype(np.int64), minlength=C),
+                           pseudo_per_class=np.bincount(extra_y[~human].astype(np.int64), minlength=C),
+                           balance_cap=balance_cap)
+    return view, sel
+
+
 def split_histogram(view: RoundView, cls: int, threshold: float,
                     bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`view.histogram(cls)` in two parts: (edges, counts below the threshold, counts at or

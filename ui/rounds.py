@@ -21,15 +21,14 @@ from ..engine.config import Config
 from ..engine.errors import InputError
 from ..engine.calibration import expected_calibration_error
 from ..engine.metrics import classification_metrics
-from ..engine.selection import select
 from ..engine.train import TrainSet, train_round as engine_train_round
 
 from .project import Project, ProjectError, ProgressFn
+from .review import HUMAN_LABELS
 
 AUTO_REVIEWER = "auto"
 # How often a training process records that it is alive (Project.HEARTBEAT_LIMIT is minutes).
 HEARTBEAT_EVERY_S = 15.0
-HUMAN_LABELS = ("relabel", "label")  # decision actions whose class a person gave
 
 
 def run_round(project: Project, cfg: Config, config_name: str = "default",
@@ -155,18 +154,12 @@ def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gol
     the class-balance cap, become accepted pseudo-labels (engine/selection.py). Samples with a
     decision in force, human or automatic, are never taken. Returns the decisions and what
     was selected per class (recorded with the round)."""
-    from .review import open_mask, round_view
+    from .review import auto_accept_selection
 
     if project.store.current_round() is None:
         return [], None
-    view = round_view(project)
-    C = len(project.classes)
-    human = np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS)
     st = cfg.self_training
-    sel = select(view.pool_pred, view.pool_conf, open_mask(project, view), thresholds,
-                 labeled_per_class=np.bincount(np.r_[gold_y, extra_y[human]].astype(np.int64), minlength=C),
-                 pseudo_per_class=np.bincount(extra_y[~human].astype(np.int64), minlength=C),
-                 balance_cap=st.balance_cap)
+    view, sel = auto_accept_selection(project, st.balance_cap, thresholds, labels=(gold_y, extra_y, sources))
     decisions = [DecisionIn(int(view.pool_ids[i]), "accept", int(view.pool_pred[i]), view.round_id, "auto-accept")
                  for i in np.flatnonzero(sel.mask)]
     summary = {"policy": st.policy, "target_precision": st.target_precision, "balance_cap": st.balance_cap,
