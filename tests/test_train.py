@@ -161,7 +161,8 @@ def test_baseline_model_trains():
 
 def test_early_stopping_keeps_the_best_epoch():
     feats, y, _, n_gold, rows = clusters()
-    cfg = CFG.replace(**{"finetune.epochs": 40, "finetune.patience": 2, "pretrain.enabled": False})
+    cfg = CFG.replace(**{"finetune.epochs": 40, "finetune.patience": 2, "pretrain.enabled": False,
+                         "finetune.select": "loss"})   # "auto" keeps the last epoch on small folds
     r = train_round(trainset(feats, y, n_gold, rows), 3, cfg)
     for f in r.metrics["folds"]:
         assert f["epochs"] == min(f["best_epoch"] + 2, 40)
@@ -235,3 +236,17 @@ def test_tqdm_adapter_drives_one_bar_to_the_end():
         assert adapter.bar.n == 10
         progress("done", 1.0)
         assert adapter.bar.n == 100 and adapter.bar.postfix == "done"
+
+
+def test_auto_selection_keeps_the_last_epoch_on_small_evaluation_folds():
+    from mersemi.engine.train import SELECT_AUTO_MIN_EVAL, selection_rule
+
+    assert selection_rule("auto", SELECT_AUTO_MIN_EVAL - 1) == "last"
+    assert selection_rule("auto", SELECT_AUTO_MIN_EVAL) == "loss"
+    assert [selection_rule(s, 3) for s in ("loss", "waf", "last")] == ["loss", "waf", "last"]
+    feats, y, _, n_gold, rows = clusters()
+    cfg = CFG.replace(**{"finetune.epochs": 6, "finetune.patience": 1, "pretrain.enabled": False,
+                         "finetune.select": "auto"})
+    r = train_round(trainset(feats, y, n_gold, rows), 3, cfg)
+    for f in r.metrics["folds"]:   # small folds: every epoch runs and the last one is kept
+        assert f["select"] == "last" and f["best_epoch"] == f["epochs"] == 6
