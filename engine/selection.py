@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collections.abc import Sequence
+
 import numpy as np
 
 KINDS = ("both", "label", "verify")
@@ -126,8 +128,49 @@ class QueueEntry:
     reason: str
 
 
+class ReviewQueue(Sequence):
+    """A review queue as arrays: pool positions in queue order and whether each is a label
+    card. Entries (with their reason text) are built only for what is read, so a page of a
+    100,000-sample queue costs a page, not the queue."""
+
+    def __init__(self, order: np.ndarray, is_label: np.ndarray, probs: np.ndarray, thresholds: np.ndarray):
+        self.order, self.is_label = np.asarray(order, np.int64), np.asarray(is_label, bool)
+        self.probs, self.thresholds = probs, thresholds
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return [self._entry(j) for j in range(*k.indices(len(self)))]
+        if not -len(self) <= k < len(self):
+            raise IndexError(k)
+        return self._entry(k % len(self))
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, ReviewQueue)) else NotImplemented
+
+    def __add__(self, other: ReviewQueue) -> ReviewQueue:
+        return ReviewQueue(np.r_[self.order, other.order], np.r_[self.is_label, other.is_label],
+                           self.probs, self.thresholds)
+
+    def position(self, index: int) -> int | None:
+        """Where pool position `index` stands in the queue (None: not in it)."""
+        at = np.flatnonzero(self.order == index)
+        return int(at[0]) if len(at) else None
+
+    def _entry(self, k: int) -> QueueEntry:
+        i = int(self.order[k])
+        row = self.probs[i]
+        pred = int(row.argmax())
+        if self.is_label[k]:
+            second = float(np.sort(row)[-2]) if len(row) > 1 else 0.0
+            return QueueEntry(i, "label", f"below threshold: top two classes {row[pred]:.2f} / {second:.2f}")
+        return QueueEntry(i, "verify", f"at or above threshold: {row[pred]:.2f} >= {self.thresholds[pred]:.2f}")
+
+
 def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
-                 cls: int | None = None, min_confidence: float = 0.0) -> list[QueueEntry]:
+                 cls: int | None = None, min_confidence: float = 0.0) -> ReviewQueue:
     """The review queue of one kind, in the order the reviewer sees it.
 
     both: the label queue, then the verify queue.
@@ -144,28 +187,22 @@ def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
         return (review_queue(probs, open_, thresholds, "label", cls, min_confidence)
                 + review_queue(probs, open_, thresholds, "verify", cls, min_confidence))
     probs = np.asarray(probs, np.float64)
+    th = np.asarray(thresholds, np.float64)
     if len(probs) == 0:
-        return []
+        return ReviewQueue(np.zeros(0, np.int64), np.zeros(0, bool), probs, th)
     pred = probs.argmax(1)
     conf = probs[np.arange(len(probs)), pred]
-    th = np.asarray(thresholds, np.float64)
     cand = is_candidate(pred, conf, open_, th)
     keep = (cand if kind == "verify" else np.asarray(open_, bool) & ~cand) & (conf >= min_confidence)
     if cls is not None:
         keep &= pred == cls
     idx = np.flatnonzero(keep)
     if kind == "verify":
-        order = idx[np.lexsort((idx, conf[idx]))]
-        return [QueueEntry(int(i), "verify", f"at or above threshold: {conf[i]:.2f} >= {th[pred[i]]:.2f}")
-                for i in order]
+        return ReviewQueue(idx[np.lexsort((idx, conf[idx]))], np.zeros(len(idx), bool), probs, th)
     top2 = np.sort(probs[idx], axis=1)[:, -2:] if len(idx) else np.zeros((0, 2))
     margin = top2[:, 1] - top2[:, 0]
     by_margin = idx[np.lexsort((idx, margin))]
-    order = _round_robin(by_margin, pred)
-    second = {int(i): s for i, s in zip(idx.tolist(), top2[:, 0].tolist())}
-    return [QueueEntry(int(i), "label",
-                       f"below threshold: top two classes {conf[i]:.2f} / {second[int(i)]:.2f}")
-            for i in order]
+    return ReviewQueue(_round_robin(by_margin, pred), np.ones(len(idx), bool), probs, th)
 
 
 def _round_robin(order: np.ndarray, pred: np.ndarray) -> np.ndarray:

@@ -266,3 +266,12 @@ def test_the_queue_radio_switches_queues_and_the_card_says_its_kind_and_why(app,
     label = page.on_kind(app, W, "label", "all", 0.0, back[W.review_state])
     assert label[W.review_state]["name"] == queue_page(app.project, "label")[0][0].name
     assert page.on_kind(app, W, "bogus", "all", 0.0, {})[W.review_state]["kind"] == DEFAULT_QUEUE
+
+
+def test_moving_through_the_queue_skips_the_counts_a_decision_refreshes_them(app, W):
+    first = page.on_move(app, W, "all", 0.0, {"offset": 0, "kind": "verify"}, step=None)
+    assert W.counts_df in first                       # a new filter: counts drawn
+    moved = page.on_move(app, W, "all", 0.0, first[W.review_state], step=1)
+    assert W.counts_df not in moved and moved[W.review_state]["offset"] == 1
+    decided = page.on_decide(app, W, "accept", "", "all", 0.0, moved[W.review_state], "ann")
+    assert decided[W.counts_df]["accepted"].sum() == 1

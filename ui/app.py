@@ -505,7 +505,8 @@ def on_move(actions: AppActions, W: SimpleNamespace, cls: str, min_conf, state: 
     offset = 0 if step is None else max(0, state.get("offset", 0) + step)
     # a new card clears the last card's message; a filter change drops a pending accept-all
     hide = {W.confirm_group: gr.update(visible=False)} if step is None else {}
-    return render_card(actions, W, cls, min_conf, offset, state, reviewer) | {W.review_msg: ""} | hide
+    moving = step in (-1, 1)   # previous / next only: nothing was decided
+    return render_card(actions, W, cls, min_conf, offset, state, reviewer, moving) | {W.review_msg: ""} | hide
 
 
 def on_kind(actions: AppActions, W: SimpleNamespace, kind: str, cls: str, min_conf, state: dict,
@@ -540,14 +541,16 @@ def on_restore(actions: AppActions, W: SimpleNamespace, tab: str, position: dict
 
 
 def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, offset: int,
-                was: dict | None = None, reviewer: str = "") -> dict:
+                was: dict | None = None, reviewer: str = "", moving: bool = False) -> dict:
     """The card at `offset` of the queue `was["kind"]` (DEFAULT_QUEUE when not given), held for
     `reviewer` (when named) so that others get other cards. `was` (the state the page shows
     now) spares updates the page does not need: the buttons are sent only when they change
     between enabled and disabled."""
     kind = (was or {}).get("kind") or DEFAULT_QUEUE
     out = actions.next_candidate(cls, min_conf, offset, reviewer, kind)
-    counts = _review_counts(actions)
+    # The per-class counts change with decisions and filters, not when the reviewer only moves
+    # through the queue: a move skips them (about 120 ms at MER2024 pool scale).
+    counts = {} if moving else {W.counts_df: _review_counts(actions)}
     has_card = bool(out["ok"] and out["candidate"] is not None)
     state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "kind": kind, "enabled": has_card}
     buttons = {} if was is not None and was.get("enabled", True) == has_card else {
@@ -555,7 +558,7 @@ def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: flo
     if not has_card:
         return {W.card_md: empty_state(actions, cls, min_conf, out, kind), W.transcript: "",
                 W.audio: gr.update(value=None, visible=False), W.video: gr.update(value=None, visible=False),
-                W.probs: "", W.review_state: state, W.saved_position: state, W.counts_df: counts, **buttons}
+                W.probs: "", W.review_state: state, W.saved_position: state, **counts, **buttons}
     c = out["candidate"]
     kind = "Label this" if c["kind"] == "label" else "Verify this"
     title = (f"### {_md(c['name'])} — predicted **{_md(c['predicted'])}** at {c['confidence']:.3f}\n"
@@ -563,7 +566,7 @@ def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: flo
     state |= {"offset": out["offset"], "name": c["name"]}
     return {W.card_md: title, W.transcript: c["text"] or "(no transcript)", W.audio: _player(c, "audio"),
             W.video: _player(c, "video"), W.probs: probability_bars(c["probs"], c["predicted"]),
-            W.review_state: state, W.saved_position: state, W.counts_df: counts, **buttons}
+            W.review_state: state, W.saved_position: state, **counts, **buttons}
 
 
 def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict, kind: str = DEFAULT_QUEUE) -> str:

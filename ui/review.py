@@ -213,7 +213,7 @@ def queue_page(project: Project, kind: str | None = None, cls: str | None = None
 
 def _queue(project: Project, kind: str, cls: str | None, min_confidence: float,
            reviewer: str | None, view: RoundView | None = None,
-           thresholds: list[float] | None = None) -> list[selection.QueueEntry]:
+           thresholds: list[float] | None = None) -> selection.ReviewQueue:
     view = view or round_view(project)
     cid = None if cls in (None, "", "all") else project.class_id(cls)
     return selection.review_queue(view.pool_probs, open_mask(project, view, reviewer),
@@ -255,10 +255,7 @@ def queue_position(project: Project, sample_id: int, cls: str | None = None,
     at = np.flatnonzero(view.pool_ids == sample_id)
     if len(at) == 0:
         return None
-    for k, e in enumerate(_queue(project, kind, cls, min_confidence, reviewer, view, thresholds)):
-        if e.index == at[0]:
-            return k
-    return None
+    return _queue(project, kind, cls, min_confidence, reviewer, view, thresholds).position(int(at[0]))
 
 
 # ---------------------------------------------------------------------- media
