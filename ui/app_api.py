@@ -26,13 +26,13 @@ from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import MersemiError, one_line, shown
 from ..engine.selection import KINDS
 
-from .app_state import TrainingRunner, clip_of
+from .app_state import TrainingRunner
 from .clips import ClipShelf
 from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError, round_summary
 from .review import (
     DEFAULT_QUEUE,
-    RoundView, class_table, paper_preset, queue_page, queue_position, round_view,
+    RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
     suggest_thresholds,
 )
 from .values import MAX_REVIEWER, RESERVED_REVIEWERS, flag, mapping, number, text
@@ -224,7 +224,7 @@ class AppActions:
 
     def _card(self, c) -> dict:
         classes = self.project.classes
-        path, kind = clip_of(self.project, c.media)  # the importer's media kinds, one list
+        path, kind = media_file(self.project, c.media)  # the importer's media kinds, one list
         return {"name": c.name, "kind": c.kind, "reason": c.reason, "text": c.text,
                 "predicted": classes[c.predicted],
                 "confidence": round(float(c.confidence), 6),

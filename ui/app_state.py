@@ -111,32 +111,6 @@ class TrainingRunner:
 # offer yet. No Gradio here.
 
 import math  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-# One list of media kinds: every clip the importer accepts (engine/importers.py) gets a player
-# on the card; a suffix missing here is an error the tests catch, not a clip that never plays.
-AUDIO_KINDS = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
-VIDEO_KINDS = (".mp4", ".webm", ".mov", ".mkv", ".avi")
-
-
-def media_kind(path: str | Path) -> str | None:
-    """"audio" | "video" for a clip the importer accepts, None otherwise."""
-    suffix = Path(path).suffix.lower()
-    return "audio" if suffix in AUDIO_KINDS else "video" if suffix in VIDEO_KINDS else None
-
-
-def clip_of(project, media: str | None) -> tuple[Path | None, str | None]:
-    """(path, kind) of a sample's clip, only when it resolves to a file inside the project's
-    media folder and is of a kind the importer accepts; (None, None) otherwise."""
-    root = project.media_root
-    if not media or root is None:
-        return None, None
-    root = root.resolve()
-    path = (root / media).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None, None
-    kind = media_kind(path)
-    return (path, kind) if kind else (None, None)
 
 
 def decisions_by_predicted(project) -> dict[str, dict[int, int]]:

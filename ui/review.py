@@ -260,13 +260,22 @@ def queue_position(project: Project, sample_id: int, cls: str | None = None,
 
 # ---------------------------------------------------------------------- media
 
-AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm")
+# One list of media kinds: every clip the importer accepts (engine/importers.py) gets a player
+# on the card; a suffix missing here is an error the tests catch, not a clip that never plays.
+AUDIO_KINDS = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
+VIDEO_KINDS = (".mp4", ".webm", ".mov", ".mkv", ".avi")
+
+
+def media_kind(path: str | Path) -> str | None:
+    """"audio" | "video" for a clip the importer accepts, None otherwise."""
+    suffix = Path(path).suffix.lower()
+    return "audio" if suffix in AUDIO_KINDS else "video" if suffix in VIDEO_KINDS else None
 
 
 def media_file(project: Project, media: str | None) -> tuple[Path | None, str | None]:
     """(path, "audio" | "video") of a sample's clip, only when it resolves to a file inside the
-    project's media folder; (None, None) otherwise, so nothing outside it is ever served."""
+    project's media folder and is of a kind the importer accepts; (None, None) otherwise, so
+    nothing outside it is ever served."""
     root = project.media_root
     if not media or root is None:
         return None, None
@@ -274,6 +283,5 @@ def media_file(project: Project, media: str | None) -> tuple[Path | None, str | 
     path = (root / media).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         return None, None
-    suffix = path.suffix.lower()
-    kind = "audio" if suffix in AUDIO_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else None
+    kind = media_kind(path)
     return (path, kind) if kind else (None, None)
