@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import wave
 from pathlib import Path
 
@@ -80,6 +81,20 @@ def make_review_project(root: Path, thresholds: float = 0.5) -> Project:
                                                     "auto": 0, "total": N_LABELED},
         metrics={"cv_waf": 0.8, "cv_f1": [0.8, 0.8, 0.8]}, checkpoint=None)
     return project
+
+
+def db_rows(root: Path, sql: str, *params) -> list[tuple]:
+    """Rows of a read-only query on a project's SQLite file (what was really written)."""
+    con = sqlite3.connect(f"file:{root / 'project.db'}?mode=ro", uri=True)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def call(client, endpoint: str, *args, **kwargs):
+    """An API endpoint through gradio_client."""
+    return client.predict(*args, api_name=f"/{endpoint}", **kwargs)
 
 
 def expected_count(cls: int, threshold: float) -> int:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from app_fixtures import make_review_project, serve_in_process, stop_in_process
+from app_fixtures import db_rows, make_review_project, serve_in_process, stop_in_process
 
 pytestmark = pytest.mark.slow
 INF, NAN = float("inf"), float("nan")
@@ -42,13 +42,6 @@ def call(http: httpx.Client, base: str, endpoint: str, *data) -> dict:
     assert event == "complete", stream.text
     return payload[0]
 
-
-def db_rows(root: Path, sql: str) -> list[tuple]:
-    con = sqlite3.connect(f"file:{root / 'project.db'}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def snapshot(root: Path) -> tuple:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +18,8 @@ from gradio_client import Client
 from gradio_client.exceptions import AuthenticationError
 
 from app_fixtures import (
-    FAST_PRESET, expected_count, free_port, make_review_project, serve_in_process, stop_in_process,
-    synthetic_project, wait_until,
+    FAST_PRESET, call, db_rows, expected_count, free_port, make_review_project, serve_in_process,
+    stop_in_process, synthetic_project, wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -38,16 +37,6 @@ def served(tmp_path_factory):
     stop_in_process(demo)
 
 
-def call(client: Client, endpoint: str, *args, **kwargs):
-    return client.predict(*args, api_name=f"/{endpoint}", **kwargs)
-
-
-def db_rows(root: Path, sql: str, *params) -> list[tuple]:
-    con = sqlite3.connect(f"file:{root / 'project.db'}?mode=ro", uri=True)
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
 
 
 def decisions_of(root: Path, name: str) -> list[tuple]:

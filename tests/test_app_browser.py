@@ -5,15 +5,14 @@ Screenshots of every tab go to tests/artifacts/ (gitignored) for a look at the l
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from app_fixtures import (
-    CHROMIUM_ARGS, FAST_PRESET, expected_count, make_review_project, serve_in_process, stop_in_process,
-    synthetic_project,
+    CHROMIUM_ARGS, FAST_PRESET, db_rows, expected_count, make_review_project, serve_in_process,
+    stop_in_process, synthetic_project,
 )
 
 pytestmark = pytest.mark.slow
@@ -47,13 +46,6 @@ def page(browser):
     yield page
     context.close()
 
-
-def db_rows(root: Path, sql: str) -> list[tuple]:
-    con = sqlite3.connect(f"file:{root / 'project.db'}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def open_app(page, url: str) -> None:

@@ -7,14 +7,13 @@ from __future__ import annotations
 import os
 import re
 import socket
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from app_fixtures import CHROMIUM_ARGS, make_review_project, serve_in_process, stop_in_process, write_wav
+from app_fixtures import db_rows as db, CHROMIUM_ARGS, make_review_project, serve_in_process, stop_in_process, write_wav
 from mersemi.ui.project import Project
 
 pytestmark = pytest.mark.slow
@@ -51,13 +50,6 @@ def page(browser):
     yield page
     context.close()
 
-
-def db(root: Path, sql: str) -> list[tuple]:
-    con = sqlite3.connect(f"file:{root / 'project.db'}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def stored_threshold(root: Path, cls: int) -> float:

@@ -27,24 +27,14 @@ import pytest
 from gradio_client import Client
 
 from app_fixtures import (
-    N_LABELED, N_POOL, free_port, make_review_project, pool_probs, serve_in_process, stop_in_process,
-    wait_until,
+    N_LABELED, N_POOL, call, db_rows, free_port, make_review_project, pool_probs, serve_in_process,
+    stop_in_process, wait_until,
 )
 
 pytestmark = pytest.mark.slow
 MERSEMI = str(Path(sys.executable).parent / "mersemi")
 
 
-def call(client: Client, endpoint: str, *args, **kwargs):
-    return client.predict(*args, api_name=f"/{endpoint}", **kwargs)
-
-
-def db_rows(root: Path, sql: str, *params) -> list[tuple]:
-    con = sqlite3.connect(f"file:{root / 'project.db'}?mode=ro", uri=True)
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
 
 
 def snapshot(root: Path) -> tuple:

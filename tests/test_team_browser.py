@@ -4,14 +4,13 @@ logins the reviewer box shows the login and cannot be changed."""
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from app_fixtures import CHROMIUM_ARGS, free_port, make_review_project, serve_in_process, stop_in_process
+from app_fixtures import db_rows, CHROMIUM_ARGS, free_port, make_review_project, serve_in_process, stop_in_process
 
 pytestmark = pytest.mark.slow
 VIEWPORT = {"width": 1366, "height": 768}
@@ -24,13 +23,6 @@ def browser():
         yield b
         b.close()
 
-
-def db_rows(root: Path, sql: str) -> list[tuple]:
-    con = sqlite3.connect(f"file:{root / 'project.db'}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def new_page(browser):
