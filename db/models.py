@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # The version the migrations in migrations/versions/ lead to (the head revision's number);
 # the meta table records the version a database is at.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The allowed values of every status/kind/action/split column, enforced by CHECK constraints.
 SPLITS = ("labeled", "unlabeled", "test")
@@ -132,6 +132,9 @@ class Decision(Base):
     reviewer: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     note: Mapped[str | None] = mapped_column(Text)
+    # The class the model predicted for the sample in `round_id` (schema 4): what the review
+    # page's per-class counts go by, whatever the reviewer answered.
+    predicted: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
 
     __table_args__ = (one_of("action", ACTIONS, "ck_decisions_action"),)
 
@@ -147,9 +150,12 @@ class CurrentDecision(Base):
     decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"))
     action: Mapped[str] = mapped_column(String(8))
     label: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
+    predicted: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
 
-    # Per-class decision counts (every threshold change shows them) read this index alone.
+    # Per-class decision counts (every threshold change, every decision shows them) read an
+    # index alone.
     __table_args__ = (Index("ix_current_action_label", "action", "label"),
+                      Index("ix_current_action_predicted", "action", "predicted"),
                       one_of("action", DECISION_ACTIONS, "ck_current_decisions_action"))
 
 

@@ -238,6 +238,9 @@ def test_version_1_project_is_refused_until_migrated_then_keeps_every_row(v1_pro
         if table == "rounds":  # JSON text became JSON values; a heartbeat column was added
             rows = [{**r, **{c: None if r[c] is None else json.loads(r[c]) for c in JSON_COLUMNS},
                      "heartbeat_at": None} for r in rows]
+        if table in ("decisions", "current_decisions"):  # schema 4: the round's prediction, filled in
+            predicted = {1: 1, 2: 2}   # sample id -> predicted class in round 0 (v1_rows)
+            rows = [{**r, "predicted": predicted[r["sample_id"]]} for r in rows]
         assert after[table] == rows, table
 
     code, out, err = run(capsys, "status", v1_project, "--json")

@@ -115,6 +115,7 @@ def test_suggest_thresholds_takes_ties_whole_and_only_open_samples(project):
     # joy reads .98, .95, .95, .89, ... whose running means are .98, .965, .96, .94
     view = review.round_view(project)
     view.pool_probs[7] = view.pool_probs[4]
+    view.pool_conf[7], view.pool_pred[7] = view.pool_conf[4], view.pool_pred[4]  # derived once per view
     found = review.suggest_thresholds(project, 0.962)
     # .95 would admit both tied samples (mean .96 < .962): the threshold stays at .98
     assert found["joy"] == review.slider_value(float(view.pool_conf[1]))

@@ -14,7 +14,7 @@ from mersemi.engine.config import load_config
 from mersemi.engine.importers import MEDIA_EXTENSIONS
 from mersemi.ui import app as page
 from mersemi.ui.app_api import AppActions
-from mersemi.ui.app_state import auto_accept_preview, wilson_interval
+from mersemi.ui.review import auto_accept_preview, wilson_interval
 from mersemi.ui.review import media_kind
 
 

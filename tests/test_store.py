@@ -150,6 +150,40 @@ def test_training_labels_and_decision_counts(store):
     assert store.decision_counts() == {"accept": {0: 1}, "reject": {2: 1}, "relabel": {2: 1}, "label": {}}
 
 
+def test_decision_counts_by_predicted_class_follow_relabels_and_undo(store):
+    # One meaning for the review page: the class the model predicted, whatever was answered.
+    rid = done_round(store, pool_probs())
+    store.decide([DecisionIn(6, "accept", 0, rid), DecisionIn(7, "relabel", 2, rid, predicted=1),
+                  DecisionIn(8, "reject", 2, rid), DecisionIn(9, "label", 0, rid, predicted=1)], reviewer="ann")
+    assert store.decision_counts("predicted") == {"accept": {0: 1}, "reject": {2: 1}, "relabel": {1: 1},
+                                                  "label": {1: 1}}
+    store.decide([DecisionIn(7, "accept", 1, rid)], reviewer="bob")   # bob accepts what ann relabeled
+    assert store.decision_counts("predicted") == {"accept": {0: 1, 1: 1}, "reject": {2: 1}, "relabel": {},
+                                                  "label": {1: 1}}
+    store.undo_last("bob")   # ann's relabel is in force again, still under the predicted class
+    assert store.decision_counts("predicted")["relabel"] == {1: 1}
+
+
+def test_decided_ids_kept_between_calls_see_another_servers_decisions_and_undos(db_url):
+    # Two stores on one database, as two app servers: the ids one keeps between calls never
+    # hide what the other one wrote.
+    one, two = make_store(db_url), Store(db_url)
+    try:
+        rid = done_round(one, pool_probs())
+        assert one.decided_ids().tolist() == []
+        two.decide([DecisionIn(7, "accept", 1, rid)], reviewer="bob")
+        assert one.decided_ids().tolist() == [7]
+        two.decide([DecisionIn(7, "reject", 1, rid)], reviewer="bob")   # same count of ids in force
+        two.undo_last("bob")
+        two.undo_last("bob")
+        assert one.decided_ids().tolist() == []
+        with pytest.raises(ValueError):   # what is kept cannot be changed by a caller
+            one.decided_ids()[:] = 0
+    finally:
+        one.close()
+        two.close()
+
+
 def test_complete_round_is_atomic(store):
     rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
     bad = np.full((10, 3), 1 / 3, np.float32)

@@ -25,9 +25,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .app_api import LOGIN, AppActions  # noqa: E402
-from .app_state import auto_accept_preview, decisions_by_predicted, wilson_interval  # noqa: E402
 from .project import Project  # noqa: E402
-from .review import DEFAULT_QUEUE, HIST_BINS, round_view, split_histogram  # noqa: E402
+from .review import (  # noqa: E402
+    DEFAULT_QUEUE, HIST_BINS, auto_accept_preview, round_view, split_histogram, wilson_interval,
+)
 from .widgets import ValueSlider  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -450,7 +451,7 @@ def _class_frame(actions: AppActions, result: dict) -> pd.DataFrame:
     columns = ["class", "threshold", "candidates", "expected precision (n=candidates)",
                "OOF precision (hits/n, 95% CI)", "accepted", "rejected", "relabeled away"]
     rows = result.get("classes", [])
-    decided = decisions_by_predicted(actions.project) if rows else {}
+    decided = actions.project.store.decision_counts("predicted") if rows else {}
     out = []
     for c, r in enumerate(rows):
         out.append([r["class"], f"{r['threshold']:.3f}", r["candidates"], _precision_text(r), _oof_text(r),
@@ -668,7 +669,7 @@ def on_accept_all_confirm(actions: AppActions, W: SimpleNamespace, cls: str, min
 def _review_counts(actions: AppActions) -> pd.DataFrame:
     result = actions.candidate_counts()
     rows = result.get("classes", [])
-    decided = decisions_by_predicted(actions.project) if rows else {}
+    decided = actions.project.store.decision_counts("predicted") if rows else {}
     out = [[r["class"], r["candidates"], decided["accept"].get(c, 0), decided["reject"].get(c, 0),
             decided["relabel"].get(c, 0)] for c, r in enumerate(rows)]
     return pd.DataFrame(out, columns=["predicted", "remaining", "accepted", "rejected", "relabeled away"])

@@ -326,7 +326,7 @@ class Project:
         elif r.label and self._label_id(r.label) != predicted:
             raise ProjectError(f"{action} names label {shown(r.label)} but the prediction is "
                                f"{self.classes[predicted]!r}; use relabel")
-        return DecisionIn(sid, action, label, round_id, r.note)
+        return DecisionIn(sid, action, label, round_id, r.note, predicted=predicted)
 
     def _label_id(self, label: str) -> int:
         return self.class_id(label, "label")
