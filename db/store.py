@@ -356,7 +356,9 @@ class Store:
             kept = self._decided
             if kept is not None and kept[0] == version:
                 return kept[1]
-            ids = np.fromiter(s.scalars(select(CurrentDecision.sample_id)), dtype=np.int64)
+            ids = _decided_since(s, kept, version) if kept is not None else None
+            if ids is None:
+                ids = np.unique(np.fromiter(s.scalars(select(CurrentDecision.sample_id)), dtype=np.int64))
         ids.setflags(write=False)
         self._decided = (version, ids)
         return ids
@@ -523,6 +525,23 @@ def _undo_last(s: Session, reviewer: str) -> list[int]:
     for sid in {d.sample_id for d in targets}:
         _recompute_current(s, sid)
     return sorted({d.sample_id for d in targets})
+
+
+def _decided_since(s: Session, kept: tuple[tuple, np.ndarray], version: tuple) -> np.ndarray | None:
+    """The decided ids from those `kept` at an older version of the log and the log rows
+    added since (a decision or an undo of one of a few samples reads those samples only);
+    None when a full read is needed: rows committed late below the kept largest id (the
+    counts disagree), or too many new rows."""
+    (count, top), ids = kept
+    if top is None or version[0] - count > _CHUNK:
+        return None
+    added = s.scalars(select(Decision.sample_id).where(Decision.id > top)).all()
+    if len(added) != version[0] - count:
+        return None
+    touched = np.unique(np.array(added, np.int64))
+    now = np.fromiter(s.scalars(select(CurrentDecision.sample_id).where(
+        CurrentDecision.sample_id.in_(touched.tolist()))), np.int64)
+    return np.union1d(np.setdiff1d(ids, touched, assume_unique=True), now)
 
 
 def _recompute_current(s: Session, sample_id: int) -> None:

@@ -169,8 +169,31 @@ class ReviewQueue(Sequence):
         return QueueEntry(i, "verify", f"at or above threshold: {row[pred]:.2f} >= {self.thresholds[pred]:.2f}")
 
 
+def queue_orders(probs: np.ndarray, thresholds, cls: int | None = None, min_confidence: float = 0.0, *,
+                 pred: np.ndarray | None = None, conf: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The sorting behind the review queues, over every pool sample whether decided or not:
+    (samples below their threshold by the gap between their top two classes, then by
+    position; samples at or above it by confidence, then by position). Keeping only the open
+    samples keeps this order, so a caller may compute it once per round and thresholds and
+    filter per request (`review_queue(..., orders=)`): the sorting is most of a queue's cost."""
+    th = np.asarray(thresholds, np.float64)
+    pred = probs.argmax(1) if pred is None else pred
+    conf = np.asarray(probs[np.arange(len(probs)), pred] if conf is None else conf, np.float64)
+    keep = conf >= min_confidence
+    if cls is not None:
+        keep &= pred == cls
+    above = conf >= th[pred]
+    idx = np.flatnonzero(keep & ~above)
+    top2 = np.sort(np.asarray(probs[idx], np.float64), axis=1)[:, -2:] if len(idx) else np.zeros((0, 2))
+    by_margin = idx[np.lexsort((idx, top2[:, 1] - top2[:, 0]))]
+    idx = np.flatnonzero(keep & above)
+    return by_margin, idx[np.lexsort((idx, conf[idx]))]
+
+
 def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
-                 cls: int | None = None, min_confidence: float = 0.0) -> ReviewQueue:
+                 cls: int | None = None, min_confidence: float = 0.0, *,
+                 pred: np.ndarray | None = None, conf: np.ndarray | None = None,
+                 orders: tuple[np.ndarray, np.ndarray] | None = None) -> ReviewQueue:
     """The review queue of one kind, in the order the reviewer sees it.
 
     both: the label queue, then the verify queue.
@@ -178,31 +201,28 @@ def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
     pseudo-labels, where a rejection or a relabel changes the most.
     label: undecided samples below their threshold, smallest gap between the top two classes
     first, taken in turn from each predicted class so that one confusing class does not fill
-    the queue. `cls` keeps one predicted class; `min_confidence` drops samples below it."""
+    the queue. `cls` keeps one predicted class; `min_confidence` drops samples below it.
+    This runs on every key press of the review page: `pred` and `conf` (argmax and max of
+    `probs`) and `orders` (queue_orders of the same arguments) spare recomputing them."""
     if kind not in KINDS:
         raise ValueError(f"queue kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if kind == "both":
-        # Where the model is least sure first; once that runs out (low thresholds leave few
-        # samples below them), the riskiest candidates.
-        return (review_queue(probs, open_, thresholds, "label", cls, min_confidence)
-                + review_queue(probs, open_, thresholds, "verify", cls, min_confidence))
-    probs = np.asarray(probs, np.float64)
     th = np.asarray(thresholds, np.float64)
     if len(probs) == 0:
         return ReviewQueue(np.zeros(0, np.int64), np.zeros(0, bool), probs, th)
-    pred = probs.argmax(1)
-    conf = probs[np.arange(len(probs)), pred]
-    cand = is_candidate(pred, conf, open_, th)
-    keep = (cand if kind == "verify" else np.asarray(open_, bool) & ~cand) & (conf >= min_confidence)
-    if cls is not None:
-        keep &= pred == cls
-    idx = np.flatnonzero(keep)
-    if kind == "verify":
-        return ReviewQueue(idx[np.lexsort((idx, conf[idx]))], np.zeros(len(idx), bool), probs, th)
-    top2 = np.sort(probs[idx], axis=1)[:, -2:] if len(idx) else np.zeros((0, 2))
-    margin = top2[:, 1] - top2[:, 0]
-    by_margin = idx[np.lexsort((idx, margin))]
-    return ReviewQueue(_round_robin(by_margin, pred), np.ones(len(idx), bool), probs, th)
+    pred = probs.argmax(1) if pred is None else pred
+    by_margin, by_conf = orders if orders is not None else queue_orders(
+        probs, th, cls, min_confidence, pred=pred, conf=conf)
+    open_ = np.asarray(open_, bool)
+    parts = []
+    if kind in ("both", "label"):
+        # Where the model is least sure first; once that runs out (low thresholds leave few
+        # samples below them), the riskiest candidates.
+        label = by_margin[open_[by_margin]]
+        parts.append(ReviewQueue(_round_robin(label, pred), np.ones(len(label), bool), probs, th))
+    if kind in ("both", "verify"):
+        verify = by_conf[open_[by_conf]]
+        parts.append(ReviewQueue(verify, np.zeros(len(verify), bool), probs, th))
+    return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
 
 def _round_robin(order: np.ndarray, pred: np.ndarray) -> np.ndarray:

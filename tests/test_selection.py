@@ -3,8 +3,8 @@ review queues. Small arrays whose answers can be worked out by hand."""
 import numpy as np
 import pytest
 
-from mersemi.engine.selection import (expected_precision, is_candidate, review_queue, select,
-                                      target_thresholds)
+from mersemi.engine.selection import (KINDS, expected_precision, is_candidate, queue_orders, review_queue,
+                                      select, target_thresholds)
 
 
 def test_a_candidate_is_undecided_and_at_or_above_its_class_threshold():
@@ -182,3 +182,38 @@ def test_label_queue_takes_turns_over_three_predicted_classes():
     q = review_queue(probs, np.ones(6, bool), [0.9, 0.9, 0.9], "label")
     # by margin: 4, 5, 1, 0, 2, 3; rank 0: 4 (c2), 5 (c0), 2 (c1); rank 1: 1 (c0), 3 (c2); rank 2: 0
     assert [e.index for e in q] == [4, 5, 2, 1, 3, 0]
+
+
+def reference_queue(probs, open_, th, kind, cls, min_conf) -> list[tuple[int, bool]]:
+    """The queues as their docstring defines them, written out with Python sorts."""
+    pred, conf = probs.argmax(1), probs.max(1).astype(np.float64)
+    ok = [i for i in range(len(probs)) if open_[i] and conf[i] >= min_conf and cls in (None, pred[i])]
+    below = sorted((i for i in ok if conf[i] < th[pred[i]]),
+                   key=lambda i: (np.diff(np.sort(probs[i].astype(np.float64))[-2:])[0], i))
+    rank = {}
+    seen: dict[int, int] = {}
+    for i in below:
+        rank[i] = seen.get(pred[i], 0)
+        seen[pred[i]] = rank[i] + 1
+    label = sorted(below, key=lambda i: (rank[i], below.index(i)))
+    verify = sorted((i for i in ok if conf[i] >= th[pred[i]]), key=lambda i: (conf[i], i))
+    return {"label": [(i, True) for i in label], "verify": [(i, False) for i in verify],
+            "both": [(i, True) for i in label] + [(i, False) for i in verify]}[kind]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_queue_filtered_from_kept_orders_is_the_queue_by_its_definition(kind):
+    # The app sorts once per round, thresholds and filter (queue_orders) and keeps the open
+    # samples per request: decided samples leaving must not reorder what is left.
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 1, (600, 4)) + 3 * rng.random((600, 1)) * np.eye(4)[rng.integers(0, 4, 600)]
+    probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+    th = [0.9, 0.8, 0.7, 0.95]
+    for cls, min_conf in ((None, 0.0), (2, 0.0), (None, 0.6)):
+        orders = queue_orders(probs, th, cls, min_conf)
+        for share_open in (1.0, 0.7, 0.1):
+            open_ = rng.random(600) < share_open
+            q = review_queue(probs, open_, th, kind, cls, min_conf, orders=orders)
+            want = reference_queue(probs, open_, th, kind, cls, min_conf)
+            assert list(zip(q.order.tolist(), q.is_label.tolist())) == want and len(want) > 0
+

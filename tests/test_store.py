@@ -184,6 +184,29 @@ def test_decided_ids_kept_between_calls_see_another_servers_decisions_and_undos(
         two.close()
 
 
+def test_decided_ids_see_a_decision_committed_late_with_a_smaller_id(store):
+    # On PostgreSQL a transaction can commit after a later one, its log id below the largest
+    # one seen: the row count tells, and the ids are read again.
+    from sqlalchemy import text
+    rid = done_round(store, pool_probs())
+
+    def log(did: int, sid: int) -> None:
+        with store.engine.begin() as c:
+            c.execute(text("INSERT INTO decisions (id, sample_id, round_id, action, label, batch, reviewer, "
+                           "created_at) VALUES (:d, :s, :r, 'accept', 0, :b, 'ann', CURRENT_TIMESTAMP)"),
+                      {"d": did, "s": sid, "r": rid, "b": f"b{did}"})
+            c.execute(text("INSERT INTO current_decisions (sample_id, decision_id, action, label) "
+                           "VALUES (:s, :d, 'accept', 0)"), {"d": did, "s": sid})
+
+    log(101, 6)   # ids of their own, clear of PostgreSQL's sequence
+    log(103, 8)
+    assert store.decided_ids().tolist() == [6, 8]
+    log(102, 7)   # committed last, id below the largest
+    assert store.decided_ids().tolist() == [6, 7, 8]
+    store.decide([DecisionIn(9, "reject", 0, rid)], reviewer="bob")   # and read on from there
+    assert store.decided_ids().tolist() == [6, 7, 8, 9]
+
+
 def test_complete_round_is_atomic(store):
     rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
     bad = np.full((10, 3), 1 / 3, np.float32)

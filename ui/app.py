@@ -262,7 +262,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         # always_last: a second arrow press while the first is on its way moves again, never lost
         for trigger, step in ((tab_review.select, 0), (prev_btn.click, -1), (next_btn.click, 1)):
             trigger(partial(move, step=step), [*filters, review_state, reviewer], moved,
-                    trigger_mode="always_last", show_progress="hidden", **private)
+                    trigger_mode="always_last", show_progress="hidden", queue=False, **private)
         # .input, not .change: a value set by the page (a reload restoring the filter) is no new filter
         filter_cls.input(partial(move, step=None), [*filters, review_state, reviewer], moved, **private)
         filter_kind.input(partial(on_kind, actions, W), [filter_kind, *filters, review_state, reviewer],
@@ -282,7 +282,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         # No loading overlay on every output of a key press: the card changes in a blink. A
         # decision key pressed while the last one is on its way is dropped (Gradio's "once"):
         # the reviewer has not seen the card it would decide.
-        quick = {"show_progress": "hidden", **private}
+        quick = {"show_progress": "hidden", "queue": False, **private}
         accept_btn.click(partial(on_decide, actions, W, "accept", ""), decision_inputs, decided, **quick)
         reject_btn.click(partial(on_decide, actions, W, "reject", ""), decision_inputs, decided, **quick)
         for c, btn in zip(classes, relabel_btns):

@@ -248,10 +248,22 @@ def _queue(project: Project, kind: str, cls: str | None, min_confidence: float,
            thresholds: list[float] | None = None) -> selection.ReviewQueue:
     view = view or round_view(project)
     cid = None if cls in (None, "", "all") else project.class_id(cls)
-    return selection.review_queue(view.pool_probs, open_mask(project, view, reviewer),
-                                  project.store.thresholds() if thresholds is None else thresholds,
-                                  kind, cls=cid,
-                                  min_confidence=float(min_confidence))
+    th = project.store.thresholds() if thresholds is None else thresholds
+    # The sorting depends on the round, the thresholds and the filter only, not on decisions:
+    # kept for the next request (each decision would otherwise re-sort the whole pool).
+    key = (id(view), tuple(map(float, th)), cid, float(min_confidence))
+    if key not in _orders:
+        if len(_orders) >= ORDERS_KEPT:
+            _orders.pop(next(iter(_orders)))
+        _orders[key] = selection.queue_orders(view.pool_probs, th, cid, float(min_confidence),
+                                              pred=view.pool_pred, conf=view.pool_conf)
+    return selection.review_queue(view.pool_probs, open_mask(project, view, reviewer), th, kind,
+                                  cls=cid, min_confidence=float(min_confidence), pred=view.pool_pred,
+                                  orders=_orders[key])
+
+
+ORDERS_KEPT = 32   # queue orders kept (ui/review._queue): a few filters of a few rounds
+_orders: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def next_candidates(project: Project, cls: str | None = None, min_confidence: float = 0.0,
