@@ -271,6 +271,35 @@ def test_keys_work_whenever_no_text_field_has_focus(page, served):
         ("accept", "alice"), ("reject", "alice"), ("accept", "bob")]
 
 
+def test_a_card_still_on_its_way_never_covers_the_card_a_decision_drew(page, served):
+    # The card's events skip Gradio's queue; they must still run one at a time. Here a move
+    # (the name field's blur) has read its card, u49, and is slow to answer; `a` pressed
+    # meanwhile accepts u49. The page must end on the card after it, not on u49 again.
+    root, url, demo = served
+    open_review(page, url)
+    expect(title(page)).to_contain_text("u49")
+    actions, real = demo.actions, demo.actions.next_candidate
+    slow = {"once": True}
+
+    def late(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if slow.pop("once", False):
+            time.sleep(1.5)
+        return out
+
+    actions.next_candidate = late
+    try:
+        page.locator("#reviewer input, #reviewer textarea").first.press("Escape")   # the blur: a move
+        page.wait_for_timeout(300)                                                 # it is under way
+        page.keyboard.press("a")
+        page.wait_for_timeout(2500)                                                # both are back
+        expect(title(page)).to_contain_text("u48")
+        assert db(root, "SELECT s.name, d.action FROM decisions d JOIN samples s ON s.id = d.sample_id") == [
+            ("u49", "accept")]
+    finally:
+        actions.next_candidate = real
+
+
 # ---------------------------------------------------------------------- 11. play key, layout
 
 def test_p_plays_the_clip_and_the_card_fits_1366x768(page, served):
