@@ -185,6 +185,10 @@ class SelfTrainingConfig:
     # paper's fixed preset, or what the reviewer set).
     policy: Literal["target_precision", "thresholds"]
     target_precision: float
+    # What must reach the target: "set" = the candidates' mean confidence (some candidates
+    # below the target, more above it); "sample" = each candidate's confidence, so that every
+    # subset of them, later rounds' additions included, is expected to reach it too.
+    target_per: Literal["set", "sample"]
     # Automatic acceptance keeps no class above this multiple of its labeled share of all
     # pseudo-labels (nor below this multiple of its labeled count); 0 = no cap.
     balance_cap: float

@@ -41,18 +41,32 @@ def expected_precision(pred: np.ndarray, conf: np.ndarray, mask: np.ndarray,
             [int(n) for n in counts])
 
 
+TARGET_PER = ("set", "sample")
+
+
 def target_thresholds(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, n_classes: int,
-                      target: float) -> list[float | None]:
+                      target: float, per: str = "set") -> list[float | None]:
     """Per class, the lowest threshold at which the class's candidates have an expected
-    precision >= `target`; None when not even the most confident one reaches it."""
+    precision >= `target`; None when not even the most confident one reaches it.
+
+    per="set": their mean confidence reaches the target. per="sample": each one's does, i.e.
+    the threshold is the target itself (None when no open sample of the class reaches it).
+    The set reading admits more; the sample reading keeps every subset at the target, which
+    matters when automatic rounds accept again and again (each round's set would otherwise
+    bring its own tail below the target)."""
     if not 0.0 < target <= 1.0:
         raise ValueError(f"target precision must lie in (0, 1], got {target}")
+    if per not in TARGET_PER:
+        raise ValueError(f"target per must be one of {', '.join(TARGET_PER)}, got {per!r}")
     out: list[float | None] = []
     for c in range(n_classes):
         sel = np.asarray(open_, bool) & (np.asarray(pred) == c)
         cs = np.sort(np.asarray(conf, np.float64)[sel])[::-1]
         if len(cs) == 0:
             out.append(None)
+            continue
+        if per == "sample":
+            out.append(float(target) if cs[0] >= target - 1e-12 else None)
             continue
         mean = np.cumsum(cs) / np.arange(1, len(cs) + 1)   # non-increasing in k
         # A threshold at cs[k] admits every sample tied with it: only the last index of a run

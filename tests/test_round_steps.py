@@ -241,10 +241,13 @@ def test_nothing_new_skips_the_round_and_auto_accept_needs_a_finished_round(proj
     assert again is not None and again["composition"]["auto"] > 0 and len(engine.calls) == 2
 
 
-def test_target_precision_policy_sets_the_thresholds_after_the_round(project, engine):
+@pytest.mark.parametrize("per", ["set", "sample"])
+def test_target_precision_policy_sets_the_thresholds_after_the_round(project, engine, per):
     project.set_thresholds({c: 0.5 for c in project.classes})
-    summary = rounds.run_round(project, FAST.replace(**{"self_training.target_precision": 0.985}))
-    found = suggest_thresholds(project, 0.985)
+    summary = rounds.run_round(project, FAST.replace(**{"self_training.target_precision": 0.985,
+                                                        "self_training.target_per": per}))
+    found = suggest_thresholds(project, 0.985, per)
+    assert found != suggest_thresholds(project, 0.985, {"set": "sample", "sample": "set"}[per])
     assert None in found.values() and any(t is not None for t in found.values())
     want = {c: 1.0 if t is None else t for c, t in found.items()}
     assert project.thresholds() == pytest.approx(want)

@@ -28,6 +28,20 @@ def test_target_threshold_is_the_lowest_whose_mean_confidence_reaches_the_target
     assert target_thresholds(np.array([0, 0]), np.array([0.6, 0.5]), np.ones(2, bool), 2, 0.9) == [None, None]
 
 
+def test_target_per_sample_admits_only_samples_that_reach_the_target_each():
+    pred = np.array([0, 0, 0, 0, 0, 1, 1])
+    conf = np.array([1.0, 0.98, 0.94, 0.90, 0.5, 0.93, 0.8])
+    open_ = np.ones(7, bool)
+    # the set reading admits .94 and .90 (mean .955); per sample the threshold is the target
+    assert target_thresholds(pred, conf, open_, 2, 0.95, per="set") == [0.90, None]
+    assert target_thresholds(pred, conf, open_, 2, 0.95, per="sample") == [0.95, None]
+    assert target_thresholds(pred, conf, open_, 2, 0.93, per="sample") == [0.93, 0.93]
+    # a class whose only sample that reaches it is decided cannot reach it
+    assert target_thresholds(pred, conf, open_ & (conf != 0.93), 2, 0.93, per="sample") == [0.93, None]
+    with pytest.raises(ValueError, match="target per"):
+        target_thresholds(pred, conf, open_, 2, 0.95, per="each")
+
+
 def test_target_threshold_never_splits_a_run_of_ties():
     pred = np.zeros(4, int)
     conf = np.array([1.0, 0.9, 0.9, 0.9])      # means 1.0, .95, .933, .925

@@ -189,14 +189,15 @@ def class_table(project: Project, thresholds: dict[str, float] | None = None,
     return rows
 
 
-def suggest_thresholds(project: Project, target: float) -> dict[str, float | None]:
+def suggest_thresholds(project: Project, target: float, per: str = "set") -> dict[str, float | None]:
     """Per class, the lowest threshold (rounded up to THRESHOLD_STEP) whose undecided
-    candidates' expected precision reaches `target`; None where none does."""
+    candidates' expected precision reaches `target` (`per`: see selection.target_thresholds);
+    None where none does."""
     if not isinstance(target, (int, float)) or not 0.0 < target <= 1.0:
         raise ProjectError(f"target precision must lie in (0, 1], got {target}")
     view = round_view(project)
     found = selection.target_thresholds(view.pool_pred, view.pool_conf, open_mask(project, view),
-                                        view.n_classes, float(target))
+                                        view.n_classes, float(target), per)
     return {name: None if t is None else slider_value(t) for name, t in zip(project.classes, found)}
 
 

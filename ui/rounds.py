@@ -124,7 +124,7 @@ def _apply_policy(project: Project, cfg: Config) -> None:
         return
     from .review import suggest_thresholds  # review imports this module's siblings only
 
-    found = suggest_thresholds(project, st.target_precision)
+    found = suggest_thresholds(project, st.target_precision, st.target_per)
     project.set_thresholds({c: 1.0 if t is None else t for c, t in found.items()}, by="policy")
 
 
@@ -162,7 +162,8 @@ def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gol
     view, sel = auto_accept_selection(project, st.balance_cap, thresholds, labels=(gold_y, extra_y, sources))
     decisions = [DecisionIn(int(view.pool_ids[i]), "accept", int(view.pool_pred[i]), view.round_id, "auto-accept")
                  for i in np.flatnonzero(sel.mask)]
-    summary = {"policy": st.policy, "target_precision": st.target_precision, "balance_cap": st.balance_cap,
+    summary = {"policy": st.policy, "target_precision": st.target_precision, "target_per": st.target_per,
+               "balance_cap": st.balance_cap,
                "from_round": view.round_id, "thresholds": dict(zip(project.classes, map(float, thresholds))),
                "classes": sel.as_dict(project.classes), "accepted": len(decisions)}
     return decisions, summary
