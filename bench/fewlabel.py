@@ -258,7 +258,7 @@ def report(rows: list[dict], data: str, labeled: float, budget: int, config: str
               f"({mean(rows, 'cand_n'):.0f} per seed) |",
               f"| test ECE: round 0 / automatic / reviewed | {mean(rows, 'round0_ece'):.3f} / "
               f"{mean(rows, 'auto_ece'):.3f} / {mean(rows, 'reviewed_ece'):.3f} |",
-              f"| test ECE per seed, automatic | {' '.join(f'{r['auto_ece']:.3f}' for r in rows)} |",
+              f"| test ECE per seed, automatic | {' '.join(format(r['auto_ece'], '.3f') for r in rows)} |",
               f"| predictions wrong among those reviewed: default / verify queue | "
               f"{mean(rows, 'default_wrong'):.0f} of {mean(rows, 'default_decided'):.0f} / "
               f"{mean(rows, 'verify_wrong'):.0f} of {mean(rows, 'verify_decided'):.0f} |",
