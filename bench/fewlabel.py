@@ -218,7 +218,8 @@ def mean(rows: list[dict], key: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def report(rows: list[dict], data: str, labeled: float, budget: int, config: str, wall_s: float) -> str:
+def report(rows: list[dict], data: str, labeled: float, budget: int, config: str, wall_s: float,
+           jobs: int = 1) -> str:
     r0 = mean(rows, "round0")
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     what = ("six digits at MER2024's class proportions; bench/digits_data.py" if data == "digits"
@@ -227,7 +228,8 @@ def report(rows: list[dict], data: str, labeled: float, budget: int, config: str
     lines = [f"# Few labels on {data}: {len(rows)} seeds, {share}, config `{config}`", "",
              f"{rows[0]['labeled']} labeled, {rows[0]['pool']} pool, {rows[0]['test']} test samples per seed "
              f"({what}). Test WAF in %, mean over seeds (per seed after it). Run: `python "
-             f"bench/fewlabel.py --data {data} --seeds {len(rows)} --labeled {labeled}`; "
+             f"bench/fewlabel.py --data {data} --seeds {len(rows)} --labeled {labeled}"
+             f"{f' --jobs {jobs}' if jobs > 1 else ''}`; "
              f"{wall_s / 60:.0f} min on this machine (2 cores, shared with other jobs).", "",
              "| | test WAF | vs round 0 | per seed |", "|---|---|---|---|"]
 
@@ -298,7 +300,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     rows.sort(key=lambda r: r["seed"])
     wall = sum(r.get("seed_s", 0) for r in rows) if args.from_log else time.time() - t0
-    text = report(rows, args.data, labeled, args.budget, args.config, wall)
+    text = report(rows, args.data, labeled, args.budget, args.config, wall, args.jobs)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

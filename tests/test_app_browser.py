@@ -185,6 +185,9 @@ def test_train_a_round_and_see_it_in_the_history(page, tmp_path):
         expect(page.locator("#train-log textarea")).to_have_value(re.compile(r"training next round \(fast"))
         history = page.locator("#history")
         expect(history).to_contain_text("done", timeout=180_000)
+        # the plots come with the same poll as the history: no lag behind a finished round
+        expect(page.locator("#waf-plot circle")).to_have_count(2, timeout=2_000)   # CV and test
+        expect(page.locator("#f1-plot circle")).not_to_have_count(0, timeout=2_000)
         expect(page.locator("#header-info")).to_contain_text("current round: 0")
         expect(page.locator("#train-progress")).to_contain_text("100%")
         snap(page, "train.png")
