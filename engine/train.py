@@ -256,7 +256,7 @@ def selection_rule(select: str, n_eval: int) -> str:
     the fold's evaluation set (see FinetuneConfig.select)."""
     if select != "auto":
         return select
-    return "loss" if n_eval >= SELECT_AUTO_MIN_EVAL else "last"
+    return "waf" if n_eval >= SELECT_AUTO_MIN_EVAL else "last"
 
 
 @torch.inference_mode()

@@ -242,7 +242,7 @@ def test_auto_selection_keeps_the_last_epoch_on_small_evaluation_folds():
     from mersemi.engine.train import SELECT_AUTO_MIN_EVAL, selection_rule
 
     assert selection_rule("auto", SELECT_AUTO_MIN_EVAL - 1) == "last"
-    assert selection_rule("auto", SELECT_AUTO_MIN_EVAL) == "loss"
+    assert selection_rule("auto", SELECT_AUTO_MIN_EVAL) == "waf"
     assert [selection_rule(s, 3) for s in ("loss", "waf", "last")] == ["loss", "waf", "last"]
     feats, y, _, n_gold, rows = clusters()
     cfg = CFG.replace(**{"finetune.epochs": 6, "finetune.patience": 1, "pretrain.enabled": False,
