@@ -135,13 +135,10 @@ def auto_accept_preview(project, cfg) -> dict:
     st = cfg.self_training
     if not st.use_pseudo_labels:
         return {"total": 0, "classes": [], "note": "this preset trains without pseudo-labels"}
-    view, sel = auto_accept_selection(project, st.balance_cap, store.thresholds())
-    chosen = np.flatnonzero(sel.mask)
-    pred, conf = view.pool_pred[chosen], view.pool_conf[chosen]
-    rows = [{"class": name, "count": int(np.sum(pred == c)),
-             "expected_precision": float(conf[pred == c].mean()) if np.any(pred == c) else None}
+    _, sel = auto_accept_selection(project, st.balance_cap, store.thresholds())
+    rows = [{"class": name, "count": sel.kept[c], "expected_precision": sel.expected_precision[c]}
             for c, name in enumerate(classes)]
-    return {"total": int(len(chosen)), "classes": rows, "note": ""}
+    return {"total": int(sel.mask.sum()), "classes": rows, "note": ""}
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
