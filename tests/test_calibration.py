@@ -60,12 +60,22 @@ def test_temperature_stays_within_its_bounds():
     from mersemi.engine.calibration import T_MAX, T_MIN
 
     assert (T_MIN, T_MAX) == (0.05, 20.0)
-    # always right at 0.6: sharpening only helps, the fit stops at the lower bound
-    probs = np.tile([0.6, 0.2, 0.2], (300, 1))
+    # always right at 0.34 of three: 300 samples ask for 301/302, far beyond T_MIN's reach
+    probs = np.tile([0.34, 0.33, 0.33], (300, 1))
     assert abs(fit_temperature(probs, np.zeros(300, int)) - T_MIN) < 1e-3
     # right one time in three with three classes: the scores carry nothing, flatten them
+    probs = np.tile([0.6, 0.2, 0.2], (300, 1))
     y = np.arange(300) % 3
     assert abs(fit_temperature(probs, y) - T_MAX) < 0.05
+
+
+def test_a_few_samples_all_right_ask_for_the_rule_of_succession_not_certainty():
+    # 36 out-of-fold samples, all right at 0.9: maximum likelihood would sharpen them to
+    # 1.0 (T at its lower bound); 36 samples support (36 + 1) / (36 + 2).
+    probs = np.tile([0.9, 0.05, 0.05], (36, 1))
+    t = fit_temperature(probs, np.zeros(36, int))
+    assert t > 0.2
+    assert abs(apply_temperature(probs, t)[0, 0] - 37 / 38) < 2e-3
 
 
 def test_ece_bins_by_ceiling_and_weights_by_samples():
@@ -97,8 +107,19 @@ def test_geometric_mean_of_several_rows_normalises_each_row():
     np.testing.assert_allclose(geo, g / g.sum(1, keepdims=True), rtol=1e-5)
 
 
-def test_one_labeled_sample_is_enough_to_fit():
-    assert abs(fit_temperature(np.array([[0.6, 0.3, 0.1]]), np.array([0])) - 0.05) < 1e-3
+def test_the_fit_is_the_smoothed_cross_entropy_minimum_even_on_one_sample():
+    def smoothed_ce(probs, y, t):
+        n, c = probs.shape
+        eps = 1 / (n + 2)
+        target = np.full((n, c), eps / (c - 1))
+        target[np.arange(n), y] = 1 - eps
+        return -(target * np.log(apply_temperature(probs, t).astype(np.float64))).sum(1).mean()
+
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 4001))
+    for probs, y in ((np.array([[0.6, 0.3, 0.1]]), np.array([0])),
+                     (np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1]]), np.array([0, 1, 1]))):
+        best = grid[np.argmin([smoothed_ce(probs, y, t) for t in grid])]
+        assert abs(np.log(fit_temperature(probs, y)) - np.log(best)) < 0.01
 
 
 def test_ece_bins_are_right_closed_thirds_with_four_classes():
