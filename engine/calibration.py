@@ -2,7 +2,7 @@
 
 A round's out-of-fold predictions of the gold samples are honest (no fold model trained on
 the sample it predicts), so they are where the round learns how far to trust its scores:
-one temperature T, fitted by maximum likelihood on them, rescales every probability vector
+one temperature T, fitted on them by smoothed maximum likelihood, rescales every probability vector
 the round stores, p_c -> p_c^(1/T) / sum_k p_k^(1/T) (softmax of log p / T). T > 1 softens
 over-confident scores, T < 1 sharpens under-confident ones; the predicted class never
 changes. Guo et al. 2017, "On Calibration of Modern Neural Networks".
