@@ -2,8 +2,8 @@
 
 For every seed: generate a synthetic data set, then for every row train in a fresh project
 through the same pipeline as `mersemi train` (round 0 on gold labels; for rows with
-pseudo-labels, round 1 with --auto-accept at the paper's fixed thresholds, policy off). Prints and writes a
-markdown table of CV WAF (5-fold, gold labels only in the evaluation folds) and test WAF,
+pseudo-labels, round 1 with --auto-accept at the paper's fixed thresholds, policy off).
+Prints and writes a markdown table of CV WAF (5-fold, gold labels only in the evaluation folds) and test WAF,
 mean +- sd over seeds, with the pseudo-label counts and their precision against the pool's
 hidden labels.
 
