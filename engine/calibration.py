@@ -10,7 +10,7 @@ changes. Guo et al. 2017, "On Calibration of Modern Neural Networks".
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 
 T_MIN, T_MAX = 0.05, 20.0   # beyond these the fit is chasing a handful of samples
 ECE_BINS = 15
@@ -55,21 +55,66 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
     y = np.asarray(y, np.int64)
     if len(y) == 0:
         return 1.0
-    log_p = np.log(np.clip(np.asarray(probs, np.float64), _EPS, 1.0))
-    n, C = log_p.shape
-    eps = 1.0 / (n + 2)
-    target = np.full((n, C), eps / max(C - 1, 1))
-    target[np.arange(n), y] = 1.0 - eps
+    log_p = _log(probs)
+    target = _smoothed_target(y, log_p.shape[1])
 
     def nll(log_t: float) -> float:
-        z = log_p / np.exp(log_t)
-        z -= z.max(axis=1, keepdims=True)
-        log_q = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return float(-(target * log_q).sum(axis=1).mean())
+        return _cross_entropy(target, log_p / np.exp(log_t))
 
     res = minimize_scalar(nll, bounds=(np.log(T_MIN), np.log(T_MAX)), method="bounded",
                           options={"xatol": 1e-4})
     return float(np.exp(res.x))
+
+
+def fit_weights(sources: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    """Weights w of several probability sources for the same samples, combined as
+    softmax(sum_s w_s log p_s) (see `combine`), fitted like `fit_temperature`: the smoothed
+    cross-entropy against `y` is minimal. The first source is the one calibrated (its weight
+    1/T lies in [1/T_MAX, 1/T_MIN]); the others may get 0, so a source that does not help on
+    these samples drops out. [1, 0, ...] when there is nothing to fit on."""
+    y = np.asarray(y, np.int64)
+    start = np.r_[1.0, np.zeros(len(sources) - 1)]
+    if len(y) == 0:
+        return start
+    logs = [_log(p) for p in sources]
+    target = _smoothed_target(y, logs[0].shape[1])
+
+    def nll(w: np.ndarray) -> float:
+        return _cross_entropy(target, sum(wi * lp for wi, lp in zip(w, logs)))
+
+    bounds = [(1 / T_MAX, 1 / T_MIN)] + [(0.0, 1 / T_MIN)] * (len(sources) - 1)
+    start[0] = 1 / fit_temperature(sources[0], y)
+    return np.asarray(minimize(nll, start, method="L-BFGS-B", bounds=bounds).x, np.float64)
+
+
+def combine(sources: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """softmax(sum_s w_s log p_s): the sources' weighted geometric mean, rows summing to 1
+    (float32). One source with weight 1/T is `apply_temperature(p, T)`."""
+    if len(sources[0]) == 0:
+        return np.asarray(sources[0], np.float32)
+    z = np.asarray(sum(w * _log(p) for w, p in zip(weights, sources)), np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _log(probs: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(probs, np.float64), _EPS, 1.0))
+
+
+def _smoothed_target(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """One-hot rows with 1 / (n + 2) of the mass spread over the other classes."""
+    n = len(y)
+    eps = 1.0 / (n + 2)
+    target = np.full((n, n_classes), eps / max(n_classes - 1, 1))
+    target[np.arange(n), y] = 1.0 - eps
+    return target
+
+
+def _cross_entropy(target: np.ndarray, logits: np.ndarray) -> float:
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_q = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-(target * log_q).sum(axis=1).mean())
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float | None:

@@ -156,6 +156,24 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class PropagationConfig:
+    # Label spreading over the pre-trained embedding (engine/propagation.py): its class
+    # distributions join the ensemble's, each weighted by the out-of-fold fit
+    # (engine/calibration.fit_weights). Needs pre-training; skipped (with a note) without it.
+    enabled: bool
+    neighbours: int          # k of the k-nearest-neighbour graph
+    alpha: float             # in (0, 1): how far labels travel (Zhou et al.: 0.99)
+    iterations: int
+    # The graph compares every pair of rows: 111 s at 120,000 rows on 2 CPU cores. A round
+    # with more rows (gold, extra, pool, test) skips it, with a note.
+    max_rows: int
+
+    def __post_init__(self) -> None:
+        _positive(self, "neighbours", "iterations", "max_rows")
+        _in_range(self, "alpha", 0.0, 1.0, closed_low=False, closed_high=False)
+
+
+@dataclass(frozen=True)
 class LossConfig:
     ce: float                # cross-entropy terms (modality heads, fusion head, voted logits)
     imcl_ae: float           # inter-modal contrastive loss during fine-tuning
@@ -221,6 +239,7 @@ class Config:
     noise: NoiseConfig
     pretrain: PretrainConfig
     finetune: FinetuneConfig
+    propagation: PropagationConfig
     loss: LossConfig
     self_training: SelfTrainingConfig
 
@@ -273,6 +292,7 @@ _CHECKPOINT_DEFAULTS = {
     "model": {"standardize": False},
     "pretrain": {"min_steps": 0},
     "finetune": {"min_steps": 0, "select": "waf", "calibrate": False, "average": "arithmetic"},
+    "propagation": {"enabled": False, "neighbours": 7, "alpha": 0.99, "iterations": 30, "max_rows": 30000},
 }
 
 
@@ -420,7 +440,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 def _section(obj: Any) -> str:
     return {
         ModelConfig: "model.", NoiseConfig: "noise.", PretrainConfig: "pretrain.",
-        FinetuneConfig: "finetune.", LossConfig: "loss.", SelfTrainingConfig: "self_training.",
+        FinetuneConfig: "finetune.", PropagationConfig: "propagation.", LossConfig: "loss.",
+        SelfTrainingConfig: "self_training.",
     }.get(type(obj), "")
 
 

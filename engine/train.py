@@ -11,7 +11,10 @@ in `train_round`:
        fold's gold rows only, keep the best epoch by eval WAF (early stopping on patience);
        score the pool + test rows with that fold's best model;
     5. out-of-fold probabilities of the gold rows give the CV metrics; the fold models'
-       mean probability is the ensemble's score.
+       mean probability is the ensemble's score;
+    6. label spreading over the pre-trained embedding (engine/propagation.py) gives a second
+       opinion per row; the two are joined, and calibrated, by weights fitted on the
+       out-of-fold predictions (engine/calibration.py).
 
 Batches are drawn by index from the device tensors: no DataLoader, no per-batch
 host-to-device copies. On CUDA the forward passes run under bf16 autocast.
@@ -31,12 +34,14 @@ import torch
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
-from .calibration import apply_temperature, ensemble_mean, expected_calibration_error, fit_temperature, fold_term
+from .calibration import (apply_temperature, combine, ensemble_mean, expected_calibration_error, fit_temperature,
+                          fit_weights, fold_term)
 from .config import Config, checkpoint_config
 from .errors import InputError
 from .metrics import classification_metrics, log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
+from .propagation import knn_graph, spread
 
 __all__ = ["ProgressFn", "TrainSet", "RoundResult", "train_round", "predict", "pick_device"]
 
@@ -124,6 +129,19 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         pretrained = _copy_state(model)
         t_pretrain = time.time() - t0
 
+        # -- the neighbour graph over the pre-trained (label-free) embedding, once
+        t0 = time.time()
+        graph = None
+        if cfg.propagation.enabled and not pretraining:
+            notes.append("propagation skipped: it needs the pre-trained embedding, and pre-training did not run")
+        elif cfg.propagation.enabled and len(bank.rows) > cfg.propagation.max_rows:
+            notes.append(f"propagation skipped: {len(bank.rows)} rows exceed propagation.max_rows "
+                         f"({cfg.propagation.max_rows}); the neighbour graph compares every pair")
+        elif cfg.propagation.enabled:
+            report("label spreading: neighbour graph", f_load + f_pre)
+            graph = knn_graph(_embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours)
+        t_graph = time.time() - t0
+
         # -- K-fold fine-tuning on gold (+ extra rows in training folds), scoring per fold
         t_finetune = t_score = 0.0
         oof = np.zeros((len(data.gold_rows), n_classes), np.float32)
@@ -158,22 +176,38 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
     # -- the ensemble's scores and the CV metrics (evaluation folds held gold rows only)
     score_probs = ensemble_mean(score_sum, len(folds), cfg.finetune.average)
     cv = classification_metrics(data.gold_labels, oof.argmax(1), n_classes)
-    # -- calibration: one temperature fitted on the honest (out-of-fold) predictions
     ece_raw = expected_calibration_error(oof, data.gold_labels)
-    temperature = fit_temperature(oof, data.gold_labels) if cfg.finetune.calibrate else 1.0
-    oof, score_probs = apply_temperature(oof, temperature), apply_temperature(score_probs, temperature)
+    graph_weight, graph_cv = None, None
+    if graph is None:
+        # -- calibration: one temperature fitted on the honest (out-of-fold) predictions
+        temperature = fit_temperature(oof, data.gold_labels) if cfg.finetune.calibrate else 1.0
+        oof, score_probs = apply_temperature(oof, temperature), apply_temperature(score_probs, temperature)
+    else:
+        t0 = time.time()
+        report("label spreading", 0.99)
+        oof_graph, score_graph = _spread_labels(graph, bank, data, folds, n_classes, cfg)
+        graph_cv = waf(data.gold_labels, oof_graph.argmax(1))
+        # -- calibration: the ensemble's and the graph's weights, fitted on the out-of-fold
+        # predictions of both (a plain product when calibration is off)
+        weights = (fit_weights([oof, oof_graph], data.gold_labels) if cfg.finetune.calibrate
+                   else np.ones(2))
+        temperature, graph_weight = 1.0 / float(weights[0]), round(float(weights[1]), 4)
+        oof, score_probs = combine([oof, oof_graph], weights), combine([score_probs, score_graph], weights)
+        t_graph += time.time() - t0
     metrics = {
         "cv_waf": cv["waf"], "cv_accuracy": cv["accuracy"], "cv_f1": cv["f1"], "cv_confusion": cv["confusion"],
         "temperature": round(temperature, 4), "oof_ece_raw": ece_raw,
+        "graph_weight": graph_weight, "graph_cv_waf": graph_cv,
         "oof_ece": expected_calibration_error(oof, data.gold_labels),
         "folds": fold_info, "device": str(device), "warnings": notes,
         "n_train": {"gold": int(len(data.gold_rows)), "extra": int(len(data.extra_rows))},
         "timings": {"load_s": round(t_load, 2), "pretrain_s": round(t_pretrain, 2),
                     "finetune_s": round(t_finetune, 2), "score_s": round(t_score, 2),
+                    "graph_s": round(t_graph, 2),
                     "total_s": round(time.time() - t_start, 2)},
     }
     state = {"config": cfg.to_dict(), "modalities": dims, "n_classes": n_classes, "folds": fold_states,
-             "temperature": temperature}
+             "temperature": temperature, "graph_weight": graph_weight}
     report("done", 1.0)
     return RoundResult(score_probs, oof, metrics, state)
 
@@ -260,6 +294,36 @@ def selection_rule(select: str, n_eval: int) -> str:
 
 
 @torch.inference_mode()
+def _embed(model: MRCCL, bank: FeatureBank, batch_size: int) -> torch.Tensor:
+    """Every bank row's modality encodings, each L2-normalised, side by side (on the device):
+    cosine similarity is then the mean of the modalities' similarities."""
+    model.eval()
+    out = []
+    for start in range(0, len(bank.rows), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(bank.rows)), device=bank.device)
+        with bank.autocast():
+            encoded = model.encode(model.input_norm(bank.batch(idx)))
+        out.append(torch.cat([nn.functional.normalize(e.float(), dim=1) for e in encoded], dim=1))
+    return torch.cat(out)
+
+
+def _spread_labels(graph, bank: FeatureBank, data: TrainSet, folds: list[Fold], n_classes: int,
+                   cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's class distributions: out-of-fold for the gold rows (each fold spreads its
+    training labels only, as its model saw them) and, from every label, for the score rows."""
+    pc = cfg.propagation
+
+    def run(rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return spread(graph, bank.local(rows), labels, n_classes, pc.alpha, pc.iterations)
+
+    oof = np.zeros((len(data.gold_rows), n_classes), np.float32)
+    for fold in folds:
+        oof[fold.eval_pos] = run(fold.train_rows, fold.train_labels)[bank.local(data.gold_rows[fold.eval_pos])]
+    every = run(np.r_[data.gold_rows, data.extra_rows], np.r_[data.gold_labels, data.extra_labels])
+    return oof, every[bank.local(data.score_rows)]
+
+
+@torch.inference_mode()
 def _predict(model: Model, bank: FeatureBank, rows: np.ndarray, batch_size: int) -> np.ndarray:
     """Softmax of the voted logits for global `rows`, in large batches."""
     model.eval()
@@ -275,7 +339,10 @@ def _predict(model: Model, bank: FeatureBank, rows: np.ndarray, batch_size: int)
 
 def predict(state: dict, features: dict[str, np.ndarray], rows: np.ndarray,
             cfg: Config | None = None) -> np.ndarray:
-    """Mean probabilities [len(rows), C] of a saved fold ensemble (RoundResult.state).
+    """Mean probabilities [len(rows), C] of a saved fold ensemble (RoundResult.state),
+    at the round's temperature. The ensemble alone: a round with label spreading
+    (state["graph_weight"] not None) also multiplied its stored scores by the graph's, which
+    only exists over that round's rows.
 
     The model is rebuilt from the config saved in `state`; `cfg`, when given, only chooses
     the device and the scoring batch size."""

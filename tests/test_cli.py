@@ -267,6 +267,8 @@ def test_status_json_after_a_round(project, capsys):
     assert set(r["thresholds"]) == set(CLASSES) and r["policy"] == "target_precision"
     assert all(0 < v <= 1 for v in status["thresholds"].values())
     assert 0 <= r["test_ece"] <= 1 and 0 <= r["oof_ece"] <= 1 and r["temperature"] > 0
+    # label spreading ran (the default preset, a small project) and its weight is on record
+    assert r["graph_weight"] >= 0 and 0 <= r["graph_cv_waf"] <= 1
 
 
 @pytest.mark.slow
@@ -421,11 +423,14 @@ def test_auto_accept_rounds_stop_when_nothing_new_passes_and_never_take_a_human_
     assert run(capsys, "decide", project, "--file", f, "--reviewer", "ann")[0] == 0
     # fixed thresholds at 1.0: nothing passes, so the second of three rounds is not trained
     cfg = tmp_path / "fixed.yaml"
-    cfg.write_text(f"extends: {Path(__file__).parent / 'fast.yaml'}\nself_training:\n  policy: thresholds\n")
+    # (and a graph too small for the project: the round says it skipped label spreading)
+    cfg.write_text(f"extends: {Path(__file__).parent / 'fast.yaml'}\nself_training:\n  policy: thresholds\n"
+                   "propagation:\n  max_rows: 10\n")
     assert run(capsys, "thresholds", project, "--set", ",".join(f"{c}=1.0" for c in CLASSES))[0] == 0
     code, out, err = run(capsys, "train", project, "--config", cfg, "--auto-accept", "--rounds", "3")
     assert code == 0, err
     assert "stopped after 1 of 3 rounds: no new candidate passes" in out
+    assert "  note: propagation skipped: " in out and "exceed propagation.max_rows (10)" in out
     status = json.loads(run(capsys, "status", project, "--json")[1])
     assert [r["id"] for r in status["rounds"]] == [0, 1]
     # thresholds low enough that the rejected sample is a candidate again: still not taken

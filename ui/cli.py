@@ -267,6 +267,8 @@ def _print_round(summary: dict, as_json: bool) -> None:
           + (f", test ECE {summary['test_ece']:.3f}" if summary.get("test_ece") is not None else "")
           + f"; trained on {summary['train_size']} samples"
           + (f" ({auto['accepted']} accepted automatically)" if auto else ""), flush=True)
+    for note in summary.get("notes", []):
+        print(f"  note: {note}")
     if auto:
         short = [c for c, v in auto["classes"].items() if v["candidates"] == 0]
         if short:

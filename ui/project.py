@@ -390,6 +390,8 @@ def round_summary(r, classes: list[str]) -> dict:
         "pseudo_labels": comp.get("pseudo_per_class"),
         "pseudo_precision": m.get("pseudo_precision"),
         "oof_ece": m.get("oof_ece"), "test_ece": m.get("test_ece"), "temperature": m.get("temperature"),
+        "graph_weight": m.get("graph_weight"), "graph_cv_waf": m.get("graph_cv_waf"),
+        "notes": m.get("warnings", []),
         "policy": (r.config or {}).get("self_training", {}).get("policy"),
         "auto_accept_selection": m.get("auto_accept"),
         "thresholds": r.thresholds,

@@ -1,0 +1,67 @@
+"""Label spreading over the contrastive pre-trained embedding (Zhou et al., 2004).
+
+Few labels leave a fine-tuned ensemble unsure exactly where the pool's structure would
+tell: samples that sit among others of one class. A k-nearest-neighbour graph over every
+row of a round, in the label-free embedding that pre-training learnt from the pool,
+spreads the known labels along that structure. The round multiplies the ensemble's
+probabilities by the spread ones (engine/train.py), so a sample is sure when both agree.
+
+On the few-label digits (36 gold labels, 5 seeds, bench/results/fewlabel.md) the spread
+labels alone were right on 95.5 % of the pool where the ensemble was right on 90.0 %.
+
+Arrays in, arrays out: `knn_graph` builds the normalised graph once; `spread` runs for any
+set of seed rows, so the round can hide each fold's evaluation labels (out-of-fold scores
+stay honest for calibration).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+__all__ = ["knn_graph", "spread"]
+
+
+def knn_graph(embedding: np.ndarray | torch.Tensor, neighbours: int, chunk: int = 2048) -> sp.csr_matrix:
+    """Symmetric normalised adjacency D^-1/2 W D^-1/2 of the cosine k-nearest-neighbour graph.
+
+    W links i and j when either is among the other's `neighbours` most similar rows (0/1
+    weights, as scikit-learn's knn kernel). Built in chunks of rows, so memory stays
+    chunk x N similarities; on the embedding's device (a GPU does the 100k-row graph in
+    seconds)."""
+    e = torch.nn.functional.normalize(torch.as_tensor(embedding).float(), dim=1)
+    n = len(e)
+    k = min(int(neighbours), n - 1)
+    if k < 1:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    cols = np.empty((n, k), np.int64)
+    for start in range(0, n, chunk):
+        sims = e[start:start + chunk] @ e.T
+        rows = torch.arange(len(sims), device=sims.device)
+        sims[rows, rows + start] = -2.0              # never one's own neighbour
+        cols[start:start + len(sims)] = sims.topk(k, dim=1).indices.cpu().numpy()
+    a = sp.csr_matrix((np.ones(n * k, np.float32), (np.repeat(np.arange(n), k), cols.ravel())), shape=(n, n))
+    w = a.maximum(a.T)
+    inv_sqrt = 1.0 / np.sqrt(np.asarray(w.sum(axis=1)).ravel())   # every row has >= k links
+    d = sp.diags(inv_sqrt.astype(np.float32))
+    return (d @ w @ d).tocsr()
+
+
+def spread(graph: sp.csr_matrix, seed_pos: np.ndarray, seed_labels: np.ndarray, n_classes: int,
+           alpha: float, iterations: int) -> np.ndarray:
+    """Class distributions [N, C] after `iterations` of F <- alpha S F + (1 - alpha) Y.
+
+    Y holds a one-hot row per seed (row positions into the graph). alpha near 1 lets labels
+    travel far; a row no label reaches gets the uniform distribution, so it changes nothing
+    in a product with other probabilities."""
+    n = graph.shape[0]
+    y = np.zeros((n, n_classes), np.float32)
+    y[np.asarray(seed_pos, np.int64), np.asarray(seed_labels, np.int64)] = 1.0
+    f = y.copy()
+    for _ in range(iterations):
+        f = alpha * (graph @ f) + (1.0 - alpha) * y
+    total = f.sum(axis=1, keepdims=True)
+    reached = total[:, 0] > 0
+    out = np.full((n, n_classes), 1.0 / n_classes, np.float32)
+    out[reached] = f[reached] / total[reached]
+    return out

@@ -1,0 +1,161 @@
+"""Label spreading over a neighbour graph, and how a round joins it to the ensemble."""
+import numpy as np
+import pytest
+
+from mersemi.engine.calibration import combine, fit_temperature, fit_weights
+from mersemi.engine.config import ConfigError, load_config
+from mersemi.engine.propagation import knn_graph, spread
+
+
+def two_chains(n=40):
+    """Two lines of points far apart: within a line each point's neighbours are its own."""
+    t = np.linspace(0, 1, n)
+    a = np.c_[t, np.zeros(n), np.ones(n)]
+    b = np.c_[np.zeros(n), t, np.ones(n)] + [0, 0, -2]
+    return np.r_[a, b].astype(np.float32)
+
+
+def test_graph_is_symmetric_normalised_and_links_each_row_to_its_nearest():
+    x = two_chains()
+    g = knn_graph(x, 3)
+    assert g.shape == (80, 80)
+    assert abs(g - g.T).max() < 1e-6                      # symmetric
+    assert g.diagonal().max() == 0                         # no row is its own neighbour
+    assert g[:40, 40:].nnz == 0 and g[40:, :40].nnz == 0   # the chains never touch
+    # D^-1/2 W D^-1/2: with 0/1 links, entry ij = 1 / sqrt(deg_i deg_j)
+    w = (g > 0).astype(np.float64)
+    deg = np.asarray(w.sum(1)).ravel()
+    i, j = g.nonzero()
+    np.testing.assert_allclose(np.asarray(g[i, j]).ravel(), 1 / np.sqrt(deg[i] * deg[j]), rtol=1e-5)
+    assert deg.min() >= 3
+    # chunks of any size build the same graph
+    assert abs(knn_graph(x, 3, chunk=7) - g).max() < 1e-6
+
+
+def test_one_label_per_chain_reaches_the_whole_chain_and_no_further():
+    g = knn_graph(two_chains(), 3)
+    p = spread(g, np.array([0, 40]), np.array([1, 2]), 3, alpha=0.99, iterations=60)
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
+    assert (p[:40].argmax(1) == 1).all() and (p[40:].argmax(1) == 2).all()
+    # a chain without any label stays uniform: it adds nothing to a product of probabilities
+    p = spread(g, np.array([0]), np.array([1]), 3, alpha=0.99, iterations=60)
+    np.testing.assert_allclose(p[40:], 1 / 3, atol=1e-6)
+
+
+def test_alpha_sets_how_far_labels_travel():
+    g = knn_graph(two_chains(), 3)
+    near = spread(g, np.array([0, 39]), np.array([0, 1]), 2, alpha=0.2, iterations=30)
+    far = spread(g, np.array([0, 39]), np.array([0, 1]), 2, alpha=0.99, iterations=30)
+    # row 5 is near label 0: a low alpha keeps it almost certain, a high alpha blurs it
+    assert near[5, 0] > far[5, 0] > 0.5
+
+
+def test_tiny_graphs_do_not_break():
+    assert knn_graph(np.ones((1, 3)), 7).nnz == 0
+    g = knn_graph(np.eye(3), 7)                      # k capped at n - 1
+    assert g.nnz == 6
+    np.testing.assert_allclose(spread(g, np.array([0]), np.array([1]), 2, 0.99, 10)[0].argmax(), 1)
+
+
+def test_weights_keep_a_helpful_source_and_drop_a_useless_one():
+    rng = np.random.default_rng(0)
+    n, c = 400, 3
+    y = rng.integers(0, c, n)
+
+    def noisy(right_share, conf):
+        pred = np.where(rng.random(n) < right_share, y, (y + rng.integers(1, c, n)) % c)
+        p = np.full((n, c), (1 - conf) / (c - 1))
+        p[np.arange(n), pred] = conf
+        return p
+
+    model, useful, noise = noisy(0.7, 0.9), noisy(0.9, 0.6), np.tile(np.full(c, 1 / c), (n, 1))
+    noise += rng.dirichlet(np.ones(c), n) * 0.5
+    w = fit_weights([model, useful], y)
+    assert w[1] > 0.5 * w[0] > 0
+    assert (combine([model, useful], w).argmax(1) == y).mean() > (model.argmax(1) == y).mean() + 0.05
+    noise /= noise.sum(1, keepdims=True)
+    w_noise = fit_weights([model, noise], y)
+    assert w_noise[1] < 0.5 * w[1]
+    assert abs((combine([model, noise], w_noise).argmax(1) == y).mean() - (model.argmax(1) == y).mean()) < 0.03
+    # one source: the weight is 1 / the temperature, and combine is the temperature scaling
+    w = fit_weights([model], y)
+    assert w[0] == pytest.approx(1 / fit_temperature(model, y), rel=1e-3)
+    np.testing.assert_array_equal(fit_weights([model, useful], np.zeros(0, int)), [1.0, 0.0])
+
+
+def test_propagation_keys_are_validated_by_name():
+    cfg = load_config()
+    for key, bad, msg in (("propagation.alpha", 1.0, r"propagation.alpha: must lie in \(0.0, 1.0\)"),
+                          ("propagation.alpha", 0.0, "propagation.alpha"),
+                          ("propagation.neighbours", 0, "propagation.neighbours: must be > 0"),
+                          ("propagation.max_rows", 0, "propagation.max_rows: must be > 0"),
+                          ("propagation.iterations", -1, "propagation.iterations: must be > 0")):
+        with pytest.raises(ConfigError, match=msg):
+            cfg.replace(**{key: bad})
+
+
+# ---------------------------------------------------------------------- in a round
+
+def test_out_of_fold_spreading_hides_the_folds_own_labels():
+    """A gold row labelled against its whole neighbourhood: out of fold, the graph must not
+    know that label (it would make the calibration fit trust the graph more than it should)."""
+    from types import SimpleNamespace
+
+    from mersemi.engine.train import Fold, TrainSet, _spread_labels
+
+    g = knn_graph(two_chains(), 3)
+    gold = np.array([0, 10, 20, 40, 50, 60])
+    labels = np.array([0, 1, 0, 1, 1, 1])                 # row 10 sits in chain 0, labelled 1
+    data = TrainSet(features={}, gold_rows=gold, gold_labels=labels, extra_rows=np.array([70]),
+                    extra_labels=np.array([1]), pretrain_rows=np.arange(80), score_rows=np.arange(80))
+    folds = [Fold(train_rows=np.r_[np.delete(gold, k), 70], train_labels=np.r_[np.delete(labels, k), 1],
+                  eval_pos=np.array([k])) for k in range(len(gold))]
+    bank = SimpleNamespace(local=lambda rows: np.asarray(rows, np.int64))
+    cfg = load_config()
+    oof, scores = _spread_labels(g, bank, data, folds, 2, cfg)
+    assert oof[1].argmax() == 0              # its neighbours' class, not its own label
+    assert scores[10].argmax() == 1          # with every label, its own label is a seed
+    assert (oof[3:].argmax(1) == 1).all()
+    assert scores.shape == (80, 2)
+
+
+def _round(cfg, **data_kw):
+    from mersemi.engine.train import TrainSet, train_round
+
+    rng = np.random.default_rng(0)
+    y_all = np.repeat([0, 1, 2], 70)
+    feats = {m: (rng.normal(0, 2, (3, d))[y_all] + rng.normal(0, 1, (len(y_all), d))).astype(np.float32)
+             for m, d in (("a", 6), ("b", 5))}
+    gold = np.r_[0:6, 70:76, 140:146]
+    rest = np.setdiff1d(np.arange(len(y_all)), gold)
+    ts = TrainSet(features=feats, gold_rows=gold, gold_labels=y_all[gold], extra_rows=np.zeros(0, np.int64),
+                  extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(len(y_all)), score_rows=rest)
+    return train_round(ts, 3, cfg), y_all[rest]
+
+
+FAST = load_config().replace(**{
+    "model.hidden": 16, "model.classifier_dims": [16], "pretrain.epochs": 1, "pretrain.min_steps": 20,
+    "finetune.folds": 3, "finetune.epochs": 3, "finetune.min_steps": 0, "finetune.patience": 0})
+
+
+def test_a_round_joins_the_graph_and_reports_it():
+    r, y = _round(FAST)
+    m = r.metrics
+    assert m["graph_weight"] is not None and m["graph_weight"] >= 0
+    assert 0 <= m["graph_cv_waf"] <= 1 and m["timings"]["graph_s"] > 0
+    assert r.state["graph_weight"] == m["graph_weight"]
+    np.testing.assert_allclose(r.score_probs.sum(1), 1, atol=1e-5)
+    off, _ = _round(FAST.replace(**{"propagation.enabled": False}))
+    assert off.metrics["graph_weight"] is None and off.metrics["graph_cv_waf"] is None
+    assert not np.allclose(off.score_probs, r.score_probs)
+    # the ensemble part is the same round: the graph only re-weighs its scores
+    np.testing.assert_array_equal(off.metrics["cv_confusion"], m["cv_confusion"])
+
+
+def test_a_round_without_pretraining_or_with_too_many_rows_skips_the_graph_and_says_why():
+    r, _ = _round(FAST.replace(**{"pretrain.enabled": False}))
+    assert r.metrics["graph_weight"] is None
+    assert any("propagation skipped: it needs the pre-trained embedding" in w for w in r.metrics["warnings"])
+    r, _ = _round(FAST.replace(**{"propagation.max_rows": 100}))
+    assert r.metrics["graph_weight"] is None
+    assert any("210 rows exceed propagation.max_rows (100)" in w for w in r.metrics["warnings"])
