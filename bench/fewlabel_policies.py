@@ -43,11 +43,16 @@ def run(seed: int, policy: str, labeled: float, rounds: int) -> dict:
     y, split = d["y"], d["split"]
     lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
     extra, extra_y = np.zeros(0, np.int64), np.zeros(0, np.int64)
-    history = []
+    history, share = [], None
     for r in range(rounds + 1):
+        # as ui/rounds.py: rounds on pseudo-labels keep round 0's graph share
         res = train_round(TrainSet(features=d["features"], gold_rows=lab, gold_labels=y[lab],
                                    extra_rows=extra, extra_labels=extra_y, pretrain_rows=np.r_[lab, pool],
-                                   score_rows=np.r_[pool, test]), N_CLASSES, cfg)
+                                   score_rows=np.r_[pool, test], graph_share=share if r else None,
+                                   extra_from_model=np.ones(len(extra), bool)),
+                          N_CLASSES, cfg)
+        if r == 0 and res.metrics["graph_weight"] is not None:
+            share = res.metrics["graph_weight"] * res.metrics["temperature"]
         pool_p, test_p = res.score_probs[:len(pool)], res.score_probs[len(pool):]
         history.append({"test_waf": waf(y[test], test_p.argmax(1)),
                         "test_ece": expected_calibration_error(test_p, y[test]),

@@ -57,6 +57,13 @@ class TrainSet:
     extra_labels: np.ndarray
     pretrain_rows: np.ndarray        # rows for contrastive pre-training (labels unused)
     score_rows: np.ndarray           # rows scored by the fold ensemble (pool + test)
+    # The label-spreading graph's weight relative to the ensemble's, fixed by the caller; None:
+    # fitted on the out-of-fold predictions. Extra labels that came from the model (accepted
+    # pseudo-labels) make those predictions optimistic, see ui/rounds.py.
+    graph_share: float | None = None
+    # Per extra row: its label came from the model (an accepted pseudo-label). Such rows train
+    # the folds but do not seed the graph, which spreads human labels only. None: none did.
+    extra_from_model: np.ndarray | None = None
 
 
 @dataclass
@@ -189,8 +196,12 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         graph_cv = waf(data.gold_labels, oof_graph.argmax(1))
         # -- calibration: the ensemble's and the graph's weights, fitted on the out-of-fold
         # predictions of both (a plain product when calibration is off)
-        weights = (fit_weights([oof, oof_graph], data.gold_labels) if cfg.finetune.calibrate
-                   else np.ones(2))
+        if data.graph_share is None:
+            weights = fit_weights([oof, oof_graph], data.gold_labels) if cfg.finetune.calibrate else np.ones(2)
+        else:   # the share is given: only the temperature of the joined scores is fitted
+            share = np.array([1.0, data.graph_share])
+            joined = combine([oof, oof_graph], share)
+            weights = share / (fit_temperature(joined, data.gold_labels) if cfg.finetune.calibrate else 1.0)
         temperature, graph_weight = 1.0 / float(weights[0]), round(float(weights[1]), 4)
         oof, score_probs = combine([oof, oof_graph], weights), combine([score_probs, score_graph], weights)
         t_graph += time.time() - t0
@@ -309,17 +320,27 @@ def _embed(model: MRCCL, bank: FeatureBank, batch_size: int) -> torch.Tensor:
 
 def _spread_labels(graph, bank: FeatureBank, data: TrainSet, folds: list[Fold], n_classes: int,
                    cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """The graph's class distributions: out-of-fold for the gold rows (each fold spreads its
-    training labels only, as its model saw them) and, from every label, for the score rows."""
-    pc = cfg.propagation
+    """The graph's class distributions from the human labels (gold and extra rows not from the
+    model): out-of-fold for the gold rows (each fold hides its evaluation labels) and, from
+    every human label, for the score rows.
 
-    def run(rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return spread(graph, bank.local(rows), labels, n_classes, pc.alpha, pc.iterations)
+    Pseudo-labels do not seed it: the model's errors would come back as the graph's, and a few
+    hundred of them in the easy regions outweighed the classes with few labels (few-label
+    digits: the joined scores lost 1.7 test WAF over 3 automatic rounds)."""
+    pc = cfg.propagation
+    human = np.ones(len(data.extra_rows), bool) if data.extra_from_model is None else ~data.extra_from_model
+    seeds = np.r_[data.gold_rows, data.extra_rows[human]]
+    labels = np.r_[data.gold_labels, data.extra_labels[human]]
+
+    def run(keep: np.ndarray) -> np.ndarray:
+        return spread(graph, bank.local(seeds[keep]), labels[keep], n_classes, pc.alpha, pc.iterations)
 
     oof = np.zeros((len(data.gold_rows), n_classes), np.float32)
     for fold in folds:
-        oof[fold.eval_pos] = run(fold.train_rows, fold.train_labels)[bank.local(data.gold_rows[fold.eval_pos])]
-    every = run(np.r_[data.gold_rows, data.extra_rows], np.r_[data.gold_labels, data.extra_labels])
+        keep = np.ones(len(seeds), bool)
+        keep[fold.eval_pos] = False           # gold rows come first among the seeds
+        oof[fold.eval_pos] = run(keep)[bank.local(data.gold_rows[fold.eval_pos])]
+    every = run(np.ones(len(seeds), bool))
     return oof, every[bank.local(data.score_rows)]
 
 
@@ -536,6 +557,14 @@ def _validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, li
     checked: dict[str, Any] = {name: _check_rows(getattr(data, name), name, n_rows)
                                for name in ("gold_rows", "extra_rows", "pretrain_rows", "score_rows")}
     data = dataclasses.replace(data, **checked)
+    if data.extra_from_model is not None:
+        mask = np.asarray(data.extra_from_model)
+        if mask.dtype != bool or mask.shape != (len(data.extra_rows),):
+            raise InputError(f"extra_from_model: expected {len(data.extra_rows)} booleans (one per extra row), "
+                             f"got {mask.dtype} {list(mask.shape)}")
+        data = dataclasses.replace(data, extra_from_model=mask)
+    if data.graph_share is not None and not (np.isfinite(data.graph_share) and data.graph_share >= 0):
+        raise InputError(f"graph_share: expected a finite number >= 0 or None, got {data.graph_share}")
     for rows, name in ((data.gold_rows, "gold_labels"), (data.extra_rows, "extra_labels")):
         labels = np.asarray(getattr(data, name))
         if (labels.ndim != 1 or len(labels) != len(rows)

@@ -117,9 +117,20 @@ def test_out_of_fold_spreading_hides_the_folds_own_labels():
     assert scores[10].argmax() == 1          # with every label, its own label is a seed
     assert (oof[3:].argmax(1) == 1).all()
     assert scores.shape == (80, 2)
+    # labels that came from the model never seed the graph: row 70 alone, marked as such,
+    # changes nothing; as a human label it does
+    import dataclasses
+    flip = dataclasses.replace(data, extra_labels=np.array([0]))
+    _, by_human = _spread_labels(g, bank, flip, folds, 2, cfg)
+    _, by_model = _spread_labels(g, bank, dataclasses.replace(flip, extra_from_model=np.array([True])),
+                                 folds, 2, cfg)
+    _, without = _spread_labels(g, bank, dataclasses.replace(data, extra_rows=np.zeros(0, np.int64),
+                                                              extra_labels=np.zeros(0, np.int64)), folds, 2, cfg)
+    np.testing.assert_allclose(by_model, without)
+    assert by_human[70, 0] > without[70, 0] + 0.1
 
 
-def _round(cfg, **data_kw):
+def _round(cfg, graph_share=None):
     from mersemi.engine.train import TrainSet, train_round
 
     rng = np.random.default_rng(0)
@@ -129,7 +140,8 @@ def _round(cfg, **data_kw):
     gold = np.r_[0:6, 70:76, 140:146]
     rest = np.setdiff1d(np.arange(len(y_all)), gold)
     ts = TrainSet(features=feats, gold_rows=gold, gold_labels=y_all[gold], extra_rows=np.zeros(0, np.int64),
-                  extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(len(y_all)), score_rows=rest)
+                  extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(len(y_all)), score_rows=rest,
+                  graph_share=graph_share)
     return train_round(ts, 3, cfg), y_all[rest]
 
 
@@ -159,3 +171,27 @@ def test_a_round_without_pretraining_or_with_too_many_rows_skips_the_graph_and_s
     r, _ = _round(FAST.replace(**{"propagation.max_rows": 100}))
     assert r.metrics["graph_weight"] is None
     assert any("210 rows exceed propagation.max_rows (100)" in w for w in r.metrics["warnings"])
+
+
+def test_a_given_graph_share_is_kept_and_only_the_temperature_is_fitted():
+    from mersemi.engine.errors import InputError
+
+    r, _ = _round(FAST, graph_share=2.5)
+    assert r.metrics["graph_weight"] * r.metrics["temperature"] == pytest.approx(2.5, rel=1e-3)
+    assert r.metrics["temperature"] != 1.0
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="graph_share: expected a finite number >= 0"):
+            _round(FAST, graph_share=bad)
+
+
+def test_a_bad_extra_from_model_mask_is_refused_before_any_work():
+    from mersemi.engine.errors import InputError
+    from mersemi.engine.train import TrainSet, train_round
+
+    x = {"a": np.zeros((10, 3), np.float32)}
+    for bad in (np.array([1, 0]), np.array([True])):
+        ts = TrainSet(features=x, gold_rows=np.arange(4), gold_labels=np.array([0, 1, 0, 1]),
+                      extra_rows=np.array([5, 6]), extra_labels=np.array([0, 1]), pretrain_rows=np.arange(10),
+                      score_rows=np.arange(4, 10), extra_from_model=bad)
+        with pytest.raises(InputError, match="extra_from_model: expected 2 booleans"):
+            train_round(ts, 2, FAST)

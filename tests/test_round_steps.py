@@ -327,3 +327,36 @@ def test_heartbeat_beats_at_most_every_interval_and_passes_progress_on(project, 
     assert beats == [7, 7]
     assert seen == [("a", 0.1), ("b", 0.2), ("c", 0.3), ("d", 0.4), ("e", 0.5)]
     rounds.Heartbeat(Store(), 7, None)("quiet", 1.0)   # no callback: nothing to pass on
+
+
+def test_a_round_on_pseudo_labels_keeps_the_graph_share_of_the_last_human_only_round(project, engine):
+    """Out-of-fold predictions of a round trained on accepted pseudo-labels are optimistic, so
+    it does not fit the label-spreading graph's weight: it takes the ratio of the latest round
+    trained on human labels only (weight x temperature = the graph's weight per unit of the
+    ensemble's)."""
+    shares = iter([(0.8, 5.0), (1.5, 2.0), (0.0, 1.0), (0.0, 1.0)])
+
+    def fake(data, n_classes, cfg, progress=None):
+        r = FakeEngine.__call__(engine, data, n_classes, cfg, progress)
+        w, t = next(shares)
+        r.metrics.update(graph_weight=w, temperature=t)
+        return r
+
+    rounds.engine_train_round = fake     # the fixture's monkeypatch restores it afterwards
+    rounds.run_round(project, FIXED)                                   # round 0: gold only
+    assert engine.data.graph_share is None
+    names = project.store.sample_names(engine.pool_ids.tolist())
+    first = names[int(engine.pool_ids[-1])]
+    project.decide([DecisionRequest(first, "label", project.classes[1])], reviewer="ann")
+    rounds.run_round(project, FIXED)                                   # human labels: fitted
+    assert engine.data.graph_share is None
+    project.set_thresholds({c: 0.9 for c in project.classes})
+    s2 = rounds.run_round(project, FIXED, auto_accept=True)            # pseudo-labels: carried
+    assert s2["composition"]["auto"] > 0
+    assert engine.data.graph_share == pytest.approx(1.5 * 2.0) and s2["graph_share_from"] == 1
+    # Ann's label seeds the graph; the accepted pseudo-labels train the folds only
+    d = engine.data
+    assert d.extra_from_model.tolist() == [int(i) != int(engine.pool_ids[-1]) for i in d.extra_rows]
+    assert (~d.extra_from_model).sum() == 1 and d.extra_from_model.sum() == s2["composition"]["auto"]
+    s3 = rounds.run_round(project, FIXED)          # the accepted labels stay in: still carried
+    assert engine.data.graph_share == pytest.approx(3.0) and s3["graph_share_from"] == 1

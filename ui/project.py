@@ -391,6 +391,7 @@ def round_summary(r, classes: list[str]) -> dict:
         "pseudo_precision": m.get("pseudo_precision"),
         "oof_ece": m.get("oof_ece"), "test_ece": m.get("test_ece"), "temperature": m.get("temperature"),
         "graph_weight": m.get("graph_weight"), "graph_cv_waf": m.get("graph_cv_waf"),
+        "graph_share_from": m.get("graph_share_from"),
         "notes": m.get("warnings", []),
         "policy": (r.config or {}).get("self_training", {}).get("policy"),
         "auto_accept_selection": m.get("auto_accept"),

@@ -71,6 +71,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         extra_y = np.concatenate([extra_y, [d.label for d in auto]]).astype(np.int64)
         sources = sources + ["auto"] * len(auto)
     composition = _composition(classes, gold_y, extra_y, sources)
+    share_from, graph_share = _graph_share(store, sources)
 
     try:
         rid = store.create_round(config=cfg.to_dict(), config_name=config_name,
@@ -85,7 +86,8 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         data = TrainSet(features=project.features.matrices(), gold_rows=gold_ids, gold_labels=gold_y,
                         extra_rows=extra_ids, extra_labels=extra_y,
                         pretrain_rows=np.concatenate([gold_ids, pool_ids]),
-                        score_rows=np.concatenate([pool_ids, test_ids]))
+                        score_rows=np.concatenate([pool_ids, test_ids]), graph_share=graph_share,
+                        extra_from_model=~np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine also lists its warnings in metrics
             result = engine_train_round(data, C, cfg, progress=Heartbeat(store, rid, progress))
@@ -94,6 +96,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         metrics = dict(result.metrics)
         _add_test_metrics(metrics, test_y, test_probs, C)
         metrics["auto_accept"] = auto_selection
+        metrics["graph_share_from"] = share_from
         metrics["pseudo_precision"] = _pseudo_precision(classes, extra_ids, extra_y, sources,
                                                         pool_ids, pool_true)
         _save_checkpoint(result.state, checkpoint)
@@ -167,6 +170,24 @@ def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gol
                "from_round": view.round_id, "thresholds": dict(zip(project.classes, map(float, thresholds))),
                "classes": sel.as_dict(project.classes), "accepted": len(decisions)}
     return decisions, summary
+
+
+def _graph_share(store: Store, sources: list[str]) -> tuple[int | None, float | None]:
+    """The label-spreading graph's weight relative to the ensemble's for a round trained on
+    accepted pseudo-labels: that of the latest finished round trained on human labels only,
+    and that round's id; (None, None) to fit it afresh.
+
+    Accepted pseudo-labels around a held-out gold sample carry that sample's label (the round
+    that predicted them knew it), so such a round's out-of-fold predictions are optimistic:
+    fitted on them, the graph's weight fell to 0 (few-label digits, 3 automatic rounds)."""
+    if np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS).all():
+        return None, None
+    for r in reversed(store.rounds()):
+        m = r.metrics or {}
+        human_only = (r.composition or {}).get("pseudo", 1) == 0
+        if r.status == "done" and human_only and m.get("graph_weight") is not None and m.get("temperature"):
+            return r.id, float(m["graph_weight"]) * float(m["temperature"])
+    return None, None
 
 
 def _composition(classes: list[str], gold_y: np.ndarray, extra_y: np.ndarray,
