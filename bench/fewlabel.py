@@ -182,6 +182,7 @@ def run_seed(data_kind: str, seed: int, labeled: float, budget: int, work: Path,
     exp, real, n_cand = candidate_calibration(base, truth)
     res = {"seed": seed, "labeled": count["labeled"], "pool": count["unlabeled"], "test": count["test"],
            "round0": r0["test_waf"], "round0_ece": r0["test_ece"], "round0_s": r0_s,
+           "round0_graph_weight": r0.get("graph_weight"),
            "cand_expected": exp, "cand_real": real, "cand_n": n_cand}
 
     auto = work / f"auto-{seed}"
@@ -191,6 +192,7 @@ def run_seed(data_kind: str, seed: int, labeled: float, budget: int, work: Path,
     last = status["rounds"][-1]
     res |= {"auto": last["test_waf"], "auto_ece": last["test_ece"], "auto_rounds": len(rounds),
             "auto_pseudo": (last["composition"] or {}).get("pseudo", 0),
+            "auto_graph_weights": [r.get("graph_weight") for r in rounds],
             "auto_precision": (last["pseudo_precision"] or {}).get("overall")}
 
     res["label_queue"] = len(queue(base, "label", 1_000_000))
