@@ -71,7 +71,8 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         extra_y = np.concatenate([extra_y, [d.label for d in auto]]).astype(np.int64)
         sources = sources + ["auto"] * len(auto)
     composition = _composition(classes, gold_y, extra_y, sources)
-    share_from, graph_share = _graph_share(store, sources)
+    from_model = ~np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS)   # accepted pseudo-labels
+    share_from, graph_share = _graph_share(store) if from_model.any() else (None, None)
 
     try:
         rid = store.create_round(config=cfg.to_dict(), config_name=config_name,
@@ -87,7 +88,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
                         extra_rows=extra_ids, extra_labels=extra_y,
                         pretrain_rows=np.concatenate([gold_ids, pool_ids]),
                         score_rows=np.concatenate([pool_ids, test_ids]), graph_share=graph_share,
-                        extra_from_model=~np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS))
+                        extra_from_model=from_model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine also lists its warnings in metrics
             result = engine_train_round(data, C, cfg, progress=Heartbeat(store, rid, progress))
@@ -172,16 +173,14 @@ def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gol
     return decisions, summary
 
 
-def _graph_share(store: Store, sources: list[str]) -> tuple[int | None, float | None]:
+def _graph_share(store: Store) -> tuple[int | None, float | None]:
     """The label-spreading graph's weight relative to the ensemble's for a round trained on
     accepted pseudo-labels: that of the latest finished round trained on human labels only,
-    and that round's id; (None, None) to fit it afresh.
+    and that round's id; (None, None) when there is none (the round fits it afresh).
 
     Accepted pseudo-labels around a held-out gold sample carry that sample's label (the round
     that predicted them knew it), so such a round's out-of-fold predictions are optimistic:
     fitted on them, the graph's weight fell to 0 (few-label digits, 3 automatic rounds)."""
-    if np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS).all():
-        return None, None
     for r in reversed(store.rounds()):
         m = r.metrics or {}
         human_only = (r.composition or {}).get("pseudo", 1) == 0
