@@ -158,8 +158,8 @@ class FinetuneConfig:
 @dataclass(frozen=True)
 class PropagationConfig:
     # Label spreading over the pre-trained embedding (engine/propagation.py): its class
-    # distributions join the ensemble's, each weighted by the out-of-fold fit
-    # (engine/calibration.fit_weights). Needs pre-training; skipped (with a note) without it.
+    # distributions join the ensemble's, each weighted by its own temperature fitted on its
+    # out-of-fold predictions (engine/calibration.fit_weights). Needs pre-training; skipped (with a note) without it.
     enabled: bool
     neighbours: int          # k of the k-nearest-neighbour graph
     alpha: float             # in (0, 1): how far labels travel (Zhou et al.: 0.99)

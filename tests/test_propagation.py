@@ -77,10 +77,10 @@ def test_weights_keep_a_helpful_source_and_drop_a_useless_one():
     w_noise = fit_weights([model, noise], y)
     assert w_noise[1] < 0.5 * w[1]
     assert abs((combine([model, noise], w_noise).argmax(1) == y).mean() - (model.argmax(1) == y).mean()) < 0.03
-    # one source: the weight is 1 / the temperature, and combine is the temperature scaling
-    w = fit_weights([model], y)
-    assert w[0] == pytest.approx(1 / fit_temperature(model, y), rel=1e-3)
-    np.testing.assert_array_equal(fit_weights([model, useful], np.zeros(0, int)), [1.0, 0.0])
+    # each weight is 1 / the source's own temperature, fitted alone (no joint refit)
+    w = fit_weights([model, useful], y)
+    np.testing.assert_allclose(w, [1 / fit_temperature(model, y), 1 / fit_temperature(useful, y)])
+    np.testing.assert_array_equal(fit_weights([model, useful], np.zeros(0, int)), [1.0, 1.0])
 
 
 def test_propagation_keys_are_validated_by_name():
