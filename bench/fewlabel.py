@@ -79,7 +79,7 @@ def queue(project: Path, kind: str | None, limit: int) -> list[dict]:
 def simulated_review(project: Path, rows: list[dict], truth: dict[str, int], folder: Path) -> int:
     """Decide queue rows as a careful reviewer: accept a right prediction, give the true class
     otherwise. Returns how many predictions were wrong."""
-    path = folder / "decisions.csv"
+    path = folder / f"decisions-{project.name}.csv"   # one per project: seeds run in parallel
     wrong = 0
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
