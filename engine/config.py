@@ -158,8 +158,8 @@ class FinetuneConfig:
 @dataclass(frozen=True)
 class PropagationConfig:
     # Label spreading over the pre-trained embedding (engine/propagation.py): its class
-    # distributions join the ensemble's, each weighted by its own temperature fitted on its
-    # out-of-fold predictions (engine/calibration.fit_weights). Needs pre-training; skipped (with a note) without it.
+    # distributions join the ensemble's, with weights fitted on the out-of-fold predictions
+    # (engine/calibration.fit_weights). Needs pre-training; skipped (with a note) without it.
     enabled: bool
     neighbours: int          # k of the k-nearest-neighbour graph
     alpha: float             # in (0, 1): how far labels travel (Zhou et al.: 0.99)
@@ -167,9 +167,13 @@ class PropagationConfig:
     # The graph compares every pair of rows: 111 s at 120,000 rows on 2 CPU cores. A round
     # with more rows (gold, extra, pool, test) skips it, with a note.
     max_rows: int
+    # From this many gold samples the ensemble's and the graph's weights are fitted together;
+    # below it each gets its own temperature (a joint fit on a few dozen chases noise).
+    joint_fit_min: int
 
     def __post_init__(self) -> None:
         _positive(self, "neighbours", "iterations", "max_rows")
+        _non_negative(self, "joint_fit_min")
         _in_range(self, "alpha", 0.0, 1.0, closed_low=False, closed_high=False)
 
 
@@ -292,7 +296,8 @@ _CHECKPOINT_DEFAULTS = {
     "model": {"standardize": False},
     "pretrain": {"min_steps": 0},
     "finetune": {"min_steps": 0, "select": "waf", "calibrate": False, "average": "arithmetic"},
-    "propagation": {"enabled": False, "neighbours": 7, "alpha": 0.99, "iterations": 30, "max_rows": 30000},
+    "propagation": {"enabled": False, "neighbours": 7, "alpha": 0.99, "iterations": 30, "max_rows": 30000,
+                    "joint_fit_min": 100},
 }
 
 

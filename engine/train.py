@@ -195,10 +195,11 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         report("label spreading", 0.99)
         oof_graph, score_graph = _spread_labels(graph, bank, data, folds, n_classes, cfg)
         graph_cv = waf(data.gold_labels, oof_graph.argmax(1))
-        # -- calibration: the ensemble's and the graph's weights, each its own temperature
-        # fitted on its out-of-fold predictions (a plain product when calibration is off)
+        # -- calibration: the ensemble's and the graph's weights, fitted on the out-of-fold
+        # predictions of both (a plain product when calibration is off)
+        joint = len(data.gold_labels) >= cfg.propagation.joint_fit_min
         if data.graph_share is None:
-            weights = fit_weights([oof, oof_graph], data.gold_labels) if cfg.finetune.calibrate else np.ones(2)
+            weights = fit_weights([oof, oof_graph], data.gold_labels, joint) if cfg.finetune.calibrate else np.ones(2)
         else:   # the share is given: only the temperature of the joined scores is fitted
             share = np.array([1.0, data.graph_share])
             joined = combine([oof, oof_graph], share)

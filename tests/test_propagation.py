@@ -57,8 +57,8 @@ def test_tiny_graphs_do_not_break():
     np.testing.assert_allclose(spread(g, np.array([0]), np.array([1]), 2, 0.99, 10)[0].argmax(), 1)
 
 
-def test_weights_keep_a_helpful_source_and_drop_a_useless_one():
-    rng = np.random.default_rng(0)
+def _sources(seed: int = 0):
+    rng = np.random.default_rng(seed)
     n, c = 400, 3
     y = rng.integers(0, c, n)
 
@@ -68,19 +68,31 @@ def test_weights_keep_a_helpful_source_and_drop_a_useless_one():
         p[np.arange(n), pred] = conf
         return p
 
-    model, useful, noise = noisy(0.7, 0.9), noisy(0.9, 0.6), np.tile(np.full(c, 1 / c), (n, 1))
-    noise += rng.dirichlet(np.ones(c), n) * 0.5
-    w = fit_weights([model, useful], y)
+    noise = np.tile(np.full(c, 1 / c), (n, 1)) + rng.dirichlet(np.ones(c), n) * 0.5
+    return y, noisy(0.7, 0.9), noisy(0.9, 0.6), noise / noise.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_weights_keep_a_helpful_source_and_drop_a_useless_one(joint):
+    y, model, useful, noise = _sources()
+    w = fit_weights([model, useful], y, joint)
     assert w[1] > 0.5 * w[0] > 0
     assert (combine([model, useful], w).argmax(1) == y).mean() > (model.argmax(1) == y).mean() + 0.05
-    noise /= noise.sum(1, keepdims=True)
-    w_noise = fit_weights([model, noise], y)
+    w_noise = fit_weights([model, noise], y, joint)
     assert w_noise[1] < 0.5 * w[1]
     assert abs((combine([model, noise], w_noise).argmax(1) == y).mean() - (model.argmax(1) == y).mean()) < 0.03
-    # each weight is 1 / the source's own temperature, fitted alone (no joint refit)
-    w = fit_weights([model, useful], y)
-    np.testing.assert_allclose(w, [1 / fit_temperature(model, y), 1 / fit_temperature(useful, y)])
+
+
+def test_separate_weights_are_each_sources_own_temperature_and_the_joint_fit_drops_a_copy():
+    y, model, useful, _ = _sources()
+    np.testing.assert_allclose(fit_weights([model, useful], y),
+                               [1 / fit_temperature(model, y), 1 / fit_temperature(useful, y)])
+    # a source that repeats the first adds nothing: only the joint fit sees it
+    sep, joint = fit_weights([model, model], y), fit_weights([model, model], y, joint=True)
+    assert sep[1] == pytest.approx(sep[0])
+    assert joint.sum() == pytest.approx(sep[0], rel=1e-2)   # together they are the temperature
     np.testing.assert_array_equal(fit_weights([model, useful], np.zeros(0, int)), [1.0, 1.0])
+    np.testing.assert_array_equal(fit_weights([model, useful], np.zeros(0, int), joint=True), [1.0, 0.0])
 
 
 def test_propagation_keys_are_validated_by_name():
@@ -89,7 +101,8 @@ def test_propagation_keys_are_validated_by_name():
                           ("propagation.alpha", 0.0, "propagation.alpha"),
                           ("propagation.neighbours", 0, "propagation.neighbours: must be > 0"),
                           ("propagation.max_rows", 0, "propagation.max_rows: must be > 0"),
-                          ("propagation.iterations", -1, "propagation.iterations: must be > 0")):
+                          ("propagation.iterations", -1, "propagation.iterations: must be > 0"),
+                          ("propagation.joint_fit_min", -1, "propagation.joint_fit_min: must be >= 0")):
         with pytest.raises(ConfigError, match=msg):
             cfg.replace(**{key: bad})
 
@@ -162,6 +175,13 @@ def test_a_round_joins_the_graph_and_reports_it():
     assert not np.allclose(off.score_probs, r.score_probs)
     # the ensemble part is the same round: the graph only re-weighs its scores
     np.testing.assert_array_equal(off.metrics["cv_confusion"], m["cv_confusion"])
+
+
+def test_the_joint_fit_starts_at_joint_fit_min_gold_samples():
+    sep, _ = _round(FAST)                  # FAST's 18 gold rows are below the default 100
+    joint, _ = _round(FAST.replace(**{"propagation.joint_fit_min": 1}))
+    assert joint.metrics["graph_weight"] != sep.metrics["graph_weight"]
+    np.testing.assert_array_equal(joint.metrics["cv_confusion"], sep.metrics["cv_confusion"])
 
 
 def test_a_round_without_pretraining_or_with_too_many_rows_skips_the_graph_and_says_why():
