@@ -197,8 +197,8 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         graph_cv = waf(data.gold_labels, oof_graph.argmax(1))
         # -- calibration: the ensemble's and the graph's weights, fitted on the out-of-fold
         # predictions of both (a plain product when calibration is off)
-        joint = len(data.gold_labels) >= cfg.propagation.joint_fit_min
         if data.graph_share is None:
+            joint = len(data.gold_labels) >= cfg.propagation.joint_fit_min
             weights = fit_weights([oof, oof_graph], data.gold_labels, joint) if cfg.finetune.calibrate else np.ones(2)
         else:   # the share is given: only the temperature of the joined scores is fitted
             share = np.array([1.0, data.graph_share])
