@@ -29,7 +29,7 @@ from mersemi.engine import selection  # noqa: E402
 from mersemi.engine.calibration import expected_calibration_error  # noqa: E402
 from mersemi.engine.config import load_config  # noqa: E402
 from mersemi.engine.metrics import waf  # noqa: E402
-from mersemi.engine.train import TrainSet, train_round  # noqa: E402
+from mersemi.engine.train import TrainSet, graph_share, train_round  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 N_CLASSES = 6
@@ -51,8 +51,8 @@ def run(seed: int, policy: str, labeled: float, rounds: int) -> dict:
                                    score_rows=np.r_[pool, test], graph_share=share if r else None,
                                    extra_from_model=np.ones(len(extra), bool)),
                           N_CLASSES, cfg)
-        if r == 0 and res.metrics["graph_weight"] is not None:
-            share = res.metrics["graph_weight"] * res.metrics["temperature"]
+        if r == 0:
+            share = graph_share(res.metrics)
         pool_p, test_p = res.score_probs[:len(pool)], res.score_probs[len(pool):]
         history.append({"test_waf": waf(y[test], test_p.argmax(1)),
                         "test_ece": expected_calibration_error(test_p, y[test]),

@@ -21,7 +21,7 @@ from ..engine.config import Config
 from ..engine.errors import InputError
 from ..engine.calibration import expected_calibration_error
 from ..engine.metrics import classification_metrics
-from ..engine.train import TrainSet, train_round as engine_train_round
+from ..engine.train import TrainSet, graph_share, train_round as engine_train_round
 
 from .project import Project, ProjectError, ProgressFn
 from .review import HUMAN_LABELS
@@ -72,7 +72,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         sources = sources + ["auto"] * len(auto)
     composition = _composition(classes, gold_y, extra_y, sources)
     from_model = ~np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS)   # accepted pseudo-labels
-    share_from, graph_share = _graph_share(store) if from_model.any() else (None, None)
+    share_from, share = _graph_share(store) if from_model.any() else (None, None)
 
     try:
         rid = store.create_round(config=cfg.to_dict(), config_name=config_name,
@@ -87,7 +87,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         data = TrainSet(features=project.features.matrices(), gold_rows=gold_ids, gold_labels=gold_y,
                         extra_rows=extra_ids, extra_labels=extra_y,
                         pretrain_rows=np.concatenate([gold_ids, pool_ids]),
-                        score_rows=np.concatenate([pool_ids, test_ids]), graph_share=graph_share,
+                        score_rows=np.concatenate([pool_ids, test_ids]), graph_share=share,
                         extra_from_model=from_model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine also lists its warnings in metrics
@@ -182,10 +182,10 @@ def _graph_share(store: Store) -> tuple[int | None, float | None]:
     that predicted them knew it), so such a round's out-of-fold predictions are optimistic:
     fitted on them, the graph's weight fell to 0 (few-label digits, 3 automatic rounds)."""
     for r in reversed(store.rounds()):
-        m = r.metrics or {}
         human_only = (r.composition or {}).get("pseudo", 1) == 0
-        if r.status == "done" and human_only and m.get("graph_weight") is not None and m.get("temperature"):
-            return r.id, float(m["graph_weight"]) * float(m["temperature"])
+        share = graph_share(r.metrics or {}) if r.status == "done" and human_only else None
+        if share is not None:
+            return r.id, share
     return None, None
 
 
