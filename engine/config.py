@@ -170,6 +170,9 @@ class PropagationConfig:
     # From this many gold samples the ensemble's and the graph's weights are fitted together;
     # below it each gets its own temperature (a joint fit on a few dozen chases noise).
     joint_fit_min: int
+    # What a class's labels inject into the graph: "equal" (every class the same, whatever
+    # its label count) or "per_label" (Zhou et al.); see engine/propagation.py.
+    class_mass: Literal["equal", "per_label"]
 
     def __post_init__(self) -> None:
         _positive(self, "neighbours", "iterations", "max_rows")
@@ -297,7 +300,7 @@ _CHECKPOINT_DEFAULTS = {
     "pretrain": {"min_steps": 0},
     "finetune": {"min_steps": 0, "select": "waf", "calibrate": False, "average": "arithmetic"},
     "propagation": {"enabled": False, "neighbours": 7, "alpha": 0.99, "iterations": 30, "max_rows": 30000,
-                    "joint_fit_min": 100},
+                    "joint_fit_min": 100, "class_mass": "per_label"},
 }
 
 

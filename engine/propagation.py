@@ -19,7 +19,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["knn_graph", "spread"]
+__all__ = ["CLASS_MASS", "knn_graph", "spread"]
+
+# How much a class's seeds inject into the graph. "per_label": one unit per seed (Zhou et
+# al.'s Y), so a class with ten times the labels pushes its boundary well past the midway
+# point towards a class with few. "equal": every class's seeds share one unit, so each class
+# spreads as far as its structure lets it, whatever its label count. Few-label digits at
+# MER2024's class proportions, round 0, engine level, seeds 5-9: the rarest class (2 labels)
+# recalled 71 % -> 96 % of its test samples, test WAF 95.7 -> 97.8.
+CLASS_MASS = ("equal", "per_label")
 
 
 def knn_graph(embedding: np.ndarray | torch.Tensor, neighbours: int, chunk: int = 2048) -> sp.csr_matrix:
@@ -48,15 +56,21 @@ def knn_graph(embedding: np.ndarray | torch.Tensor, neighbours: int, chunk: int 
 
 
 def spread(graph: sp.csr_matrix, seed_pos: np.ndarray, seed_labels: np.ndarray, n_classes: int,
-           alpha: float, iterations: int) -> np.ndarray:
+           alpha: float, iterations: int, class_mass: str = "per_label") -> np.ndarray:
     """Class distributions [N, C] after `iterations` of F <- alpha S F + (1 - alpha) Y.
 
-    Y holds a one-hot row per seed (row positions into the graph). alpha near 1 lets labels
-    travel far; a row no label reaches gets the uniform distribution, so it changes nothing
-    in a product with other probabilities."""
+    Y holds a one-hot row per seed (row positions into the graph), each class's column
+    divided by its seed count when `class_mass` is "equal" (see CLASS_MASS). alpha near 1
+    lets labels travel far; a row no label reaches gets the uniform distribution, so it
+    changes nothing in a product with other probabilities."""
+    if class_mass not in CLASS_MASS:
+        raise ValueError(f"class_mass: expected one of {', '.join(CLASS_MASS)}, got {class_mass!r}")
     n = graph.shape[0]
+    seed_labels = np.asarray(seed_labels, np.int64)
     y = np.zeros((n, n_classes), np.float32)
-    y[np.asarray(seed_pos, np.int64), np.asarray(seed_labels, np.int64)] = 1.0
+    y[np.asarray(seed_pos, np.int64), seed_labels] = 1.0
+    if class_mass == "equal":
+        y /= np.maximum(np.bincount(seed_labels, minlength=n_classes), 1).astype(np.float32)
     f = y.copy()
     for _ in range(iterations):
         f = alpha * (graph @ f) + (1.0 - alpha) * y

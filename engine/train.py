@@ -343,7 +343,8 @@ def _spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: TrainSet, fold
     labels = np.r_[data.gold_labels, data.extra_labels[human]]
 
     def run(keep: np.ndarray) -> np.ndarray:
-        return spread(graph, bank.local(seeds[keep]), labels[keep], n_classes, pc.alpha, pc.iterations)
+        return spread(graph, bank.local(seeds[keep]), labels[keep], n_classes, pc.alpha, pc.iterations,
+                      pc.class_mass)
 
     oof = np.zeros((len(data.gold_rows), n_classes), np.float32)
     for fold in folds:

@@ -50,6 +50,30 @@ def test_alpha_sets_how_far_labels_travel():
     assert near[5, 0] > far[5, 0] > 0.5
 
 
+def _boundary(p):
+    """The first row of the chain 0..39 that the graph gives class 1."""
+    return int(np.argmax(p[:40].argmax(1) == 1))
+
+
+def test_equal_class_mass_puts_the_boundary_midway_whatever_the_label_counts():
+    """Five labels of class 0 at one end of a chain, one of class 1 at the other: per label,
+    class 0 pushes the boundary far towards the lone label; with equal class mass it sits
+    near the midpoint between the nearest labels (rows 4 and 39)."""
+    g = knn_graph(two_chains(), 3)
+    seeds, labels = np.array([0, 1, 2, 3, 4, 39]), np.array([0, 0, 0, 0, 0, 1])
+    per_label = spread(g, seeds, labels, 2, alpha=0.99, iterations=60, class_mass="per_label")
+    equal = spread(g, seeds, labels, 2, alpha=0.99, iterations=60, class_mass="equal")
+    assert abs(_boundary(equal) - 21.5) <= 1.5
+    assert _boundary(per_label) >= 25
+    np.testing.assert_allclose(equal.sum(1), 1, atol=1e-5)
+    # one label per class: the two are the same
+    one_each = (np.array([0, 39]), np.array([0, 1]))
+    np.testing.assert_allclose(spread(g, *one_each, 2, 0.99, 60, class_mass="equal"),
+                               spread(g, *one_each, 2, 0.99, 60, class_mass="per_label"), atol=1e-6)
+    with pytest.raises(ValueError, match="class_mass"):
+        spread(g, *one_each, 2, 0.99, 60, class_mass="prior")
+
+
 def test_tiny_graphs_do_not_break():
     assert knn_graph(np.ones((1, 3)), 7).nnz == 0
     g = knn_graph(np.eye(3), 7)                      # k capped at n - 1
@@ -102,7 +126,8 @@ def test_propagation_keys_are_validated_by_name():
                           ("propagation.neighbours", 0, "propagation.neighbours: must be > 0"),
                           ("propagation.max_rows", 0, "propagation.max_rows: must be > 0"),
                           ("propagation.iterations", -1, "propagation.iterations: must be > 0"),
-                          ("propagation.joint_fit_min", -1, "propagation.joint_fit_min: must be >= 0")):
+                          ("propagation.joint_fit_min", -1, "propagation.joint_fit_min: must be >= 0"),
+                          ("propagation.class_mass", "prior", "propagation.class_mass")):
         with pytest.raises(ConfigError, match=msg):
             cfg.replace(**{key: bad})
 
@@ -127,7 +152,7 @@ def test_out_of_fold_spreading_hides_the_folds_own_labels():
     cfg = load_config()
     oof, scores = _spread_labels(g, bank, data, folds, 2, cfg)
     assert oof[1].argmax() == 0              # its neighbours' class, not its own label
-    assert scores[10].argmax() == 1          # with every label, its own label is a seed
+    assert scores[10, 1] > oof[1, 1] + 0.2   # with every label, its own label is a seed
     assert (oof[3:].argmax(1) == 1).all()
     assert scores.shape == (80, 2)
     # labels that came from the model never seed the graph: row 70 alone, marked as such,
@@ -141,6 +166,24 @@ def test_out_of_fold_spreading_hides_the_folds_own_labels():
                                                               extra_labels=np.zeros(0, np.int64)), folds, 2, cfg)
     np.testing.assert_allclose(by_model, without)
     assert by_human[70, 0] > without[70, 0] + 0.1
+
+
+def test_a_round_spreads_with_the_configured_class_mass():
+    from types import SimpleNamespace
+
+    from mersemi.engine.train import Fold, TrainSet, _spread_labels
+
+    g = knn_graph(two_chains(), 3)
+    gold, labels = np.array([0, 1, 2, 3, 4, 39]), np.array([0, 0, 0, 0, 0, 1])
+    data = TrainSet(features={}, gold_rows=gold, gold_labels=labels, extra_rows=np.zeros(0, np.int64),
+                    extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(80), score_rows=np.arange(80))
+    folds = [Fold(train_rows=gold[1:], train_labels=labels[1:], eval_pos=np.array([0]))]
+    bank = SimpleNamespace(local=lambda rows: np.asarray(rows, np.int64))
+    cfg = load_config()
+    assert cfg.propagation.class_mass == "equal"          # the default
+    _, equal = _spread_labels(g, bank, data, folds, 2, cfg)
+    _, per_label = _spread_labels(g, bank, data, folds, 2, cfg.replace(**{"propagation.class_mass": "per_label"}))
+    assert abs(_boundary(equal) - 21.5) <= 2 and _boundary(per_label) >= _boundary(equal) + 3
 
 
 def _round(cfg, graph_share=None):
