@@ -62,7 +62,7 @@ def run(seed: int, policy: str, labeled: float, rounds: int) -> dict:
             break
         pred, conf = pool_p.argmax(1), pool_p.max(1)
         open_ = ~np.isin(pool, extra)
-        th = [1.0 if t is None else t
+        th = [1.0 if t is None else t   # a class that cannot reach the target takes nothing, as in the CLI
               for t in selection.target_thresholds(pred, conf, open_, N_CLASSES, float(target), per)]
         sel = selection.select(pred, conf, open_, th, np.bincount(y[lab], minlength=N_CLASSES),
                                np.bincount(extra_y, minlength=N_CLASSES), cfg.self_training.balance_cap)
@@ -77,6 +77,9 @@ def run(seed: int, policy: str, labeled: float, rounds: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="run seeds FIRST .. FIRST+SEEDS-1 (choose a default on seeds that bench/fewlabel.py, "
+                         "seeds 0-4, does not report)")
     ap.add_argument("--labeled", type=float, default=0.05)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--policy", nargs="+", default=["sample:0.95", "sample:0.90", "set:0.95"],
@@ -88,7 +91,8 @@ def main() -> None:
         if per not in selection.TARGET_PER or not 0 < float(target or "nan") <= 1:
             ap.error(f"--policy {p!r}: expected sample:T or set:T with T in (0, 1]")
     with ProcessPoolExecutor(max(1, args.jobs)) as ex:
-        jobs = [ex.submit(run, s, p, args.labeled, args.rounds) for p in args.policy for s in range(args.seeds)]
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        jobs = [ex.submit(run, s, p, args.labeled, args.rounds) for p in args.policy for s in seeds]
         results = [j.result() for j in jobs]
     for r in results:
         print(json.dumps(r), file=sys.stderr)
