@@ -62,7 +62,7 @@ def run(seed: int, policy: str, labeled: float, rounds: int) -> dict:
             break
         pred, conf = pool_p.argmax(1), pool_p.max(1)
         open_ = ~np.isin(pool, extra)
-        th = [1.0 if t is None else t   # a class that cannot reach the target takes nothing, as in the CLI
+        th = [selection.closed_if_unreachable(t)   # as the CLI's policy step
               for t in selection.target_thresholds(pred, conf, open_, N_CLASSES, float(target), per)]
         sel = selection.select(pred, conf, open_, th, np.bincount(y[lab], minlength=N_CLASSES),
                                np.bincount(extra_y, minlength=N_CLASSES), cfg.self_training.balance_cap)

@@ -43,6 +43,12 @@ def expected_precision(pred: np.ndarray, conf: np.ndarray, mask: np.ndarray,
 TARGET_PER = ("set", "sample")
 
 
+def closed_if_unreachable(threshold: float | None) -> float:
+    """The threshold a class gets from `target_thresholds`: 1.0 (nothing below certainty is a
+    candidate) for a class that cannot reach the target."""
+    return 1.0 if threshold is None else threshold
+
+
 def target_thresholds(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, n_classes: int,
                       target: float, per: str = "set") -> list[float | None]:
     """Per class, the lowest threshold at which the class's candidates have an expected

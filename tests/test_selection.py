@@ -3,8 +3,8 @@ review queues. Small arrays whose answers can be worked out by hand."""
 import numpy as np
 import pytest
 
-from mersemi.engine.selection import (KINDS, expected_precision, is_candidate, queue_orders, review_queue,
-                                      select, target_thresholds)
+from mersemi.engine.selection import (KINDS, closed_if_unreachable, expected_precision, is_candidate, queue_orders,
+                                      review_queue, select, target_thresholds)
 
 
 def test_a_candidate_is_undecided_and_at_or_above_its_class_threshold():
@@ -231,3 +231,12 @@ def test_a_queue_filtered_from_kept_orders_is_the_queue_by_its_definition(kind):
             want = reference_queue(probs, open_, th, kind, cls, min_conf)
             assert list(zip(q.order.tolist(), q.is_label.tolist())) == want and len(want) > 0
 
+
+
+def test_a_class_that_cannot_reach_the_target_is_closed_to_all_but_certain_samples():
+    found = target_thresholds(np.array([0, 1]), np.array([0.97, 0.6]), np.array([True, True]), 2, 0.9, "sample")
+    assert found == [0.9, None]
+    th = [closed_if_unreachable(t) for t in found]
+    assert th == [0.9, 1.0]
+    assert is_candidate(np.array([0, 1, 1]), np.array([0.97, 0.6, 0.999]), np.ones(3, bool), th).tolist() == \
+        [True, False, False]

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..db.errors import StoreBusy
 from ..db.store import DecisionIn, RoundBusy, Store
+from ..engine import selection
 from ..engine.config import Config
 from ..engine.errors import InputError
 from ..engine.calibration import expected_calibration_error
@@ -129,7 +130,7 @@ def _apply_policy(project: Project, cfg: Config) -> None:
     from .review import suggest_thresholds  # review imports this module's siblings only
 
     found = suggest_thresholds(project, st.target_precision, st.target_per)
-    project.set_thresholds({c: 1.0 if t is None else t for c, t in found.items()}, by="policy")
+    project.set_thresholds({c: selection.closed_if_unreachable(t) for c, t in found.items()}, by="policy")
 
 
 class Heartbeat:
