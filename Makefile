@@ -40,7 +40,7 @@ demo: install
 # which the editable install provides through an import hook mypy cannot see: link them here.
 lint: install
 	@mkdir -p build/mypy/mersemi
-	@for d in engine db ui configs; do ln -sfn ../../../$$d build/mypy/mersemi/$$d; done
+	@for d in engine db service ui configs; do ln -sfn ../../../$$d build/mypy/mersemi/$$d; done
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
@@ -54,7 +54,7 @@ test-slow: install system-deps
 	$(PY) -m pytest -q -m slow
 
 # Mutation testing (bench/results/mutation.md): mutmut 2 over engine/selection.py,
-# engine/calibration.py, ui/rounds.py, db/store.py and ui/review.py with each module's fast tests,
+# engine/calibration.py, service/rounds.py, db/store.py and service/review.py with each module's fast tests,
 # in a copy under build/mutation/ (the worktree is never mutated), from an empty cache. The
 # before score: TESTS_FROM=2cd7717 bench/mutation.sh (the tests this work started from).
 mutation: install

@@ -22,8 +22,8 @@ from pathlib import Path
 from bench_train import write_markdown
 from mersemi.engine.config import load_config, preset_path
 from mersemi.engine.synthetic import make_synthetic
-from mersemi.ui.project import Project
-from mersemi.ui.rounds import run_round
+from mersemi.service.project import Project
+from mersemi.service.rounds import run_round
 
 # (row label, config preset, with pseudo-labels)
 ROWS = [

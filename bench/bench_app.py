@@ -32,8 +32,8 @@ import numpy as np
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from mersemi.db.store import DecisionIn  # noqa: E402
-from mersemi.ui.project import Project  # noqa: E402
-from mersemi.ui.review import _views, round_view  # noqa: E402
+from mersemi.service.project import Project  # noqa: E402
+from mersemi.service.review import _views, round_view  # noqa: E402
 
 LABELED, TEST, DECIDED = 5030, 1000, 20_000
 TARGET_MS = 100.0

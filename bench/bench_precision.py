@@ -2,7 +2,7 @@
 
 Builds a project from synthetic data, trains round 0 with configs/default.yaml, then per
 class, at the paper's thresholds: the undecided candidates, their expected precision as the
-app shows it (mean calibrated confidence, ui/review.class_table), the out-of-fold precision
+app shows it (mean calibrated confidence, service/review.class_table), the out-of-fold precision
 with its support, and the share of the candidates whose hidden true label is the predicted
 class. Then the same for the thresholds that "suggest"
 picks for a target precision. Writes a markdown table.
@@ -22,9 +22,9 @@ from bench_train import write_markdown
 from mersemi.engine import selection
 from mersemi.engine.config import load_config
 from mersemi.engine.synthetic import make_synthetic
-from mersemi.ui.project import Project
-from mersemi.ui.review import class_table, paper_preset, round_view, suggest_thresholds
-from mersemi.ui.rounds import run_round
+from mersemi.service.project import Project
+from mersemi.service.review import class_table, paper_preset, round_view, suggest_thresholds
+from mersemi.service.rounds import run_round
 
 
 def table(project: Project, thresholds: dict[str, float]) -> tuple[list[str], tuple[int, int]]:

@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from digits_data import write_native  # noqa: E402
 
 from mersemi.engine.metrics import waf  # noqa: E402
-from mersemi.ui.review import DEFAULT_QUEUE  # noqa: E402
+from mersemi.service.review import DEFAULT_QUEUE  # noqa: E402
 
 MERSEMI = [sys.executable, "-m", "mersemi.ui.cli"]
 CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]

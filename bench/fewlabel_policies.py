@@ -45,7 +45,7 @@ def run(seed: int, policy: str, labeled: float, rounds: int) -> dict:
     extra, extra_y = np.zeros(0, np.int64), np.zeros(0, np.int64)
     history, share = [], None
     for r in range(rounds + 1):
-        # as ui/rounds.py: rounds on pseudo-labels keep round 0's graph share
+        # as service/rounds.py: rounds on pseudo-labels keep round 0's graph share
         res = train_round(TrainSet(features=d["features"], gold_rows=lab, gold_labels=y[lab],
                                    extra_rows=extra, extra_labels=extra_y, pretrain_rows=np.r_[lab, pool],
                                    score_rows=np.r_[pool, test], graph_share=share if r else None,

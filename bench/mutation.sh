@@ -30,11 +30,11 @@ declare -A TESTS=(
     [engine/selection.py]="tests/test_selection.py"
     [engine/calibration.py]="tests/test_calibration.py"
     [db/store.py]="tests/test_store.py"
-    [ui/rounds.py]="tests/test_round_steps.py"
-    [ui/review.py]="tests/test_review.py tests/test_app_actions.py"
+    [service/rounds.py]="tests/test_round_steps.py"
+    [service/review.py]="tests/test_review.py tests/test_app_actions.py"
 )
-ORDER=(engine/selection.py engine/calibration.py ui/rounds.py db/store.py ui/review.py)
-declare -A SAMPLE_EVERY=([ui/rounds.py]=6 [db/store.py]=4 [ui/review.py]=8)
+ORDER=(engine/selection.py engine/calibration.py service/rounds.py db/store.py service/review.py)
+declare -A SAMPLE_EVERY=([service/rounds.py]=6 [db/store.py]=4 [service/review.py]=8)
 [ "${SAMPLE-x}" = "" ] && SAMPLE_EVERY=()
 modules=("$@")
 [ ${#modules[@]} -eq 0 ] && modules=("${ORDER[@]}")

@@ -60,7 +60,7 @@ class TrainSet:
     score_rows: np.ndarray           # rows scored by the fold ensemble (pool + test)
     # The label-spreading graph's weight relative to the ensemble's, fixed by the caller; None:
     # fitted on the out-of-fold predictions. Extra labels that came from the model (accepted
-    # pseudo-labels) make those predictions optimistic, see ui/rounds.py.
+    # pseudo-labels) make those predictions optimistic, see service/rounds.py.
     graph_share: float | None = None
     # Per extra row: its label came from the model (an accepted pseudo-label). Such rows train
     # the folds but do not seed the graph, which spreads human labels only. None: none did.

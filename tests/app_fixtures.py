@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mersemi.ui.project import Project
+from mersemi.service.project import Project
 
 CLASSES = ["calm", "joy", "anger"]
 N_LABELED, N_POOL, N_TEST = 30, 60, 6

@@ -126,8 +126,8 @@ def test_bad_call_is_refused_in_one_line(served, endpoint, data, needle):
 
 def test_good_calls_still_work_over_raw_http(served):
     root, base, http, _ = served
-    from mersemi.ui.project import Project
-    from mersemi.ui.review import queue_page
+    from mersemi.service.project import Project
+    from mersemi.service.review import queue_page
 
     with Project.open(root) as project:
         first = queue_page(project)[0][0]

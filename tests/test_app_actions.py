@@ -1,4 +1,4 @@
-"""The app's actions (ui/app_api.py) and queue helpers (ui/review.py) on a real SQLite project,
+"""The app's actions (service/actions.py) and queue helpers (service/review.py) on a real SQLite project,
 without a server: what each endpoint returns and what it writes."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from app_fixtures import CLASSES, N_POOL, expected_count, make_review_project, pool_confidences
-from mersemi.ui.app_api import AppActions
-from mersemi.ui.app_state import TrainingRunner
-from mersemi.ui.review import media_file, queue_position, queue_size
+from mersemi.service.actions import AppActions
+from mersemi.service.runner import TrainingRunner
+from mersemi.service.review import media_file, queue_position, queue_size
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_paper_preset_uses_defaults_for_classes_the_paper_does_not_name(app):
 
 
 def test_the_default_queue_is_what_mersemi_queue_prints(app):
-    from mersemi.ui.review import queue_page
+    from mersemi.service.review import queue_page
 
     cards, total = queue_page(app.project, limit=5)
     got = [app.next_candidate(offset=k) for k in range(5)]
@@ -132,7 +132,7 @@ def test_next_candidate_walks_the_verify_queue_least_confident_first(app):
 
 
 def test_all_class_queue_follows_the_one_candidate_definition(app):
-    from mersemi.ui.review import next_candidates
+    from mersemi.service.review import next_candidates
 
     project = app.project
     app.set_thresholds({"calm": 0.6, "joy": 0.45, "anger": 0.8})
@@ -220,7 +220,7 @@ def test_accept_all_needs_the_confirmed_count(app):
 
 
 def test_no_round_yet_gives_a_message(tmp_path):
-    from mersemi.ui.project import Project
+    from mersemi.service.project import Project
 
     app = AppActions(Project.init(tmp_path / "empty", CLASSES))
     for out in (app.candidate_counts(), app.next_candidate(), app.decide("x", "accept", "", "ann"),
@@ -294,7 +294,7 @@ def test_runner_reports_progress_and_failure():
 
 
 def test_split_histogram_cuts_the_pool_at_the_threshold(app):
-    from mersemi.ui.review import round_view, split_histogram
+    from mersemi.service.review import round_view, split_histogram
 
     view = round_view(app.project)
     counts, edges = view.histogram(1)

@@ -158,7 +158,7 @@ def test_only_the_cards_clips_are_served(served):
 
 
 def test_no_round_yet_gives_a_message(tmp_path):
-    from mersemi.ui.project import Project
+    from mersemi.service.project import Project
 
     Project.init(tmp_path / "empty", ["a", "b"]).close()
     demo, url = serve_in_process(tmp_path / "empty")
@@ -285,7 +285,7 @@ def test_auth_is_required_when_set(tmp_path):
 
 def test_demo_project_is_built_once_and_reused(tmp_path):
     from mersemi.ui.cli import build_demo_project
-    from mersemi.ui.project import Project
+    from mersemi.service.project import Project
 
     root = build_demo_project(tmp_path / "cache", scale=0.1, config=FAST_PRESET)
     with Project.open(root) as project:

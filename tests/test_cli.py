@@ -338,7 +338,7 @@ def test_bad_decisions_change_nothing(rows, problem, project, tmp_path, capsys):
 
 
 def _a_name(project: Path, split: str) -> str:
-    from mersemi.ui.project import Project
+    from mersemi.service.project import Project
     with Project.open(project) as p:
         ids, _, _ = p.store.split_arrays(split)
         return p.store.sample_names([int(ids[0])])[int(ids[0])]
@@ -377,8 +377,8 @@ def test_label_gives_a_class_to_any_pool_sample_and_relabel_to_the_prediction_is
 
 @pytest.mark.slow
 def test_queue_prints_what_the_app_shows(project, capsys):
-    from mersemi.ui.project import Project
-    from mersemi.ui.review import DEFAULT_QUEUE, queue_page
+    from mersemi.service.project import Project
+    from mersemi.service.review import DEFAULT_QUEUE, queue_page
 
     code, out, err = run(capsys, "queue", project, "--limit", "7", "--csv")
     assert code == 0, err
@@ -439,7 +439,7 @@ def test_auto_accept_rounds_stop_when_nothing_new_passes_and_never_take_a_human_
     assert code == 0, err
     r2 = json.loads(out.splitlines()[-1])
     assert r2["auto_accept_selection"]["accepted"] > 0
-    from mersemi.ui.project import Project
+    from mersemi.service.project import Project
     with Project.open(project) as p:
         sid = p.store.samples_by_name([top["name"]])[top["name"]][0]
         cur = p.store.current_decisions([sid])[sid]
@@ -502,8 +502,8 @@ def test_train_says_each_phase_when_stderr_is_no_terminal(project):
 
 @pytest.mark.slow
 def test_thresholds_show_candidates_and_expected_precision(project, capsys):
-    from mersemi.ui.project import Project
-    from mersemi.ui.review import class_table
+    from mersemi.service.project import Project
+    from mersemi.service.review import class_table
 
     low = ",".join(f"{c}=0.3" for c in CLASSES)
     code, out, err = run(capsys, "thresholds", project, "--set", low, "--json")

@@ -204,7 +204,7 @@ def test_a_write_blocked_past_the_busy_timeout_raises_store_busy(db_url, tmp_pat
 def test_the_command_line_turns_a_busy_database_into_one_line(tmp_path, capsys, monkeypatch):
     import mersemi.db.connect
     from mersemi.ui.cli import main
-    from mersemi.ui.project import Project
+    from mersemi.service.project import Project
 
     with Project.init(tmp_path / "p", ["neutral", "happy", "sad"]) as project:
         store = project.store

@@ -9,7 +9,7 @@ from mersemi.db.store import RoundBusy
 from mersemi.engine.config import ConfigError
 from mersemi.engine.errors import InputError, MersemiError, UsageError, shown
 from mersemi.ui import cli
-from mersemi.ui.project import ProjectError
+from mersemi.service.project import ProjectError
 
 USER_FACING = [InputError, UsageError, ConfigError, ProjectError, SchemaError, RoundBusy]
 

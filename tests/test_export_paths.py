@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mersemi.engine.synthetic import make_synthetic
-from mersemi.ui.exports import export
-from mersemi.ui.project import Project, ProjectError
+from mersemi.service.exports import export
+from mersemi.service.project import Project, ProjectError
 from test_cli import run, snapshot
 
 KINDS = [("labels", "csv"), ("labels", "mertools"), ("decisions", "csv"), ("predictions", "csv")]

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import update
 
 from mersemi.db.models import Round, utcnow
-from mersemi.ui.project import HEARTBEAT_LIMIT, Project
-from mersemi.ui.rounds import HEARTBEAT_EVERY_S, Heartbeat
+from mersemi.service.project import HEARTBEAT_LIMIT, Project
+from mersemi.service.rounds import HEARTBEAT_EVERY_S, Heartbeat
 
 HERE = socket.gethostname()
 

@@ -1,4 +1,4 @@
-"""ui/review.py directly, on the fixture project of app_fixtures (pool u00..u59: class i % 3,
+"""service/review.py directly, on the fixture project of app_fixtures (pool u00..u59: class i % 3,
 confidence falling from 0.99 to 0.40; gold l00..l29 with four in five out-of-fold predictions
 right): the round view, open samples, the class table, suggestions, queue pages and positions."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from app_fixtures import CLASSES, N_LABELED, N_POOL, make_review_project, pool_confidences, pool_probs
-from mersemi.ui import review
-from mersemi.ui.project import DecisionRequest, Project, ProjectError
+from mersemi.service import review
+from mersemi.service.project import DecisionRequest, Project, ProjectError
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from app_fixtures import db_rows as db, CHROMIUM_ARGS, make_review_project, serve_in_process, stop_in_process, write_wav
-from mersemi.ui.project import Project
+from mersemi.service.project import Project
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -13,9 +13,9 @@ from app_fixtures import make_review_project, write_wav
 from mersemi.engine.config import load_config
 from mersemi.engine.importers import MEDIA_EXTENSIONS
 from mersemi.ui import app as page
-from mersemi.ui.app_api import AppActions
-from mersemi.ui.review import auto_accept_preview, wilson_interval
-from mersemi.ui.review import media_kind
+from mersemi.service.actions import AppActions
+from mersemi.service.review import auto_accept_preview, wilson_interval
+from mersemi.service.review import media_kind
 
 
 class Part:
@@ -251,7 +251,7 @@ def test_the_round_plots_are_lines_with_points_on_a_fitted_axis():
 # ---------------------------------------------------------------------- queue kinds
 
 def test_the_queue_radio_switches_queues_and_the_card_says_its_kind_and_why(app, W):
-    from mersemi.ui.review import DEFAULT_QUEUE, queue_page
+    from mersemi.service.review import DEFAULT_QUEUE, queue_page
 
     first = page.render_card(app, W, "all", 0.0, 0)                   # the default queue
     assert first[W.review_state]["kind"] == DEFAULT_QUEUE == "both"

@@ -1,4 +1,4 @@
-"""ui/rounds.py without training: the engine is replaced by a stand-in that returns known
+"""service/rounds.py without training: the engine is replaced by a stand-in that returns known
 probabilities, so what a round hands the engine (gold rows, human labels, pseudo-labels, the
 automatic step's picks) and what it records (composition, test metrics, pseudo-label
 precision, thresholds, failures, heartbeats) are checked on numbers worked out here.
@@ -11,15 +11,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import mersemi.ui.rounds as rounds
+import mersemi.service.rounds as rounds
 from mersemi.engine.calibration import expected_calibration_error
 from mersemi.engine.config import load_config
 from mersemi.engine.errors import InputError
 from mersemi.engine.selection import is_candidate, select
 from mersemi.engine.synthetic import make_synthetic
 from mersemi.engine.train import RoundResult
-from mersemi.ui.project import DecisionRequest, Project, ProjectError
-from mersemi.ui.review import suggest_thresholds
+from mersemi.service.project import DecisionRequest, Project, ProjectError
+from mersemi.service.review import suggest_thresholds
 
 FAST = load_config(Path(__file__).parent / "fast.yaml")
 # The fixed-threshold policy leaves the project's thresholds alone, so each test sets them.

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mersemi.ui.rounds
+import mersemi.service.rounds
 from mersemi.engine.config import load_config
 from mersemi.engine.synthetic import make_synthetic
-from mersemi.ui.project import DecisionRequest, Project, ProjectError
-from mersemi.ui.rounds import run_round
+from mersemi.service.project import DecisionRequest, Project, ProjectError
+from mersemi.service.rounds import run_round
 
 FAST = load_config(Path(__file__).parent / "fast.yaml")
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def project(tmp_path, data, db_url):
 
 
 def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monkeypatch):
-    monkeypatch.setattr(mersemi.ui.rounds, "HEARTBEAT_EVERY_S", 0.0)  # beat on every progress call
+    monkeypatch.setattr(mersemi.service.rounds, "HEARTBEAT_EVERY_S", 0.0)  # beat on every progress call
     r0 = run_round(project, FAST)
     rnd = project.store.round(r0["id"])
     assert rnd.heartbeat_at > rnd.started_at    # the training process beat while it trained
@@ -89,7 +89,7 @@ def test_a_failing_round_is_marked_failed_and_the_previous_stays_in_force(projec
     def boom(*a, **k):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(mersemi.ui.rounds, "engine_train_round", boom)
+    monkeypatch.setattr(mersemi.service.rounds, "engine_train_round", boom)
     with pytest.raises(RuntimeError):
         run_round(project, FAST)
     rounds = project.status()["rounds"]

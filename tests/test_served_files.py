@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from app_fixtures import free_port, stop_in_process, write_wav
-from mersemi.ui.project import Project
+from mersemi.service.project import Project
 
 pytestmark = pytest.mark.slow
 CLASSES = ["calm", "joy", "anger"]

@@ -373,7 +373,7 @@ def test_a_write_waiting_past_the_busy_timeout_is_refused_in_words(busy_served, 
 @pytest.fixture
 def two_rounds(tmp_path):
     """The review project plus a finished round 1 whose pool confidences run the other way."""
-    from mersemi.ui.app_api import AppActions
+    from mersemi.service.actions import AppActions
 
     project = make_review_project(tmp_path / "proj")
     store = project.store

@@ -1,4 +1,4 @@
-"""The review app: Gradio Blocks over `AppActions` (ui/app_api.py).
+"""The review app: Gradio Blocks over `AppActions` (service/actions.py).
 
 Layout first, event wiring after. Every action is also a named API endpoint (`gr.api`), and
 the buttons call the same `AppActions` methods; the page's own events are private. Queries
@@ -25,9 +25,9 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .app_api import LOGIN, AppActions  # noqa: E402
-from .project import Project  # noqa: E402
-from .review import (  # noqa: E402
+from ..service.actions import LOGIN, AppActions  # noqa: E402
+from ..service.project import Project  # noqa: E402
+from ..service.review import (  # noqa: E402
     DEFAULT_QUEUE, HIST_BINS, auto_accept_preview, round_view, split_histogram, wilson_interval,
 )
 from .widgets import ValueSlider  # noqa: E402
@@ -37,7 +37,7 @@ ENDPOINTS = ("status", "candidate_counts", "set_thresholds", "suggest", "paper_p
              "decide", "undo", "accept_all", "train_round", "training_status", "round_history", "export")
 SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` relabel as class n · `u` undo · `p` play the clip · "
              "`←` `→` previous / next · `Esc` leaves a field (keys are ignored while typing in one)")
-THRESHOLD_STEP = 0.001   # what a threshold slider shows and stores (ui/review.py's suggestions use it)
+THRESHOLD_STEP = 0.001   # what a threshold slider shows and stores (service/review.py's suggestions use it)
 THIN_SUPPORT = 30        # an out-of-fold precision resting on fewer samples is marked thin
 LOW_PRECISION = 0.8      # auto-accept confirmation: classes below it are flagged
 POLL_S = 1.0

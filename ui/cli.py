@@ -20,11 +20,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from ..engine.config import ConfigError, load_config, presets  # noqa: E402
 from ..engine.errors import MersemiError, UsageError, one_line, shown  # noqa: E402
 
-from .project import (  # noqa: E402
+from ..service.project import (  # noqa: E402
     DEFAULT_CLASSES, PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv,
 )
-from .review import DEFAULT_QUEUE  # noqa: E402
-from .values import MAX_REVIEWER, RESERVED_REVIEWERS, number  # noqa: E402
+from ..service.review import DEFAULT_QUEUE  # noqa: E402
+from ..service.values import MAX_REVIEWER, RESERVED_REVIEWERS, number  # noqa: E402
 from ..engine.selection import KINDS  # noqa: E402
 
 
@@ -237,7 +237,7 @@ def cmd_import(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .rounds import run_round
+    from ..service.rounds import run_round
 
     rounds = int(number(args.rounds, "--rounds", low=1, integer=True))
     cfg_path = _config_path(args.config)
@@ -278,7 +278,7 @@ def _print_round(summary: dict, as_json: bool) -> None:
 
 
 def cmd_queue(args) -> None:
-    from .review import queue_page
+    from ..service.review import queue_page
 
     limit = int(number(args.limit, "--limit", low=1, integer=True))
     with _open(args.dir) as project:
@@ -302,7 +302,7 @@ def cmd_queue(args) -> None:
 
 
 def cmd_thresholds(args) -> None:
-    from .review import class_table
+    from ..service.review import class_table
 
     with _open(args.dir) as project:
         th = _set_and_get_thresholds(project, args.set, args.by)
@@ -349,7 +349,7 @@ def cmd_decide(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .exports import export
+    from ..service.exports import export
 
     with _open(args.dir) as project:
         out = export(project, args.what, args.out, args.format)
@@ -412,7 +412,7 @@ def build_demo_project(cache: Path, scale: str | float = "default", config: str 
     is skipped when an earlier run already did it, so the demo starts at once the second time."""
     from ..engine.synthetic import make_synthetic
 
-    from .rounds import run_round
+    from ..service.rounds import run_round
 
     data, root = cache / "data", cache / "project"
     if not (data / "samples.csv").is_file():

@@ -105,7 +105,7 @@ def auto_accept_selection(project: Project, balance_cap: float, thresholds: list
     """What the automatic step takes now: the current round's undecided candidates at the
     thresholds (the project's by default), within the class-balance cap, where gold labels and
     human labels count as labeled and earlier automatic accepts count against the cap. The
-    one call behind `train --auto-accept` (ui/rounds.py) and the app's preview of it.
+    one call behind `train --auto-accept` (service/rounds.py) and the app's preview of it.
     `labels`: (gold labels, extra labels, their sources) when the caller has them already."""
     view = view if view is not None else round_view(project)
     if labels is None:
@@ -126,7 +126,7 @@ def auto_accept_selection(project: Project, balance_cap: float, thresholds: list
 
 def auto_accept_preview(project, cfg) -> dict:
     """What `train --auto-accept` with `cfg` would accept now, per class: count and expected
-    precision (mean calibrated confidence of the selected samples). The selection ui/rounds.py
+    precision (mean calibrated confidence of the selected samples). The selection service/rounds.py
     makes when the round starts (review.auto_accept_selection, the same call), without
     importing the trainer (torch: seconds); nothing is written."""
     store, classes = project.store, project.classes
@@ -260,7 +260,7 @@ def _queue(project: Project, kind: str, cls: str | None, min_confidence: float,
                                   orders=_orders[key])
 
 
-ORDERS_KEPT = 32   # queue orders kept (ui/review._queue): a few filters of a few rounds
+ORDERS_KEPT = 32   # queue orders kept (service/review._queue): a few filters of a few rounds
 _orders: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 

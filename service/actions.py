@@ -4,7 +4,7 @@ the page's buttons call the same functions. No Gradio here.
 Every action returns a JSON-friendly dict. A request the project refuses (bad input, no
 round yet, training already running) returns {"ok": False, "error": "<one line>"} and
 writes nothing; it never raises. Arguments arrive as JSON from any client: each is checked
-by ui/values.py (types strictly: the string "false" is not a boolean) before it is used.
+by service/values.py (types strictly: the string "false" is not a boolean) before it is used.
 Type hints are real (no `from __future__ import annotations`): `gr.api` reads them to
 describe the endpoints.
 """
@@ -26,7 +26,7 @@ from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import MersemiError, one_line, shown
 from ..engine.selection import KINDS
 
-from .app_state import TrainingRunner
+from .runner import TrainingRunner
 from .clips import ClipShelf
 from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError, round_summary
@@ -181,7 +181,7 @@ class AppActions:
     @refusals
     def next_candidate(self, cls: str = "all", min_confidence: float = 0.0, offset: int = 0,
                        reviewer: str = "", kind: str = "") -> dict:
-        """The card at `offset` in the review queue `kind` (ui/review.py: "" = DEFAULT_QUEUE,
+        """The card at `offset` in the review queue `kind` (service/review.py: "" = DEFAULT_QUEUE,
         label / verify / both), filtered to class `cls` or "all" and confidence >=
         min_confidence; the card says its kind and why it is there. With a
         `reviewer` (the login, when the server has logins) the card is held for them for
