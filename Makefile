@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 CONSTRAINTS := .ci/constraints.txt
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install system-deps demo test test-fast test-slow lint mutation constraints clean
+.PHONY: install system-deps demo test test-fast test-slow lint docs mutation constraints clean
 
 # torch is pinned first so that the project's range resolves to the CPU wheel on disk
 # instead of a multi-GB CUDA build; every other package at the version the suite passed with.
@@ -43,6 +43,10 @@ lint: install
 	@for d in engine db service ui configs; do ln -sfn ../../../$$d build/mypy/mersemi/$$d; done
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# docs/config.md is generated from the config schema (engine/config.py); a test fails when stale.
+docs: install
+	$(PY) -c "from mersemi.engine.config import reference_markdown; open('docs/config.md', 'w').write(reference_markdown())"
 
 test: install system-deps lint
 	$(PY) -m pytest -q

@@ -43,7 +43,7 @@ PAPER = {  # Train&Val WAF, MER-SEMI WAF from the paper's table
 def run_row(data: Path, work: Path, preset: str, pseudo: bool) -> dict:
     # The paper's table is at its fixed thresholds (a new project starts with them): the
     # policy that would set the project's own after round 0 is left out, as in the paper.
-    cfg = load_config(preset_path(preset)).replace(**{"self_training.policy": "thresholds"})
+    cfg = load_config(preset_path(preset)).replace(**{"self_training.policy": "fixed"})
     with Project.init(work) as project:
         project.import_native(data)
         t0 = time.time()

@@ -1,21 +1,21 @@
-"""Training configuration: YAML presets validated into dataclasses.
+"""Training configuration: YAML presets validated into frozen pydantic models.
 
-Every field is required: the YAML files in `configs/` are the single source of the values.
-A preset may start with `extends: other.yaml` (resolved relative to itself) and override
-any subset; the merged result must still be complete. Unknown keys, missing keys and bad
-values raise `ConfigError` naming the dotted key.
+Every field is required: the YAML files in `configs/` are the single source of the values, and
+each field's description is its documentation (docs/config.md is generated from them:
+`make docs`). A preset may start with `extends: other.yaml` (resolved relative to itself) and
+override any subset; the merged result must still be complete. An unknown key, a missing one or
+a bad value raises `ConfigError` naming the dotted key.
 """
 from __future__ import annotations
 
-import dataclasses
-import types
+from collections.abc import Iterator
 from importlib import resources
-import typing
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import MersemiError, one_line, shown
 
@@ -41,207 +41,200 @@ class ConfigError(MersemiError, ValueError):
     """A configuration file or value is invalid; the message names the key."""
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    kind: Literal["mrccl", "attention_baseline"]
-    # "transformer_v": the paper's one-layer Transformer encoder computed without the query
-    # and key projections (identical function over a length-1 sequence); "mlp": a projection
-    # to `hidden` followed by `mlp_blocks` residual feed-forward blocks of width `mlp_ffn_dim`.
-    encoder: Literal["mlp", "transformer_v"]
-    hidden: int
-    mlp_blocks: int          # residual feed-forward blocks in the MLP encoder (0 allowed)
-    mlp_ffn_dim: int         # their inner width
-    ffn_dim: int             # feed-forward width of the transformer_v encoder
-    dropout: float
-    classifier_dims: list[int]
-    # Multi-classifier voting: weight per modality name plus "fusion". Modalities not
-    # named get `default_vote_weight`.
-    vote_weights: dict[str, float]
-    default_vote_weight: float
-    # Standardise each input dimension with the mean and std of the labeled + unlabeled rows
-    # (stored in the model, so a saved ensemble scores new rows the same way).
-    standardize: bool
-
-    def __post_init__(self) -> None:
-        _positive(self, "hidden", "mlp_ffn_dim", "ffn_dim")
-        _non_negative(self, "mlp_blocks")
-        _in_range(self, "dropout", 0.0, 1.0, closed_high=False)
-        if not self.classifier_dims or any(d <= 0 for d in self.classifier_dims):
-            raise ConfigError("model.classifier_dims: must be a non-empty list of positive ints")
-        for k, w in self.vote_weights.items():
-            if w < 0:
-                raise ConfigError(f"model.vote_weights.{k}: must be >= 0, got {w}")
-        if self.default_vote_weight < 0:
-            raise ConfigError("model.default_vote_weight: must be >= 0")
+TARGET_LOW, TARGET_HIGH = 0.0, 1.0   # a target precision lies in (0, 1]
 
 
-@dataclass(frozen=True)
-class NoiseConfig:
-    schedule: Literal["linear", "scaled_linear", "cosine", "sigmoid"]
-    steps: int
-    beta_start: float
-    beta_end: float
-    # One timestep per sample (default) or one per batch as the reference code does.
-    per_sample: bool
+def check_target_precision(value: object, what: str = "target precision") -> float:
+    """The one check of a target precision: a finite number in (0, 1]. ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not TARGET_LOW < value <= TARGET_HIGH:
+        raise ValueError(f"{what} must lie in (0, 1], got {shown(value)}")
+    return float(value)
 
-    def __post_init__(self) -> None:
-        _positive(self, "steps")
-        _in_range(self, "beta_start", 0.0, 1.0, closed_low=False, closed_high=False)
-        _in_range(self, "beta_end", 0.0, 1.0, closed_low=False, closed_high=False)
+
+def _yaml_number(value: Any) -> Any:
+    # YAML 1.1 reads "1e-3" (no dot) as a string: a numeric string is taken as the number.
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise PydanticCustomError("not_finite", "must be finite")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_yaml_number)]
+# Sizes past these are typing mistakes, not configs (a hidden width of 10^8 would fail the round
+# after minutes, out of memory).
+MAX_WIDTH, MAX_COUNT = 65_536, 10_000_000
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _in(low: float, high: float, what: str, value: float, closed_low: bool = True, closed_high: bool = True) -> None:
+    ok = (value >= low if closed_low else value > low) and (value <= high if closed_high else value < high)
+    if not ok:
+        lb, rb = "[" if closed_low else "(", "]" if closed_high else ")"
+        raise ValueError(f"{what}: must lie in {lb}{low:g}, {high:g}{rb}, got {value}")
+
+
+class ModelConfig(_Section):
+    kind: Literal["mrccl", "attention_baseline"] = Field(
+        description="mrccl: the paper's model (modality encoders, invariant encoder, one classifier per modality "
+                    "and a fusion classifier, multi-classifier voting); attention_baseline: MERTools' attention "
+                    "fusion, the reference row of the ablation")
+    encoder: Literal["mlp", "transformer_v"] = Field(
+        description="mlp: a projection to `hidden` followed by `mlp_blocks` residual feed-forward blocks; "
+                    "transformer_v: the paper's one-layer Transformer encoder over a length-1 sequence, computed "
+                    "without the query and key projections (the same function)")
+    hidden: int = Field(gt=0, le=MAX_WIDTH, description="width of every modality encoding")
+    mlp_blocks: int = Field(ge=0, le=100,
+                            description="residual feed-forward blocks after the projection in the mlp encoder")
+    mlp_ffn_dim: int = Field(gt=0, le=MAX_WIDTH, description="inner width of those blocks")
+    ffn_dim: int = Field(gt=0, le=MAX_WIDTH, description="feed-forward width of the transformer_v encoder")
+    dropout: Number = Field(ge=0, lt=1, description="dropout rate in encoders and classifiers")
+    classifier_dims: list[Annotated[int, Field(gt=0, le=MAX_WIDTH)]] = Field(
+        min_length=1, description="hidden layer widths of each classifier (the paper: 256, 128)")
+    vote_weights: dict[str, Annotated[Number, Field(ge=0)]] = Field(
+        description="multi-classifier voting: the weight of each modality's classifier by modality name, and of "
+                    "the fusion classifier under `fusion` (the paper: audio 0.7, video 0.4, text 0.3, fusion 0.7)")
+    default_vote_weight: Number = Field(ge=0, description="the voting weight of a modality not named in vote_weights")
+    standardize: bool = Field(
+        description="standardise each input dimension with the mean and std of the labeled and pool rows "
+                    "(kept in the model, so a saved ensemble scores new rows the same way)")
+
+
+class NoiseConfig(_Section):
+    schedule: Literal["linear", "scaled_linear", "cosine", "sigmoid"] = Field(
+        description="the diffusion-style noise schedule of the noisy copies (the paper: scaled_linear)")
+    steps: int = Field(gt=0, le=MAX_COUNT,
+                       description="K, the number of noise steps; each noisy copy draws a step in 0..K-1")
+    beta_start: Number = Field(gt=0, lt=1, description="the schedule's first beta")
+    beta_end: Number = Field(gt=0, lt=1, description="the schedule's last beta (at least beta_start)")
+    per_sample: bool = Field(description="draw the noise step per sample (true) or once per batch, as the "
+                                         "reference code does (false)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NoiseConfig:
         if self.beta_end < self.beta_start:
-            raise ConfigError("noise.beta_end: must be >= noise.beta_start")
+            raise ValueError("beta_end: must be >= noise.beta_start")
+        return self
 
 
-@dataclass(frozen=True)
-class PretrainConfig:
-    enabled: bool
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    # Cap on samples drawn per epoch (0 = all): keeps pre-training on a 100k pool bounded.
-    max_samples_per_epoch: int
-    # Weights of the pre-training loss terms; the paper's loss is IMCL-AE + IMCL-NE (1, 1).
-    imcl_ae: float
-    imcl_ne: float
-    # At least this many optimizer steps in all (0 = off): a few hundred pool samples make
-    # epochs of one or two batches, and `epochs` of them train nothing.
-    min_steps: int
+class PretrainConfig(_Section):
+    enabled: bool = Field(description="contrastive pre-training (IMCL-AE + IMCL-NE) on the labeled and pool rows "
+                                      "before fine-tuning")
+    epochs: int = Field(gt=0, le=MAX_COUNT, description="pre-training epochs")
+    batch_size: int = Field(gt=0, le=MAX_COUNT, description="rows per step; NT-Xent compares 2N x 2N pairs")
+    lr: Number = Field(gt=0, description="Adam learning rate")
+    weight_decay: Number = Field(ge=0, description="Adam L2 weight decay")
+    max_samples_per_epoch: int = Field(ge=0, description="rows drawn per epoch (0 = every row): keeps "
+                                                         "pre-training on a 100k pool bounded")
+    imcl_ae: Number = Field(ge=0, description="weight of the inter-modal contrastive loss (the paper: 1)")
+    imcl_ne: Number = Field(ge=0, description="weight of the noise contrastive loss (the paper: 1)")
+    min_steps: int = Field(ge=0, description="at least this many optimizer steps in all (0 = off): a few hundred "
+                                             "pool rows make epochs of one batch")
 
-    def __post_init__(self) -> None:
-        _positive(self, "epochs", "batch_size", "lr")
-        _non_negative(self, "weight_decay", "max_samples_per_epoch", "imcl_ae", "imcl_ne", "min_steps")
+    @model_validator(mode="after")
+    def _some_loss(self) -> PretrainConfig:
         if self.enabled and self.imcl_ae == 0 and self.imcl_ne == 0:
-            raise ConfigError("pretrain.imcl_ae: pre-training needs imcl_ae or imcl_ne > 0 (or enabled: false)")
+            raise ValueError("imcl_ae: pre-training needs imcl_ae or imcl_ne > 0 (or enabled: false)")
+        return self
 
 
-@dataclass(frozen=True)
-class FinetuneConfig:
-    folds: int
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    grad_clip: float         # 0 = off
-    patience: int            # epochs without eval-WAF improvement before stopping; 0 = off
-    oversample: bool         # resample minority classes up to the largest class in training folds
-    # Cap on samples drawn per epoch (0 = all). Tens of thousands of accepted pseudo-labels,
-    # oversampled, make an epoch 30x longer; a cap keeps evaluation (and early stopping)
-    # regular and a round bounded.
-    max_samples_per_epoch: int
-    # Each fold runs at least this many optimizer steps (0 = off), spread over `epochs`
-    # evaluations: 30 gold samples make one batch per epoch, and 20 such epochs leave the
-    # fold models nearly uniform. Large training sets are unaffected.
-    min_steps: int
-    # The epoch a fold keeps: "loss" = lowest eval cross-entropy, "waf" = highest eval WAF
-    # (saturates on tiny folds), "last", or "auto" = "last" when the fold's evaluation set
-    # holds fewer than SELECT_AUTO_MIN_EVAL (engine/train.py) samples (picking an epoch on 7 samples chose
-    # near-uniform early models that calibration then sharpened: on digits at 5 % labeled the
-    # candidates' expected precision was 0.997 against 0.849 real), "waf" otherwise (eval
-    # log-loss bottoms out at epoch 2-3 where WAF peaks at 10-20: on the synthetic default
-    # scale "loss" cost 6 CV and 4 test WAF points; calibration fixes the confidences after).
-    select: Literal["auto", "loss", "waf", "last"]
-    # Temperature scaling fitted on the out-of-fold predictions rescales every stored
-    # probability (engine/calibration.py); false keeps the raw ensemble average.
-    calibrate: bool
-    # How the fold models' probabilities are combined: "geometric" (mean log-probability,
-    # renormalised; one confident fold cannot outvote the others' doubt) or "arithmetic".
-    average: Literal["geometric", "arithmetic"]
-
-    def __post_init__(self) -> None:
-        if self.folds < 2:
-            raise ConfigError(f"finetune.folds: must be >= 2, got {self.folds}")
-        _positive(self, "epochs", "batch_size", "lr")
-        _non_negative(self, "weight_decay", "grad_clip", "patience", "max_samples_per_epoch", "min_steps")
+class FinetuneConfig(_Section):
+    folds: int = Field(ge=2, le=100, description="K of the K-fold fine-tuning on the gold labels; evaluation "
+                                                 "folds hold gold labels only")
+    epochs: int = Field(gt=0, le=MAX_COUNT, description="fine-tuning epochs per fold (at most)")
+    batch_size: int = Field(gt=0, le=MAX_COUNT, description="rows per step")
+    lr: Number = Field(gt=0, description="Adam learning rate")
+    weight_decay: Number = Field(ge=0, description="Adam L2 weight decay")
+    grad_clip: Number = Field(ge=0, description="gradient norm clipping (0 = off)")
+    patience: int = Field(ge=0, description="epochs without a better evaluation score before a fold stops "
+                                            "(0 = off)")
+    oversample: bool = Field(description="draw minority classes with replacement up to the largest class's count "
+                                         "in every training fold")
+    max_samples_per_epoch: int = Field(ge=0, description="rows drawn per epoch (0 = all): tens of thousands of "
+                                                         "accepted pseudo-labels would make epochs 30x longer")
+    min_steps: int = Field(ge=0, description="each fold runs at least this many optimizer steps (0 = off), spread "
+                                             "over the epochs: 30 gold samples make one batch an epoch")
+    select: Literal["auto", "loss", "waf", "last"] = Field(
+        description="the epoch a fold keeps: loss (lowest evaluation cross-entropy), waf (highest evaluation WAF), "
+                    "last, or auto (last when the fold evaluates fewer than 100 samples, waf otherwise)")
+    calibrate: bool = Field(description="rescale every stored probability by temperatures fitted on the "
+                                        "out-of-fold predictions (engine/calibration.py)")
+    average: Literal["geometric", "arithmetic"] = Field(
+        description="how fold models' probabilities combine: geometric (mean log-probability, renormalised) or "
+                    "arithmetic")
 
 
-@dataclass(frozen=True)
-class PropagationConfig:
-    # Label spreading over the pre-trained embedding (engine/propagation.py): its class
-    # distributions join the ensemble's, with weights fitted on the out-of-fold predictions
-    # (engine/calibration.fit_weights). Needs pre-training; skipped (with a note) without it.
-    enabled: bool
-    neighbours: int          # k of the k-nearest-neighbour graph
-    alpha: float             # in (0, 1): how far labels travel (Zhou et al.: 0.99)
-    iterations: int
-    # The graph compares every pair of rows: 111 s at 120,000 rows on 2 CPU cores. A round
-    # with more rows (gold, extra, pool, test) skips it, with a note.
-    max_rows: int
-    # From this many gold samples the ensemble's and the graph's weights are fitted together;
-    # below it each gets its own temperature (a joint fit on a few dozen chases noise).
-    joint_fit_min: int
-    # What a class's labels inject into the graph: "equal" (every class the same, whatever
-    # its label count) or "per_label" (Zhou et al.); see engine/propagation.py.
-    class_mass: Literal["equal", "per_label"]
-
-    def __post_init__(self) -> None:
-        _positive(self, "neighbours", "iterations", "max_rows")
-        _non_negative(self, "joint_fit_min")
-        _in_range(self, "alpha", 0.0, 1.0, closed_low=False, closed_high=False)
+class PropagationConfig(_Section):
+    enabled: bool = Field(description="label spreading over the pre-trained embedding joins the ensemble's "
+                                      "scores (needs pre-training; skipped with a note without it)")
+    neighbours: int = Field(gt=0, le=1000, description="k of the k-nearest-neighbour graph")
+    alpha: Number = Field(gt=0, lt=1, description="how far labels travel along the graph (Zhou et al.: 0.99)")
+    iterations: int = Field(gt=0, le=100_000, description="spreading iterations")
+    max_rows: int = Field(gt=0, description="a round with more rows than this skips label spreading")
+    joint_fit_min: int = Field(ge=0, description="from this many gold samples the ensemble's and the graph's "
+                                                 "weights are fitted together; below it each gets its own "
+                                                 "temperature")
+    class_mass: Literal["equal", "per_label"] = Field(
+        description="what a class's labels inject into the graph: equal (one unit per class, whatever its label "
+                    "count) or per_label (one unit per label, Zhou et al.)")
 
 
-@dataclass(frozen=True)
-class LossConfig:
-    ce: float                # cross-entropy terms (modality heads, fusion head, voted logits)
-    imcl_ae: float           # inter-modal contrastive loss during fine-tuning
-    imcl_ne: float           # noise contrastive loss during fine-tuning
-    temperature_init: float
-    temperature_min: float
-    temperature_max: float
+class LossConfig(_Section):
+    ce: Number = Field(gt=0, description="weight of the cross-entropy terms in fine-tuning (modality heads, "
+                                         "fusion head, voted logits)")
+    imcl_ae: Number = Field(ge=0, description="weight of the inter-modal contrastive loss during fine-tuning")
+    imcl_ne: Number = Field(ge=0, description="weight of the noise contrastive loss during fine-tuning")
+    contrastive_temperature_init: Number = Field(gt=0, description="initial value of the learnable NT-Xent "
+                                                                   "temperatures (one per pair of views)")
+    contrastive_temperature_min: Number = Field(gt=0, description="lower clamp of those temperatures")
+    contrastive_temperature_max: Number = Field(gt=0, description="upper clamp of those temperatures")
 
-    def __post_init__(self) -> None:
-        _positive(self, "ce")  # fine-tuning without the supervised term learns no classes
-        _non_negative(self, "imcl_ae", "imcl_ne")
-        _positive(self, "temperature_init", "temperature_min", "temperature_max")
-        if not self.temperature_min <= self.temperature_init <= self.temperature_max:
-            raise ConfigError("loss.temperature_init: must lie in [temperature_min, temperature_max]")
+    @model_validator(mode="after")
+    def _ordered(self) -> LossConfig:
+        if not self.contrastive_temperature_min <= self.contrastive_temperature_init <= \
+                self.contrastive_temperature_max:
+            raise ValueError("contrastive_temperature_init: must lie in [contrastive_temperature_min, "
+                             "contrastive_temperature_max]")
+        return self
 
 
-@dataclass(frozen=True)
-class SelfTrainingConfig:
-    # False trains on human labels only (gold + relabels): the "w/o pseudo labels" ablation.
-    use_pseudo_labels: bool
-    # Per-class pseudo-label thresholds by class name (the paper's preset): a new project
-    # starts with them and the app's preset button restores them. The thresholds a round
-    # applies are the project's own, stored in its database.
-    thresholds: dict[str, float]
-    default_threshold: float
-    # How a finished round sets the project's thresholds: "target_precision" = per class the
-    # lowest threshold whose candidates' expected (mean calibrated) precision reaches
-    # `target_precision` (engine/selection.py); "thresholds" = leave them as they are (the
-    # paper's fixed preset, or what the reviewer set).
-    policy: Literal["target_precision", "thresholds"]
-    target_precision: float
-    # What must reach the target: "set" = the candidates' mean confidence (some candidates
-    # below the target, more above it); "sample" = each candidate's confidence, so that every
-    # subset of them, later rounds' additions included, is expected to reach it too.
-    target_per: Literal["set", "sample"]
-    # Automatic acceptance keeps no class above this multiple of its labeled share of all
-    # pseudo-labels (nor below this multiple of its labeled count); 0 = no cap.
-    balance_cap: float
-
-    def __post_init__(self) -> None:
-        for k, t in self.thresholds.items():
-            if not 0.0 <= t <= 1.0:
-                raise ConfigError(f"self_training.thresholds.{k}: must lie in [0, 1], got {t}")
-        _in_range(self, "default_threshold", 0.0, 1.0)
-        if not 0.0 < self.target_precision <= 1.0:
-            raise ConfigError(f"self_training.target_precision: must lie in (0, 1], got {shown(self.target_precision)}")
-        _non_negative(self, "balance_cap")
+class SelfTrainingConfig(_Section):
+    use_pseudo_labels: bool = Field(description="false trains on human labels only (the 'w/o pseudo labels' "
+                                                "ablation)")
+    thresholds: dict[str, Annotated[Number, Field(ge=0, le=1)]] = Field(
+        description="per-class thresholds by class name: a new project starts with them, the fixed policy "
+                    "applies them after each round (the paper: 0.99, worried and surprise 0.85)")
+    default_threshold: Number = Field(ge=0, le=1, description="the threshold of a class not named in thresholds")
+    policy: Literal["target_precision", "fixed"] = Field(
+        description="how a finished round sets the thresholds of the classes the policy may set: "
+                    "target_precision (per class the lowest threshold whose candidates reach target_precision) or "
+                    "fixed (this preset's thresholds)")
+    target_precision: Number = Field(gt=0, le=1, description="the expected precision the target_precision "
+                                                             "policy aims at")
+    target_per: Literal["set", "sample"] = Field(
+        description="what must reach the target: sample (each candidate's calibrated confidence) or set (the "
+                    "candidates' mean)")
+    balance_cap: Number = Field(ge=0, description="automatic acceptance keeps no class above this multiple of "
+                                                  "its labeled share of all pseudo-labels (0 = no cap)")
 
     def threshold_for(self, classes: list[str]) -> list[float]:
         return [self.thresholds.get(c, self.default_threshold) for c in classes]
 
 
-@dataclass(frozen=True)
-class Config:
-    seed: int
-    device: Literal["auto", "cpu", "cuda"]
-    # Intra-op threads for CPU training steps (0 = torch's default). Small-batch steps are
-    # latency-bound: with passive OpenMP waiting, 2 threads made them ~2x slower than 1.
-    # Scoring (large batches) always uses torch's default.
-    cpu_train_threads: int
-    score_batch_size: int
+class Config(_Section):
+    seed: int = Field(ge=0, le=2**32 - 1, description="seed of every random draw of a round")
+    device: Literal["auto", "cpu", "cuda"] = Field(description="where a round trains: auto (CUDA when present), "
+                                                               "cpu or cuda")
+    cpu_train_threads: int = Field(ge=0, le=1024, description="CPU threads for training steps (0 = torch's default); "
+                                                     "scoring uses torch's default")
+    score_batch_size: int = Field(gt=0, le=MAX_COUNT,
+                                  description="rows per forward pass when scoring the pool and the test split")
     model: ModelConfig
     noise: NoiseConfig
     pretrain: PretrainConfig
@@ -250,19 +243,18 @@ class Config:
     loss: LossConfig
     self_training: SelfTrainingConfig
 
-    def __post_init__(self) -> None:
-        _positive(self, "score_batch_size")
-        _non_negative(self, "cpu_train_threads")
+    @model_validator(mode="after")
+    def _baseline_has_no_contrastive_heads(self) -> Config:
         if self.model.kind == "attention_baseline":
-            # The baseline has no contrastive heads: a config asking for them is a mistake.
             if self.pretrain.enabled:
-                raise ConfigError("pretrain.enabled: must be false for model.kind attention_baseline")
+                raise ValueError("pretrain.enabled: must be false for model.kind attention_baseline")
             for term in ("imcl_ae", "imcl_ne"):
                 if getattr(self.loss, term) > 0:
-                    raise ConfigError(f"loss.{term}: must be 0 for model.kind attention_baseline")
+                    raise ValueError(f"loss.{term}: must be 0 for model.kind attention_baseline")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     def replace(self, **changes: Any) -> Config:
         """Copy with dotted-key overrides, e.g. replace(**{"finetune.epochs": 3})."""
@@ -278,6 +270,17 @@ class Config:
         return from_dict(d)
 
 
+SECTIONS: dict[str, type[_Section]] = {name: f.annotation for name, f in Config.model_fields.items()  # type: ignore
+                                       if isinstance(f.annotation, type) and issubclass(f.annotation, _Section)}
+
+
+# Keys renamed since checkpoints and user presets were written: the old name is read as the new.
+RENAMED = {"loss.temperature_init": "loss.contrastive_temperature_init",
+           "loss.temperature_min": "loss.contrastive_temperature_min",
+           "loss.temperature_max": "loss.contrastive_temperature_max"}
+RENAMED_VALUES = {"self_training.policy": {"thresholds": "fixed"}}
+
+
 # --------------------------------------------------------------------------- loading
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -287,10 +290,12 @@ def load_config(path: str | Path | None = None) -> Config:
 
 
 def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: config: expected a mapping, got {type(data).__name__}")
     try:
-        return _build(Config, data, prefix="")
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {_first_error(e)}") from None
 
 
 # Keys added after checkpoints were first written, with the values those checkpoints were
@@ -305,8 +310,65 @@ _CHECKPOINT_DEFAULTS = {
 
 
 def checkpoint_config(data: dict[str, Any]) -> Config:
-    """The config saved with a round's ensemble (older checkpoints lack newer keys)."""
-    return from_dict(_merge(_CHECKPOINT_DEFAULTS, data), source="checkpoint config")
+    """The config saved with a round's ensemble (older checkpoints lack newer keys and carry
+    renamed ones)."""
+    return from_dict(_merge(_CHECKPOINT_DEFAULTS, upgrade_names(data)), source="checkpoint config")
+
+
+def upgrade_names(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a config mapping with renamed keys and values under their current names."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for old, new in RENAMED.items():
+        (section, key), (_, new_key) = old.split("."), new.split(".")
+        node = out.get(section)
+        if isinstance(node, dict) and key in node:
+            node[new_key] = node.pop(key)
+    for dotted, values in RENAMED_VALUES.items():
+        section, key = dotted.split(".")
+        node = out.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str) and node[key] in values:
+            node[key] = values[node[key]]
+    return out
+
+
+def _first_error(e: ValidationError) -> str:
+    """The first problem as 'dotted.key: what is wrong', in this project's words."""
+    err = e.errors(include_url=False)[0]
+    loc = _dotted(err["loc"])
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "extra_forbidden":
+        hint = f" (renamed to {RENAMED[loc]})" if loc in RENAMED else ""
+        return f"{loc}: unknown key{hint}"
+    if kind == "missing":
+        return f"{loc}: missing"
+    if kind == "value_error":
+        # A validator's own message names the key within its section ("beta_end: ...").
+        message = str(ctx.get("error", err["msg"]))
+        return f"{loc}.{message}" if loc and not message.startswith(loc.split(".")[0] + ".") else message
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        bound = next(iter(ctx.values()))
+        return f"{loc}: must be {bounds[kind]} {bound}, got {shown(value)}"
+    if kind == "literal_error":
+        return f"{loc}: must be {ctx.get('expected', '')}; got {shown(value)}"
+    if kind in ("finite_number", "not_finite"):
+        return f"{loc}: must be finite, got {shown(value)}"
+    if kind == "too_short":
+        return f"{loc}: must not be empty"
+    words = {"int_type": "an integer", "int_from_float": "an integer", "int_parsing": "an integer",
+             "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+             "string_type": "a string", "dict_type": "a mapping", "model_type": "a mapping",
+             "model_attributes_type": "a mapping", "list_type": "a list"}
+    if kind in words:
+        return f"{loc or 'config'}: expected {words[kind]}, got {shown(value)}"
+    return f"{loc}: {one_line(err['msg'])}"
+
+
+def _dotted(loc: tuple) -> str:
+    parts = []
+    for part in loc:
+        parts.append(f"[{part}]" if isinstance(part, int) else str(part))
+    return ".".join(parts).replace(".[", "[")
 
 
 MAX_CONFIG_BYTES = 1_000_000  # presets are a few KB; anything near this is not a config
@@ -350,6 +412,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     parent = data.pop("extends", None)
+    data = upgrade_names(data)
     if parent is None:
         return data
     if not isinstance(parent, str) or not parent.strip():
@@ -376,102 +439,66 @@ def _merge(base: dict, over: dict) -> dict:
 _VALUE_MAPPINGS = {"vote_weights", "thresholds"}
 
 
-def _build(cls: Any, data: Any, prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    for key in data:
-        if key not in names:
-            raise ConfigError(f"{prefix}{key}: unknown key")
-    kwargs = {}
-    for name in names:
-        key = f"{prefix}{name}"
-        if name not in data:
-            raise ConfigError(f"{key}: missing")
-        kwargs[name] = _coerce(hints[name], data[name], key)
-    return cls(**kwargs)  # section validators raise with the full dotted key
+# --------------------------------------------------------------------------- reference
+
+def reference_markdown() -> str:
+    """docs/config.md: every key of every section with its type and description, and its value in
+    the default preset (generated; a test fails when the file is stale)."""
+    default = load_config().to_dict()
+    lines = ["# Configuration reference", "",
+             "Generated from the schema in `engine/config.py` (`make docs`); do not edit by hand.", "",
+             "A preset is a YAML file (`configs/*.yaml`, or your own passed to `mersemi train --config`). "
+             "Every key is required; a preset may start with `extends: other.yaml` and override any subset. "
+             "An unknown key, a missing one or a bad value is an error that names the dotted key.", ""]
+    top = [(name, f) for name, f in Config.model_fields.items() if name not in SECTIONS]
+    lines += _table("top level", "", top, default)
+    for section, model in SECTIONS.items():
+        lines += _table(f"`{section}`", f"{section}.", list(model.model_fields.items()), default[section])
+    return "\n".join(lines) + "\n"
 
 
-def _coerce(tp: Any, value: Any, key: str) -> Any:
+def _table(title: str, prefix: str, items: list, values: dict) -> list[str]:
+    out = [f"## {title}", "", "| key | type | default preset | meaning |", "|---|---|---|---|"]
+    for name, f in items:
+        out.append(f"| `{prefix}{name}` | {_type_text(f)} | `{_value_text(values[name])}` | "
+                   f"{(f.description or '').replace('|', '/')} |")
+    return out + [""]
+
+
+def _type_text(f: Any) -> str:
+    import typing
+
+    tp = f.annotation
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, prefix=f"{key}.")
     if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}; got {shown(value)}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(args[0], value, key)
+        return " / ".join(f"`{a}`" for a in typing.get_args(tp))
+    if origin is Annotated:
+        tp = typing.get_args(tp)[0]
+        origin = typing.get_origin(tp)
+    names = {int: "integer", float: "number", bool: "true / false", str: "text"}
     if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {shown(value)}")
-        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return "list of integers"
     if origin is dict:
-        kt, vt = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {shown(value)}")
-        return {_coerce(kt, k, f"{key}"): _coerce(vt, v, f"{key}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {shown(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {shown(value)}")
-        return value
-    if tp is float:
-        # YAML reads "1e-3" as a string; accept numeric strings explicitly.
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {shown(value)}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {shown(value)}")
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(f"{key}: must be finite, got {shown(value)}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {shown(value)}")
-        return value
-    raise TypeError(f"unsupported config type {tp} at {key}")
+        return "mapping of name to number"
+    bounds = [f"{sym} {getattr(m, attr)}" for m in f.metadata for attr, sym in
+              (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if getattr(m, attr, None) is not None]
+    return names.get(tp, getattr(tp, "__name__", str(tp))) + (f" ({', '.join(bounds)})" if bounds else "")
 
 
-# Validators used in __post_init__; they name the key with its section prefix.
-def _section(obj: Any) -> str:
-    return {
-        ModelConfig: "model.", NoiseConfig: "noise.", PretrainConfig: "pretrain.",
-        FinetuneConfig: "finetune.", PropagationConfig: "propagation.", LossConfig: "loss.",
-        SelfTrainingConfig: "self_training.",
-    }.get(type(obj), "")
+def _value_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_value_text(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(map(_value_text, v)) + "]"
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _positive(obj: Any, *names: str) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if not v > 0:
-            raise ConfigError(f"{_section(obj)}{n}: must be > 0, got {v}")
-
-
-def _non_negative(obj: Any, *names: str) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if v < 0:
-            raise ConfigError(f"{_section(obj)}{n}: must be >= 0, got {v}")
-
-
-def _in_range(obj: Any, name: str, lo: float, hi: float,
-              closed_low: bool = True, closed_high: bool = True) -> None:
-    v = getattr(obj, name)
-    ok_lo = v >= lo if closed_low else v > lo
-    ok_hi = v <= hi if closed_high else v < hi
-    if not (ok_lo and ok_hi):
-        lb, rb = "[" if closed_low else "(", "]" if closed_high else ")"
-        raise ConfigError(f"{_section(obj)}{name}: must lie in {lb}{lo}, {hi}{rb}, got {v}")
+def iter_keys() -> Iterator[str]:
+    """Every dotted key of the schema (for tests and docs)."""
+    for name in Config.model_fields:
+        if name in SECTIONS:
+            yield from (f"{name}.{k}" for k in SECTIONS[name].model_fields)
+        else:
+            yield name

@@ -168,7 +168,7 @@ class MRCCL(nn.Module):
         # used the audio schedule for every modality).
         self.noise = nn.ModuleDict({n: NoiseScheduler(nz.schedule, nz.steps, nz.beta_start, nz.beta_end,
                                                       nz.per_sample) for n in self.names})
-        temps = (lc.temperature_init, lc.temperature_min, lc.temperature_max)
+        temps = (lc.contrastive_temperature_init, lc.contrastive_temperature_min, lc.contrastive_temperature_max)
         self.imcl_ae = IMCLAE(len(dims), h, *temps)
         self.imcl_ne = IMCLNE(len(dims), *temps)
 

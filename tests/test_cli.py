@@ -424,7 +424,7 @@ def test_auto_accept_rounds_stop_when_nothing_new_passes_and_never_take_a_human_
     # fixed thresholds at 1.0: nothing passes, so the second of three rounds is not trained
     cfg = tmp_path / "fixed.yaml"
     # (and a graph too small for the project: the round says it skipped label spreading)
-    cfg.write_text(f"extends: {Path(__file__).parent / 'fast.yaml'}\nself_training:\n  policy: thresholds\n"
+    cfg.write_text(f"extends: {Path(__file__).parent / 'fast.yaml'}\nself_training:\n  policy: fixed\n"
                    "propagation:\n  max_rows: 10\n")
     assert run(capsys, "thresholds", project, "--set", ",".join(f"{c}=1.0" for c in CLASSES))[0] == 0
     code, out, err = run(capsys, "train", project, "--config", cfg, "--auto-accept", "--rounds", "3")

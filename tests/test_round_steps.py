@@ -23,7 +23,7 @@ from mersemi.service.review import suggest_thresholds
 
 FAST = load_config(Path(__file__).parent / "fast.yaml")
 # The fixed-threshold policy leaves the project's thresholds alone, so each test sets them.
-FIXED = FAST.replace(**{"self_training.policy": "thresholds", "self_training.balance_cap": 0.0})
+FIXED = FAST.replace(**{"self_training.policy": "fixed", "self_training.balance_cap": 0.0})
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_auto_accept_takes_the_open_candidates_and_measures_their_precision(proj
         assert pp[name] == (round(float(hit[mine].mean()), 4) if mine.any() else None), name
 
     sel = summary["auto_accept_selection"]
-    assert sel["accepted"] == len(auto) and sel["policy"] == "thresholds" and sel["balance_cap"] == 0.0
+    assert sel["accepted"] == len(auto) and sel["policy"] == "fixed" and sel["balance_cap"] == 0.0
     assert sel["target_precision"] == FIXED.self_training.target_precision == 0.90
     assert sel["from_round"] == summary["id"] - 1
     assert sel["thresholds"] == {c: 0.8 for c in project.classes}
