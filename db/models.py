@@ -18,25 +18,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ..engine.vocab import LOG_ACTIONS, Action, PredictionKind, RoundStatus, Split
+
 # The version the migrations in migrations/versions/ lead to (the head revision's number);
 # the meta table records the version a database is at.
 SCHEMA_VERSION = 4
 
-# The allowed values of every status/kind/action/split column, enforced by CHECK constraints.
-SPLITS = ("labeled", "unlabeled", "test")
-ROUND_STATUSES = ("queued", "running", "done", "failed")
-PREDICTION_KINDS = ("pool", "test", "oof")   # oof: out-of-fold predictions of gold samples
-# A decision in force; `label` is a class a human gives to any pool sample.
-DECISION_ACTIONS = ("accept", "reject", "relabel", "label")
-ACTIONS = DECISION_ACTIONS + ("undo",)       # entries of the decision log
 
 
 # None is stored as SQL NULL (not the JSON text 'null'), as the Text columns before it did.
 JSON_VALUE = JSON(none_as_null=True)
 
 
-def one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
-    """CHECK constraint `column IN (values)`; named, so that migrations can find it again."""
+def one_of(column: str, values, name: str) -> CheckConstraint:
+    """CHECK constraint `column IN (values)` (the vocabulary of engine/vocab.py); named, so that
+    migrations can find it again."""
     quoted = ", ".join(f"'{v}'" for v in values)
     return CheckConstraint(f"{column} IN ({quoted})", name=name)
 
@@ -74,7 +70,7 @@ class Sample(Base):
     text: Mapped[str | None] = mapped_column(Text)
     media: Mapped[str | None] = mapped_column(Text)   # relative to meta media_root
 
-    __table_args__ = (one_of("split", SPLITS, "ck_samples_split"),)
+    __table_args__ = (one_of("split", Split, "ck_samples_split"),)
 
 
 class Round(Base):
@@ -97,7 +93,7 @@ class Round(Base):
     # Last sign of life of the training process: a round of another host is dead when stale.
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (one_of("status", ROUND_STATUSES, "ck_rounds_status"),)
+    __table_args__ = (one_of("status", RoundStatus, "ck_rounds_status"),)
 
 
 class Prediction(Base):
@@ -115,7 +111,7 @@ class Prediction(Base):
         Index("ix_pred_class_conf", "round_id", "kind", "predicted", "confidence", "sample_id"),
         # The all-classes queue, sorted by confidence.
         Index("ix_pred_conf", "round_id", "kind", "confidence"),
-        one_of("kind", PREDICTION_KINDS, "ck_predictions_kind"),
+        one_of("kind", PredictionKind, "ck_predictions_kind"),
     )
 
 
@@ -136,7 +132,7 @@ class Decision(Base):
     # page's per-class counts go by, whatever the reviewer answered.
     predicted: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
 
-    __table_args__ = (one_of("action", ACTIONS, "ck_decisions_action"),)
+    __table_args__ = (one_of("action", LOG_ACTIONS, "ck_decisions_action"),)
 
 
 class CurrentDecision(Base):
@@ -156,7 +152,7 @@ class CurrentDecision(Base):
     # index alone.
     __table_args__ = (Index("ix_current_action_label", "action", "label"),
                       Index("ix_current_action_predicted", "action", "predicted"),
-                      one_of("action", DECISION_ACTIONS, "ck_current_decisions_action"))
+                      one_of("action", Action, "ck_current_decisions_action"))
 
 
 class Threshold(Base):

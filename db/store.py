@@ -29,6 +29,7 @@ from . import connect
 from .connect import check_schema, is_busy, is_retryable, make_engine, write_engine
 from .errors import StoreBusy, StoreError
 from .migrate import create_schema
+from ..engine.vocab import Tool
 from .models import (
     Claim, ClassLabel, CurrentDecision, Decision, Meta, Prediction, Round, Sample, Threshold, utcnow,
 )
@@ -119,7 +120,7 @@ class Store:
             for i, (n, t) in enumerate(zip(names, default_thresholds)):
                 s.add(ClassLabel(id=i, name=n))
                 s.flush()
-                s.add(Threshold(class_id=i, value=t, updated_by="init"))
+                s.add(Threshold(class_id=i, value=t, updated_by=Tool.INIT))
         self._write(work)
 
     def classes(self) -> list[str]:

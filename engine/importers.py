@@ -23,11 +23,9 @@ import pandas as pd
 from .errors import InputError, shown
 from .features import FeatureWriter, check_modality_name
 from .safe_npz import load_npz
+from .vocab import MEDIA_SUFFIXES, Split
 
 ProgressFn = Callable[[str, float], None]
-SPLITS = ("labeled", "unlabeled", "test")
-MEDIA_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov",
-                    ".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
 TEXT_COLUMNS = ("english", "chinese", "text")  # transcripts: first non-empty one wins
 _BLOCK_BYTES = 64 * 2**20  # float32 bytes per streamed block (~64 MB)
 MAX_NAME_CHARS = 255       # a sample name: the width of the samples table's name column
@@ -344,7 +342,7 @@ def _media_clips(folder: Path, names: list[str]) -> tuple[str, list[str | None]]
     """One clip per sample where `<name>.<ext>` exists (video before audio formats)."""
     if not folder.is_dir():
         raise InputError(f"{folder}: no such media folder")
-    rank = {ext: i for i, ext in enumerate(MEDIA_EXTENSIONS)}
+    rank = {ext: i for i, ext in enumerate(MEDIA_SUFFIXES)}
     best: dict[str, str] = {}
     with os.scandir(folder) as it:
         for entry in it:
@@ -394,8 +392,8 @@ def _names(column: pd.Series, path: Path, first_line: int) -> list[str]:
 
 def _split(value: str, where: str) -> str:
     split = value.lower()
-    if split not in SPLITS:
-        raise InputError(f"{where}: bad split {shown(value)} (must be {', '.join(SPLITS)})")
+    if split not in tuple(Split):
+        raise InputError(f"{where}: bad split {shown(value)} (must be {', '.join(Split)})")
     return split
 
 

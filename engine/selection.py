@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KINDS = ("both", "label", "verify")
+from .vocab import QueueKind
+
 
 
 def is_candidate(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds) -> np.ndarray:
@@ -223,8 +224,8 @@ def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
     the queue. `cls` keeps one predicted class; `min_confidence` drops samples below it.
     This runs on every key press of the review page: `pred` and `conf` (argmax and max of
     `probs`) and `orders` (queue_orders of the same arguments) spare recomputing them."""
-    if kind not in KINDS:
-        raise ValueError(f"queue kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind not in tuple(QueueKind):
+        raise ValueError(f"queue kind must be one of {', '.join(QueueKind)}, got {kind!r}")
     th = np.asarray(thresholds, np.float64)
     if len(probs) == 0:
         return ReviewQueue(np.zeros(0, np.int64), np.zeros(0, bool), probs, th)

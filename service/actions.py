@@ -24,7 +24,7 @@ from ..db.errors import StoreBusy
 
 from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import MersemiError, one_line, shown
-from ..engine.selection import KINDS
+from ..engine.vocab import QueueKind, Tool
 
 from .runner import TrainingRunner
 from .clips import ClipShelf
@@ -35,7 +35,7 @@ from .review import (
     RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
     suggest_thresholds,
 )
-from .values import MAX_REVIEWER, RESERVED_REVIEWERS, flag, mapping, number, text
+from .values import MAX_REVIEWER, RESERVED_NAMES, flag, mapping, number, text
 
 EMPTY_QUEUE = {  # what an empty queue means, and what to do
     "verify": "no undecided candidates pass the thresholds in this filter: lower a threshold, "
@@ -151,7 +151,7 @@ class AppActions:
         suggested = suggest_thresholds(self.project, target)
         reachable = {c: v for c, v in suggested.items() if v is not None}
         if reachable:
-            self.project.set_thresholds(reachable, by=self._tool("suggest"))
+            self.project.set_thresholds(reachable, by=self._tool(Tool.SUGGEST))
         unreachable = [c for c, v in suggested.items() if v is None]
         result = self._thresholds_result()
         result["unreachable"] = unreachable
@@ -163,7 +163,7 @@ class AppActions:
     @refusals
     def paper_preset(self) -> dict:
         """The paper's thresholds: neutral/angry/happy/sad 0.99, worried/surprise 0.85."""
-        self.project.set_thresholds(paper_preset(self.project), by=self._tool("paper preset"))
+        self.project.set_thresholds(paper_preset(self.project), by=self._tool(Tool.PAPER_PRESET))
         return self._thresholds_result()
 
     def _thresholds_result(self) -> dict:
@@ -218,8 +218,8 @@ class AppActions:
     @staticmethod
     def _queue_kind(kind: str) -> str:
         kind = text(kind, "kind", required=False) or DEFAULT_QUEUE
-        if kind not in KINDS:
-            raise ProjectError(f"kind: must be one of {', '.join(KINDS)}, got {shown(kind)}")
+        if kind not in tuple(QueueKind):
+            raise ProjectError(f"kind: must be one of {', '.join(QueueKind)}, got {shown(kind)}")
         return kind
 
     def _card(self, c) -> dict:
@@ -310,7 +310,7 @@ class AppActions:
                 raise ProjectError(f"reviewer: you are logged in as {shown(login)} and act under that name "
                                    f"only, not as {shown(name)}")
             return login
-        if name in RESERVED_REVIEWERS:
+        if name in RESERVED_NAMES:
             raise ProjectError(f"reviewer: {shown(name)} is reserved for what the tool records itself; "
                                "enter your own name")
         if not name and required:

@@ -25,6 +25,7 @@ from ..db.store import CardClaimed, DecisionIn, Store, as_utc
 from ..engine.config import load_config
 from ..engine.errors import InputError, MersemiError, shown
 from ..engine.crashpoints import crash_point
+from ..engine.vocab import Action
 from ..engine.features import (
     FeatureStore, FeatureWriter, process_may_run, publish_staged, remove_dead_staging,
 )
@@ -33,8 +34,6 @@ from ..engine.importers import MAX_NAME_CHARS, ImportPlan, plan_mertools, plan_n
 from .values import MAX_REVIEWER, text
 
 DEFAULT_CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
-# accept / reject / relabel answer a prediction; label gives a class to any pool sample.
-ACTIONS = ("accept", "reject", "relabel", "label")
 MAX_REPORTED = 20  # bad decision rows named in one error
 PENDING_IMPORT = "import_pending"  # meta key: JSON of an import between its samples and its features
 ProgressFn = Callable[[str, float], None]
@@ -309,8 +308,9 @@ class Project:
             raise ProjectError("unknown sample")
         sid, split = known[r.name]
         action = (r.action or "").strip().lower()
-        if action not in ACTIONS:
-            raise ProjectError(f"decision must be {', '.join(ACTIONS[:-1])} or {ACTIONS[-1]}, got {shown(r.action)}")
+        if action not in tuple(Action):
+            raise ProjectError(f"decision must be {', '.join(list(Action)[:-1])} or {list(Action)[-1]}, "
+                               f"got {shown(r.action)}")
         if split != "unlabeled":
             raise ProjectError(f"not in the pool (it is a {split} sample)")
         if sid not in preds:
@@ -365,7 +365,7 @@ class Project:
                        | {"total": sum(splits.values())},
             "labeled_per_class": {c: gold.get(i, 0) for i, c in enumerate(self.classes)},
             "decisions": {a: {c: counts[a].get(i, 0) for i, c in enumerate(self.classes)}
-                          for a in ACTIONS},
+                          for a in Action},
             "thresholds": self.thresholds(),
             "current_round": None if current is None else current.id,
             "rounds": rounds,

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..engine import selection
 from ..engine.config import load_config
+from ..engine.vocab import QueueKind, media_kind
 
 from .project import Project, ProjectError
 
@@ -25,7 +26,7 @@ THRESHOLD_STEP = 0.001  # what a threshold slider can show; suggestions are roun
 # set thresholds so low that 8 samples stayed below them: a label-only queue ran dry, while 200
 # verify decisions bought +11 test WAF; "both" gives the least sure first, then the riskiest
 # candidates (bench/fewlabel.py compares it with the verify queue).
-DEFAULT_QUEUE = "both"
+DEFAULT_QUEUE = QueueKind.BOTH
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,8 @@ def queue_page(project: Project, kind: str | None = None, cls: str | None = None
     DEFAULT_QUEUE; `cls` keeps one predicted class ("all" / None: every class). `view` and
     `thresholds` (class order): what a request resolved once (default: read now)."""
     kind = DEFAULT_QUEUE if kind in (None, "") else kind
-    if kind not in selection.KINDS:
-        raise ProjectError(f"queue kind must be one of {', '.join(selection.KINDS)}, got {kind!r}")
+    if kind not in tuple(QueueKind):
+        raise ProjectError(f"queue kind must be one of {', '.join(QueueKind)}, got {kind!r}")
     view = view or round_view(project)
     entries = _queue(project, kind, cls, min_confidence, reviewer, view, thresholds)
     page = entries[offset:offset + limit]
@@ -301,18 +302,6 @@ def queue_position(project: Project, sample_id: int, cls: str | None = None,
 
 
 # ---------------------------------------------------------------------- media
-
-# One list of media kinds: every clip the importer accepts (engine/importers.py) gets a player
-# on the card; a suffix missing here is an error the tests catch, not a clip that never plays.
-AUDIO_KINDS = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
-VIDEO_KINDS = (".mp4", ".webm", ".mov", ".mkv", ".avi")
-
-
-def media_kind(path: str | Path) -> str | None:
-    """"audio" | "video" for a clip the importer accepts, None otherwise."""
-    suffix = Path(path).suffix.lower()
-    return "audio" if suffix in AUDIO_KINDS else "video" if suffix in VIDEO_KINDS else None
-
 
 def media_file(project: Project, media: str | None) -> tuple[Path | None, str | None]:
     """(path, "audio" | "video") of a sample's clip, only when it resolves to a file inside the

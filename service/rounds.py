@@ -22,12 +22,12 @@ from ..engine.config import Config
 from ..engine.errors import InputError
 from ..engine.calibration import expected_calibration_error
 from ..engine.metrics import classification_metrics
+from ..engine.vocab import Tool
 from ..engine.train import TrainSet, graph_share, train_round as engine_train_round
 
 from .project import Project, ProjectError, ProgressFn
 from .review import HUMAN_LABELS
 
-AUTO_REVIEWER = "auto"
 # How often a training process records that it is alive (Project.HEARTBEAT_LIMIT is minutes).
 HEARTBEAT_EVERY_S = 15.0
 
@@ -108,7 +108,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         store.complete_round(
             rid, predictions=[("pool", pool_ids, pool_probs), ("test", test_ids, test_probs),
                               ("oof", gold_ids, result.oof_probs)],
-            decisions=auto, reviewer=AUTO_REVIEWER, composition=composition, metrics=metrics,
+            decisions=auto, reviewer=Tool.AUTO, composition=composition, metrics=metrics,
             checkpoint=str(checkpoint.relative_to(project.root)))
     except BaseException as e:
         store.fail_round(rid, _describe(e))
@@ -130,7 +130,7 @@ def _apply_policy(project: Project, cfg: Config) -> None:
     from .review import suggest_thresholds  # review imports this module's siblings only
 
     found = suggest_thresholds(project, st.target_precision, st.target_per)
-    project.set_thresholds({c: selection.closed_if_unreachable(t) for c, t in found.items()}, by="policy")
+    project.set_thresholds({c: selection.closed_if_unreachable(t) for c, t in found.items()}, by=Tool.POLICY)
 
 
 class Heartbeat:

@@ -12,12 +12,11 @@ import math
 
 from ..engine.errors import UsageError, shown
 from ..engine.importers import MAX_NAME_CHARS
+from ..engine.vocab import RESERVED_NAMES
 
 MAX_TEXT = MAX_NAME_CHARS  # a sample, class, preset, action or export name
 MAX_REVIEWER = 128  # the width of the decisions' reviewer column
-# Names the tool records itself (automatic decisions, threshold presets): never a reviewer's
-# or a login's.
-RESERVED_REVIEWERS = ("auto", "init", "suggest", "paper preset")
+__all__ = ["MAX_REVIEWER", "MAX_TEXT", "RESERVED_NAMES", "flag", "mapping", "number", "text"]
 
 
 def number(value: object, what: str, low: float = -math.inf, high: float = math.inf,

@@ -11,11 +11,10 @@ import pytest
 
 from app_fixtures import make_review_project, write_wav
 from mersemi.engine.config import load_config
-from mersemi.engine.importers import MEDIA_EXTENSIONS
+from mersemi.engine.vocab import MEDIA_SUFFIXES, media_kind
 from mersemi.ui import app as page
 from mersemi.service.actions import AppActions
 from mersemi.service.review import auto_accept_preview, wilson_interval
-from mersemi.service.review import media_kind
 
 
 class Part:
@@ -201,7 +200,7 @@ def test_auto_accept_confirmed_unticks_the_box(app, W):
 # ---------------------------------------------------------------------- 11. media kinds
 
 def test_every_media_kind_the_importer_accepts_gets_a_player(app, W):
-    assert {e: media_kind("x" + e) for e in MEDIA_EXTENSIONS if media_kind("x" + e) is None} == {}
+    assert {e: media_kind("x" + e) for e in MEDIA_SUFFIXES if media_kind("x" + e) is None} == {}
     media = app.project.media_root
     write_wav(media / "u49.aac")            # the bytes need not be AAC: the kind comes from the name
     (media / "u48.mov").write_bytes(b"\0" * 64)

@@ -3,7 +3,8 @@ review queues. Small arrays whose answers can be worked out by hand."""
 import numpy as np
 import pytest
 
-from mersemi.engine.selection import (KINDS, closed_if_unreachable, expected_precision, is_candidate, queue_orders,
+from mersemi.engine.vocab import QueueKind
+from mersemi.engine.selection import (closed_if_unreachable, expected_precision, is_candidate, queue_orders,
                                       review_queue, select, target_thresholds)
 
 
@@ -215,7 +216,7 @@ def reference_queue(probs, open_, th, kind, cls, min_conf) -> list[tuple[int, bo
             "both": [(i, True) for i in label] + [(i, False) for i in verify]}[kind]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", list(QueueKind))
 def test_a_queue_filtered_from_kept_orders_is_the_queue_by_its_definition(kind):
     # The app sorts once per round, thresholds and filter (queue_orders) and keeps the open
     # samples per request: decided samples leaving must not reorder what is left.

@@ -24,8 +24,8 @@ from ..service.project import (  # noqa: E402
     DEFAULT_CLASSES, PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv,
 )
 from ..service.review import DEFAULT_QUEUE  # noqa: E402
-from ..service.values import MAX_REVIEWER, RESERVED_REVIEWERS, number  # noqa: E402
-from ..engine.selection import KINDS  # noqa: E402
+from ..service.values import MAX_REVIEWER, RESERVED_NAMES, number  # noqa: E402
+from ..engine.vocab import QueueKind  # noqa: E402
 
 
 DESCRIPTION = "Review pseudo-labels for semi-supervised multimodal emotion recognition (MR-CCL)."
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("queue", help="the next samples of the review queue, as the app shows them")
     c.add_argument("dir", type=Path, help=DIR_HELP)
-    c.add_argument("--kind", choices=list(KINDS), default=None,
+    c.add_argument("--kind", choices=list(QueueKind), default=None,
                    help=f"label: below threshold, least sure first; verify: candidates, riskiest "
                         f"first; both: label then verify (default: {DEFAULT_QUEUE}, the app's default)")
     c.add_argument("--limit", default="20", metavar="N", help="how many (default %(default)s)")
@@ -490,7 +490,7 @@ def _parse_logins(values: list[str], users_file: Path | None) -> list[tuple[str,
             errors.append(f"{where}: expected USER:PASSWORD")  # never echo: it may hold a password
         elif len(user) > MAX_REVIEWER:
             errors.append(f"{where}: user name longer than {MAX_REVIEWER} characters")
-        elif user in RESERVED_REVIEWERS:
+        elif user in RESERVED_NAMES:
             errors.append(f"{where}: user name {shown(user)} is reserved (the tool records it itself)")
         elif user in logins:
             errors.append(f"{where}: user {shown(user)} given twice")
