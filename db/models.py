@@ -18,11 +18,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ..engine.vocab import LOG_ACTIONS, Action, PredictionKind, RoundStatus, Split
+from ..engine.vocab import LOG_ACTIONS, Action, CardKind, PredictionKind, RoundStatus, Source, Split
 
 # The version the migrations in migrations/versions/ lead to (the head revision's number);
 # the meta table records the version a database is at.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 
@@ -92,6 +92,10 @@ class Round(Base):
     host: Mapped[str | None] = mapped_column(String(255))
     # Last sign of life of the training process: a round of another host is dead when stale.
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # How far the training process is (0-1) and in which phase: every page follows it, wherever
+    # the round was started (schema 5).
+    progress: Mapped[float | None] = mapped_column(Float)
+    progress_message: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (one_of("status", RoundStatus, "ck_rounds_status"),)
 
@@ -131,8 +135,16 @@ class Decision(Base):
     # The class the model predicted for the sample in `round_id` (schema 4): what the review
     # page's per-class counts go by, whatever the reviewer answered.
     predicted: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
+    # Schema 5: where the label came from (engine/vocab.Source; none for a reject or an undo),
+    # the card it was decided on (verify: at or above the threshold then, label: below), and the
+    # model's confidence in its prediction then: what the review's check of the calibration reads.
+    source: Mapped[str | None] = mapped_column(String(16))
+    card: Mapped[str | None] = mapped_column(String(8))
+    confidence: Mapped[float | None] = mapped_column(Float)
 
-    __table_args__ = (one_of("action", LOG_ACTIONS, "ck_decisions_action"),)
+    __table_args__ = (one_of("action", LOG_ACTIONS, "ck_decisions_action"),
+                      one_of("source", Source, "ck_decisions_source"),
+                      one_of("card", CardKind, "ck_decisions_card"))
 
 
 class CurrentDecision(Base):
@@ -147,20 +159,41 @@ class CurrentDecision(Base):
     action: Mapped[str] = mapped_column(String(8))
     label: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
     predicted: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
+    source: Mapped[str | None] = mapped_column(String(16))      # as the decision's (schema 5)
 
     # Per-class decision counts (every threshold change, every decision shows them) read an
     # index alone.
     __table_args__ = (Index("ix_current_action_label", "action", "label"),
                       Index("ix_current_action_predicted", "action", "predicted"),
-                      one_of("action", Action, "ck_current_decisions_action"))
+                      Index("ix_current_source_label", "source", "label"),
+                      one_of("action", Action, "ck_current_decisions_action"),
+                      one_of("source", Source, "ck_current_decisions_source"))
 
 
 class Threshold(Base):
+    """A class's threshold in force and its owner: the person (or tool) who set it last. The
+    policy after a round sets it only while `policy_may_set` (schema 5): a person's value is
+    theirs until they let the policy set it again."""
     __tablename__ = "thresholds"
     class_id: Mapped[int] = mapped_column(ForeignKey("classes.id"), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(128))
+    policy_may_set: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ThresholdChange(Base):
+    """Append-only history of every threshold change (schema 5): value, owner, who and when;
+    `round_id` names the round whose policy step made it."""
+    __tablename__ = "threshold_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id"), index=True)
+    value: Mapped[float] = mapped_column(Float)
+    policy_may_set: Mapped[bool] = mapped_column(Boolean)
+    set_by: Mapped[str] = mapped_column(String(128))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"))
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Claim(Base):

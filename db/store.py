@@ -29,9 +29,9 @@ from . import connect
 from .connect import check_schema, is_busy, is_retryable, make_engine, write_engine
 from .errors import StoreBusy, StoreError
 from .migrate import create_schema
-from ..engine.vocab import Tool
+from ..engine.vocab import Source, Tool, source_of
 from .models import (
-    Claim, ClassLabel, CurrentDecision, Decision, Meta, Prediction, Round, Sample, Threshold, utcnow,
+    Claim, ClassLabel, CurrentDecision, Decision, Meta, Prediction, Round, Sample, Threshold, ThresholdChange, utcnow,
 )
 
 T = TypeVar("T")
@@ -52,6 +52,8 @@ class DecisionIn:
     round_id: int | None
     note: str | None = None
     predicted: int | None = None  # the round's prediction; accept / reject: `label` when not given
+    card: str | None = None       # the card it was decided on: verify (at or above the threshold) | label
+    confidence: float | None = None   # the round's confidence in its prediction
 
     @property
     def predicted_class(self) -> int | None:
@@ -117,10 +119,12 @@ class Store:
 
     def set_classes(self, names: Sequence[str], default_thresholds: Sequence[float]) -> None:
         def work(s: Session) -> None:
+            now = utcnow()
             for i, (n, t) in enumerate(zip(names, default_thresholds)):
                 s.add(ClassLabel(id=i, name=n))
                 s.flush()
-                s.add(Threshold(class_id=i, value=t, updated_by=Tool.INIT))
+                s.add(Threshold(class_id=i, value=t, updated_at=now, updated_by=Tool.INIT, policy_may_set=True))
+                s.add(ThresholdChange(class_id=i, value=t, policy_may_set=True, set_by=Tool.INIT, set_at=now))
         self._write(work)
 
     def classes(self) -> list[str]:
@@ -194,12 +198,38 @@ class Store:
         with self.session() as s:
             return list(s.scalars(select(Threshold.value).order_by(Threshold.class_id)))
 
-    def set_thresholds(self, values: dict[int, float], by: str | None = None) -> None:
+    def threshold_rows(self) -> list[Threshold]:
+        """Every class's threshold with its owner (class order)."""
+        with self.session() as s:
+            return list(s.scalars(select(Threshold).order_by(Threshold.class_id)))
+
+    def set_thresholds(self, values: dict[int, float], by: str, policy_may_set: bool = False) -> None:
+        """Set thresholds in one transaction, each change logged. A person's value is theirs
+        (`policy_may_set` False) until they let the policy set it again (`release_thresholds`)."""
         def work(s: Session) -> None:
+            now = utcnow()
             for cid, v in values.items():
-                s.execute(update(Threshold).where(Threshold.class_id == cid)
-                          .values(value=float(v), updated_at=utcnow(), updated_by=by))
+                s.execute(update(Threshold).where(Threshold.class_id == cid).values(
+                    value=float(v), updated_at=now, updated_by=by, policy_may_set=policy_may_set))
+                s.add(ThresholdChange(class_id=cid, value=float(v), policy_may_set=policy_may_set,
+                                      set_by=by, set_at=now))
         self._write(work)
+
+    def release_thresholds(self, class_ids: Sequence[int], by: str) -> None:
+        """Let the policy set these classes after the next rounds (their values stay for now)."""
+        def work(s: Session) -> None:
+            now = utcnow()
+            for t in s.scalars(select(Threshold).where(Threshold.class_id.in_(list(class_ids)))):
+                t.policy_may_set = True
+                s.add(ThresholdChange(class_id=t.class_id, value=t.value, policy_may_set=True, set_by=by,
+                                      set_at=now, note="let the policy set it"))
+        self._write(work)
+
+    def threshold_history(self, limit: int | None = None) -> list[ThresholdChange]:
+        """Threshold changes, newest first."""
+        q = select(ThresholdChange).order_by(ThresholdChange.id.desc())
+        with self.session() as s:
+            return list(s.scalars(q.limit(limit) if limit else q))
 
     # ------------------------------------------------------------------ rounds
     def create_round(self, *, config: dict, config_name: str, thresholds: dict[str, float],
@@ -223,10 +253,13 @@ class Store:
             update(Round).where(Round.id == round_id, Round.status != "done")
             .values(status="failed", error=error[:2000], finished_at=utcnow())))
 
-    def heartbeat(self, round_id: int) -> None:
-        """The training process is alive (see `fail_dead_rounds`)."""
+    def heartbeat(self, round_id: int, progress: float | None = None, message: str | None = None) -> None:
+        """The training process is alive (see `fail_dead_rounds`), and how far it is."""
+        values: dict[str, Any] = {"heartbeat_at": utcnow()}
+        if progress is not None:
+            values |= {"progress": float(progress), "progress_message": (message or "")[:255]}
         self._write(lambda s: s.execute(update(Round).where(Round.id == round_id, Round.status == "running")
-                                        .values(heartbeat_at=utcnow())))
+                                        .values(**values)))
 
     def fail_dead_rounds(self, is_dead: Callable[[Round], bool], error: Callable[[Round], str]) -> list[Round]:
         """Mark failed, in one write transaction, the unfinished rounds that `is_dead` judges
@@ -259,10 +292,13 @@ class Store:
 
     def complete_round(self, round_id: int, *, predictions: list[tuple[str, np.ndarray, np.ndarray]],
                        decisions: list[DecisionIn], reviewer: str, composition: dict,
-                       metrics: dict, checkpoint: str | None) -> None:
+                       metrics: dict, checkpoint: str | None,
+                       thresholds: dict[int, float] | None = None, everyone: bool = False) -> list[dict]:
         """Write a round's results in ONE transaction: predictions (kind, sample ids, probs),
-        automatic decisions, metrics, status done. A crash before commit leaves nothing."""
-        def work(s: Session) -> None:
+        automatic decisions, the policy's `thresholds` (class id -> value) for the classes it
+        may set (all of them with `everyone`), metrics, status done. A crash before commit
+        leaves nothing. Returns per class what happened to its threshold (`_apply_policy`)."""
+        def work(s: Session) -> list[dict]:
             status = s.scalar(select(Round.status).where(Round.id == round_id))
             if status != "running":
                 raise RuntimeError(f"round {round_id} is {status}, not running")
@@ -270,10 +306,13 @@ class Store:
                 _insert_predictions(s, round_id, kind, ids, probs)
             if decisions:
                 _append_decisions(s, decisions, reviewer)
+            changes = _apply_policy(s, round_id, thresholds or {}, everyone)
             s.execute(update(Round).where(Round.id == round_id).values(
                 status="done", finished_at=utcnow(), composition=composition,
-                metrics=metrics, checkpoint=checkpoint))
-        self._write(work)
+                metrics=metrics | {"threshold_changes": changes}, checkpoint=checkpoint,
+                progress=1.0, progress_message="done"))
+            return changes
+        return self._write(work)
 
     # ------------------------------------------------------------------ predictions
     def predictions(self, round_id: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -379,14 +418,26 @@ class Store:
         return out
 
     def training_labels(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Approved labels of non-gold samples: sample ids, classes, action (accept|relabel|label)."""
+        """Labels of pool samples in force: sample ids, classes, sources (verified, relabeled,
+        labeled: a person's; pseudo: the tool's)."""
         with self.session() as s:
-            rows = s.execute(select(CurrentDecision.sample_id, CurrentDecision.label, CurrentDecision.action)
-                             .where(CurrentDecision.action.in_(("accept", "relabel", "label")))
+            rows = s.execute(select(CurrentDecision.sample_id, CurrentDecision.label, CurrentDecision.source)
+                             .where(CurrentDecision.source.is_not(None))
                              .order_by(CurrentDecision.sample_id)).all()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         labels = np.array([r[1] for r in rows], dtype=np.int64)
-        return ids, labels, [r[2] for r in rows]
+        return ids, labels, [str(r[2]) for r in rows]
+
+    def source_counts(self) -> dict[str, dict[int, int]]:
+        """Labels in force of pool samples: source -> {class: count} (every source but gold)."""
+        out: dict[str, dict[int, int]] = {src: {} for src in Source if src != Source.GOLD}
+        with self.session() as s:
+            q = (select(CurrentDecision.source, CurrentDecision.label, func.count())
+                 .where(CurrentDecision.source.is_not(None))
+                 .group_by(CurrentDecision.source, CurrentDecision.label))
+            for source, cls, n in s.execute(q):
+                out[str(source)][cast(int, cls)] = n
+        return out
 
     def decision_log(self) -> list[Decision]:
         with self.session() as s:
@@ -496,7 +547,8 @@ def _append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str) 
     now = utcnow()
     rows = [{"sample_id": e.sample_id, "round_id": e.round_id, "action": e.action, "label": e.label,
              "predicted": e.predicted_class, "reviewer": reviewer, "note": e.note, "batch": batch,
-             "created_at": now} for e in entries]
+             "created_at": now, "source": source_of(e.action, reviewer), "card": e.card,
+             "confidence": e.confidence} for e in entries]
     ids = list(s.scalars(insert(Decision).returning(Decision.id, sort_by_parameter_order=True), rows))
     sample_ids = [e.sample_id for e in entries]
     for part in _chunks(sample_ids):
@@ -505,7 +557,7 @@ def _append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str) 
     latest = {e.sample_id: (did, e) for did, e in zip(ids, entries)}
     s.execute(insert(CurrentDecision), [
         {"sample_id": sid, "decision_id": did, "action": e.action, "label": e.label,
-         "predicted": e.predicted_class} for sid, (did, e) in latest.items()])
+         "predicted": e.predicted_class, "source": source_of(e.action, reviewer)} for sid, (did, e) in latest.items()])
     return batch
 
 
@@ -545,6 +597,26 @@ def _decided_since(s: Session, kept: tuple[tuple, np.ndarray], version: tuple) -
     return np.union1d(np.setdiff1d(ids, touched, assume_unique=True), now)
 
 
+def _apply_policy(s: Session, round_id: int, proposal: dict[int, float], everyone: bool) -> list[dict]:
+    """Set each proposed class's threshold unless a person owns it (read under the write lock,
+    so a value a reviewer set while the round trained is kept); returns per proposed class
+    {class_id, old, new, by (who set the value in force now), changed}."""
+    out = []
+    now = utcnow()
+    for t in s.scalars(select(Threshold).where(Threshold.class_id.in_(list(proposal))).order_by(Threshold.class_id)):
+        new = float(proposal[t.class_id])
+        old, owner = t.value, t.updated_by
+        if t.policy_may_set or everyone:
+            if new != old or not t.policy_may_set:
+                t.value, t.updated_at, t.updated_by, t.policy_may_set = new, now, Tool.POLICY, True
+                s.add(ThresholdChange(class_id=t.class_id, value=new, policy_may_set=True, set_by=Tool.POLICY,
+                                      set_at=now, round_id=round_id))
+            owner = t.updated_by
+        out.append({"class_id": t.class_id, "old": old, "new": t.value, "by": owner,
+                    "changed": t.value != old, "kept_for_owner": not (t.policy_may_set or everyone)})
+    return out
+
+
 def _recompute_current(s: Session, sample_id: int) -> None:
     """Set the sample's decision in force to its latest entry that is neither an undo nor undone."""
     log = list(s.scalars(select(Decision).where(Decision.sample_id == sample_id).order_by(Decision.id.desc())))
@@ -553,7 +625,7 @@ def _recompute_current(s: Session, sample_id: int) -> None:
     for d in log:
         if d.action != "undo" and d.id not in undone:
             s.add(CurrentDecision(sample_id=sample_id, decision_id=d.id, action=d.action, label=d.label,
-                                  predicted=d.predicted))
+                                  predicted=d.predicted, source=d.source))
             break
 
 

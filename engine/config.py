@@ -8,16 +8,18 @@ a bad value raises `ConfigError` naming the dotted key.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .errors import MersemiError, one_line, shown
+from .thresholds import Policy, TargetPer, check_target_precision
 
 
 def presets() -> dict[str, Path]:
@@ -39,16 +41,6 @@ def preset_path(name: str) -> Path:
 
 class ConfigError(MersemiError, ValueError):
     """A configuration file or value is invalid; the message names the key."""
-
-
-TARGET_LOW, TARGET_HIGH = 0.0, 1.0   # a target precision lies in (0, 1]
-
-
-def check_target_precision(value: object, what: str = "target precision") -> float:
-    """The one check of a target precision: a finite number in (0, 1]. ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not TARGET_LOW < value <= TARGET_HIGH:
-        raise ValueError(f"{what} must lie in (0, 1], got {shown(value)}")
-    return float(value)
 
 
 def _yaml_number(value: Any) -> Any:
@@ -211,17 +203,25 @@ class SelfTrainingConfig(_Section):
         description="per-class thresholds by class name: a new project starts with them, the fixed policy "
                     "applies them after each round (the paper: 0.99, worried and surprise 0.85)")
     default_threshold: Number = Field(ge=0, le=1, description="the threshold of a class not named in thresholds")
-    policy: Literal["target_precision", "fixed"] = Field(
+    policy: Policy = Field(
         description="how a finished round sets the thresholds of the classes the policy may set: "
                     "target_precision (per class the lowest threshold whose candidates reach target_precision) or "
                     "fixed (this preset's thresholds)")
-    target_precision: Number = Field(gt=0, le=1, description="the expected precision the target_precision "
-                                                             "policy aims at")
-    target_per: Literal["set", "sample"] = Field(
+    target_precision: Number = Field(description="the expected precision the target_precision policy aims at, "
+                                                 "in (0, 1]")
+    target_per: TargetPer = Field(
         description="what must reach the target: sample (each candidate's calibrated confidence) or set (the "
                     "candidates' mean)")
     balance_cap: Number = Field(ge=0, description="automatic acceptance keeps no class above this multiple of "
                                                   "its labeled share of all pseudo-labels (0 = no cap)")
+    policy_overrides_reviewers: bool = Field(
+        description="false: the policy sets only the classes whose threshold no person owns (a person's value is "
+                    "theirs until they let the policy set it); true: it sets every class after each round")
+
+    @field_validator("target_precision")
+    @classmethod
+    def _target(cls, value: float) -> float:
+        return check_target_precision(value, what="")
 
     def threshold_for(self, classes: list[str]) -> list[float]:
         return [self.thresholds.get(c, self.default_threshold) for c in classes]
@@ -306,6 +306,7 @@ _CHECKPOINT_DEFAULTS = {
     "finetune": {"min_steps": 0, "select": "waf", "calibrate": False, "average": "arithmetic"},
     "propagation": {"enabled": False, "neighbours": 7, "alpha": 0.99, "iterations": 30, "max_rows": 30000,
                     "joint_fit_min": 100, "class_mass": "per_label"},
+    "self_training": {"policy_overrides_reviewers": True},
 }
 
 
@@ -342,8 +343,11 @@ def _first_error(e: ValidationError) -> str:
     if kind == "missing":
         return f"{loc}: missing"
     if kind == "value_error":
-        # A validator's own message names the key within its section ("beta_end: ...").
+        # A section's validator names the key within the section ("beta_end: ..."); a field's
+        # validator says what is wrong with the field.
         message = str(ctx.get("error", err["msg"]))
+        if not re.match(r"[a-z_.]+: ", message):
+            return f"{loc}: {message}"
         return f"{loc}.{message}" if loc and not message.startswith(loc.split(".")[0] + ".") else message
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:

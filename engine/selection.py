@@ -1,5 +1,5 @@
-"""Which pool samples a round offers: the one definition of a candidate, the thresholds a
-target precision implies, the class-balance cap, and the two review queues.
+"""Which pool samples a round offers: the one definition of a candidate, the expected precision
+of a set of them, and the review queues (self_training.py builds the automatic step on these).
 
 Pure functions on arrays (one entry per pool sample): `pred` the predicted class, `conf` its
 calibrated probability, `open_` whether the sample is still undecided (no human or automatic
@@ -39,104 +39,6 @@ def expected_precision(pred: np.ndarray, conf: np.ndarray, mask: np.ndarray,
     sums = np.bincount(pred[mask], weights=conf[mask], minlength=n_classes)
     return ([float(s / n) if n else None for s, n in zip(sums, counts)],
             [int(n) for n in counts])
-
-
-TARGET_PER = ("set", "sample")
-
-
-def closed_if_unreachable(threshold: float | None) -> float:
-    """The threshold a class gets from `target_thresholds`: 1.0 (nothing below certainty is a
-    candidate) for a class that cannot reach the target."""
-    return 1.0 if threshold is None else threshold
-
-
-def target_thresholds(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, n_classes: int,
-                      target: float, per: str = "set") -> list[float | None]:
-    """Per class, the lowest threshold at which the class's candidates have an expected
-    precision >= `target`; None when not even the most confident one reaches it.
-
-    per="set": their mean confidence reaches the target. per="sample": each one's does, i.e.
-    the threshold is the target itself (None when no open sample of the class reaches it).
-    The set reading admits more; the sample reading keeps every subset at the target, which
-    matters when automatic rounds accept again and again (each round's set would otherwise
-    bring its own tail below the target)."""
-    if not 0.0 < target <= 1.0:
-        raise ValueError(f"target precision must lie in (0, 1], got {target}")
-    if per not in TARGET_PER:
-        raise ValueError(f"target per must be one of {', '.join(TARGET_PER)}, got {per!r}")
-    out: list[float | None] = []
-    for c in range(n_classes):
-        sel = np.asarray(open_, bool) & (np.asarray(pred) == c)
-        cs = np.sort(np.asarray(conf, np.float64)[sel])[::-1]
-        if len(cs) == 0:
-            out.append(None)
-            continue
-        if per == "sample":
-            out.append(float(target) if cs[0] >= target - 1e-12 else None)
-            continue
-        mean = np.cumsum(cs) / np.arange(1, len(cs) + 1)   # non-increasing in k
-        # A threshold at cs[k] admits every sample tied with it: only the last index of a run
-        # of equal values is a threshold one can set.
-        last_of_run = np.r_[cs[1:] != cs[:-1], True]
-        ok = np.flatnonzero(last_of_run & (mean >= target - 1e-12))
-        out.append(float(cs[ok[-1]]) if len(ok) else None)
-    return out
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What the automatic step takes: `mask` over the pool, and per class the candidates at the
-    thresholds, how many the balance cap kept, and the expected precision of those kept."""
-    mask: np.ndarray
-    candidates: list[int]
-    kept: list[int]
-    expected_precision: list[float | None]
-
-    def as_dict(self, classes: list[str]) -> dict:
-        return {name: {"candidates": self.candidates[c], "accepted": self.kept[c],
-                       "expected_precision": None if p is None else round(p, 4)}
-                for c, (name, p) in enumerate(zip(classes, self.expected_precision))}
-
-
-def select(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds,
-           labeled_per_class, pseudo_per_class=None, balance_cap: float = 0.0) -> Selection:
-    """The candidates the automatic step accepts. With `balance_cap` m > 0 no class ends up
-    with more than m times its labeled share of all pseudo-labels (those already accepted,
-    `pseudo_per_class`, included), nor is held below m times its own labeled count; a capped
-    class keeps its most confident candidates. 0 = no cap."""
-    pred, conf = np.asarray(pred, np.int64), np.asarray(conf, np.float64)
-    n_classes = len(np.asarray(thresholds))
-    cand = is_candidate(pred, conf, open_, thresholds)
-    n_cand = np.bincount(pred[cand], minlength=n_classes)
-    keep = n_cand.copy()
-    if balance_cap > 0:
-        keep = _balanced_counts(n_cand, np.asarray(labeled_per_class, np.float64),
-                                np.zeros(n_classes) if pseudo_per_class is None
-                                else np.asarray(pseudo_per_class, np.float64), balance_cap)
-    mask = np.zeros(len(pred), bool)
-    for c in range(n_classes):
-        idx = np.flatnonzero(cand & (pred == c))
-        if keep[c] < len(idx):
-            idx = idx[np.argsort(-conf[idx], kind="stable")[:keep[c]]]
-        mask[idx] = True
-    prec, _ = expected_precision(pred, conf, mask, n_classes)
-    return Selection(mask, [int(n) for n in n_cand], [int(k) for k in keep], prec)
-
-
-def _balanced_counts(n_cand: np.ndarray, labeled: np.ndarray, already: np.ndarray,
-                     cap: float) -> np.ndarray:
-    """Largest per-class counts k <= n_cand with already_c + k_c <= max(cap * share_c * T,
-    cap * labeled_c), T the total pseudo-labels afterwards: a fixed point reached from above
-    (T only shrinks, so the loop ends)."""
-    share = labeled / max(labeled.sum(), 1.0)
-    k = n_cand.astype(np.int64)
-    while True:
-        total = already.sum() + k.sum()
-        limit = np.floor(np.maximum(cap * share * total, cap * labeled) - already).clip(min=0)
-        new = np.minimum(n_cand, limit).astype(np.int64)
-        if (new == k).all():
-            return k
-        k = new
 
 
 # ---------------------------------------------------------------------- review queues

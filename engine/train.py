@@ -44,7 +44,7 @@ from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
 from .propagation import knn_graph, spread
 
-__all__ = ["ProgressFn", "TrainSet", "RoundResult", "train_round", "graph_share", "predict", "pick_device"]
+__all__ = ["ProgressFn", "TrainSet", "RoundResult", "train_round", "predict", "pick_device"]
 
 Model = MRCCL | AttentionBaseline
 
@@ -60,7 +60,7 @@ class TrainSet:
     score_rows: np.ndarray           # rows scored by the fold ensemble (pool + test)
     # The label-spreading graph's weight relative to the ensemble's, fixed by the caller; None:
     # fitted on the out-of-fold predictions. Extra labels that came from the model (accepted
-    # pseudo-labels) make those predictions optimistic, see service/rounds.py.
+    # pseudo-labels) make those predictions optimistic, see engine/self_training.py.
     graph_share: float | None = None
     # Per extra row: its label came from the model (an accepted pseudo-label). Such rows train
     # the folds but do not seed the graph, which spreads human labels only. None: none did.
@@ -223,14 +223,6 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
              "temperature": temperature, "graph_weight": graph_weight}
     report("done", 1.0)
     return RoundResult(score_probs, oof, metrics, state)
-
-
-def graph_share(metrics: Mapping[str, Any]) -> float | None:
-    """A round's label-spreading weight per unit of the ensemble's (graph_weight x temperature,
-    from its metrics): what `TrainSet.graph_share` carries into a later round. None when the
-    round ran without the graph."""
-    weight, temperature = metrics.get("graph_weight"), metrics.get("temperature")
-    return None if weight is None or not temperature else float(weight) * float(temperature)
 
 
 # ---------------------------------------------------------------------- phases

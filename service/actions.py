@@ -35,7 +35,7 @@ from .review import (
     RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
     suggest_thresholds,
 )
-from .values import MAX_REVIEWER, RESERVED_NAMES, flag, mapping, number, text
+from .values import MAX_REVIEWER, flag, mapping, number, person, text
 
 EMPTY_QUEUE = {  # what an empty queue means, and what to do
     "verify": "no undecided candidates pass the thresholds in this filter: lower a threshold, "
@@ -127,31 +127,51 @@ class AppActions:
     @refusals
     def candidate_counts(self) -> dict:
         """Per class at the stored thresholds: threshold, undecided candidates, expected
-        precision with its OOF support, accepted / rejected / relabeled."""
+        precision with its OOF support, the pool labels in force by source (verified,
+        relabeled, labeled, pseudo) and the rejections."""
         snap = self._snapshot()
         return {"ok": True, "round": snap.round_id, "classes": self._table(snap)}
 
     @refusals
     def set_thresholds(self, thresholds: dict, reviewer: str = "") -> dict:
-        """Set some or all class thresholds (class -> number in [0, 1]); all are validated
-        before any is written. Returns the thresholds and the per-class table."""
-        values = {}
-        for name, value in mapping(thresholds, "thresholds").items():
-            cls = self.project.classes[self.project.class_id(name)]
-            values[cls] = number(value, f"threshold for {cls}", 0.0, 1.0)
-        by = self._reviewer(reviewer, required=False) or None
+        """Set some or all class thresholds (class -> number in [0, 1]) as the reviewer's own:
+        the policy after a round leaves them alone until the reviewer releases them. All are
+        checked before any is written. Returns the thresholds and the per-class table."""
+        values = mapping(thresholds, "thresholds")
+        by = self._reviewer(reviewer)
         self.project.set_thresholds(values, by=by)
         return self._thresholds_result()
 
     @refusals
-    def suggest(self, target: float) -> dict:
-        """Set each class to the lowest threshold whose expected precision reaches `target`;
-        classes that cannot reach it keep their threshold and are listed in `unreachable`."""
+    def release_thresholds(self, classes: list, reviewer: str = "") -> dict:
+        """Let the policy set these classes' thresholds after the coming rounds (["all"]: every
+        class); their values stay until then."""
+        if not isinstance(classes, list) or not classes:
+            raise ProjectError(f"classes: give a list of class names (or [\"all\"]), got {shown(classes)}")
+        names = [text(c, "class") for c in classes]
+        released = self.project.release_thresholds(names, by=self._reviewer(reviewer))
+        return self._thresholds_result() | {"released": released,
+                                            "message": f"the policy sets {', '.join(released)} after the next round"}
+
+    @refusals
+    def threshold_history(self, limit: int = 200) -> dict:
+        """Threshold changes, newest first: class, threshold, set_by, set_at, round (the round
+        whose policy step made it), policy_may_set; and every class's owner now."""
+        limit = number(limit, "limit", low=1, high=100_000, integer=True)
+        return {"ok": True, "changes": self.project.threshold_history(limit),
+                "owners": self.project.threshold_owners()}
+
+    @refusals
+    def suggest(self, target: float, reviewer: str = "") -> dict:
+        """Set each class to the lowest threshold whose expected precision reaches `target`
+        (recorded as the reviewer's, through Suggest); classes that cannot reach it keep their
+        threshold and are listed in `unreachable`."""
         target = number(target, "target precision", 0.0, 1.0)
+        by = self._tool(Tool.SUGGEST, reviewer)
         suggested = suggest_thresholds(self.project, target)
         reachable = {c: v for c, v in suggested.items() if v is not None}
         if reachable:
-            self.project.set_thresholds(reachable, by=self._tool(Tool.SUGGEST))
+            self.project.set_thresholds(reachable, by=by)
         unreachable = [c for c, v in suggested.items() if v is None]
         result = self._thresholds_result()
         result["unreachable"] = unreachable
@@ -161,9 +181,10 @@ class AppActions:
         return result
 
     @refusals
-    def paper_preset(self) -> dict:
-        """The paper's thresholds: neutral/angry/happy/sad 0.99, worried/surprise 0.85."""
-        self.project.set_thresholds(paper_preset(self.project), by=self._tool(Tool.PAPER_PRESET))
+    def paper_preset(self, reviewer: str = "") -> dict:
+        """The paper's thresholds (neutral/angry/happy/sad 0.99, worried/surprise 0.85), recorded
+        as the reviewer's, through the preset."""
+        self.project.set_thresholds(paper_preset(self.project), by=self._tool(Tool.PAPER_PRESET, reviewer))
         return self._thresholds_result()
 
     def _thresholds_result(self) -> dict:
@@ -245,7 +266,7 @@ class AppActions:
         as_accept = name in out.get("relabel_as_accept", ())
         if as_accept:  # relabel to the predicted class: the service recorded the accept it is
             action = "accept"
-        label_out = label if action == "relabel" else None
+        label_out = label if action in ("relabel", "label") else None
         message = _decision_message(name, action, label_out, out["replaced"])
         if as_accept:
             message += f" ({label} is the predicted class: a relabel to it is recorded as an accept)"
@@ -310,17 +331,16 @@ class AppActions:
                 raise ProjectError(f"reviewer: you are logged in as {shown(login)} and act under that name "
                                    f"only, not as {shown(name)}")
             return login
-        if name in RESERVED_NAMES:
-            raise ProjectError(f"reviewer: {shown(name)} is reserved for what the tool records itself; "
-                               "enter your own name")
+        name = person(name, required=False)
         if not name and required:
             raise ProjectError("enter your reviewer name first: every decision records who made it")
         return name
 
-    def _tool(self, what: str) -> str:
-        """updated_by for thresholds the tool computed: with logins, also who asked."""
-        login = LOGIN.get()
-        return f"{what} ({login})"[:MAX_REVIEWER] if login else what   # the column's width
+    def _tool(self, what: str, reviewer: str = "") -> str:
+        """Who set thresholds the tool computed at a person's request: the tool and the person
+        (the login with logins), e.g. "suggest (ann)"; the tool alone when no one is named."""
+        name = self._reviewer(reviewer, required=False)
+        return f"{what} ({name})"[:MAX_REVIEWER] if name else str(what)   # the column's width
 
     def _snapshot(self, required: bool = True) -> Snapshot | None:
         """The current round, its arrays and the thresholds, read once for this request."""
@@ -432,7 +452,8 @@ def _fresh_path(folder: Path, stem: str, suffix: str) -> Path:
 
 
 def _decision_message(name: str, action: str, label: str | None, replaced: list[dict]) -> str:
-    done = {"accept": "accepted", "reject": "rejected", "relabel": f"relabeled as {label}"}[action]
+    done = {"accept": "accepted", "reject": "rejected", "relabel": f"relabeled as {label}",
+            "label": f"labeled {label}"}[action]
     msg = f"{name}: {done}"
     for r in replaced:
         what = r["action"] + (f" ({r['label']})" if r["label"] else "")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine.errors import shown
+from ..engine.vocab import Source, Split
 
 from .project import Project, ProjectError
 
@@ -64,15 +65,15 @@ def _is_project_root(folder: Path) -> bool:
 
 
 def labels_frame(project: Project) -> pd.DataFrame:
-    """name, label, source: gold labels of the labeled split, then relabels and accepted
-    pseudo-labels in force."""
+    """name, label, source: gold labels of the labeled split, then the pool labels in force with
+    where each came from (engine/vocab.Source: verified, relabeled, labeled, pseudo)."""
     store, classes = project.store, project.classes
-    gold_ids, gold_y, _ = store.split_arrays("labeled")
+    gold_ids, gold_y, _ = store.split_arrays(Split.LABELED)
     keep = gold_y >= 0
-    ids, labels, actions = store.training_labels()
+    ids, labels, pool_sources = store.training_labels()
     all_ids = np.concatenate([gold_ids[keep], ids])
     names = store.sample_names(all_ids.tolist())
-    sources = ["gold"] * int(keep.sum()) + ["relabel" if a == "relabel" else "pseudo" for a in actions]
+    sources = [str(Source.GOLD)] * int(keep.sum()) + [str(s) for s in pool_sources]
     all_labels = np.concatenate([gold_y[keep], labels]).astype(int)
     return pd.DataFrame({"name": [names[i] for i in all_ids.tolist()],
                          "label": [classes[y] for y in all_labels], "source": sources})
@@ -108,9 +109,10 @@ def decisions_frame(project: Project) -> pd.DataFrame:
         "id": d.id, "time": d.created_at.isoformat(timespec="seconds"), "name": names[d.sample_id],
         "round": d.round_id, "decision": d.action,
         "label": None if d.label is None else classes[d.label], "undoes": d.undoes,
+        "source": d.source, "card": d.card, "confidence": d.confidence,
         "reviewer": d.reviewer, "note": d.note, "batch": d.batch,
-    } for d in log], columns=["id", "time", "name", "round", "decision", "label", "undoes",
-                              "reviewer", "note", "batch"])
+    } for d in log], columns=["id", "time", "name", "round", "decision", "label", "source", "card", "confidence",
+                              "undoes", "reviewer", "note", "batch"])
 
 
 def _write_mertools(project: Project, labels: pd.DataFrame, out: Path) -> None:

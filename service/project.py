@@ -25,13 +25,14 @@ from ..db.store import CardClaimed, DecisionIn, Store, as_utc
 from ..engine.config import load_config
 from ..engine.errors import InputError, MersemiError, shown
 from ..engine.crashpoints import crash_point
-from ..engine.vocab import Action
+from ..engine import thresholds
+from ..engine.vocab import Action, CardKind, Source
 from ..engine.features import (
     FeatureStore, FeatureWriter, process_may_run, publish_staged, remove_dead_staging,
 )
 from ..engine.importers import MAX_NAME_CHARS, ImportPlan, plan_mertools, plan_native
 
-from .values import MAX_REVIEWER, text
+from .values import person
 
 DEFAULT_CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 MAX_REPORTED = 20  # bad decision rows named in one error
@@ -242,20 +243,36 @@ class Project:
     def thresholds(self) -> dict[str, float]:
         return dict(zip(self.classes, self.store.thresholds()))
 
-    def set_thresholds(self, values: Mapping[str, object], by: str | None = None) -> dict[str, float]:
-        """Validate every value before writing any: numbers in [0, 1] for known classes."""
-        parsed: dict[int, float] = {}
-        for name, raw in values.items():
-            cid = self.class_id(name)
-            try:
-                v = float(raw)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                raise ProjectError(f"threshold for {self.classes[cid]}: not a number: {shown(raw)}") from None
-            if not 0.0 <= v <= 1.0 or v != v:
-                raise ProjectError(f"threshold for {self.classes[cid]}: must lie in [0, 1], got {shown(raw)}")
-            parsed[cid] = v
-        self.store.set_thresholds(parsed, by=by)
+    def set_thresholds(self, values: Mapping[str, object], by: str) -> dict[str, float]:
+        """Set some classes' thresholds as `by`'s (every value checked before any is written,
+        engine/thresholds.py): the policy leaves them alone until `by` releases them."""
+        self.store.set_thresholds(thresholds.parse(self.classes, values), by=by)
         return self.thresholds()
+
+    def release_thresholds(self, classes: Sequence[str], by: str) -> list[str]:
+        """Let the policy set these classes' thresholds after the coming rounds ("all": every
+        class); returns the classes released."""
+        if not classes:
+            raise ProjectError("name the classes to release, or all")
+        ids = (list(range(len(self.classes))) if [c.strip().lower() for c in classes] == ["all"]
+               else sorted({self.class_id(c) for c in classes}))
+        self.store.release_thresholds(ids, by=by)
+        return [self.classes[i] for i in ids]
+
+    def threshold_owners(self) -> dict[str, dict]:
+        """Per class: value, who set it and when, and whether the policy may set it."""
+        return {self.classes[t.class_id]: {"threshold": t.value, "set_by": t.updated_by,
+                                           "set_at": as_utc(t.updated_at).isoformat(timespec="seconds"),
+                                           "policy_may_set": t.policy_may_set}
+                for t in self.store.threshold_rows()}
+
+    def threshold_history(self, limit: int | None = None) -> list[dict]:
+        """Every threshold change, newest first: class, value, who, when, the round whose policy
+        step made it, and whether the policy may set the class afterwards."""
+        return [{"class": self.classes[c.class_id], "threshold": c.value, "set_by": c.set_by,
+                 "set_at": as_utc(c.set_at).isoformat(timespec="seconds"), "round": c.round_id,
+                 "policy_may_set": c.policy_may_set, "note": c.note}
+                for c in self.store.threshold_history(limit)]
 
     # ------------------------------------------------------------------ decisions
     def decide(self, requests: Sequence[DecisionRequest], reviewer: str,
@@ -269,14 +286,15 @@ class Project:
         rnd = self.store.current_round() if round_id is None else self.store.round(round_id)
         if rnd is None or rnd.status != "done":
             raise ProjectError("no finished round yet: train round 0 before deciding")
-        reviewer = text(reviewer, "reviewer", max_chars=MAX_REVIEWER)
+        reviewer = person(reviewer)
         long = [r.name for r in requests if len(r.name) > MAX_NAME_CHARS]
         known = self.store.samples_by_name(r.name for r in requests if len(r.name) <= MAX_NAME_CHARS)
         preds = self.store.prediction_of(rnd.id, [v[0] for v in known.values()])
+        th = self.store.thresholds()
         entries, errors, as_accept = [], [], []
         for r in requests:
             try:
-                entry = self._decision(r, known, preds, rnd.id, long)
+                entry = self._decision(r, known, preds, rnd.id, long, th)
             except ProjectError as e:
                 errors.append(f"{source}: sample {shown(r.name)}: {e}")
                 continue
@@ -300,7 +318,7 @@ class Project:
                              for r in requests if (d := replaced.get(known[r.name][0])) is not None]}
 
     def _decision(self, r: DecisionRequest, known: dict, preds: dict, round_id: int,
-                  long: list[str]) -> DecisionIn:
+                  long: list[str], th: list[float]) -> DecisionIn:
         """One request as a decision, or ProjectError saying what is wrong with it."""
         if r.name in long:
             raise ProjectError(f"name longer than {MAX_NAME_CHARS} characters")
@@ -315,7 +333,7 @@ class Project:
             raise ProjectError(f"not in the pool (it is a {split} sample)")
         if sid not in preds:
             raise ProjectError(f"not scored in round {round_id}")
-        predicted = preds[sid][1]
+        _, predicted, confidence = preds[sid]
         label = predicted
         if action in ("relabel", "label"):
             if not r.label:
@@ -326,7 +344,9 @@ class Project:
         elif r.label and self._label_id(r.label) != predicted:
             raise ProjectError(f"{action} names label {shown(r.label)} but the prediction is "
                                f"{self.classes[predicted]!r}; use relabel")
-        return DecisionIn(sid, action, label, round_id, r.note, predicted=predicted)
+        # The card it was decided on, as the queues would show it now (engine/selection.py).
+        card = CardKind.VERIFY if confidence >= th[predicted] else CardKind.LABEL
+        return DecisionIn(sid, action, label, round_id, r.note, predicted=predicted, card=card, confidence=confidence)
 
     def _label_id(self, label: str) -> int:
         return self.class_id(label, "label")
@@ -355,6 +375,7 @@ class Project:
         splits = self.store.split_counts()
         gold = self.store.gold_counts()
         counts = self.store.decision_counts()
+        sources = self.store.source_counts()
         rounds = [round_summary(r, self.classes) for r in self.store.rounds()]
         current = self.store.current_round()
         return {
@@ -366,7 +387,11 @@ class Project:
             "labeled_per_class": {c: gold.get(i, 0) for i, c in enumerate(self.classes)},
             "decisions": {a: {c: counts[a].get(i, 0) for i, c in enumerate(self.classes)}
                           for a in Action},
+            # Labels in force by where they came from: gold, then a person's, then the tool's.
+            "labels": {Source.GOLD: {c: gold.get(i, 0) for i, c in enumerate(self.classes)}}
+                      | {src: {c: n.get(i, 0) for i, c in enumerate(self.classes)} for src, n in sources.items()},
             "thresholds": self.thresholds(),
+            "threshold_owners": self.threshold_owners(),
             "current_round": None if current is None else current.id,
             "rounds": rounds,
         }
@@ -396,6 +421,10 @@ def round_summary(r, classes: list[str]) -> dict:
         "policy": (r.config or {}).get("self_training", {}).get("policy"),
         "auto_accept_selection": m.get("auto_accept"),
         "thresholds": r.thresholds,
+        # What the policy did after the round: per class old -> new and who set the value in force.
+        "threshold_changes": [{"class": classes[c["class_id"]]} | {k: v for k, v in c.items() if k != "class_id"}
+                              for c in m.get("threshold_changes", [])],
+        "unreachable": [classes[c] for c in m.get("unreachable", [])],
         "error": r.error,
     }
 

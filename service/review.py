@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import selection
-from ..engine.config import load_config
-from ..engine.vocab import QueueKind, media_kind
+from ..engine import selection, self_training
+from ..engine.config import load_config, preset_path
+from ..engine.thresholds import check_target_precision, quantize
+from ..engine.vocab import HUMAN_SOURCES, Action, QueueKind, Source, media_kind
 
 from .project import Project, ProjectError
 
 HIST_BINS = 40
-THRESHOLD_STEP = 0.001  # what a threshold slider can show; suggestions are rounded up to it
 # The queue a reviewer gets unless they pick one. On digits at 5 % labeled (seed 0) round 0
 # set thresholds so low that 8 samples stayed below them: a label-only queue ran dry, while 200
 # verify decisions bought +11 test WAF; "both" gives the least sure first, then the riskiest
@@ -96,13 +96,10 @@ def open_mask(project: Project, view: RoundView, reviewer: str | None = None) ->
     return ~np.isin(view.pool_ids, closed)
 
 
-HUMAN_LABELS = ("relabel", "label")  # decision actions whose class a person gave
-
-
 def auto_accept_selection(project: Project, balance_cap: float, thresholds: list[float] | None = None,
                           view: RoundView | None = None,
                           labels: tuple[np.ndarray, np.ndarray, list[str]] | None = None
-                          ) -> tuple[RoundView, selection.Selection]:
+                          ) -> tuple[RoundView, self_training.Selection]:
     """What the automatic step takes now: the current round's undecided candidates at the
     thresholds (the project's by default), within the class-balance cap, where gold labels and
     human labels count as labeled and earlier automatic accepts count against the cap. The
@@ -116,12 +113,14 @@ def auto_accept_selection(project: Project, balance_cap: float, thresholds: list
     else:
         gold_y, extra_y, sources = labels
     C = len(project.classes)
-    human = np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS)
+    src = np.asarray(sources, dtype=object)
+    human, pseudo = np.isin(src, HUMAN_SOURCES), src == Source.PSEUDO
     th = thresholds if thresholds is not None else [float(project.thresholds()[c]) for c in project.classes]
-    sel = selection.select(view.pool_pred, view.pool_conf, open_mask(project, view), th,
-                           labeled_per_class=np.bincount(np.r_[gold_y, extra_y[human]].astype(np.int64), minlength=C),
-                           pseudo_per_class=np.bincount(extra_y[~human].astype(np.int64), minlength=C),
-                           balance_cap=balance_cap)
+    sel = self_training.select(view.pool_pred, view.pool_conf, open_mask(project, view), th,
+                               labeled_per_class=np.bincount(np.r_[gold_y, extra_y[human]].astype(np.int64),
+                                                             minlength=C),
+                               pseudo_per_class=np.bincount(extra_y[pseudo].astype(np.int64), minlength=C),
+                               balance_cap=balance_cap)
     return view, sel
 
 
@@ -167,42 +166,40 @@ def split_histogram(view: RoundView, cls: int, threshold: float,
 def class_table(project: Project, thresholds: dict[str, float] | None = None,
                 view: RoundView | None = None) -> list[dict]:
     """Per class: threshold, undecided candidates at it, their expected precision (mean
-    calibrated confidence), the out-of-fold precision with its support, and the decisions in
-    force per class they name (accept / reject: the predicted class; relabel / label: the
-    class the reviewer gave). `view`: the round a request resolved once (default: current)."""
+    calibrated confidence), the out-of-fold precision with its support, the pool labels in
+    force of that class by source (verified, relabeled, labeled: a person's; pseudo: the
+    tool's) and the rejections of predictions of it. `view`: the round a request resolved once
+    (default: current)."""
     view = view or round_view(project)
     th = thresholds or project.thresholds()
     values = [float(th[c]) for c in project.classes]
     cand = selection.is_candidate(view.pool_pred, view.pool_conf, open_mask(project, view), values)
     expected, counts = selection.expected_precision(view.pool_pred, view.pool_conf, cand, view.n_classes)
-    decided = project.store.decision_counts()
+    labels = project.store.source_counts()
+    rejected = project.store.decision_counts()[Action.REJECT]
     rows = []
     for c, name in enumerate(project.classes):
         oof_prec, oof_support = view.precision(c, values[c])
         rows.append({"class": name, "threshold": values[c], "candidates": counts[c],
                      "expected_precision": expected[c], "support": counts[c],
                      "oof_precision": oof_prec, "oof_support": oof_support,
-                     "accepted": decided["accept"].get(c, 0), "rejected": decided["reject"].get(c, 0),
-                     "relabeled": decided["relabel"].get(c, 0), "labeled": decided["label"].get(c, 0)})
+                     **{str(src): labels[src].get(c, 0) for src in (*HUMAN_SOURCES, Source.PSEUDO)},
+                     "rejected": rejected.get(c, 0)})
     return rows
 
 
 def suggest_thresholds(project: Project, target: float, per: str = "set") -> dict[str, float | None]:
-    """Per class, the lowest threshold (rounded up to THRESHOLD_STEP) whose undecided
-    candidates' expected precision reaches `target` (`per`: see selection.target_thresholds);
+    """Per class, the lowest threshold (quantized: engine/thresholds.py) whose undecided
+    candidates' expected precision reaches `target` (`per`: see self_training.target_thresholds);
     None where none does."""
-    if not isinstance(target, (int, float)) or not 0.0 < target <= 1.0:
-        raise ProjectError(f"target precision must lie in (0, 1], got {target}")
+    try:
+        target = check_target_precision(target)
+    except ValueError as e:
+        raise ProjectError(str(e)) from None
     view = round_view(project)
-    found = selection.target_thresholds(view.pool_pred, view.pool_conf, open_mask(project, view),
-                                        view.n_classes, float(target), per)
-    return {name: None if t is None else slider_value(t) for name, t in zip(project.classes, found)}
-
-
-def slider_value(t: float) -> float:
-    """A threshold rounded up to THRESHOLD_STEP: never admits a sample the exact one would not."""
-    steps = round(1 / THRESHOLD_STEP)
-    return min(1.0, math.ceil(t * steps - 1e-6) / steps)
+    found = self_training.target_thresholds(view.pool_pred, view.pool_conf, open_mask(project, view),
+                                            view.n_classes, target, per)
+    return {name: None if t is None else quantize(t) for name, t in zip(project.classes, found)}
 
 
 @dataclass(frozen=True)
@@ -273,9 +270,12 @@ def next_candidates(project: Project, cls: str | None = None, min_confidence: fl
     return queue_page(project, "verify", cls, min_confidence, offset, limit)[0]
 
 
+PAPER_PRESET = "paper_thresholds"   # the preset whose fixed thresholds are the paper's
+
+
 def paper_preset(project: Project) -> dict[str, float]:
-    """The paper's thresholds (configs/default.yaml) for the project's classes."""
-    st = load_config().self_training
+    """The paper's thresholds (configs/paper_thresholds.yaml) for the project's classes."""
+    st = load_config(preset_path(PAPER_PRESET)).self_training
     return dict(zip(project.classes, st.threshold_for(project.classes)))
 
 

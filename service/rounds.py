@@ -1,9 +1,11 @@
-"""One training round: read the decisions, run the engine, write predictions and metrics.
+"""One training round: read the labels, run the engine, write predictions, metrics and the
+policy's thresholds.
 
 The round is recorded as `running` before training and completed in one transaction at the
-end (predictions, automatic decisions, metrics). Anything that stops it in between (an
-error, Ctrl-C, SIGTERM) marks it failed; a SIGKILL is caught at the next start by
-`Project.mark_dead_rounds_failed`. Either way the previous round's predictions stay in force.
+end (predictions, automatic decisions, the thresholds the policy may set, metrics). Anything
+that stops it in between (an error, Ctrl-C, SIGTERM) marks it failed; a SIGKILL is caught at
+the next start by `Project.mark_dead_rounds_failed`. Either way the previous round's
+predictions and thresholds stay in force.
 """
 from __future__ import annotations
 
@@ -17,19 +19,19 @@ import numpy as np
 
 from ..db.errors import StoreBusy
 from ..db.store import DecisionIn, RoundBusy, Store
-from ..engine import selection
+from ..engine import self_training
+from ..engine.calibration import expected_calibration_error
 from ..engine.config import Config
 from ..engine.errors import InputError
-from ..engine.calibration import expected_calibration_error
 from ..engine.metrics import classification_metrics
-from ..engine.vocab import Tool
-from ..engine.train import TrainSet, graph_share, train_round as engine_train_round
+from ..engine.train import TrainSet, train_round as engine_train_round
+from ..engine.vocab import HUMAN_SOURCES, CardKind, PredictionKind, RoundStatus, Source, Split, Tool
 
 from .project import Project, ProjectError, ProgressFn
-from .review import HUMAN_LABELS
 
-# How often a training process records that it is alive (Project.HEARTBEAT_LIMIT is minutes).
-HEARTBEAT_EVERY_S = 15.0
+# How often a training process records how far it is (which every page follows), and with it
+# that it is alive (Project.HEARTBEAT_LIMIT is minutes).
+PROGRESS_EVERY_S = 1.0
 
 
 def run_round(project: Project, cfg: Config, config_name: str = "default",
@@ -46,34 +48,35 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     if not project.features.exists():
         raise ProjectError(f"{project.root}: no features imported yet (run 'mersemi import')")
 
-    gold_ids, gold_y, _ = store.split_arrays("labeled")
+    gold_ids, gold_y, _ = store.split_arrays(Split.LABELED)
     has_gold = gold_y >= 0
     gold_ids, gold_y = gold_ids[has_gold], gold_y[has_gold]
     missing = [classes[c] for c in range(C) if not np.any(gold_y == c)]
     if missing:
         raise ProjectError(f"class {missing[0]!r} has no labeled sample; every class needs at least one "
                            f"(missing: {', '.join(missing)})")
-    pool_ids, _, pool_true = store.split_arrays("unlabeled")
-    test_ids, test_y, _ = store.split_arrays("test")
+    pool_ids, _, pool_true = store.split_arrays(Split.UNLABELED)
+    test_ids, test_y, _ = store.split_arrays(Split.TEST)
 
     extra_ids, extra_y, sources = store.training_labels()
-    use_pseudo = cfg.self_training.use_pseudo_labels
-    if not use_pseudo:  # the "w/o pseudo labels" ablation keeps human labels only
-        human = np.isin(np.asarray(sources), HUMAN_LABELS)
+    st = cfg.self_training
+    if not st.use_pseudo_labels:  # the "w/o pseudo labels" ablation keeps human labels only
+        human = np.isin(np.asarray(sources, dtype=object), HUMAN_SOURCES)
         extra_ids, extra_y = extra_ids[human], extra_y[human]
         sources = [src for src, h in zip(sources, human) if h]
     thresholds = store.thresholds()
     auto, auto_selection = (_auto_candidates(project, cfg, thresholds, gold_y, extra_y, sources)
-                            if auto_accept and use_pseudo else ([], None))
+                            if auto_accept and st.use_pseudo_labels else ([], None))
     if auto_accept and skip_if_nothing_new and not auto:
         return None
     if auto:
         extra_ids = np.concatenate([extra_ids, [d.sample_id for d in auto]]).astype(np.int64)
         extra_y = np.concatenate([extra_y, [d.label for d in auto]]).astype(np.int64)
-        sources = sources + ["auto"] * len(auto)
-    composition = _composition(classes, gold_y, extra_y, sources)
-    from_model = ~np.isin(np.asarray(sources, dtype=object), HUMAN_LABELS)   # accepted pseudo-labels
-    share_from, share = _graph_share(store) if from_model.any() else (None, None)
+        sources = sources + [Source.PSEUDO] * len(auto)
+    composition = _composition(classes, gold_y, extra_y, sources, new_pseudo=len(auto))
+    from_model = np.asarray(sources, dtype=object) == Source.PSEUDO   # only the tool's labels
+    share_from, share = (_graph_share(store) if from_model.any() else (None, None))
+    fixed = _fixed_thresholds(project, cfg) if st.policy == "fixed" else [1.0] * C
 
     try:
         rid = store.create_round(config=cfg.to_dict(), config_name=config_name,
@@ -101,41 +104,49 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         metrics["graph_share_from"] = share_from
         metrics["pseudo_precision"] = _pseudo_precision(classes, extra_ids, extra_y, sources,
                                                         pool_ids, pool_true)
+        # The policy proposes the next thresholds from this round's scores of the pool samples
+        # still open after its automatic decisions; the store sets the classes it may set.
+        decided = np.union1d(store.decided_ids(), [d.sample_id for d in auto])
+        proposal, unreachable = self_training.propose_thresholds(
+            pool_probs.argmax(1), pool_probs.max(1), ~np.isin(pool_ids, decided), C,
+            policy=st.policy, target=st.target_precision, per=st.target_per, fixed=fixed)
+        metrics["unreachable"] = unreachable
         _save_checkpoint(result.state, checkpoint)
         if progress:
             progress("writing predictions", 1.0)
         metrics["wall_s"] = round(time.time() - t0, 2)
         store.complete_round(
-            rid, predictions=[("pool", pool_ids, pool_probs), ("test", test_ids, test_probs),
-                              ("oof", gold_ids, result.oof_probs)],
+            rid, predictions=[(PredictionKind.POOL, pool_ids, pool_probs), (PredictionKind.TEST, test_ids, test_probs),
+                              (PredictionKind.OOF, gold_ids, result.oof_probs)],
             decisions=auto, reviewer=Tool.AUTO, composition=composition, metrics=metrics,
-            checkpoint=str(checkpoint.relative_to(project.root)))
+            checkpoint=str(checkpoint.relative_to(project.root)),
+            thresholds=dict(enumerate(proposal)), everyone=st.policy_overrides_reviewers)
     except BaseException as e:
         store.fail_round(rid, _describe(e))
         checkpoint.unlink(missing_ok=True)
         if isinstance(e, InputError):
             raise ProjectError(str(e)) from None
         raise
-    _apply_policy(project, cfg)
     return round_summary(store.round(rid), classes) | {"thresholds_now": project.thresholds()}
 
 
-def _apply_policy(project: Project, cfg: Config) -> None:
-    """The self-training policy sets the thresholds the next review and the next automatic
-    step use: per class the target-precision threshold of the round just finished (a class
-    that cannot reach the target gets 1.0, and the round's summary says so)."""
+def _fixed_thresholds(project: Project, cfg: Config) -> list[float]:
+    """The fixed policy's thresholds in class order; a class the preset names that the project
+    does not have is an error (a typing mistake would otherwise be ignored)."""
     st = cfg.self_training
-    if st.policy != "target_precision":
-        return
-    from .review import suggest_thresholds  # review imports this module's siblings only
-
-    found = suggest_thresholds(project, st.target_precision, st.target_per)
-    project.set_thresholds({c: selection.closed_if_unreachable(t) for c, t in found.items()}, by=Tool.POLICY)
+    lowered = {c.lower() for c in project.classes}
+    unknown = [c for c in st.thresholds if c.lower() not in lowered]
+    if unknown:
+        raise ProjectError(f"self_training.thresholds names {', '.join(map(repr, unknown))}, not a class of this "
+                           f"project ({', '.join(project.classes)})")
+    by_name = {c.lower(): v for c, v in st.thresholds.items()}
+    return [by_name.get(c.lower(), st.default_threshold) for c in project.classes]
 
 
 class Heartbeat:
-    """A progress callback that also records, at most every HEARTBEAT_EVERY_S and in a short
-    transaction of its own, that the round's process is alive, then passes the progress on."""
+    """A progress callback that also records in the round's row, at most every PROGRESS_EVERY_S
+    and in a short transaction of its own, how far the round is and so that its process is
+    alive, then passes the progress on."""
 
     def __init__(self, store: Store, round_id: int, progress: ProgressFn | None) -> None:
         self.store, self.round_id, self.progress = store, round_id, progress
@@ -143,10 +154,10 @@ class Heartbeat:
 
     def __call__(self, message: str, fraction: float) -> None:
         now = time.monotonic()
-        if now - self.last >= HEARTBEAT_EVERY_S:
+        if now - self.last >= PROGRESS_EVERY_S:
             self.last = now
             try:
-                self.store.heartbeat(self.round_id)
+                self.store.heartbeat(self.round_id, fraction, message)
             except StoreBusy:
                 pass  # another writer holds the lock; the next beat comes well within the limit
         if self.progress:
@@ -156,7 +167,7 @@ class Heartbeat:
 def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gold_y: np.ndarray,
                      extra_y: np.ndarray, sources: list[str]) -> tuple[list[DecisionIn], dict | None]:
     """The automatic step: the current round's candidates at the project's thresholds, within
-    the class-balance cap, become accepted pseudo-labels (engine/selection.py). Samples with a
+    the class-balance cap, become accepted pseudo-labels (engine/self_training.py). Samples with a
     decision in force, human or automatic, are never taken. Returns the decisions and what
     was selected per class (recorded with the round)."""
     from .review import auto_accept_selection
@@ -165,7 +176,8 @@ def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gol
         return [], None
     st = cfg.self_training
     view, sel = auto_accept_selection(project, st.balance_cap, thresholds, labels=(gold_y, extra_y, sources))
-    decisions = [DecisionIn(int(view.pool_ids[i]), "accept", int(view.pool_pred[i]), view.round_id, "auto-accept")
+    decisions = [DecisionIn(int(view.pool_ids[i]), "accept", int(view.pool_pred[i]), view.round_id, "auto-accept",
+                            card=CardKind.VERIFY, confidence=float(view.pool_conf[i]))
                  for i in np.flatnonzero(sel.mask)]
     summary = {"policy": st.policy, "target_precision": st.target_precision, "target_per": st.target_per,
                "balance_cap": st.balance_cap,
@@ -175,38 +187,26 @@ def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gol
 
 
 def _graph_share(store: Store) -> tuple[int | None, float | None]:
-    """The label-spreading graph's weight relative to the ensemble's for a round trained on
-    accepted pseudo-labels: that of the latest finished round trained on human labels only,
-    and that round's id; (None, None) when there is none (the round fits it afresh).
-
-    Accepted pseudo-labels around a held-out gold sample carry that sample's label (the round
-    that predicted them knew it), so such a round's out-of-fold predictions are optimistic:
-    fitted on them, the graph's weight fell to 0 (few-label digits, 3 automatic rounds)."""
-    for r in reversed(store.rounds()):
-        human_only = (r.composition or {}).get("pseudo", 1) == 0
-        share = graph_share(r.metrics or {}) if r.status == "done" and human_only else None
-        if share is not None:
-            return r.id, share
-    return None, None
+    """The graph's share of the latest finished round trained on human labels only
+    (engine/self_training.graph_share_from_history)."""
+    history = [self_training.RoundRecord(r.id, r.status == RoundStatus.DONE,
+                                         (r.composition or {}).get("pseudo", 1) == 0, r.metrics or {})
+               for r in store.rounds()]
+    return self_training.graph_share_from_history(history)
 
 
 def _composition(classes: list[str], gold_y: np.ndarray, extra_y: np.ndarray,
-                 sources: list[str]) -> dict:
-    src = np.asarray(sources)
-
-    def per_class(mask: np.ndarray) -> dict[str, int]:
-        return {c: int(np.sum(extra_y[mask] == i)) for i, c in enumerate(classes)}
-
-    pseudo = np.isin(src, ["accept", "auto"]) if len(src) else np.zeros(0, bool)
-    return {
-        "gold": int(len(gold_y)), "relabel": int(np.sum(src == "relabel")), "label": int(np.sum(src == "label")),
-        "pseudo": int(pseudo.sum()), "auto": int(np.sum(src == "auto")),
-        "total": int(len(gold_y) + len(extra_y)),
-        "gold_per_class": {c: int(np.sum(gold_y == i)) for i, c in enumerate(classes)},
-        "pseudo_per_class": per_class(pseudo),
-        "relabel_per_class": per_class(src == "relabel") if len(src) else {c: 0 for c in classes},
-        "label_per_class": per_class(src == "label") if len(src) else {c: 0 for c in classes},
-    }
+                 sources: list[str], new_pseudo: int = 0) -> dict:
+    """The training set's make-up: per label source (engine/vocab.Source) the count and the
+    count per class; `pseudo_new`: the pseudo-labels this round's automatic step added."""
+    src = np.asarray(sources, dtype=object)
+    out: dict = {Source.GOLD: int(len(gold_y)),
+                 "gold_per_class": {c: int(np.sum(gold_y == i)) for i, c in enumerate(classes)}}
+    for s in (*HUMAN_SOURCES, Source.PSEUDO):
+        mask = src == s if len(src) else np.zeros(0, bool)
+        out[s] = int(mask.sum())
+        out[f"{s}_per_class"] = {c: int(np.sum(extra_y[mask] == i)) for i, c in enumerate(classes)}
+    return out | {"pseudo_new": int(new_pseudo), "total": int(len(gold_y) + len(extra_y))}
 
 
 def _add_test_metrics(metrics: dict, test_y: np.ndarray, test_probs: np.ndarray, C: int) -> None:
@@ -221,11 +221,11 @@ def _add_test_metrics(metrics: dict, test_y: np.ndarray, test_probs: np.ndarray,
 
 def _pseudo_precision(classes: list[str], extra_ids: np.ndarray, extra_y: np.ndarray,
                       sources: list[str], pool_ids: np.ndarray, pool_true: np.ndarray) -> dict | None:
-    """Share of accepted pseudo-labels that match the pool's hidden truth, per class, when the
+    """Share of the tool's pseudo-labels that match the pool's hidden truth, per class, when the
     truth is known (synthetic data). Evaluation only: nothing reads it back for training."""
     truth = dict(zip(pool_ids.tolist(), pool_true.tolist()))
     pseudo = [(i, y) for i, y, s in zip(extra_ids.tolist(), extra_y.tolist(), sources)
-              if s in ("accept", "auto") and truth.get(i, -1) >= 0]
+              if s == Source.PSEUDO and truth.get(i, -1) >= 0]
     if not pseudo or all(v < 0 for v in pool_true.tolist()):
         return None
     out: dict[str, float | None] = {}

@@ -9,6 +9,7 @@ NaN or infinite (Python's JSON parser reads Infinity and NaN).
 from __future__ import annotations
 
 import math
+import unicodedata
 
 from ..engine.errors import UsageError, shown
 from ..engine.importers import MAX_NAME_CHARS
@@ -16,7 +17,7 @@ from ..engine.vocab import RESERVED_NAMES
 
 MAX_TEXT = MAX_NAME_CHARS  # a sample, class, preset, action or export name
 MAX_REVIEWER = 128  # the width of the decisions' reviewer column
-__all__ = ["MAX_REVIEWER", "MAX_TEXT", "RESERVED_NAMES", "flag", "mapping", "number", "text"]
+__all__ = ["MAX_REVIEWER", "MAX_TEXT", "RESERVED_NAMES", "flag", "mapping", "number", "person", "text"]
 
 
 def number(value: object, what: str, low: float = -math.inf, high: float = math.inf,
@@ -66,6 +67,20 @@ def text(value: object, what: str, required: bool = True, max_chars: int = MAX_T
     if len(value) > max_chars:
         raise UsageError(f"{what}: longer than {max_chars} characters ({len(value)}): {shown(value)}")
     return value
+
+
+def person(value: object, what: str = "reviewer", required: bool = True) -> str:
+    """A person's name as the store records it (a reviewer, a login, who set a threshold): text
+    of at most MAX_REVIEWER characters without control characters, and never a name the tool
+    records as itself (auto, policy, ...), nor one dressed as it ("suggest (ann)")."""
+    name = text(value, what, required=required, max_chars=MAX_REVIEWER)
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
+        raise UsageError(f"{what}: control characters are not allowed in a name: {shown(name)}")
+    lowered = name.lower()
+    if any(lowered == r or lowered.startswith(f"{r} (") for r in RESERVED_NAMES):
+        raise UsageError(f"{what}: {shown(name)} is reserved for what the tool records itself; "
+                         "give your own name")
+    return name
 
 
 def mapping(value: object, what: str) -> dict[str, object]:

@@ -63,7 +63,7 @@ def make_review_project(root: Path, thresholds: float = 0.5) -> Project:
     store = project.store
     store.insert_samples(rows)
     store.set_meta(media_root=str(media))
-    store.set_thresholds({c: thresholds for c in range(C)})
+    store.set_thresholds({c: thresholds for c in range(C)}, by="fixture")
 
     oof = np.full((N_LABELED, C), 0.05, np.float32)
     for i in range(N_LABELED):

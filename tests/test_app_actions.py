@@ -41,10 +41,26 @@ def test_thresholds_change_counts_and_persist(app):
                                  {"calm": 0.7, "joy": float("nan")}, {"calm": 0.7, "fear": 0.5},
                                  {}, "joy=0.5", None])
 def test_bad_thresholds_are_refused_and_change_nothing(app, bad):
-    app.set_thresholds({"calm": 0.6})
-    out = app.set_thresholds(bad)
+    app.set_thresholds({"calm": 0.6}, reviewer="ann")
+    out = app.set_thresholds(bad, reviewer="ann")
     assert out["ok"] is False and out["error"]
     assert app.project.store.thresholds() == [0.6, 0.5, 0.5]
+
+
+def test_a_threshold_records_its_owner_and_needs_a_name(app):
+    out = app.set_thresholds({"joy": 0.7})
+    assert out["ok"] is False and "reviewer name" in out["error"]
+    assert app.set_thresholds({"joy": 0.7}, reviewer="ann")["ok"]
+    owners = app.threshold_history()["owners"]
+    assert owners["joy"]["set_by"] == "ann" and owners["joy"]["policy_may_set"] is False
+    assert app.release_thresholds(["joy"], "ann")["released"] == ["joy"]
+    history = app.threshold_history()
+    assert history["owners"]["joy"]["policy_may_set"] is True
+    assert [(c["class"], c["set_by"], c["note"]) for c in history["changes"][:2]] == [
+        ("joy", "ann", "let the policy set it"), ("joy", "ann", None)]
+    for bad in ([], "joy", ["fear"], None):
+        assert app.release_thresholds(bad, "ann")["ok"] is False
+    assert app.suggest(0.9, "bob")["ok"] and app.threshold_history()["changes"][0]["set_by"] == "suggest (bob)"
 
 
 def verify_order(thresholds=(0.5, 0.5, 0.5), decided=(), cls=None, min_conf=0.0):
@@ -135,7 +151,7 @@ def test_all_class_queue_follows_the_one_candidate_definition(app):
     from mersemi.service.review import next_candidates
 
     project = app.project
-    app.set_thresholds({"calm": 0.6, "joy": 0.45, "anger": 0.8})
+    app.set_thresholds({"calm": 0.6, "joy": 0.45, "anger": 0.8}, reviewer="ann")
     app.decide("u03", "accept", "", "ann")
     app.decide("u07", "reject", "", "ann")
     for min_conf in (0.0, 0.7):
@@ -156,7 +172,9 @@ def test_decide_writes_the_log_and_drops_the_candidate(app):
     assert entries == [(30, "accept", 0, "ann"), (31, "reject", 1, "ann"), (32, "relabel", 0, "ann")]
     assert app.next_candidate()["total"] == total - 3
     rows = {r["class"]: r for r in app.candidate_counts()["classes"]}
-    assert (rows["calm"]["accepted"], rows["joy"]["rejected"], rows["calm"]["relabeled"]) == (1, 1, 1)
+    # per class of the label in force: ann's accept verified a calm prediction, her relabel made a calm
+    assert (rows["calm"]["verified"], rows["joy"]["rejected"], rows["calm"]["relabeled"]) == (1, 1, 1)
+    assert [(d.source, d.card) for d in log(app)] == [("verified", "verify"), (None, "verify"), ("relabeled", "verify")]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -182,7 +200,7 @@ def test_a_second_reviewer_replaces_the_first(app):
     assert "replaces ann's accept" in out["message"]
     assert [(d.action, d.reviewer) for d in log(app)] == [("accept", "ann"), ("reject", "bob")]
     rows = {r["class"]: r for r in app.candidate_counts()["classes"]}
-    assert rows["calm"]["accepted"] == 0 and rows["calm"]["rejected"] == 1
+    assert rows["calm"]["verified"] == 0 and rows["calm"]["rejected"] == 1
 
 
 def test_undo_takes_back_the_reviewers_latest_decision_only(app):
@@ -226,7 +244,7 @@ def test_no_round_yet_gives_a_message(tmp_path):
     for out in (app.candidate_counts(), app.next_candidate(), app.decide("x", "accept", "", "ann"),
                 app.accept_all(reviewer="ann"), app.suggest(0.9)):
         assert out["ok"] is False and "no finished round" in out["error"]
-    assert app.set_thresholds({"joy": 0.7})["ok"]               # thresholds work before round 0
+    assert app.set_thresholds({"joy": 0.7}, reviewer="ann")["ok"]               # thresholds work before round 0
     assert app.round_history()["rounds"] == []
 
 
@@ -255,7 +273,7 @@ def test_export_writes_under_exports(app):
     out = app.export("labels")
     assert out["ok"] and out["file"].startswith(str(app.project.root.resolve() / "exports"))
     df = pd.read_csv(out["file"])
-    assert len(df) == 31 and set(df["source"]) == {"gold", "pseudo"}
+    assert len(df) == 31 and set(df["source"]) == {"gold", "verified"}
     assert app.export("decisions")["rows"] == 1
     assert app.export("predictions")["rows"] == N_POOL + 6
     assert app.export("labels_mertools")["file"].endswith(".npz")

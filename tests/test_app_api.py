@@ -119,11 +119,11 @@ def test_accept_all_confirms_the_count_first(served):
 
 
 @pytest.mark.parametrize("endpoint, args, message", [
-    ("set_thresholds", ({"joy": 1.5},), "must lie in [0, 1]"),
-    ("set_thresholds", ({"joy": -1},), "must lie in [0, 1]"),
-    ("set_thresholds", ({"joy": "high"},), "not a number"),
-    ("set_thresholds", ({"fear": 0.5},), "unknown class"),
-    ("set_thresholds", ("joy=0.5",), "give an object"),
+    ("set_thresholds", ({"joy": 1.5}, "ann"), "must lie in [0, 1]"),
+    ("set_thresholds", ({"joy": -1}, "ann"), "must lie in [0, 1]"),
+    ("set_thresholds", ({"joy": "high"}, "ann"), "not a number"),
+    ("set_thresholds", ({"fear": 0.5}, "ann"), "unknown class"),
+    ("set_thresholds", ("joy=0.5", "ann"), "give an object"),
     ("decide", ("u30", "relabel", "fear", "ann"), "unknown label"),
     ("decide", ("l03", "accept", "", "ann"), "not in the pool (it is a labeled sample)"),
     ("decide", ("nobody", "accept", "", "ann"), "unknown sample"),

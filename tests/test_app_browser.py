@@ -84,6 +84,7 @@ def test_moving_a_slider_changes_the_count(page, review_server):
     before, after = expected_count(2, 0.5), expected_count(2, 0.9)
     assert before != after
     expect(page.locator("#class-table [role=row]", has_text="anger").first).to_contain_text(str(before))
+    page.locator("#reviewer input, #reviewer textarea").first.fill("ann")   # a threshold is someone's
     slider = page.locator("#threshold-2 input[type=range]")
     box = slider.bounding_box()
     # Drag the anger slider's thumb to 0.9 of the track; release saves and recounts.

@@ -278,28 +278,36 @@ def test_decide_export_labels_and_decisions(project, tmp_path, capsys):
     assert list(pred.columns) == ["name", "split", "predicted", "confidence"] + [f"p_{c}" for c in CLASSES]
     np.testing.assert_allclose(pred[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1, atol=1e-4)
     other = next(c for c in CLASSES if c != pool.loc[2, "predicted"])
+    given = next(c for c in CLASSES if c != pool.loc[3, "predicted"])
     f = _write_csv(tmp_path / "d.csv", [[pool.loc[0, "name"], "accept", ""],
                                         [pool.loc[1, "name"], "reject", ""],
-                                        [pool.loc[2, "name"], "relabel", other]])
+                                        [pool.loc[2, "name"], "relabel", other],
+                                        [pool.loc[3, "name"], "label", given]])
     code, out, err = run(capsys, "decide", project, "--file", f, "--reviewer", "ann")
     assert code == 0, err
     status = json.loads(run(capsys, "status", project, "--json")[1])
     assert sum(status["decisions"]["accept"].values()) == 1
     assert status["decisions"]["relabel"][other] == 1
 
+    # One source per label, the same in the export, status and the decision log: a person's
+    # accept verified the prediction, a relabel changed it, a label gave a class.
     labels_out = tmp_path / "labels.csv"
     assert run(capsys, "export", project, "--what", "labels", "--out", labels_out)[0] == 0
     labels = pd.read_csv(labels_out)
     assert (labels["source"] == "gold").sum() == status["samples"]["labeled"]
-    assert labels[labels["source"] == "pseudo"][["name", "label"]].values.tolist() == \
-        [[pool.loc[0, "name"], pool.loc[0, "predicted"]]]
-    assert labels[labels["source"] == "relabel"][["name", "label"]].values.tolist() == \
-        [[pool.loc[2, "name"], other]]
+    by_source = {s: labels[labels["source"] == s][["name", "label"]].values.tolist()
+                 for s in ("verified", "relabeled", "labeled", "pseudo")}
+    assert by_source == {"verified": [[pool.loc[0, "name"], pool.loc[0, "predicted"]]],
+                         "relabeled": [[pool.loc[2, "name"], other]],
+                         "labeled": [[pool.loc[3, "name"], given]], "pseudo": []}
+    assert {s: {c: n for c, n in status["labels"][s].items() if n} for s in by_source} == {
+        "verified": {pool.loc[0, "predicted"]: 1}, "relabeled": {other: 1}, "labeled": {given: 1}, "pseudo": {}}
 
     log_out = tmp_path / "log.csv"
     assert run(capsys, "export", project, "--what", "decisions", "--out", log_out)[0] == 0
-    log = pd.read_csv(log_out)
-    assert log["decision"].tolist() == ["accept", "reject", "relabel"]
+    log = pd.read_csv(log_out, keep_default_na=False)
+    assert log["decision"].tolist() == ["accept", "reject", "relabel", "label"]
+    assert log["source"].tolist() == ["verified", "", "relabeled", "labeled"]
     assert set(log["reviewer"]) == {"ann"}
 
     npz_out = tmp_path / "label-6way.npz"

@@ -60,7 +60,7 @@ def test_every_shipped_preset_loads():
     ({"finetune__lr": float("nan")}, "finetune.lr: must be finite"),
     ({"finetune__oversample": "yes"}, "finetune.oversample: expected true or false"),
     ({"self_training__thresholds__happy": 1.5}, "self_training.thresholds.happy: must be <= 1"),
-    ({"self_training__target_precision": 0}, "self_training.target_precision: must be > 0"),
+    ({"self_training__target_precision": 0}, "self_training.target_precision: must lie in (0, 1], got 0"),
     ({"model": 5}, "model: expected a mapping"),
     ({"loss__contrastive_temperature_init": 5.0}, "loss.contrastive_temperature_init: must lie in"),
     ({"pretrain__imcl_ae": 0.0, "pretrain__imcl_ne": 0.0}, "pretrain.imcl_ae: pre-training needs"),

@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from mersemi.db.models import Round, utcnow
 from mersemi.service.project import HEARTBEAT_LIMIT, Project
-from mersemi.service.rounds import HEARTBEAT_EVERY_S, Heartbeat
+from mersemi.service.rounds import PROGRESS_EVERY_S, Heartbeat
 
 HERE = socket.gethostname()
 
@@ -81,7 +81,7 @@ def test_heartbeat_is_written_at_most_every_interval_and_passes_progress_on(proj
 
     beat("epoch 1", 0.1)               # within the interval of the round's start: no write
     assert store.round(rid).heartbeat_at == old
-    beat.last -= HEARTBEAT_EVERY_S     # the interval has passed
+    beat.last -= PROGRESS_EVERY_S     # the interval has passed
     beat("epoch 2", 0.2)
     fresh = store.round(rid).heartbeat_at
     assert fresh > old

@@ -41,8 +41,8 @@ def v1_rows() -> dict[str, list[dict]]:
         "meta": [{"key": "schema_version", "value": "1"}, {"key": "media_root", "value": "/data/clips"},
                  {"key": "import_source", "value": "native"}],
         "classes": [{"id": i, "name": n} for i, n in enumerate(["neutral", "happy", "sad"])],
-        "thresholds": [{"class_id": i, "value": v, "updated_at": T0, "updated_by": "init"}
-                       for i, v in enumerate([0.99, 0.85, 0.5])],
+        "thresholds": [{"class_id": i, "value": v, "updated_at": T0, "updated_by": by}
+                       for i, (v, by) in enumerate([(0.99, "init"), (0.85, "ann"), (0.5, "policy")])],
         "samples": [
             {"id": 0, "name": "l0", "split": "labeled", "gold_label": 1, "true_label": None,
              "text": "héllo", "media": "l0.mp4"},
@@ -179,8 +179,9 @@ def test_migrations_build_what_models_describe(db_url, pg_server_or_none):
     engine.dispose()
     assert schema(other) == schema(db_url)
     checks = {t: [c[0] for c in s["checks"]] for t, s in schema(db_url).items() if s["checks"]}
-    assert checks == {"current_decisions": ["ck_current_decisions_action"],
-                      "decisions": ["ck_decisions_action"], "predictions": ["ck_predictions_kind"],
+    assert checks == {"current_decisions": ["ck_current_decisions_action", "ck_current_decisions_source"],
+                      "decisions": ["ck_decisions_action", "ck_decisions_card", "ck_decisions_source"],
+                      "predictions": ["ck_predictions_kind"],
                       "rounds": ["ck_rounds_status"], "samples": ["ck_samples_split"]}
 
 
@@ -235,12 +236,23 @@ def test_version_1_project_is_refused_until_migrated_then_keeps_every_row(v1_pro
     for table, rows in before.items():
         if table == "meta":
             rows = [r if r["key"] != "schema_version" else {**r, "value": str(SCHEMA_VERSION)} for r in rows]
-        if table == "rounds":  # JSON text became JSON values; a heartbeat column was added
+        if table == "rounds":  # JSON text became JSON values; heartbeat and progress columns were added
             rows = [{**r, **{c: None if r[c] is None else json.loads(r[c]) for c in JSON_COLUMNS},
-                     "heartbeat_at": None} for r in rows]
+                     "heartbeat_at": None, "progress": None, "progress_message": None} for r in rows]
         if table in ("decisions", "current_decisions"):  # schema 4: the round's prediction, filled in
             predicted = {1: 1, 2: 2}   # sample id -> predicted class in round 0 (v1_rows)
             rows = [{**r, "predicted": predicted[r["sample_id"]]} for r in rows]
+        # schema 5: where each label came from (a person's accept verified the prediction), and
+        # the decisions' confidence from their round's predictions; the card is unknown
+        source = {"accept": "verified", "relabel": "relabeled", "reject": None, "undo": None}
+        if table == "decisions":
+            confidence = {1: 0.9, 2: 0.6}
+            rows = [{**r, "source": source[r["action"]], "card": None, "confidence": confidence[r["sample_id"]]}
+                    for r in rows]
+        if table == "current_decisions":
+            rows = [{**r, "source": source[r["action"]]} for r in rows]
+        if table == "thresholds":   # schema 5: a person's threshold is theirs
+            rows = [{**r, "policy_may_set": r["updated_by"] != "ann"} for r in rows]
         assert after[table] == rows, table
 
     code, out, err = run(capsys, "status", v1_project, "--json")
@@ -248,6 +260,11 @@ def test_version_1_project_is_refused_until_migrated_then_keeps_every_row(v1_pro
     status = json.loads(out)
     assert [(r["id"], r["status"], r["cv_waf"]) for r in status["rounds"]] == [(0, "done", 0.7957), (1, "failed", None)]
     assert status["decisions"]["relabel"] == {"neutral": 1, "happy": 0, "sad": 0}
+    assert status["labels"]["verified"] == {"neutral": 0, "happy": 1, "sad": 0}
+    assert status["labels"]["relabeled"] == {"neutral": 1, "happy": 0, "sad": 0}
+    assert [(c["class"], c["set_by"], c["policy_may_set"]) for c in reversed(json.loads(
+        run(capsys, "thresholds", v1_project, "--history", "--json")[1]))] == [
+        ("neutral", "init", True), ("happy", "ann", False), ("sad", "policy", True)]
     assert status["current_round"] == 0
 
     # The new CHECK constraints hold, and the new action `label` is allowed.

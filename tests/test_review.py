@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from app_fixtures import CLASSES, N_LABELED, N_POOL, make_review_project, pool_confidences, pool_probs
+from mersemi.engine.thresholds import quantize
 from mersemi.service import review
 from mersemi.service.project import DecisionRequest, Project, ProjectError
 
@@ -90,8 +91,8 @@ def test_class_table_counts_candidates_and_the_decisions_per_class(project):
     assert rows["calm"]["candidates"] == rows["calm"]["support"] == len(calm)
     assert rows["calm"]["expected_precision"] == pytest.approx(np.mean(calm))
     assert rows["calm"]["threshold"] == 0.5
-    assert (rows["calm"]["accepted"], rows["joy"]["rejected"], rows["joy"]["relabeled"],
-            rows["anger"]["labeled"]) == (2, 1, 1, 1)
+    assert (rows["calm"]["verified"], rows["joy"]["rejected"], rows["joy"]["relabeled"],
+            rows["anger"]["labeled"], rows["calm"]["pseudo"]) == (2, 1, 1, 1, 0)
     assert rows["calm"]["rejected"] == rows["calm"]["relabeled"] == rows["calm"]["labeled"] == 0
     assert rows["calm"]["oof_precision"] == pytest.approx(0.8) and rows["calm"]["oof_support"] == 10
     # thresholds given override the project's
@@ -99,15 +100,6 @@ def test_class_table_counts_candidates_and_the_decisions_per_class(project):
     assert other["calm"]["threshold"] == 0.9
     assert other["calm"]["candidates"] == sum(1 for i in range(0, N_POOL, 3) if conf[i] >= 0.9 and i not in (0, 3))
     assert other["anger"]["oof_support"] == review.round_view(project).precision(2, 0.9)[1]
-
-
-def test_slider_value_rounds_up_to_the_step_and_never_past_one():
-    assert review.slider_value(0.9) == 0.9              # 0.9 * 1000 is 900.0000000000001
-    assert review.slider_value(0.9001) == 0.901
-    assert review.slider_value(0.93) == 0.93
-    assert review.slider_value(0.9999) == 1.0
-    assert review.slider_value(1.0) == 1.0
-    assert review.slider_value(0.0) == 0.0
 
 
 def test_suggest_thresholds_takes_ties_whole_and_only_open_samples(project):
@@ -118,13 +110,13 @@ def test_suggest_thresholds_takes_ties_whole_and_only_open_samples(project):
     view.pool_conf[7], view.pool_pred[7] = view.pool_conf[4], view.pool_pred[4]  # derived once per view
     found = review.suggest_thresholds(project, 0.962)
     # .95 would admit both tied samples (mean .96 < .962): the threshold stays at .98
-    assert found["joy"] == review.slider_value(float(view.pool_conf[1]))
+    assert found["joy"] == quantize(float(view.pool_conf[1]))
     project.decide([DecisionRequest("u01", "reject"), DecisionRequest("u04", "reject")], reviewer="ann")
     after = review.suggest_thresholds(project, 0.97)
     conf = view.pool_conf
     joy = np.sort([conf[i] for i in range(1, N_POOL, 3) if i not in (1, 4)])[::-1]
     ok = np.flatnonzero(np.cumsum(joy) / np.arange(1, len(joy) + 1) >= 0.97)
-    assert after["joy"] == (review.slider_value(joy[ok[-1]]) if len(ok) else None)
+    assert after["joy"] == (quantize(joy[ok[-1]]) if len(ok) else None)
     for bad in (0, 0.0, -1, 1.01, "0.9", None):
         with pytest.raises(ProjectError, match="target precision must lie in"):
             review.suggest_thresholds(project, bad)

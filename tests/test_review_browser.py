@@ -110,6 +110,7 @@ def title(page):
 def test_threshold_slider_keys_and_enter_store_what_the_box_shows(page, served):
     root, url, _ = served
     open_app(page, url)
+    page.locator("#reviewer input, #reviewer textarea").first.fill("ann")   # a threshold is someone's
     number = page.locator("#threshold-2 input[type=number]")
     page.locator("#threshold-2 input[type=range]").focus()
     for _ in range(3):

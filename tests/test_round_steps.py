@@ -15,7 +15,8 @@ import mersemi.service.rounds as rounds
 from mersemi.engine.calibration import expected_calibration_error
 from mersemi.engine.config import load_config
 from mersemi.engine.errors import InputError
-from mersemi.engine.selection import is_candidate, select
+from mersemi.engine.selection import is_candidate
+from mersemi.engine.self_training import select
 from mersemi.engine.synthetic import make_synthetic
 from mersemi.engine.train import RoundResult
 from mersemi.service.project import DecisionRequest, Project, ProjectError
@@ -127,17 +128,17 @@ def test_round_zero_trains_on_gold_and_records_predictions_and_test_metrics(proj
     comp = summary["composition"]
     classes = project.classes
     assert comp["gold"] == comp["total"] == len(gold_ids)
-    assert (comp["pseudo"], comp["auto"], comp["relabel"], comp["label"]) == (0, 0, 0, 0)
+    assert (comp["pseudo"], comp["pseudo_new"], comp["verified"], comp["relabeled"], comp["labeled"]) == (0,) * 5
     assert comp["gold_per_class"] == {c: int(np.sum(gold_y == i)) for i, c in enumerate(classes)}
-    assert comp["pseudo_per_class"] == comp["relabel_per_class"] == comp["label_per_class"] == \
-        {c: 0 for c in classes}
+    assert comp["pseudo_per_class"] == comp["verified_per_class"] == comp["relabeled_per_class"] == \
+        comp["labeled_per_class"] == {c: 0 for c in classes}
     assert summary["thresholds_now"] == project.thresholds()
     assert ("writing predictions", 1.0) in progress and ("training (fake)", 0.5) in progress
 
 
 def test_auto_accept_takes_the_open_candidates_and_measures_their_precision(project, engine):
     rounds.run_round(project, FIXED)
-    project.set_thresholds({c: 0.8 for c in project.classes})
+    project.set_thresholds({c: 0.8 for c in project.classes}, by="ann")
     names = project.store.sample_names(engine.pool_ids.tolist())
     # Ann rejects the most confident sample, accepts the next, relabels the third and labels
     # the last (below threshold): none of them is the automatic step's to take.
@@ -165,15 +166,19 @@ def test_auto_accept_takes_the_open_candidates_and_measures_their_precision(proj
                for x in log)
 
     comp = summary["composition"]
-    assert (comp["auto"], comp["pseudo"], comp["relabel"], comp["label"]) == (len(auto), len(auto) + 1, 1, 1)
+    # Ann's accept verified a prediction: a human label, like her relabel and her label
+    assert (comp["pseudo_new"], comp["pseudo"], comp["verified"], comp["relabeled"], comp["labeled"]) == \
+        (len(auto), len(auto), 1, 1, 1)
     assert comp["total"] == comp["gold"] + len(auto) + 3
-    pseudo_pred = np.r_[engine.pool_pred[1], engine.pool_pred[auto]]
+    pseudo_pred = engine.pool_pred[auto]
     assert comp["pseudo_per_class"] == {c: int(np.sum(pseudo_pred == i)) for i, c in enumerate(project.classes)}
-    assert comp["relabel_per_class"][other] == 1 and sum(comp["relabel_per_class"].values()) == 1
-    assert comp["label_per_class"][project.classes[0]] == 1 and sum(comp["label_per_class"].values()) == 1
+    assert comp["verified_per_class"][project.classes[int(engine.pool_pred[1])]] == 1
+    assert comp["relabeled_per_class"][other] == 1 and sum(comp["relabeled_per_class"].values()) == 1
+    assert comp["labeled_per_class"][project.classes[0]] == 1 and sum(comp["labeled_per_class"].values()) == 1
+    assert d.extra_from_model.tolist() == [False] * 3 + [True] * len(auto)
 
-    # precision of the pseudo-labels (Ann's accept and the automatic ones) against the truth
-    rows = np.r_[1, auto]
+    # precision of the tool's pseudo-labels against the truth
+    rows = auto
     hit = engine.pool_pred[rows] == engine.pool_true[rows]
     assert 0 < hit.mean() < 1
     pp = summary["pseudo_precision"]
@@ -192,7 +197,7 @@ def test_auto_accept_takes_the_open_candidates_and_measures_their_precision(proj
 
 def test_the_balance_cap_counts_human_labels_as_labeled_and_earlier_pseudo_labels_against_it(project, engine):
     rounds.run_round(project, FIXED)
-    project.set_thresholds({c: 0.6 for c in project.classes})
+    project.set_thresholds({c: 0.6 for c in project.classes}, by="ann")
     names = project.store.sample_names(engine.pool_ids.tolist())
     ids = engine.pool_ids.tolist()
     project.decide([DecisionRequest(names[ids[0]], "accept"), DecisionRequest(names[ids[1]], "accept"),
@@ -200,20 +205,21 @@ def test_the_balance_cap_counts_human_labels_as_labeled_and_earlier_pseudo_label
     capped = FIXED.replace(**{"self_training.balance_cap": 1.0})
     summary = rounds.run_round(project, capped, auto_accept=True)
     _, gold_y, _ = project.store.split_arrays("labeled")
-    labeled = np.bincount(np.r_[gold_y, 5], minlength=engine.C)
-    pseudo = np.bincount(engine.pool_pred[[0, 1]], minlength=engine.C)
+    # Ann's accepts and her label are human labels: labeled, not pseudo
+    labeled = np.bincount(np.r_[gold_y, engine.pool_pred[[0, 1]], 5], minlength=engine.C)
+    pseudo = np.zeros(engine.C, np.int64)
     open_ = np.ones(len(ids), bool)
     open_[[0, 1, len(ids) - 1]] = False
     want = select(engine.pool_pred, engine.pool_conf, open_, [0.6] * engine.C, labeled, pseudo, 1.0)
     assert want.mask.sum() < want.candidates[0] + sum(want.candidates[1:])   # the cap bites
     got = summary["auto_accept_selection"]
-    assert got["accepted"] == int(want.mask.sum()) == summary["composition"]["auto"]
+    assert got["accepted"] == int(want.mask.sum()) == summary["composition"]["pseudo_new"]
     assert got["classes"] == want.as_dict(project.classes)
 
 
 def test_without_pseudo_labels_only_human_labels_reach_the_engine(project, engine):
     rounds.run_round(project, FIXED)
-    project.set_thresholds({c: 0.6 for c in project.classes})
+    project.set_thresholds({c: 0.6 for c in project.classes}, by="ann")
     names = project.store.sample_names(engine.pool_ids.tolist())
     ids = engine.pool_ids.tolist()
     project.decide([DecisionRequest(names[ids[0]], "accept"),
@@ -222,30 +228,30 @@ def test_without_pseudo_labels_only_human_labels_reach_the_engine(project, engin
     no_pseudo = FIXED.replace(**{"self_training.use_pseudo_labels": False})
     before = len(project.store.decision_log())
     summary = rounds.run_round(project, no_pseudo, auto_accept=True)
-    assert engine.data.extra_rows.tolist() == [ids[1], ids[2]]
-    assert engine.data.extra_labels.tolist() == [0, 1]
+    assert engine.data.extra_rows.tolist() == [ids[0], ids[1], ids[2]]
+    assert engine.data.extra_labels.tolist() == [int(engine.pool_pred[0]), 0, 1]
     assert len(project.store.decision_log()) == before          # nothing accepted automatically
     comp = summary["composition"]
-    assert (comp["pseudo"], comp["auto"], comp["relabel"], comp["label"]) == (0, 0, 1, 1)
+    assert (comp["pseudo"], comp["pseudo_new"], comp["verified"], comp["relabeled"], comp["labeled"]) == \
+        (0, 0, 1, 1, 1)
     assert summary["auto_accept_selection"] is None
 
 
 def test_nothing_new_skips_the_round_and_auto_accept_needs_a_finished_round(project, engine):
     first = rounds.run_round(project, FIXED, auto_accept=True)   # no round yet: nothing to accept
-    assert first["auto_accept_selection"] is None and first["composition"]["auto"] == 0
-    project.set_thresholds({c: 1.0 for c in project.classes})
+    assert first["auto_accept_selection"] is None and first["composition"]["pseudo_new"] == 0
+    project.set_thresholds({c: 1.0 for c in project.classes}, by="ann")
     assert rounds.run_round(project, FIXED, auto_accept=True, skip_if_nothing_new=True) is None
     assert len(engine.calls) == 1 and len(project.status()["rounds"]) == 1
-    project.set_thresholds({c: 0.9 for c in project.classes})
+    project.set_thresholds({c: 0.9 for c in project.classes}, by="ann")
     again = rounds.run_round(project, FIXED, auto_accept=True, skip_if_nothing_new=True)
-    assert again is not None and again["composition"]["auto"] > 0 and len(engine.calls) == 2
+    assert again is not None and again["composition"]["pseudo_new"] > 0 and len(engine.calls) == 2
 
 
 @pytest.mark.parametrize("per", ["set", "sample"])
-def test_target_precision_policy_sets_the_thresholds_after_the_round(project, engine, per):
-    project.set_thresholds({c: 0.5 for c in project.classes})
-    summary = rounds.run_round(project, FAST.replace(**{"self_training.target_precision": 0.985,
-                                                        "self_training.target_per": per}))
+def test_target_precision_policy_sets_the_thresholds_no_person_owns_after_the_round(project, engine, per):
+    target = FAST.replace(**{"self_training.target_precision": 0.985, "self_training.target_per": per})
+    summary = rounds.run_round(project, target)
     found = suggest_thresholds(project, 0.985, per)
     assert found != suggest_thresholds(project, 0.985, {"set": "sample", "sample": "set"}[per])
     assert None in found.values() and any(t is not None for t in found.values())
@@ -253,15 +259,29 @@ def test_target_precision_policy_sets_the_thresholds_after_the_round(project, en
     assert project.thresholds() == pytest.approx(want)
     assert summary["thresholds_now"] == pytest.approx(want)
     assert summary["policy"] == "target_precision"
-    from sqlalchemy import select
+    assert summary["unreachable"] == [c for c, t in found.items() if t is None]
+    assert [(c["class"], c["by"], c["kept_for_owner"]) for c in summary["threshold_changes"]] == \
+        [(c, "policy", False) for c in project.classes]
+    assert {o["set_by"] for o in project.threshold_owners().values()} == {"policy"}
 
-    from mersemi.db.models import Threshold
-    with project.store.session() as s:
-        assert set(s.scalars(select(Threshold.updated_by))) == {"policy"}
-    # the fixed policy leaves them as they are
-    project.set_thresholds({c: 0.5 for c in project.classes})
-    rounds.run_round(project, FIXED)
-    assert project.thresholds() == {c: 0.5 for c in project.classes}
+    # A person's threshold is theirs: the next rounds leave it until they release it.
+    sad, happy = project.classes[3], project.classes[2]
+    project.set_thresholds({sad: 0.5}, by="ann")
+    summary = rounds.run_round(project, target, auto_accept=True)
+    assert project.thresholds()[sad] == 0.5 and project.threshold_owners()[sad]["set_by"] == "ann"
+    kept = {c["class"]: c for c in summary["threshold_changes"]}
+    assert kept[sad]["kept_for_owner"] and kept[sad]["by"] == "ann" and not kept[happy]["kept_for_owner"]
+    project.release_thresholds([sad], by="ann")
+    rounds.run_round(project, target)
+    assert project.threshold_owners()[sad]["set_by"] == "policy"
+
+    # The fixed policy sets the preset's thresholds where it may; the config key lets it set every class.
+    project.set_thresholds({sad: 0.5}, by="ann")
+    rounds.run_round(project, FIXED.replace(**{"self_training.thresholds": {c: 0.7 for c in project.classes}}))
+    assert project.thresholds() == {c: 0.5 if c == sad else 0.7 for c in project.classes}
+    rounds.run_round(project, FIXED.replace(**{"self_training.thresholds": {}, "self_training.default_threshold": 0.6,
+                                               "self_training.policy_overrides_reviewers": True}))
+    assert project.thresholds() == {c: 0.6 for c in project.classes}
 
 
 @pytest.mark.parametrize("error, described, raised", [
@@ -305,26 +325,26 @@ def test_refusals_before_training(tmp_path, data, monkeypatch):
     assert calls == []
 
 
-def test_heartbeat_beats_at_most_every_interval_and_passes_progress_on(project, monkeypatch):
+def test_heartbeat_records_progress_at_most_every_interval_and_passes_it_on(project, monkeypatch):
     from mersemi.db.errors import StoreBusy
 
     beats, seen = [], []
 
     class Store:
-        def heartbeat(self, round_id):
-            beats.append(round_id)
+        def heartbeat(self, round_id, fraction, message):
+            beats.append((round_id, fraction, message))
             if len(beats) == 2:
                 raise StoreBusy()
 
-    clock = iter([100.0, 100.0, 101.0, 116.0, 130.0, 131.0, 200.0, 200.0])
+    clock = iter([100.0, 100.0, 100.5, 101.6, 102.0, 102.6, 200.0, 200.0])
     monkeypatch.setattr(rounds, "time", SimpleNamespace(monotonic=lambda: next(clock)))
     hb = rounds.Heartbeat(Store(), 7, lambda m, f: seen.append((m, f)))   # created at 100
     hb("a", 0.1)     # 100: 0 s since
-    hb("b", 0.2)     # 101: 1 s
-    hb("c", 0.3)     # 116: 16 s -> beat
-    hb("d", 0.4)     # 130: 14 s since the last beat
-    hb("e", 0.5)     # 131: 15 s, the interval exactly -> beat (StoreBusy swallowed)
-    assert beats == [7, 7]
+    hb("b", 0.2)     # 100.5
+    hb("c", 0.3)     # 101.6: over a second -> recorded
+    hb("d", 0.4)     # 102.0: 0.4 s since the last
+    hb("e", 0.5)     # 102.6: recorded (StoreBusy swallowed)
+    assert beats == [(7, 0.3, "c"), (7, 0.5, "e")]
     assert seen == [("a", 0.1), ("b", 0.2), ("c", 0.3), ("d", 0.4), ("e", 0.5)]
     rounds.Heartbeat(Store(), 7, None)("quiet", 1.0)   # no callback: nothing to pass on
 
@@ -350,13 +370,13 @@ def test_a_round_on_pseudo_labels_keeps_the_graph_share_of_the_last_human_only_r
     project.decide([DecisionRequest(first, "label", project.classes[1])], reviewer="ann")
     rounds.run_round(project, FIXED)                                   # human labels: fitted
     assert engine.data.graph_share is None
-    project.set_thresholds({c: 0.9 for c in project.classes})
+    project.set_thresholds({c: 0.9 for c in project.classes}, by="ann")
     s2 = rounds.run_round(project, FIXED, auto_accept=True)            # pseudo-labels: carried
-    assert s2["composition"]["auto"] > 0
+    assert s2["composition"]["pseudo_new"] > 0
     assert engine.data.graph_share == pytest.approx(1.5 * 2.0) and s2["graph_share_from"] == 1
     # Ann's label seeds the graph; the accepted pseudo-labels train the folds only
     d = engine.data
     assert d.extra_from_model.tolist() == [int(i) != int(engine.pool_ids[-1]) for i in d.extra_rows]
-    assert (~d.extra_from_model).sum() == 1 and d.extra_from_model.sum() == s2["composition"]["auto"]
+    assert (~d.extra_from_model).sum() == 1 and d.extra_from_model.sum() == s2["composition"]["pseudo_new"]
     s3 = rounds.run_round(project, FIXED)          # the accepted labels stay in: still carried
     assert engine.data.graph_share == pytest.approx(3.0) and s3["graph_share_from"] == 1

@@ -17,6 +17,8 @@ import pytest
 import mersemi.service.rounds
 from mersemi.engine.config import load_config
 from mersemi.engine.synthetic import make_synthetic
+from mersemi.engine.thresholds import quantize
+from mersemi.service.exports import labels_frame
 from mersemi.service.project import DecisionRequest, Project, ProjectError
 from mersemi.service.rounds import run_round
 
@@ -39,14 +41,14 @@ def project(tmp_path, data, db_url):
 
 
 def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monkeypatch):
-    monkeypatch.setattr(mersemi.service.rounds, "HEARTBEAT_EVERY_S", 0.0)  # beat on every progress call
+    monkeypatch.setattr(mersemi.service.rounds, "PROGRESS_EVERY_S", 0.0)  # beat on every progress call
     r0 = run_round(project, FAST)
     rnd = project.store.round(r0["id"])
     assert rnd.heartbeat_at > rnd.started_at    # the training process beat while it trained
     assert r0["composition"]["pseudo"] == 0
     ids, pred, conf = project.store.pool_confidences(r0["id"])
-    t = float(np.quantile(conf, 0.5))  # the quick preset is not confident: take half the pool
-    project.set_thresholds({c: t for c in project.classes})
+    t = quantize(float(np.quantile(conf, 0.5)))  # the quick preset is not confident: take half the pool
+    project.set_thresholds({c: t for c in project.classes}, by="test")
     # A reviewer's rejection keeps that sample out of the automatic selection.
     top = int(ids[np.argmax(conf)])
     name = project.store.sample_names([top])[top]
@@ -54,12 +56,16 @@ def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monk
 
     expected = int(np.sum(conf >= t)) - 1
     r1 = run_round(project, FAST, auto_accept=True)
-    assert r1["composition"]["auto"] == expected == r1["composition"]["pseudo"]
+    assert r1["composition"]["pseudo_new"] == expected == r1["composition"]["pseudo"]
     assert sum(r1["pseudo_labels"].values()) == expected
     assert r1["train_size"] == r1["composition"]["gold"] + expected
     log = project.store.decision_log()
     assert sum(d.reviewer == "auto" for d in log) == expected
     assert project.store.current_decisions([top])[top].action == "reject"
+    # the tool's labels are pseudo-labels in the export, status and the log alike
+    labels = labels_frame(project)
+    assert (labels["source"] == "pseudo").sum() == expected == sum(project.status()["labels"]["pseudo"].values())
+    assert {d.source for d in log if d.reviewer == "auto"} == {"pseudo"}
     # The pool's hidden labels give the precision of those pseudo-labels (evaluation only).
     assert 0 <= r1["pseudo_precision"]["overall"] <= 1
     # The evaluation folds hold gold samples only: OOF predictions cover exactly them.
@@ -77,10 +83,12 @@ def test_without_pseudo_labels_config_trains_on_human_labels_only(project):
                     DecisionRequest(names[int(ids[1])], "accept"),
                     DecisionRequest(names[int(ids[2])], "relabel", other)], reviewer="ann")
     r1 = run_round(project, FAST)
-    assert (r1["composition"]["pseudo"], r1["composition"]["relabel"]) == (2, 1)
+    # ann's accepts verified the predictions: human labels, kept without pseudo-labels
+    assert (r1["composition"]["verified"], r1["composition"]["relabeled"], r1["composition"]["pseudo"]) == (2, 1, 0)
     no_pseudo = FAST.replace(**{"self_training.use_pseudo_labels": False})
     r2 = run_round(project, no_pseudo, auto_accept=True)
-    assert (r2["composition"]["pseudo"], r2["composition"]["relabel"]) == (0, 1)
+    assert (r2["composition"]["verified"], r2["composition"]["relabeled"], r2["composition"]["pseudo"]) == (2, 1, 0)
+    assert r2["auto_accept_selection"] is None
 
 
 def test_a_failing_round_is_marked_failed_and_the_previous_stays_in_force(project, monkeypatch):

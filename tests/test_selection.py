@@ -1,11 +1,12 @@
-"""engine/selection.py: the candidate, the target-precision thresholds, the balance cap, the
-review queues. Small arrays whose answers can be worked out by hand."""
+"""engine/selection.py and engine/self_training.py: the candidate, the target-precision
+thresholds, the balance cap, the review queues. Small arrays whose answers can be worked out by
+hand."""
 import numpy as np
 import pytest
 
 from mersemi.engine.vocab import QueueKind
-from mersemi.engine.selection import (closed_if_unreachable, expected_precision, is_candidate, queue_orders,
-                                      review_queue, select, target_thresholds)
+from mersemi.engine.selection import expected_precision, is_candidate, queue_orders, review_queue
+from mersemi.engine.self_training import closed_if_unreachable, select, target_thresholds
 
 
 def test_a_candidate_is_undecided_and_at_or_above_its_class_threshold():

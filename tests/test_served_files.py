@@ -51,7 +51,7 @@ def imported_project(root: Path, data: Path) -> None:
     with Project.init(root, CLASSES) as project:
         project.import_native(data)
         store = project.store
-        store.set_thresholds({c: 0.5 for c in range(3)})
+        store.set_thresholds({c: 0.5 for c in range(3)}, by="fixture")
         pool = np.arange(6, 12)
         probs = np.full((6, 3), 0.05, np.float32)
         probs[np.arange(6), np.arange(6) % 3] = np.linspace(0.95, 0.6, 6)

@@ -94,7 +94,7 @@ def test_decided_ids_follow_decisions_of_every_action_and_undo(store):
     store.decide([DecisionIn(6 + 1, "label", 2, rid)], reviewer="bob")
     assert sorted(store.decided_ids().tolist()) == [7, 15]
     ids, labels, sources = store.training_labels()
-    assert ids.tolist() == [7, 15] and labels.tolist() == [2, 0] and sources == ["label", "accept"]
+    assert ids.tolist() == [7, 15] and labels.tolist() == [2, 0] and sources == ["labeled", "verified"]
     store.undo_last("bob")
     assert store.decided_ids().tolist() == [15]
 
@@ -145,9 +145,15 @@ def test_training_labels_and_decision_counts(store):
     rid = done_round(store, pool_probs())
     store.decide([DecisionIn(6, "accept", 0, rid), DecisionIn(7, "relabel", 2, rid),
                   DecisionIn(8, "reject", 2, rid)], reviewer="ann")
-    ids, labels, actions = store.training_labels()
-    assert ids.tolist() == [6, 7] and labels.tolist() == [0, 2] and actions == ["accept", "relabel"]
-    assert store.decision_counts() == {"accept": {0: 1}, "reject": {2: 1}, "relabel": {2: 1}, "label": {}}
+    store.decide([DecisionIn(9, "accept", 0, rid), DecisionIn(10, "label", 1, rid)], reviewer="auto")
+    ids, labels, sources = store.training_labels()
+    assert ids.tolist() == [6, 7, 9, 10] and labels.tolist() == [0, 2, 0, 1]
+    # A person's accept verified the prediction; the tool's (reviewer auto) is a pseudo-label.
+    assert sources == ["verified", "relabeled", "pseudo", "labeled"]
+    assert store.decision_counts() == {"accept": {0: 2}, "reject": {2: 1}, "relabel": {2: 1}, "label": {1: 1}}
+    assert store.source_counts() == {"verified": {0: 1}, "relabeled": {2: 1}, "labeled": {1: 1}, "pseudo": {0: 1}}
+    store.undo_last("auto")
+    assert store.source_counts() == {"verified": {0: 1}, "relabeled": {2: 1}, "labeled": {}, "pseudo": {}}
 
 
 def test_decision_counts_by_predicted_class_follow_relabels_and_undo(store):
@@ -352,8 +358,34 @@ def test_prediction_of_names_the_kind_class_and_confidence(store):
     assert got[7][:2] == ("pool", 1) and got[7][2] == pytest.approx(probs[1].max())
     assert got[1][:2] == ("oof", 1)
     done = store.round(rid)
-    assert (done.status, done.composition, done.metrics, done.checkpoint) == ("done", {"gold": 6}, {"m": 1}, "c.pt")
+    assert (done.status, done.composition, done.metrics, done.checkpoint) == (
+        "done", {"gold": 6}, {"m": 1, "threshold_changes": []}, "c.pt")
     assert store.predictions(rid, "test")[0].tolist() == [] and store.pool_confidences(rid + 1)[0].tolist() == []
+
+
+def test_a_finished_round_sets_only_the_thresholds_no_person_owns(store):
+    # classes 0-2 start as init's; ann sets class 1 while the round trains: it stays hers
+    rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+    store.set_thresholds({1: 0.42}, by="ann")
+    changes = store.complete_round(rid, predictions=[], decisions=[], reviewer="auto", composition={}, metrics={},
+                                   checkpoint=None, thresholds={0: 0.95, 1: 0.95, 2: 0.7})
+    assert [(c["class_id"], c["old"], c["new"], c["by"], c["changed"], c["kept_for_owner"]) for c in changes] == [
+        (0, 0.9, 0.95, "policy", True, False), (1, 0.42, 0.42, "ann", False, True),
+        (2, 0.7, 0.7, "init", False, False)]
+    assert store.thresholds() == [0.95, 0.42, 0.7]
+    assert store.round(rid).metrics["threshold_changes"] == changes
+    history = store.threshold_history()
+    assert [(h.class_id, h.value, h.set_by, h.round_id, h.policy_may_set) for h in history[:2]] == [
+        (0, 0.95, "policy", rid, True), (1, 0.42, "ann", None, False)]
+    # released, the class is the policy's again; with `everyone` the policy sets every class
+    store.release_thresholds([1], by="ann")
+    assert [t.policy_may_set for t in store.threshold_rows()] == [True, True, True]
+    store.set_thresholds({2: 0.1}, by="bob")
+    rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+    store.complete_round(rid, predictions=[], decisions=[], reviewer="auto", composition={}, metrics={},
+                         checkpoint=None, thresholds={0: 0.8, 1: 0.8, 2: 0.8}, everyone=True)
+    assert store.thresholds() == [0.8, 0.8, 0.8]
+    assert [t.updated_by for t in store.threshold_rows()] == ["policy"] * 3
 
 
 def test_last_decisions_newest_first_and_one_batch_naming_a_sample_twice(store):

@@ -33,7 +33,8 @@ from ..service.review import (  # noqa: E402
 from .widgets import ValueSlider  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-ENDPOINTS = ("status", "candidate_counts", "set_thresholds", "suggest", "paper_preset", "next_candidate",
+ENDPOINTS = ("status", "candidate_counts", "set_thresholds", "release_thresholds", "threshold_history", "suggest",
+             "paper_preset", "next_candidate",
              "decide", "undo", "accept_all", "train_round", "training_status", "round_history", "export")
 SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` relabel as class n · `u` undo · `p` play the clip · "
              "`←` `→` previous / next · `Esc` leaves a field (keys are ignored while typing in one)")

@@ -24,7 +24,7 @@ from ..service.project import (  # noqa: E402
     DEFAULT_CLASSES, PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv,
 )
 from ..service.review import DEFAULT_QUEUE  # noqa: E402
-from ..service.values import MAX_REVIEWER, RESERVED_NAMES, number  # noqa: E402
+from ..service.values import MAX_REVIEWER, RESERVED_NAMES, number, person  # noqa: E402
 from ..engine.vocab import QueueKind  # noqa: E402
 
 
@@ -139,10 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set thresholds in [0, 1], e.g. --set happy=0.9,sad=0.8 (repeatable); "
                         "unnamed classes keep theirs")
     c.add_argument("--by", default=_login(), metavar="NAME",
-                   help="who set them, for the log (default: your login, %(default)s)")
+                   help="who sets or releases them: the thresholds are theirs, and the policy after a round "
+                        "leaves them alone until released (default: your login, %(default)s)")
+    c.add_argument("--release", action="append", default=[], metavar="CLASS[,CLASS]|all",
+                   help="let the policy set these classes after the coming rounds (repeatable)")
+    c.add_argument("--history", action="store_true",
+                   help="the history of threshold changes (who, when, which round's policy), newest first")
     c.add_argument("--json", action="store_true",
-                   help="JSON keyed by class: threshold, candidates, expected_precision, "
-                        "oof_precision, oof_support (the last four once a round is done)")
+                   help="JSON keyed by class: threshold, set_by, set_at, policy_may_set, candidates, "
+                        "expected_precision, oof_precision, oof_support (the last four once a round is done)")
     c.set_defaults(func=cmd_thresholds)
 
     c = sub.add_parser("decide", help="record decisions from a CSV (name, decision, label)",
@@ -274,7 +279,23 @@ def _print_round(summary: dict, as_json: bool) -> None:
         if short:
             print(f"  no candidate at the threshold (the target precision may be out of reach): "
                   f"{', '.join(short)}")
-    print("  thresholds now: " + ", ".join(f"{c} {v:.3f}" for c, v in summary["thresholds_now"].items()))
+    print("  " + threshold_changes_text(summary))
+
+
+def threshold_changes_text(summary: dict) -> str:
+    """What the policy did to each class's threshold after a round, in one line."""
+    parts = []
+    for c in summary.get("threshold_changes", []):
+        if c["kept_for_owner"]:
+            parts.append(f"{c['class']} {c['old']:.3f} kept (set by {c['by']})")
+        elif c["changed"]:
+            parts.append(f"{c['class']} {c['old']:.3f} -> {c['new']:.3f}")
+        else:
+            parts.append(f"{c['class']} {c['new']:.3f}")
+    line = "thresholds: " + ", ".join(parts)
+    if summary.get("unreachable"):
+        line += f"; no candidate reaches the target precision: {', '.join(summary['unreachable'])}"
+    return line
 
 
 def cmd_queue(args) -> None:
@@ -305,37 +326,62 @@ def cmd_thresholds(args) -> None:
     from ..service.review import class_table
 
     with _open(args.dir) as project:
-        th = _set_and_get_thresholds(project, args.set, args.by)
-        done = project.store.current_round() is not None and project.store.current_round().status == "done"
-        rows = class_table(project) if done else [{"class": c, "threshold": v} for c, v in th.items()]
-    keys = ("threshold", "candidates", "expected_precision", "oof_precision", "oof_support")
+        if args.history:
+            if args.set or args.release:
+                raise ProjectError("--history shows the changes; set or release thresholds in another call")
+            _print_history(project.threshold_history(), args.json)
+            return
+        if args.set or args.release:
+            by = person(args.by, "--by")
+            if args.set:
+                project.set_thresholds(_class_values(args.set), by=by)
+            if args.release:
+                project.release_thresholds([c for part in args.release for c in part.split(",") if c.strip()], by=by)
+        owners = project.threshold_owners()
+        done = project.store.current_round() is not None
+        rows = class_table(project) if done else [{"class": c} for c in project.classes]
+    rows = [owners[r["class"]] | r for r in rows]
+    keys = ("threshold", "set_by", "set_at", "policy_may_set", "candidates", "expected_precision",
+            "oof_precision", "oof_support")
     if args.json:
         print(json.dumps({r["class"]: {k: r[k] for k in keys if k in r} for r in rows}))
         return
     if not done:
         print("no finished round yet: candidates and precision appear after `mersemi train`")
-    print(f"{'class':>12}  threshold  candidates  expected precision  out-of-fold precision (n)")
+    print(f"{'class':>12}  threshold  {'set by':<18}  candidates  expected precision  out-of-fold precision (n)")
     for r in rows:
-        line = f"{r['class']:>12}  {r['threshold']:9.3f}"
+        owner = r["set_by"] + ("" if r["policy_may_set"] else " (kept)")
+        line = f"{r['class']:>12}  {r['threshold']:9.3f}  {owner:<18.18}"
         if done:
             exp = "-" if r["expected_precision"] is None else f"{r['expected_precision']:.3f}"
             oof = "-" if r["oof_precision"] is None else f"{r['oof_precision']:.3f}"
             line += f"  {r['candidates']:10d}  {exp:>18}  {oof:>10} ({r['oof_support']})"
         print(line)
+    if any(not r["policy_may_set"] for r in rows):
+        print("(kept): a person's threshold, which the policy after a round leaves alone; "
+              "`--release CLASS` lets the policy set it")
 
 
-def _set_and_get_thresholds(project: Project, sets: list[str], by: str) -> dict[str, float]:
-    if sets:
-        values = {}
-        for part in ",".join(sets).split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise ProjectError(f"--set: expected CLASS=VALUE, got {shown(part)}")
-            k, v = part.split("=", 1)
-            values[k.strip()] = v.strip()
-        project.set_thresholds(values, by=by)
-    return project.thresholds()
+def _print_history(changes: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(changes))
+        return
+    for c in changes:
+        made = f"policy after round {c['round']}" if c["round"] is not None else c["set_by"]
+        note = f" ({c['note']})" if c["note"] else ""
+        print(f"{c['set_at']}  {c['class']:>12}  {c['threshold']:.3f}  {made}{note}")
+
+
+def _class_values(sets: list[str]) -> dict[str, str]:
+    values = {}
+    for part in ",".join(sets).split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ProjectError(f"--set: expected CLASS=VALUE, got {shown(part)}")
+        k, v = part.split("=", 1)
+        values[k.strip()] = v.strip()
+    return values
 
 
 def cmd_decide(args) -> None:
@@ -367,8 +413,9 @@ def cmd_status(args) -> None:
     print(f"samples: {s['labeled']} labeled, {s['unlabeled']} unlabeled, {s['test']} test")
     print("labeled per class: " + ", ".join(f"{c} {n}" for c, n in status["labeled_per_class"].items()))
     print("thresholds: " + ", ".join(f"{c} {v:.2f}" for c, v in status["thresholds"].items()))
-    acc = status["decisions"]["accept"]
-    print("accepted: " + ", ".join(f"{c} {n}" for c, n in acc.items()))
+    for source, counts in status["labels"].items():
+        if source != "gold" and any(counts.values()):
+            print(f"{source}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     for r in status["rounds"]:
         line = f"round {r['id']}: {r['status']}"
         if r["status"] == "done":

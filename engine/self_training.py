@@ -1,0 +1,157 @@
+"""Self-training, in one place: the thresholds a finished round proposes (the policy), the
+candidates the automatic step accepts within the class-balance cap, and the label-spreading
+graph's share a round trained on pseudo-labels keeps. Pure functions on arrays (one entry per
+pool sample: `pred` the predicted class, `conf` its calibrated probability, `open_` whether it
+is still undecided); the round (service/rounds.py), the app's preview and the benchmarks call
+these and copy none of them.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .selection import expected_precision, is_candidate
+from .thresholds import TARGET_PER, check_target_precision, quantize
+
+
+def closed_if_unreachable(threshold: float | None) -> float:
+    """The threshold a class gets from `target_thresholds`: 1.0 (nothing below certainty is a
+    candidate) for a class that cannot reach the target."""
+    return 1.0 if threshold is None else threshold
+
+
+def target_thresholds(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, n_classes: int,
+                      target: float, per: str = "set") -> list[float | None]:
+    """Per class, the lowest threshold at which the class's candidates have an expected
+    precision >= `target`; None when not even the most confident one reaches it.
+
+    per="set": their mean confidence reaches the target. per="sample": each one's does, i.e.
+    the threshold is the target itself (None when no open sample of the class reaches it).
+    The set reading admits more; the sample reading keeps every subset at the target, which
+    matters when automatic rounds accept again and again (each round's set would otherwise
+    bring its own tail below the target)."""
+    check_target_precision(target)
+    if per not in TARGET_PER:
+        raise ValueError(f"target per must be one of {', '.join(TARGET_PER)}, got {per!r}")
+    out: list[float | None] = []
+    for c in range(n_classes):
+        sel = np.asarray(open_, bool) & (np.asarray(pred) == c)
+        cs = np.sort(np.asarray(conf, np.float64)[sel])[::-1]
+        if len(cs) == 0:
+            out.append(None)
+            continue
+        if per == "sample":
+            out.append(float(target) if cs[0] >= target - 1e-12 else None)
+            continue
+        mean = np.cumsum(cs) / np.arange(1, len(cs) + 1)   # non-increasing in k
+        # A threshold at cs[k] admits every sample tied with it: only the last index of a run
+        # of equal values is a threshold one can set.
+        last_of_run = np.r_[cs[1:] != cs[:-1], True]
+        ok = np.flatnonzero(last_of_run & (mean >= target - 1e-12))
+        out.append(float(cs[ok[-1]]) if len(ok) else None)
+    return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the automatic step takes: `mask` over the pool, and per class the candidates at the
+    thresholds, how many the balance cap kept, and the expected precision of those kept."""
+    mask: np.ndarray
+    candidates: list[int]
+    kept: list[int]
+    expected_precision: list[float | None]
+
+    def as_dict(self, classes: list[str]) -> dict:
+        return {name: {"candidates": self.candidates[c], "accepted": self.kept[c],
+                       "expected_precision": None if p is None else round(p, 4)}
+                for c, (name, p) in enumerate(zip(classes, self.expected_precision))}
+
+
+def select(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds,
+           labeled_per_class, pseudo_per_class=None, balance_cap: float = 0.0) -> Selection:
+    """The candidates the automatic step accepts. With `balance_cap` m > 0 no class ends up
+    with more than m times its labeled share of all pseudo-labels (those already accepted,
+    `pseudo_per_class`, included), nor is held below m times its own labeled count; a capped
+    class keeps its most confident candidates. 0 = no cap."""
+    pred, conf = np.asarray(pred, np.int64), np.asarray(conf, np.float64)
+    n_classes = len(np.asarray(thresholds))
+    cand = is_candidate(pred, conf, open_, thresholds)
+    n_cand = np.bincount(pred[cand], minlength=n_classes)
+    keep = n_cand.copy()
+    if balance_cap > 0:
+        keep = _balanced_counts(n_cand, np.asarray(labeled_per_class, np.float64),
+                                np.zeros(n_classes) if pseudo_per_class is None
+                                else np.asarray(pseudo_per_class, np.float64), balance_cap)
+    mask = np.zeros(len(pred), bool)
+    for c in range(n_classes):
+        idx = np.flatnonzero(cand & (pred == c))
+        if keep[c] < len(idx):
+            idx = idx[np.argsort(-conf[idx], kind="stable")[:keep[c]]]
+        mask[idx] = True
+    prec, _ = expected_precision(pred, conf, mask, n_classes)
+    return Selection(mask, [int(n) for n in n_cand], [int(k) for k in keep], prec)
+
+
+def _balanced_counts(n_cand: np.ndarray, labeled: np.ndarray, already: np.ndarray,
+                     cap: float) -> np.ndarray:
+    """Largest per-class counts k <= n_cand with already_c + k_c <= max(cap * share_c * T,
+    cap * labeled_c), T the total pseudo-labels afterwards: a fixed point reached from above
+    (T only shrinks, so the loop ends)."""
+    share = labeled / max(labeled.sum(), 1.0)
+    k = n_cand.astype(np.int64)
+    while True:
+        total = already.sum() + k.sum()
+        limit = np.floor(np.maximum(cap * share * total, cap * labeled) - already).clip(min=0)
+        new = np.minimum(n_cand, limit).astype(np.int64)
+        if (new == k).all():
+            return k
+        k = new
+
+
+def propose_thresholds(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, n_classes: int, *,
+                       policy: str, target: float, per: str, fixed: Sequence[float]) -> tuple[list[float], list[int]]:
+    """The thresholds the policy proposes after a round, quantized, and the classes that cannot
+    reach the target (proposed 1.0: nothing below certainty is a candidate). policy
+    "target_precision": `target_thresholds`; "fixed": the preset's `fixed` values."""
+    if policy == "fixed":
+        return [quantize(float(t)) for t in fixed], []
+    found = target_thresholds(pred, conf, open_, n_classes, target, per)
+    return ([quantize(closed_if_unreachable(t)) for t in found],
+            [c for c, t in enumerate(found) if t is None])
+
+
+# ---------------------------------------------------------------------- the graph's share
+
+def graph_share(metrics: Mapping[str, Any]) -> float | None:
+    """A round's label-spreading weight per unit of the ensemble's (graph_weight x temperature,
+    from its metrics): what `TrainSet.graph_share` carries into a later round. None when the
+    round ran without the graph."""
+    weight, temperature = metrics.get("graph_weight"), metrics.get("temperature")
+    return None if weight is None or not temperature else float(weight) * float(temperature)
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What the share's choice needs of a past round."""
+    id: int
+    done: bool
+    human_only: bool          # trained on human labels only (no pseudo-labels)
+    metrics: Mapping[str, Any]
+
+
+def graph_share_from_history(rounds: Sequence[RoundRecord]) -> tuple[int | None, float | None]:
+    """The graph's share for a round trained on accepted pseudo-labels: that of the latest
+    finished round trained on human labels only, and that round's id; (None, None) when there
+    is none (the round fits it afresh).
+
+    Accepted pseudo-labels around a held-out gold sample carry that sample's label (the round
+    that predicted them knew it), so such a round's out-of-fold predictions are optimistic:
+    fitted on them, the graph's weight fell to 0."""
+    for r in reversed(rounds):
+        share = graph_share(r.metrics) if r.done and r.human_only else None
+        if share is not None:
+            return r.id, share
+    return None, None
