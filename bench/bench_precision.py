@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_train import write_markdown
-from mersemi.engine import selection
+from mersemi.engine import self_training
 from mersemi.engine.config import load_config
 from mersemi.engine.synthetic import make_synthetic
 from mersemi.service.project import Project
@@ -63,7 +63,7 @@ def main() -> int:
             paper, (pr, pt) = table(project, preset)
             suggested = suggest_thresholds(project, args.target)
             unreachable = [c for c, t in suggested.items() if t is None]
-            chosen = {c: selection.closed_if_unreachable(t) for c, t in suggested.items()}
+            chosen = {c: self_training.closed_if_unreachable(t) for c, t in suggested.items()}
             sugg, (sr, st) = table(project, chosen)
     md = "\n".join([
         f"Synthetic data (scale `default`, seed {args.seed}), round 0 with configs/default.yaml "

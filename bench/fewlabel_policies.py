@@ -2,8 +2,8 @@
 few-label digits, one run per policy, the same seeds and round 0 for every policy.
 
 Per seed: round 0 on the gold labels, then 3 automatic rounds. Before each, the policy's
-thresholds (engine/selection.target_thresholds on the open pool) and the class-balance cap
-(engine/selection.select) pick pseudo-labels from the last round's calibrated pool scores,
+thresholds (engine/self_training.propose_thresholds on the open pool) and the class-balance cap
+(engine/self_training.select) pick pseudo-labels from the last round's calibrated pool scores,
 as `train --auto-accept` does. Prints, per policy: test WAF after round 0 and after round 3,
 the pseudo-labels' precision against the pool's truth, and the test ECE. The CLI-level
 benchmark (bench/fewlabel.py) measures the default policy with peers; this one compares
@@ -25,11 +25,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from digits_data import digits_arrays  # noqa: E402
 
-from mersemi.engine import selection  # noqa: E402
+from mersemi.engine import self_training  # noqa: E402
 from mersemi.engine.calibration import expected_calibration_error  # noqa: E402
 from mersemi.engine.config import load_config  # noqa: E402
 from mersemi.engine.metrics import waf  # noqa: E402
-from mersemi.engine.train import TrainSet, graph_share, train_round  # noqa: E402
+from mersemi.engine.thresholds import TARGET_PER  # noqa: E402
+from mersemi.engine.train import TrainSet, train_round  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 N_CLASSES = 6
@@ -52,7 +53,7 @@ def run(seed: int, policy: str, labeled: float, rounds: int) -> dict:
                                    extra_from_model=np.ones(len(extra), bool)),
                           N_CLASSES, cfg)
         if r == 0:
-            share = graph_share(res.metrics)
+            share = self_training.graph_share(res.metrics)
         pool_p, test_p = res.score_probs[:len(pool)], res.score_probs[len(pool):]
         history.append({"test_waf": waf(y[test], test_p.argmax(1)),
                         "test_ece": expected_calibration_error(test_p, y[test]),
@@ -62,10 +63,10 @@ def run(seed: int, policy: str, labeled: float, rounds: int) -> dict:
             break
         pred, conf = pool_p.argmax(1), pool_p.max(1)
         open_ = ~np.isin(pool, extra)
-        th = [selection.closed_if_unreachable(t)   # as the CLI's policy step
-              for t in selection.target_thresholds(pred, conf, open_, N_CLASSES, float(target), per)]
-        sel = selection.select(pred, conf, open_, th, np.bincount(y[lab], minlength=N_CLASSES),
-                               np.bincount(extra_y, minlength=N_CLASSES), cfg.self_training.balance_cap)
+        th, _ = self_training.propose_thresholds(pred, conf, open_, N_CLASSES, policy="target_precision",
+                                                 target=float(target), per=per, fixed=[])
+        sel = self_training.select(pred, conf, open_, th, np.bincount(y[lab], minlength=N_CLASSES),
+                                   np.bincount(extra_y, minlength=N_CLASSES), cfg.self_training.balance_cap)
         new = np.flatnonzero(sel.mask)
         if len(new) == 0:
             history.append(history[-1])   # nothing new passes: the loop stops, as the CLI's does
@@ -88,7 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     for p in args.policy:
         per, _, target = p.partition(":")
-        if per not in selection.TARGET_PER or not 0 < float(target or "nan") <= 1:
+        if per not in TARGET_PER or not 0 < float(target or "nan") <= 1:
             ap.error(f"--policy {p!r}: expected sample:T or set:T with T in (0, 1]")
     with ProcessPoolExecutor(max(1, args.jobs)) as ex:
         seeds = range(args.first_seed, args.first_seed + args.seeds)
