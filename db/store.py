@@ -443,6 +443,71 @@ class Store:
         with self.session() as s:
             return list(s.scalars(select(Decision).order_by(Decision.id)))
 
+    def decision(self, decision_id: int) -> Decision | None:
+        with self.session() as s:
+            return s.get(Decision, decision_id)
+
+    def find_decisions(self, *, sample: str = "", reviewer: str = "", label: int | None = None, action: str = "",
+                       in_force: bool = False, limit: int = 100,
+                       offset: int = 0) -> tuple[list[tuple[Decision, str]], int]:
+        """A page of the decision log, newest first, with each entry's sample name, and how many
+        entries match: `sample` is part of a name (case-insensitive), `label` the class the
+        entry names or predicted, `in_force` keeps the decisions in force only."""
+        q = select(Decision, Sample.name).join(Sample, Sample.id == Decision.sample_id)
+        if sample:
+            pattern = "%" + sample.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            q = q.where(func.lower(Sample.name).like(pattern, escape="\\"))
+        if reviewer:
+            q = q.where(Decision.reviewer == reviewer)
+        if label is not None:
+            q = q.where((Decision.label == label) | (Decision.predicted == label))
+        if action:
+            q = q.where(Decision.action == action)
+        if in_force:
+            q = q.join(CurrentDecision, CurrentDecision.decision_id == Decision.id)
+        with self.session() as s:
+            total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+            rows = s.execute(q.order_by(Decision.id.desc()).limit(limit).offset(offset)).all()
+        return [(d, name) for d, name in rows], total
+
+    def reviewer_counts(self) -> list[dict[str, Any]]:
+        """Per reviewer: the decisions they made (log entries, undos excluded), how many of those
+        are in force by action, and when they last decided."""
+        with self.session() as s:
+            made = s.execute(select(Decision.reviewer, func.count(), func.max(Decision.created_at))
+                             .where(Decision.action != "undo").group_by(Decision.reviewer)).all()
+            force = s.execute(select(Decision.reviewer, CurrentDecision.action, func.count())
+                              .join(CurrentDecision, CurrentDecision.decision_id == Decision.id)
+                              .group_by(Decision.reviewer, CurrentDecision.action)).all()
+        out: dict[str, dict[str, Any]] = {
+            r: {"reviewer": r, "decisions": n, "last_at": as_utc(t).isoformat(timespec="seconds"), "in_force": {}}
+            for r, n, t in made}
+        for r, action, n in force:
+            out[r]["in_force"][action] = n
+        return sorted(out.values(), key=lambda x: -x["decisions"])
+
+    def verify_verdicts(self) -> list[tuple[int, bool, float]]:
+        """A person's decisions in force that were made on verify cards: (predicted class, whether
+        the prediction was right by the person, the model's confidence then). What the review's
+        check of the calibration reads."""
+        q = (select(Decision.predicted, CurrentDecision.action, CurrentDecision.label, Decision.confidence)
+             .join(CurrentDecision, CurrentDecision.decision_id == Decision.id)
+             .where(Decision.card == "verify", Decision.reviewer != Tool.AUTO,
+                    Decision.confidence.is_not(None), Decision.predicted.is_not(None)))
+        with self.session() as s:
+            return [(int(cast(int, p)), a != "reject" and label == p, float(cast(float, c)))
+                    for p, a, label, c in s.execute(q)]
+
+    def change_marks(self) -> dict[str, Any]:
+        """Cheap marks that change with every write a page shows: the decision log, the threshold
+        history and the rounds (their count, the last one's status and progress)."""
+        with self.session() as s:
+            decisions = tuple(s.execute(select(func.count(), func.max(Decision.id))).one())
+            thresholds = s.scalar(select(func.max(ThresholdChange.id)))
+            last = s.execute(select(Round.id, Round.status, Round.progress).order_by(Round.id.desc()).limit(1)).first()
+        return {"decisions": list(decisions), "thresholds": thresholds,
+                "rounds": None if last is None else [last[0], last[1], last[2]]}
+
     def last_decisions(self, reviewer: str | None = None, limit: int = 20) -> list[Decision]:
         q = select(Decision).order_by(Decision.id.desc()).limit(limit)
         if reviewer is not None:

@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -22,18 +23,21 @@ from sqlalchemy.exc import DBAPIError
 from ..db.connect import is_busy
 from ..db.errors import StoreBusy
 
-from ..engine.config import ConfigError, load_config, presets
+from ..db.models import utcnow
+from ..db.store import as_utc
+from ..engine.config import Config, ConfigError, load_config, presets
 from ..engine.errors import MersemiError, one_line, shown
 from ..engine.vocab import QueueKind, Tool
 
-from .runner import TrainingRunner
+from .runner import LOG_LINES, TrainingRunner
 from .clips import ClipShelf
+from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
 from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError, round_summary
 from .review import (
     DEFAULT_QUEUE,
-    RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
-    suggest_thresholds,
+    RoundView, auto_accept_preview, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
+    split_histogram, suggest_thresholds,
 )
 from .values import MAX_REVIEWER, flag, mapping, number, person, text
 
@@ -112,6 +116,7 @@ class AppActions:
         # the request (LOGIN) as its reviewer, never a name the client sends.
         self.logins = False
         self.claim_s = CLAIM_S
+        self._outside_log: deque = deque(maxlen=LOG_LINES)   # progress of rounds trained elsewhere
 
     # ------------------------------------------------------------------ overview
     @refusals
@@ -294,6 +299,11 @@ class AppActions:
         return queue_position(self.project, sample_id, cls, min_confidence, kind=self._queue_kind(kind),
                               reviewer=reviewer or None, view=snap.view, thresholds=snap.thresholds)
 
+    def position_of_name(self, name: str, cls: str, min_confidence: float, kind: str = "") -> int | None:
+        """Where a sample named `name` stands in a queue now (None: not in it, or no round)."""
+        found = self.project.store.samples_by_name([name]).get(name) if isinstance(name, str) else None
+        return None if found is None else self.position_of(found[0], cls, min_confidence, kind=kind)
+
     @refusals
     def accept_all(self, cls: str = "all", min_confidence: float = 0.0, reviewer: str = "",
                    expected: int = -1) -> dict:
@@ -366,12 +376,7 @@ class AppActions:
         config = text(config, "config")
         auto = flag(auto_accept, "auto_accept")
         wait = flag(wait, "wait")
-        if config not in self.presets:
-            raise ProjectError(f"config: unknown preset {shown(config)}; presets are {', '.join(self.presets)}")
-        try:
-            cfg = load_config(self.presets[config])
-        except ConfigError as e:
-            raise ProjectError(f"config {shown(config)}: {e}") from None
+        cfg = self._preset(config)
         self.project.mark_dead_rounds_failed()
         busy = self.project.store.unfinished_rounds()
         if self.runner.is_running() or busy:
@@ -387,6 +392,15 @@ class AppActions:
         if snap["error"]:
             return {"ok": False, "error": f"training failed: {snap['error']}"}
         return {"ok": True, "started": True, "round": snap["result"], "message": "training done"}
+
+    def _preset(self, config) -> Config:
+        config = text(config, "config")
+        if config not in self.presets:
+            raise ProjectError(f"config: unknown preset {shown(config)}; presets are {', '.join(self.presets)}")
+        try:
+            return load_config(self.presets[config])
+        except ConfigError as e:
+            raise ProjectError(f"config {shown(config)}: {e}") from None
 
     def _train_job(self, cfg, config: str, auto_accept: bool, progress) -> dict:
         from .rounds import run_round  # imports torch: only when training is asked for
@@ -415,9 +429,78 @@ class AppActions:
 
     @refusals
     def training_status(self) -> dict:
-        """Progress of the latest training run started here: running, message, fraction,
-        elapsed_s, log lines, error, and the finished round's summary."""
-        return {"ok": True} | self.runner.snapshot()
+        """Progress of the round training now, wherever it was started (this server, the command
+        line, another server: read from the store), else of the latest run started here:
+        running, round, where ("here" | "elsewhere"), message, fraction, elapsed_s, log lines,
+        error, the finished round's summary, and `version` (changes with every update)."""
+        snap = self.runner.snapshot()
+        unfinished = self.project.store.unfinished_rounds()
+        if snap["running"] or not unfinished:
+            current = unfinished[0].id if unfinished else None
+            return {"ok": True, "round": current, "where": "here"} | snap
+        r = unfinished[0]
+        message = f"round {r.id} (started by process {r.pid} on {r.host}): {r.progress_message or 'starting'}"
+        if not self._outside_log or self._outside_log[-1][1] != message:
+            self._outside_log.append((time.strftime("%H:%M:%S"), message))
+        started = as_utc(r.started_at) if r.started_at is not None else None
+        elapsed = None if started is None else round((utcnow() - started).total_seconds(), 1)
+        return {"ok": True, "running": True, "round": r.id, "where": "elsewhere", "message": message,
+                "fraction": round(float(r.progress or 0.0), 4), "elapsed_s": elapsed,
+                "log": [f"{t}  {m}" for t, m in self._outside_log], "error": None, "result": None,
+                "version": f"{r.id}:{r.progress}:{r.progress_message}"}
+
+    @refusals
+    def changes(self) -> dict:
+        """Marks that change with every write a page shows (decisions, thresholds, rounds and
+        the training here): a page polls this and redraws only what changed."""
+        return {"ok": True, "training": self.runner.snapshot()["version"]} | self.project.store.change_marks()
+
+    @refusals
+    def histograms(self) -> dict:
+        """Per class, the current round's pool confidences predicted as that class in bins over
+        [1/C, 1], split at the class's threshold: edges, below, above (decided samples too)."""
+        snap = self._snapshot()
+        out = []
+        for c, name in enumerate(self.project.classes):
+            edges, below, above = split_histogram(snap.view, c, snap.thresholds[c])
+            out.append({"class": name, "threshold": snap.thresholds[c], "edges": [round(float(e), 6) for e in edges],
+                        "below": below.tolist(), "above": above.tolist()})
+        return {"ok": True, "round": snap.round_id, "classes": out}
+
+    @refusals
+    def auto_accept_preview(self, config: str = "default") -> dict:
+        """What `train` with auto-accept would accept now with a preset: per class count and
+        expected precision, the total, and a note when nothing would be."""
+        return {"ok": True} | auto_accept_preview(self.project, self._preset(config))
+
+    @refusals
+    def decisions(self, sample: str = "", reviewer: str = "", cls: str = "all", action: str = "",
+                  in_force: bool = False, limit: int = 100, offset: int = 0) -> dict:
+        """A page of the decision log, newest first (`sample` part of a name, `reviewer`, `cls`
+        a class named or predicted, `action`, `in_force`): rows with name, action, label,
+        predicted, source, card, confidence, reviewer, time, in_force; `total`; and per reviewer
+        the decisions made and those in force."""
+        found = find_decisions(self.project, text(sample, "sample", required=False),
+                               text(reviewer, "reviewer", required=False, max_chars=MAX_REVIEWER),
+                               self._class_filter(cls), text(action, "action", required=False),
+                               flag(in_force, "in_force"), number(limit, "limit", 1, 1000, integer=True),
+                               number(offset, "offset", low=0, integer=True))
+        return {"ok": True, "reviewers": reviewer_counts(self.project)} | found
+
+    @refusals
+    def review_check(self) -> dict:
+        """Per class the model predicted: verify cards people decided, how many they accepted,
+        the accepted share with its 95 % interval, the precision the model claimed for those cards
+        and whether the claim lies inside the interval."""
+        return {"ok": True, "classes": review_check(self.project)}
+
+    @refusals
+    def sample_card(self, name: str) -> dict:
+        """Any pool sample's card in the current round (a past decision's sample, say) and the
+        decision in force on it; a decision on it replaces that one."""
+        snap = self._snapshot()
+        card, decision = sample_card(self.project, text(name, "name"))
+        return {"ok": True, "round": snap.round_id, "candidate": self._card(card), "decision": decision}
 
     @refusals
     def round_history(self) -> dict:

@@ -39,6 +39,14 @@ class ClipShelf:
         os.replace(part, target)
         return target
 
+    def offer(self, file: str | Path) -> Path:
+        """A copy of an export for the browser to download, in a folder of its own here."""
+        file = Path(file)
+        target = self.folder / "downloads" / uuid.uuid4().hex / file.name
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(file, target)
+        return target
+
     def close(self) -> None:
         self._dir.cleanup()
 

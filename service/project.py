@@ -125,6 +125,15 @@ class Project:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def current_round_id(self) -> int | None:
+        """The latest finished round, whose predictions are in force."""
+        current = self.store.current_round()
+        return None if current is None else current.id
+
+    def store_url(self) -> str:
+        """Where the store is, without a password."""
+        return self.store.engine.url.render_as_string(hide_password=True)
+
     def class_id(self, name: str, what: str = "class") -> int:
         """Class id of a name (case-insensitive); ProjectError naming the classes otherwise."""
         lowered = {c.lower(): i for i, c in enumerate(self.classes)}

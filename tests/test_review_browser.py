@@ -167,7 +167,7 @@ def test_bars_in_class_order_and_relabel_to_the_predicted_class_is_an_accept(pag
     expect(title(page)).to_contain_text("u48")
     assert bars.locator(".cls").all_inner_texts() == ["calm", "joy", "anger"]   # same order, next card
     assert db(root, "SELECT action, label FROM decisions") == [("accept", 1)]
-    expect(page.locator("#review-counts")).to_contain_text("relabel counts under the class it was relabeled from")
+    expect(page.locator("#review-counts")).to_contain_text("the pool labels given to it by people")
 
 
 # ---------------------------------------------------------------------- 6. accept all

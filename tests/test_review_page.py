@@ -1,6 +1,6 @@
-"""The review page's handlers (ui/app.py) on a real SQLite project, without a browser: what each
-shows and what it stores (issue 9, points 1-13). Components are stand-ins: handlers return
-dicts keyed by component, so any hashable object will do."""
+"""The page's handlers (ui/tab_*.py) on a real SQLite project, without a browser: what each
+shows and what it stores. Components are stand-ins: handlers return dicts keyed by component,
+so any hashable object will do."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ import pytest
 from app_fixtures import make_review_project, write_wav
 from mersemi.engine.config import load_config
 from mersemi.engine.vocab import MEDIA_SUFFIXES, media_kind
-from mersemi.ui import app as page
+from mersemi.ui import charts, tab_review, tab_thresholds, tab_train
 from mersemi.service.actions import AppActions
 from mersemi.service.review import auto_accept_preview, wilson_interval
 
@@ -27,6 +27,7 @@ class Part:
 
 
 VERIFY = {"kind": "verify"}   # the page's state on the verify queue (the candidates only)
+TABS = ("thresholds", "review", "train", "decisions", "export")
 
 
 @pytest.fixture
@@ -38,11 +39,11 @@ def app(tmp_path):
 
 @pytest.fixture
 def W(app):
-    names = ["tabs", "class_df", "threshold_note", "filter_cls", "filter_conf", "filter_kind",
-             "card_md", "transcript", "audio",
-             "video", "probs", "review_state", "counts_df", "review_msg", "review_banner", "confirm_group",
-             "confirm_md", "pending_count", "train_confirm_group", "train_confirm_md", "progress_html",
-             "train_log", "auto_accept", "saved_position"]
+    names = ["tabs", "class_df", "threshold_note", "policy", "history_df", "filter_cls", "filter_conf",
+             "filter_kind", "card_md", "transcript", "audio", "video", "probs", "review_state", "counts_df",
+             "review_msg", "review_banner", "confirm_group", "confirm_md", "pending_count", "class_label",
+             "train_confirm_group", "train_confirm_md", "progress_html", "train_log", "auto_accept",
+             "saved_position"]
     w = SimpleNamespace(**{n: Part(n) for n in names})
     w.sliders = [Part(f"slider-{c}") for c in app.project.classes]
     w.hists = [Part(f"hist-{c}") for c in app.project.classes]
@@ -54,21 +55,37 @@ def W(app):
 
 @pytest.mark.parametrize("typed", [-0.2, 1.5, None, float("nan")])
 def test_a_threshold_out_of_range_is_refused_visibly_and_the_box_shows_the_stored_value(app, W, typed):
-    out = page.on_threshold(app, W, 2, typed, "ann")
+    out = tab_thresholds.on_threshold(app, W, 2, typed, "ann")
     assert out[W.sliders[2]] == 0.5                    # the box gets the stored value back
     assert "Not stored" in out[W.threshold_note] and "0.500" in out[W.threshold_note]
     assert app.project.thresholds()["anger"] == 0.5
 
 
-def test_a_threshold_is_stored_as_the_slider_shows_it(app, W):
-    out = page.on_threshold(app, W, 2, 0.70349, "ann")
-    assert out[W.sliders[2]] == 0.703 == app.project.thresholds()["anger"]   # rounded: sent back
-    assert "0.703 stored" in out[W.threshold_note]
+def test_a_threshold_is_stored_as_the_slider_shows_it_and_is_the_reviewers(app, W):
+    out = tab_thresholds.on_threshold(app, W, 2, 0.70349, "ann")
+    assert out[W.sliders[2]] == 0.704 == app.project.thresholds()["anger"]   # rounded up: sent back
+    assert "0.704 stored as ann's" in out[W.threshold_note]
+    assert "anger" not in out[W.policy]                        # hers: the policy leaves it alone
+    assert out[W.class_df].set_index("class").loc["anger", "set by"] == "ann (kept)"
+    assert out[W.history_df].iloc[0][["class", "threshold", "set by"]].tolist() == ["anger", "0.704", "ann"]
+    refused = tab_thresholds.on_threshold(app, W, 2, 0.8, "")
+    assert "reviewer name" in refused[W.threshold_note] and app.project.thresholds()["anger"] == 0.704
+
+
+def test_ticking_a_class_lets_the_policy_set_it_and_unticking_keeps_it(app, W):
+    tab_thresholds.on_threshold(app, W, 0, 0.6, "ann")
+    assert sorted(tab_thresholds.on_policy(app, W, ["calm", "joy", "anger"], "bob")[W.policy]) == \
+        ["anger", "calm", "joy"]                                    # every class released
+    out = tab_thresholds.on_policy(app, W, ["calm"], "bob")        # joy and anger unticked: bob's now
+    assert sorted(out[W.policy]) == ["calm"]
+    owners = app.threshold_history()["owners"]
+    assert owners["calm"]["policy_may_set"] and owners["joy"]["set_by"] == "bob"
+    assert not owners["joy"]["policy_may_set"] and app.project.thresholds()["calm"] == 0.6
 
 
 def test_a_minimum_confidence_out_of_range_is_refused_visibly(app, W):
     state = {"offset": 3, "name": "u40", "cls": "all", "min_conf": 0.6}
-    out = page.on_move(app, W, "all", 1.5, state, step=None)
+    out = tab_review.on_move(app, W, "all", 1.5, state, step=None)
     assert out[W.filter_conf] == 0.6 and "Not applied" in out[W.review_msg]
     assert W.card_md not in out                         # the card stays as it was
 
@@ -76,9 +93,9 @@ def test_a_minimum_confidence_out_of_range_is_refused_visibly(app, W):
 # ---------------------------------------------------------------------- 2. relabel to predicted
 
 def test_relabel_to_the_predicted_class_is_said_to_be_an_accept(app, W):
-    state = page.render_card(app, W, "all", 0.0, 0, VERIFY)[W.review_state]   # u49, predicted joy
+    state = tab_review.render_card(app, W, "all", 0.0, 0, VERIFY)[W.review_state]   # u49, predicted joy
     assert state["name"] == "u49"
-    out = page.on_decide(app, W, "relabel", "joy", "all", 0.0, state, "ann")
+    out = tab_review.on_decide(app, W, "class", "joy", "all", 0.0, state | {"card": "verify"}, "ann")
     assert "accepted" in out[W.review_msg] and "recorded as an accept" in out[W.review_msg]
     assert "relabeled" not in out[W.review_msg]
     api = app.decide("u48", "relabel", "calm", "ann")                  # u48 is predicted calm
@@ -89,90 +106,112 @@ def test_relabel_to_the_predicted_class_is_said_to_be_an_accept(app, W):
 # ---------------------------------------------------------------------- 3. probability bars
 
 def test_probability_bars_are_in_class_order_with_keys_and_one_decimal(app, W):
-    out = page.render_card(app, W, "all", 0.0, 0, VERIFY)  # u49: joy 0.50, calm and anger 0.25
+    out = tab_review.render_card(app, W, "all", 0.0, 0, VERIFY)  # u49: joy 0.50, calm and anger 0.25
     bars = out[W.probs]
     at = [bars.index(f'<span class="cls">{c}</span>') for c in app.project.classes]
     assert at == sorted(at)                                  # calm, joy, anger: the keys' order
     assert [bars.count(f"<kbd>{k}</kbd>") for k in "123"] == [1, 1, 1]
     assert "25.0%" in bars and "50.0%" in bars
-    assert 'class="val">0.4%<' in page.probability_bars({"a": 0.996, "b": 0.004}, "a")   # never "0 %"
+    assert 'class="val">0.4%<' in charts.probability_bars({"a": 0.996, "b": 0.004}, "a")   # never "0 %"
 
 
 # ---------------------------------------------------------------------- 4. counts: one meaning
 
-def test_decisions_are_counted_under_the_predicted_class(app, W):
+def test_labels_are_counted_by_source_under_the_class_they_give(app, W):
     app.decide("u47", "relabel", "calm", "ann")    # predicted anger, relabeled calm
     app.decide("u48", "reject", "", "ann")         # predicted calm
     app.decide("u49", "accept", "", "ann")         # predicted joy
-    frame = page._review_counts(app).set_index("predicted")
-    assert frame.loc["anger", "relabeled away"] == 1 and frame.loc["calm", "relabeled away"] == 0
-    assert frame.loc["calm", "rejected"] == 1 and frame.loc["joy", "accepted"] == 1
-    assert "predicted" in page.COUNTS_LABEL and "relabeled from" in page.COUNTS_LABEL
-    table = page._class_frame(app, app.candidate_counts()).set_index("class")
-    assert table.loc["anger", "relabeled away"] == 1 and table.loc["calm", "relabeled away"] == 0
+    app.decide("u01", "label", "anger", "ann")     # any pool sample, given a class
+    frame = tab_review.counts_frame(app).set_index("class")
+    assert frame.loc["calm", "relabeled"] == 1 and frame.loc["anger", "relabeled"] == 0
+    assert frame.loc["calm", "rejected"] == 1 and frame.loc["joy", "verified"] == 1
+    assert frame.loc["anger", "labeled"] == 1 and frame["pseudo"].sum() == 0
+    table = tab_thresholds.class_frame(app.candidate_counts(), {}).set_index("class")
+    assert (table.loc["calm", "relabeled"], table.loc["joy", "verified"], table.loc["anger", "labeled"]) == (1, 1, 1)
+
+
+def test_a_class_key_labels_a_label_card_and_relabels_a_verify_card(app, W):
+    label_card = tab_review.render_card(app, W, "all", 0.0, 0, {"kind": "label"})
+    assert label_card[W.class_label] == "Label as:" and label_card[W.review_state]["card"] == "label"
+    name = label_card[W.review_state]["name"]
+    out = tab_review.on_decide(app, W, "class", "calm", "all", 0.0, label_card[W.review_state], "ann")
+    assert "labeled calm" in out[W.review_msg]
+    verify_card = tab_review.render_card(app, W, "all", 0.0, 0, VERIFY)
+    assert verify_card[W.class_label] == "Relabel as:"
+    tab_review.on_decide(app, W, "class", "calm", "all", 0.0, verify_card[W.review_state], "ann")   # u49 is joy
+    log = [(d.action, d.source, d.card) for d in app.project.store.decision_log()]
+    assert log == [("label", "labeled", "label"), ("relabel", "relabeled", "verify")]
+    assert name != "u49"
 
 
 # ---------------------------------------------------------------------- 5. thin estimates
 
 def test_precision_shows_its_support_and_an_interval_and_never_a_false_certainty(app):
-    table = page._class_frame(app, app.candidate_counts())
+    table = tab_thresholds.class_frame(app.candidate_counts(), {})
     oof = table["OOF precision (hits/n, 95% CI)"].tolist()
     assert all(t.startswith("thin: ") for t in oof)       # 10 gold samples per class
     assert all("(" in t and "–" in t and "/" in t for t in oof)
     lo, hi = wilson_interval(5, 5)
     assert hi == 1.0 and lo < 0.6                          # 5 of 5 is not "1.000"
-    assert page._precision_text({"expected_precision": 0.99999988, "support": 3}) == "0.99 (n=3)"
+    assert tab_thresholds.precision_text({"expected_precision": 0.99999988, "support": 3}) == "0.99 (n=3)"
 
 
-def test_suggest_fills_the_boxes_with_values_a_slider_shows(app):
-    out = page.on_suggest(app, 0.6)
-    values = out[:len(app.project.classes)]
+def test_suggest_fills_the_boxes_with_values_a_slider_shows(app, W):
+    out = tab_thresholds.on_suggest(app, W, 0.6, "ann")
+    values = [out[s] for s in W.sliders]
     assert all(round(v, 3) == v for v in values)
+    assert "to reach precision 0.6" in out[W.threshold_note]
 
 
 # ---------------------------------------------------------------------- 6. accept all
 
 def test_accept_all_says_the_minimum_confidence_as_given_and_refuses_in_page_words(app, W):
-    ask = page.on_accept_all_ask(app, W, "all", 0.999, "ann")
+    ask = tab_review.on_accept_all_ask(app, W, "all", 0.999, "ann")
     assert "Nothing to accept" in ask[W.review_msg]                  # nothing at 0.999
-    ask = page.on_accept_all_ask(app, W, "all", 0.905, "ann")
+    ask = tab_review.on_accept_all_ask(app, W, "all", 0.905, "ann")
     assert "≥ 0.905" in ask[W.confirm_md]
     n = ask[W.pending_count]
-    app.decide(page.render_card(app, W, "all", 0.905, 0)[W.review_state]["name"], "accept", "", "bob")
-    out = page.on_accept_all_confirm(app, W, "all", 0.905, "ann", n)
+    app.decide(tab_review.render_card(app, W, "all", 0.905, 0)[W.review_state]["name"], "accept", "", "bob")
+    out = tab_review.on_accept_all_confirm(app, W, "all", 0.905, "ann", n)
     assert "Nothing accepted" in out[W.review_msg] and "expected=" not in out[W.review_msg]
     assert f"not the {n}" in out[W.review_msg]
     assert out[W.confirm_group]["visible"] is False
 
 
 def test_a_filter_change_hides_the_accept_all_question(app, W):
-    out = page.on_move(app, W, "joy", 0.0, {"offset": 0}, step=None)
+    out = tab_review.on_move(app, W, "joy", 0.0, {"offset": 0}, step=None)
     assert out[W.confirm_group]["visible"] is False
 
 
 # ---------------------------------------------------------------------- 7. reload
 
 def test_a_reload_restores_tab_filter_and_card(app, W):
-    first = page.render_card(app, W, "joy", 0.0, 3)[W.review_state]
-    out = page.on_restore(app, W, "review", first)
+    first = tab_review.render_card(app, W, "joy", 0.0, 3)[W.review_state]
+    out = tab_review.on_restore(app, W, "review", first, TABS)
     assert out[W.tabs]["selected"] == "review" and out[W.filter_cls] == "joy"
     assert out[W.review_state]["name"] == first["name"]
-    app.decide(page.render_card(app, W, "joy", 0.0, 0)[W.review_state]["name"], "accept", "", "bob")
-    out = page.on_restore(app, W, "review", first)           # the queue moved: found by name
+    app.decide(tab_review.render_card(app, W, "joy", 0.0, 0)[W.review_state]["name"], "accept", "", "bob")
+    out = tab_review.on_restore(app, W, "review", first, TABS)           # the queue moved: found by name
     assert out[W.review_state]["name"] == first["name"] and out[W.review_state]["offset"] == 2
-    bogus = page.on_restore(app, W, "bogus", {"cls": "fear", "min_conf": 7})
+    bogus = tab_review.on_restore(app, W, "bogus", {"cls": "fear", "min_conf": 7}, TABS)
     assert bogus[W.filter_cls] == "all" and bogus[W.filter_conf] == 0.0
     assert "selected" not in bogus[W.tabs]                 # the first tab: left alone, not re-selected
 
 
 # ---------------------------------------------------------------------- 8. a round training
 
-def test_the_review_tab_says_a_round_is_training_and_where_decisions_go(app):
-    assert page.training_banner(app, {"running": False}) == ""
+def test_the_review_tab_says_a_round_is_training_wherever_it_was_started(app):
+    history = app.round_history()["rounds"]
+    assert tab_train.training_banner(app.training_status(), history) == ""
     store = app.project.store
+    # a round started by another process (the command line): the page follows its progress
     rid = store.create_round(config={}, config_name="fixture", thresholds={}, auto_accept=False,
                              pid=os.getpid(), host=socket.gethostname())
-    text = page.training_banner(app, {"running": True, "fraction": 0.4})
+    store.heartbeat(rid, 0.4, "fold 2/5: epoch 3")
+    snap = app.training_status()
+    assert snap["running"] and snap["where"] == "elsewhere" and snap["fraction"] == 0.4
+    assert "fold 2/5: epoch 3" in snap["message"] and "fold 2/5" in snap["log"][-1]
+    text = tab_train.training_banner(snap, history)
     assert f"Round {rid} is training (40%)" in text and "round after it" in text
     assert "round 0's" in text
     store.fail_round(rid, "test over")
@@ -181,7 +220,7 @@ def test_the_review_tab_says_a_round_is_training_and_where_decisions_go(app):
 # ---------------------------------------------------------------------- 9. auto-accept confirmation
 
 def test_auto_accept_asks_first_with_counts_and_precision_per_class(app, W):
-    out = page.on_train_ask(app, W, "default", True)
+    out = tab_train.on_train_ask(app, W, "default", True)
     assert out[W.train_confirm_group]["visible"] is True
     text = out[W.train_confirm_md]
     assert "accept 50 candidates" in text and "| calm |" in text and "expected precision" in text
@@ -192,7 +231,7 @@ def test_auto_accept_asks_first_with_counts_and_precision_per_class(app, W):
 
 
 def test_auto_accept_confirmed_unticks_the_box(app, W):
-    out = page.on_train_confirm(app, W, "default")
+    out = tab_train.on_train_confirm(app, W, "default")
     assert out[W.auto_accept] is False and out[W.train_confirm_group]["visible"] is False
     app.runner.wait(60)
 
@@ -218,16 +257,16 @@ def test_every_media_kind_the_importer_accepts_gets_a_player(app, W):
 # ---------------------------------------------------------------------- 12. empty states
 
 def test_an_empty_filter_says_what_to_do_and_disables_the_buttons(app, W):
-    out = page.on_move(app, W, "calm", 0.995, {"offset": 0, "kind": "verify"}, step=None)
+    out = tab_review.on_move(app, W, "calm", 0.995, {"offset": 0, "kind": "verify"}, step=None)
     text = out[W.card_md]
     assert "No candidate in this filter" in text and "minimum confidence" in text
     assert "class **all**" in text and "Thresholds" in text and "switch the queue to **label**" in text
-    label = page.on_move(app, W, "calm", 0.995, {"offset": 0, "kind": "label"}, step=None)[W.card_md]
+    label = tab_review.on_move(app, W, "calm", 0.995, {"offset": 0, "kind": "label"}, step=None)[W.card_md]
     assert "below its threshold" in label and "switch the queue to **verify**" in label
     assert all(out[b]["interactive"] is False for b in W.act_btns)
-    back = page.on_move(app, W, "all", 0.0, out[W.review_state], step=None)
+    back = tab_review.on_move(app, W, "all", 0.0, out[W.review_state], step=None)
     assert all(back[b]["interactive"] is True for b in W.act_btns) and back[W.review_msg] == ""
-    again = page.on_move(app, W, "all", 0.0, back[W.review_state], step=1)
+    again = tab_review.on_move(app, W, "all", 0.0, back[W.review_state], step=1)
     assert not any(b in again for b in W.act_btns)     # unchanged buttons are not sent again
 
 
@@ -236,15 +275,15 @@ def test_an_empty_filter_says_what_to_do_and_disables_the_buttons(app, W):
 def test_the_round_plots_are_lines_with_points_on_a_fitted_axis():
     rounds = [{"id": i, "status": "done", "cv_waf": w, "test_waf": None, "cv_f1": {"calm": f, "joy": 0.5}}
               for i, (w, f) in enumerate([(0.70, 0.6), (0.71, 0.65)])]
-    lo, hi = page.y_range([0.70, 0.71])
+    lo, hi = charts.y_range([0.70, 0.71])
     assert 0.6 < lo < 0.70 and 0.71 < hi < 0.8          # a one-point change fills the plot, not 1 %
-    svg = page.waf_plot(rounds)
+    svg = charts.waf_plot(rounds)
     assert svg.count("<polyline") == 1 and svg.count("<circle") == 2 and "0.710" in svg
-    one = page.waf_plot(rounds[:1])
+    one = charts.waf_plot(rounds[:1])
     assert one.count("<circle") == 1                      # one round: still a visible point
-    f1 = page.f1_plot(rounds)
+    f1 = charts.f1_plot(rounds)
     assert f1.count("<polyline") == 2 and "calm 0.650" in f1 and "joy 0.500" in f1
-    assert "no finished round" in page.waf_plot([])
+    assert "no finished round" in charts.waf_plot([])
 
 
 # ---------------------------------------------------------------------- queue kinds
@@ -252,26 +291,26 @@ def test_the_round_plots_are_lines_with_points_on_a_fitted_axis():
 def test_the_queue_radio_switches_queues_and_the_card_says_its_kind_and_why(app, W):
     from mersemi.service.review import DEFAULT_QUEUE, queue_page
 
-    first = page.render_card(app, W, "all", 0.0, 0)                   # the default queue
+    first = tab_review.render_card(app, W, "all", 0.0, 0)                   # the default queue
     assert first[W.review_state]["kind"] == DEFAULT_QUEUE == "both"
     assert first[W.review_state]["name"] == queue_page(app.project)[0][0].name   # as `mersemi queue`
     assert "Label this" in first[W.card_md] and "below threshold: top two classes" in first[W.card_md]
-    out = page.on_kind(app, W, "verify", "all", 0.0, first[W.review_state])
+    out = tab_review.on_kind(app, W, "verify", "all", 0.0, first[W.review_state])
     assert (out[W.review_state]["kind"], out[W.review_state]["name"]) == ("verify", "u49")
     assert "Verify this" in out[W.card_md] and "at or above threshold" in out[W.card_md]
-    after = page.on_decide(app, W, "accept", "", "all", 0.0, out[W.review_state], "ann")
+    after = tab_review.on_decide(app, W, "accept", "", "all", 0.0, out[W.review_state], "ann")
     assert (after[W.review_state]["kind"], after[W.review_state]["name"]) == ("verify", "u48")
-    back = page.on_restore(app, W, "review", after[W.review_state])    # a reload keeps the queue
+    back = tab_review.on_restore(app, W, "review", after[W.review_state], TABS)    # a reload keeps the queue
     assert (back[W.review_state]["kind"], back[W.review_state]["name"]) == ("verify", "u48")
-    label = page.on_kind(app, W, "label", "all", 0.0, back[W.review_state])
+    label = tab_review.on_kind(app, W, "label", "all", 0.0, back[W.review_state])
     assert label[W.review_state]["name"] == queue_page(app.project, "label")[0][0].name
-    assert page.on_kind(app, W, "bogus", "all", 0.0, {})[W.review_state]["kind"] == DEFAULT_QUEUE
+    assert tab_review.on_kind(app, W, "bogus", "all", 0.0, {})[W.review_state]["kind"] == DEFAULT_QUEUE
 
 
 def test_moving_through_the_queue_skips_the_counts_a_decision_refreshes_them(app, W):
-    first = page.on_move(app, W, "all", 0.0, {"offset": 0, "kind": "verify"}, step=None)
+    first = tab_review.on_move(app, W, "all", 0.0, {"offset": 0, "kind": "verify"}, step=None)
     assert W.counts_df in first                       # a new filter: counts drawn
-    moved = page.on_move(app, W, "all", 0.0, first[W.review_state], step=1)
+    moved = tab_review.on_move(app, W, "all", 0.0, first[W.review_state], step=1)
     assert W.counts_df not in moved and moved[W.review_state]["offset"] == 1
-    decided = page.on_decide(app, W, "accept", "", "all", 0.0, moved[W.review_state], "ann")
-    assert decided[W.counts_df]["accepted"].sum() == 1
+    decided = tab_review.on_decide(app, W, "accept", "", "all", 0.0, moved[W.review_state], "ann")
+    assert decided[W.counts_df]["verified"].sum() == 1

@@ -215,7 +215,7 @@ def cmd_init(args) -> None:
     with Project.init(args.dir, args.classes.split(","), db_url=args.db) as project:
         print(f"created {args.dir} with classes {', '.join(project.classes)}")
         if args.db is not None:
-            print(f"store on {project.store.engine.url.render_as_string(hide_password=True)}; "
+            print(f"store on {project.store_url()}; "
                   f"later commands take its password from {PASSWORD_ENV} or ~/.pgpass")
 
 
@@ -338,7 +338,7 @@ def cmd_thresholds(args) -> None:
             if args.release:
                 project.release_thresholds([c for part in args.release for c in part.split(",") if c.strip()], by=by)
         owners = project.threshold_owners()
-        done = project.store.current_round() is not None
+        done = project.current_round_id() is not None
         rows = class_table(project) if done else [{"class": c} for c in project.classes]
     rows = [owners[r["class"]] | r for r in rows]
     keys = ("threshold", "set_by", "set_at", "policy_may_set", "candidates", "expected_precision",
@@ -472,11 +472,11 @@ def build_demo_project(cache: Path, scale: str | float = "default", config: str 
     if not (root / "project.db").is_file():
         Project.init(root).close()
     with Project.open(root) as project:
-        if project.store.sample_count() == 0:
+        if not project.status()["samples"]["total"]:
             _say(f"importing it into the demo project {root}")
             with _progress("import") as progress:
                 project.import_native(data, progress=progress)
-        if project.store.current_round() is None:
+        if project.current_round_id() is None:
             cfg_path = _config_path(str(config))
             _say(f"training round 0 with the {cfg_path.stem} preset (first run only; minutes on a CPU)")
             with _progress("train round 0") as progress:

@@ -1,0 +1,120 @@
+"""The reviewer owns the thresholds, and the page shows the store as it is, in a real browser
+driven by the keyboard: a threshold set with the arrow keys survives a round trained with
+auto-accept from the Train tab (the Train tab says what the policy did to each class), and what
+another writer changes (a threshold, a decision, a round trained from the command line) shows
+on the open page within 3 s, without a tab switch."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from app_fixtures import CHROMIUM_ARGS, FAST_PRESET, serve_in_process, stop_in_process, synthetic_project
+from mersemi.engine.config import load_config
+from mersemi.service.project import DecisionRequest, Project
+from mersemi.service.rounds import run_round
+
+pytestmark = pytest.mark.slow
+LIVE_MS = 3_000   # what another writer changed is on the page within this
+
+
+@pytest.fixture(scope="module")
+def project_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("owners") / "proj"
+    with synthetic_project(root, root.parent / "data") as p:
+        run_round(p, load_config(FAST_PRESET), config_name="fast")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(project_root):
+    demo, url = serve_in_process(project_root, presets={"fast": FAST_PRESET})
+    yield demo, url
+    stop_in_process(demo)
+
+
+@pytest.fixture
+def page(server):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1366, "height": 768})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(server[1])
+        expect(page.locator("#class-table")).to_contain_text("expected precision")
+        yield page
+        browser.close()
+
+
+def press_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).focus()
+    page.keyboard.press("Enter")
+
+
+def test_a_reviewers_threshold_survives_an_automatic_round_and_the_page_says_what_changed(page, project_root):
+    page.locator("#reviewer input, #reviewer textarea").first.focus()
+    page.keyboard.type("ann")
+    page.keyboard.press("Enter")
+    with Project.open(project_root) as p:
+        happy_before = p.thresholds()["happy"]
+        assert p.threshold_owners()["happy"]["set_by"] == "policy"     # round 0's policy set it
+    page.locator("#threshold-2 input[type=range]").focus()               # happy
+    for _ in range(5):
+        page.keyboard.press("ArrowLeft")
+    mine = round(happy_before - 0.005, 3)
+    expect(page.locator("#threshold-note")).to_contain_text(f"{mine:.3f} stored as ann's")
+    expect(page.locator("#class-table [role=row]", has_text="happy").first).to_contain_text("ann (kept)")
+
+    press_tab(page, "Train")
+    page.locator("#train-auto input").focus()
+    page.keyboard.press("Space")                                          # auto-accept
+    page.locator("#btn-train").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#train-confirm-text")).to_contain_text("accept")
+    page.locator("#btn-train-confirm").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#train-after")).to_contain_text("after round 1", timeout=180_000)
+    expect(page.locator("#train-after")).to_contain_text(f"happy {mine:.3f} kept (set by ann)")
+    with Project.open(project_root) as p:
+        assert p.thresholds()["happy"] == mine and p.threshold_owners()["happy"]["set_by"] == "ann"
+        changed = [c for c in p.status()["rounds"][-1]["threshold_changes"] if not c["kept_for_owner"]]
+    assert changed and all(c["by"] in ("policy", "init") for c in changed)
+    press_tab(page, "Thresholds")
+    expect(page.locator("#threshold-2 input[type=number]")).to_have_value(f"{mine:g}")
+
+
+def test_what_another_writer_changes_shows_within_seconds(page, project_root):
+    # a threshold set elsewhere (the command line, another reviewer)
+    with Project.open(project_root) as p:
+        p.set_thresholds({"neutral": 0.777}, by="bob")
+    expect(page.locator("#threshold-0 input[type=number]")).to_have_value("0.777", timeout=LIVE_MS)
+    expect(page.locator("#class-table [role=row]", has_text="neutral").first).to_contain_text(
+        "bob (kept)", timeout=LIVE_MS)
+
+    # a decision made elsewhere: the per-class counts follow
+    press_tab(page, "Review")
+    counts = page.locator("#review-counts")
+    expect(counts).to_be_visible()
+    with Project.open(project_root) as p:
+        pool = p.store.split_arrays("unlabeled")[0][:3].tolist()
+        names = p.store.sample_names(pool)
+        p.decide([DecisionRequest(names[i], "label", "sad") for i in pool], reviewer="bob")
+        sad_labeled = p.status()["labels"]["labeled"]["sad"]
+    expect(counts.locator("[role=row]", has_text="sad").first).to_contain_text(str(sad_labeled), timeout=LIVE_MS)
+
+    # a round trained from the command line: the Train tab follows its progress, then its end
+    press_tab(page, "Train")
+    done = threading.Event()
+
+    def train() -> None:
+        with Project.open(project_root) as p:
+            run_round(p, load_config(FAST_PRESET), config_name="fast")
+        done.set()
+
+    threading.Thread(target=train, daemon=True).start()
+    expect(page.locator("#train-progress")).to_contain_text("started by process", timeout=LIVE_MS + 10_000)
+    expect(page.locator("#review-banner")).to_contain_text("is training", timeout=LIVE_MS)
+    assert done.wait(180)
+    expect(page.locator("#rounds-table, #history").first).to_contain_text("done", timeout=LIVE_MS)
+    expect(page.locator("#header-info")).to_contain_text("current round: 2", timeout=LIVE_MS)

@@ -1,0 +1,104 @@
+"""What the tabs draw as HTML and Markdown: the probability bars of a card, the training progress
+bar, the line charts per round, and the escaping of data shown in Markdown. No state, no
+actions: plain functions of values."""
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
+
+
+def md(text) -> str:
+    """Escape Markdown in data (sample names, transcripts, messages)."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", str(text))
+
+
+def pct(x) -> str:
+    return "" if x is None else f"{100 * x:.2f}%"
+
+
+def probability_bars(probs: dict[str, float], predicted: str) -> str:
+    """The class probabilities in class order (the order of the relabel keys), each with its
+    key and its value to one decimal."""
+    rows = []
+    for i, (name, p) in enumerate(probs.items()):
+        key = str(i + 1) if i < 9 else ""
+        top = " top" if name == predicted else ""
+        rows.append(f'<div class="pbar{top}"><kbd>{key}</kbd><span class="cls">{html.escape(name)}</span>'
+                    f'<span class="track"><span class="fill" style="width:{100 * p:.1f}%"></span></span>'
+                    f'<span class="val">{100 * p:.1f}%</span></div>')
+    return '<div class="pbars" aria-label="class probabilities">' + "".join(rows) + "</div>"
+
+
+def progress_bar(snap: dict) -> str:
+    pct = round(100 * snap["fraction"])
+    state = "running" if snap["running"] else ("failed" if snap["error"] else "idle")
+    text = html.escape(snap["message"]) + (f" · {snap['elapsed_s']:.0f} s" if snap["elapsed_s"] else "")
+    return (f'<div class="train-progress {state}"><div class="bar" style="width:{pct}%"></div>'
+            f'<span>{pct}% · {text}</span></div>')
+
+
+def waf_plot(rounds: Sequence[dict]) -> str:
+    """CV and test WAF of the finished rounds."""
+    done = [r for r in rounds if r["status"] == "done"]
+    series = {label: [(r["id"], r[key]) for r in done if r[key] is not None]
+              for key, label in (("cv_waf", "CV"), ("test_waf", "test"))}
+    return round_chart("WAF per round", series)
+
+
+def f1_plot(rounds: Sequence[dict]) -> str:
+    """CV F1 per class of the finished rounds."""
+    done = [r for r in rounds if r["status"] == "done" and r["cv_f1"]]
+    classes = list(dict.fromkeys(c for r in done for c in r["cv_f1"]))
+    return round_chart("CV F1 per class", {c: [(r["id"], r["cv_f1"][c]) for r in done if c in r["cv_f1"]]
+                                           for c in classes})
+
+
+def y_range(values: Sequence[float]) -> tuple[float, float]:
+    """The y axis: the data with a margin (at least 0.02 each side), within [0, 1]."""
+    lo, hi = min(values), max(values)
+    pad = max(0.02, (hi - lo) * 0.15)
+    return max(0.0, lo - pad), min(1.0, hi + pad)
+
+
+def round_chart(title: str, series: dict[str, list[tuple[int, float]]], width: int = 380,
+                height: int = 210) -> str:
+    """A line-with-points chart of values per round as inline SVG, y axis fitted to the data,
+    the values on hover (title), a legend that wraps under the plot."""
+    series = {k: v for k, v in series.items() if v}
+    head = f'<div class="round-chart"><div class="chart-title">{html.escape(title)}</div>'
+    if not series:
+        return head + '<div class="chart-empty">no finished round yet</div></div>'
+    rounds = sorted({r for pts in series.values() for r, _ in pts})
+    lo, hi = y_range([v for pts in series.values() for _, v in pts])
+    left, right, top, bottom = 44, 12, 8, 28
+    pw, ph = width - left - right, height - top - bottom
+
+    def x(r: int) -> float:
+        return left + (pw / 2 if len(rounds) == 1 else pw * rounds.index(r) / (len(rounds) - 1))
+
+    def y(v: float) -> float:
+        return top + ph * (1 - (v - lo) / (hi - lo))
+
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{html.escape(title)}">']
+    for k in range(5):  # horizontal grid with tick labels
+        v = lo + (hi - lo) * k / 4
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" class="tick" text-anchor="end">{v:.3f}</text>')
+    step = max(1, len(rounds) // 12)
+    for r in rounds[::step]:
+        parts.append(f'<text x="{x(r):.1f}" y="{height - 10}" class="tick" text-anchor="middle">{r}</text>')
+    parts.append(f'<text x="{left + pw / 2:.1f}" y="{height}" class="tick" text-anchor="middle">round</text>')
+    legend = []
+    for i, (name, pts) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        xy = " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in pts)
+        parts.append(f'<polyline points="{xy}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for r, v in pts:
+            parts.append(f'<circle cx="{x(r):.1f}" cy="{y(v):.1f}" r="3.5" fill="{color}">'
+                         f'<title>{html.escape(name)} · round {r}: {v:.4f}</title></circle>')
+        legend.append(f'<span><i style="background:{color}"></i>{html.escape(name)} {pts[-1][1]:.3f}</span>')
+    parts.append("</svg>")
+    return head + "".join(parts) + f'<div class="chart-legend">{"".join(legend)}</div></div>'

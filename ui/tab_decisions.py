@@ -1,0 +1,168 @@
+"""The Decisions tab: the decision log searched by sample, reviewer, class and action; a row opens
+its sample's card, where the decision can be changed; per reviewer what they decided; and the
+review's check of the model: per class, the share of verify cards people accepted against the
+precision the model claimed for them. Every value comes from an `AppActions` endpoint."""
+from __future__ import annotations
+
+from functools import partial
+from types import SimpleNamespace
+
+import gradio as gr
+import pandas as pd
+
+from ..engine.vocab import LOG_ACTIONS, Action, CardKind
+from ..service.actions import AppActions
+
+from .charts import md, probability_bars
+
+ROWS = 100
+
+
+def layout(actions: AppActions) -> SimpleNamespace:
+    classes = actions.project.classes
+    with gr.Row():
+        sample = gr.Textbox(label="Sample (part of its name)", max_lines=1, elem_id="dec-sample", min_width=180)
+        who = gr.Textbox(label="Reviewer", max_lines=1, elem_id="dec-reviewer", min_width=140)
+        cls = gr.Dropdown(["all", *classes], value="all", label="Class (named or predicted)", elem_id="dec-class",
+                          min_width=140)
+        action = gr.Dropdown(["any", *LOG_ACTIONS], value="any", label="Action", elem_id="dec-action", min_width=120)
+        in_force = gr.Checkbox(False, label="In force only", elem_id="dec-in-force", min_width=120)
+        search_btn = gr.Button("Search", size="md", elem_id="btn-dec-search", scale=0, min_width=100)
+    found_md = gr.Markdown(elem_id="dec-found")
+    table = gr.Dataframe(interactive=False, wrap=True, elem_id="dec-table", max_height=360)
+    with gr.Row():
+        with gr.Column(scale=3):
+            card_md = gr.Markdown("Click a row to open its sample's card.", elem_id="dec-card-title")
+            transcript = gr.Textbox(label="Transcript", interactive=False, lines=2, max_lines=4,
+                                    elem_id="dec-card-text")
+            probs = gr.HTML(elem_id="dec-card-probs", min_height=0)
+        with gr.Column(scale=2, min_width=320):
+            with gr.Row():
+                accept_btn = gr.Button("Accept the prediction", size="sm", variant="primary", elem_id="btn-dec-accept",
+                                       interactive=False)
+                reject_btn = gr.Button("Reject it", size="sm", variant="stop", elem_id="btn-dec-reject",
+                                       interactive=False)
+            with gr.Row():
+                give = gr.Dropdown(classes, value=classes[0], label="Class", elem_id="dec-give", min_width=120)
+                give_btn = gr.Button("Give this class", size="sm", elem_id="btn-dec-give", interactive=False)
+            change_msg = gr.Markdown(elem_id="dec-change-message")
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("**Per reviewer**")
+            reviewers_df = gr.Dataframe(interactive=False, elem_id="dec-reviewers")
+        with gr.Column():
+            gr.Markdown("**Does the model's confidence hold?** Per class, the verify cards people decided: the "
+                        "share they accepted (95 % interval) against the precision the model claimed for them.")
+            check_df = gr.Dataframe(interactive=False, elem_id="dec-check", wrap=True)
+    opened = gr.State(None)   # the sample whose card is open, and its card kind
+    rows = gr.State([])       # the sample names of the table's rows, in order
+    return SimpleNamespace(
+        dec_sample=sample, dec_who=who, dec_cls=cls, dec_action=action, dec_in_force=in_force,
+        dec_search_btn=search_btn, dec_found_md=found_md, dec_table=table, dec_card_md=card_md,
+        dec_transcript=transcript, dec_probs=probs, dec_accept_btn=accept_btn, dec_reject_btn=reject_btn,
+        dec_give=give, dec_give_btn=give_btn, dec_change_msg=change_msg, dec_reviewers_df=reviewers_df,
+        dec_check_df=check_df, dec_opened=opened, dec_rows=rows)
+
+
+def filters(W: SimpleNamespace) -> list:
+    return [W.dec_sample, W.dec_who, W.dec_cls, W.dec_action, W.dec_in_force]
+
+
+def outputs(W: SimpleNamespace) -> list:
+    return [W.dec_found_md, W.dec_table, W.dec_rows, W.dec_reviewers_df, W.dec_check_df]
+
+
+def render(actions: AppActions, W: SimpleNamespace, sample: str = "", who: str = "", cls: str = "all",
+           action: str = "any", in_force: bool = False) -> dict:
+    out = actions.decisions(sample or "", who or "", cls or "all", "" if action in (None, "any") else action,
+                            bool(in_force), ROWS, 0)
+    check = actions.review_check()
+    if not out["ok"]:
+        return {W.dec_found_md: f"**Not searched:** {md(out['error'])}"}
+    shown = f"{len(out['rows'])} of {out['total']}" if out["total"] > len(out["rows"]) else str(out["total"])
+    return {W.dec_found_md: f"{shown} decisions, newest first", W.dec_table: decisions_frame(out["rows"]),
+            W.dec_rows: [r["name"] for r in out["rows"]], W.dec_reviewers_df: reviewers_frame(out["reviewers"]),
+            W.dec_check_df: check_frame(check.get("classes", []))}
+
+
+def decisions_frame(rows: list[dict]) -> pd.DataFrame:
+    columns = ["time", "sample", "action", "label", "predicted", "source", "card", "confidence", "reviewer",
+               "round", "in force", "note"]
+    return pd.DataFrame([[r["time"].replace("T", " "), r["name"], r["action"], r["label"] or "", r["predicted"] or "",
+                          r["source"] or "", r["card"] or "",
+                          "" if r["confidence"] is None else f"{r['confidence']:.3f}", r["reviewer"], r["round"],
+                          "yes" if r["in_force"] else "", r["note"] or ""] for r in rows], columns=columns)
+
+
+def reviewers_frame(rows: list[dict]) -> pd.DataFrame:
+    actions = list(Action)
+    return pd.DataFrame([[r["reviewer"], r["decisions"], *(r["in_force"].get(a, 0) for a in actions),
+                          r["last_at"].replace("T", " ")] for r in rows],
+                        columns=["reviewer", "decisions made", *(f"{a} in force" for a in actions), "last"])
+
+
+def check_frame(rows: list[dict]) -> pd.DataFrame:
+    out = []
+    for r in rows:
+        share = "" if r["accepted_share"] is None else \
+            f"{r['accepted']}/{r['cards']} = {r['accepted_share']:.2f} ({r['interval'][0]:.2f}–{r['interval'][1]:.2f})"
+        claimed = "" if r["claimed_precision"] is None else f"{r['claimed_precision']:.2f}"
+        out.append([r["class"], r["cards"], share, claimed, r["verdict"] or "no verify card decided"])
+    return pd.DataFrame(out, columns=["class", "verify cards", "accepted (95% CI)", "claimed precision", "verdict"])
+
+
+def open_card(actions: AppActions, W: SimpleNamespace, name: str | None) -> dict:
+    """The card of a sample (from a row of the table) with the decision in force on it."""
+    buttons = [W.dec_accept_btn, W.dec_reject_btn, W.dec_give_btn]
+    if not name:
+        return {W.dec_opened: None, **{b: gr.update(interactive=False) for b in buttons}}
+    out = actions.sample_card(name)
+    if not out["ok"]:
+        return {W.dec_card_md: f"**Cannot open {md(name)}:** {md(out['error'])}", W.dec_transcript: "", W.dec_probs: "",
+                W.dec_opened: None, **{b: gr.update(interactive=False) for b in buttons}}
+    c, d = out["candidate"], out["decision"]
+    now = "undecided" if d is None else (
+        f"{d['action']}" + (f" {md(d['label'])}" if d["label"] and d["action"] != Action.ACCEPT else "")
+        + f" by {md(d['reviewer'])} at {d['at'].replace('T', ' ')}")
+    kind = "a label card" if c["kind"] == CardKind.LABEL else "a verify card"
+    title = (f"### {md(c['name'])} — predicted **{md(c['predicted'])}** at {c['confidence']:.3f}\n"
+             f"In force: **{now}** · round {out['round']} shows it as {kind}; a decision here replaces the one "
+             f"in force")
+    return {W.dec_card_md: title, W.dec_transcript: c["text"] or "(no transcript)",
+            W.dec_probs: probability_bars(c["probs"], c["predicted"]),
+            W.dec_opened: {"name": c["name"], "card": c["kind"]},
+            **{b: gr.update(interactive=True) for b in buttons}}
+
+
+def on_change(actions: AppActions, W: SimpleNamespace, action: str, opened: dict | None, label: str,
+              reviewer: str, *search) -> dict:
+    """A new decision on the open sample: a class given is a label on a label card and a relabel
+    on a verify card, as on the Review tab."""
+    if not opened:
+        return {W.dec_change_msg: "**Not recorded:** open a sample's card first (click a row)"}
+    if action == "class":
+        action = Action.LABEL if opened["card"] == CardKind.LABEL else Action.RELABEL
+    out = actions.decide(opened["name"], action, label if action in (Action.LABEL, Action.RELABEL) else "", reviewer)
+    if not out["ok"]:
+        return {W.dec_change_msg: f"**Not recorded:** {md(out['error'])}"}
+    return render(actions, W, *search) | open_card(actions, W, opened["name"]) | {W.dec_change_msg: md(out["message"])}
+
+
+def wire(actions: AppActions, W: SimpleNamespace, tab: gr.Tab, reviewer: gr.Textbox, private: dict) -> None:
+    search = partial(render, actions, W)
+    every = outputs(W)
+    for trigger in (W.dec_search_btn.click, W.dec_sample.submit, W.dec_who.submit, W.dec_cls.input, W.dec_action.input,
+                    W.dec_in_force.input, tab.select):
+        trigger(search, filters(W), every, **private)
+    card = [W.dec_card_md, W.dec_transcript, W.dec_probs, W.dec_opened, W.dec_accept_btn, W.dec_reject_btn,
+            W.dec_give_btn]
+
+    def on_select(rows: list, evt: gr.SelectData) -> dict:
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return open_card(actions, W, rows[row] if isinstance(row, int) and 0 <= row < len(rows) else None)
+
+    W.dec_table.select(on_select, W.dec_rows, card, **private)
+    changed = [*every, *card, W.dec_change_msg]
+    for btn, what in ((W.dec_accept_btn, Action.ACCEPT), (W.dec_reject_btn, Action.REJECT), (W.dec_give_btn, "class")):
+        btn.click(partial(on_change, actions, W, what), [W.dec_opened, W.dec_give, reviewer, *filters(W)], changed,
+                  **private)

@@ -1,0 +1,173 @@
+"""The Train tab: "Train next round" (a preset, auto-accept asked first), progress of the round
+training now wherever it was started, what the policy did to each threshold after the last
+round, the round history and plots of WAF and per-class F1. Every value comes from an
+`AppActions` endpoint."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pandas as pd
+
+from ..service.actions import AppActions
+
+from .charts import f1_plot, md, pct, progress_bar, waf_plot
+
+LOW_PRECISION = 0.8      # auto-accept confirmation: classes below it are flagged
+
+
+def layout(actions: AppActions) -> SimpleNamespace:
+    with gr.Row():
+        with gr.Column(scale=2):
+            with gr.Row(equal_height=True):
+                preset = gr.Dropdown(list(actions.presets), value=default_preset(actions.presets),
+                                     label="Config preset", min_width=160, elem_id="train-preset")
+                auto_accept = gr.Checkbox(False, label="Auto-accept every candidate at its threshold",
+                                          min_width=160, elem_id="train-auto")
+            train_btn = gr.Button("Train next round", variant="primary", size="md", elem_id="btn-train")
+            with gr.Group(visible=False, elem_id="train-confirm-group") as confirm_group:
+                confirm_md = gr.Markdown(elem_id="train-confirm-text", padding=True)
+                with gr.Row():
+                    train_confirm_btn = gr.Button("Yes, train with them", variant="primary", size="md",
+                                            elem_id="btn-train-confirm")
+                    train_cancel_btn = gr.Button("Cancel", size="md", elem_id="btn-train-cancel")
+            progress_html = gr.HTML(progress_bar(actions.training_status()), elem_id="train-progress")
+            train_log = gr.Textbox(label="Log (follows new lines)", lines=5, max_lines=5, interactive=False,
+                                   autoscroll=True, elem_id="train-log")
+            after_md = gr.Markdown(elem_id="train-after")
+        with gr.Column(scale=3):
+            with gr.Row():
+                # Lines with points drawn as SVG (charts.round_chart): one finished round is still
+                # a visible point, the y axis fits the data, the legend wraps below the plot.
+                waf_chart = gr.HTML(elem_id="waf-plot", min_height=0)
+                f1_chart = gr.HTML(elem_id="f1-plot", min_height=0)
+    rounds_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=False, elem_id="history")
+    return SimpleNamespace(preset=preset, auto_accept=auto_accept, train_btn=train_btn,
+                           train_confirm_group=confirm_group, train_confirm_md=confirm_md,
+                           train_confirm_btn=train_confirm_btn, train_cancel_btn=train_cancel_btn,
+                           progress_html=progress_html, train_log=train_log, after_md=after_md,
+                           waf_chart=waf_chart, f1_chart=f1_chart, rounds_df=rounds_df)
+
+
+def outputs(W: SimpleNamespace) -> list:
+    """What `render` fills."""
+    return [W.progress_html, W.train_log, W.rounds_df, W.waf_chart, W.f1_chart, W.after_md, W.review_banner]
+
+
+def render(actions: AppActions, W: SimpleNamespace) -> dict:
+    snap = actions.training_status()
+    history = actions.round_history()["rounds"]
+    return {W.progress_html: progress_bar(snap), W.train_log: "\n".join(snap["log"]),
+            W.rounds_df: history_frame(history), W.waf_chart: waf_plot(history), W.f1_chart: f1_plot(history),
+            W.after_md: after_round_text(history), W.review_banner: training_banner(snap, history)}
+
+
+def on_train(actions: AppActions, W: SimpleNamespace, preset: str, auto_accept: bool) -> dict:
+    out = actions.train_round(preset, bool(auto_accept))
+    if not out["ok"]:
+        gr.Warning(out["error"])
+    snap = actions.training_status()
+    return {W.progress_html: progress_bar(snap), W.train_log: "\n".join(snap["log"]),
+            W.train_confirm_group: gr.update(visible=False)}
+
+
+def on_train_ask(actions: AppActions, W: SimpleNamespace, preset: str, auto_accept: bool) -> dict:
+    """Train at once, or, with auto-accept, first show per class how many candidates it would
+    accept and at what expected precision, and ask."""
+    if not auto_accept:
+        return on_train(actions, W, preset, False)
+    preview = actions.auto_accept_preview(preset)
+    if not preview["ok"]:
+        return {W.train_confirm_group: gr.update(visible=True),
+                W.train_confirm_md: f"**Cannot preview the auto-accept step:** {md(preview['error'])}"}
+    return {W.train_confirm_group: gr.update(visible=True), W.train_confirm_md: auto_accept_text(preview)}
+
+
+def on_train_confirm(actions: AppActions, W: SimpleNamespace, preset: str) -> dict:
+    return on_train(actions, W, preset, True) | {W.auto_accept: False}
+
+
+def auto_accept_text(preview: dict) -> str:
+    if not preview["total"]:
+        note = preview["note"] or "no undecided candidate passes the thresholds"
+        return f"Auto-accept would accept **nothing** ({md(note)}). Train the round anyway?"
+    rows = ["| class | auto-accepted | expected precision |", "|---|---:|---:|"]
+    low = []
+    for r in preview["classes"]:
+        p = r["expected_precision"]
+        shown = "" if p is None else f"{math.floor(p * 100) / 100:.2f}"
+        if p is not None and p < LOW_PRECISION:
+            low.append(r["class"])
+            shown = f"**{shown} (low)**"
+        rows.append(f"| {md(r['class'])} | {r['count']} | {shown} |")
+    warn = (f"  \n**Low expected precision** for {', '.join(map(md, low))}: many of these pseudo-labels will "
+            f"be wrong; raise those thresholds on the Thresholds tab first?" if low else "")
+    return (f"This round will **accept {preview['total']} candidates** as pseudo-labels without review "
+            f"(counted now, at the current thresholds):\n\n" + "\n".join(rows) + "\n" + warn
+            + "  \nThe box is unticked after this round.")
+
+
+def training_banner(snap: dict, history: Sequence[dict]) -> str:
+    """The Review tab's line while a round trains: which one, and where decisions made now go."""
+    if not snap.get("running"):
+        return ""
+    rid = snap.get("round") if snap.get("round") is not None else "the next round"
+    done = [r["id"] for r in history if r["status"] == "done"]
+    shown = f"round {done[-1]}" if done else "no round"
+    return (f"⏳ **Round {rid} is training ({round(100 * snap['fraction'])}%).** The cards here are {shown}'s. "
+            f"Decisions you make now are saved, but round {rid} started with the decisions made before it: "
+            f"yours go into the round after it.")
+
+
+def after_round_text(history: Sequence[dict]) -> str:
+    """What the policy did to each threshold after the last finished round: old -> new, who set
+    the value in force, and the classes that cannot reach the target."""
+    done = [r for r in history if r["status"] == "done"]
+    if not done or not done[-1].get("threshold_changes"):
+        return ""
+    r = done[-1]
+    parts = []
+    for c in r["threshold_changes"]:
+        if c["kept_for_owner"]:
+            parts.append(f"{md(c['class'])} {c['old']:.3f} kept (set by {md(c['by'])})")
+        elif c["changed"]:
+            parts.append(f"{md(c['class'])} {c['old']:.3f} → **{c['new']:.3f}** (policy)")
+        else:
+            parts.append(f"{md(c['class'])} {c['new']:.3f}")
+    text = f"**Thresholds after round {r['id']}:** " + " · ".join(parts)
+    if r.get("unreachable"):
+        text += f"  \nNo candidate reaches the target precision: {', '.join(map(md, r['unreachable']))}"
+    return text
+
+
+def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
+    columns = ["round", "started", "status", "config", "train set (gold / verified / relabeled / labeled / pseudo)",
+               "CV WAF", "test WAF", "pseudo-labels", "duration s", "error"]
+    rows = []
+    for r in reversed(rounds):  # newest first
+        comp = r["composition"] or {}
+        pseudo = r["pseudo_labels"] or {}
+        make_up = " / ".join(str(comp.get(k, "")) for k in ("gold", "verified", "relabeled", "labeled", "pseudo")) \
+            if comp else ""
+        rows.append([r["id"], (r["started_at"] or "").replace("T", " ")[:19], r["status"], r["config"], make_up,
+                     pct(r["cv_waf"]), pct(r["test_waf"]),
+                     ", ".join(f"{c} {n}" for c, n in pseudo.items() if n) or ("0" if pseudo else ""),
+                     r["wall_s"] if r["wall_s"] is not None else "", r["error"] or ""])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def default_preset(presets: dict[str, Path]) -> str | None:
+    return "default" if "default" in presets else next(iter(presets), None)
+
+
+def wire(actions: AppActions, W: SimpleNamespace, tab: gr.Tab, private: dict) -> None:
+    asked = [W.train_confirm_group, W.train_confirm_md, W.progress_html, W.train_log, W.auto_accept]
+    W.train_btn.click(partial(on_train_ask, actions, W), [W.preset, W.auto_accept], asked, concurrency_limit=None,
+                      **private)
+    W.train_confirm_btn.click(partial(on_train_confirm, actions, W), W.preset, asked, concurrency_limit=None, **private)
+    W.train_cancel_btn.click(lambda: gr.update(visible=False), None, W.train_confirm_group, **private)
+    tab.select(partial(render, actions, W), None, outputs(W), **private)
