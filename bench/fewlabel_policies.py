@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from digits_data import digits_arrays  # noqa: E402
+from real_data import arrays  # noqa: E402
 
 from mersemi.engine import self_training  # noqa: E402
 from mersemi.engine.calibration import expected_calibration_error  # noqa: E402
@@ -40,7 +40,7 @@ def run(seed: int, policy: str, labeled: float, rounds: int) -> dict:
     warnings.filterwarnings("ignore")
     per, target = policy.split(":")
     cfg = load_config(CONFIG)
-    d = digits_arrays(seed, labeled)
+    d = arrays("digits", seed, labeled)
     y, split = d["y"], d["split"]
     lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
     extra, extra_y = np.zeros(0, np.int64), np.zeros(0, np.int64)

@@ -293,15 +293,24 @@ class Store:
     def complete_round(self, round_id: int, *, predictions: list[tuple[str, np.ndarray, np.ndarray]],
                        decisions: list[DecisionIn], reviewer: str, composition: dict,
                        metrics: dict, checkpoint: str | None,
-                       thresholds: dict[int, float] | None = None, everyone: bool = False) -> list[dict]:
+                       thresholds: dict[int, float] | None = None, everyone: bool = False,
+                       discarded: str | None = None) -> list[dict]:
         """Write a round's results in ONE transaction: predictions (kind, sample ids, probs),
         automatic decisions, the policy's `thresholds` (class id -> value) for the classes it
         may set (all of them with `everyone`), metrics, status done. A crash before commit
-        leaves nothing. Returns per class what happened to its threshold (`_apply_policy`)."""
+        leaves nothing. Returns per class what happened to its threshold (`_apply_policy`).
+        A round `discarded` (the reason) keeps its composition and metrics only, for the record:
+        no predictions, decisions or thresholds; the round before stays in force."""
         def work(s: Session) -> list[dict]:
             status = s.scalar(select(Round.status).where(Round.id == round_id))
             if status != "running":
                 raise RuntimeError(f"round {round_id} is {status}, not running")
+            if discarded is not None:
+                s.execute(update(Round).where(Round.id == round_id).values(
+                    status="discarded", finished_at=utcnow(), composition=composition,
+                    metrics=metrics | {"discarded": discarded}, checkpoint=None, progress=1.0,
+                    progress_message="discarded"))
+                return []
             for kind, ids, probs in predictions:
                 _insert_predictions(s, round_id, kind, ids, probs)
             if decisions:

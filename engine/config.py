@@ -137,8 +137,11 @@ class PretrainConfig(_Section):
 
 
 class FinetuneConfig(_Section):
-    folds: int = Field(ge=2, le=100, description="K of the K-fold fine-tuning on the gold labels; evaluation "
-                                                 "folds hold gold labels only")
+    folds: int = Field(ge=2, le=100, description="K of the K-fold fine-tuning on the gold labels, at most (see "
+                                                 "fold_cap); evaluation folds hold gold labels only")
+    fold_cap: Literal["smallest", "largest"] = Field(
+        description="which class's gold count bounds K: smallest (every fold evaluates every class) or largest (a "
+                    "class with fewer samples than folds is evaluated in fewer folds, and every fold trains on more)")
     epochs: int = Field(gt=0, le=MAX_COUNT, description="fine-tuning epochs per fold (at most)")
     batch_size: int = Field(gt=0, le=MAX_COUNT, description="rows per step")
     lr: Number = Field(gt=0, description="Adam learning rate")
@@ -303,7 +306,7 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
 _CHECKPOINT_DEFAULTS = {
     "model": {"standardize": False},
     "pretrain": {"min_steps": 0},
-    "finetune": {"min_steps": 0, "select": "waf", "calibrate": False, "average": "arithmetic"},
+    "finetune": {"min_steps": 0, "select": "waf", "calibrate": False, "average": "arithmetic", "fold_cap": "largest"},
     "propagation": {"enabled": False, "neighbours": 7, "alpha": 0.99, "iterations": 30, "max_rows": 30000,
                     "joint_fit_min": 100, "class_mass": "per_label"},
     "self_training": {"policy_overrides_reviewers": True},

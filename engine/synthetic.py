@@ -161,15 +161,15 @@ def _scale(scale: str | float) -> tuple[dict[str, int], dict[str, int]]:
 
 def class_counts(total: int) -> list[int]:
     """`total` split over the classes in MER2024's labeled proportions (largest remainder),
-    at least one per class."""
+    at least two per class (a round trains on one while it evaluates another)."""
     weights = np.asarray(MER2024_LABELED, dtype=np.float64) / sum(MER2024_LABELED)
     exact = weights * total
-    counts = np.maximum(np.floor(exact).astype(int), 1)
+    counts = np.maximum(np.floor(exact).astype(int), 2)
     for i in np.argsort(-(exact - counts), kind="stable"):  # largest shortfall first
         if counts.sum() >= total:
             break
         counts[i] += 1
-    while counts.sum() > total:  # only when the minimum of one pushed it over
+    while counts.sum() > total:  # only when the minimum of two pushed it over
         counts[np.argmax(counts)] -= 1
     return counts.tolist()
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from .calibration import (apply_temperature, combine, ensemble_mean, expected_calibration_error, fit_temperature,
                           fit_weights, fold_term)
-from .config import Config, checkpoint_config
+from .config import Config, FinetuneConfig, checkpoint_config
 from .errors import InputError
 from .metrics import classification_metrics, log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
@@ -65,6 +65,13 @@ class TrainSet:
     # Per extra row: its label came from the model (an accepted pseudo-label). Such rows train
     # the folds but do not seed the graph, which spreads human labels only. None: none did.
     extra_from_model: np.ndarray | None = None
+    # Per extra row and fold, the class the previous round's model of that fold predicted for it
+    # (`RoundResult.fold_votes`; -1 unknown). A label from the model trains fold k only where
+    # fold k's own predecessor agrees with it, so no fold learns its evaluation samples' labels
+    # through pseudo-labels that the other folds' models chose: the out-of-fold predictions
+    # stay honest, and a round can be judged against the previous one on them. None: every
+    # extra row trains every fold.
+    extra_fold_votes: np.ndarray | None = None
 
 
 @dataclass
@@ -72,7 +79,9 @@ class RoundResult:
     score_probs: np.ndarray          # [len(score_rows), C] float32
     oof_probs: np.ndarray            # [len(gold_rows), C] float32, out-of-fold
     metrics: dict                    # JSON-serialisable
-    state: dict = field(repr=False)  # {"config", "modalities", "n_classes", "folds": [state_dict]}
+    state: dict = field(repr=False)  # {"config", "modalities", "n_classes", "folds": [state_dict], ...}
+    fold_votes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8), repr=False)
+    # [K, len(score_rows)] int8: each fold model's predicted class (TrainSet.extra_fold_votes)
 
 
 @dataclass
@@ -97,7 +106,9 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
                 progress: ProgressFn | None = None) -> RoundResult:
     t_start = time.time()
     data, notes = _validate(data, n_classes, cfg)  # raises before any work on bad input
-    folds = make_folds(data, n_classes, cfg.finetune.folds, cfg.seed)
+    scheme = eval_scheme(np.bincount(data.gold_labels, minlength=n_classes), cfg.finetune)
+    folds = make_folds(data, n_classes, scheme["folds"], cfg.seed)
+    notes += _check_votes(data, len(folds))
     device = pick_device(cfg.device)
     report = _Monotone(progress)
     pretraining = cfg.pretrain.enabled and cfg.model.kind == "mrccl"
@@ -154,6 +165,7 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         t_finetune = t_score = 0.0
         oof = np.zeros((len(data.gold_rows), n_classes), np.float32)
         score_sum = np.zeros((len(data.score_rows), n_classes), np.float64)
+        votes = np.zeros((len(folds), len(data.score_rows)), np.int8)
         fold_states, fold_info = [], []
         for k, fold in enumerate(folds):
             base = f_load + f_pre + k * f_fold
@@ -179,6 +191,7 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
             model.load_state_dict(best_state)
             fold_probs = _predict(model, bank, data.score_rows, cfg.score_batch_size)
             score_sum += fold_term(fold_probs, cfg.finetune.average)
+            votes[k] = fold_probs.argmax(1)
             t_score += time.time() - t0
 
     # -- the ensemble's scores and the CV metrics (evaluation folds held gold rows only)
@@ -212,7 +225,8 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         "temperature": round(temperature, 4), "oof_ece_raw": ece_raw,
         "graph_weight": graph_weight, "graph_cv_waf": graph_cv,
         "oof_ece": expected_calibration_error(oof, data.gold_labels),
-        "folds": fold_info, "device": str(device), "warnings": notes,
+        "oof_log_loss": log_loss(data.gold_labels, oof),
+        "folds": fold_info, "eval_scheme": scheme, "device": str(device), "warnings": notes,
         "n_train": {"gold": int(len(data.gold_rows)), "extra": int(len(data.extra_rows))},
         "timings": {"load_s": round(t_load, 2), "pretrain_s": round(t_pretrain, 2),
                     "finetune_s": round(t_finetune, 2), "score_s": round(t_score, 2),
@@ -220,9 +234,10 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
                     "total_s": round(time.time() - t_start, 2)},
     }
     state = {"config": cfg.to_dict(), "modalities": dims, "n_classes": n_classes, "folds": fold_states,
-             "temperature": temperature, "graph_weight": graph_weight}
+             "temperature": temperature, "graph_weight": graph_weight,
+             "score_rows": torch.as_tensor(data.score_rows), "fold_votes": torch.as_tensor(votes)}
     report("done", 1.0)
-    return RoundResult(score_probs, oof, metrics, state)
+    return RoundResult(score_probs, oof, metrics, state, votes)
 
 
 # ---------------------------------------------------------------------- phases
@@ -460,18 +475,67 @@ class FeatureBank:
 
 # ---------------------------------------------------------------------- folds and sampling
 
+MIN_GOLD_PER_CLASS = 2
+
+
+def eval_scheme(counts: np.ndarray, fc: FinetuneConfig) -> dict:
+    """The evaluation scheme a round's gold labels allow: stratified K folds, K at most
+    `finetune.folds` and at most the count of the class `finetune.fold_cap` names (smallest:
+    every fold evaluates every class; largest: a class with fewer samples than folds is
+    evaluated in as many folds as it has samples, and the folds train on more). Recorded with
+    the round, with a line that says it."""
+    counts = np.asarray(counts)
+    bound = int(counts.min() if fc.fold_cap == "smallest" else counts.max())
+    k = max(2, min(fc.folds, bound))
+    short = [int(c) for c in np.flatnonzero(counts < k)]
+    text = f"stratified {k}-fold cross-validation on {int(counts.sum())} gold samples"
+    if k < fc.folds:
+        text += f" (finetune.folds {fc.folds}; the {fc.fold_cap} class has {bound})"
+    if short:
+        text += f"; {len(short)} class(es) with fewer samples than folds are evaluated in fewer folds"
+    return {"folds": k, "fold_cap": fc.fold_cap, "smallest_class": int(counts.min()),
+            "largest_class": int(counts.max()), "text": text}
+
+
 def make_folds(data: TrainSet, n_classes: int, k: int, seed: int) -> list[Fold]:
     """Stratified K folds of the gold rows (shuffled, seeded). Evaluation folds hold gold
-    rows only; every extra row joins every training fold."""
+    rows only; every extra row joins every training fold, but a label from the model joins
+    fold k only where fold k's predecessor agrees (TrainSet.extra_fold_votes)."""
     with warnings.catch_warnings():
         # Tiny classes are reported by _validate with their ids; sklearn's warning says the
         # same without them.
         warnings.filterwarnings("ignore", message=".*least populated class.*")
         splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
                       .split(np.zeros(len(data.gold_labels)), data.gold_labels))
-    return [Fold(train_rows=np.concatenate([data.gold_rows[tr], data.extra_rows]).astype(np.int64),
-                 train_labels=np.concatenate([data.gold_labels[tr], data.extra_labels]).astype(np.int64),
-                 eval_pos=ev) for tr, ev in splits]
+    folds = []
+    for fold, (tr, ev) in enumerate(splits):
+        keep = _extra_in_fold(data, fold)
+        folds.append(Fold(train_rows=np.concatenate([data.gold_rows[tr], data.extra_rows[keep]]).astype(np.int64),
+                          train_labels=np.concatenate([data.gold_labels[tr], data.extra_labels[keep]]).astype(np.int64),
+                          eval_pos=ev))
+    return folds
+
+
+def _extra_in_fold(data: TrainSet, fold: int) -> np.ndarray:
+    """Which extra rows train `fold`: every human label, and a label from the model where the
+    fold's predecessor voted for it (all of them without votes)."""
+    keep = np.ones(len(data.extra_rows), bool)
+    if data.extra_fold_votes is not None and data.extra_from_model is not None:
+        agree = data.extra_fold_votes[:, fold] == data.extra_labels
+        keep = ~data.extra_from_model | agree
+    return keep
+
+
+def _check_votes(data: TrainSet, k: int) -> list[str]:
+    """A note when votes were given for another number of folds (then they are not used)."""
+    votes = data.extra_fold_votes
+    if votes is None:
+        return []
+    if np.shape(votes) != (len(data.extra_rows), k):
+        data.extra_fold_votes = None
+        return [f"extra_fold_votes for {np.shape(votes)[1] if np.ndim(votes) == 2 else '?'} folds given to a round of "
+                f"{k}: every pseudo-label trains every fold"]
+    return []
 
 
 def epoch_order(y: np.ndarray, oversample: bool, n_classes: int, rng: np.random.Generator,
@@ -566,6 +630,12 @@ def _validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, li
             raise InputError(f"extra_from_model: expected {len(data.extra_rows)} booleans (one per extra row), "
                              f"got {mask.dtype} {list(mask.shape)}")
         data = dataclasses.replace(data, extra_from_model=mask)
+    if data.extra_fold_votes is not None:
+        votes = np.asarray(data.extra_fold_votes)
+        if votes.ndim != 2 or len(votes) != len(data.extra_rows) or not np.issubdtype(votes.dtype, np.integer):
+            raise InputError(f"extra_fold_votes: expected integer classes [{len(data.extra_rows)}, K], got "
+                             f"{votes.dtype} {list(votes.shape)}")
+        data = dataclasses.replace(data, extra_fold_votes=votes.astype(np.int64))
     if data.graph_share is not None and not (np.isfinite(data.graph_share) and data.graph_share >= 0):
         raise InputError(f"graph_share: expected a finite number >= 0 or None, got {data.graph_share}")
     for rows, name in ((data.gold_rows, "gold_labels"), (data.extra_rows, "extra_labels")):
@@ -587,18 +657,12 @@ def _validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, li
         raise InputError(f"row {int(both[0])} is both gold and extra ({len(both)} such rows): "
                          f"a gold row's label must not also come from relabels or pseudo-labels")
     counts = np.bincount(data.gold_labels, minlength=n_classes)
-    if (counts == 0).any():
-        empty = ", ".join(str(c) for c in np.flatnonzero(counts == 0))
-        raise InputError(f"class {empty} has no gold-labeled sample; every class needs at least one")
-    k = cfg.finetune.folds
-    if len(data.gold_rows) < k:
-        raise InputError(f"{len(data.gold_rows)} gold samples cannot make {k} folds")
+    few = np.flatnonzero(counts < MIN_GOLD_PER_CLASS)
+    if len(few):
+        c = int(few[0])
+        raise InputError(f"class {c} has {int(counts[c])} gold sample(s); every class needs at least "
+                         f"{MIN_GOLD_PER_CLASS} (one to train on while another is held out)")
     notes = []
-    for c in np.flatnonzero(counts < k):
-        msg = (f"class {int(c)} has {int(counts[c])} gold samples, fewer than {k} folds: "
-               f"it is evaluated in {int(counts[c])} of them")
-        warnings.warn(msg, stacklevel=3)
-        notes.append(msg)
     if cfg.model.kind == "mrccl":
         unknown = sorted(set(cfg.model.vote_weights) - {"fusion"} - set(data.features))
         if unknown:

@@ -20,6 +20,7 @@ class RoundStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    DISCARDED = "discarded"    # finished, but its evidence was worse than the round before: not in force
 
 
 UNFINISHED = (RoundStatus.QUEUED, RoundStatus.RUNNING)

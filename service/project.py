@@ -25,7 +25,7 @@ from ..db.store import CardClaimed, DecisionIn, Store, as_utc
 from ..engine.config import load_config
 from ..engine.errors import InputError, MersemiError, shown
 from ..engine.crashpoints import crash_point
-from ..engine import thresholds
+from ..engine import checkpoint, thresholds
 from ..engine.vocab import Action, CardKind, Source
 from ..engine.features import (
     FeatureStore, FeatureWriter, process_may_run, publish_staged, remove_dead_staging,
@@ -375,8 +375,8 @@ class Project:
             return []
         failed = self.store.fail_dead_rounds(dead, lambda r: _death_note(r, host))
         for r in failed:
-            for suffix in (".pt", ".tmp"):
-                (self.root / "checkpoints" / f"round-{r.id}{suffix}").unlink(missing_ok=True)
+            for file in checkpoint.files(self.root / "checkpoints", r.id):
+                file.unlink(missing_ok=True)
         return [r.id for r in failed]
 
     # ------------------------------------------------------------------ status
@@ -423,6 +423,7 @@ def round_summary(r, classes: list[str]) -> dict:
         "train_size": comp.get("total"), "composition": comp,
         "pseudo_labels": comp.get("pseudo_per_class"),
         "pseudo_precision": m.get("pseudo_precision"),
+        "eval_scheme": m.get("eval_scheme"), "kept_reason": m.get("discarded"),
         "oof_ece": m.get("oof_ece"), "test_ece": m.get("test_ece"), "temperature": m.get("temperature"),
         "graph_weight": m.get("graph_weight"), "graph_cv_waf": m.get("graph_cv_waf"),
         "graph_share_from": m.get("graph_share_from"),

@@ -9,22 +9,23 @@ predictions and thresholds stay in force.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from ..db.errors import StoreBusy
 from ..db.store import DecisionIn, RoundBusy, Store
-from ..engine import self_training
+from ..db.models import Round
+from ..engine import checkpoint, self_training
 from ..engine.calibration import expected_calibration_error
 from ..engine.config import Config
 from ..engine.errors import InputError
 from ..engine.metrics import classification_metrics
-from ..engine.train import TrainSet, train_round as engine_train_round
+from ..engine.train import MIN_GOLD_PER_CLASS, TrainSet, train_round as engine_train_round
 from ..engine.vocab import HUMAN_SOURCES, CardKind, PredictionKind, RoundStatus, Source, Split, Tool
 
 from .project import Project, ProjectError, ProgressFn
@@ -51,10 +52,15 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     gold_ids, gold_y, _ = store.split_arrays(Split.LABELED)
     has_gold = gold_y >= 0
     gold_ids, gold_y = gold_ids[has_gold], gold_y[has_gold]
-    missing = [classes[c] for c in range(C) if not np.any(gold_y == c)]
+    counts = np.bincount(gold_y, minlength=C)
+    missing = [classes[c] for c in range(C) if counts[c] == 0]
     if missing:
-        raise ProjectError(f"class {missing[0]!r} has no labeled sample; every class needs at least one "
-                           f"(missing: {', '.join(missing)})")
+        raise ProjectError(f"class {missing[0]!r} has no labeled sample; every class needs at least "
+                           f"{MIN_GOLD_PER_CLASS} (missing: {', '.join(missing)})")
+    few = [c for c in range(C) if counts[c] < MIN_GOLD_PER_CLASS]
+    if few:
+        raise ProjectError(f"class {classes[few[0]]!r} has {counts[few[0]]} labeled sample; every class needs at "
+                           f"least {MIN_GOLD_PER_CLASS} (one to train on while another is held out): label more")
     pool_ids, _, pool_true = store.split_arrays(Split.UNLABELED)
     test_ids, test_y, _ = store.split_arrays(Split.TEST)
 
@@ -74,8 +80,11 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         extra_y = np.concatenate([extra_y, [d.label for d in auto]]).astype(np.int64)
         sources = sources + [Source.PSEUDO] * len(auto)
     composition = _composition(classes, gold_y, extra_y, sources, new_pseudo=len(auto))
+    composition["human_digest"] = _human_digest(extra_ids, extra_y, sources)
     from_model = np.asarray(sources, dtype=object) == Source.PSEUDO   # only the tool's labels
     share_from, share = (_graph_share(store) if from_model.any() else (None, None))
+    previous = store.current_round()
+    votes = _votes(project, previous, extra_ids) if from_model.any() else None
     fixed = _fixed_thresholds(project, cfg) if st.policy == "fixed" else [1.0] * C
 
     try:
@@ -85,14 +94,14 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     except RoundBusy as e:
         raise ProjectError(f"{e}; wait for it to finish (see 'mersemi status')") from None
 
-    checkpoint = project.root / "checkpoints" / f"round-{rid}.pt"
+    saved = checkpoint.path(project.root / "checkpoints", rid)
     try:
         t0 = time.time()
         data = TrainSet(features=project.features.matrices(), gold_rows=gold_ids, gold_labels=gold_y,
                         extra_rows=extra_ids, extra_labels=extra_y,
                         pretrain_rows=np.concatenate([gold_ids, pool_ids]),
                         score_rows=np.concatenate([pool_ids, test_ids]), graph_share=share,
-                        extra_from_model=from_model)
+                        extra_from_model=from_model, extra_fold_votes=votes)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine also lists its warnings in metrics
             result = engine_train_round(data, C, cfg, progress=Heartbeat(store, rid, progress))
@@ -111,19 +120,21 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
             pool_probs.argmax(1), pool_probs.max(1), ~np.isin(pool_ids, decided), C,
             policy=st.policy, target=st.target_precision, per=st.target_per, fixed=fixed)
         metrics["unreachable"] = unreachable
-        _save_checkpoint(result.state, checkpoint)
+        metrics["wall_s"] = round(time.time() - t0, 2)
+        discarded = _worse_than(previous, composition, metrics, gold_y) if auto else None
+        if discarded is None:
+            checkpoint.save(result.state, saved)
         if progress:
             progress("writing predictions", 1.0)
-        metrics["wall_s"] = round(time.time() - t0, 2)
         store.complete_round(
             rid, predictions=[(PredictionKind.POOL, pool_ids, pool_probs), (PredictionKind.TEST, test_ids, test_probs),
                               (PredictionKind.OOF, gold_ids, result.oof_probs)],
             decisions=auto, reviewer=Tool.AUTO, composition=composition, metrics=metrics,
-            checkpoint=str(checkpoint.relative_to(project.root)),
-            thresholds=dict(enumerate(proposal)), everyone=st.policy_overrides_reviewers)
+            checkpoint=str(saved.relative_to(project.root)),
+            thresholds=dict(enumerate(proposal)), everyone=st.policy_overrides_reviewers, discarded=discarded)
     except BaseException as e:
         store.fail_round(rid, _describe(e))
-        checkpoint.unlink(missing_ok=True)
+        saved.unlink(missing_ok=True)
         if isinstance(e, InputError):
             raise ProjectError(str(e)) from None
         raise
@@ -236,12 +247,41 @@ def _pseudo_precision(classes: list[str], extra_ids: np.ndarray, extra_y: np.nda
     return out
 
 
-def _save_checkpoint(state: dict, path: Path) -> None:
-    import torch
+def _votes(project: Project, previous: Round | None, rows: np.ndarray) -> np.ndarray | None:
+    """Each fold model's vote of the round in force for `rows` (engine TrainSet.extra_fold_votes);
+    None when it left no checkpoint with votes."""
+    if previous is None or not previous.checkpoint:
+        return None
+    file = project.root / previous.checkpoint
+    if not file.is_file():
+        return None
+    return checkpoint.votes_for(checkpoint.load(file), rows)
 
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+
+def _human_digest(ids: np.ndarray, labels: np.ndarray, sources: list[str]) -> str:
+    """A fingerprint of the human labels a round trains on: two rounds with the same one differ
+    only by the tool's pseudo-labels."""
+    human = np.isin(np.asarray(sources, dtype=object), HUMAN_SOURCES)
+    pairs = np.stack([ids[human], labels[human]], axis=1).astype(np.int64) if human.any() else np.zeros((0, 2))
+    return hashlib.sha1(np.ascontiguousarray(pairs, np.int64).tobytes()).hexdigest()[:16]
+
+
+def _worse_than(previous: Round | None, composition: dict, metrics: dict, gold_y: np.ndarray) -> str | None:
+    """Why a round whose automatic step added pseudo-labels is not kept: its out-of-fold
+    log-loss on the gold samples (evidence the test split never touches; honest, because each
+    fold trains only on the pseudo-labels its own predecessor voted for) is worse than that of
+    the round in force, trained on the same human labels. None: keep it (or no such round to
+    compare with)."""
+    if previous is None or previous.metrics is None or previous.composition is None:
+        return None
+    if previous.composition.get("human_digest") != composition["human_digest"] or \
+            previous.composition.get("gold") != composition["gold"]:
+        return None   # new human labels since: the rounds are not comparable on pseudo-labels alone
+    before, after = previous.metrics.get("oof_log_loss"), metrics.get("oof_log_loss")
+    if before is None or after is None or after <= before:
+        return None
+    return (f"not kept: out-of-fold log-loss {before:.3f} -> {after:.3f} with {composition['pseudo_new']} new "
+            f"pseudo-labels; round {previous.id} stays in force")
 
 
 def _describe(e: BaseException) -> str:

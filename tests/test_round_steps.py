@@ -5,11 +5,14 @@ precision, thresholds, failures, heartbeats) are checked on numbers worked out h
 The slow tests in test_rounds.py run the same paths with the real engine."""
 from __future__ import annotations
 
+import shutil
+
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 import mersemi.service.rounds as rounds
 from mersemi.engine.calibration import expected_calibration_error
@@ -319,7 +322,21 @@ def test_refusals_before_training(tmp_path, data, monkeypatch):
     with Project.init(tmp_path / "more", classes) as p:
         p.import_native(data)
         with pytest.raises(ProjectError, match=r"^class 'bored' has no labeled sample; every class needs at "
-                                               r"least one \(missing: bored, calm\)$"):
+                                               r"least 2 \(missing: bored, calm\)$"):
+            rounds.run_round(p, FIXED)
+        assert p.status()["rounds"] == []
+    # a class with one gold sample cannot be trained on and evaluated at once
+    import pandas as pd
+
+    one = tmp_path / "one"
+    shutil.copytree(data, one)
+    samples = pd.read_csv(one / "samples.csv", dtype=str, keep_default_na=False)
+    sad = samples.index[(samples["split"] == "labeled") & (samples["label"] == "sad")]
+    samples.loc[sad[1:], "split"], samples.loc[sad[1:], "label"] = "unlabeled", ""
+    samples.to_csv(one / "samples.csv", index=False)
+    with Project.init(tmp_path / "single") as p:
+        p.import_native(one)
+        with pytest.raises(ProjectError, match=r"^class 'sad' has 1 labeled sample; every class needs at least 2 "):
             rounds.run_round(p, FIXED)
         assert p.status()["rounds"] == []
     assert calls == []
@@ -380,3 +397,54 @@ def test_a_round_on_pseudo_labels_keeps_the_graph_share_of_the_last_human_only_r
     assert (~d.extra_from_model).sum() == 1 and d.extra_from_model.sum() == s2["composition"]["pseudo_new"]
     s3 = rounds.run_round(project, FIXED)          # the accepted labels stay in: still carried
     assert engine.data.graph_share == pytest.approx(3.0) and s3["graph_share_from"] == 1
+
+
+def test_an_automatic_round_worse_on_the_out_of_fold_evidence_is_discarded(project, engine):
+    """Judged against the round in force on its out-of-fold log-loss: a worse automatic round is
+    kept for the record only (no predictions, no pseudo-labels, no thresholds), the round before
+    stays in force; a better one is kept; new human labels since make the rounds incomparable."""
+    losses = iter([0.50, 0.70, 0.40, 0.90])
+
+    def fake(data, n_classes, cfg, progress=None):
+        r = FakeEngine.__call__(engine, data, n_classes, cfg, progress)
+        r.metrics["oof_log_loss"] = next(losses)
+        return r
+
+    rounds.engine_train_round = fake     # the fixture's monkeypatch restores it afterwards
+    r0 = rounds.run_round(project, FIXED)                                     # 0.50
+    project.set_thresholds({c: 0.9 for c in project.classes}, by="ann")
+    before = (project.thresholds(), len(project.store.decision_log()))
+    worse = rounds.run_round(project, FIXED, auto_accept=True)              # 0.70: worse
+    assert worse["status"] == "discarded" and worse["composition"]["pseudo_new"] > 0
+    assert worse["kept_reason"] == (f"not kept: out-of-fold log-loss 0.500 -> 0.700 with "
+                                    f"{worse['composition']['pseudo_new']} new pseudo-labels; round {r0['id']} "
+                                    f"stays in force")
+    assert project.store.current_round().id == r0["id"]
+    assert (project.thresholds(), len(project.store.decision_log())) == before      # nothing accepted
+    assert project.store.predictions(worse["id"], "pool")[0].tolist() == []
+    assert not (project.root / "checkpoints" / f"round-{worse['id']}.pt").exists()
+    better = rounds.run_round(project, FIXED, auto_accept=True)             # 0.40: better
+    assert better["status"] == "done" and project.store.current_round().id == better["id"]
+    names = project.store.sample_names(engine.pool_ids.tolist())
+    project.decide([DecisionRequest(names[int(engine.pool_ids[-1])], "label", project.classes[0])], reviewer="ann")
+    again = rounds.run_round(project, FIXED, auto_accept=True)              # 0.90, but ann labeled meanwhile
+    assert again["status"] == "done" and again["kept_reason"] is None
+
+
+def test_each_fold_trains_on_the_pseudo_labels_its_own_predecessor_voted_for(project, engine):
+    rounds.run_round(project, FIXED)
+    project.set_thresholds({c: 0.8 for c in project.classes}, by="ann")
+    # the fake's checkpoint: fold 0 votes every pool sample its prediction, fold 1 the next class
+    from mersemi.engine import checkpoint
+    state_file = project.root / project.store.current_round().checkpoint
+    rows = np.r_[engine.pool_ids, engine.test_ids]
+    pred = np.r_[engine.pool_pred, engine.test_pred]
+    checkpoint.save({"score_rows": torch.as_tensor(rows), "fold_votes": torch.as_tensor(
+        np.stack([pred, (pred + 1) % engine.C]).astype(np.int8))}, state_file)
+    rounds.run_round(project, FIXED, auto_accept=True)
+    d = engine.data
+    votes = d.extra_fold_votes
+    assert votes.shape == (len(d.extra_rows), 2) and d.extra_from_model.all()
+    at = {int(i): k for k, i in enumerate(engine.pool_ids)}
+    assert votes[:, 0].tolist() == [int(engine.pool_pred[at[int(i)]]) for i in d.extra_rows]
+    assert (votes[:, 1] != d.extra_labels).all()

@@ -2,7 +2,9 @@
 reproducibility, saved ensembles, bad input."""
 from __future__ import annotations
 
+import dataclasses
 import io
+import re
 import json
 
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 
 from mersemi.engine.config import ConfigError, load_config
 from mersemi.engine.errors import InputError
-from mersemi.engine.train import TrainSet, epoch_order, make_folds, predict, train_round
+from mersemi.engine.train import TrainSet, epoch_order, eval_scheme, make_folds, predict, train_round
 
 CFG = load_config().replace(**{
     "model.hidden": 32, "model.classifier_dims": [32, 16], "pretrain.epochs": 1,
@@ -180,23 +182,34 @@ def test_pretraining_weights_are_validated_and_one_term_is_enough():
     assert r.metrics["timings"]["pretrain_s"] == 0 and any("pre-training skipped" in w for w in r.metrics["warnings"])
 
 
-def test_tiny_class_warns_and_training_goes_on():
+def test_a_tiny_class_is_evaluated_in_fewer_folds_and_the_scheme_says_so():
     feats, y, _, n_gold, rows = clusters(n_per_class=(60, 50, 2))
-    with pytest.warns(UserWarning, match="class 2 has 2 gold samples") as caught:
-        r = train_round(trainset(feats, y, n_gold, rows), 3, CFG)
-    assert not [w for w in caught if "least populated" in str(w.message)]  # sklearn's is ours now
-    assert any("class 2" in w for w in r.metrics["warnings"])
+    r = train_round(trainset(feats, y, n_gold, rows), 3, CFG)
+    scheme = r.metrics["eval_scheme"]
+    assert (scheme["folds"], scheme["smallest_class"], scheme["largest_class"]) == (3, 2, 60)
+    assert "1 class(es) with fewer samples than folds are evaluated in fewer folds" in scheme["text"]
     assert r.oof_probs.shape == (n_gold, 3)
     # The class was evaluated in 2 of the 3 folds, once per sample.
     assert sum(1 for f in make_folds(trainset(feats, y, n_gold, rows), 3, 3, 0) if (y[f.eval_pos] == 2).any()) == 2
 
 
-def test_class_without_gold_sample_is_an_error_before_training():
-    feats, y, _, n_gold, rows = clusters()
+@pytest.mark.parametrize("cap, counts, folds", [("largest", (4, 3, 2), 4), ("smallest", (4, 3, 2), 2),
+                                               ("largest", (60, 50, 40), 5), ("smallest", (9, 9, 2), 2),
+                                               ("largest", (2, 2, 2), 2)])
+def test_the_number_of_folds_follows_the_class_fold_cap_names(cap, counts, folds):
+    fc = CFG.replace(**{"finetune.folds": 5, "finetune.fold_cap": cap}).finetune
+    scheme = eval_scheme(np.array(counts), fc)
+    assert scheme["folds"] == folds and scheme["fold_cap"] == cap
+    assert ("finetune.folds 5" in scheme["text"]) == (folds < 5)
+
+
+def test_every_class_needs_two_gold_samples_before_any_training():
     calls = []
-    with pytest.raises(InputError, match="class 3, 4 has no gold-labeled sample"):
-        train_round(trainset(feats, y, n_gold, rows), 5, CFG.replace(**{"finetune.folds": 2}),
-                    progress=lambda m, f: calls.append(m))
+    for n_per_class, message in (((30, 30, 0), "class 2 has 0 gold sample(s); every class needs at least 2"),
+                                 ((30, 30, 1), "class 2 has 1 gold sample(s); every class needs at least 2")):
+        feats, y, _, n_gold, rows = clusters(n_per_class=n_per_class)
+        with pytest.raises(InputError, match=re.escape(message)):
+            train_round(trainset(feats, y, n_gold, rows), 3, CFG, progress=lambda m, f: calls.append(m))
     assert calls == []
 
 
@@ -252,3 +265,22 @@ def test_auto_selection_keeps_the_last_epoch_on_small_evaluation_folds():
     r = train_round(trainset(feats, y, n_gold, rows), 3, cfg)
     for f in r.metrics["folds"]:   # small folds: every epoch runs and the last one is kept
         assert f["select"] == "last" and f["best_epoch"] == f["epochs"] == 6
+
+
+def test_a_pseudo_label_trains_only_the_folds_whose_predecessor_voted_for_it():
+    feats, y, all_y, n_gold, rows = clusters(n_per_class=(30, 30, 30))
+    extra = (rows[n_gold:n_gold + 4], np.array([0, 1, 2, 0]))
+    data = trainset(feats, y, n_gold, rows, extra)
+    data.extra_from_model = np.array([True, True, True, False])     # the last one is a person's
+    data.extra_fold_votes = np.array([[0, 1, 0], [1, 1, -1], [0, 0, 0], [2, 2, 2]])
+    folds = make_folds(data, 3, 3, 0)
+    trained = [set(f.train_rows.tolist()) & set(extra[0].tolist()) for f in folds]
+    e = extra[0].tolist()
+    assert trained == [{e[0], e[1], e[3]}, {e[1], e[3]}, {e[0], e[3]}]   # -1: no vote, no agreement
+    r = train_round(data, 3, CFG)
+    assert r.fold_votes.shape == (3, len(rows) - n_gold) and r.state["fold_votes"].shape == (3, len(rows) - n_gold)
+    assert r.metrics["oof_log_loss"] > 0
+    wrong = dataclasses.replace(data, extra_fold_votes=np.zeros((4, 5), np.int64))   # votes of 5 folds: unused
+    assert any("every pseudo-label trains every fold" in n for n in train_round(wrong, 3, CFG).metrics["warnings"])
+    with pytest.raises(InputError, match="extra_fold_votes: expected integer classes"):
+        train_round(dataclasses.replace(data, extra_fold_votes=np.zeros(4)), 3, CFG)

@@ -260,11 +260,18 @@ def cmd_train(args) -> None:
                 print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds")
                 break
             _print_round(summary, args.json)
+            if summary["status"] == "discarded":
+                if not args.json:
+                    print(f"stopped after {k + 1} of {rounds} rounds: round {summary['id']} {summary['kept_reason']}")
+                break
 
 
 def _print_round(summary: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary), flush=True)
+        return
+    if summary["status"] == "discarded":
+        print(f"round {summary['id']} done in {summary['wall_s']} s, {summary['kept_reason']}", flush=True)
         return
     auto = summary.get("auto_accept_selection")
     print(f"round {summary['id']} done in {summary['wall_s']} s: CV WAF {_pct(summary['cv_waf'])}"

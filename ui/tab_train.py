@@ -130,6 +130,7 @@ def after_round_text(history: Sequence[dict]) -> str:
     if not done or not done[-1].get("threshold_changes"):
         return ""
     r = done[-1]
+    scheme = (r.get("eval_scheme") or {}).get("text")
     parts = []
     for c in r["threshold_changes"]:
         if c["kept_for_owner"]:
@@ -141,20 +142,23 @@ def after_round_text(history: Sequence[dict]) -> str:
     text = f"**Thresholds after round {r['id']}:** " + " · ".join(parts)
     if r.get("unreachable"):
         text += f"  \nNo candidate reaches the target precision: {', '.join(map(md, r['unreachable']))}"
+    if scheme:
+        text += f"  \nRound {r['id']} evaluated by {md(scheme)}."
     return text
 
 
 def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
     columns = ["round", "started", "status", "config", "train set (gold / verified / relabeled / labeled / pseudo)",
-               "CV WAF", "test WAF", "pseudo-labels", "duration s", "error"]
+               "folds", "CV WAF", "test WAF", "pseudo-labels", "duration s", "error"]
     rows = []
     for r in reversed(rounds):  # newest first
         comp = r["composition"] or {}
         pseudo = r["pseudo_labels"] or {}
         make_up = " / ".join(str(comp.get(k, "")) for k in ("gold", "verified", "relabeled", "labeled", "pseudo")) \
             if comp else ""
+        scheme = r.get("eval_scheme") or {}
         rows.append([r["id"], (r["started_at"] or "").replace("T", " ")[:19], r["status"], r["config"], make_up,
-                     pct(r["cv_waf"]), pct(r["test_waf"]),
+                     scheme.get("folds", ""), pct(r["cv_waf"]), pct(r["test_waf"]),
                      ", ".join(f"{c} {n}" for c, n in pseudo.items() if n) or ("0" if pseudo else ""),
                      r["wall_s"] if r["wall_s"] is not None else "", r["error"] or ""])
     return pd.DataFrame(rows, columns=columns)

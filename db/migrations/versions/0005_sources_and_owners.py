@@ -8,7 +8,8 @@
 - thresholds get `policy_may_set`: false where a person set the value last (the tool's own
   names are init and policy), so that the policy after a round leaves it alone; every current
   value opens the new append-only `threshold_changes` history.
-- rounds get `progress` and `progress_message`, which every page follows.
+- rounds get `progress` and `progress_message`, which every page follows, and the status
+  `discarded` (an automatic round whose out-of-fold evidence was worse than the round before).
 
 Revision ID: 0005
 Revises: 0004
@@ -69,4 +70,7 @@ def upgrade() -> None:
     with op.batch_alter_table("rounds") as batch:
         batch.add_column(sa.Column("progress", sa.Float, nullable=True))
         batch.add_column(sa.Column("progress_message", sa.String(255), nullable=True))
+        batch.drop_constraint("ck_rounds_status", type_="check")
+        batch.create_check_constraint("ck_rounds_status",
+                                      "status IN ('queued', 'running', 'done', 'failed', 'discarded')")
     set_schema_version(op, 5)

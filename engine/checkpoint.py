@@ -1,0 +1,51 @@
+"""A round's saved state, in one place: the fold ensemble (weights, the config it was trained
+under, temperatures) and each fold model's votes over the rows the round scored. One file per
+round, `round-<id>.pt` in the project's checkpoints/ folder, written whole or not at all, and read
+without unpickling code (tensors and plain values only)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def path(folder: Path, round_id: int) -> Path:
+    return Path(folder) / f"round-{round_id}.pt"
+
+
+def files(folder: Path, round_id: int) -> list[Path]:
+    """The round's file and what a save interrupted before its end leaves."""
+    final = path(folder, round_id)
+    return [final, final.with_suffix(".tmp")]
+
+
+def save(state: dict, file: Path) -> None:
+    """Write `state` (engine.train.RoundResult.state) to `file` through a temporary file beside it."""
+    import torch   # here, not at the top: the names above serve commands that never train
+
+    tmp = file.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(file)
+
+
+def load(file: Path) -> dict:
+    """A state saved by `save` (weights_only: a checkpoint never runs code when read)."""
+    import torch
+
+    return torch.load(file, map_location="cpu", weights_only=True)
+
+
+def votes_for(state: dict, rows: np.ndarray) -> np.ndarray | None:
+    """[len(rows), K] int: each fold model's predicted class for global `rows` (-1 where the
+    round did not score a row); None for a checkpoint without votes."""
+    if "fold_votes" not in state:
+        return None
+    scored = state["score_rows"].numpy()
+    votes = state["fold_votes"].numpy().astype(np.int64)
+    at = {int(r): i for i, r in enumerate(scored)}
+    out = np.full((len(rows), votes.shape[0]), -1, np.int64)
+    for j, r in enumerate(np.asarray(rows, np.int64).tolist()):
+        i = at.get(r)
+        if i is not None:
+            out[j] = votes[:, i]
+    return out
