@@ -100,13 +100,17 @@ TEMPLATES = [
 
 
 def make_synthetic(out: Path, scale: str | float = "default", seed: int = 0,
-                   progress: ProgressFn | None = None, dtype: str = "float16") -> dict:
-    """Write a synthetic data set to `out` (created; must be empty) and return a summary."""
+                   progress: ProgressFn | None = None, dtype: str = "float16", pool_factor: float = 1.0) -> dict:
+    """Write a synthetic data set to `out` (created; must be empty) and return a summary.
+    `pool_factor` multiplies the pool alone (the growth benchmark: bench/bench_loop.py)."""
     t0 = time.time()
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: exists and is not an empty folder")
+    if not 0.0 < pool_factor <= MAX_SCALE:
+        raise InputError(f"synthetic pool factor: must lie in (0, {MAX_SCALE:g}], got {pool_factor!r}")
     counts, dims = _scale(scale)
+    counts["unlabeled"] = max(len(CLASSES) * 2, round(counts["unlabeled"] * pool_factor))
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
 

@@ -141,10 +141,11 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
 
         # -- contrastive pre-training, once; every fold starts from its result
         t0 = time.time()
+        pretrain_samples = 0
         if pretraining:
             with _train_threads(cfg, device):
-                _pretrain(model, bank, data.pretrain_rows, cfg,
-                          lambda msg, f: report(f"pre-training: {msg}", f_load + f_pre * f))
+                pretrain_samples = _pretrain(model, bank, data.pretrain_rows, cfg,
+                                             lambda msg, f: report(f"pre-training: {msg}", f_load + f_pre * f))
         pretrained = _copy_state(model)
         t_pretrain = time.time() - t0
 
@@ -176,14 +177,15 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
                 report(f"fold {k + 1}/{len(folds)}: {msg}", base + 0.9 * f_fold * f)
 
             with _train_threads(cfg, device):
-                best_state, best_waf, best_epoch, eval_probs, epochs_run = _finetune(
+                best_state, best_waf, best_epoch, eval_probs, epochs_run, fold_samples = _finetune(
                     model, bank, fold, data.gold_rows[fold.eval_pos], data.gold_labels[fold.eval_pos],
                     n_classes, cfg, rng, fold_report)
             oof[fold.eval_pos] = eval_probs
             fold_states.append({name: v.cpu() for name, v in best_state.items()})
             fold_info.append({"waf": best_waf, "best_epoch": best_epoch, "epochs": epochs_run,
                               "select": selection_rule(cfg.finetune.select, len(fold.eval_pos)),
-                              "n_train": int(len(fold.train_rows)), "n_eval": int(len(fold.eval_pos))})
+                              "n_train": int(len(fold.train_rows)), "n_eval": int(len(fold.eval_pos)),
+                              "samples": fold_samples})
             t_finetune += time.time() - t0
 
             t0 = time.time()
@@ -228,6 +230,7 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         "oof_log_loss": log_loss(data.gold_labels, oof),
         "folds": fold_info, "eval_scheme": scheme, "device": str(device), "warnings": notes,
         "n_train": {"gold": int(len(data.gold_rows)), "extra": int(len(data.extra_rows))},
+        "samples_trained": {"pretrain": pretrain_samples, "finetune": sum(f["samples"] for f in fold_info)},
         "timings": {"load_s": round(t_load, 2), "pretrain_s": round(t_pretrain, 2),
                     "finetune_s": round(t_finetune, 2), "score_s": round(t_score, 2),
                     "graph_s": round(t_graph, 2),
@@ -242,9 +245,9 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
 
 # ---------------------------------------------------------------------- phases
 
-def _pretrain(model: Model, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: ProgressFn) -> None:
+def _pretrain(model: Model, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: ProgressFn) -> int:
     """IMCL-AE + IMCL-NE (weighted) on `rows`, no labels; `max_samples_per_epoch` rows drawn
-    per epoch."""
+    per epoch. Returns the samples trained on."""
     pc = cfg.pretrain
     weights = {"imcl_ae": pc.imcl_ae, "imcl_ne": pc.imcl_ne}
     opt = torch.optim.Adam(model.parameters(), lr=pc.lr, weight_decay=pc.weight_decay, fused=True)
@@ -253,6 +256,7 @@ def _pretrain(model: Model, bank: FeatureBank, rows: np.ndarray, cfg: Config, re
     # Small pools: draw more than one pass per epoch so that min_steps steps run in all.
     per_epoch = max(per_epoch, _min_epoch_samples(pc.min_steps, pc.epochs, pc.batch_size))
     model.train()
+    samples = 0
     for epoch in range(1, pc.epochs + 1):
         passes = -(-per_epoch // len(local))
         perm = torch.cat([torch.randperm(len(local), device=bank.device) for _ in range(passes)])
@@ -265,8 +269,9 @@ def _pretrain(model: Model, bank: FeatureBank, rows: np.ndarray, cfg: Config, re
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, steps = total + loss.detach(), steps + 1
+            total, steps, samples = total + loss.detach(), steps + 1, samples + len(idx)
         report(f"epoch {epoch}/{pc.epochs}, loss {total.item() / max(steps, 1):.3f}", epoch / pc.epochs)
+    return samples
 
 
 def _finetune(model: Model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray, eval_y: np.ndarray,
@@ -278,7 +283,7 @@ def _finetune(model: Model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray
     opt = torch.optim.Adam(model.parameters(), lr=fc.lr, weight_decay=fc.weight_decay, fused=True)
     train_local = torch.as_tensor(bank.local(fold.train_rows), device=bank.device)
     train_y = torch.as_tensor(fold.train_labels, device=bank.device)
-    best_score, best_state, best_epoch, best_probs, stale = -np.inf, None, 0, None, 0
+    best_score, best_state, best_epoch, best_probs, stale, samples = -np.inf, None, 0, None, 0, 0
     min_len = _min_epoch_samples(fc.min_steps, fc.epochs, fc.batch_size)
     select = selection_rule(fc.select, len(eval_rows))
     for epoch in range(1, fc.epochs + 1):
@@ -287,6 +292,7 @@ def _finetune(model: Model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray
                                             limit=fc.max_samples_per_epoch, min_len=min_len),
                                 device=bank.device)
         for pos in _batches(order, fc.batch_size):
+            samples += len(pos)
             with bank.autocast():
                 terms = model.losses(bank.batch(train_local[pos]), train_y[pos], weights)
                 loss = cast(torch.Tensor, sum(weights[name] * value for name, value in terms.items()))
@@ -307,7 +313,7 @@ def _finetune(model: Model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray
         report(f"epoch {epoch}/{fc.epochs}, eval WAF {eval_waf:.4f}, loss {eval_loss:.3f}", epoch / fc.epochs)
         if fc.patience and stale >= fc.patience:
             break
-    return best_state, best_waf, best_epoch, best_probs, epoch
+    return best_state, best_waf, best_epoch, best_probs, epoch, samples
 
 
 SELECT_AUTO_MIN_EVAL = 100
