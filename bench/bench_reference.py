@@ -37,7 +37,9 @@ from mersemi.engine.config import Config, load_config  # noqa: E402
 from mersemi.engine.metrics import classification_metrics, waf  # noqa: E402
 from mersemi.engine.models import MRCCL  # noqa: E402
 from mersemi.engine.synthetic import CLASSES, make_synthetic  # noqa: E402
-from mersemi.engine.train import TrainSet, epoch_order, make_folds, pick_device, train_round  # noqa: E402
+from mersemi.engine.bank import pick_device  # noqa: E402
+from mersemi.engine.folds import epoch_order, make_folds  # noqa: E402
+from mersemi.engine.train import TrainSet, train_round  # noqa: E402
 
 REF_BATCH = 32
 

@@ -21,10 +21,8 @@ host-to-device copies. On CUDA the forward passes run under bf16 autocast.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -32,19 +30,21 @@ from typing import Any, cast
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
+from .bank import FeatureBank, pick_device
 from .calibration import (apply_temperature, combine, ensemble_mean, expected_calibration_error, fit_temperature,
                           fit_weights, fold_term)
-from .config import Config, FinetuneConfig, checkpoint_config
+from .config import Config, checkpoint_config
 from .errors import InputError
+from .folds import MIN_GOLD_PER_CLASS, Fold, check_votes, eval_scheme, make_folds
+from .loops import copy_state, embed, finetune, predict_rows, pretrain, selection_rule, train_threads
 from .metrics import classification_metrics, log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
 from .propagation import knn_graph, spread
 
-__all__ = ["ProgressFn", "TrainSet", "RoundResult", "train_round", "predict", "pick_device"]
+__all__ = ["MIN_GOLD_PER_CLASS", "ProgressFn", "TrainSet", "RoundResult", "train_round", "predict", "pick_device"]
 
 Model = MRCCL | AttentionBaseline
 
@@ -84,22 +84,6 @@ class RoundResult:
     # [K, len(score_rows)] int8: each fold model's predicted class (TrainSet.extra_fold_votes)
 
 
-@dataclass
-class Fold:
-    train_rows: np.ndarray    # global rows: the fold's gold training rows, then every extra row
-    train_labels: np.ndarray
-    eval_pos: np.ndarray      # positions into gold_rows/gold_labels held out in this fold
-
-
-def pick_device(setting: str) -> torch.device:
-    """"cpu", "cuda" (an error without CUDA) or "auto" (CUDA when present)."""
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise InputError("device: cuda requested but no CUDA device is available")
-    if setting == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
 # ---------------------------------------------------------------------- the round
 
 def train_round(data: TrainSet, n_classes: int, cfg: Config,
@@ -108,7 +92,7 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
     data, notes = _validate(data, n_classes, cfg)  # raises before any work on bad input
     scheme = eval_scheme(np.bincount(data.gold_labels, minlength=n_classes), cfg.finetune)
     folds = make_folds(data, n_classes, scheme["folds"], cfg.seed)
-    notes += _check_votes(data, len(folds))
+    notes += check_votes(data, len(folds))
     device = pick_device(cfg.device)
     report = _Monotone(progress)
     pretraining = cfg.pretrain.enabled and cfg.model.kind == "mrccl"
@@ -143,10 +127,10 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         t0 = time.time()
         pretrain_samples = 0
         if pretraining:
-            with _train_threads(cfg, device):
-                pretrain_samples = _pretrain(model, bank, data.pretrain_rows, cfg,
+            with train_threads(cfg, device):
+                pretrain_samples = pretrain(model, bank, data.pretrain_rows, cfg,
                                              lambda msg, f: report(f"pre-training: {msg}", f_load + f_pre * f))
-        pretrained = _copy_state(model)
+        pretrained = copy_state(model)
         t_pretrain = time.time() - t0
 
         # -- the neighbour graph over the pre-trained (label-free) embedding, once
@@ -159,7 +143,7 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
                          f"({cfg.propagation.max_rows}); the neighbour graph compares every pair")
         elif cfg.propagation.enabled:
             report("label spreading: neighbour graph", f_load + f_pre)
-            graph = knn_graph(_embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours)
+            graph = knn_graph(embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours)
         t_graph = time.time() - t0
 
         # -- K-fold fine-tuning on gold (+ extra rows in training folds), scoring per fold
@@ -176,8 +160,8 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
             def fold_report(msg: str, f: float, k: int = k, base: float = base) -> None:
                 report(f"fold {k + 1}/{len(folds)}: {msg}", base + 0.9 * f_fold * f)
 
-            with _train_threads(cfg, device):
-                best_state, best_waf, best_epoch, eval_probs, epochs_run, fold_samples = _finetune(
+            with train_threads(cfg, device):
+                best_state, best_waf, best_epoch, eval_probs, epochs_run, fold_samples = finetune(
                     model, bank, fold, data.gold_rows[fold.eval_pos], data.gold_labels[fold.eval_pos],
                     n_classes, cfg, rng, fold_report)
             oof[fold.eval_pos] = eval_probs
@@ -191,7 +175,7 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
             t0 = time.time()
             report(f"fold {k + 1}/{len(folds)}: scoring {len(data.score_rows)} rows", base + 0.9 * f_fold)
             model.load_state_dict(best_state)
-            fold_probs = _predict(model, bank, data.score_rows, cfg.score_batch_size)
+            fold_probs = predict_rows(model, bank, data.score_rows, cfg.score_batch_size)
             score_sum += fold_term(fold_probs, cfg.finetune.average)
             votes[k] = fold_probs.argmax(1)
             t_score += time.time() - t0
@@ -243,104 +227,6 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
     return RoundResult(score_probs, oof, metrics, state, votes)
 
 
-# ---------------------------------------------------------------------- phases
-
-def _pretrain(model: Model, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: ProgressFn) -> int:
-    """IMCL-AE + IMCL-NE (weighted) on `rows`, no labels; `max_samples_per_epoch` rows drawn
-    per epoch. Returns the samples trained on."""
-    pc = cfg.pretrain
-    weights = {"imcl_ae": pc.imcl_ae, "imcl_ne": pc.imcl_ne}
-    opt = torch.optim.Adam(model.parameters(), lr=pc.lr, weight_decay=pc.weight_decay, fused=True)
-    local = torch.as_tensor(bank.local(rows), device=bank.device)
-    per_epoch = min(len(local), pc.max_samples_per_epoch or len(local))
-    # Small pools: draw more than one pass per epoch so that min_steps steps run in all.
-    per_epoch = max(per_epoch, _min_epoch_samples(pc.min_steps, pc.epochs, pc.batch_size))
-    model.train()
-    samples = 0
-    for epoch in range(1, pc.epochs + 1):
-        passes = -(-per_epoch // len(local))
-        perm = torch.cat([torch.randperm(len(local), device=bank.device) for _ in range(passes)])
-        order = local[perm[:per_epoch]]
-        total, steps = torch.zeros((), device=bank.device), 0
-        for idx in _batches(order, pc.batch_size):
-            with bank.autocast():
-                terms = model.losses(bank.batch(idx), None, weights)
-                loss = cast(torch.Tensor, sum(weights[name] * value for name, value in terms.items()))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, steps, samples = total + loss.detach(), steps + 1, samples + len(idx)
-        report(f"epoch {epoch}/{pc.epochs}, loss {total.item() / max(steps, 1):.3f}", epoch / pc.epochs)
-    return samples
-
-
-def _finetune(model: Model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray, eval_y: np.ndarray,
-              n_classes: int, cfg: Config, rng: np.random.Generator, report: ProgressFn):
-    """Train one fold; return (best state, best eval WAF, best epoch, eval probs at best,
-    epochs run)."""
-    fc, lc = cfg.finetune, cfg.loss
-    weights = {"ce": lc.ce, "imcl_ae": lc.imcl_ae, "imcl_ne": lc.imcl_ne}
-    opt = torch.optim.Adam(model.parameters(), lr=fc.lr, weight_decay=fc.weight_decay, fused=True)
-    train_local = torch.as_tensor(bank.local(fold.train_rows), device=bank.device)
-    train_y = torch.as_tensor(fold.train_labels, device=bank.device)
-    best_score, best_state, best_epoch, best_probs, stale, samples = -np.inf, None, 0, None, 0, 0
-    min_len = _min_epoch_samples(fc.min_steps, fc.epochs, fc.batch_size)
-    select = selection_rule(fc.select, len(eval_rows))
-    for epoch in range(1, fc.epochs + 1):
-        model.train()
-        order = torch.as_tensor(epoch_order(fold.train_labels, fc.oversample, n_classes, rng,
-                                            limit=fc.max_samples_per_epoch, min_len=min_len),
-                                device=bank.device)
-        for pos in _batches(order, fc.batch_size):
-            samples += len(pos)
-            with bank.autocast():
-                terms = model.losses(bank.batch(train_local[pos]), train_y[pos], weights)
-                loss = cast(torch.Tensor, sum(weights[name] * value for name, value in terms.items()))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if fc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), fc.grad_clip)
-            opt.step()
-
-        probs = _predict(model, bank, eval_rows, cfg.score_batch_size)
-        eval_waf, eval_loss = waf(eval_y, probs.argmax(1)), log_loss(eval_y, probs)
-        score = {"waf": eval_waf, "loss": -eval_loss, "last": float(epoch)}[select]
-        if score > best_score:
-            best_score, best_state, best_epoch, best_probs, stale = score, _copy_state(model), epoch, probs, 0
-            best_waf = eval_waf
-        else:
-            stale += 1
-        report(f"epoch {epoch}/{fc.epochs}, eval WAF {eval_waf:.4f}, loss {eval_loss:.3f}", epoch / fc.epochs)
-        if fc.patience and stale >= fc.patience:
-            break
-    return best_state, best_waf, best_epoch, best_probs, epoch, samples
-
-
-SELECT_AUTO_MIN_EVAL = 100
-
-
-def selection_rule(select: str, n_eval: int) -> str:
-    """The epoch-selection rule a fold uses: `select`, with "auto" resolved by the size of
-    the fold's evaluation set (see FinetuneConfig.select)."""
-    if select != "auto":
-        return select
-    return "waf" if n_eval >= SELECT_AUTO_MIN_EVAL else "last"
-
-
-@torch.inference_mode()
-def _embed(model: MRCCL, bank: FeatureBank, batch_size: int) -> torch.Tensor:
-    """Every bank row's modality encodings, each L2-normalised, side by side (on the device):
-    cosine similarity is then the mean of the modalities' similarities."""
-    model.eval()
-    out = []
-    for start in range(0, len(bank.rows), batch_size):
-        idx = torch.arange(start, min(start + batch_size, len(bank.rows)), device=bank.device)
-        with bank.autocast():
-            encoded = model.encode(model.input_norm(bank.batch(idx)))
-        out.append(torch.cat([nn.functional.normalize(e.float(), dim=1) for e in encoded], dim=1))
-    return torch.cat(out)
-
-
 def _spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: TrainSet, folds: list[Fold], n_classes: int,
                    cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """The graph's class distributions from the human labels (gold and extra rows not from the
@@ -366,20 +252,6 @@ def _spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: TrainSet, fold
         oof[fold.eval_pos] = run(keep)[bank.local(data.gold_rows[fold.eval_pos])]
     every = run(np.ones(len(seeds), bool))
     return oof, every[bank.local(data.score_rows)]
-
-
-@torch.inference_mode()
-def _predict(model: Model, bank: FeatureBank, rows: np.ndarray, batch_size: int) -> np.ndarray:
-    """Softmax of the voted logits for global `rows`, in large batches."""
-    model.eval()
-    out = np.zeros((len(rows), model.n_classes), np.float32)
-    local = torch.as_tensor(bank.local(rows), device=bank.device)
-    for start in range(0, len(local), batch_size):
-        idx = local[start:start + batch_size]
-        with bank.autocast():
-            logits = model(bank.batch(idx))
-        out[start:start + len(idx)] = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    return out
 
 
 def predict(state: dict, features: dict[str, np.ndarray], rows: np.ndarray,
@@ -409,7 +281,7 @@ def predict(state: dict, features: dict[str, np.ndarray], rows: np.ndarray,
     total = np.zeros((len(rows), n_classes), np.float64)
     for fold_state in state["folds"]:
         _load_fold(model, fold_state)
-        total += fold_term(_predict(model, bank, rows, run.score_batch_size), saved.finetune.average)
+        total += fold_term(predict_rows(model, bank, rows, run.score_batch_size), saved.finetune.average)
     probs = ensemble_mean(total, len(state["folds"]), saved.finetune.average)
     return apply_temperature(probs, float(state.get("temperature", 1.0)))
 
@@ -421,180 +293,6 @@ def _load_fold(model: nn.Module, fold_state: dict) -> None:
     bad = [k for k in missing if not k.startswith("input_norm.")] + list(unexpected)
     if bad:
         raise InputError(f"checkpoint: weights do not match the saved model ({', '.join(bad[:3])})")
-
-
-# ---------------------------------------------------------------------- data on the device
-
-class FeatureBank:
-    """The rows a round needs, one device tensor per modality, addressed by global row.
-
-    Storage keeps float16 or float32 as given (float16 halves memory at MER2024 scale; a
-    memory-map that covers every needed row is used in place, without a copy); each batch
-    is cast to float32, or left to autocast on CUDA."""
-
-    def __init__(self, features: Mapping[str, np.ndarray], row_sets: list[np.ndarray], device: torch.device):
-        self.device = device
-        self.rows = np.unique(np.concatenate([np.asarray(r, np.int64) for r in row_sets]))
-        n = next(iter(features.values())).shape[0]
-        whole = len(self.rows) == n  # every row: use the matrix (or its memory-map) as it is
-        self.tensors = []
-        for x in features.values():
-            block = np.asarray(x) if whole else np.asarray(x[self.rows])
-            if block.dtype not in (np.float16, np.float32):
-                block = block.astype(np.float32)
-            with warnings.catch_warnings():
-                # A read-only memory-map: the tensor is only ever read.
-                warnings.filterwarnings("ignore", message=".*not writable.*")
-                self.tensors.append(torch.from_numpy(np.ascontiguousarray(block)).to(device))
-
-    @torch.no_grad()
-    def stats(self, rows: np.ndarray, chunk: int = 8192) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per modality, the mean and std of each dimension over global `rows` (float64
-        sums in chunks, so float16 storage and 100k rows stay exact and small)."""
-        local = torch.as_tensor(self.local(np.unique(rows)), device=self.device)
-        out = []
-        for t in self.tensors:
-            s = torch.zeros(t.shape[1], dtype=torch.float64, device=self.device)
-            s2 = torch.zeros_like(s)
-            for start in range(0, len(local), chunk):
-                block = t.index_select(0, local[start:start + chunk]).double()
-                s += block.sum(0)
-                s2 += (block * block).sum(0)
-            n = max(len(local), 1)
-            mean = s / n
-            std = (s2 / n - mean * mean).clamp_min(0).sqrt()
-            out.append((mean.float(), std.float()))
-        return out
-
-    def local(self, rows: np.ndarray) -> np.ndarray:
-        """Positions of global rows in the bank's tensors."""
-        return np.searchsorted(self.rows, np.asarray(rows, np.int64))
-
-    def batch(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        return [t.index_select(0, idx).float() for t in self.tensors]
-
-    def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-
-# ---------------------------------------------------------------------- folds and sampling
-
-MIN_GOLD_PER_CLASS = 2
-
-
-def eval_scheme(counts: np.ndarray, fc: FinetuneConfig) -> dict:
-    """The evaluation scheme a round's gold labels allow: stratified K folds, K at most
-    `finetune.folds` and at most the count of the class `finetune.fold_cap` names (smallest:
-    every fold evaluates every class; largest: a class with fewer samples than folds is
-    evaluated in as many folds as it has samples, and the folds train on more). Recorded with
-    the round, with a line that says it."""
-    counts = np.asarray(counts)
-    bound = int(counts.min() if fc.fold_cap == "smallest" else counts.max())
-    k = max(2, min(fc.folds, bound))
-    short = [int(c) for c in np.flatnonzero(counts < k)]
-    text = f"stratified {k}-fold cross-validation on {int(counts.sum())} gold samples"
-    if k < fc.folds:
-        text += f" (finetune.folds {fc.folds}; the {fc.fold_cap} class has {bound})"
-    if short:
-        text += f"; {len(short)} class(es) with fewer samples than folds are evaluated in fewer folds"
-    return {"folds": k, "fold_cap": fc.fold_cap, "smallest_class": int(counts.min()),
-            "largest_class": int(counts.max()), "text": text}
-
-
-def make_folds(data: TrainSet, n_classes: int, k: int, seed: int) -> list[Fold]:
-    """Stratified K folds of the gold rows (shuffled, seeded). Evaluation folds hold gold
-    rows only; every extra row joins every training fold, but a label from the model joins
-    fold k only where fold k's predecessor agrees (TrainSet.extra_fold_votes)."""
-    with warnings.catch_warnings():
-        # Tiny classes are reported by _validate with their ids; sklearn's warning says the
-        # same without them.
-        warnings.filterwarnings("ignore", message=".*least populated class.*")
-        splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-                      .split(np.zeros(len(data.gold_labels)), data.gold_labels))
-    folds = []
-    for fold, (tr, ev) in enumerate(splits):
-        keep = _extra_in_fold(data, fold)
-        folds.append(Fold(train_rows=np.concatenate([data.gold_rows[tr], data.extra_rows[keep]]).astype(np.int64),
-                          train_labels=np.concatenate([data.gold_labels[tr], data.extra_labels[keep]]).astype(np.int64),
-                          eval_pos=ev))
-    return folds
-
-
-def _extra_in_fold(data: TrainSet, fold: int) -> np.ndarray:
-    """Which extra rows train `fold`: every human label, and a label from the model where the
-    fold's predecessor voted for it (all of them without votes)."""
-    keep = np.ones(len(data.extra_rows), bool)
-    if data.extra_fold_votes is not None and data.extra_from_model is not None:
-        agree = data.extra_fold_votes[:, fold] == data.extra_labels
-        keep = ~data.extra_from_model | agree
-    return keep
-
-
-def _check_votes(data: TrainSet, k: int) -> list[str]:
-    """A note when votes were given for another number of folds (then they are not used)."""
-    votes = data.extra_fold_votes
-    if votes is None:
-        return []
-    if np.shape(votes) != (len(data.extra_rows), k):
-        data.extra_fold_votes = None
-        return [f"extra_fold_votes for {np.shape(votes)[1] if np.ndim(votes) == 2 else '?'} folds given to a round of "
-                f"{k}: every pseudo-label trains every fold"]
-    return []
-
-
-def epoch_order(y: np.ndarray, oversample: bool, n_classes: int, rng: np.random.Generator,
-                limit: int = 0, min_len: int = 0) -> np.ndarray:
-    """Positions into a training fold for one epoch, shuffled. With oversampling every class
-    present is topped up, drawing with replacement, to the largest class's count; `limit`
-    (0 = none) keeps the first `limit` of the shuffled positions; `min_len` repeats fresh
-    passes until the epoch is at least that long (tiny training sets)."""
-    def one_pass() -> np.ndarray:
-        idx = np.arange(len(y))
-        if oversample and len(y):
-            counts = np.bincount(y, minlength=n_classes)
-            extra = [rng.choice(np.flatnonzero(y == c), counts.max() - counts[c])
-                     for c in range(n_classes) if 0 < counts[c] < counts.max()]
-            idx = np.concatenate([idx, *extra])
-        return rng.permutation(idx)
-
-    passes = [one_pass()]
-    while len(y) and sum(map(len, passes)) < min_len:
-        passes.append(one_pass())
-    order = np.concatenate(passes)
-    return order[:max(limit, min_len) or None] if limit else order
-
-
-def _min_epoch_samples(min_steps: int, epochs: int, batch_size: int) -> int:
-    """Samples per epoch so that `epochs` epochs make at least `min_steps` steps."""
-    return -(-min_steps // epochs) * batch_size if min_steps else 0
-
-
-def _batches(order: torch.Tensor, size: int):
-    """Consecutive slices; a trailing batch of one is dropped (batch norm needs two)."""
-    for start in range(0, len(order), size):
-        chunk = order[start:start + size]
-        if len(chunk) >= 2:
-            yield chunk
-
-
-@contextlib.contextmanager
-def _train_threads(cfg: Config, device: torch.device):
-    """Run training steps on `cfg.cpu_train_threads` CPU threads, then restore the setting."""
-    if device.type != "cpu" or cfg.cpu_train_threads == 0:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(cfg.cpu_train_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 class _Monotone:

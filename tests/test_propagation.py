@@ -139,7 +139,8 @@ def test_out_of_fold_spreading_hides_the_folds_own_labels():
     know that label (it would make the calibration fit trust the graph more than it should)."""
     from types import SimpleNamespace
 
-    from mersemi.engine.train import Fold, TrainSet, _spread_labels
+    from mersemi.engine.folds import Fold
+    from mersemi.engine.train import TrainSet, _spread_labels
 
     g = knn_graph(two_chains(), 3)
     gold = np.array([0, 10, 20, 40, 50, 60])
@@ -171,7 +172,8 @@ def test_out_of_fold_spreading_hides_the_folds_own_labels():
 def test_a_round_spreads_with_the_configured_class_mass():
     from types import SimpleNamespace
 
-    from mersemi.engine.train import Fold, TrainSet, _spread_labels
+    from mersemi.engine.folds import Fold
+    from mersemi.engine.train import TrainSet, _spread_labels
 
     g = knn_graph(two_chains(), 3)
     gold, labels = np.array([0, 1, 2, 3, 4, 39]), np.array([0, 0, 0, 0, 0, 1])

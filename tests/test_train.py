@@ -13,7 +13,8 @@ import torch
 
 from mersemi.engine.config import ConfigError, load_config
 from mersemi.engine.errors import InputError
-from mersemi.engine.train import TrainSet, epoch_order, eval_scheme, make_folds, predict, train_round
+from mersemi.engine.folds import epoch_order, eval_scheme, make_folds
+from mersemi.engine.train import TrainSet, predict, train_round
 
 CFG = load_config().replace(**{
     "model.hidden": 32, "model.classifier_dims": [32, 16], "pretrain.epochs": 1,
@@ -254,7 +255,7 @@ def test_tqdm_adapter_drives_one_bar_to_the_end():
 
 
 def test_auto_selection_keeps_the_last_epoch_on_small_evaluation_folds():
-    from mersemi.engine.train import SELECT_AUTO_MIN_EVAL, selection_rule
+    from mersemi.engine.loops import SELECT_AUTO_MIN_EVAL, selection_rule
 
     assert selection_rule("auto", SELECT_AUTO_MIN_EVAL - 1) == "last"
     assert selection_rule("auto", SELECT_AUTO_MIN_EVAL) == "waf"

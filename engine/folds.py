@@ -1,0 +1,108 @@
+"""The folds of a round: the evaluation scheme the gold labels allow, the stratified folds
+(evaluation folds hold gold rows only), which extra rows train which fold, and each epoch's
+sampling order with oversampling."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from .config import FinetuneConfig
+
+if TYPE_CHECKING:
+    from .train import TrainSet
+
+
+@dataclass
+class Fold:
+    train_rows: np.ndarray    # global rows: the fold's gold training rows, then every extra row
+    train_labels: np.ndarray
+    eval_pos: np.ndarray      # positions into gold_rows/gold_labels held out in this fold
+
+
+MIN_GOLD_PER_CLASS = 2
+
+
+def eval_scheme(counts: np.ndarray, fc: FinetuneConfig) -> dict:
+    """The evaluation scheme a round's gold labels allow: stratified K folds, K at most
+    `finetune.folds` and at most the count of the class `finetune.fold_cap` names (smallest:
+    every fold evaluates every class; largest: a class with fewer samples than folds is
+    evaluated in as many folds as it has samples, and the folds train on more). Recorded with
+    the round, with a line that says it."""
+    counts = np.asarray(counts)
+    bound = int(counts.min() if fc.fold_cap == "smallest" else counts.max())
+    k = max(2, min(fc.folds, bound))
+    short = [int(c) for c in np.flatnonzero(counts < k)]
+    text = f"stratified {k}-fold cross-validation on {int(counts.sum())} gold samples"
+    if k < fc.folds:
+        text += f" (finetune.folds {fc.folds}; the {fc.fold_cap} class has {bound})"
+    if short:
+        text += f"; {len(short)} class(es) with fewer samples than folds are evaluated in fewer folds"
+    return {"folds": k, "fold_cap": fc.fold_cap, "smallest_class": int(counts.min()),
+            "largest_class": int(counts.max()), "text": text}
+
+
+def make_folds(data: TrainSet, n_classes: int, k: int, seed: int) -> list[Fold]:
+    """Stratified K folds of the gold rows (shuffled, seeded). Evaluation folds hold gold
+    rows only; every extra row joins every training fold, but a label from the model joins
+    fold k only where fold k's predecessor agrees (TrainSet.extra_fold_votes)."""
+    with warnings.catch_warnings():
+        # Tiny classes are reported by _validate with their ids; sklearn's warning says the
+        # same without them.
+        warnings.filterwarnings("ignore", message=".*least populated class.*")
+        splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+                      .split(np.zeros(len(data.gold_labels)), data.gold_labels))
+    folds = []
+    for fold, (tr, ev) in enumerate(splits):
+        keep = extra_in_fold(data, fold)
+        folds.append(Fold(train_rows=np.concatenate([data.gold_rows[tr], data.extra_rows[keep]]).astype(np.int64),
+                          train_labels=np.concatenate([data.gold_labels[tr], data.extra_labels[keep]]).astype(np.int64),
+                          eval_pos=ev))
+    return folds
+
+
+def extra_in_fold(data: TrainSet, fold: int) -> np.ndarray:
+    """Which extra rows train `fold`: every human label, and a label from the model where the
+    fold's predecessor voted for it (all of them without votes)."""
+    keep = np.ones(len(data.extra_rows), bool)
+    if data.extra_fold_votes is not None and data.extra_from_model is not None:
+        agree = data.extra_fold_votes[:, fold] == data.extra_labels
+        keep = ~data.extra_from_model | agree
+    return keep
+
+
+def check_votes(data: TrainSet, k: int) -> list[str]:
+    """A note when votes were given for another number of folds (then they are not used)."""
+    votes = data.extra_fold_votes
+    if votes is None:
+        return []
+    if np.shape(votes) != (len(data.extra_rows), k):
+        data.extra_fold_votes = None
+        return [f"extra_fold_votes for {np.shape(votes)[1] if np.ndim(votes) == 2 else '?'} folds given to a round of "
+                f"{k}: every pseudo-label trains every fold"]
+    return []
+
+
+def epoch_order(y: np.ndarray, oversample: bool, n_classes: int, rng: np.random.Generator,
+                limit: int = 0, min_len: int = 0) -> np.ndarray:
+    """Positions into a training fold for one epoch, shuffled. With oversampling every class
+    present is topped up, drawing with replacement, to the largest class's count; `limit`
+    (0 = none) keeps the first `limit` of the shuffled positions; `min_len` repeats fresh
+    passes until the epoch is at least that long (tiny training sets)."""
+    def one_pass() -> np.ndarray:
+        idx = np.arange(len(y))
+        if oversample and len(y):
+            counts = np.bincount(y, minlength=n_classes)
+            extra = [rng.choice(np.flatnonzero(y == c), counts.max() - counts[c])
+                     for c in range(n_classes) if 0 < counts[c] < counts.max()]
+            idx = np.concatenate([idx, *extra])
+        return rng.permutation(idx)
+
+    passes = [one_pass()]
+    while len(y) and sum(map(len, passes)) < min_len:
+        passes.append(one_pass())
+    order = np.concatenate(passes)
+    return order[:max(limit, min_len) or None] if limit else order
