@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 CONSTRAINTS := .ci/constraints.txt
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install system-deps demo test test-fast test-slow lint docs mutation constraints clean
+.PHONY: install system-deps bench-deps demo test test-fast test-slow lint docs mutation constraints clean
 
 # torch is pinned first so that the project's range resolves to the CPU wheel on disk
 # instead of a multi-GB CUDA build; every other package at the version the suite passed with.
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 install: $(VENV)/.installed
+
+# The few-label benchmark's second data set (bench/real_data.py, --data plaid) is read from the
+# sktime wheel's files; sktime itself is never imported, so none of its dependencies are needed.
+bench-deps: install
+	$(PIP) install -q --no-deps sktime==1.2.0
 
 # Debian packages the tests drive: Chromium for Playwright (never `playwright install`), and
 # PostgreSQL's initdb/pg_ctl, with which the tests start their own server in a temp folder.
@@ -48,14 +53,15 @@ lint: install
 docs: install
 	$(PY) -c "from mersemi.engine.config import reference_markdown; open('docs/config.md', 'w').write(reference_markdown())"
 
+# The tests marked gpu need a CUDA device (bench/gpu_check.sh runs them there).
 test: install system-deps lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not gpu"
 
 test-fast: install system-deps
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not gpu"
 
 test-slow: install system-deps
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m "slow and not gpu"
 
 # Mutation testing (bench/results/mutation.md): mutmut 2 over engine/selection.py,
 # engine/calibration.py, service/rounds.py, db/store.py and service/review.py with each module's fast tests,

@@ -8,9 +8,10 @@ a reviewer name, then presses `→` (next card: read only) and `a` (accept: a de
 next card claimed) --presses times each, timing each press until the card title shows
 another sample. Prints the median and the 90th percentile against the 150 ms target, and
 the median time the server spent in the press's handler (the rest is the page, the
-websocket and Gradio's queue).
+websocket and Gradio's queue). With --while-training, a round trains on the same machine
+meanwhile, in a process at the priority the app gives its own training (service/runner.py).
 
-    python bench/bench_keys.py [--pool 115595] [--presses 50] [--out bench/results/keys.md]
+    python bench/bench_keys.py [--pool 115595] [--presses 50] [--while-training] [--out bench/results/keys.md]
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def press_until_next(page, key: str) -> float:
 def timed_handlers() -> dict[str, list[float]]:
     """Wrap the app's move and decide handlers (before the app is built) so that the server's
     share of each key press is measured too: ms per call, by handler."""
-    import mersemi.ui.app as app
+    import mersemi.ui.tab_review as app
 
     spent: dict[str, list[float]] = {"on_move": [], "on_decide": []}
     for name in spent:
@@ -61,10 +62,29 @@ def timed_handlers() -> dict[str, list[float]]:
     return spent
 
 
+def start_training(tmp: Path):
+    """Automatic rounds of a synthetic project (default scale) in a process of its own, at the
+    priority the app's training process runs at; started once its round 0 is done."""
+    import subprocess
+
+    from mersemi.engine.synthetic import make_synthetic
+    from mersemi.service.runner import NICE
+
+    make_synthetic(tmp / "train-data", scale="default", seed=1)
+    cli = [sys.executable, "-m", "mersemi.ui.cli"]
+    subprocess.run(cli + ["init", str(tmp / "train")], check=True, capture_output=True)
+    subprocess.run(cli + ["import", str(tmp / "train"), "--native", str(tmp / "train-data")], check=True,
+                   capture_output=True)
+    return subprocess.Popen(cli + ["train", str(tmp / "train"), "--auto-accept", "--rounds", "20"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(NICE))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", type=int, default=115_595)
     ap.add_argument("--presses", type=int, default=50)
+    ap.add_argument("--while-training", action="store_true",
+                    help="train rounds of a synthetic project on the same machine meanwhile")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     from mersemi.ui.app import serve
@@ -85,17 +105,26 @@ def main() -> int:
         page.locator("#card-title h3").wait_for()
         page.wait_for_timeout(8000)            # the load's and the tab's cards are both in
         page.locator("#card-title").click()    # keys go to the card
+        trainer = start_training(Path(tmp)) if args.while_training else None
         times, server = {}, {}
         for key, what, handler in (("ArrowRight", "next card (→)", "on_move"), ("a", "accept (a)", "on_decide")):
             press_until_next(page, key)        # warm-up
             spent[handler].clear()
             times[what] = [press_until_next(page, key) for _ in range(args.presses)]
             server[what] = list(spent[handler])
+        if trainer is not None:
+            still = trainer.poll() is None
+            trainer.terminate()
+            trainer.wait(60)
+            if not still:
+                raise SystemExit("the training process ended before the presses did: nothing trained meanwhile")
         browser.close()
         demo.close()
         demo.actions.project.close()
+    during = ", a round training on the same machine" if args.while_training else ""
     lines = [f"Key press to next card in Chromium 1366x768, pool {args.pool:,}, {args.presses} presses "
-             f"each (`python bench/bench_keys.py --pool {args.pool} --presses {args.presses}`):", "",
+             f"each{during} (`python bench/bench_keys.py --pool {args.pool} --presses {args.presses}"
+             f"{' --while-training' if args.while_training else ''}`):", "",
              "| key | median ms | p90 ms | target | server handler, median ms |", "|---|---|---|---|---|"]
     for what, ms in times.items():
         p90 = statistics.quantiles(ms, n=10)[-1]

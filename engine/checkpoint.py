@@ -1,7 +1,9 @@
-"""A round's saved state, in one place: the fold ensemble (weights, the config it was trained
-under, temperatures) and each fold model's votes over the rows the round scored. One file per
-round, `round-<id>.pt` in the project's checkpoints/ folder, written whole or not at all, and read
-without unpickling code (tensors and plain values only)."""
+"""What rounds save, in one place: a round's fold ensemble (weights, the config it was trained
+under, temperatures, the fold split) and each fold model's votes over the rows the round scored,
+in `round-<id>.pt`; and, once per project, `reuse.pt`: the pre-trained weights and the
+neighbour graph, which later rounds on the same rows take instead of computing them again. Each
+file is written whole or not at all, and read without unpickling code (tensors and plain
+values only)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,6 +35,34 @@ def load(file: Path) -> dict:
     import torch
 
     return torch.load(file, map_location="cpu", weights_only=True)
+
+
+def reuse_path(folder: Path) -> Path:
+    return Path(folder) / "reuse.pt"
+
+
+def save_reuse(reusable: dict, file: Path) -> None:
+    """engine.train.RoundResult.reusable, the graph as its CSR arrays."""
+    import torch
+
+    graph = reusable.get("graph")
+    save({"reuse_key": reusable["reuse_key"], "pretrained": reusable.get("pretrained"),
+          "graph": None if graph is None else {
+              "indptr": torch.as_tensor(graph.indptr), "indices": torch.as_tensor(graph.indices),
+              "data": torch.as_tensor(graph.data), "shape": list(graph.shape)}}, file)
+
+
+def load_reuse(file: Path) -> dict | None:
+    """What `save_reuse` wrote (the graph a scipy CSR matrix again); None without the file."""
+    import scipy.sparse as sp
+
+    if not Path(file).is_file():
+        return None
+    saved = load(file)
+    g = saved.get("graph")
+    graph = None if g is None else sp.csr_matrix((g["data"].numpy(), g["indices"].numpy(), g["indptr"].numpy()),
+                                                 shape=tuple(g["shape"]))
+    return {"reuse_key": saved["reuse_key"], "pretrained": saved.get("pretrained"), "graph": graph}
 
 
 def votes_for(state: dict, rows: np.ndarray) -> np.ndarray | None:

@@ -158,6 +158,12 @@ class FinetuneConfig(_Section):
     select: Literal["auto", "loss", "waf", "last"] = Field(
         description="the epoch a fold keeps: loss (lowest evaluation cross-entropy), waf (highest evaluation WAF), "
                     "last, or auto (last when the fold evaluates fewer than 100 samples, waf otherwise)")
+    parallel_folds: int = Field(ge=0, le=1024, description="folds trained side by side (0 = one per CPU core; "
+                                                           "one at a time on a GPU)")
+    warm_epochs: int = Field(ge=0, le=MAX_COUNT, description="a round after another on the same folds starts each "
+                                                             "fold from that round's model of the fold and trains "
+                                                             "this many epochs (0 = every round from the "
+                                                             "pre-trained weights, finetune.epochs)")
     calibrate: bool = Field(description="rescale every stored probability by temperatures fitted on the "
                                         "out-of-fold predictions (engine/calibration.py)")
     average: Literal["geometric", "arithmetic"] = Field(
@@ -171,7 +177,10 @@ class PropagationConfig(_Section):
     neighbours: int = Field(gt=0, le=1000, description="k of the k-nearest-neighbour graph")
     alpha: Number = Field(gt=0, lt=1, description="how far labels travel along the graph (Zhou et al.: 0.99)")
     iterations: int = Field(gt=0, le=100_000, description="spreading iterations")
-    max_rows: int = Field(gt=0, description="a round with more rows than this skips label spreading")
+    knn: Literal["auto", "exact", "pynndescent"] = Field(
+        description="how the neighbour graph is found: exact (every pair compared, in blocks of rows, on the "
+                    "device), pynndescent (approximate; pip install pynndescent) or auto (exact on a GPU or up "
+                    "to 250,000 rows, pynndescent above when installed)")
     joint_fit_min: int = Field(ge=0, description="from this many gold samples the ensemble's and the graph's "
                                                  "weights are fitted together; below it each gets its own "
                                                  "temperature")
@@ -268,7 +277,7 @@ class Config(_Section):
             for p in parents:
                 node = node[p]
             if leaf not in node:
-                raise ConfigError(f"{key}: unknown key")
+                raise ConfigError(unknown_key(key))
             node[leaf] = value
         return from_dict(d)
 
@@ -282,6 +291,10 @@ RENAMED = {"loss.temperature_init": "loss.contrastive_temperature_init",
            "loss.temperature_min": "loss.contrastive_temperature_min",
            "loss.temperature_max": "loss.contrastive_temperature_max"}
 RENAMED_VALUES = {"self_training.policy": {"thresholds": "fixed"}}
+# Keys that are gone, and why: read from an older checkpoint they are dropped; in a preset they
+# are an error that says so.
+REMOVED = {"propagation.max_rows": "label spreading runs at any size now; propagation.knn chooses how the graph "
+                                   "is found"}
 
 
 # --------------------------------------------------------------------------- loading
@@ -306,8 +319,9 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
 _CHECKPOINT_DEFAULTS = {
     "model": {"standardize": False},
     "pretrain": {"min_steps": 0},
-    "finetune": {"min_steps": 0, "select": "waf", "calibrate": False, "average": "arithmetic", "fold_cap": "largest"},
-    "propagation": {"enabled": False, "neighbours": 7, "alpha": 0.99, "iterations": 30, "max_rows": 30000,
+    "finetune": {"min_steps": 0, "select": "waf", "calibrate": False, "average": "arithmetic", "fold_cap": "largest",
+                 "parallel_folds": 1, "warm_epochs": 0},
+    "propagation": {"enabled": False, "neighbours": 7, "alpha": 0.99, "iterations": 30, "knn": "exact",
                     "joint_fit_min": 100, "class_mass": "per_label"},
     "self_training": {"policy_overrides_reviewers": True},
 }
@@ -316,7 +330,12 @@ _CHECKPOINT_DEFAULTS = {
 def checkpoint_config(data: dict[str, Any]) -> Config:
     """The config saved with a round's ensemble (older checkpoints lack newer keys and carry
     renamed ones)."""
-    return from_dict(_merge(_CHECKPOINT_DEFAULTS, upgrade_names(data)), source="checkpoint config")
+    data = upgrade_names(data)
+    for dotted in REMOVED:
+        section, key = dotted.split(".")
+        if isinstance(data.get(section), dict):
+            data[section].pop(key, None)
+    return from_dict(_merge(_CHECKPOINT_DEFAULTS, data), source="checkpoint config")
 
 
 def upgrade_names(data: dict[str, Any]) -> dict[str, Any]:
@@ -335,14 +354,20 @@ def upgrade_names(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def unknown_key(dotted: str) -> str:
+    """The message for a key the schema does not have, saying where a renamed or removed one went."""
+    hint = (f" (renamed to {RENAMED[dotted]})" if dotted in RENAMED else
+            f" ({REMOVED[dotted]})" if dotted in REMOVED else "")
+    return f"{dotted}: unknown key{hint}"
+
+
 def _first_error(e: ValidationError) -> str:
     """The first problem as 'dotted.key: what is wrong', in this project's words."""
     err = e.errors(include_url=False)[0]
     loc = _dotted(err["loc"])
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     if kind == "extra_forbidden":
-        hint = f" (renamed to {RENAMED[loc]})" if loc in RENAMED else ""
-        return f"{loc}: unknown key{hint}"
+        return unknown_key(loc)
     if kind == "missing":
         return f"{loc}: missing"
     if kind == "value_error":

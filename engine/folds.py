@@ -3,6 +3,7 @@
 sampling order with oversampling."""
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -45,10 +46,19 @@ def eval_scheme(counts: np.ndarray, fc: FinetuneConfig) -> dict:
             "largest_class": int(counts.max()), "text": text}
 
 
-def make_folds(data: TrainSet, n_classes: int, k: int, seed: int) -> list[Fold]:
+def fold_key(gold_rows: np.ndarray, gold_labels: np.ndarray, k: int, seed: int) -> str:
+    """What decides the folds: two rounds with the same key split the gold rows the same way,
+    so fold k of one is the predecessor of fold k of the other."""
+    h = hashlib.sha1(f"{k}:{seed}:".encode())
+    h.update(np.ascontiguousarray(gold_rows, np.int64).tobytes())
+    h.update(np.ascontiguousarray(gold_labels, np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def make_folds(data: TrainSet, n_classes: int, k: int, seed: int, votes: np.ndarray | None = None) -> list[Fold]:
     """Stratified K folds of the gold rows (shuffled, seeded). Evaluation folds hold gold
     rows only; every extra row joins every training fold, but a label from the model joins
-    fold k only where fold k's predecessor agrees (TrainSet.extra_fold_votes)."""
+    fold k only where fold k's predecessor voted for it (`votes`, see train.Prior)."""
     with warnings.catch_warnings():
         # Tiny classes are reported by _validate with their ids; sklearn's warning says the
         # same without them.
@@ -57,33 +67,20 @@ def make_folds(data: TrainSet, n_classes: int, k: int, seed: int) -> list[Fold]:
                       .split(np.zeros(len(data.gold_labels)), data.gold_labels))
     folds = []
     for fold, (tr, ev) in enumerate(splits):
-        keep = extra_in_fold(data, fold)
+        keep = extra_in_fold(data, fold, votes)
         folds.append(Fold(train_rows=np.concatenate([data.gold_rows[tr], data.extra_rows[keep]]).astype(np.int64),
                           train_labels=np.concatenate([data.gold_labels[tr], data.extra_labels[keep]]).astype(np.int64),
                           eval_pos=ev))
     return folds
 
 
-def extra_in_fold(data: TrainSet, fold: int) -> np.ndarray:
+def extra_in_fold(data: TrainSet, fold: int, votes: np.ndarray | None) -> np.ndarray:
     """Which extra rows train `fold`: every human label, and a label from the model where the
     fold's predecessor voted for it (all of them without votes)."""
     keep = np.ones(len(data.extra_rows), bool)
-    if data.extra_fold_votes is not None and data.extra_from_model is not None:
-        agree = data.extra_fold_votes[:, fold] == data.extra_labels
-        keep = ~data.extra_from_model | agree
+    if votes is not None and data.extra_from_model is not None:
+        keep = ~data.extra_from_model | (votes[:, fold] == data.extra_labels)
     return keep
-
-
-def check_votes(data: TrainSet, k: int) -> list[str]:
-    """A note when votes were given for another number of folds (then they are not used)."""
-    votes = data.extra_fold_votes
-    if votes is None:
-        return []
-    if np.shape(votes) != (len(data.extra_rows), k):
-        data.extra_fold_votes = None
-        return [f"extra_fold_votes for {np.shape(votes)[1] if np.ndim(votes) == 2 else '?'} folds given to a round of "
-                f"{k}: every pseudo-label trains every fold"]
-    return []
 
 
 def epoch_order(y: np.ndarray, oversample: bool, n_classes: int, rng: np.random.Generator,

@@ -1,8 +1,15 @@
-"""The optimisation loops of a round: contrastive pre-training, one fold's fine-tuning (the best
-epoch kept), scoring rows with a model, and the embedding label spreading works in."""
+"""The optimisation loops of a round: contrastive pre-training, the folds' fine-tuning (the best
+epoch kept, folds side by side on the CPU cores), scoring rows with a model, and the embedding
+label spreading works in."""
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -11,19 +18,44 @@ from torch import nn
 
 from .bank import FeatureBank
 from .config import Config
+from .crashpoints import crash_point
+from .distributed import Dist
 from .folds import Fold, epoch_order
 from .metrics import log_loss, waf
-from .models import AttentionBaseline, MRCCL
+from .models import AttentionBaseline, MRCCL, use_generator
 from .progress import ProgressFn
 
 Model = MRCCL | AttentionBaseline
 
 
-def pretrain(model: Model, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: ProgressFn) -> int:
+class _Losses(nn.Module):
+    """The pre-training loss as a module's forward, which DistributedDataParallel wraps (it
+    averages the gradients of every rank's share of a batch)."""
+
+    def __init__(self, model: Model, weights: dict[str, float]) -> None:
+        super().__init__()
+        self.model, self.weights = model, weights
+
+    def forward(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        terms = self.model.losses(batch, None, self.weights)
+        return cast(torch.Tensor, sum(self.weights[name] * value for name, value in terms.items()))
+
+
+def pretrain(model: Model, bank: FeatureBank, rows: np.ndarray, cfg: Config, report: ProgressFn,
+             dist: Dist | None = None) -> int:
     """IMCL-AE + IMCL-NE (weighted) on `rows`, no labels; `max_samples_per_epoch` rows drawn
-    per epoch. Returns the samples trained on."""
+    per epoch. With `dist`, every rank takes its share of each batch (the same batches: every
+    rank draws the same order) under DistributedDataParallel. Returns the samples trained on."""
     pc = cfg.pretrain
     weights = {"imcl_ae": pc.imcl_ae, "imcl_ne": pc.imcl_ne}
+    losses: nn.Module = _Losses(model, weights)
+    world, rank = (dist.world, dist.rank) if dist else (1, 0)
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # the classifier heads take no part in pre-training: their gradients never come
+        losses = DistributedDataParallel(losses, device_ids=[dist.device.index] if dist.device.type == "cuda"
+                                         else None, find_unused_parameters=True)
     opt = torch.optim.Adam(model.parameters(), lr=pc.lr, weight_decay=pc.weight_decay, fused=True)
     local = torch.as_tensor(bank.local(rows), device=bank.device)
     per_epoch = min(len(local), pc.max_samples_per_epoch or len(local))
@@ -37,9 +69,9 @@ def pretrain(model: Model, bank: FeatureBank, rows: np.ndarray, cfg: Config, rep
         order = local[perm[:per_epoch]]
         total, steps = torch.zeros((), device=bank.device), 0
         for idx in _batches(order, pc.batch_size):
+            idx = idx[rank::world] if world > 1 else idx
             with bank.autocast():
-                terms = model.losses(bank.batch(idx), None, weights)
-                loss = cast(torch.Tensor, sum(weights[name] * value for name, value in terms.items()))
+                loss = losses(bank.batch(idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -48,19 +80,93 @@ def pretrain(model: Model, bank: FeatureBank, rows: np.ndarray, cfg: Config, rep
     return samples
 
 
+@dataclass
+class FoldFit:
+    """One fold's result: its best model, its out-of-fold probabilities, its scores."""
+    state: dict[str, torch.Tensor]
+    info: dict
+    eval_probs: np.ndarray
+    score_probs: np.ndarray
+    train_s: float
+    score_s: float
+
+
+def fold_workers(cfg: Config, device: torch.device, n_folds: int) -> int:
+    """Folds trained side by side: finetune.parallel_folds, 0 = one per CPU core this process
+    may use (one at a time on a GPU)."""
+    if cfg.finetune.parallel_folds:
+        return max(1, min(cfg.finetune.parallel_folds, n_folds))
+    if device.type != "cpu":
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), n_folds))
+
+
+def fit_folds(model: Model, starts: list[dict], warm: bool, bank: FeatureBank, folds: list[Fold],
+              gold_rows: np.ndarray, gold_labels: np.ndarray, score_rows: np.ndarray, n_classes: int,
+              cfg: Config, report: ProgressFn, dist: Dist | None = None) -> dict[int, FoldFit]:
+    """Fine-tune every fold from its start state (the pre-trained weights, or with `warm` the
+    fold's own predecessor, for finetune.warm_epochs epochs) and score `score_rows` with its
+    best model. Folds run side by side in threads, one CPU thread each (small batches are
+    latency-bound: two threads on one step were slower than one); each fold draws its batches
+    and its dropout from generators of its own, so the result does not depend on the threads'
+    timing. With `dist`, this rank fits the folds rank, rank + world, ... Returns the fits by
+    fold index."""
+    fc = cfg.finetune
+    epochs = fc.warm_epochs if warm else fc.epochs
+    done, lock = [0.0] * len(folds), threading.Lock()
+
+    def one(k: int) -> FoldFit:
+        t0 = time.time()
+        m = copy.deepcopy(model)
+        m.load_state_dict(starts[k])
+        gen = torch.Generator(device=bank.device)
+        gen.manual_seed(cfg.seed * 1009 + k)
+        use_generator(m, gen)
+        rng = np.random.default_rng([cfg.seed, k])
+        fold = folds[k]
+
+        def fold_report(msg: str, f: float) -> None:
+            with lock:
+                done[k] = f
+                report(f"fine-tuning: fold {k + 1}/{len(folds)}, {msg}", sum(done) / len(folds))
+
+        best, waf_, epoch, eval_probs, ran, samples = finetune(
+            m, bank, fold, gold_rows[fold.eval_pos], gold_labels[fold.eval_pos], n_classes, cfg, rng,
+            fold_report, epochs)
+        t1 = time.time()
+        m.load_state_dict(best)
+        scores = predict_rows(m, bank, score_rows, cfg.score_batch_size)
+        info = {"waf": waf_, "best_epoch": epoch, "epochs": ran, "warm": warm,
+                "select": selection_rule(fc.select, len(fold.eval_pos)), "n_train": int(len(fold.train_rows)),
+                "n_eval": int(len(fold.eval_pos)), "samples": samples}
+        return FoldFit({n: v.cpu() for n, v in best.items()}, info, eval_probs, scores, t1 - t0, time.time() - t1)
+
+    mine = list(range(dist.rank, len(folds), dist.world)) if dist else list(range(len(folds)))
+    if dist is not None:
+        crash_point(f"rank{dist.rank}:fine-tune")   # a rank killed here: the tests' dead rank
+    workers = 1 if dist else fold_workers(cfg, bank.device, len(folds))
+    with train_threads(cfg, bank.device):
+        if workers == 1:
+            return {k: one(k) for k in mine}
+        with ThreadPoolExecutor(workers, thread_name_prefix="mersemi-fold") as pool:
+            return dict(zip(mine, pool.map(one, mine)))
+
+
 def finetune(model: Model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray, eval_y: np.ndarray,
-              n_classes: int, cfg: Config, rng: np.random.Generator, report: ProgressFn):
-    """Train one fold; return (best state, best eval WAF, best epoch, eval probs at best,
-    epochs run)."""
+             n_classes: int, cfg: Config, rng: np.random.Generator, report: ProgressFn, epochs: int | None = None):
+    """Train one fold for `epochs` (finetune.epochs when None); return (best state, best eval
+    WAF, best epoch, eval probs at best, epochs run, samples trained on)."""
     fc, lc = cfg.finetune, cfg.loss
+    epochs = epochs or fc.epochs
     weights = {"ce": lc.ce, "imcl_ae": lc.imcl_ae, "imcl_ne": lc.imcl_ne}
     opt = torch.optim.Adam(model.parameters(), lr=fc.lr, weight_decay=fc.weight_decay, fused=True)
     train_local = torch.as_tensor(bank.local(fold.train_rows), device=bank.device)
     train_y = torch.as_tensor(fold.train_labels, device=bank.device)
     best_score, best_state, best_epoch, best_probs, stale, samples = -np.inf, None, 0, None, 0, 0
-    min_len = _min_epoch_samples(fc.min_steps, fc.epochs, fc.batch_size)
+    # min_steps is for a whole fit: a warm start's fewer epochs take their share of it
+    min_len = _min_epoch_samples(fc.min_steps * epochs // fc.epochs, epochs, fc.batch_size)
     select = selection_rule(fc.select, len(eval_rows))
-    for epoch in range(1, fc.epochs + 1):
+    for epoch in range(1, epochs + 1):
         model.train()
         order = torch.as_tensor(epoch_order(fold.train_labels, fc.oversample, n_classes, rng,
                                             limit=fc.max_samples_per_epoch, min_len=min_len),
@@ -84,7 +190,7 @@ def finetune(model: Model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray,
             best_waf = eval_waf
         else:
             stale += 1
-        report(f"epoch {epoch}/{fc.epochs}, eval WAF {eval_waf:.4f}, loss {eval_loss:.3f}", epoch / fc.epochs)
+        report(f"epoch {epoch}/{epochs}, eval WAF {eval_waf:.4f}, loss {eval_loss:.3f}", epoch / epochs)
         if fc.patience and stale >= fc.patience:
             break
     return best_state, best_waf, best_epoch, best_probs, epoch, samples

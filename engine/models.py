@@ -26,6 +26,34 @@ from .losses import IMCLAE, IMCLNE
 from .noise import NoiseScheduler
 
 
+# ---------------------------------------------------------------------- dropout
+
+class Dropout(nn.Module):
+    """nn.Dropout that draws from its own generator when one is set (`use_generator`): folds
+    trained side by side in threads then draw the same masks whatever the threads' timing,
+    so a round stays reproducible. Without one it is torch's own dropout."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.generator is None:
+            return F.dropout(x, self.p, True)
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * keep / (1.0 - self.p)
+
+
+def use_generator(model: nn.Module, generator: torch.Generator | None) -> None:
+    """Every Dropout of `model` draws from `generator` (None: torch's global one)."""
+    for module in model.modules():
+        if isinstance(module, Dropout):
+            module.generator = generator
+
+
 # ---------------------------------------------------------------------- encoders
 
 class MLPEncoder(nn.Module):
@@ -55,7 +83,7 @@ class _FeedForwardBlock(nn.Module):
         self.linear1 = nn.Linear(width, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, width)
         self.norm = nn.LayerNorm(width)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.norm(h + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(h))))))
@@ -80,7 +108,7 @@ class TransformerVEncoder(nn.Module):
         self.linear1 = nn.Linear(d_in, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, d_in)
         self.norm2 = nn.LayerNorm(d_in)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.to_hidden = nn.Linear(d_in, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,7 +139,7 @@ def make_classifier(d_in: int, dims: list[int], n_classes: int, dropout: float) 
     """MLP head (paper: 256-128) with batch norm and dropout."""
     mods: list[nn.Module] = []
     for d in dims:
-        mods += [nn.Linear(d_in, d), nn.BatchNorm1d(d), nn.ReLU(), nn.Dropout(dropout)]
+        mods += [nn.Linear(d_in, d), nn.BatchNorm1d(d), nn.ReLU(), Dropout(dropout)]
         d_in = d
     mods.append(nn.Linear(d_in, n_classes))
     return nn.Sequential(*mods)
@@ -213,7 +241,7 @@ class MERToolsMLP(nn.Sequential):
     """MERTools' MLPEncoder: dropout on the input, then three Linear+ReLU layers."""
 
     def __init__(self, d_in: int, hidden: int, dropout: float) -> None:
-        super().__init__(nn.Dropout(dropout), nn.Linear(d_in, hidden), nn.ReLU(),
+        super().__init__(Dropout(dropout), nn.Linear(d_in, hidden), nn.ReLU(),
                          nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
 
 
@@ -230,7 +258,7 @@ class AttentionBaseline(nn.Module):
         self.input_norm = InputNorm(dims)
         self.encoders = nn.ModuleDict({n: MERToolsMLP(d, h, p) for n, d in dims.items()})
         self.attention = nn.Sequential(MERToolsMLP(h * len(dims), h, p), nn.Linear(h, len(dims)))
-        self.classifier = nn.Sequential(nn.Dropout(p), nn.Linear(h, n_classes))
+        self.classifier = nn.Sequential(Dropout(p), nn.Linear(h, n_classes))
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         hs = [self.encoders[n](x) for n, x in zip(self.names, self.input_norm(xs))]

@@ -22,6 +22,8 @@ host-to-device copies. On CUDA the forward passes run under bf16 autocast.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,9 +38,10 @@ from .bank import FeatureBank, pick_device
 from .calibration import (apply_temperature, combine, ensemble_mean, expected_calibration_error, fit_temperature,
                           fit_weights, fold_term)
 from .config import Config, checkpoint_config
+from .distributed import Dist, gather
 from .errors import InputError
-from .folds import MIN_GOLD_PER_CLASS, Fold, check_votes, eval_scheme, make_folds
-from .loops import copy_state, embed, finetune, predict_rows, pretrain, selection_rule, train_threads
+from .folds import MIN_GOLD_PER_CLASS, Fold, eval_scheme, fold_key, make_folds
+from .loops import copy_state, embed, fit_folds, fold_workers, predict_rows, pretrain, train_threads
 from .metrics import classification_metrics, log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
@@ -58,20 +61,34 @@ class TrainSet:
     extra_labels: np.ndarray
     pretrain_rows: np.ndarray        # rows for contrastive pre-training (labels unused)
     score_rows: np.ndarray           # rows scored by the fold ensemble (pool + test)
-    # The label-spreading graph's weight relative to the ensemble's, fixed by the caller; None:
-    # fitted on the out-of-fold predictions. Extra labels that came from the model (accepted
-    # pseudo-labels) make those predictions optimistic, see engine/self_training.py.
+    # The label-spreading graph's weight relative to the ensemble's, for a round whose folds train
+    # on pseudo-labels without their predecessors' votes (Prior.fold_votes): its out-of-fold
+    # predictions are optimistic, so the share is not fitted on them (engine/self_training.py).
+    # Ignored, the share fitted, when the votes keep those predictions honest. None: fitted.
     graph_share: float | None = None
     # Per extra row: its label came from the model (an accepted pseudo-label). Such rows train
     # the folds but do not seed the graph, which spreads human labels only. None: none did.
     extra_from_model: np.ndarray | None = None
-    # Per extra row and fold, the class the previous round's model of that fold predicted for it
-    # (`RoundResult.fold_votes`; -1 unknown). A label from the model trains fold k only where
-    # fold k's own predecessor agrees with it, so no fold learns its evaluation samples' labels
-    # through pseudo-labels that the other folds' models chose: the out-of-fold predictions
-    # stay honest, and a round can be judged against the previous one on them. None: every
-    # extra row trains every fold.
-    extra_fold_votes: np.ndarray | None = None
+    # What the round may take from the round in force before it (Prior); None: nothing.
+    prior: Prior | None = None
+
+
+@dataclass
+class Prior:
+    """What a round takes from the round before it (service/rounds.py reads it from that
+    round's checkpoint and the project's reuse file). Each part is used only when its key is
+    this round's; otherwise the round says so in its notes and does without it."""
+    fold_key: str | None = None              # the fold split (folds.fold_key) of the parts below
+    # Per extra row and fold, the class that fold's previous model predicted for it (-1: none).
+    # A label from the model trains fold k only where fold k's own predecessor voted for it, so
+    # no fold learns its evaluation samples' labels through pseudo-labels that the other folds'
+    # models chose: out-of-fold predictions stay honest, and rounds can be judged on them.
+    fold_votes: np.ndarray | None = None
+    # The previous fold models: with finetune.warm_epochs, fold k starts from its own.
+    fold_states: list[dict] | None = None
+    reuse_key: str | None = None             # reuse_key() of the round that made the two below
+    pretrained: dict | None = None           # its pre-trained weights: pre-training is skipped
+    graph: sp.csr_matrix | None = None       # its neighbour graph over the same rows
 
 
 @dataclass
@@ -81,19 +98,50 @@ class RoundResult:
     metrics: dict                    # JSON-serialisable
     state: dict = field(repr=False)  # {"config", "modalities", "n_classes", "folds": [state_dict], ...}
     fold_votes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8), repr=False)
-    # [K, len(score_rows)] int8: each fold model's predicted class (TrainSet.extra_fold_votes)
+    # [K, len(score_rows)] int8: each fold model's predicted class (Prior.fold_votes)
+    reusable: dict = field(default_factory=dict, repr=False)
+    # what a later round on the same rows may reuse: {"reuse_key", "pretrained", "graph"}
+
+
+def reuse_key(data: TrainSet, cfg: Config) -> str:
+    """What pre-training and the neighbour graph depend on: the config that shapes them, the
+    rows and the features' shapes (a project's features never change after import)."""
+    h = hashlib.sha1(json.dumps([cfg.seed, cfg.device, cfg.model.model_dump(), cfg.noise.model_dump(),
+                                 cfg.pretrain.model_dump(), cfg.propagation.neighbours, cfg.propagation.knn,
+                                 {m: list(np.shape(x)) + [str(x.dtype)] for m, x in data.features.items()}],
+                                sort_keys=True).encode())
+    for rows in (data.pretrain_rows, np.unique(np.r_[data.gold_rows, data.extra_rows, data.pretrain_rows,
+                                                     data.score_rows])):
+        h.update(np.ascontiguousarray(rows, np.int64).tobytes())
+    return h.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------- the round
 
 def train_round(data: TrainSet, n_classes: int, cfg: Config,
                 progress: ProgressFn | None = None) -> RoundResult:
+    """Train one round in this process (folds side by side on its CPU cores)."""
+    return cast(RoundResult, _train(data, n_classes, cfg, progress, None))
+
+
+def train_round_distributed(data: TrainSet, n_classes: int, cfg: Config, dist: Dist,
+                            progress: ProgressFn | None = None) -> RoundResult | None:
+    """One rank's part of a round across processes (engine/distributed.py): every rank calls it
+    with the same `data`; rank 0 gets the round's result, the others None."""
+    return _train(data, n_classes, cfg, progress if dist.leader else None, dist)
+
+
+def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | None,
+           dist: Dist | None) -> RoundResult | None:
     t_start = time.time()
     data, notes = _validate(data, n_classes, cfg)  # raises before any work on bad input
     scheme = eval_scheme(np.bincount(data.gold_labels, minlength=n_classes), cfg.finetune)
-    folds = make_folds(data, n_classes, scheme["folds"], cfg.seed)
-    notes += check_votes(data, len(folds))
-    device = pick_device(cfg.device)
+    key = fold_key(data.gold_rows, data.gold_labels, scheme["folds"], cfg.seed)
+    reuse = reuse_key(data, cfg)
+    prior = _usable(data.prior, key, reuse, scheme["folds"], len(data.extra_rows), cfg, notes)
+    folds = make_folds(data, n_classes, scheme["folds"], cfg.seed, prior.fold_votes)
+    device = dist.device if dist else pick_device(cfg.device)
+    leader = dist is None or dist.leader
     report = _Monotone(progress)
     pretraining = cfg.pretrain.enabled and cfg.model.kind == "mrccl"
     if pretraining and len(data.pretrain_rows) < 2:
@@ -104,12 +152,10 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         notes.append("pre-training skipped: one modality has no inter-modal loss and pretrain.imcl_ne is 0")
     # Shares of the progress bar, by rough cost.
     f_load, f_pre = 0.02, (0.22 if pretraining else 0.0)
-    f_fold = (0.99 - f_load - f_pre) / len(folds)
 
     # Seeded here, and the caller's RNG state is restored afterwards.
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
 
         # -- features on the device, once
         t0 = time.time()
@@ -123,13 +169,16 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
                 [data.pretrain_rows, data.gold_rows, data.extra_rows])))))
         t_load = time.time() - t0
 
-        # -- contrastive pre-training, once; every fold starts from its result
+        # -- contrastive pre-training, once (or its result from an earlier round on the same rows)
         t0 = time.time()
         pretrain_samples = 0
-        if pretraining:
+        if pretraining and prior.pretrained is not None:
+            model.load_state_dict(prior.pretrained)
+            notes.append("pre-training and the neighbour graph taken from an earlier round on the same rows")
+        elif pretraining:
             with train_threads(cfg, device):
                 pretrain_samples = pretrain(model, bank, data.pretrain_rows, cfg,
-                                             lambda msg, f: report(f"pre-training: {msg}", f_load + f_pre * f))
+                                            lambda msg, f: report(f"pre-training: {msg}", f_load + f_pre * f), dist)
         pretrained = copy_state(model)
         t_pretrain = time.time() - t0
 
@@ -138,53 +187,46 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         graph = None
         if cfg.propagation.enabled and not pretraining:
             notes.append("propagation skipped: it needs the pre-trained embedding, and pre-training did not run")
-        elif cfg.propagation.enabled and len(bank.rows) > cfg.propagation.max_rows:
-            notes.append(f"propagation skipped: {len(bank.rows)} rows exceed propagation.max_rows "
-                         f"({cfg.propagation.max_rows}); the neighbour graph compares every pair")
-        elif cfg.propagation.enabled:
+        elif cfg.propagation.enabled and prior.graph is not None:
+            graph = prior.graph
+        elif cfg.propagation.enabled and leader:
             report("label spreading: neighbour graph", f_load + f_pre)
-            graph = knn_graph(embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours)
+            graph, how = knn_graph(embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours,
+                                   cfg.propagation.knn, cfg.seed)
+            notes.append(f"neighbour graph over {len(bank.rows)} rows: {how}")
         t_graph = time.time() - t0
 
-        # -- K-fold fine-tuning on gold (+ extra rows in training folds), scoring per fold
-        t_finetune = t_score = 0.0
+        # -- K-fold fine-tuning on gold (+ extra rows in training folds), folds side by side
+        t0 = time.time()
+        warm = prior.fold_states is not None
+        starts = prior.fold_states if warm else [pretrained] * len(folds)
+        mine = fit_folds(model, cast(list, starts), warm, bank, folds, data.gold_rows, data.gold_labels,
+                         data.score_rows, n_classes, cfg,
+                         lambda msg, f: report(msg, f_load + f_pre + 0.9 * (0.99 - f_load - f_pre) * f), dist)
+        gathered = gather(mine, dist)   # every rank's folds, on rank 0
+        if gathered is None:
+            return None
+        by_fold = {k: fit for part in gathered for k, fit in part.items()}
+        fits = [by_fold[k] for k in range(len(folds))]
+        t_folds = time.time() - t0
         oof = np.zeros((len(data.gold_rows), n_classes), np.float32)
         score_sum = np.zeros((len(data.score_rows), n_classes), np.float64)
         votes = np.zeros((len(folds), len(data.score_rows)), np.int8)
-        fold_states, fold_info = [], []
-        for k, fold in enumerate(folds):
-            base = f_load + f_pre + k * f_fold
-            t0 = time.time()
-            model.load_state_dict(pretrained)
-
-            def fold_report(msg: str, f: float, k: int = k, base: float = base) -> None:
-                report(f"fold {k + 1}/{len(folds)}: {msg}", base + 0.9 * f_fold * f)
-
-            with train_threads(cfg, device):
-                best_state, best_waf, best_epoch, eval_probs, epochs_run, fold_samples = finetune(
-                    model, bank, fold, data.gold_rows[fold.eval_pos], data.gold_labels[fold.eval_pos],
-                    n_classes, cfg, rng, fold_report)
-            oof[fold.eval_pos] = eval_probs
-            fold_states.append({name: v.cpu() for name, v in best_state.items()})
-            fold_info.append({"waf": best_waf, "best_epoch": best_epoch, "epochs": epochs_run,
-                              "select": selection_rule(cfg.finetune.select, len(fold.eval_pos)),
-                              "n_train": int(len(fold.train_rows)), "n_eval": int(len(fold.eval_pos)),
-                              "samples": fold_samples})
-            t_finetune += time.time() - t0
-
-            t0 = time.time()
-            report(f"fold {k + 1}/{len(folds)}: scoring {len(data.score_rows)} rows", base + 0.9 * f_fold)
-            model.load_state_dict(best_state)
-            fold_probs = predict_rows(model, bank, data.score_rows, cfg.score_batch_size)
-            score_sum += fold_term(fold_probs, cfg.finetune.average)
-            votes[k] = fold_probs.argmax(1)
-            t_score += time.time() - t0
+        for k, (fold, fit) in enumerate(zip(folds, fits)):
+            oof[fold.eval_pos] = fit.eval_probs
+            score_sum += fold_term(fit.score_probs, cfg.finetune.average)
+            votes[k] = fit.score_probs.argmax(1)
+        fold_states, fold_info = [f.state for f in fits], [f.info for f in fits]
+        # per-fold times summed, in the share of the folds' wall time they took
+        busy = sum(f.train_s + f.score_s for f in fits) or 1.0
+        t_finetune = t_folds * sum(f.train_s for f in fits) / busy
+        t_score = t_folds * sum(f.score_s for f in fits) / busy
 
     # -- the ensemble's scores and the CV metrics (evaluation folds held gold rows only)
     score_probs = ensemble_mean(score_sum, len(folds), cfg.finetune.average)
     cv = classification_metrics(data.gold_labels, oof.argmax(1), n_classes)
     ece_raw = expected_calibration_error(oof, data.gold_labels)
-    graph_weight, graph_cv = None, None
+    graph_weight, graph_cv, share_kept = None, None, False
     if graph is None:
         # -- calibration: one temperature fitted on the honest (out-of-fold) predictions
         temperature = fit_temperature(oof, data.gold_labels) if cfg.finetune.calibrate else 1.0
@@ -196,10 +238,14 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         graph_cv = waf(data.gold_labels, oof_graph.argmax(1))
         # -- calibration: the ensemble's and the graph's weights, fitted on the out-of-fold
         # predictions of both (a plain product when calibration is off)
-        if data.graph_share is None:
+        pseudo = data.extra_from_model is not None and bool(data.extra_from_model.any())
+        if data.graph_share is None or not pseudo or prior.fold_votes is not None:   # honest OOF: fitted
             joint = len(data.gold_labels) >= cfg.propagation.joint_fit_min
             weights = fit_weights([oof, oof_graph], data.gold_labels, joint) if cfg.finetune.calibrate else np.ones(2)
         else:   # the share is given: only the temperature of the joined scores is fitted
+            notes.append("pseudo-labels without their folds' votes: the graph keeps its share of the last round on "
+                         "human labels")
+            share_kept = True
             share = np.array([1.0, data.graph_share])
             joined = combine([oof, oof_graph], share)
             weights = share / (fit_temperature(joined, data.gold_labels) if cfg.finetune.calibrate else 1.0)
@@ -209,7 +255,7 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
     metrics = {
         "cv_waf": cv["waf"], "cv_accuracy": cv["accuracy"], "cv_f1": cv["f1"], "cv_confusion": cv["confusion"],
         "temperature": round(temperature, 4), "oof_ece_raw": ece_raw,
-        "graph_weight": graph_weight, "graph_cv_waf": graph_cv,
+        "graph_weight": graph_weight, "graph_cv_waf": graph_cv, "graph_share_kept": share_kept,
         "oof_ece": expected_calibration_error(oof, data.gold_labels),
         "oof_log_loss": log_loss(data.gold_labels, oof),
         "folds": fold_info, "eval_scheme": scheme, "device": str(device), "warnings": notes,
@@ -217,14 +263,40 @@ def train_round(data: TrainSet, n_classes: int, cfg: Config,
         "samples_trained": {"pretrain": pretrain_samples, "finetune": sum(f["samples"] for f in fold_info)},
         "timings": {"load_s": round(t_load, 2), "pretrain_s": round(t_pretrain, 2),
                     "finetune_s": round(t_finetune, 2), "score_s": round(t_score, 2),
-                    "graph_s": round(t_graph, 2),
+                    "graph_s": round(t_graph, 2), "folds_s": round(t_folds, 2),
                     "total_s": round(time.time() - t_start, 2)},
+        "fold_workers": dist.world if dist else fold_workers(cfg, device, len(folds)),
+        "processes": dist.world if dist else 1,
     }
     state = {"config": cfg.to_dict(), "modalities": dims, "n_classes": n_classes, "folds": fold_states,
-             "temperature": temperature, "graph_weight": graph_weight,
+             "temperature": temperature, "graph_weight": graph_weight, "fold_key": key,
              "score_rows": torch.as_tensor(data.score_rows), "fold_votes": torch.as_tensor(votes)}
+    reusable = {"reuse_key": reuse, "pretrained": pretrained if pretraining else None, "graph": graph}
     report("done", 1.0)
-    return RoundResult(score_probs, oof, metrics, state, votes)
+    return RoundResult(score_probs, oof, metrics, state, votes, reusable)
+
+
+def _usable(prior: Prior | None, key: str, reuse: str, k: int, n_extra: int, cfg: Config,
+            notes: list[str]) -> Prior:
+    """The parts of `prior` this round can use (see Prior), with a note for each part dropped."""
+    if prior is None:
+        return Prior()
+    out = Prior()
+    same_folds = prior.fold_key == key
+    if prior.fold_votes is not None:
+        if same_folds and np.shape(prior.fold_votes) == (n_extra, k):
+            out.fold_votes = np.asarray(prior.fold_votes, np.int64)
+        else:
+            notes.append("the previous round split the folds otherwise: every pseudo-label trains every fold")
+    if prior.fold_states is not None and cfg.finetune.warm_epochs:
+        if same_folds and len(prior.fold_states) == k:
+            out.fold_states = prior.fold_states
+        else:
+            notes.append("the previous round split the folds otherwise: every fold starts from the pre-trained "
+                         "weights")
+    if prior.reuse_key == reuse:
+        out.pretrained, out.graph = prior.pretrained, prior.graph
+    return out
 
 
 def _spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: TrainSet, folds: list[Fold], n_classes: int,
@@ -334,12 +406,12 @@ def _validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, li
             raise InputError(f"extra_from_model: expected {len(data.extra_rows)} booleans (one per extra row), "
                              f"got {mask.dtype} {list(mask.shape)}")
         data = dataclasses.replace(data, extra_from_model=mask)
-    if data.extra_fold_votes is not None:
-        votes = np.asarray(data.extra_fold_votes)
+    votes = None if data.prior is None else data.prior.fold_votes
+    if votes is not None:
+        votes = np.asarray(votes)
         if votes.ndim != 2 or len(votes) != len(data.extra_rows) or not np.issubdtype(votes.dtype, np.integer):
-            raise InputError(f"extra_fold_votes: expected integer classes [{len(data.extra_rows)}, K], got "
+            raise InputError(f"prior.fold_votes: expected integer classes [{len(data.extra_rows)}, K], got "
                              f"{votes.dtype} {list(votes.shape)}")
-        data = dataclasses.replace(data, extra_fold_votes=votes.astype(np.int64))
     if data.graph_share is not None and not (np.isfinite(data.graph_share) and data.graph_share >= 0):
         raise InputError(f"graph_share: expected a finite number >= 0 or None, got {data.graph_share}")
     for rows, name in ((data.gold_rows, "gold_labels"), (data.extra_rows, "extra_labels")):

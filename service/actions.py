@@ -10,7 +10,7 @@ describe the endpoints.
 """
 import functools
 import logging
-import os
+import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,7 +29,7 @@ from ..engine.config import Config, ConfigError, load_config, presets
 from ..engine.errors import MersemiError, one_line, shown
 from ..engine.vocab import QueueKind, Tool
 
-from .runner import LOG_LINES, TrainingRunner
+from .runner import LOG_LINES, TrainingRunner, train_in_child
 from .clips import ClipShelf
 from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
 from .exports import export as write_export
@@ -117,6 +117,7 @@ class AppActions:
         self.logins = False
         self.claim_s = CLAIM_S
         self._outside_log: deque = deque(maxlen=LOG_LINES)   # progress of rounds trained elsewhere
+        self._child: subprocess.Popen | None = None          # the process training the round started here
 
     # ------------------------------------------------------------------ overview
     @refusals
@@ -376,13 +377,13 @@ class AppActions:
         config = text(config, "config")
         auto = flag(auto_accept, "auto_accept")
         wait = flag(wait, "wait")
-        cfg = self._preset(config)
+        self._preset(config)   # a bad preset is refused here, in one line, not in the training process
         self.project.mark_dead_rounds_failed()
         busy = self.project.store.unfinished_rounds()
         if self.runner.is_running() or busy:
             which = f"round {busy[0].id}" if busy else "a round"
             raise ProjectError(f"{which} is already training; wait for it to finish")
-        job = functools.partial(self._train_job, cfg, config, auto)
+        job = functools.partial(self._train_job, self.presets[config], config, auto)
         if not self.runner.start(job, f"training next round ({config}{', auto-accept' if auto else ''})"):
             raise ProjectError("a round is already training; wait for it to finish")
         if not wait:
@@ -402,10 +403,9 @@ class AppActions:
         except ConfigError as e:
             raise ProjectError(f"config {shown(config)}: {e}") from None
 
-    def _train_job(self, cfg, config: str, auto_accept: bool, progress) -> dict:
-        from .rounds import run_round  # imports torch: only when training is asked for
-
-        summary = run_round(self.project, cfg, config_name=config, auto_accept=auto_accept, progress=progress)
+    def _train_job(self, config_file: Path, config: str, auto_accept: bool, progress) -> dict:
+        summary = train_in_child(self.project.root, config_file, config, auto_accept, progress, self.project.store,
+                                 on_start=lambda child: setattr(self, "_child", child))
         self.warm()
         return summary
 
@@ -420,9 +420,15 @@ class AppActions:
     def shutdown(self) -> None:
         """The server is stopping: a round training in this process will not finish, so mark it
         failed now (its predictions were never written; the previous round stays in force)."""
-        if self.runner.is_running():
+        child = self._child
+        if self.runner.is_running() and child is not None and child.poll() is None:
+            child.terminate()           # the training process marks its round failed on the way out
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
             for r in self.project.store.unfinished_rounds():
-                if r.pid == os.getpid():
+                if r.pid == child.pid:
                     self.project.store.fail_round(r.id, "interrupted: the server stopped")
         self.project.close()
         self.clips.close()

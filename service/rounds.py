@@ -9,11 +9,14 @@ predictions and thresholds stay in force.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import socket
 import time
 import warnings
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -22,10 +25,14 @@ from ..db.store import DecisionIn, RoundBusy, Store
 from ..db.models import Round
 from ..engine import checkpoint, self_training
 from ..engine.calibration import expected_calibration_error
-from ..engine.config import Config
+from ..engine.config import Config, from_dict
 from ..engine.errors import InputError
 from ..engine.metrics import classification_metrics
-from ..engine.train import MIN_GOLD_PER_CLASS, TrainSet, train_round as engine_train_round
+from ..engine.distributed import Dist, broadcast
+from ..engine.features import FeatureStore
+from ..engine.train import (
+    MIN_GOLD_PER_CLASS, Prior, RoundResult, TrainSet, train_round as engine_train_round, train_round_distributed,
+)
 from ..engine.vocab import HUMAN_SOURCES, CardKind, PredictionKind, RoundStatus, Source, Split, Tool
 
 from .project import Project, ProjectError, ProgressFn
@@ -37,10 +44,11 @@ PROGRESS_EVERY_S = 1.0
 
 def run_round(project: Project, cfg: Config, config_name: str = "default",
               auto_accept: bool = False, progress: ProgressFn | None = None,
-              skip_if_nothing_new: bool = False) -> dict | None:
+              skip_if_nothing_new: bool = False, dist: Dist | None = None) -> dict | None:
     """Train the next round and return its summary (as `status --json` shows it, plus the
     thresholds now in force). With `skip_if_nothing_new`, None without training when the
-    automatic step finds no new candidate."""
+    automatic step finds no new candidate. With `dist` (rank 0 of a torchrun group), the other
+    ranks, waiting in `follow_rounds`, train it with this process."""
     from .project import round_summary
 
     project.mark_dead_rounds_failed()
@@ -84,7 +92,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     from_model = np.asarray(sources, dtype=object) == Source.PSEUDO   # only the tool's labels
     share_from, share = (_graph_share(store) if from_model.any() else (None, None))
     previous = store.current_round()
-    votes = _votes(project, previous, extra_ids) if from_model.any() else None
+    prior = _prior(project, previous, extra_ids, from_model.any(), cfg)
     fixed = _fixed_thresholds(project, cfg) if st.policy == "fixed" else [1.0] * C
 
     try:
@@ -101,16 +109,22 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
                         extra_rows=extra_ids, extra_labels=extra_y,
                         pretrain_rows=np.concatenate([gold_ids, pool_ids]),
                         score_rows=np.concatenate([pool_ids, test_ids]), graph_share=share,
-                        extra_from_model=from_model, extra_fold_votes=votes)
+                        extra_from_model=from_model, prior=prior)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine also lists its warnings in metrics
-            result = engine_train_round(data, C, cfg, progress=Heartbeat(store, rid, progress))
+            beat = Heartbeat(store, rid, progress)
+            if dist is None:
+                result = engine_train_round(data, C, cfg, progress=beat)
+            else:   # the features stay on disk: every rank maps them itself
+                broadcast({"data": dataclasses.replace(data, features={}), "n_classes": C, "config": cfg.to_dict()},
+                          dist)
+                result = cast(RoundResult, train_round_distributed(data, C, cfg, dist, progress=beat))
         pool_probs, test_probs = result.score_probs[:len(pool_ids)], result.score_probs[len(pool_ids):]
 
         metrics = dict(result.metrics)
         _add_test_metrics(metrics, test_y, test_probs, C)
         metrics["auto_accept"] = auto_selection
-        metrics["graph_share_from"] = share_from
+        metrics["graph_share_from"] = share_from if metrics.get("graph_share_kept") else None
         metrics["pseudo_precision"] = _pseudo_precision(classes, extra_ids, extra_y, sources,
                                                         pool_ids, pool_true)
         # The policy proposes the next thresholds from this round's scores of the pool samples
@@ -124,6 +138,8 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         discarded = _worse_than(previous, composition, metrics, gold_y) if auto else None
         if discarded is None:
             checkpoint.save(result.state, saved)
+        if result.reusable.get("reuse_key") != prior.reuse_key:
+            checkpoint.save_reuse(result.reusable, checkpoint.reuse_path(project.root / "checkpoints"))
         if progress:
             progress("writing predictions", 1.0)
         store.complete_round(
@@ -139,6 +155,21 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
             raise ProjectError(str(e)) from None
         raise
     return round_summary(store.round(rid), classes) | {"thresholds_now": project.thresholds()}
+
+
+def follow_rounds(root: Path, dist: Dist) -> int:
+    """A rank other than 0 of a torchrun group: train every round rank 0 starts (`run_round`),
+    on the features of the project folder `root`, until rank 0 says it is done. This process
+    never opens the store. Returns the rounds it took part in."""
+    features = FeatureStore(Path(root) / "features").matrices()
+    done = 0
+    while (job := broadcast(None, dist)) is not None:
+        data = dataclasses.replace(job["data"], features=features)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            train_round_distributed(data, job["n_classes"], from_dict(job["config"]), dist)
+        done += 1
+    return done
 
 
 def _fixed_thresholds(project: Project, cfg: Config) -> list[float]:
@@ -247,15 +278,22 @@ def _pseudo_precision(classes: list[str], extra_ids: np.ndarray, extra_y: np.nda
     return out
 
 
-def _votes(project: Project, previous: Round | None, rows: np.ndarray) -> np.ndarray | None:
-    """Each fold model's vote of the round in force for `rows` (engine TrainSet.extra_fold_votes);
-    None when it left no checkpoint with votes."""
-    if previous is None or not previous.checkpoint:
-        return None
-    file = project.root / previous.checkpoint
-    if not file.is_file():
-        return None
-    return checkpoint.votes_for(checkpoint.load(file), rows)
+def _prior(project: Project, previous: Round | None, extra_rows: np.ndarray, pseudo: bool, cfg: Config) -> Prior:
+    """What this round may take from the round in force (engine/train.Prior): its fold split,
+    its fold models' votes for the pseudo-labels, its fold models (warm start), and the
+    project's pre-trained weights and graph. The engine uses each part only where it fits."""
+    reuse = checkpoint.load_reuse(checkpoint.reuse_path(project.root / "checkpoints")) or {}
+    prior = Prior(reuse_key=reuse.get("reuse_key"), pretrained=reuse.get("pretrained"), graph=reuse.get("graph"))
+    file = project.root / previous.checkpoint if previous is not None and previous.checkpoint else None
+    if file is None or not file.is_file():
+        return prior
+    state = checkpoint.load(file)
+    prior.fold_key = state.get("fold_key")
+    if pseudo:
+        prior.fold_votes = checkpoint.votes_for(state, extra_rows)
+    if cfg.finetune.warm_epochs:
+        prior.fold_states = state.get("folds")
+    return prior
 
 
 def _human_digest(ids: np.ndarray, labels: np.ndarray, sources: list[str]) -> str:
@@ -288,5 +326,5 @@ def _describe(e: BaseException) -> str:
     if isinstance(e, KeyboardInterrupt):
         return "interrupted"
     if isinstance(e, SystemExit):
-        return f"stopped (exit {e.code})"
+        return e.code if isinstance(e.code, str) else f"stopped (exit {e.code})"
     return f"{e.__class__.__name__}: {e}"

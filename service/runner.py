@@ -3,11 +3,16 @@ that the page polls. No Gradio here, so it can be tested and reused without a se
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 LOG_LINES = 400
 
@@ -104,3 +109,71 @@ class TrainingRunner:
     def _log_locked(self, line: str) -> None:
         s = self._state
         s.log.append(f"{time.strftime('%H:%M:%S')}  {line}")
+
+
+# ---------------------------------------------------------------------- a round in a process of its own
+
+NICE = 10   # the training process yields the cores to the server and the reviewer's browser
+
+
+def train_in_child(root: Path, config_file: Path, config_name: str, auto_accept: bool,
+                   progress: Callable[[str, float], None], store, on_start=None) -> dict:
+    """Train the next round of the project at `root` in a child process at lower priority
+    (`python -m mersemi.service.runner`), so that the server answering the reviewers keeps its
+    cores; its progress is read from the store, where the round records it. Returns the
+    round's summary; raises RuntimeError with the child's last line when it fails."""
+    cmd = [sys.executable, "-m", "mersemi.service.runner", str(root), str(config_file), config_name]
+    cmd += ["--auto-accept"] * auto_accept
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"),
+                             preexec_fn=lambda: os.nice(NICE))
+    if on_start is not None:
+        on_start(child)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(child.stdout.read() if child.stdout else ""), daemon=True)
+    reader.start()
+    while child.poll() is None:
+        time.sleep(0.5)
+        running = store.unfinished_rounds()
+        if running and running[0].progress is not None:
+            progress(running[0].progress_message or "training", running[0].progress)
+    reader.join()
+    err = (child.stderr.read() if child.stderr else "").strip()
+    lines = [line for line in "".join(out).splitlines() if line.startswith("{")]
+    if child.returncode != 0 or not lines:
+        raise RuntimeError(err.splitlines()[-1] if err else f"the training process ended with {child.returncode}")
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mersemi.service.runner ROOT CONFIG NAME [--auto-accept]`: one round, its
+    summary as a JSON line; an error is one line on stderr, exit 1."""
+    import argparse
+    import signal
+
+    from ..engine.config import load_config
+    from ..engine.errors import MersemiError, one_line
+    from .project import Project
+    from .rounds import run_round
+
+    p = argparse.ArgumentParser(prog="python -m mersemi.service.runner")
+    p.add_argument("root", type=Path)
+    p.add_argument("config", type=Path)
+    p.add_argument("name")
+    p.add_argument("--auto-accept", action="store_true")
+    args = p.parse_args(argv)
+    # The server stops its training process with SIGTERM: the round is marked failed, saying so.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("interrupted: the server stopped"))
+    try:
+        with Project.open(args.root) as project:
+            summary = run_round(project, load_config(args.config), config_name=args.name,
+                                auto_accept=args.auto_accept)
+    except MersemiError as e:
+        print(one_line(e), file=sys.stderr)
+        return 1
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

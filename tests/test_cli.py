@@ -431,14 +431,12 @@ def test_auto_accept_rounds_stop_when_nothing_new_passes_and_never_take_a_human_
     assert run(capsys, "decide", project, "--file", f, "--reviewer", "ann")[0] == 0
     # fixed thresholds at 1.0: nothing passes, so the second of three rounds is not trained
     cfg = tmp_path / "fixed.yaml"
-    # (and a graph too small for the project: the round says it skipped label spreading)
-    cfg.write_text(f"extends: {Path(__file__).parent / 'fast.yaml'}\nself_training:\n  policy: fixed\n"
-                   "propagation:\n  max_rows: 10\n")
+    cfg.write_text(f"extends: {Path(__file__).parent / 'fast.yaml'}\nself_training:\n  policy: fixed\n")
     assert run(capsys, "thresholds", project, "--set", ",".join(f"{c}=1.0" for c in CLASSES))[0] == 0
     code, out, err = run(capsys, "train", project, "--config", cfg, "--auto-accept", "--rounds", "3")
     assert code == 0, err
     assert "stopped after 1 of 3 rounds: no new candidate passes" in out
-    assert "  note: propagation skipped: " in out and "exceed propagation.max_rows (10)" in out
+    assert "  note: neighbour graph over " in out      # the round says how it found the graph
     status = json.loads(run(capsys, "status", project, "--json")[1])
     assert [r["id"] for r in status["rounds"]] == [0, 1]
     # thresholds low enough that the rejected sample is a candidate again: still not taken

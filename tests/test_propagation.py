@@ -1,5 +1,6 @@
 """Label spreading over a neighbour graph, and how a round joins it to the ensemble."""
 import numpy as np
+import scipy.sparse as sp
 import pytest
 
 from mersemi.engine.calibration import combine, fit_temperature, fit_weights
@@ -17,7 +18,7 @@ def two_chains(n=40):
 
 def test_graph_is_symmetric_normalised_and_links_each_row_to_its_nearest():
     x = two_chains()
-    g = knn_graph(x, 3)
+    g = knn_graph(x, 3)[0]
     assert g.shape == (80, 80)
     assert abs(g - g.T).max() < 1e-6                      # symmetric
     assert g.diagonal().max() == 0                         # no row is its own neighbour
@@ -29,11 +30,11 @@ def test_graph_is_symmetric_normalised_and_links_each_row_to_its_nearest():
     np.testing.assert_allclose(np.asarray(g[i, j]).ravel(), 1 / np.sqrt(deg[i] * deg[j]), rtol=1e-5)
     assert deg.min() >= 3
     # chunks of any size build the same graph
-    assert abs(knn_graph(x, 3, chunk=7) - g).max() < 1e-6
+    assert abs(knn_graph(x, 3, chunk=7)[0] - g).max() < 1e-6
 
 
 def test_one_label_per_chain_reaches_the_whole_chain_and_no_further():
-    g = knn_graph(two_chains(), 3)
+    g = knn_graph(two_chains(), 3)[0]
     p = spread(g, np.array([0, 40]), np.array([1, 2]), 3, alpha=0.99, iterations=60)
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
     assert (p[:40].argmax(1) == 1).all() and (p[40:].argmax(1) == 2).all()
@@ -43,7 +44,7 @@ def test_one_label_per_chain_reaches_the_whole_chain_and_no_further():
 
 
 def test_alpha_sets_how_far_labels_travel():
-    g = knn_graph(two_chains(), 3)
+    g = knn_graph(two_chains(), 3)[0]
     near = spread(g, np.array([0, 39]), np.array([0, 1]), 2, alpha=0.2, iterations=30)
     far = spread(g, np.array([0, 39]), np.array([0, 1]), 2, alpha=0.99, iterations=30)
     # row 5 is near label 0: a low alpha keeps it almost certain, a high alpha blurs it
@@ -59,7 +60,7 @@ def test_equal_class_mass_puts_the_boundary_midway_whatever_the_label_counts():
     """Five labels of class 0 at one end of a chain, one of class 1 at the other: per label,
     class 0 pushes the boundary far towards the lone label; with equal class mass it sits
     near the midpoint between the nearest labels (rows 4 and 39)."""
-    g = knn_graph(two_chains(), 3)
+    g = knn_graph(two_chains(), 3)[0]
     seeds, labels = np.array([0, 1, 2, 3, 4, 39]), np.array([0, 0, 0, 0, 0, 1])
     per_label = spread(g, seeds, labels, 2, alpha=0.99, iterations=60, class_mass="per_label")
     equal = spread(g, seeds, labels, 2, alpha=0.99, iterations=60, class_mass="equal")
@@ -75,8 +76,8 @@ def test_equal_class_mass_puts_the_boundary_midway_whatever_the_label_counts():
 
 
 def test_tiny_graphs_do_not_break():
-    assert knn_graph(np.ones((1, 3)), 7).nnz == 0
-    g = knn_graph(np.eye(3), 7)                      # k capped at n - 1
+    assert knn_graph(np.ones((1, 3)), 7)[0].nnz == 0
+    g = knn_graph(np.eye(3), 7)[0]                      # k capped at n - 1
     assert g.nnz == 6
     np.testing.assert_allclose(spread(g, np.array([0]), np.array([1]), 2, 0.99, 10)[0].argmax(), 1)
 
@@ -124,7 +125,9 @@ def test_propagation_keys_are_validated_by_name():
     for key, bad, msg in (("propagation.alpha", 1.0, "propagation.alpha: must be < 1"),
                           ("propagation.alpha", 0.0, "propagation.alpha"),
                           ("propagation.neighbours", 0, "propagation.neighbours: must be > 0"),
-                          ("propagation.max_rows", 0, "propagation.max_rows: must be > 0"),
+                          ("propagation.knn", "faiss", "propagation.knn: must be"),
+                          ("propagation.max_rows", 10,
+                           r"propagation.max_rows: unknown key \(label spreading runs at any size"),
                           ("propagation.iterations", -1, "propagation.iterations: must be > 0"),
                           ("propagation.joint_fit_min", -1, "propagation.joint_fit_min: must be >= 0"),
                           ("propagation.class_mass", "prior", "propagation.class_mass")):
@@ -142,7 +145,7 @@ def test_out_of_fold_spreading_hides_the_folds_own_labels():
     from mersemi.engine.folds import Fold
     from mersemi.engine.train import TrainSet, _spread_labels
 
-    g = knn_graph(two_chains(), 3)
+    g = knn_graph(two_chains(), 3)[0]
     gold = np.array([0, 10, 20, 40, 50, 60])
     labels = np.array([0, 1, 0, 1, 1, 1])                 # row 10 sits in chain 0, labelled 1
     data = TrainSet(features={}, gold_rows=gold, gold_labels=labels, extra_rows=np.array([70]),
@@ -175,7 +178,7 @@ def test_a_round_spreads_with_the_configured_class_mass():
     from mersemi.engine.folds import Fold
     from mersemi.engine.train import TrainSet, _spread_labels
 
-    g = knn_graph(two_chains(), 3)
+    g = knn_graph(two_chains(), 3)[0]
     gold, labels = np.array([0, 1, 2, 3, 4, 39]), np.array([0, 0, 0, 0, 0, 1])
     data = TrainSet(features={}, gold_rows=gold, gold_labels=labels, extra_rows=np.zeros(0, np.int64),
                     extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(80), score_rows=np.arange(80))
@@ -188,8 +191,11 @@ def test_a_round_spreads_with_the_configured_class_mass():
     assert abs(_boundary(equal) - 21.5) <= 2 and _boundary(per_label) >= _boundary(equal) + 3
 
 
-def _round(cfg, graph_share=None):
-    from mersemi.engine.train import TrainSet, train_round
+def _round(cfg, graph_share=None, votes=False):
+    """Three classes, 6 gold samples each, 10 accepted pseudo-labels (right ones); `votes`: the
+    previous round's folds voted for every pseudo-label (the out-of-fold predictions stay honest)."""
+    from mersemi.engine.folds import fold_key
+    from mersemi.engine.train import Prior, TrainSet, train_round
 
     rng = np.random.default_rng(0)
     y_all = np.repeat([0, 1, 2], 70)
@@ -197,9 +203,12 @@ def _round(cfg, graph_share=None):
              for m, d in (("a", 6), ("b", 5))}
     gold = np.r_[0:6, 70:76, 140:146]
     rest = np.setdiff1d(np.arange(len(y_all)), gold)
-    ts = TrainSet(features=feats, gold_rows=gold, gold_labels=y_all[gold], extra_rows=np.zeros(0, np.int64),
-                  extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(len(y_all)), score_rows=rest,
-                  graph_share=graph_share)
+    extra = rest[::20]
+    prior = Prior(fold_key=fold_key(gold, y_all[gold], 3, cfg.seed),
+                  fold_votes=np.repeat(y_all[extra][:, None], 3, axis=1)) if votes else None
+    ts = TrainSet(features=feats, gold_rows=gold, gold_labels=y_all[gold], extra_rows=extra,
+                  extra_labels=y_all[extra], pretrain_rows=np.arange(len(y_all)), score_rows=rest,
+                  graph_share=graph_share, extra_from_model=np.ones(len(extra), bool), prior=prior)
     return train_round(ts, 3, cfg), y_all[rest]
 
 
@@ -229,13 +238,35 @@ def test_the_joint_fit_starts_at_joint_fit_min_gold_samples():
     np.testing.assert_array_equal(joint.metrics["cv_confusion"], sep.metrics["cv_confusion"])
 
 
-def test_a_round_without_pretraining_or_with_too_many_rows_skips_the_graph_and_says_why():
+def test_a_round_without_pretraining_skips_the_graph_and_says_why_and_any_size_builds_it():
     r, _ = _round(FAST.replace(**{"pretrain.enabled": False}))
     assert r.metrics["graph_weight"] is None
     assert any("propagation skipped: it needs the pre-trained embedding" in w for w in r.metrics["warnings"])
-    r, _ = _round(FAST.replace(**{"propagation.max_rows": 100}))
-    assert r.metrics["graph_weight"] is None
-    assert any("210 rows exceed propagation.max_rows (100)" in w for w in r.metrics["warnings"])
+    r, _ = _round(FAST)
+    assert r.metrics["graph_weight"] is not None
+    assert any("neighbour graph over 210 rows: 7 neighbours per row, exact" in w for w in r.metrics["warnings"])
+
+
+def test_the_exact_graph_finds_the_true_neighbours_and_pynndescent_nearly_all():
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 48)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    truth = NearestNeighbors(n_neighbors=8, metric="cosine").fit(x).kneighbors(x, return_distance=False)[:, 1:]
+    want = sp.csr_matrix((np.ones(x.shape[0] * 7), (np.repeat(np.arange(len(x)), 7), truth.ravel())),
+                         shape=(len(x), len(x)))
+    want = want.maximum(want.T)
+    exact, how = knn_graph(x, 7, "exact", chunk=500)   # bfloat16 candidates, float32 re-scored: exact
+    assert how == "7 neighbours per row, exact"
+    assert ((exact > 0) != (want > 0)).nnz == 0
+    approx, how = knn_graph(x, 7, "pynndescent")
+    assert how == "7 neighbours per row, pynndescent"
+    found = ((approx > 0).multiply(want > 0)).nnz / want.nnz
+    assert found > 0.95
+    assert knn_graph(x, 7, "auto")[1].endswith("exact")      # few rows: every pair
+    with pytest.raises(ValueError, match="knn method: expected one of auto, exact, pynndescent"):
+        knn_graph(x, 7, "faiss")
 
 
 def test_a_given_graph_share_is_kept_and_only_the_temperature_is_fitted():
@@ -243,10 +274,18 @@ def test_a_given_graph_share_is_kept_and_only_the_temperature_is_fitted():
 
     r, _ = _round(FAST, graph_share=2.5)
     assert r.metrics["graph_weight"] * r.metrics["temperature"] == pytest.approx(2.5, rel=1e-3)
-    assert r.metrics["temperature"] != 1.0
+    assert r.metrics["temperature"] != 1.0 and r.metrics["graph_share_kept"]
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(InputError, match="graph_share: expected a finite number >= 0"):
             _round(FAST, graph_share=bad)
+
+
+def test_with_the_folds_votes_the_share_is_fitted_on_the_honest_out_of_fold_predictions():
+    kept, _ = _round(FAST, graph_share=2.5)
+    honest, _ = _round(FAST, graph_share=2.5, votes=True)
+    assert not honest.metrics["graph_share_kept"]
+    assert honest.metrics["graph_weight"] * honest.metrics["temperature"] != pytest.approx(2.5, rel=1e-3)
+    assert any("keeps its share" in n for n in kept.metrics["warnings"])
 
 
 def test_a_bad_extra_from_model_mask_is_refused_before_any_work():

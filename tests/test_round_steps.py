@@ -376,7 +376,7 @@ def test_a_round_on_pseudo_labels_keeps_the_graph_share_of_the_last_human_only_r
     def fake(data, n_classes, cfg, progress=None):
         r = FakeEngine.__call__(engine, data, n_classes, cfg, progress)
         w, t = next(shares)
-        r.metrics.update(graph_weight=w, temperature=t)
+        r.metrics.update(graph_weight=w, temperature=t, graph_share_kept=data.graph_share is not None)
         return r
 
     rounds.engine_train_round = fake     # the fixture's monkeypatch restores it afterwards
@@ -439,11 +439,12 @@ def test_each_fold_trains_on_the_pseudo_labels_its_own_predecessor_voted_for(pro
     state_file = project.root / project.store.current_round().checkpoint
     rows = np.r_[engine.pool_ids, engine.test_ids]
     pred = np.r_[engine.pool_pred, engine.test_pred]
-    checkpoint.save({"score_rows": torch.as_tensor(rows), "fold_votes": torch.as_tensor(
+    checkpoint.save({"score_rows": torch.as_tensor(rows), "fold_key": "split-0", "fold_votes": torch.as_tensor(
         np.stack([pred, (pred + 1) % engine.C]).astype(np.int8))}, state_file)
     rounds.run_round(project, FIXED, auto_accept=True)
     d = engine.data
-    votes = d.extra_fold_votes
+    assert d.prior.fold_key == "split-0" and d.prior.fold_states is None     # no warm start configured
+    votes = d.prior.fold_votes
     assert votes.shape == (len(d.extra_rows), 2) and d.extra_from_model.all()
     at = {int(i): k for k, i in enumerate(engine.pool_ids)}
     assert votes[:, 0].tolist() == [int(engine.pool_pred[at[int(i)]]) for i in d.extra_rows]

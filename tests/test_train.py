@@ -13,8 +13,8 @@ import torch
 
 from mersemi.engine.config import ConfigError, load_config
 from mersemi.engine.errors import InputError
-from mersemi.engine.folds import epoch_order, eval_scheme, make_folds
-from mersemi.engine.train import TrainSet, predict, train_round
+from mersemi.engine.folds import epoch_order, eval_scheme, fold_key, make_folds
+from mersemi.engine.train import Prior, TrainSet, predict, reuse_key, train_round
 
 CFG = load_config().replace(**{
     "model.hidden": 32, "model.classifier_dims": [32, 16], "pretrain.epochs": 1,
@@ -273,15 +273,47 @@ def test_a_pseudo_label_trains_only_the_folds_whose_predecessor_voted_for_it():
     extra = (rows[n_gold:n_gold + 4], np.array([0, 1, 2, 0]))
     data = trainset(feats, y, n_gold, rows, extra)
     data.extra_from_model = np.array([True, True, True, False])     # the last one is a person's
-    data.extra_fold_votes = np.array([[0, 1, 0], [1, 1, -1], [0, 0, 0], [2, 2, 2]])
-    folds = make_folds(data, 3, 3, 0)
+    votes = np.array([[0, 1, 0], [1, 1, -1], [0, 0, 0], [2, 2, 2]])
+    folds = make_folds(data, 3, 3, 0, votes)
     trained = [set(f.train_rows.tolist()) & set(extra[0].tolist()) for f in folds]
     e = extra[0].tolist()
     assert trained == [{e[0], e[1], e[3]}, {e[1], e[3]}, {e[0], e[3]}]   # -1: no vote, no agreement
-    r = train_round(data, 3, CFG)
+    key = fold_key(data.gold_rows, data.gold_labels, 3, CFG.seed)
+    r = train_round(dataclasses.replace(data, prior=Prior(fold_key=key, fold_votes=votes)), 3, CFG)
     assert r.fold_votes.shape == (3, len(rows) - n_gold) and r.state["fold_votes"].shape == (3, len(rows) - n_gold)
-    assert r.metrics["oof_log_loss"] > 0
-    wrong = dataclasses.replace(data, extra_fold_votes=np.zeros((4, 5), np.int64))   # votes of 5 folds: unused
-    assert any("every pseudo-label trains every fold" in n for n in train_round(wrong, 3, CFG).metrics["warnings"])
-    with pytest.raises(InputError, match="extra_fold_votes: expected integer classes"):
-        train_round(dataclasses.replace(data, extra_fold_votes=np.zeros(4)), 3, CFG)
+    assert r.state["fold_key"] == key and r.metrics["oof_log_loss"] > 0
+    assert [f["n_train"] for f in r.metrics["folds"]] == [len(f.train_rows) for f in folds]
+    # votes of another split (another seed, another K) are not used, and the round says so
+    other = train_round(dataclasses.replace(data, prior=Prior(fold_key="other", fold_votes=votes)), 3, CFG)
+    assert any("split the folds otherwise: every pseudo-label trains every fold" in n
+               for n in other.metrics["warnings"])
+    assert [f["n_train"] for f in other.metrics["folds"]] == [len(f.train_rows) for f in make_folds(data, 3, 3, 0)]
+    with pytest.raises(InputError, match="prior.fold_votes: expected integer classes"):
+        train_round(dataclasses.replace(data, prior=Prior(fold_votes=np.zeros(4))), 3, CFG)
+
+
+def test_a_later_round_reuses_pretraining_and_the_graph_and_can_start_from_the_fold_models():
+    feats, y, all_y, n_gold, rows = clusters(n_per_class=(30, 30, 30))
+    cfg = CFG.replace(**{"propagation.enabled": True, "finetune.warm_epochs": 2})
+    first = train_round(trainset(feats, y, n_gold, rows), 3, cfg)
+    assert first.reusable["reuse_key"] == reuse_key(trainset(feats, y, n_gold, rows), cfg)
+    assert first.reusable["graph"] is not None and first.metrics["samples_trained"]["pretrain"] > 0
+    prior = Prior(fold_key=first.state["fold_key"], fold_states=first.state["folds"], **first.reusable)
+    second = train_round(dataclasses.replace(trainset(feats, y, n_gold, rows), prior=prior), 3, cfg)
+    assert second.metrics["samples_trained"]["pretrain"] == 0
+    assert any("taken from an earlier round" in n for n in second.metrics["warnings"])
+    assert [f["warm"] for f in second.metrics["folds"]] == [True] * 3
+    assert max(f["epochs"] for f in second.metrics["folds"]) <= 2
+    assert second.metrics["cv_waf"] >= first.metrics["cv_waf"] - 0.05
+    changed = cfg.replace(**{"pretrain.epochs": 2})                  # another pre-training: done again
+    third = train_round(dataclasses.replace(trainset(feats, y, n_gold, rows), prior=prior), 3, changed)
+    assert third.metrics["samples_trained"]["pretrain"] > 0
+
+
+def test_folds_side_by_side_give_the_same_round_as_one_at_a_time():
+    feats, y, all_y, n_gold, rows = clusters(n_per_class=(30, 30, 30))
+    one = train_round(trainset(feats, y, n_gold, rows), 3, CFG.replace(**{"finetune.parallel_folds": 1}))
+    two = train_round(trainset(feats, y, n_gold, rows), 3, CFG.replace(**{"finetune.parallel_folds": 2}))
+    assert (one.metrics["fold_workers"], two.metrics["fold_workers"]) == (1, 2)
+    np.testing.assert_array_equal(one.score_probs, two.score_probs)
+    np.testing.assert_array_equal(one.oof_probs, two.oof_probs)

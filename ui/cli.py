@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train up to N rounds in a row (with --auto-accept: stops early when no "
                         "new candidate passes); default 1")
     c.add_argument("--json", action="store_true", help="print each round's summary as a JSON line")
+    c.add_argument("--nproc", default="1", metavar="N",
+                   help="train across N processes on this machine (torchrun: gloo on CPUs, one process per GPU "
+                        "with NCCL); for several machines start `torchrun ... -m mersemi.ui.cli train DIR` "
+                        "on each (see the README); default 1")
     c.set_defaults(func=cmd_train)
 
     c = sub.add_parser("queue", help="the next samples of the review queue, as the app shows them")
@@ -241,29 +245,64 @@ def cmd_import(args) -> None:
           + ", ".join(f"{m} ({d})" for m, d in status["modalities"].items()))
 
 
-def cmd_train(args) -> None:
-    from ..service.rounds import run_round
-
+def cmd_train(args) -> int:
     rounds = int(number(args.rounds, "--rounds", low=1, integer=True))
+    nproc = int(number(args.nproc, "--nproc", low=1, integer=True))
     cfg_path = _config_path(args.config)
     cfg = load_config(cfg_path)
-    # SIGTERM becomes SystemExit so that the round is marked failed on the way out.
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(args, nproc, cfg.device)
+    from ..engine.distributed import broadcast, close, from_env
+    from ..service.rounds import follow_rounds, run_round
+
+    # SIGTERM (torchrun stopping a group whose rank died, say) becomes SystemExit, so that the
+    # round is marked failed on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with _open(args.dir) as project:
-        for k in range(rounds):
-            with _progress(f"round {k + 1}/{rounds}" if rounds > 1 else "train", phase_lines=True) as progress:
-                # After the first round, a round whose automatic step finds nothing new would
-                # only repeat the last one.
-                summary = run_round(project, cfg, config_name=cfg_path.stem, auto_accept=args.auto_accept,
-                                    progress=progress, skip_if_nothing_new=k > 0 and args.auto_accept)
-            if summary is None:
-                print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds")
-                break
-            _print_round(summary, args.json)
-            if summary["status"] == "discarded":
-                if not args.json:
-                    print(f"stopped after {k + 1} of {rounds} rounds: round {summary['id']} {summary['kept_reason']}")
-                break
+    dist = from_env(cfg.device)
+    try:
+        if dist is not None and not dist.leader:
+            follow_rounds(args.dir, dist)
+            return 0
+        with _open(args.dir) as project:
+            for k in range(rounds):
+                with _progress(f"round {k + 1}/{rounds}" if rounds > 1 else "train", phase_lines=True) as progress:
+                    # After the first round, a round whose automatic step finds nothing new would
+                    # only repeat the last one.
+                    summary = run_round(project, cfg, config_name=cfg_path.stem, auto_accept=args.auto_accept,
+                                        progress=progress, skip_if_nothing_new=k > 0 and args.auto_accept,
+                                        dist=dist)
+                if summary is None:
+                    print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds")
+                    break
+                _print_round(summary, args.json)
+                if summary["status"] == "discarded":
+                    if not args.json:
+                        print(f"stopped after {k + 1} of {rounds} rounds: round {summary['id']} "
+                              f"{summary['kept_reason']}")
+                    break
+        if dist is not None:
+            broadcast(None, dist)   # the other ranks stop waiting for rounds
+        return 0
+    finally:
+        close(dist)
+
+
+def _launch(args, nproc: int, device: str) -> int:
+    """`train --nproc N`: the same command in N processes under torchrun on this machine."""
+    import subprocess
+
+    import torch
+
+    gpus = torch.cuda.device_count() if device != "cpu" else 0
+    most = gpus or len(os.sched_getaffinity(0))
+    if nproc > most:
+        raise UsageError(f"--nproc: this machine can run at most {most} training processes "
+                         f"({'GPUs' if gpus else 'CPU cores'} it has), got {nproc}")
+    argv = ["train", str(args.dir), "--config", str(args.config), "--rounds", str(args.rounds)]
+    argv += ["--auto-accept"] * args.auto_accept + ["--json"] * args.json
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "mersemi.ui.cli", *argv]
+    return subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1")).returncode
 
 
 def _print_round(summary: dict, as_json: bool) -> None:
