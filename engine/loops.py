@@ -128,7 +128,7 @@ def fit_folds(model: Model, starts: list[dict], warm: bool, bank: FeatureBank, f
         def fold_report(msg: str, f: float) -> None:
             with lock:
                 done[k] = f
-                report(f"fine-tuning: fold {k + 1}/{len(folds)}, {msg}", sum(done) / len(folds))
+                report(f"fold {k + 1}/{len(folds)}: {msg}", sum(done) / len(folds))
 
         best, waf_, epoch, eval_probs, ran, samples = finetune(
             m, bank, fold, gold_rows[fold.eval_pos], gold_labels[fold.eval_pos], n_classes, cfg, rng,

@@ -29,7 +29,7 @@ class TqdmProgress:
         self.disable = disable
         self.phase_lines = phase_lines
         self.bar: tqdm | None = None
-        self.phase: str | None = None
+        self.seen: set[str] = set()   # folds trained side by side interleave their phases
         self.t0 = time.monotonic()
 
     def __enter__(self) -> ProgressFn:
@@ -51,9 +51,9 @@ class TqdmProgress:
 
     def _phase_line(self, message: str, percent: float) -> None:
         phase = phase_of(message)
-        if not self.phase_lines or phase == self.phase:
+        if not self.phase_lines or phase in self.seen:
             return
-        self.phase = phase
+        self.seen.add(phase)
         print(f"{self.desc}: {phase} ({percent:.0f} %, {time.monotonic() - self.t0:.0f} s)",
               file=sys.stderr, flush=True)
 

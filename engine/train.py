@@ -189,6 +189,8 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
             notes.append("propagation skipped: it needs the pre-trained embedding, and pre-training did not run")
         elif cfg.propagation.enabled and prior.graph is not None:
             graph = prior.graph
+            notes.append(f"neighbour graph over {len(bank.rows)} rows: the previous round's, same rows and "
+                         "pre-training")
         elif cfg.propagation.enabled and leader:
             report("label spreading: neighbour graph", f_load + f_pre)
             graph, how = knn_graph(embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours,
