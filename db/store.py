@@ -21,7 +21,6 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 from sqlalchemy import URL, delete, func, insert, select, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -173,10 +172,6 @@ class Store:
                                           .where(Sample.name.in_(part))):
                     out[n] = (i, sp)
         return out
-
-    def sample(self, sample_id: int) -> Sample | None:
-        with self.session() as s:
-            return s.get(Sample, sample_id)
 
     def samples(self, ids: Sequence[int]) -> dict[int, Sample]:
         """id -> Sample for the ids that exist (detached: read their columns only)."""
@@ -517,13 +512,6 @@ class Store:
         return {"decisions": list(decisions), "thresholds": thresholds,
                 "rounds": None if last is None else [last[0], last[1], last[2]]}
 
-    def last_decisions(self, reviewer: str | None = None, limit: int = 20) -> list[Decision]:
-        q = select(Decision).order_by(Decision.id.desc()).limit(limit)
-        if reviewer is not None:
-            q = q.where(Decision.reviewer == reviewer)
-        with self.session() as s:
-            return list(s.scalars(q))
-
 
     # ------------------------------------------------------------------ claims
     def claim(self, sample_id: int, reviewer: str, seconds: float) -> bool:
@@ -561,15 +549,6 @@ class Store:
             s.execute(delete(Claim).where(Claim.reviewer == reviewer, Claim.sample_id != sid))
             s.merge(Claim(sample_id=sid, reviewer=reviewer, expires_at=now + timedelta(seconds=seconds)))
             return sid
-        return self._write(work)
-
-    def release_claims(self, reviewer: str, sample_ids: Sequence[int] | None = None) -> int:
-        """Drop the reviewer's claims (all, or on these samples); return how many."""
-        def work(s: Session) -> int:
-            q = delete(Claim).where(Claim.reviewer == reviewer)
-            if sample_ids is not None:
-                q = q.where(Claim.sample_id.in_(list(sample_ids)))
-            return cast(CursorResult, s.execute(q)).rowcount
         return self._write(work)
 
     def claimed_by_others(self, reviewer: str) -> set[int]:
@@ -706,7 +685,3 @@ def _recompute_current(s: Session, sample_id: int) -> None:
 def as_utc(t: datetime) -> datetime:
     """An aware UTC time: SQLite gives back the UTC wall time written, without a zone."""
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
-def as_utc_text(t: datetime | None) -> str | None:
-    return None if t is None else t.strftime("%Y-%m-%d %H:%M:%S")
