@@ -41,3 +41,17 @@ class SchemaTooNew(SchemaError):
         super().__init__(f"schema version {found} is newer than this tool's version {expected}; "
                          "upgrade mersemi to open it")
         self.found, self.expected = found, expected
+
+
+class CardClaimed(StoreError):
+    """A decision on a card that another reviewer holds (it is on their screen)."""
+
+    def __init__(self, sample_ids: list[int]) -> None:
+        super().__init__(f"{len(sample_ids)} sample(s) held by another reviewer")
+        self.sample_ids = sample_ids
+
+
+class RoundBusy(StoreError, RuntimeError):
+    def __init__(self, round_id: int) -> None:
+        super().__init__(f"round {round_id} is still running")
+        self.round_id = round_id

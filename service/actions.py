@@ -6,39 +6,33 @@ round yet, training already running) returns {"ok": False, "error": "<one line>"
 writes nothing; it never raises. Arguments arrive as JSON from any client: each is checked
 by service/values.py (types strictly: the string "false" is not a boolean) before it is used.
 Type hints are real (no `from __future__ import annotations`): `gr.api` reads them to
-describe the endpoints.
+describe the endpoints. The training endpoints are `TrainingActions`
+(service/training_actions.py); the refusal every endpoint turns an error into is `refusals`
+(service/refusals.py).
 """
-import functools
-import logging
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError
-
-from ..db.connect import is_busy
-from ..db.errors import StoreBusy
-
-from ..db.models import utcnow
-from ..db.store import as_utc
-from ..engine.config import Config, ConfigError, load_config, presets
-from ..engine.errors import MersemiError, one_line, shown
+from ..engine.config import presets
+from ..engine.errors import shown
 from ..engine.vocab import QueueKind, Tool
 
-from .runner import LOG_LINES, TrainingRunner, train_in_child
+from .runner import LOG_LINES, TrainingRunner
 from .clips import ClipShelf
 from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
 from .exports import export as write_export
-from .project import DecisionRequest, Project, ProjectError, round_summary
+from .project import DecisionRequest, Project, ProjectError
+from .refusals import refusals
 from .review import (
     DEFAULT_QUEUE,
-    RoundView, auto_accept_preview, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
+    RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
     split_histogram, suggest_thresholds,
 )
+from .training_actions import TrainingActions
 from .values import MAX_REVIEWER, flag, mapping, number, person, text
 
 EMPTY_QUEUE = {  # what an empty queue means, and what to do
@@ -62,8 +56,6 @@ def default_presets() -> dict[str, Path]:
     return presets()
 
 
-_log = logging.getLogger("mersemi.app")
-
 # The login of the request being served: set by the app (ui/app.py) around every event and API
 # call when the server has logins; None otherwise.
 LOGIN: ContextVar[str | None] = ContextVar("mersemi_login", default=None)
@@ -81,30 +73,9 @@ class Snapshot:
     thresholds: list[float]
 
 
-def refusals(fn: Callable) -> Callable:
-    """Turn a user-facing error (MersemiError) raised by an action into its {"ok": False,
-    "error": ...} result. Any other exception is a bug: logged with its traceback, and still
-    answered with a refusal, so that a client never gets Gradio's bare {"error": null}."""
-    @functools.wraps(fn)  # keeps the signature and type hints that gr.api reads
-    def wrapped(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MersemiError as e:
-            return {"ok": False, "error": one_line(e)}
-        except DBAPIError as e:
-            if is_busy(e):  # a read that met a lock (SQLite WAL recovery, say): a busy database
-                return {"ok": False, "error": str(StoreBusy())}
-            _log.exception("%s failed", fn.__name__)
-            return {"ok": False, "error": f"internal error in {fn.__name__} ({e.__class__.__name__}); "
-                                          f"the server's log has the details"}
-        except Exception as e:
-            _log.exception("%s failed", fn.__name__)
-            return {"ok": False, "error": f"internal error in {fn.__name__} ({e.__class__.__name__}); "
-                                          f"the server's log has the details"}
-    return wrapped
 
 
-class AppActions:
+class AppActions(TrainingActions):
     """One project's actions, shared by every browser session and API client of a server."""
 
     def __init__(self, project: Project, presets: dict[str, Path] | None = None) -> None:
@@ -369,54 +340,7 @@ class AppActions:
             self.project.class_id(cls)
         return cls
 
-    # ------------------------------------------------------------------ training
-    @refusals
-    def train_round(self, config: str = "default", auto_accept: bool = False, wait: bool = False) -> dict:
-        """Start training the next round in the background (one at a time). With wait=True,
-        return when it ends, with its summary."""
-        config = text(config, "config")
-        auto = flag(auto_accept, "auto_accept")
-        wait = flag(wait, "wait")
-        self._preset(config)   # a bad preset is refused here, in one line, not in the training process
-        self.project.mark_dead_rounds_failed()
-        busy = self.project.store.unfinished_rounds()
-        if self.runner.is_running() or busy:
-            which = f"round {busy[0].id}" if busy else "a round"
-            raise ProjectError(f"{which} is already training; wait for it to finish")
-        job = functools.partial(self._train_job, self.presets[config], config, auto)
-        if not self.runner.start(job, f"training next round ({config}{', auto-accept' if auto else ''})"):
-            raise ProjectError("a round is already training; wait for it to finish")
-        if not wait:
-            return {"ok": True, "started": True, "message": "training started"}
-        self.runner.wait()
-        snap = self.runner.snapshot()
-        if snap["error"]:
-            return {"ok": False, "error": f"training failed: {snap['error']}"}
-        return {"ok": True, "started": True, "round": snap["result"], "message": "training done"}
-
-    def _preset(self, config) -> Config:
-        config = text(config, "config")
-        if config not in self.presets:
-            raise ProjectError(f"config: unknown preset {shown(config)}; presets are {', '.join(self.presets)}")
-        try:
-            return load_config(self.presets[config])
-        except ConfigError as e:
-            raise ProjectError(f"config {shown(config)}: {e}") from None
-
-    def _train_job(self, config_file: Path, config: str, auto_accept: bool, progress) -> dict:
-        summary = train_in_child(self.project.root, config_file, config, auto_accept, progress, self.project.store,
-                                 on_start=lambda child: setattr(self, "_child", child))
-        self.warm()
-        return summary
-
-    def warm(self) -> None:
-        """Load the current round's arrays for the per-class table and histograms now (about 2 s
-        at 115k pool predictions), so that the first page to ask does not wait for them."""
-        try:
-            round_view(self.project)
-        except ProjectError:  # no finished round yet: nothing to load
-            pass
-
+    # ------------------------------------------------------------------ lifecycle
     def shutdown(self) -> None:
         """The server is stopping: a round training in this process will not finish, so mark it
         failed now (its predictions were never written; the previous round stays in force)."""
@@ -433,28 +357,7 @@ class AppActions:
         self.project.close()
         self.clips.close()
 
-    @refusals
-    def training_status(self) -> dict:
-        """Progress of the round training now, wherever it was started (this server, the command
-        line, another server: read from the store), else of the latest run started here:
-        running, round, where ("here" | "elsewhere"), message, fraction, elapsed_s, log lines,
-        error, the finished round's summary, and `version` (changes with every update)."""
-        snap = self.runner.snapshot()
-        unfinished = self.project.store.unfinished_rounds()
-        if snap["running"] or not unfinished:
-            current = unfinished[0].id if unfinished else None
-            return {"ok": True, "round": current, "where": "here"} | snap
-        r = unfinished[0]
-        message = f"round {r.id} (started by process {r.pid} on {r.host}): {r.progress_message or 'starting'}"
-        if not self._outside_log or self._outside_log[-1][1] != message:
-            self._outside_log.append((time.strftime("%H:%M:%S"), message))
-        started = as_utc(r.started_at) if r.started_at is not None else None
-        elapsed = None if started is None else round((utcnow() - started).total_seconds(), 1)
-        return {"ok": True, "running": True, "round": r.id, "where": "elsewhere", "message": message,
-                "fraction": round(float(r.progress or 0.0), 4), "elapsed_s": elapsed,
-                "log": [f"{t}  {m}" for t, m in self._outside_log], "error": None, "result": None,
-                "version": f"{r.id}:{r.progress}:{r.progress_message}"}
-
+    # ------------------------------------------------------------------ what a page polls and shows
     @refusals
     def changes(self) -> dict:
         """Marks that change with every write a page shows (decisions, thresholds, rounds and
@@ -472,12 +375,6 @@ class AppActions:
             out.append({"class": name, "threshold": snap.thresholds[c], "edges": [round(float(e), 6) for e in edges],
                         "below": below.tolist(), "above": above.tolist()})
         return {"ok": True, "round": snap.round_id, "classes": out}
-
-    @refusals
-    def auto_accept_preview(self, config: str = "default") -> dict:
-        """What `train` with auto-accept would accept now with a preset: per class count and
-        expected precision, the total, and a note when nothing would be."""
-        return {"ok": True} | auto_accept_preview(self.project, self._preset(config))
 
     @refusals
     def decisions(self, sample: str = "", reviewer: str = "", cls: str = "all", action: str = "",
@@ -507,14 +404,6 @@ class AppActions:
         snap = self._snapshot()
         card, decision = sample_card(self.project, text(name, "name"))
         return {"ok": True, "round": snap.round_id, "candidate": self._card(card), "decision": decision}
-
-    @refusals
-    def round_history(self) -> dict:
-        """Every round: id, status, started_at, composition, CV / test WAF, per-class F1,
-        accepted pseudo-labels per class, wall time, error."""
-        classes = self.project.classes
-        return {"ok": True, "rounds": [round_summary(r, classes) for r in self.project.store.rounds()],
-                "training": self.runner.is_running()}
 
     # ------------------------------------------------------------------ export
     @refusals

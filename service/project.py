@@ -1,52 +1,40 @@
 """A project on disk and the actions on it that the command line and the app share.
 
 Orchestration only: it reads and writes the store (db/) and calls the engine; it holds no
-Gradio and no argument parsing. Errors meant for the user are `ProjectError` (one line).
+Gradio and no argument parsing. Errors meant for the user are `ProjectError` (one line,
+service/errors.py). The import path is `ProjectImport` (service/project_import.py), where the
+store is and how to reach it service/store_location.py.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import URL, make_url
-from sqlalchemy.exc import ArgumentError
-
 from ..db.connect import make_engine, masked, schema_version, sqlite_url
-from ..db.errors import SchemaOutOfDate, StoreError, StoreUnavailable
+from ..db.errors import CardClaimed, SchemaOutOfDate, StoreError, StoreUnavailable
 from ..db.migrate import backup_sqlite, upgrade
-from ..db.models import SCHEMA_VERSION, Round, utcnow
-from ..db.store import CardClaimed, DecisionIn, Store, as_utc
+from ..db.models import SCHEMA_VERSION, Round, as_utc, utcnow
+from ..db.store import DecisionIn, Store
 from ..engine.config import load_config
-from ..engine.errors import InputError, MersemiError, shown
-from ..engine.crashpoints import crash_point
+from ..engine.errors import shown
 from ..engine import checkpoint, thresholds
 from ..engine.vocab import Action, CardKind, Source
-from ..engine.features import (
-    FeatureStore, FeatureWriter, process_may_run, publish_staged, remove_dead_staging,
-)
-from ..engine.importers import MAX_NAME_CHARS, ImportPlan, plan_mertools, plan_native
+from ..engine.features import FeatureStore
+from ..engine.importers import MAX_NAME_CHARS
 
+from .errors import ProjectError
+from .project_import import ProjectImport
+from .store_location import PASSWORD_ENV, SERVER_URL_FILE, _server_url, _where, _without_password, store_url
 from .values import person
 
 DEFAULT_CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 MAX_REPORTED = 20  # bad decision rows named in one error
-PENDING_IMPORT = "import_pending"  # meta key: JSON of an import between its samples and its features
-ProgressFn = Callable[[str, float], None]
-# A project whose store is on a server keeps its URL here (never its password).
-SERVER_URL_FILE = "database.url"
-PASSWORD_ENV = "MERSEMI_DB_PASSWORD"
 # A running round that has not beaten for this long is dead, whichever host runs it.
 HEARTBEAT_LIMIT = timedelta(minutes=10)
-
-
-class ProjectError(MersemiError):
-    """A user-facing failure: bad input or a request the project's state refuses."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +45,7 @@ class DecisionRequest:
     note: str | None = None
 
 
-class Project:
+class Project(ProjectImport):
     """Handle on DIR: project.db, features/, checkpoints/, exports/."""
 
     def __init__(self, root: Path, store: Store) -> None:
@@ -145,108 +133,6 @@ class Project:
     def media_root(self) -> Path | None:
         value = self.store.meta("media_root")
         return Path(value) if value else None
-
-    # ------------------------------------------------------------------ import
-    def import_native(self, folder: str | Path, dtype: str = "float16",
-                      progress: ProgressFn | None = None) -> dict:
-        self._require_empty()
-        return self._import(lambda: plan_native(Path(folder), self.classes), dtype, progress)
-
-    def import_mertools(self, labels: str | Path, features_root: str | Path,
-                        modality_map: dict[str, str], transcripts: str | Path | None = None,
-                        media: str | Path | None = None, dtype: str = "float16",
-                        progress: ProgressFn | None = None) -> dict:
-        self._require_empty()
-        if not modality_map:
-            raise ProjectError("--modality: map at least one modality, e.g. --modality audio=chinese-hubert-large-UTT")
-        return self._import(lambda: plan_mertools(
-            Path(labels), Path(features_root), modality_map, self.classes,
-            transcripts=Path(transcripts) if transcripts else None,
-            media=Path(media) if media else None), dtype, progress)
-
-    def _require_empty(self) -> None:
-        n = self.store.sample_count()
-        if n:
-            raise ProjectError(f"{self.root}: already holds {n} samples; import into a new project")
-
-    def _import(self, make_plan: Callable[[], ImportPlan], dtype: str,
-                progress: ProgressFn | None) -> dict:
-        """All-or-nothing, and whole after a kill at any step: validate the metadata, stream the
-        features into a staging folder (validating rows), record the pending import, insert
-        the samples in one transaction (the commit point), move the features in, clear the
-        record. A kill before the samples are in is undone by the next command that opens the
-        project, one after them is finished by it (`_finish_interrupted_import`)."""
-        if dtype not in ("float16", "float32"):
-            raise ProjectError(f"--dtype: must be float16 or float32, got {shown(dtype)}")
-        try:
-            plan = make_plan()
-            with FeatureWriter(self.root / "features", len(plan.names), plan.modalities, dtype) as writer:
-                plan.write_features(writer, progress)
-                staging = writer.stage()
-                crash_point("import:staged")
-                self._commit_import(plan, writer, staging.name)
-        except InputError as e:
-            raise ProjectError(str(e)) from None
-        return self.status()
-
-    def _commit_import(self, plan: ImportPlan, writer: FeatureWriter, staging: str) -> None:
-        cid = {c: i for i, c in enumerate(self.classes)}
-        rows = [{"id": i, "name": n, "split": sp,
-                 "gold_label": None if lab is None else cid[lab],
-                 "true_label": None if tl is None else cid[tl],
-                 "text": tx, "media": md}
-                for i, (n, sp, lab, tl, tx, md) in enumerate(zip(
-                    plan.names, plan.splits, plan.labels, plan.true_labels, plan.texts, plan.media))]
-        pending = {"staging": staging, "pid": os.getpid(), "host": socket.gethostname(),
-                   "media_root": plan.media_root or "", "source": plan.source}
-        self.store.set_meta(**{PENDING_IMPORT: json.dumps(pending)})
-        try:
-            crash_point("import:marked")
-            self.store.insert_samples(rows)
-        except BaseException:
-            if self.store.sample_count() == 0:  # not committed: the writer removes the staging folder
-                self.store.set_meta(**{PENDING_IMPORT: ""})
-                raise
-            writer.publish()  # committed after all: finish before reporting the interruption
-            self._record_import(pending)
-            raise
-        crash_point("import:samples")
-        writer.publish()
-        crash_point("import:published")
-        self._record_import(pending)
-
-    def _record_import(self, pending: dict) -> None:
-        self.store.set_meta(media_root=pending["media_root"], import_source=pending["source"],
-                            **{PENDING_IMPORT: ""})
-
-    def _finish_interrupted_import(self) -> list[str]:
-        """Repair what a killed import left behind; returns what was done, for the user."""
-        notes = []
-        features = self.root / "features"
-        raw = self.store.meta(PENDING_IMPORT)
-        pending = json.loads(raw) if raw else None
-        if pending and not process_may_run(pending["host"], pending["pid"]):
-            n, who = self.store.sample_count(), f"process {pending['pid']}"
-            if n == 0:
-                shutil.rmtree(features / pending["staging"], ignore_errors=True)
-                self.store.set_meta(**{PENDING_IMPORT: ""})
-                notes.append(f"an import ({who}) was interrupted before its samples were written: "
-                             f"nothing was imported; run it again")
-            else:
-                try:
-                    publish_staged(features, pending["staging"])
-                except InputError as e:
-                    notes.append(f"an import ({who}) was interrupted after its {n} samples were written and "
-                                 f"cannot be finished ({e}); import into a new project")
-                else:
-                    self._record_import(pending)
-                    notes.append(f"finished an import ({who}) interrupted after its {n} samples were written")
-            pending = None
-        if features.is_dir():
-            removed = remove_dead_staging(features, keep=pending["staging"] if pending else None)
-            if removed:
-                notes.append(f"removed {len(removed)} staging folder(s) of killed imports from {features}")
-        return notes
 
     # ------------------------------------------------------------------ thresholds
     def thresholds(self) -> dict[str, float]:
@@ -456,50 +342,6 @@ def _death_note(r: Round, host: str) -> str:
         return f"interrupted: process {r.pid} on {r.host} is gone"
     minutes = int(HEARTBEAT_LIMIT.total_seconds() // 60)
     return f"interrupted: no heartbeat from process {r.pid} on {r.host} for over {minutes} minutes"
-
-
-# ---------------------------------------------------------------------- where the store is
-
-def store_url(root: Path) -> str | URL:
-    """DIR's store: DIR/project.db, or the server URL that DIR/database.url records. That file
-    holds no password: it comes from the environment variable MERSEMI_DB_PASSWORD, or else the
-    driver (libpq) finds it in ~/.pgpass (or PGPASSFILE, PGPASSWORD) by itself."""
-    if (root / "project.db").is_file():
-        return sqlite_url(root / "project.db")
-    if (root / SERVER_URL_FILE).is_file():
-        text = (root / SERVER_URL_FILE).read_text().strip()
-        try:
-            url = make_url(text)
-        except ArgumentError:
-            raise ProjectError(f"{root / SERVER_URL_FILE}: not a database URL: {text[:200]!r}") from None
-        password = os.environ.get(PASSWORD_ENV)
-        return url.set(password=password) if password and url.password is None else url
-    raise ProjectError(f"{root}: not a project (no project.db or {SERVER_URL_FILE}; "
-                       f"run 'mersemi init {root}')")
-
-
-def _server_url(text: str) -> URL:
-    """A PostgreSQL URL for --db; plain postgresql:// means the psycopg (v3) driver."""
-    try:
-        url = make_url(text.strip())
-    except ArgumentError:
-        url = None
-    if url is None or url.get_backend_name() != "postgresql" or not url.database:
-        raise ProjectError(f"--db: expected postgresql+psycopg://USER@HOST:PORT/DATABASE, got "
-                           f"{masked(text) if url is not None else text[:200]!r}")
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    return url
-
-
-def _without_password(url: URL) -> str:
-    # URL.set(password=None) would keep the password: None there means "unchanged".
-    return URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
-                      url.query).render_as_string(hide_password=False)
-
-
-def _where(root: Path, url: str | URL) -> str:
-    return str(root / "project.db") if str(url).startswith("sqlite") else masked(url)
 
 
 def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, int]:

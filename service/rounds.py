@@ -20,8 +20,8 @@ from typing import cast
 
 import numpy as np
 
-from ..db.errors import StoreBusy
-from ..db.store import DecisionIn, RoundBusy, Store
+from ..db.errors import RoundBusy, StoreBusy
+from ..db.store import DecisionIn, Store
 from ..db.models import Round
 from ..engine import checkpoint, self_training
 from ..engine.calibration import expected_calibration_error
@@ -30,12 +30,13 @@ from ..engine.errors import InputError
 from ..engine.metrics import classification_metrics
 from ..engine.distributed import Dist, broadcast
 from ..engine.features import FeatureStore
+from ..engine.progress import ProgressFn
 from ..engine.train import (
     MIN_GOLD_PER_CLASS, Prior, RoundResult, TrainSet, train_round as engine_train_round, train_round_distributed,
 )
 from ..engine.vocab import HUMAN_SOURCES, CardKind, PredictionKind, RoundStatus, Source, Split, Tool
 
-from .project import Project, ProjectError, ProgressFn
+from .project import Project, ProjectError
 
 # How often a training process records how far it is (which every page follows), and with it
 # that it is alive (Project.HEARTBEAT_LIMIT is minutes).

@@ -14,8 +14,8 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from mersemi.db.errors import StoreBusy
-from mersemi.db.store import DecisionIn, RoundBusy, Store
+from mersemi.db.errors import RoundBusy, StoreBusy
+from mersemi.db.store import DecisionIn, Store
 
 PROCS = 4
 N_POOL = 60

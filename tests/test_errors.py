@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mersemi.db.connect import SchemaError
-from mersemi.db.store import RoundBusy
+from mersemi.db.errors import RoundBusy
 from mersemi.engine.config import ConfigError
 from mersemi.engine.errors import InputError, MersemiError, UsageError, shown
 from mersemi.ui import cli

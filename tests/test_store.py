@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from mersemi.db.connect import SchemaError, sqlite_url
-from mersemi.db.store import DecisionIn, RoundBusy, Store
+from mersemi.db.errors import RoundBusy
+from mersemi.db.store import DecisionIn, Store
 
 CLASSES = ["neutral", "happy", "sad"]
 
@@ -392,7 +393,7 @@ def test_one_batch_naming_a_sample_twice_keeps_the_later_entry(store):
 def test_utc_helpers():
     from datetime import UTC, datetime, timedelta, timezone
 
-    from mersemi.db.store import as_utc
+    from mersemi.db.models import as_utc
 
     naive = datetime(2026, 1, 2, 3, 4, 5)
     assert as_utc(naive) == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -405,7 +406,7 @@ def test_a_transaction_a_concurrent_one_aborted_runs_again_until_the_busy_timeou
 
     from sqlalchemy.exc import OperationalError
 
-    import mersemi.db.store as store_module
+    import mersemi.db.store_base as store_module
     from mersemi.db.connect import _PG_RETRY
     from mersemi.db.errors import StoreBusy
 

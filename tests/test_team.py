@@ -497,7 +497,8 @@ def test_reviewers_claiming_at_once_decide_every_card_once(db_url):
 def test_a_decision_on_a_card_another_reviewer_holds_is_refused(db_url):
     from test_concurrency import make_store
 
-    from mersemi.db.store import CardClaimed, DecisionIn
+    from mersemi.db.errors import CardClaimed
+    from mersemi.db.store import DecisionIn
 
     store = make_store(db_url)
     rid = store.current_round().id

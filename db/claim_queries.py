@@ -1,0 +1,60 @@
+"""The store's claims: a card on a reviewer's screen is held for them for a while, so that
+reviewers working at once get different cards."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .decision_queries import _current
+from .models import Claim, as_utc, utcnow
+from .store_base import StoreBase, _chunks
+
+
+class ClaimQueries(StoreBase):
+    """The queries on claims, mixed into `Store` (db/store.py)."""
+
+    def claim(self, sample_id: int, reviewer: str, seconds: float) -> bool:
+        """Hold a sample's card for `reviewer` for `seconds` from now, so that reviewers
+        working at once get different cards. False while another reviewer holds it; the
+        holder claiming again extends the hold. An expired claim is simply taken over."""
+        def work(s: Session) -> bool:
+            now = utcnow()
+            held = s.get(Claim, sample_id)
+            if held is not None and held.reviewer != reviewer and as_utc(held.expires_at) > now:
+                return False
+            s.merge(Claim(sample_id=sample_id, reviewer=reviewer,
+                          expires_at=now + timedelta(seconds=seconds)))
+            return True
+        return self._write(work)
+
+    def claim_first(self, sample_ids: Sequence[int], reviewer: str, seconds: float) -> int | None:
+        """In one write transaction: hold the first of `sample_ids` that no other reviewer
+        holds and that has no decision in force (the queue the ids come from was read before
+        this transaction) for `reviewer` for `seconds`, and drop the reviewer's other claims
+        (a reviewer holds the one card on screen). None, and nothing changed, when there is none."""
+        def work(s: Session) -> int | None:
+            now = utcnow()
+            ids = [int(i) for i in sample_ids]
+            held: dict[int, Claim] = {}
+            for part in _chunks(ids):
+                held.update((c.sample_id, c) for c in s.scalars(select(Claim).where(Claim.sample_id.in_(part))))
+            decided = set(_current(s, ids))
+            for sid in ids:
+                c = held.get(sid)
+                if sid not in decided and (c is None or c.reviewer == reviewer or as_utc(c.expires_at) <= now):
+                    break
+            else:
+                return None
+            s.execute(delete(Claim).where(Claim.reviewer == reviewer, Claim.sample_id != sid))
+            s.merge(Claim(sample_id=sid, reviewer=reviewer, expires_at=now + timedelta(seconds=seconds)))
+            return sid
+        return self._write(work)
+
+    def claimed_by_others(self, reviewer: str) -> set[int]:
+        """Samples held by another reviewer right now (an index range scan on expires_at)."""
+        with self.session() as s:
+            return set(s.scalars(select(Claim.sample_id).where(Claim.expires_at > utcnow(),
+                                                               Claim.reviewer != reviewer)))

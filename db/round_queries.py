@@ -1,0 +1,162 @@
+"""The store's rounds and their predictions: a round starts `running` (one at a time), beats
+while it trains, and ends failed, or done in one transaction with its predictions, automatic
+decisions and the policy's thresholds."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from .decision_queries import _append_decisions
+from .errors import RoundBusy
+from .models import Prediction, Round, utcnow
+from .store_base import StoreBase, _chunks
+from .threshold_queries import _apply_policy
+
+if TYPE_CHECKING:
+    from .store import DecisionIn
+
+
+class RoundQueries(StoreBase):
+    """The queries on rounds and their predictions, mixed into `Store` (db/store.py)."""
+
+    def create_round(self, *, config: dict, config_name: str, thresholds: dict[str, float],
+                     auto_accept: bool, pid: int, host: str) -> int:
+        """Start a round as `running`; refuses while another round runs."""
+        def work(s: Session) -> int:
+            busy = s.scalar(select(Round.id).where(Round.status.in_(("queued", "running"))))
+            if busy is not None:
+                raise RoundBusy(busy)
+            last = s.scalar(select(func.max(Round.id)))
+            rid = 0 if last is None else last + 1
+            now = utcnow()
+            s.add(Round(id=rid, status="running", started_at=now, heartbeat_at=now, config=config,
+                        config_name=config_name, thresholds=thresholds,
+                        auto_accept=auto_accept, pid=pid, host=host))
+            return rid
+        return self._write(work)
+
+    def fail_round(self, round_id: int, error: str) -> None:
+        self._write(lambda s: s.execute(
+            update(Round).where(Round.id == round_id, Round.status != "done")
+            .values(status="failed", error=error[:2000], finished_at=utcnow())))
+
+    def heartbeat(self, round_id: int, progress: float | None = None, message: str | None = None) -> None:
+        """The training process is alive (see `fail_dead_rounds`), and how far it is."""
+        values: dict[str, Any] = {"heartbeat_at": utcnow()}
+        if progress is not None:
+            values |= {"progress": float(progress), "progress_message": (message or "")[:255]}
+        self._write(lambda s: s.execute(update(Round).where(Round.id == round_id, Round.status == "running")
+                                        .values(**values)))
+
+    def fail_dead_rounds(self, is_dead: Callable[[Round], bool], error: Callable[[Round], str]) -> list[Round]:
+        """Mark failed, in one write transaction, the unfinished rounds that `is_dead` judges
+        dead when read under the write lock; return them."""
+        def work(s: Session) -> list[Round]:
+            dead = [r for r in s.scalars(select(Round).where(Round.status.in_(("queued", "running"))))
+                    if is_dead(r)]
+            for r in dead:
+                s.execute(update(Round).where(Round.id == r.id).values(
+                    status="failed", error=error(r)[:2000], finished_at=utcnow()))
+            return dead
+        return self._write(work)
+
+    def unfinished_rounds(self) -> list[Round]:
+        with self.session() as s:
+            return list(s.scalars(select(Round).where(Round.status.in_(("queued", "running")))))
+
+    def rounds(self) -> list[Round]:
+        with self.session() as s:
+            return list(s.scalars(select(Round).order_by(Round.id)))
+
+    def round(self, round_id: int) -> Round | None:
+        with self.session() as s:
+            return s.get(Round, round_id)
+
+    def current_round(self) -> Round | None:
+        """The latest finished round: its predictions are the ones in force."""
+        with self.session() as s:
+            return s.scalar(select(Round).where(Round.status == "done").order_by(Round.id.desc()).limit(1))
+
+    def complete_round(self, round_id: int, *, predictions: list[tuple[str, np.ndarray, np.ndarray]],
+                       decisions: list[DecisionIn], reviewer: str, composition: dict,
+                       metrics: dict, checkpoint: str | None,
+                       thresholds: dict[int, float] | None = None, everyone: bool = False,
+                       discarded: str | None = None) -> list[dict]:
+        """Write a round's results in ONE transaction: predictions (kind, sample ids, probs),
+        automatic decisions, the policy's `thresholds` (class id -> value) for the classes it
+        may set (all of them with `everyone`), metrics, status done. A crash before commit
+        leaves nothing. Returns per class what happened to its threshold (`_apply_policy`).
+        A round `discarded` (the reason) keeps its composition and metrics only, for the record:
+        no predictions, decisions or thresholds; the round before stays in force."""
+        def work(s: Session) -> list[dict]:
+            status = s.scalar(select(Round.status).where(Round.id == round_id))
+            if status != "running":
+                raise RuntimeError(f"round {round_id} is {status}, not running")
+            if discarded is not None:
+                s.execute(update(Round).where(Round.id == round_id).values(
+                    status="discarded", finished_at=utcnow(), composition=composition,
+                    metrics=metrics | {"discarded": discarded}, checkpoint=None, progress=1.0,
+                    progress_message="discarded"))
+                return []
+            for kind, ids, probs in predictions:
+                _insert_predictions(s, round_id, kind, ids, probs)
+            if decisions:
+                _append_decisions(s, decisions, reviewer)
+            changes = _apply_policy(s, round_id, thresholds or {}, everyone)
+            s.execute(update(Round).where(Round.id == round_id).values(
+                status="done", finished_at=utcnow(), composition=composition,
+                metrics=metrics | {"threshold_changes": changes}, checkpoint=checkpoint,
+                progress=1.0, progress_message="done"))
+            return changes
+        return self._write(work)
+
+    # ------------------------------------------------------------------ predictions
+    def predictions(self, round_id: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """sample ids and [n, C] probabilities of one kind, in sample order."""
+        with self.session() as s:
+            rows = s.execute(select(Prediction.sample_id, Prediction.probs)
+                             .where(Prediction.round_id == round_id, Prediction.kind == kind)
+                             .order_by(Prediction.sample_id)).all()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        probs = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+                 if rows else np.zeros((0, 0), np.float32))
+        return ids, probs
+
+    def pool_confidences(self, round_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """sample ids, predicted classes and confidences of the round's pool predictions."""
+        with self.session() as s:
+            rows = s.execute(select(Prediction.sample_id, Prediction.predicted, Prediction.confidence)
+                             .where(Prediction.round_id == round_id, Prediction.kind == "pool")).all()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+        a = np.array(rows, dtype=np.float64)
+        return a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2]
+
+    def prediction_of(self, round_id: int, sample_ids: Sequence[int]) -> dict[int, tuple[str, int, float]]:
+        """sample id -> (kind, predicted, confidence) in a round."""
+        out: dict[int, tuple[str, int, float]] = {}
+        with self.session() as s:
+            for part in _chunks(list(sample_ids)):
+                q = select(Prediction.sample_id, Prediction.kind, Prediction.predicted,
+                           Prediction.confidence).where(Prediction.round_id == round_id,
+                                                        Prediction.sample_id.in_(part))
+                for sid, kind, pred, conf in s.execute(q):
+                    out[sid] = (kind, pred, conf)
+        return out
+
+
+def _insert_predictions(s: Session, round_id: int, kind: str, ids: np.ndarray, probs: np.ndarray) -> None:
+    if len(ids) == 0:
+        return
+    probs = np.ascontiguousarray(probs, dtype=np.float32)
+    pred = probs.argmax(axis=1)
+    conf = probs[np.arange(len(ids)), pred]
+    rows = [{"round_id": round_id, "sample_id": int(i), "kind": kind, "predicted": int(p),
+             "confidence": float(c), "probs": v.tobytes()}
+            for i, p, c, v in zip(ids.tolist(), pred.tolist(), conf.tolist(), probs)]
+    for part in _chunks(rows, 20_000):
+        s.execute(insert(Prediction), list(part))   # executemany

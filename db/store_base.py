@@ -1,0 +1,83 @@
+"""What every query of the store stands on: `StoreBase` owns the SQLAlchemy engine, opens the
+short read sessions and runs the write transaction; `_chunks` splits long IN (...) lists.
+`Store` (db/store.py) is this base with the query mixins (db/*_queries.py) on top.
+
+Every write runs in `_write`: one transaction that holds the write lock before its first read
+(SQLite: BEGIN IMMEDIATE; PostgreSQL: SERIALIZABLE, run again on a serialization failure), so
+a read that decides a write sees what the write changes. A write that cannot get the lock
+within the busy timeout raises StoreBusy.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+import numpy as np
+from sqlalchemy import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import connect
+from .connect import check_schema, is_busy, is_retryable, make_engine, write_engine
+from .errors import StoreBusy
+from .migrate import create_schema
+
+T = TypeVar("T")
+
+_CHUNK = 900  # stays under SQLite's bound-parameter limit in IN (...) lists
+
+
+def _chunks(seq: Sequence, n: int = _CHUNK) -> Iterable[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+class StoreBase:
+    """The engine, the read sessions and the write transaction (see the module doc)."""
+
+    def __init__(self, url: str | URL, create: bool = False, busy_timeout_s: float | None = None) -> None:
+        """`busy_timeout_s`: how long a write waits for another writer (connect.BUSY_TIMEOUT_S)."""
+        self.busy_timeout_s = connect.BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+        self._decided: tuple[tuple, np.ndarray] | None = None   # see decided_ids
+        self.engine = make_engine(url, self.busy_timeout_s)
+        try:
+            if create:
+                create_schema(self.engine)
+            else:
+                check_schema(self.engine)
+        except BaseException as e:
+            self.engine.dispose()
+            if isinstance(e, DBAPIError) and e.statement is None:  # failed to connect at all
+                raise connect.unavailable(self.engine, e) from None
+            raise
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_session = sessionmaker(write_engine(self.engine), expire_on_commit=False)
+
+    def session(self) -> Session:
+        """A session for reads (writes go through `_write`)."""
+        return self._session()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in one write transaction and return its result (see the module doc).
+        PostgreSQL may abort a SERIALIZABLE transaction that raced another: it runs again, with
+        a short random pause, until the busy timeout has passed."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        pause = 0.005
+        while True:
+            try:
+                with self._write_session() as s, s.begin():
+                    return work(s)
+            except DBAPIError as e:
+                if is_busy(e):
+                    raise StoreBusy() from None
+                if not is_retryable(e):
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreBusy() from None
+                time.sleep(pause * random.uniform(0.5, 1.5))
+                pause = min(pause * 2, 0.2)

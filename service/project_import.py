@@ -1,0 +1,134 @@
+"""A project's import, all-or-nothing and whole after a kill at any step (`ProjectImport`,
+mixed into `Project`, service/project.py): validate the metadata, stream the features into
+a staging folder, record the pending import, insert the samples, move the features in."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..db.store import Store
+from ..engine.crashpoints import crash_point
+from ..engine.errors import InputError, shown
+from ..engine.features import FeatureWriter, process_may_run, publish_staged, remove_dead_staging
+from ..engine.importers import ImportPlan, plan_mertools, plan_native
+
+from .errors import ProjectError
+
+if TYPE_CHECKING:
+    from ..engine.progress import ProgressFn
+
+PENDING_IMPORT = "import_pending"  # meta key: JSON of an import between its samples and its features
+
+
+class ProjectImport:
+    """The import steps of `Project`, which provides what is declared here."""
+    root: Path
+    store: Store
+    classes: list[str]
+    status: Callable[[], dict]
+
+    def import_native(self, folder: str | Path, dtype: str = "float16",
+                      progress: ProgressFn | None = None) -> dict:
+        self._require_empty()
+        return self._import(lambda: plan_native(Path(folder), self.classes), dtype, progress)
+
+    def import_mertools(self, labels: str | Path, features_root: str | Path,
+                        modality_map: dict[str, str], transcripts: str | Path | None = None,
+                        media: str | Path | None = None, dtype: str = "float16",
+                        progress: ProgressFn | None = None) -> dict:
+        self._require_empty()
+        if not modality_map:
+            raise ProjectError("--modality: map at least one modality, e.g. --modality audio=chinese-hubert-large-UTT")
+        return self._import(lambda: plan_mertools(
+            Path(labels), Path(features_root), modality_map, self.classes,
+            transcripts=Path(transcripts) if transcripts else None,
+            media=Path(media) if media else None), dtype, progress)
+
+    def _require_empty(self) -> None:
+        n = self.store.sample_count()
+        if n:
+            raise ProjectError(f"{self.root}: already holds {n} samples; import into a new project")
+
+    def _import(self, make_plan: Callable[[], ImportPlan], dtype: str,
+                progress: ProgressFn | None) -> dict:
+        """All-or-nothing, and whole after a kill at any step: validate the metadata, stream the
+        features into a staging folder (validating rows), record the pending import, insert
+        the samples in one transaction (the commit point), move the features in, clear the
+        record. A kill before the samples are in is undone by the next command that opens the
+        project, one after them is finished by it (`_finish_interrupted_import`)."""
+        if dtype not in ("float16", "float32"):
+            raise ProjectError(f"--dtype: must be float16 or float32, got {shown(dtype)}")
+        try:
+            plan = make_plan()
+            with FeatureWriter(self.root / "features", len(plan.names), plan.modalities, dtype) as writer:
+                plan.write_features(writer, progress)
+                staging = writer.stage()
+                crash_point("import:staged")
+                self._commit_import(plan, writer, staging.name)
+        except InputError as e:
+            raise ProjectError(str(e)) from None
+        return self.status()
+
+    def _commit_import(self, plan: ImportPlan, writer: FeatureWriter, staging: str) -> None:
+        cid = {c: i for i, c in enumerate(self.classes)}
+        rows = [{"id": i, "name": n, "split": sp,
+                 "gold_label": None if lab is None else cid[lab],
+                 "true_label": None if tl is None else cid[tl],
+                 "text": tx, "media": md}
+                for i, (n, sp, lab, tl, tx, md) in enumerate(zip(
+                    plan.names, plan.splits, plan.labels, plan.true_labels, plan.texts, plan.media))]
+        pending = {"staging": staging, "pid": os.getpid(), "host": socket.gethostname(),
+                   "media_root": plan.media_root or "", "source": plan.source}
+        self.store.set_meta(**{PENDING_IMPORT: json.dumps(pending)})
+        try:
+            crash_point("import:marked")
+            self.store.insert_samples(rows)
+        except BaseException:
+            if self.store.sample_count() == 0:  # not committed: the writer removes the staging folder
+                self.store.set_meta(**{PENDING_IMPORT: ""})
+                raise
+            writer.publish()  # committed after all: finish before reporting the interruption
+            self._record_import(pending)
+            raise
+        crash_point("import:samples")
+        writer.publish()
+        crash_point("import:published")
+        self._record_import(pending)
+
+    def _record_import(self, pending: dict) -> None:
+        self.store.set_meta(media_root=pending["media_root"], import_source=pending["source"],
+                            **{PENDING_IMPORT: ""})
+
+    def _finish_interrupted_import(self) -> list[str]:
+        """Repair what a killed import left behind; returns what was done, for the user."""
+        notes = []
+        features = self.root / "features"
+        raw = self.store.meta(PENDING_IMPORT)
+        pending = json.loads(raw) if raw else None
+        if pending and not process_may_run(pending["host"], pending["pid"]):
+            n, who = self.store.sample_count(), f"process {pending['pid']}"
+            if n == 0:
+                shutil.rmtree(features / pending["staging"], ignore_errors=True)
+                self.store.set_meta(**{PENDING_IMPORT: ""})
+                notes.append(f"an import ({who}) was interrupted before its samples were written: "
+                             f"nothing was imported; run it again")
+            else:
+                try:
+                    publish_staged(features, pending["staging"])
+                except InputError as e:
+                    notes.append(f"an import ({who}) was interrupted after its {n} samples were written and "
+                                 f"cannot be finished ({e}); import into a new project")
+                else:
+                    self._record_import(pending)
+                    notes.append(f"finished an import ({who}) interrupted after its {n} samples were written")
+            pending = None
+        if features.is_dir():
+            removed = remove_dead_staging(features, keep=pending["staging"] if pending else None)
+            if removed:
+                notes.append(f"removed {len(removed)} staging folder(s) of killed imports from {features}")
+        return notes

@@ -1,0 +1,112 @@
+"""The app's training actions (`TrainingActions`, mixed into `AppActions`, service/actions.py):
+start the next round in a child process, follow it wherever it was started, the presets,
+the auto-accept preview and the rounds so far. No Gradio here; type hints are real (no
+`from __future__ import annotations`): `gr.api` reads them to describe the endpoints."""
+import functools
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+
+from ..db.models import as_utc, utcnow
+from ..engine.config import Config, ConfigError, load_config
+from ..engine.errors import shown
+
+from .errors import ProjectError
+from .project import Project, round_summary
+from .refusals import refusals
+from .review import auto_accept_preview, round_view
+from .runner import TrainingRunner, train_in_child
+from .values import flag, text
+
+
+class TrainingActions:
+    """The training endpoints of `AppActions`, which sets what is declared here."""
+    project: Project
+    presets: dict[str, Path]
+    runner: TrainingRunner
+    _outside_log: deque
+    _child: subprocess.Popen | None
+
+    @refusals
+    def train_round(self, config: str = "default", auto_accept: bool = False, wait: bool = False) -> dict:
+        """Start training the next round in the background (one at a time). With wait=True,
+        return when it ends, with its summary."""
+        config = text(config, "config")
+        auto = flag(auto_accept, "auto_accept")
+        wait = flag(wait, "wait")
+        self._preset(config)   # a bad preset is refused here, in one line, not in the training process
+        self.project.mark_dead_rounds_failed()
+        busy = self.project.store.unfinished_rounds()
+        if self.runner.is_running() or busy:
+            which = f"round {busy[0].id}" if busy else "a round"
+            raise ProjectError(f"{which} is already training; wait for it to finish")
+        job = functools.partial(self._train_job, self.presets[config], config, auto)
+        if not self.runner.start(job, f"training next round ({config}{', auto-accept' if auto else ''})"):
+            raise ProjectError("a round is already training; wait for it to finish")
+        if not wait:
+            return {"ok": True, "started": True, "message": "training started"}
+        self.runner.wait()
+        snap = self.runner.snapshot()
+        if snap["error"]:
+            return {"ok": False, "error": f"training failed: {snap['error']}"}
+        return {"ok": True, "started": True, "round": snap["result"], "message": "training done"}
+
+    def _preset(self, config) -> Config:
+        config = text(config, "config")
+        if config not in self.presets:
+            raise ProjectError(f"config: unknown preset {shown(config)}; presets are {', '.join(self.presets)}")
+        try:
+            return load_config(self.presets[config])
+        except ConfigError as e:
+            raise ProjectError(f"config {shown(config)}: {e}") from None
+
+    def _train_job(self, config_file: Path, config: str, auto_accept: bool, progress) -> dict:
+        summary = train_in_child(self.project.root, config_file, config, auto_accept, progress, self.project.store,
+                                 on_start=lambda child: setattr(self, "_child", child))
+        self.warm()
+        return summary
+
+    def warm(self) -> None:
+        """Load the current round's arrays for the per-class table and histograms now (about 2 s
+        at 115k pool predictions), so that the first page to ask does not wait for them."""
+        try:
+            round_view(self.project)
+        except ProjectError:  # no finished round yet: nothing to load
+            pass
+
+    @refusals
+    def training_status(self) -> dict:
+        """Progress of the round training now, wherever it was started (this server, the command
+        line, another server: read from the store), else of the latest run started here:
+        running, round, where ("here" | "elsewhere"), message, fraction, elapsed_s, log lines,
+        error, the finished round's summary, and `version` (changes with every update)."""
+        snap = self.runner.snapshot()
+        unfinished = self.project.store.unfinished_rounds()
+        if snap["running"] or not unfinished:
+            current = unfinished[0].id if unfinished else None
+            return {"ok": True, "round": current, "where": "here"} | snap
+        r = unfinished[0]
+        message = f"round {r.id} (started by process {r.pid} on {r.host}): {r.progress_message or 'starting'}"
+        if not self._outside_log or self._outside_log[-1][1] != message:
+            self._outside_log.append((time.strftime("%H:%M:%S"), message))
+        started = as_utc(r.started_at) if r.started_at is not None else None
+        elapsed = None if started is None else round((utcnow() - started).total_seconds(), 1)
+        return {"ok": True, "running": True, "round": r.id, "where": "elsewhere", "message": message,
+                "fraction": round(float(r.progress or 0.0), 4), "elapsed_s": elapsed,
+                "log": [f"{t}  {m}" for t, m in self._outside_log], "error": None, "result": None,
+                "version": f"{r.id}:{r.progress}:{r.progress_message}"}
+
+    @refusals
+    def auto_accept_preview(self, config: str = "default") -> dict:
+        """What `train` with auto-accept would accept now with a preset: per class count and
+        expected precision, the total, and a note when nothing would be."""
+        return {"ok": True} | auto_accept_preview(self.project, self._preset(config))
+
+    @refusals
+    def round_history(self) -> dict:
+        """Every round: id, status, started_at, composition, CV / test WAF, per-class F1,
+        accepted pseudo-labels per class, wall time, error."""
+        classes = self.project.classes
+        return {"ok": True, "rounds": [round_summary(r, classes) for r in self.project.store.rounds()],
+                "training": self.runner.is_running()}
