@@ -64,7 +64,7 @@ test-slow: install system-deps
 	$(PY) -m pytest -q -m "slow and not gpu"
 
 # Mutation testing (bench/results/mutation.md): mutmut 2 over engine/selection.py,
-# engine/calibration.py, service/rounds.py, db/store.py and service/review.py with each module's fast tests,
+# engine/calibration.py, service/rounds.py, the store's decision and threshold queries and service/review.py with each module's fast tests,
 # in a copy under build/mutation/ (the worktree is never mutated), from an empty cache. The
 # before score: TESTS_FROM=2cd7717 bench/mutation.sh (the tests this work started from).
 mutation: install

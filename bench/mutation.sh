@@ -29,12 +29,14 @@ export PYTHONPATH="$M/shim" PYTHONDONTWRITEBYTECODE=1 GRADIO_ANALYTICS_ENABLED=F
 declare -A TESTS=(
     [engine/selection.py]="tests/test_selection.py"
     [engine/calibration.py]="tests/test_calibration.py"
-    [db/store.py]="tests/test_store.py"
+    [db/decision_queries.py]="tests/test_store.py"
+    [db/threshold_queries.py]="tests/test_store.py"
     [service/rounds.py]="tests/test_round_steps.py"
     [service/review.py]="tests/test_review.py tests/test_app_actions.py"
 )
-ORDER=(engine/selection.py engine/calibration.py service/rounds.py db/store.py service/review.py)
-declare -A SAMPLE_EVERY=([service/rounds.py]=6 [db/store.py]=4 [service/review.py]=8)
+ORDER=(engine/selection.py engine/calibration.py service/rounds.py db/decision_queries.py db/threshold_queries.py
+       service/review.py)
+declare -A SAMPLE_EVERY=([service/rounds.py]=6 [db/decision_queries.py]=4 [service/review.py]=8)
 [ "${SAMPLE-x}" = "" ] && SAMPLE_EVERY=()
 modules=("$@")
 [ ${#modules[@]} -eq 0 ] && modules=("${ORDER[@]}")

@@ -2,7 +2,7 @@
 reviewers working at once get different cards."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -16,7 +16,7 @@ from .store_base import StoreBase, _chunks
 class ClaimQueries(StoreBase):
     """The queries on claims, mixed into `Store` (db/store.py)."""
 
-    def claim(self, sample_id: int, reviewer: str, seconds: float) -> bool:
+    def claim(self, sample_id: int, reviewer: str, seconds: float, server: str | None = None) -> bool:
         """Hold a sample's card for `reviewer` for `seconds` from now, so that reviewers
         working at once get different cards. False while another reviewer holds it; the
         holder claiming again extends the hold. An expired claim is simply taken over."""
@@ -26,11 +26,12 @@ class ClaimQueries(StoreBase):
             if held is not None and held.reviewer != reviewer and as_utc(held.expires_at) > now:
                 return False
             s.merge(Claim(sample_id=sample_id, reviewer=reviewer,
-                          expires_at=now + timedelta(seconds=seconds)))
+                          expires_at=now + timedelta(seconds=seconds), server=server))
             return True
         return self._write(work)
 
-    def claim_first(self, sample_ids: Sequence[int], reviewer: str, seconds: float) -> int | None:
+    def claim_first(self, sample_ids: Sequence[int], reviewer: str, seconds: float,
+                    server: str | None = None) -> int | None:
         """In one write transaction: hold the first of `sample_ids` that no other reviewer
         holds and that has no decision in force (the queue the ids come from was read before
         this transaction) for `reviewer` for `seconds`, and drop the reviewer's other claims
@@ -49,7 +50,8 @@ class ClaimQueries(StoreBase):
             else:
                 return None
             s.execute(delete(Claim).where(Claim.reviewer == reviewer, Claim.sample_id != sid))
-            s.merge(Claim(sample_id=sid, reviewer=reviewer, expires_at=now + timedelta(seconds=seconds)))
+            s.merge(Claim(sample_id=sid, reviewer=reviewer, expires_at=now + timedelta(seconds=seconds),
+                          server=server))
             return sid
         return self._write(work)
 
@@ -58,3 +60,18 @@ class ClaimQueries(StoreBase):
         with self.session() as s:
             return set(s.scalars(select(Claim.sample_id).where(Claim.expires_at > utcnow(),
                                                                Claim.reviewer != reviewer)))
+
+    def release_claims_of(self, is_dead: Callable[[str], bool]) -> int:
+        """Drop the claims of the servers `is_dead` names (server "host:pid"): a killed server's
+        cards would stay held until they expire. Returns how many were dropped."""
+        with self.session() as s:
+            servers = set(s.scalars(select(Claim.server).where(Claim.server.is_not(None)).distinct()))
+        dead = [x for x in servers if x is not None and is_dead(x)]
+        if not dead:
+            return 0
+
+        def work(s: Session) -> int:
+            gone = list(s.scalars(select(Claim.sample_id).where(Claim.server.in_(dead))))
+            s.execute(delete(Claim).where(Claim.server.in_(dead)))
+            return len(gone)
+        return self._write(work)

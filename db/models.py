@@ -22,7 +22,7 @@ from ..engine.vocab import LOG_ACTIONS, Action, CardKind, PredictionKind, RoundS
 
 # The version the migrations in migrations/versions/ lead to (the head revision's number);
 # the meta table records the version a database is at.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 
@@ -208,6 +208,7 @@ class Claim(Base):
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), primary_key=True)
     reviewer: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    server: Mapped[str | None] = mapped_column(String(160))  # "host:pid" of the server holding it
 
     # "claimed by others, not expired" reads this index alone.
     __table_args__ = (Index("ix_claims_expires", "expires_at", "reviewer", "sample_id"),)

@@ -18,8 +18,10 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .errors import MersemiError, one_line, shown
+from .errors import MersemiError, UsageError, one_line, shown
+from .safe_files import read_text
 from .thresholds import Policy, TargetPer, check_target_precision
+from .vocab import MER2024_CLASSES
 
 
 def presets() -> dict[str, Path]:
@@ -236,7 +238,17 @@ class SelfTrainingConfig(_Section):
         return check_target_precision(value, what="")
 
     def threshold_for(self, classes: list[str]) -> list[float]:
+        self.check_classes(classes)
         return [self.thresholds.get(c, self.default_threshold) for c in classes]
+
+    def check_classes(self, classes: list[str]) -> None:
+        """A threshold named for a class that is neither the project's nor one of MER2024's
+        (which the shipped presets name, whatever the project's classes) is a typo ("ecstatic")
+        or a config for another project: refused, naming it."""
+        unknown = [n for n in self.thresholds if n not in classes and n not in MER2024_CLASSES]
+        if unknown:
+            raise ConfigError(f"self_training.thresholds: {unknown[0]!r} is not a class of this project "
+                              f"({', '.join(classes)})")
 
 
 class Config(_Section):
@@ -423,20 +435,13 @@ def _read_yaml(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if path in seen:
         raise ConfigError(f"{path}: circular 'extends'")
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"larger than {MAX_CONFIG_BYTES:,} bytes: not a config file")
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "config", MAX_CONFIG_BYTES)  # a regular file, bounded: never /dev/zero
+    except UsageError as e:
+        raise ConfigError(str(e)) from None
+    try:
         data = yaml.load(text, Loader=_NoAliasLoader) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: not a file (a folder)") from None
-    except ConfigError as e:  # too large, or an alias
+    except ConfigError as e:  # an alias
         raise ConfigError(f"{path}: {e}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (not UTF-8)") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: unreadable ({e.strerror or e.__class__.__name__})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({one_line(e)})") from None
     except RecursionError:

@@ -24,6 +24,7 @@ import numpy as np
 
 from .crashpoints import crash_point
 from .errors import InputError, shown
+from .processes import pid_alive
 
 MANIFEST = "manifest.json"
 DTYPES = ("float16", "float32")
@@ -51,7 +52,7 @@ def process_may_run(host: str | None, pid: int) -> bool:
     on another host, which this one cannot ask (a project folder shared by a team)."""
     if host is not None and _host_tag(host) != _host_tag(socket.gethostname()):
         return True
-    return _process_alive(pid)
+    return pid_alive(pid)
 
 
 def _host_tag(host: str) -> str:
@@ -67,20 +68,6 @@ def remove_dead_staging(folder: Path, keep: str | None = None) -> list[str]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
     return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:   # alive, owned by someone else
-        return True
-    except OverflowError:
-        return False
-    return True
 
 
 def publish_staged(folder: Path, staging: str, moved: list[Path] | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,21 @@ class Fold:
 
 
 MIN_GOLD_PER_CLASS = 2
+
+
+def gold_problem(counts: Sequence[int], classes: Sequence[str]) -> str | None:
+    """The one rule for the labeled (gold) samples a round needs, in a line, or None: every
+    class at least MIN_GOLD_PER_CLASS, one to train on while another is held out. The import
+    and the round both ask it (gold labels come only from the import)."""
+    missing = [c for c, n in zip(classes, counts) if n == 0]
+    if missing:
+        return (f"class {missing[0]!r} has no labeled sample; every class needs at least {MIN_GOLD_PER_CLASS} "
+                f"(missing: {', '.join(missing)})")
+    few = [(c, n) for c, n in zip(classes, counts) if n < MIN_GOLD_PER_CLASS]
+    if few:
+        return (f"class {few[0][0]!r} has {few[0][1]} labeled sample; every class needs at least "
+                f"{MIN_GOLD_PER_CLASS} (one to train on while another is held out): label more")
+    return None
 
 
 def eval_scheme(counts: np.ndarray, fc: FinetuneConfig) -> dict:

@@ -11,6 +11,7 @@ the problem.
 """
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,15 +21,18 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, shown
+from .errors import InputError, UsageError, shown
 from .features import FeatureWriter, check_modality_name
+from .folds import gold_problem
+from .names import sample_name_problem
+from .safe_files import MiB, read_bytes
 from .safe_npz import load_npz
 from .vocab import MEDIA_SUFFIXES, Split
 
 ProgressFn = Callable[[str, float], None]
 TEXT_COLUMNS = ("english", "chinese", "text")  # transcripts: first non-empty one wins
 _BLOCK_BYTES = 64 * 2**20  # float32 bytes per streamed block (~64 MB)
-MAX_NAME_CHARS = 255       # a sample name: the width of the samples table's name column
+MAX_CSV_BYTES = 512 * MiB  # samples.csv at MER2024 scale is ~5 MB
 
 
 def _block_rows(dim: int) -> int:
@@ -94,6 +98,13 @@ class ImportPlan:
     source: str                       # human description for the log
     sources: dict[str, _FeatureSource] = field(default_factory=dict, repr=False)
 
+    def check_trainable(self, classes: list[str]) -> None:
+        """Refuse, before any feature is read, labels no round could train on (folds.gold_problem):
+        the project could not be imported into again."""
+        counts = [sum(1 for s, l in zip(self.splits, self.labels) if s == Split.LABELED and l == c) for c in classes]
+        if problem := gold_problem(counts, classes):
+            raise InputError(f"{self.source}: {problem}")
+
     def write_features(self, writer: FeatureWriter, progress: ProgressFn | None = None) -> None:
         """Stream every modality into `writer`, checking each row; raises InputError on the
         first bad row (the caller aborts the writer)."""
@@ -117,7 +128,7 @@ def plan_native(folder: Path, classes: list[str]) -> ImportPlan:
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
     csv = folder / "samples.csv"
-    df = _read_csv(csv, required=("name", "split", "label"))
+    df = read_csv(csv, required=("name", "split", "label"))
     if df.empty:
         raise InputError(f"{csv}: no samples (the file has a header but no rows)")
     names = _names(df["name"], csv, first_line=2)
@@ -160,7 +171,11 @@ def _native_media(folder: Path, value: str, where: str) -> str:
 
 
 def _native_matrices(folder: Path, names: list[str]) -> dict[str, _NativeMatrix]:
-    files = sorted(p for p in folder.glob("*.npy") if p.is_file())
+    files = sorted(folder.glob("*.npy"))
+    for path in files:
+        if not path.is_file():  # skipped silently, a modality would go missing without a word
+            raise InputError(f"{path}: not a regular file (a folder, a device or a broken link); a feature "
+                             "matrix <modality>.npy is a file")
     if not files:
         raise InputError(f"{folder}: no feature matrix (<modality>.npy) beside samples.csv")
     # Matrix-level problems concern every sample: the message says so.
@@ -195,13 +210,15 @@ def plan_mertools(labels: Path, features_root: Path, modality_map: dict[str, str
         raise InputError("MERTools import: map at least one modality to a feature folder")
     names, splits, label_values = _mertools_labels(labels, classes)
     for name in names:
-        if not name or name in (".", "..") or "/" in name or "\\" in name:
-            raise InputError(f"{labels}: sample {shown(name)}: not usable as a file name")
-        if len(name) > MAX_NAME_CHARS:
-            raise InputError(f"{labels}: sample {shown(name)}: name longer than {MAX_NAME_CHARS} characters")
+        if problem := sample_name_problem(name):
+            raise InputError(f"{labels}: sample {shown(name)} {problem}")
     sources = {}
+    root = features_root.resolve()
     for modality, folder_name in modality_map.items():
-        check_modality_name(modality, f"--modality {shown(f'{modality}={folder_name}')}")
+        where = f"--modality {shown(f'{modality}={folder_name}')}"
+        check_modality_name(modality, where)
+        if Path(folder_name).is_absolute() or not (root / folder_name).resolve().is_relative_to(root):
+            raise InputError(f"{where}: the feature folder must lie under --features {features_root}")
         sources[modality] = _feature_folder(features_root / folder_name, names)
     texts: list[str | None] = _transcripts(Path(transcripts), names) if transcripts else [None] * len(names)
     media_root: str | None = None
@@ -261,7 +278,7 @@ def _corpus(npz: dict[str, object], key: str, path: Path) -> dict[str, object]:
 
 
 def _csv_labels(path: Path, classes: list[str]) -> tuple[list[str], list[str], list[str | None]]:
-    df = _read_csv(path, required=("name", "discrete"))
+    df = read_csv(path, required=("name", "discrete"))
     if df.empty:
         raise InputError(f"{path}: empty label file: no samples (a header but no rows)")
     names = _names(df["name"], path, first_line=2)
@@ -324,7 +341,7 @@ def _pooled_vector(path: Path, name: str, dim: int | None) -> np.ndarray:
 
 
 def _transcripts(path: Path, names: list[str]) -> list[str | None]:
-    df = _read_csv(path, required=("name",))
+    df = read_csv(path, required=("name",))
     text_columns = [c for c in TEXT_COLUMNS if c in df.columns]
     if not text_columns:
         raise InputError(f"{path}: no text column (need one of {', '.join(TEXT_COLUMNS)})")
@@ -356,12 +373,17 @@ def _media_clips(folder: Path, names: list[str]) -> tuple[str, list[str | None]]
 
 # ---------------------------------------------------------------------- shared helpers
 
-def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
+def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     """All cells as stripped strings ('' where empty); column names stripped and lower-cased."""
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        data = read_bytes(path, "", MAX_CSV_BYTES)  # a regular file, bounded
+    except UsageError as e:
+        raise InputError(str(e)) from None
+    nul = data.find(b"\0")
+    if nul >= 0:  # the C parser would end the cell there, silently
+        raise InputError(f"{path}: a NUL byte at offset {nul}; not a text CSV")
+    try:
+        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file (no header, no samples)") from None
     except Exception as e:
@@ -381,9 +403,8 @@ def _names(column: pd.Series, path: Path, first_line: int) -> list[str]:
         line = i + first_line
         if not name:
             raise InputError(f"{path}: sample on line {line}: empty name")
-        if len(name) > MAX_NAME_CHARS:
-            raise InputError(f"{path}: sample {shown(name)} (line {line}): name longer than "
-                             f"{MAX_NAME_CHARS} characters")
+        if problem := sample_name_problem(name):
+            raise InputError(f"{path}: sample {shown(name)} (line {line}) {problem}")
         if name in seen:
             raise InputError(f"{path}: sample {shown(name)}: duplicate sample name (lines {seen[name]} and {line})")
         seen[name] = line

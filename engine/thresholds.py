@@ -30,14 +30,10 @@ def quantize(value: float) -> float:
 
 
 def check(value: object, cls: str) -> float:
-    """A threshold for class `cls` from a number or a numeric string, quantized; ThresholdError
-    naming the class and the value otherwise (not a number, NaN, infinite, outside [0, 1])."""
+    """A threshold for class `cls` from a number (a string is not one: the command line converts
+    its text first), quantized; ThresholdError naming the class and the value otherwise (not a
+    number, NaN, infinite, outside [0, 1])."""
     echo = shown(value)
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ThresholdError(f"threshold for {cls}: not a number: {echo}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ThresholdError(f"threshold for {cls}: not a number: {echo}")
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:

@@ -40,7 +40,7 @@ from .calibration import (apply_temperature, combine, ensemble_mean, expected_ca
 from .config import Config, checkpoint_config
 from .distributed import Dist, gather
 from .errors import InputError
-from .folds import MIN_GOLD_PER_CLASS, Fold, eval_scheme, fold_key, make_folds
+from .folds import MIN_GOLD_PER_CLASS, Fold, eval_scheme, fold_key, gold_problem, make_folds
 from .loops import copy_state, embed, fit_folds, fold_workers, predict_rows, pretrain, train_threads
 from .metrics import classification_metrics, log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
@@ -435,11 +435,8 @@ def _validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, li
         raise InputError(f"row {int(both[0])} is both gold and extra ({len(both)} such rows): "
                          f"a gold row's label must not also come from relabels or pseudo-labels")
     counts = np.bincount(data.gold_labels, minlength=n_classes)
-    few = np.flatnonzero(counts < MIN_GOLD_PER_CLASS)
-    if len(few):
-        c = int(few[0])
-        raise InputError(f"class {c} has {int(counts[c])} gold sample(s); every class needs at least "
-                         f"{MIN_GOLD_PER_CLASS} (one to train on while another is held out)")
+    if problem := gold_problem(counts.tolist(), [str(c) for c in range(n_classes)]):
+        raise InputError(problem)
     notes = []
     if cfg.model.kind == "mrccl":
         unknown = sorted(set(cfg.model.vote_weights) - {"fusion"} - set(data.features))

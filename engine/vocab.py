@@ -69,6 +69,8 @@ class Tool(StrEnum):
 
 RESERVED_NAMES = tuple(Tool)
 
+MER2024_CLASSES = ("neutral", "angry", "happy", "sad", "worried", "surprise")  # a new project's default
+
 
 def source_of(action: str, reviewer: str) -> Source | None:
     """The label source of a decision: None for a reject (it gives no class)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..engine.config import presets
 from ..engine.errors import shown
+from ..engine.processes import dead_on_this_host, this_process
 from ..engine.vocab import QueueKind, Tool
 
 from .runner import LOG_LINES, TrainingRunner
@@ -89,6 +90,8 @@ class AppActions(TrainingActions):
         self.claim_s = CLAIM_S
         self._outside_log: deque = deque(maxlen=LOG_LINES)   # progress of rounds trained elsewhere
         self._child: subprocess.Popen | None = None          # the process training the round started here
+        self.server = this_process()                         # how this server's claims name it
+        project.store.release_claims_of(dead_on_this_host)   # the cards a killed server still held
 
     # ------------------------------------------------------------------ overview
     @refusals
@@ -199,7 +202,8 @@ class AppActions(TrainingActions):
         if reviewer and page:
             # Another reviewer may have claimed a card since the queue was read: the first one
             # still free is held, in one write transaction.
-            held = self.project.store.claim_first([c.sample_id for c in page], reviewer, self.claim_s)
+            held = self.project.store.claim_first([c.sample_id for c in page], reviewer, self.claim_s,
+                                                  server=self.server)
             skipped = [c.sample_id for c in page].index(held) if held is not None else 0
             page = [c for c in page if c.sample_id == held]
             offset += skipped
@@ -362,6 +366,7 @@ class AppActions(TrainingActions):
     def changes(self) -> dict:
         """Marks that change with every write a page shows (decisions, thresholds, rounds and
         the training here): a page polls this and redraws only what changed."""
+        self.project.mark_dead_rounds_failed()  # a round whose process was killed stops showing "running"
         return {"ok": True, "training": self.runner.snapshot()["version"]} | self.project.store.change_marks()
 
     @refusals

@@ -12,14 +12,38 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from pathlib import Path
 
+from ..engine.processes import pid_alive
+
+
+def temp_prefix(kind: str) -> str:
+    """The name of a temporary folder this process owns: a later server finds it by the pid."""
+    return f"mersemi-{kind}-{os.getpid()}-"
+
+
+def remove_leftovers(tmp: str | Path | None = None) -> list[Path]:
+    """Remove the temporary folders of servers that died without cleaning up (kill -9): ours
+    (same user), not links, named by a pid that is no longer running."""
+    removed = []
+    for folder in Path(tmp or tempfile.gettempdir()).glob("mersemi-*-*-*"):
+        parts = folder.name.split("-")
+        if len(parts) < 4 or parts[1] not in ("clips", "gradio") or not parts[2].isdigit():
+            continue
+        st = folder.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or pid_alive(int(parts[2])):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
 
 class ClipShelf:
     def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="mersemi-clips-")  # removed at exit at the latest
+        self._dir = tempfile.TemporaryDirectory(prefix=temp_prefix("clips"))  # removed at exit at the latest
         self.folder = Path(self._dir.name).resolve()
 
     def serve(self, clip: Path) -> Path:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine.errors import shown
+from ..engine.safe_files import check_writable_target, write_atomically
 from ..engine.vocab import Source, Split
 
 from .project import Project, ProjectError
@@ -33,22 +34,17 @@ def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> di
         df = predictions_frame(project)
     else:
         df = decisions_frame(project)
-    tmp = out.with_name(out.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(out)  # never leave a half-written export under the requested name
+    write_atomically(out, "--out", lambda f: df.to_csv(f, index=False))
     return {"path": str(out), "rows": len(df)}
 
 
 def output_path(project: Project, out: str | Path) -> Path:
-    """The file an export may write for `out`, with symlinks resolved: anywhere outside a
-    project, or under a project's own exports/ folder. Inside a project it would replace the
-    database, a feature matrix or a checkpoint (`--out P/project.db` once did)."""
+    """The file an export may write for `out` (a regular file or a new name, see
+    check_writable_target): anywhere outside a project, or under a project's own exports/
+    folder. Inside a project it would replace the database, a feature matrix or a checkpoint
+    (`--out P/project.db` once did)."""
     given = Path(out)
-    target = given.resolve()
-    if target.is_dir():
-        raise ProjectError(f"--out {given}: is a folder; give the name of the file to write")
-    if not target.parent.is_dir():
-        raise ProjectError(f"--out {given}: no such folder {given.parent}")
+    target = check_writable_target(given, "--out")
     roots = {project.root.resolve()} | {d for d in target.parents if _is_project_root(d)}
     for root in sorted(roots):
         # exports/ itself unresolved: an exports link into features/ does not make features/ writable
@@ -129,7 +125,5 @@ def _write_mertools(project: Project, labels: pd.DataFrame, out: Path) -> None:
     names = project.store.sample_names(pool_ids.tolist())
     test1 = {names[i]: {"emo": placeholder.get(i, project.classes[0])}
              for i in pool_ids.tolist() if names[i] not in train}
-    tmp = out.with_name(out.name + ".tmp.npz")
     corpora: dict[str, Any] = {"train_corpus": train, "test1_corpus": test1}
-    np.savez(tmp, **corpora)
-    tmp.replace(out)
+    write_atomically(out, "--out", lambda f: np.savez(f, **corpora))

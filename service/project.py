@@ -7,7 +7,6 @@ store is and how to reach it service/store_location.py.
 """
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,16 +21,19 @@ from ..db.store import DecisionIn, Store
 from ..engine.config import load_config
 from ..engine.errors import shown
 from ..engine import checkpoint, thresholds
-from ..engine.vocab import Action, CardKind, Source
+from ..engine.vocab import MER2024_CLASSES, Action, CardKind, Source
 from ..engine.features import FeatureStore
-from ..engine.importers import MAX_NAME_CHARS
+from ..engine.importers import read_csv
+from ..engine.names import name_problem, note_problem
+from ..engine.processes import pid_alive
+from ..engine.safe_files import check_folder_target
 
 from .errors import ProjectError
 from .project_import import ProjectImport
 from .store_location import PASSWORD_ENV, SERVER_URL_FILE, _server_url, _where, _without_password, store_url
 from .values import person
 
-DEFAULT_CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
+DEFAULT_CLASSES = list(MER2024_CLASSES)
 MAX_REPORTED = 20  # bad decision rows named in one error
 # A running round that has not beaten for this long is dead, whichever host runs it.
 HEARTBEAT_LIMIT = timedelta(minutes=10)
@@ -62,10 +64,13 @@ class Project(ProjectImport):
              db_url: str | None = None) -> Project:
         """A new project in DIR; its store in DIR/project.db, or on the PostgreSQL server that
         `db_url` names (features, checkpoints and exports stay in DIR)."""
-        root = Path(root)
+        root = check_folder_target(root, "init")
         classes = [c.strip() for c in classes]
         if len(classes) < 2 or any(not c for c in classes):
             raise ProjectError("--classes: give at least two non-empty class names")
+        for c in classes:
+            if problem := name_problem(c):
+                raise ProjectError(f"--classes: class {shown(c)} {problem}")
         if len(set(c.lower() for c in classes)) != len(classes):
             raise ProjectError("--classes: class names must be unique (case-insensitive)")
         for marker in ("project.db", SERVER_URL_FILE):
@@ -182,14 +187,20 @@ class Project(ProjectImport):
         if rnd is None or rnd.status != "done":
             raise ProjectError("no finished round yet: train round 0 before deciding")
         reviewer = person(reviewer)
-        long = [r.name for r in requests if len(r.name) > MAX_NAME_CHARS]
-        known = self.store.samples_by_name(r.name for r in requests if len(r.name) <= MAX_NAME_CHARS)
+        bad_names = {r.name: p for r in requests if (p := name_problem(r.name))}
+        known = self.store.samples_by_name(r.name for r in requests if r.name not in bad_names)
         preds = self.store.prediction_of(rnd.id, [v[0] for v in known.values()])
         th = self.store.thresholds()
         entries, errors, as_accept = [], [], []
-        for r in requests:
+        first: dict[str, int] = {}
+        for n, r in enumerate(requests, 1):
+            if r.name in first:  # the last row winning silently undid the first one's decision
+                errors.append(f"{source}: sample {shown(r.name)}: decided twice (requests {first[r.name]} and {n}); "
+                              "keep one")
+                continue
+            first[r.name] = n
             try:
-                entry = self._decision(r, known, preds, rnd.id, long, th)
+                entry = self._decision(r, known, preds, rnd.id, bad_names, th)
             except ProjectError as e:
                 errors.append(f"{source}: sample {shown(r.name)}: {e}")
                 continue
@@ -213,10 +224,12 @@ class Project(ProjectImport):
                              for r in requests if (d := replaced.get(known[r.name][0])) is not None]}
 
     def _decision(self, r: DecisionRequest, known: dict, preds: dict, round_id: int,
-                  long: list[str], th: list[float]) -> DecisionIn:
+                  bad_names: dict[str, str], th: list[float]) -> DecisionIn:
         """One request as a decision, or ProjectError saying what is wrong with it."""
-        if r.name in long:
-            raise ProjectError(f"name longer than {MAX_NAME_CHARS} characters")
+        if r.name in bad_names:
+            raise ProjectError(f"the name {bad_names[r.name]}")
+        if r.note and (problem := note_problem(r.note)):
+            raise ProjectError(f"the note {problem}")
         if r.name not in known:
             raise ProjectError("unknown sample")
         sid, split = known[r.name]
@@ -331,14 +344,14 @@ def _per_class(values, classes: list[str]) -> dict | None:
 
 def round_is_dead(r: Round, host: str, now) -> bool:
     """Whether an unfinished round's process is gone (see Project.mark_dead_rounds_failed)."""
-    if r.host == host and (r.pid is None or not _pid_alive(r.pid)):
+    if r.host == host and (r.pid is None or not pid_alive(r.pid)):
         return True
     last = r.heartbeat_at or r.started_at or r.created_at   # rounds from before heartbeats
     return last is None or now - as_utc(last) > HEARTBEAT_LIMIT
 
 
 def _death_note(r: Round, host: str) -> str:
-    if r.host == host and (r.pid is None or not _pid_alive(r.pid)):
+    if r.host == host and (r.pid is None or not pid_alive(r.pid)):
         return f"interrupted: process {r.pid} on {r.host} is gone"
     minutes = int(HEARTBEAT_LIMIT.total_seconds() // 60)
     return f"interrupted: no heartbeat from process {r.pid} on {r.host} for over {minutes} minutes"
@@ -372,35 +385,17 @@ def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, 
     return before, after
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
 def parse_decisions_csv(path: str | Path) -> list[DecisionRequest]:
     """Read `name, decision, label[, note]`; errors name the file and row."""
-    import pandas as pd
-
     path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise ProjectError(f"{path}: no such file") from None
-    except Exception as e:
-        raise ProjectError(f"{path}: not a readable CSV ({e})".replace("\n", " ")) from None
-    df.columns = [c.strip().lower() for c in df.columns]
-    for col in ("name", "decision"):
-        if col not in df.columns:
-            raise ProjectError(f"{path}: missing column {col!r} (need name, decision, label)")
+    df = read_csv(path, required=("name", "decision"))  # a regular file, bounded, no NUL
     if df.empty:
         raise ProjectError(f"{path}: no decisions in the file")
     label = df["label"] if "label" in df.columns else [""] * len(df)
     note = df["note"] if "note" in df.columns else [""] * len(df)
-    return [DecisionRequest(n.strip(), d, l.strip() or None, nt or None)
+    return [DecisionRequest(n, d, l or None, nt or None)
             for n, d, l, nt in zip(df["name"], df["decision"], label, note)]
 

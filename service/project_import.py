@@ -65,6 +65,7 @@ class ProjectImport:
             raise ProjectError(f"--dtype: must be float16 or float32, got {shown(dtype)}")
         try:
             plan = make_plan()
+            plan.check_trainable(self.classes)
             with FeatureWriter(self.root / "features", len(plan.names), plan.modalities, dtype) as writer:
                 plan.write_features(writer, progress)
                 staging = writer.stage()

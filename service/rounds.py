@@ -30,9 +30,10 @@ from ..engine.errors import InputError
 from ..engine.metrics import classification_metrics
 from ..engine.distributed import Dist, broadcast
 from ..engine.features import FeatureStore
+from ..engine.folds import gold_problem
 from ..engine.progress import ProgressFn
 from ..engine.train import (
-    MIN_GOLD_PER_CLASS, Prior, RoundResult, TrainSet, train_round as engine_train_round, train_round_distributed,
+    Prior, RoundResult, TrainSet, train_round as engine_train_round, train_round_distributed,
 )
 from ..engine.vocab import HUMAN_SOURCES, CardKind, PredictionKind, RoundStatus, Source, Split, Tool
 
@@ -54,6 +55,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
 
     project.mark_dead_rounds_failed()
     store, classes = project.store, project.classes
+    cfg.self_training.check_classes(classes)
     C = len(classes)
     if not project.features.exists():
         raise ProjectError(f"{project.root}: no features imported yet (run 'mersemi import')")
@@ -62,14 +64,8 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     has_gold = gold_y >= 0
     gold_ids, gold_y = gold_ids[has_gold], gold_y[has_gold]
     counts = np.bincount(gold_y, minlength=C)
-    missing = [classes[c] for c in range(C) if counts[c] == 0]
-    if missing:
-        raise ProjectError(f"class {missing[0]!r} has no labeled sample; every class needs at least "
-                           f"{MIN_GOLD_PER_CLASS} (missing: {', '.join(missing)})")
-    few = [c for c in range(C) if counts[c] < MIN_GOLD_PER_CLASS]
-    if few:
-        raise ProjectError(f"class {classes[few[0]]!r} has {counts[few[0]]} labeled sample; every class needs at "
-                           f"least {MIN_GOLD_PER_CLASS} (one to train on while another is held out): label more")
+    if problem := gold_problem(counts.tolist(), classes):
+        raise ProjectError(problem)
     pool_ids, _, pool_true = store.split_arrays(Split.UNLABELED)
     test_ids, test_y, _ = store.split_arrays(Split.TEST)
 

@@ -2,29 +2,32 @@
 
 One function per kind of value checks it and refuses it with a one-line `UsageError` that
 names the argument and echoes at most 200 characters of what was sent. JSON types are taken
-strictly where it matters: a flag must be a JSON boolean (the string "false" is true in
-Python: it once started an auto-accept round); a number may be a numeric string, but never
-NaN or infinite (Python's JSON parser reads Infinity and NaN).
+strictly: a flag must be a JSON boolean (the string "false" is true in Python: it once
+started an auto-accept round); a number a JSON number (the command line's text with
+text=True), never NaN or infinite (Python's JSON parser reads Infinity and NaN).
 """
 from __future__ import annotations
 
 import math
-import unicodedata
 
 from ..engine.errors import UsageError, shown
-from ..engine.importers import MAX_NAME_CHARS
+from ..engine.names import MAX_NAME_CHARS, MAX_PERSON_CHARS, name_problem, note_problem, person_problem
 from ..engine.vocab import RESERVED_NAMES
 
 MAX_TEXT = MAX_NAME_CHARS  # a sample, class, preset, action or export name
-MAX_REVIEWER = 128  # the width of the decisions' reviewer column
-__all__ = ["MAX_REVIEWER", "MAX_TEXT", "RESERVED_NAMES", "flag", "mapping", "number", "person", "text"]
+MAX_REVIEWER = MAX_PERSON_CHARS
+__all__ = ["MAX_REVIEWER", "MAX_TEXT", "RESERVED_NAMES", "flag", "mapping", "name", "note", "number", "person",
+           "text"]
 
 
 def number(value: object, what: str, low: float = -math.inf, high: float = math.inf,
-           integer: bool = False) -> float:
-    """A finite number in [low, high], from a JSON number or a numeric string (the command
-    line's, or "0.9" from a script); with integer=True a whole one, returned as int."""
+           integer: bool = False, text: bool = False) -> float:
+    """A finite number in [low, high], from a JSON number, or with text=True from the command
+    line's text; with integer=True a whole one, returned as int. An API call sending "0.5"
+    is refused: a client that sends strings sends other things unchecked too."""
     echo = shown(value)
+    if isinstance(value, str) and not text:
+        raise UsageError(f"{what}: expected a number, got the string {echo}")
     if isinstance(value, str):
         try:
             value = float(value.strip())
@@ -70,17 +73,31 @@ def text(value: object, what: str, required: bool = True, max_chars: int = MAX_T
 
 
 def person(value: object, what: str = "reviewer", required: bool = True) -> str:
-    """A person's name as the store records it (a reviewer, a login, who set a threshold): text
-    of at most MAX_REVIEWER characters without control characters, and never a name the tool
-    records as itself (auto, policy, ...), nor one dressed as it ("suggest (ann)")."""
-    name = text(value, what, required=required, max_chars=MAX_REVIEWER)
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
-        raise UsageError(f"{what}: control characters are not allowed in a name: {shown(name)}")
-    lowered = name.lower()
-    if any(lowered == r or lowered.startswith(f"{r} (") for r in RESERVED_NAMES):
-        raise UsageError(f"{what}: {shown(name)} is reserved for what the tool records itself; "
-                         "give your own name")
-    return name
+    """A person's name as the store records it (a reviewer, a login, who set a threshold); see
+    engine.names.person_problem. "" when optional and absent."""
+    name_ = text(value, what, required=required, max_chars=MAX_REVIEWER)
+    problem = person_problem(name_) if name_ else None
+    if problem:
+        raise UsageError(f"{what} {shown(name_)} {problem}")
+    return name_
+
+
+def name(value: object, what: str, required: bool = True) -> str:
+    """A sample's or a class's name (engine.names.name_problem)."""
+    name_ = text(value, what, required=required)
+    problem = name_problem(name_) if name_ else None
+    if problem:
+        raise UsageError(f"{what} {shown(name_)} {problem}")
+    return name_
+
+
+def note(value: object, what: str = "note") -> str:
+    """A free-text note (engine.names.note_problem); "" when absent."""
+    note_ = text(value, what, required=False, max_chars=10**9)
+    problem = note_problem(note_)
+    if problem:
+        raise UsageError(f"{what}: {problem}")
+    return note_
 
 
 def mapping(value: object, what: str) -> dict[str, object]:

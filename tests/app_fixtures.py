@@ -44,10 +44,11 @@ def write_wav(path: Path, seconds: float = 0.2, rate: int = 8000) -> None:
         w.writeframes(tone.tobytes())
 
 
-def make_review_project(root: Path, thresholds: float = 0.5) -> Project:
+def make_review_project(root: Path, thresholds: float = 0.5, db_url: str | None = None) -> Project:
     """Classes calm/joy/anger; pool samples u00..u59 (u00 has a clip, u01 points outside the
-    media folder); out-of-fold predictions right for 4 of every 5 gold samples."""
-    project = Project.init(root, CLASSES)
+    media folder); out-of-fold predictions right for 4 of every 5 gold samples. `db_url`: a
+    PostgreSQL database for the store (None or a SQLite URL: DIR/project.db)."""
+    project = Project.init(root, CLASSES, db_url=None if db_url is None or db_url.startswith("sqlite") else db_url)
     C = len(CLASSES)
     media = root / "media"
     write_wav(media / "u00.wav")

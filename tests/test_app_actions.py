@@ -28,7 +28,7 @@ def log(app):
 def test_thresholds_change_counts_and_persist(app):
     before = app.candidate_counts()["classes"]
     assert [r["candidates"] for r in before] == [expected_count(c, 0.5) for c in range(3)]
-    out = app.set_thresholds({"joy": 0.8, "anger": "0.9"}, reviewer="ann")
+    out = app.set_thresholds({"joy": 0.8, "anger": 0.9}, reviewer="ann")
     assert out["ok"] and out["thresholds"] == {"calm": 0.5, "joy": 0.8, "anger": 0.9}
     rows = {r["class"]: r for r in out["classes"]}
     assert rows["joy"]["candidates"] == expected_count(1, 0.8)

@@ -40,7 +40,7 @@ def test_config_that_is_a_folder(project, tmp_path, capsys):
     ("{folder}", "not a file"),
     ("5", "extends: expected a file name"),
     ("[a, b]", "extends: expected a file name"),
-    ("no-such.yaml", "no such config file"),
+    ("no-such.yaml", "no such file"),
 ])
 def test_bad_extends(extends, problem, project, tmp_path, capsys):
     (tmp_path / "sub").mkdir()
@@ -80,7 +80,7 @@ def test_an_alias_nested_deep_in_a_config_is_refused(project, tmp_path, capsys):
 def test_oversized_and_undecodable_configs(project, tmp_path, capsys):
     big = tmp_path / "big.yaml"
     big.write_text("seed: 1\n" + "# padding\n" * 200_000)
-    one_line_error(*run(capsys, "train", project, "--config", big)[::2], "big.yaml", "larger than")
+    one_line_error(*run(capsys, "train", project, "--config", big)[::2], "big.yaml", "more than the 1,000,000 allowed")
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"seed: \xff\xfe\x00\x01\n")
     one_line_error(*run(capsys, "train", project, "--config", binary)[::2], "binary.yaml", "UTF-8")

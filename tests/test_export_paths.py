@@ -49,10 +49,10 @@ def test_outputs_inside_the_project_are_refused(what, fmt, project, tmp_path, ca
 
 
 @pytest.mark.parametrize("what, fmt", KINDS)
-def test_symlinks_into_the_project_are_followed(what, fmt, project, tmp_path, capsys):
+def test_symlinks_are_never_written_through(what, fmt, project, tmp_path, capsys):
     link = tmp_path / "innocent.csv"
     link.symlink_to(project / "project.db")
-    refused(capsys, project, link, what, fmt, "project.db")
+    refused(capsys, project, link, what, fmt, "symbolic link")
     alias = tmp_path / "alias"
     alias.symlink_to(project, target_is_directory=True)
     refused(capsys, project, alias / "features" / "text.npy", what, fmt, "inside the project")

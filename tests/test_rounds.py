@@ -107,17 +107,16 @@ def test_a_failing_round_is_marked_failed_and_the_previous_stays_in_force(projec
     assert not (project.root / "checkpoints" / "round-1.pt").exists()
 
 
-def test_class_without_labeled_sample_is_refused_before_training(tmp_path):
+def test_class_without_labeled_sample_is_refused_at_import(tmp_path):
     folder = tmp_path / "d"
     make_synthetic(folder, scale=0.05, seed=2)
     df = pd.read_csv(folder / "samples.csv", dtype=str, keep_default_na=False)
     df.loc[(df["split"] == "labeled") & (df["label"] == "surprise"), "split"] = "test"
     df.to_csv(folder / "samples.csv", index=False)
     with Project.init(tmp_path / "p") as p:
-        p.import_native(folder)
         with pytest.raises(ProjectError, match="'surprise' has no labeled sample"):
-            run_round(p, FAST)
-        assert p.status()["rounds"] == []
+            p.import_native(folder)
+        assert p.status()["samples"]["total"] == 0
 
 
 def test_project_without_pool_trains_with_empty_selection(tmp_path):

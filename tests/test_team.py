@@ -233,7 +233,7 @@ def _listening(port: int) -> bool:
     (["--auth", "auto:pw"], "--auth 1: user name 'auto' is reserved"),
     (["--users", "USERS"], "--users line 2: expected USER:PASSWORD; --users line 4: user name 'auto' "
                            "is reserved (the tool records it itself); --users line 5: user 'carl' given twice"),
-    (["--users", "MISSING"], "--users: cannot read"),
+    (["--users", "MISSING"], "missing: no such file"),
     (["--users", "EMPTY"], "--users: no USER:PASSWORD line"),
 ])
 def test_serve_refuses_bad_logins_in_one_message(tmp_path, capsys, argv, message):

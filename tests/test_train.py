@@ -206,8 +206,8 @@ def test_the_number_of_folds_follows_the_class_fold_cap_names(cap, counts, folds
 
 def test_every_class_needs_two_gold_samples_before_any_training():
     calls = []
-    for n_per_class, message in (((30, 30, 0), "class 2 has 0 gold sample(s); every class needs at least 2"),
-                                 ((30, 30, 1), "class 2 has 1 gold sample(s); every class needs at least 2")):
+    for n_per_class, message in (((30, 30, 0), "class '2' has no labeled sample; every class needs at least 2"),
+                                 ((30, 30, 1), "class '2' has 1 labeled sample; every class needs at least 2")):
         feats, y, _, n_gold, rows = clusters(n_per_class=n_per_class)
         with pytest.raises(InputError, match=re.escape(message)):
             train_round(trainset(feats, y, n_gold, rows), 3, CFG, progress=lambda m, f: calls.append(m))

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from ..service.actions import LOGIN, AppActions  # noqa: E402
 from ..service.project import Project  # noqa: E402
@@ -183,7 +184,8 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860,
     logins = [auth] if isinstance(auth, tuple) else list(auth or [])
     demo.actions.logins = bool(logins)
     demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=host, server_port=port, auth=logins or None,
+    demo.launch(server_name=host, server_port=port, auth=logins or None, app_kwargs={"middleware": NO_UPLOADS},
+                max_file_size=0,  # and should a route slip past the middleware, no upload is stored
                 allowed_paths=[str(demo.actions.clips.folder)], blocked_paths=blocked_paths(demo.actions),
                 prevent_thread_lock=not block, share=False, show_error=False, quiet=not block,
                 footer_links=["api"], run_history=False, enable_monitoring=False, mcp_server=False,
@@ -193,6 +195,26 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860,
                 # slower than 3 s and then refuses to serve ("When localhost is not
                 # accessible..."): on a loaded 2-core machine a working server was refused.
                 _frontend=False)
+
+
+class RefuseUploads:
+    """ASGI middleware: the app has no upload field, so Gradio's upload route, open to any
+    visitor (to every login with --auth), is answered 403 before its body is read."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/").endswith("/upload"):
+            body = b"this app takes no uploads"
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+NO_UPLOADS = [Middleware(RefuseUploads)]
 
 
 def blocked_paths(actions: AppActions) -> list[str]:

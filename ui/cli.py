@@ -8,23 +8,28 @@ from __future__ import annotations
 import argparse
 import csv
 import getpass
+import ipaddress
 import json
 import os
 import shutil
 import signal
+import socket
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from ..engine.config import ConfigError, load_config, presets  # noqa: E402
 from ..engine.errors import MersemiError, UsageError, one_line, shown  # noqa: E402
+from ..engine.safe_files import MiB, check_folder_target, read_text  # noqa: E402
 
 from ..service.project import (  # noqa: E402
     DEFAULT_CLASSES, PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv,
 )
+from ..service.clips import remove_leftovers, temp_prefix  # noqa: E402
 from ..service.review import DEFAULT_QUEUE  # noqa: E402
-from ..service.values import MAX_REVIEWER, RESERVED_NAMES, number, person  # noqa: E402
+from ..service.values import number, person  # noqa: E402
 from ..engine.vocab import QueueKind  # noqa: E402
 
 
@@ -189,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("synth", help="write a synthetic MER-like data set in the native format")
     c.add_argument("out", type=Path, help="folder to write (samples.csv and one .npy per modality)")
     c.add_argument("--scale", default="default", help="default, mer2024, or a factor such as 0.5")
-    c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    c.add_argument("--seed", default="0", help="random seed, 0 to 4294967295 (default 0)")
     c.set_defaults(func=cmd_synth)
 
     c = sub.add_parser("serve", help="open the review app on a project (browser and gradio_client)")
@@ -203,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--users", metavar="FILE", type=Path,
                    help="logins from a file, one USER:PASSWORD per line (blank lines and lines "
                         "starting with # are skipped); with --auth or alone")
+    c.add_argument("--insecure-no-auth", action="store_true",
+                   help="allow a --host other than this machine without logins (a trusted network only)")
     c.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("demo", help="build a synthetic project once, train round 0, open the app")
@@ -246,8 +253,8 @@ def cmd_import(args) -> None:
 
 
 def cmd_train(args) -> int:
-    rounds = int(number(args.rounds, "--rounds", low=1, integer=True))
-    nproc = int(number(args.nproc, "--nproc", low=1, integer=True))
+    rounds = int(number(args.rounds, "--rounds", low=1, integer=True, text=True))
+    nproc = int(number(args.nproc, "--nproc", low=1, integer=True, text=True))
     cfg_path = _config_path(args.config)
     cfg = load_config(cfg_path)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -347,7 +354,7 @@ def threshold_changes_text(summary: dict) -> str:
 def cmd_queue(args) -> None:
     from ..service.review import queue_page
 
-    limit = int(number(args.limit, "--limit", low=1, integer=True))
+    limit = int(number(args.limit, "--limit", low=1, integer=True, text=True))
     with _open(args.dir) as project:
         cards, total = queue_page(project, args.kind, args.cls, limit=limit)
         classes = project.classes
@@ -418,7 +425,7 @@ def _print_history(changes: list[dict], as_json: bool) -> None:
         print(f"{c['set_at']}  {c['class']:>12}  {c['threshold']:.3f}  {made}{note}")
 
 
-def _class_values(sets: list[str]) -> dict[str, str]:
+def _class_values(sets: list[str]) -> dict[str, float | str]:
     values = {}
     for part in ",".join(sets).split(","):
         if not part.strip():
@@ -426,7 +433,10 @@ def _class_values(sets: list[str]) -> dict[str, str]:
         if "=" not in part:
             raise ProjectError(f"--set: expected CLASS=VALUE, got {shown(part)}")
         k, v = part.split("=", 1)
-        values[k.strip()] = v.strip()
+        try:
+            values[k.strip()] = float(v)
+        except ValueError:
+            values[k.strip()] = v.strip()  # refused, named, by the threshold check
     return values
 
 
@@ -479,23 +489,29 @@ def cmd_synth(args) -> None:
 
     scale: str | float = args.scale
     if scale not in ("default", "mer2024"):
-        scale = number(scale, "--scale (default, mer2024 or a factor)", low=MIN_SCALE, high=MAX_SCALE)
+        scale = number(scale, "--scale (default, mer2024 or a factor)", low=MIN_SCALE, high=MAX_SCALE, text=True)
     with _progress("synth") as progress:
-        summary = make_synthetic(args.out, scale=scale, seed=args.seed, progress=progress)
+        summary = make_synthetic(check_folder_target(args.out, "synth"), scale=scale,
+                                 seed=int(number(args.seed, "--seed", low=0, high=2**32 - 1, integer=True, text=True)),
+                                 progress=progress)
     print(json.dumps(summary))
 
 
 def cmd_serve(args) -> None:
     auth = _parse_logins(args.auth or [], args.users)
-    if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
-        print(f"mersemi: warning: listening on {args.host} without --auth: anyone who can reach this "
-              "port can review and train", file=sys.stderr)
-    _serve(args.dir, args.host, _port(args.port), auth)
+    port = _port(args.port)
+    if auth is None and not _is_loopback(args.host):
+        if not args.insecure_no_auth:
+            raise ProjectError(f"--host {shown(args.host)}: other machines could review and train without "
+                               "logging in; give --auth or --users, or --insecure-no-auth on a trusted network")
+        print(f"mersemi: warning: listening on {args.host} without logins (--insecure-no-auth): anyone "
+              "who can reach this port can review and train", file=sys.stderr)
+    _serve(args.dir, args.host, port, auth)
 
 
 def cmd_demo(args) -> None:
     port = _port(args.port)
-    root = build_demo_project(args.cache)
+    root = build_demo_project(check_folder_target(args.cache, "--cache"))
     print(f"demo project: {root}")
     _serve(root, "127.0.0.1", port, None)
 
@@ -538,12 +554,20 @@ def _serve(root: Path, host: str, port: int, auth: list[tuple[str, str]] | None)
     from .app import serve
 
     _open(root).close()  # a clear one-line error for a folder that is not a project
+    _check_listen(host, port)
+    remove_leftovers()  # temporary folders of servers killed before they could clean up
+    # Gradio's files in a folder of this server's own, not the machine-wide one every Gradio
+    # app shares (another app's downloads were reachable through it).
+    gradio_tmp = Path(tempfile.mkdtemp(prefix=temp_prefix("gradio")))
+    os.environ["GRADIO_TEMP_DIR"] = str(gradio_tmp)
     # SIGTERM stops the server like Ctrl-C, so that a round training in it is marked failed.
     signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())
     try:
         demo = serve(root, host=host, port=port, auth=auth)
     except OSError as e:
         raise ProjectError(f"cannot listen on {host}:{port}: {e}") from None
+    finally:
+        shutil.rmtree(gradio_tmp, ignore_errors=True)
     if demo.actions.runner.is_running():
         # Its round is marked failed already; the training thread, inside torch, would abort
         # the interpreter's teardown, so leave without one.
@@ -552,8 +576,32 @@ def _serve(root: Path, host: str, port: int, auth: list[tuple[str, str]] | None)
         os._exit(0)
 
 
+def _addresses(host: str, port: int) -> list[tuple]:
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise ProjectError(f"--host {shown(host)}: not a name or address this machine can resolve "
+                           f"({getattr(e, 'strerror', None) or e})") from None
+
+
+def _is_loopback(host: str) -> bool:
+    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in _addresses(host, 0))
+
+
+def _check_listen(host: str, port: int) -> None:
+    """One line, before Gradio's own search ("Cannot find empty port"), when the address is
+    not this machine's or the port is taken."""
+    family, kind, proto, _, addr = _addresses(host, port)[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise ProjectError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 def _port(value: str) -> int:
-    return int(number(value, "--port", low=1, high=65535, integer=True))
+    return int(number(value, "--port", low=1, high=65535, integer=True, text=True))
 
 
 def _raise_interrupt() -> None:
@@ -565,11 +613,7 @@ def _parse_logins(values: list[str], users_file: Path | None) -> list[tuple[str,
     message, and nothing is served. None when there are none."""
     entries = [(f"--auth {i + 1}", v) for i, v in enumerate(values)]
     if users_file is not None:
-        try:
-            lines = users_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ProjectError(f"--users: cannot read {shown(str(users_file))}: "
-                               f"{getattr(e, 'strerror', None) or e.__class__.__name__}") from None
+        lines = read_text(users_file, "--users", limit=MiB).splitlines()
         entries += [(f"--users line {n}", line.strip()) for n, line in enumerate(lines, 1)
                     if line.strip() and not line.strip().startswith("#")]
         if not any(w.startswith("--users") for w, _ in entries):
@@ -581,11 +625,13 @@ def _parse_logins(values: list[str], users_file: Path | None) -> list[tuple[str,
         user = user.strip()
         if not sep or not user or not password:
             errors.append(f"{where}: expected USER:PASSWORD")  # never echo: it may hold a password
-        elif len(user) > MAX_REVIEWER:
-            errors.append(f"{where}: user name longer than {MAX_REVIEWER} characters")
-        elif user in RESERVED_NAMES:
-            errors.append(f"{where}: user name {shown(user)} is reserved (the tool records it itself)")
-        elif user in logins:
+            continue
+        try:
+            person(user, f"{where}: user name")
+        except UsageError as e:
+            errors.append(str(e))
+            continue
+        if user in logins:
             errors.append(f"{where}: user {shown(user)} given twice")
         else:
             logins[user] = password
