@@ -251,8 +251,19 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
             share = np.array([1.0, data.graph_share])
             joined = combine([oof, oof_graph], share)
             weights = share / (fit_temperature(joined, data.gold_labels) if cfg.finetune.calibrate else 1.0)
-        temperature, graph_weight = 1.0 / float(weights[0]), round(float(weights[1]), 4)
-        oof, score_probs = combine([oof, oof_graph], weights), combine([score_probs, score_graph], weights)
+        joined = combine([oof, oof_graph], weights)
+        joined_waf = waf(data.gold_labels, joined.argmax(1))
+        if joined_waf < cv["waf"]:
+            # The weights minimise the out-of-fold log-loss; where the graph still costs
+            # correct classes out of fold, it costs them on the pool and test too.
+            share_kept = False
+            notes.append(f"label spreading left out: out-of-fold WAF {100 * joined_waf:.2f} with it, "
+                         f"{100 * cv['waf']:.2f} without")
+            temperature = fit_temperature(oof, data.gold_labels) if cfg.finetune.calibrate else 1.0
+            oof, score_probs = apply_temperature(oof, temperature), apply_temperature(score_probs, temperature)
+        else:
+            temperature, graph_weight = 1.0 / float(weights[0]), round(float(weights[1]), 4)
+            oof, score_probs = joined, combine([score_probs, score_graph], weights)
         t_graph += time.time() - t0
     metrics = {
         "cv_waf": cv["waf"], "cv_accuracy": cv["accuracy"], "cv_f1": cv["f1"], "cv_confusion": cv["confusion"],

@@ -317,3 +317,26 @@ def test_folds_side_by_side_give_the_same_round_as_one_at_a_time():
     assert (one.metrics["fold_workers"], two.metrics["fold_workers"]) == (1, 2)
     np.testing.assert_array_equal(one.score_probs, two.score_probs)
     np.testing.assert_array_equal(one.oof_probs, two.oof_probs)
+
+
+@pytest.mark.parametrize("graph_says, kept", [("truth", True), ("wrong", False)])
+def test_label_spreading_joins_only_where_it_does_not_cost_out_of_fold_classes(graph_says, kept, monkeypatch):
+    import mersemi.engine.train as train_module
+
+    feats, y, all_y, n_gold, rows = clusters(n_per_class=(30, 30, 30))
+    data = trainset(feats, y, n_gold, rows)
+    gold = data.gold_labels
+
+    def spread(graph, bank, data, folds, n_classes, cfg):   # a graph that knows the truth, or contradicts it
+        shift = 0 if graph_says == "truth" else 1
+        oof = np.eye(n_classes, dtype=np.float32)[(gold + shift) % n_classes]   # certain
+        return oof, np.full((len(data.score_rows), n_classes), 1.0 / n_classes, np.float32)
+
+    monkeypatch.setattr(train_module, "_spread_labels", spread)
+    cfg = CFG.replace(**{"finetune.calibrate": False})   # a plain product: the graph's weight is not fitted away
+    r = train_round(data, 3, cfg.replace(**{"propagation.enabled": True}))
+    left_out = [n for n in r.metrics["warnings"] if n.startswith("label spreading left out: out-of-fold WAF")]
+    assert (r.metrics["graph_weight"] is not None) == kept and bool(left_out) == (not kept), r.metrics["warnings"]
+    if not kept:   # the round is the round without the graph
+        alone = train_round(data, 3, cfg.replace(**{"propagation.enabled": False}))
+        np.testing.assert_allclose(r.score_probs, alone.score_probs, rtol=1e-5, atol=1e-6)
