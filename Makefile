@@ -49,9 +49,9 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# docs/config.md is generated from the config schema (engine/config.py); a test fails when stale.
+# docs/config.md is generated from the config schema (engine/config_schema.py); a test fails when stale.
 docs: install
-	$(PY) -c "from mersemi.engine.config import reference_markdown; open('docs/config.md', 'w').write(reference_markdown())"
+	$(PY) -c "from mersemi.engine.config_reference import reference_markdown; open('docs/config.md', 'w').write(reference_markdown())"
 
 # The tests marked gpu need a CUDA device (bench/gpu_check.sh runs them there).
 test: install system-deps lint

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from .config import FinetuneConfig
+from .config_schema import FinetuneConfig
 
 if TYPE_CHECKING:
     from .train import TrainSet

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mersemi.engine.config import (
-    ConfigError, RENAMED, checkpoint_config, from_dict, iter_keys, load_config, presets, reference_markdown,
-)
+from mersemi.engine.config import ConfigError, RENAMED, checkpoint_config, from_dict, load_config, presets
+from mersemi.engine.config_reference import reference_markdown
+from mersemi.engine.config_schema import iter_keys
 
 DEFAULT = load_config().to_dict()
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "config.md"
