@@ -161,8 +161,8 @@ class PropagationConfig(_Section):
                     "device), pynndescent (approximate; pip install pynndescent) or auto (exact on a GPU or up "
                     "to 250,000 rows, pynndescent above when installed)")
     joint_fit_min: int = Field(ge=0, description="from this many gold samples the ensemble's and the graph's "
-                                                 "weights are fitted together; below it each gets its own "
-                                                 "temperature")
+                                                 "weights are fitted together, and the graph is left out where it "
+                                                 "lowers the out-of-fold WAF; below it each gets its own temperature")
     class_mass: Literal["equal", "per_label"] = Field(
         description="what a class's labels inject into the graph: equal (one unit per class, whatever its label "
                     "count) or per_label (one unit per label, Zhou et al.)")

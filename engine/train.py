@@ -253,9 +253,10 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
             weights = share / (fit_temperature(joined, data.gold_labels) if cfg.finetune.calibrate else 1.0)
         joined = combine([oof, oof_graph], weights)
         joined_waf = waf(data.gold_labels, joined.argmax(1))
-        if joined_waf < cv["waf"]:
+        if joined_waf < cv["waf"] and len(data.gold_labels) >= cfg.propagation.joint_fit_min:
             # The weights minimise the out-of-fold log-loss; where the graph still costs
-            # correct classes out of fold, it costs them on the pool and test too.
+            # correct classes out of fold, it costs them on the pool and test too (judged
+            # from joint_fit_min gold samples: below, one sample moves the WAF by points).
             share_kept = False
             notes.append(f"label spreading left out: out-of-fold WAF {100 * joined_waf:.2f} with it, "
                          f"{100 * cv['waf']:.2f} without")

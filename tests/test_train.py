@@ -333,7 +333,8 @@ def test_label_spreading_joins_only_where_it_does_not_cost_out_of_fold_classes(g
         return oof, np.full((len(data.score_rows), n_classes), 1.0 / n_classes, np.float32)
 
     monkeypatch.setattr(train_module, "_spread_labels", spread)
-    cfg = CFG.replace(**{"finetune.calibrate": False})   # a plain product: the graph's weight is not fitted away
+    # a plain product (the graph's weight is not fitted away), judged on these few gold samples
+    cfg = CFG.replace(**{"finetune.calibrate": False, "propagation.joint_fit_min": 10})
     r = train_round(data, 3, cfg.replace(**{"propagation.enabled": True}))
     left_out = [n for n in r.metrics["warnings"] if n.startswith("label spreading left out: out-of-fold WAF")]
     assert (r.metrics["graph_weight"] is not None) == kept and bool(left_out) == (not kept), r.metrics["warnings"]
