@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -40,6 +41,8 @@ class ApiBlocks(gr.Blocks):
     left out (None where the parameter has none), so that the action refuses a missing
     argument in its own words: Gradio's own check raises, and the client gets {"error": null}."""
 
+    actions: AppActions  # set by build_app: the object every event and endpoint calls
+
     async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
         declared = block_fn.inputs
         if block_fn.api_name in ENDPOINTS and isinstance(inputs, list) and len(inputs) < len(declared):
@@ -59,7 +62,7 @@ class ApiBlocks(gr.Blocks):
             LOGIN.reset(token)
 
 
-def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) -> gr.Blocks:
+def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) -> ApiBlocks:
     """The app for one project. `presets` maps training preset names to YAML files (default:
     configs/*.yaml)."""
     actions = AppActions(Project.open(project_root), presets)
@@ -102,7 +105,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         W = SimpleNamespace(**vars(thresholds), **vars(review), **vars(train), **vars(decisions), **vars(export),
                             tabs=tabs, header=header, saved_position=saved_position, round_marker=round_marker,
                             poll_key=poll_key)
-        private = {"api_visibility": "private"}
+        private: dict[str, Any] = {"api_visibility": "private"}
         demo.load(initial_reviewer, saved_reviewer, reviewer, **private)
         reviewer.change(lambda v: v, reviewer, saved_reviewer, **private)
         tab_thresholds.wire(actions, W, t_thresholds, reviewer, private)
@@ -112,7 +115,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         tab_export.wire(actions, W, private)
         for tab_id, tab in zip(TABS, (t_thresholds, t_review, t_train, t_decisions)):
             tab.select(partial(lambda t: t, tab_id), None, saved_tab, **private)
-        on_card = {"queue": False, **private}
+        on_card: dict[str, Any] = {"queue": False, **private}
         moved = [*tab_review.card_outputs(W), W.review_msg, W.confirm_group, W.filter_conf]
         demo.load(W.serial(partial(tab_review.on_restore, actions, W, tabs=TABS)), [saved_tab, saved_position],
                   [tabs, W.filter_cls, W.filter_kind, *moved], **on_card)
@@ -169,7 +172,7 @@ def on_tick(actions: AppActions, W: SimpleNamespace, seen: dict | None) -> dict:
 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,
           auth: Logins = None, presets: dict[str, Path] | None = None,
-          block: bool = True) -> gr.Blocks:
+          block: bool = True) -> ApiBlocks:
     """Build and launch the app; of the disk it serves the cards' clips only. `auth`: one
     (user, password) or a list of them; then every action records the login as reviewer."""
     demo = build_app(root, presets)
@@ -179,7 +182,7 @@ def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,
     return demo
 
 
-def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860,
+def launch(demo: ApiBlocks, host: str = "127.0.0.1", port: int = 7860,
            auth: Logins = None, block: bool = True) -> None:
     logins = [auth] if isinstance(auth, tuple) else list(auth or [])
     demo.actions.logins = bool(logins)

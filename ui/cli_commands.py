@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import UsageError, shown
@@ -155,9 +156,9 @@ def cmd_queue(args) -> None:
     with _open(args.dir) as project:
         cards, total = queue_page(project, args.kind, args.cls, limit=limit)
         classes = project.classes
-    rows = [{"name": c.name, "kind": c.kind, "predicted": classes[c.predicted],
-             "confidence": round(c.confidence, 4), "reason": c.reason,
-             "probs": {k: round(float(p), 4) for k, p in zip(classes, c.probs)}} for c in cards]
+    rows: list[dict[str, Any]] = [{"name": c.name, "kind": c.kind, "predicted": classes[c.predicted],
+                                   "confidence": round(c.confidence, 4), "reason": c.reason,
+                                   "probs": {k: round(float(p), 4) for k, p in zip(classes, c.probs)}} for c in cards]
     if args.json:
         print(json.dumps(rows))
     elif args.csv:
@@ -223,7 +224,7 @@ def _print_history(changes: list[dict], as_json: bool) -> None:
 
 
 def _class_values(sets: list[str]) -> dict[str, float | str]:
-    values = {}
+    values: dict[str, float | str] = {}
     for part in ",".join(sets).split(","):
         if not part.strip():
             continue
