@@ -77,11 +77,9 @@ def fit_weights(sources: list[np.ndarray], y: np.ndarray, joint: bool = False) -
     repeats the first drops out. [1, 0, ...] when there is nothing to fit on.
 
     Which, by the number of samples: on a few dozen out-of-fold samples the joint fit chases
-    the few that disagree (few-label digits, 36 gold, round 0, 5 seeds: test WAF 93.7 and test
-    ECE 0.059 joint, 95.0 and 0.030 separate; it gave the graph 0 on one seed). On thousands
-    it learns what separate fits cannot, that one source repeats or adds little to the other
-    (synthetic ablation, 2,000 gold, 3 seeds without pseudo-labels: test WAF 80.29 joint,
-    79.49 separate; synthetic few-label, 100 gold, where the graph is weak: 49.1 and 46.4)."""
+    the few that disagree; on thousands it learns what separate fits cannot, that one source
+    repeats or adds little to the other (bench/results/README.md, Measurements behind the
+    defaults)."""
     if not joint:
         return np.array([1.0 / fit_temperature(p, y) for p in sources], np.float64)
     y = np.asarray(y, np.int64)

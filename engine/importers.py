@@ -1,4 +1,4 @@
-"""The two import formats of DESIGN.md, read into a validated `ImportPlan`.
+"""The two import formats (native and MERTools: README.md, Import formats), read into a validated `ImportPlan`.
 
 Planning reads and checks all metadata (sample lists, labels, splits, media, matrix headers,
 which feature files exist) without touching feature values. `ImportPlan.write_features`

@@ -7,7 +7,7 @@ share one small interface used by the trainer:
     model.losses(xs, y, weights) -> {term: tensor}   (only terms whose weight is > 0)
     model.n_classes
 
-MR-CCL, per modality m (see METHOD.md):
+MR-CCL, per modality m (see docs/method.md):
     Fh_m = E_m(F_m)        Nh_m = E_m(noise_m(F_m))       H_m = Inv(Fh_m)
     logits = sum_m w_m * Clf_m(Fh_m) + w_fusion * Clf_fusion(concat_m Fh_m)
     IMCL-AE: NT-Xent over every pair (H_a, H_b), and (M >= 3) each proj_m(H_m) against the
@@ -62,7 +62,7 @@ class MLPEncoder(nn.Module):
     attention, run at the hidden width instead of the input width).
 
     The residual path and the norms are what matter: a plain Linear-ReLU-Dropout stack of
-    the same size scored 2-7 WAF points lower on the synthetic sets (3 seeds)."""
+    the same size scored lower (bench/results/README.md, Measurements behind the defaults)."""
 
     def __init__(self, d_in: int, hidden: int, blocks: int, ffn_dim: int, dropout: float) -> None:
         super().__init__()

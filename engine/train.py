@@ -320,8 +320,7 @@ def _spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: TrainSet, fold
     every human label, for the score rows.
 
     Pseudo-labels do not seed it: the model's errors would come back as the graph's, and a few
-    hundred of them in the easy regions outweigh the classes with few labels (few-label digits,
-    engine-level loop, 2 seeds, 3 automatic rounds: -1.7 test WAF seeded with them, +0.9 without)."""
+    hundred of them in the easy regions outweigh the classes with few labels."""
     pc = cfg.propagation
     human = np.ones(len(data.extra_rows), bool) if data.extra_from_model is None else ~data.extra_from_model
     seeds = np.r_[data.gold_rows, data.extra_rows[human]]
