@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .decision_queries import _current
-from .models import Claim, as_utc, utcnow
+from .models import Claim, as_utc
 from .store_base import StoreBase, _chunks
 
 
@@ -21,7 +21,7 @@ class ClaimQueries(StoreBase):
         working at once get different cards. False while another reviewer holds it; the
         holder claiming again extends the hold. An expired claim is simply taken over."""
         def work(s: Session) -> bool:
-            now = utcnow()
+            now = self.clock()
             held = s.get(Claim, sample_id)
             if held is not None and held.reviewer != reviewer and as_utc(held.expires_at) > now:
                 return False
@@ -37,7 +37,7 @@ class ClaimQueries(StoreBase):
         this transaction) for `reviewer` for `seconds`, and drop the reviewer's other claims
         (a reviewer holds the one card on screen). None, and nothing changed, when there is none."""
         def work(s: Session) -> int | None:
-            now = utcnow()
+            now = self.clock()
             ids = [int(i) for i in sample_ids]
             held: dict[int, Claim] = {}
             for part in _chunks(ids):
@@ -57,9 +57,9 @@ class ClaimQueries(StoreBase):
 
     def claimed_by_others(self, reviewer: str) -> set[int]:
         """Samples held by another reviewer right now (an index range scan on expires_at)."""
+        now = self.clock()
         with self.session() as s:
-            return set(s.scalars(select(Claim.sample_id).where(Claim.expires_at > utcnow(),
-                                                               Claim.reviewer != reviewer)))
+            return set(s.scalars(select(Claim.sample_id).where(Claim.expires_at > now, Claim.reviewer != reviewer)))
 
     def release_claims_of(self, is_dead: Callable[[str], bool]) -> int:
         """Drop the claims of the servers `is_dead` names (server "host:pid"): a killed server's

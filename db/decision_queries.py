@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..engine.vocab import Source, Tool, source_of
 from .errors import CardClaimed
-from .models import Claim, CurrentDecision, Decision, Sample, as_utc, utcnow
+from .models import Claim, CurrentDecision, Decision, Sample, as_utc
 from .store_base import _CHUNK, StoreBase, _chunks
 
 if TYPE_CHECKING:
@@ -30,8 +31,9 @@ class DecisionQueries(StoreBase):
         (CardClaimed), and the reviewer's own claims on the samples are dropped: decided."""
         def work(s: Session) -> tuple[str, dict[int, Decision]]:
             sample_ids = [e.sample_id for e in entries]
+            now = self.clock()
             if respect_claims:
-                now, held = utcnow(), []
+                held: list[int] = []
                 for part in _chunks(sample_ids):
                     held += [c.sample_id for c in s.scalars(select(Claim).where(
                         Claim.sample_id.in_(part), Claim.reviewer != reviewer))
@@ -43,12 +45,12 @@ class DecisionQueries(StoreBase):
             before = _current(s, sample_ids)
             replaced = {sid: d for sid, c in before.items()
                         if (d := s.get(Decision, c.decision_id)) is not None}
-            return _append_decisions(s, entries, reviewer), replaced
+            return _append_decisions(s, entries, reviewer, now), replaced
         return self._write(work)
 
     def undo_last(self, reviewer: str) -> list[int]:
         """Undo the reviewer's latest batch that is not undone yet; return its sample ids."""
-        return self._write(lambda s: _undo_last(s, reviewer))
+        return self._write(lambda s: _undo_last(s, reviewer, self.clock()))
 
     def current_decisions(self, sample_ids: Sequence[int] | None = None) -> dict[int, CurrentDecision]:
         with self.session() as s:
@@ -180,9 +182,8 @@ def _current(s: Session, sample_ids: list[int]) -> dict[int, CurrentDecision]:
     return out
 
 
-def _append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str) -> str:
+def _append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str, now: datetime) -> str:
     batch = uuid.uuid4().hex
-    now = utcnow()
     rows = [{"sample_id": e.sample_id, "round_id": e.round_id, "action": e.action, "label": e.label,
              "predicted": e.predicted_class, "reviewer": reviewer, "note": e.note, "batch": batch,
              "created_at": now, "source": source_of(e.action, reviewer), "card": e.card,
@@ -199,7 +200,7 @@ def _append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str) 
     return batch
 
 
-def _undo_last(s: Session, reviewer: str) -> list[int]:
+def _undo_last(s: Session, reviewer: str, now: datetime) -> list[int]:
     undone = select(Decision.undoes).where(Decision.undoes.is_not(None))
     last = s.scalar(select(Decision.batch).where(
         Decision.reviewer == reviewer, Decision.action != "undo",
@@ -211,7 +212,8 @@ def _undo_last(s: Session, reviewer: str) -> list[int]:
     batch = uuid.uuid4().hex
     for d in targets:
         s.add(Decision(sample_id=d.sample_id, round_id=d.round_id, action="undo",
-                       label=None, predicted=d.predicted, undoes=d.id, reviewer=reviewer, batch=batch))
+                       label=None, predicted=d.predicted, undoes=d.id, reviewer=reviewer, batch=batch,
+                       created_at=now))
     s.flush()
     for sid in {d.sample_id for d in targets}:
         _recompute_current(s, sid)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from .decision_queries import _append_decisions
 from .errors import RoundBusy
-from .models import Prediction, Round, utcnow
+from .models import Prediction, Round
 from .store_base import StoreBase, _chunks
 from .threshold_queries import _apply_policy
 
@@ -32,8 +32,8 @@ class RoundQueries(StoreBase):
                 raise RoundBusy(busy)
             last = s.scalar(select(func.max(Round.id)))
             rid = 0 if last is None else last + 1
-            now = utcnow()
-            s.add(Round(id=rid, status="running", started_at=now, heartbeat_at=now, config=config,
+            now = self.clock()
+            s.add(Round(id=rid, status="running", created_at=now, started_at=now, heartbeat_at=now, config=config,
                         config_name=config_name, thresholds=thresholds,
                         auto_accept=auto_accept, pid=pid, host=host))
             return rid
@@ -42,11 +42,11 @@ class RoundQueries(StoreBase):
     def fail_round(self, round_id: int, error: str) -> None:
         self._write(lambda s: s.execute(
             update(Round).where(Round.id == round_id, Round.status != "done")
-            .values(status="failed", error=error[:2000], finished_at=utcnow())))
+            .values(status="failed", error=error[:2000], finished_at=self.clock())))
 
     def heartbeat(self, round_id: int, progress: float | None = None, message: str | None = None) -> None:
         """The training process is alive (see `fail_dead_rounds`), and how far it is."""
-        values: dict[str, Any] = {"heartbeat_at": utcnow()}
+        values: dict[str, Any] = {"heartbeat_at": self.clock()}
         if progress is not None:
             values |= {"progress": float(progress), "progress_message": (message or "")[:255]}
         self._write(lambda s: s.execute(update(Round).where(Round.id == round_id, Round.status == "running")
@@ -60,7 +60,7 @@ class RoundQueries(StoreBase):
                     if is_dead(r)]
             for r in dead:
                 s.execute(update(Round).where(Round.id == r.id).values(
-                    status="failed", error=error(r)[:2000], finished_at=utcnow()))
+                    status="failed", error=error(r)[:2000], finished_at=self.clock()))
             return dead
         return self._write(work)
 
@@ -93,22 +93,23 @@ class RoundQueries(StoreBase):
         A round `discarded` (the reason) keeps its composition and metrics only, for the record:
         no predictions, decisions or thresholds; the round before stays in force."""
         def work(s: Session) -> list[dict]:
+            now = self.clock()
             status = s.scalar(select(Round.status).where(Round.id == round_id))
             if status != "running":
                 raise RuntimeError(f"round {round_id} is {status}, not running")
             if discarded is not None:
                 s.execute(update(Round).where(Round.id == round_id).values(
-                    status="discarded", finished_at=utcnow(), composition=composition,
+                    status="discarded", finished_at=now, composition=composition,
                     metrics=metrics | {"discarded": discarded}, checkpoint=None, progress=1.0,
                     progress_message="discarded"))
                 return []
             for kind, ids, probs in predictions:
                 _insert_predictions(s, round_id, kind, ids, probs)
             if decisions:
-                _append_decisions(s, decisions, reviewer)
-            changes = _apply_policy(s, round_id, thresholds or {}, everyone)
+                _append_decisions(s, decisions, reviewer, now)
+            changes = _apply_policy(s, round_id, thresholds or {}, everyone, now)
             s.execute(update(Round).where(Round.id == round_id).values(
-                status="done", finished_at=utcnow(), composition=composition,
+                status="done", finished_at=now, composition=composition,
                 metrics=metrics | {"threshold_changes": changes}, checkpoint=checkpoint,
                 progress=1.0, progress_message="done"))
             return changes

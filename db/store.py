@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from ..engine.vocab import Tool
 from .claim_queries import ClaimQueries
 from .decision_queries import DecisionQueries
-from .models import ClassLabel, Decision, Meta, Round, Sample, Threshold, ThresholdChange, utcnow
+from .models import ClassLabel, Decision, Meta, Round, Sample, Threshold, ThresholdChange
 from .round_queries import RoundQueries
 from .store_base import _chunks
 from .threshold_queries import ThresholdQueries
@@ -61,7 +61,7 @@ class Store(RoundQueries, ThresholdQueries, DecisionQueries, ClaimQueries):
 
     def set_classes(self, names: Sequence[str], default_thresholds: Sequence[float]) -> None:
         def work(s: Session) -> None:
-            now = utcnow()
+            now = self.clock()
             for i, (n, t) in enumerate(zip(names, default_thresholds)):
                 s.add(ClassLabel(id=i, name=n))
                 s.flush()

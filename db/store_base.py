@@ -2,6 +2,10 @@
 short read sessions and runs the write transaction; `_chunks` splits long IN (...) lists.
 `Store` (db/store.py) is this base with the query mixins (db/*_queries.py) on top.
 
+The store's "now" (claims' expiry, heartbeats, every time it writes) is `clock()`: the UTC
+wall clock (models.utcnow) unless another is passed in, as tests do to move time on without
+waiting for it.
+
 Every write runs in `_write`: one transaction that holds the write lock before its first read
 (SQLite: BEGIN IMMEDIATE; PostgreSQL: SERIALIZABLE, run again on a serialization failure), so
 a read that decides a write sees what the write changes. A write that cannot get the lock
@@ -12,6 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 import numpy as np
@@ -23,6 +28,7 @@ from . import connect
 from .connect import check_schema, is_busy, is_retryable, make_engine, write_engine
 from .errors import StoreBusy
 from .migrate import create_schema
+from .models import utcnow
 
 T = TypeVar("T")
 
@@ -37,8 +43,11 @@ def _chunks(seq: Sequence, n: int = _CHUNK) -> Iterable[Sequence]:
 class StoreBase:
     """The engine, the read sessions and the write transaction (see the module doc)."""
 
-    def __init__(self, url: str | URL, create: bool = False, busy_timeout_s: float | None = None) -> None:
-        """`busy_timeout_s`: how long a write waits for another writer (connect.BUSY_TIMEOUT_S)."""
+    def __init__(self, url: str | URL, create: bool = False, busy_timeout_s: float | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        """`busy_timeout_s`: how long a write waits for another writer (connect.BUSY_TIMEOUT_S);
+        `clock`: the store's now, an aware UTC time (see the module doc)."""
+        self.clock = clock
         self.busy_timeout_s = connect.BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
         self._decided: tuple[tuple, np.ndarray] | None = None   # see decided_ids
         self.engine = make_engine(url, self.busy_timeout_s)

@@ -3,12 +3,13 @@ and the policy's step after a round (`_apply_policy`), which leaves a person's v
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..engine.vocab import Tool
-from .models import Threshold, ThresholdChange, utcnow
+from .models import Threshold, ThresholdChange
 from .store_base import StoreBase
 
 
@@ -28,7 +29,7 @@ class ThresholdQueries(StoreBase):
         """Set thresholds in one transaction, each change logged. A person's value is theirs
         (`policy_may_set` False) until they let the policy set it again (`release_thresholds`)."""
         def work(s: Session) -> None:
-            now = utcnow()
+            now = self.clock()
             for cid, v in values.items():
                 s.execute(update(Threshold).where(Threshold.class_id == cid).values(
                     value=float(v), updated_at=now, updated_by=by, policy_may_set=policy_may_set))
@@ -39,7 +40,7 @@ class ThresholdQueries(StoreBase):
     def release_thresholds(self, class_ids: Sequence[int], by: str) -> None:
         """Let the policy set these classes after the next rounds (their values stay for now)."""
         def work(s: Session) -> None:
-            now = utcnow()
+            now = self.clock()
             for t in s.scalars(select(Threshold).where(Threshold.class_id.in_(list(class_ids)))):
                 t.policy_may_set = True
                 s.add(ThresholdChange(class_id=t.class_id, value=t.value, policy_may_set=True, set_by=by,
@@ -53,12 +54,12 @@ class ThresholdQueries(StoreBase):
             return list(s.scalars(q.limit(limit) if limit else q))
 
 
-def _apply_policy(s: Session, round_id: int, proposal: dict[int, float], everyone: bool) -> list[dict]:
+def _apply_policy(s: Session, round_id: int, proposal: dict[int, float], everyone: bool,
+                  now: datetime) -> list[dict]:
     """Set each proposed class's threshold unless a person owns it (read under the write lock,
     so a value a reviewer set while the round trained is kept); returns per proposed class
     {class_id, old, new, by (who set the value in force now), changed}."""
     out = []
-    now = utcnow()
     for t in s.scalars(select(Threshold).where(Threshold.class_id.in_(list(proposal))).order_by(Threshold.class_id)):
         new = float(proposal[t.class_id])
         old, owner = t.value, t.updated_by

@@ -151,5 +151,3 @@ def synthetic_project(root: Path, data: Path, scale: float = 0.1) -> Project:
 
 
 FAST_PRESET = Path(__file__).resolve().parent / "fast.yaml"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]

@@ -5,9 +5,32 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
 import pytest  # noqa: E402
 
+# The one Chromium of the browser tests (tests/browser_fixtures.py).
+from browser_fixtures import browser  # noqa: E402,F401
 from postgres_server import PostgresServer  # noqa: E402
+
+
+class ManualClock:
+    """A clock that moves only when told: pass it as a store's `clock` and a claim expires, a
+    heartbeat ages, without waiting for the wall clock."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture(scope="session")

@@ -5,28 +5,17 @@ Screenshots of every tab go to tests/artifacts/ (gitignored) for a look at the l
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from app_fixtures import (
-    CHROMIUM_ARGS, FAST_PRESET, db_rows, expected_count, make_review_project, serve_in_process,
-    stop_in_process, synthetic_project,
+    FAST_PRESET, db_rows, expected_count, make_review_project, serve_in_process, stop_in_process,
+    synthetic_project,
 )
+from browser_fixtures import ARTIFACTS, card_events, new_page, settled
 
 pytestmark = pytest.mark.slow
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-VIEWPORT = {"width": 1366, "height": 768}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +29,9 @@ def review_server(tmp_path_factory):
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
+    context, page = new_page(browser, timeout_ms=20_000)
     yield page
     context.close()
-
 
 
 def open_app(page, url: str) -> None:
@@ -58,14 +44,22 @@ def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def open_review(page) -> None:
+    """The Review tab, once every card the page drew is back: the page load and the tab's select
+    (and a reviewer name's blur) each draw one, and a key pressed before the last is back would
+    have its card replaced by that older answer."""
+    with card_events(page):
+        open_tab(page, "Review")
+
+
 def class_row(page, cls: str) -> str:
     return page.locator("#class-table [role=row]", has_text=cls).first.inner_text()
 
 
 def snap(page, name: str) -> None:
-    """Screenshot from the top of the page once the last update has rendered (plots animate)."""
+    """Screenshot from the top of the page once nothing moves (the progress bar slides)."""
     page.evaluate("window.scrollTo(0, 0)")
-    page.wait_for_timeout(1500)
+    settled(page)
     page.screenshot(path=str(ARTIFACTS / name))
 
 
@@ -111,10 +105,9 @@ def test_keyboard_review_and_undo(page, review_server):
     # The verify queue is least confident first: u49 (joy, 0.50), u48 (calm), u47 (anger), u46 ...
     root, url = review_server
     open_app(page, url)
-    open_tab(page, "Review")
+    open_review(page)
     title = page.locator("#card-title")
     expect(title).to_contain_text("Label this")             # the default queue starts below threshold
-    page.wait_for_timeout(1000)
     page.locator("#filter-kind label", has_text="verify").click()
     expect(title).to_contain_text("u49")
     page.keyboard.press("a")                                      # no reviewer name yet
@@ -156,9 +149,8 @@ def test_accept_all_shows_the_count_before_writing(page, review_server):
     root, url = review_server
     open_app(page, url)
     page.locator("#reviewer input, #reviewer textarea").first.fill("bob")
-    open_tab(page, "Review")
+    open_review(page)
     expect(page.locator("#card-title")).to_contain_text("Card ")
-    page.wait_for_timeout(1000)
     page.locator("#filter-kind label", has_text="verify").click()   # the candidates' queue
     expect(page.locator("#card-title")).to_contain_text("Verify this")
     before = db_rows(root, "SELECT count(*) FROM decisions")

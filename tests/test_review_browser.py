@@ -7,28 +7,21 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from app_fixtures import db_rows as db, CHROMIUM_ARGS, make_review_project, serve_in_process, stop_in_process, write_wav
+from app_fixtures import db_rows as db, make_review_project, serve_in_process, stop_in_process, write_wav
+from browser_fixtures import (
+    ARTIFACTS, VIEWPORT, card_events, new_page, settled, storage_writes, wait_stored,
+)
 from mersemi.service.project import Project
 
 pytestmark = pytest.mark.slow
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-VIEWPORT = {"width": 1366, "height": 768}
 expect.set_options(timeout=15_000)   # two shared CPU cores: an update can take seconds
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -44,13 +37,9 @@ def served(tmp_path):
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
+    context, page = new_page(browser, timeout_ms=15_000)
     yield page
     context.close()
-
-
 
 def stored_threshold(root: Path, cls: int) -> float:
     return db(root, f"SELECT value FROM thresholds WHERE class_id = {cls}")[0][0]
@@ -74,20 +63,20 @@ def open_review(page, url: str, reviewer: str | None = "ann", queue: str | None 
     open_app(page, url)
     if reviewer:
         page.locator("#reviewer input, #reviewer textarea").first.fill(reviewer)
-    page.get_by_role("tab", name="Review").click()
+    # The page load, the name's blur and the tab's select each draw a card; a key pressed
+    # before the last one is back would have its card replaced by that (older) answer.
+    with card_events(page):
+        page.get_by_role("tab", name="Review").click()
     expect(page.locator("#card-title")).to_contain_text("Card ")
-    # The page load and the tab's select both draw a card; a key pressed before the later one
-    # is back would have its card replaced by that (older) answer.
-    page.wait_for_timeout(1000)
     if queue:
         choose_queue(page, queue)
 
 
 def choose_queue(page, kind: str) -> None:
     """The verify queue holds the candidates only, least confident first: u49, u48, ..."""
-    page.locator("#filter-kind label", has_text=kind).click()
+    with card_events(page):
+        page.locator("#filter-kind label", has_text=kind).click()
     expect(page.locator("#card-title")).to_contain_text("Verify this" if kind == "verify" else "Label this")
-    page.wait_for_timeout(300)
 
 
 def choose_class(page, cls: str) -> None:
@@ -194,12 +183,14 @@ def test_a_reload_keeps_the_tab_the_filter_and_the_card(page, served):
     choose_class(page, "joy")
     expect(title(page)).to_contain_text("Card 1 of 17")
     title(page).click()
-    page.keyboard.press("ArrowRight")
+    with card_events(page):
+        page.keyboard.press("ArrowRight")
     expect(title(page)).to_contain_text("Card 2 of 17")
+    stored = storage_writes(page, "mersemi-position")        # card 2's position is drawn and stored
     page.keyboard.press("ArrowRight")
     expect(title(page)).to_contain_text("Card 3 of 17")
     name = title(page).locator("h3").inner_text().split()[0]
-    page.wait_for_timeout(500)                               # the position reaches localStorage
+    wait_stored(page, "mersemi-position", stored)            # card 3's position reached localStorage
     page.reload()
     expect(page.get_by_role("tab", name="Review")).to_have_attribute("aria-selected", "true")
     expect(title(page)).to_contain_text(name)
@@ -281,19 +272,21 @@ def test_a_card_still_on_its_way_never_covers_the_card_a_decision_drew(page, ser
     expect(title(page)).to_contain_text("u49")
     actions, real = demo.actions, demo.actions.next_candidate
     slow = {"once": True}
+    read = threading.Event()
 
     def late(*args, **kwargs):
         out = real(*args, **kwargs)
         if slow.pop("once", False):
-            time.sleep(1.5)
+            read.set()
+            time.sleep(1.5)                                  # the move's answer is slow to come back
         return out
 
     actions.next_candidate = late
     try:
-        page.locator("#reviewer input, #reviewer textarea").first.press("Escape")   # the blur: a move
-        page.wait_for_timeout(300)                                                 # it is under way
-        page.keyboard.press("a")
-        page.wait_for_timeout(2500)                                                # both are back
+        with card_events(page, sent=2):                      # on leaving: both answers are back
+            page.locator("#reviewer input, #reviewer textarea").first.press("Escape")   # the blur: a move
+            assert read.wait(15), "the move never read its card"                      # it is under way
+            page.keyboard.press("a")
         expect(title(page)).to_contain_text("u48")
         assert db(root, "SELECT s.name, d.action FROM decisions d JOIN samples s ON s.id = d.sample_id") == [
             ("u49", "accept")]
@@ -339,23 +332,42 @@ def test_the_live_log_follows_new_lines(page, served):
     demo.actions.runner.wait(10)
     log = page.locator("#train-log textarea")
     expect(log).to_have_value(re.compile("finished"))
-    page.wait_for_timeout(800)
+    # the page scrolls the log down to its last line (app.js, every 400 ms)
+    page.wait_for_function("t => t.scrollHeight > t.clientHeight && t.scrollTop + t.clientHeight >= t.scrollHeight - 2",
+                           arg=log.element_handle())
     top, height, client = log.evaluate("t => [t.scrollTop, t.scrollHeight, t.clientHeight]")
     assert height > client and top + client >= height - 2, (top, height, client)
 
 
 # ---------------------------------------------------------------------- screenshots
 
+# What each tab's screenshot shows near its top: an element of that tab and a text in it.
+TAB_SHOWS = {"Thresholds": ("#threshold-0", "calm"), "Review": ("#card-title", "Card 1 of 50"),
+             "Train": ("#btn-train", "Train next round"), "Decisions": ("#btn-dec-search", "Search"),
+             "Export": ("#btn-export-labels", "Labels (CSV)")}
+
+
 @pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
-def test_screenshots_of_every_tab(browser, served, size):
+def test_screenshots_of_every_tab_show_that_tab(browser, served, size):
     root, url, _ = served
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
-    page = context.new_page()
+    width, height = size
+    context, page = new_page(browser, viewport={"width": width, "height": height}, timeout_ms=15_000)
     try:
         open_review(page, url)
-        for tab in ("Thresholds", "Review", "Train", "Export"):
+        for tab, (part, text) in TAB_SHOWS.items():
             page.get_by_role("tab", name=tab).click()
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(ARTIFACTS / f"ux-{tab.lower()}-{size[0]}x{size[1]}.png"))
+            expect(page.get_by_role("tab", name=tab)).to_have_attribute("aria-selected", "true")
+            shown = page.locator(part)
+            expect(shown).to_be_visible()                    # hidden while another tab is on screen
+            expect(shown).to_contain_text(text)
+            page.evaluate("window.scrollTo(0, 0)")
+            settled(page)
+            box = shown.bounding_box()
+            assert box and 0 <= box["x"] < width and 0 <= box["y"] < height, f"{tab}: {part} is off the screen: {box}"
+            path = ARTIFACTS / f"ux-{tab.lower()}-{width}x{height}.png"
+            path.unlink(missing_ok=True)
+            png = page.screenshot(path=str(path))
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and path.read_bytes() == png, f"{path} not written"
+            assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == size   # the viewport
     finally:
         context.close()

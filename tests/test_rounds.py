@@ -143,15 +143,16 @@ def _start_train(root: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_running(project: Project, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_running(project: Project, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the round is in training: running, with the progress its training records."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, proc.stderr.read()
-        if project.store.unfinished_rounds():
-            time.sleep(1.0)  # let it get into training
+        if any(r.status == "running" and r.progress is not None for r in project.store.unfinished_rounds()):
             return
         time.sleep(0.2)
-    raise AssertionError("the round never started")
+    raise AssertionError("the round never got into training: "
+                         f"{[(r.id, r.status, r.progress) for r in project.store.unfinished_rounds()]}")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])

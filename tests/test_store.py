@@ -3,7 +3,6 @@ the decision log."""
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import numpy as np
 import pytest
@@ -11,13 +10,14 @@ from sqlalchemy.exc import IntegrityError
 
 from mersemi.db.connect import SchemaError, sqlite_url
 from mersemi.db.errors import RoundBusy
+from mersemi.db.models import as_utc
 from mersemi.db.store import DecisionIn, Store
 
 CLASSES = ["neutral", "happy", "sad"]
 
 
-def make_store(url: str) -> Store:
-    s = Store(url, create=True)
+def make_store(url: str, **kwargs) -> Store:
+    s = Store(url, create=True, **kwargs)
     s.set_classes(CLASSES, [0.9, 0.8, 0.7])
     s.insert_samples(
         [{"id": i, "name": f"l{i}", "split": "labeled", "gold_label": i % 3, "true_label": None,
@@ -28,8 +28,9 @@ def make_store(url: str) -> Store:
 
 
 @pytest.fixture
-def store(db_url):
-    s = make_store(db_url)
+def store(db_url, clock):
+    """The store on each backend, on a clock that moves only when a test moves it."""
+    s = make_store(db_url, clock=clock)
     yield s
     s.close()
 
@@ -241,16 +242,24 @@ def test_predictions_round_trip_probabilities(store):
     assert conf.dtype == np.float64 and pred.dtype == np.int64
 
 
-def test_claims_hold_a_card_for_one_reviewer_until_they_expire(store):
+def test_claims_hold_a_card_for_one_reviewer_until_they_expire(store, clock):
     assert store.claim(6, "ann", seconds=60)
     assert not store.claim(6, "bob", seconds=60)        # held by Ann
     assert store.claimed_by_others("bob") == {6} and store.claimed_by_others("ann") == set()
     assert store.claim(6, "ann", seconds=120)           # Ann again: extends her hold
-    assert store.claim(7, "ann", seconds=0.2) and store.claim(8, "bob", seconds=60)
+    assert store.claim(7, "ann", seconds=10) and store.claim(8, "bob", seconds=60)
     assert store.claimed_by_others("carl") == {6, 7, 8}
-    time.sleep(0.3)                                     # Ann's claim on 7 expired
-    assert store.claimed_by_others("carl") == {6, 8}
-    assert store.claim(7, "bob", seconds=60)            # an expired claim is taken over
+    clock.advance(9)                                    # 1 s before Ann's claim on 7 expires
+    assert store.claimed_by_others("carl") == {6, 7, 8}
+    assert not store.claim(7, "bob", seconds=60)
+    assert store.claim_first([7, 9], "bob", seconds=60) == 9   # 7 still Ann's; Bob lets go of 8
+    clock.advance(2)                                    # 1 s after: expired
+    assert store.claimed_by_others("carl") == {6, 9}
+    assert store.claim_first([7, 10], "carl", seconds=60) == 7   # an expired claim is taken over
+    assert not store.claim(7, "bob", seconds=60)        # ... and held by Carl now
+    clock.advance(59)                                   # 70 s: Bob's hold on 9 (from 9 s) is over,
+    assert store.claimed_by_others("dan") == {6, 7}     # Ann's on 6 (120 s) and Carl's (from 11 s) hold
+    assert store.claim(9, "dan", seconds=60) and not store.claim(6, "dan", seconds=60)
 
 
 def test_claims_read_by_others_is_an_index_range_scan(sqlite_store):
@@ -323,16 +332,17 @@ def test_round_states_failures_and_the_round_in_force(store):
     assert store.round(12345) is None
 
 
-def test_heartbeats_touch_running_rounds_and_dead_ones_are_failed(store):
+def test_heartbeats_touch_running_rounds_and_dead_ones_are_failed(store, clock):
     r0 = done_round(store, pool_probs())
     before = store.round(r0).heartbeat_at
+    clock.advance(1)
     store.heartbeat(r0)                                      # done: untouched
     assert store.round(r0).heartbeat_at == before
     r1 = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
-    started = store.round(r1).heartbeat_at
-    time.sleep(0.01)
+    assert as_utc(store.round(r1).heartbeat_at) == clock()
+    clock.advance(1)
     store.heartbeat(r1)
-    assert store.round(r1).heartbeat_at > started
+    assert as_utc(store.round(r1).heartbeat_at) == clock()   # the store's now, a second later
     assert store.fail_dead_rounds(lambda r: False, lambda r: "never") == []
     assert store.round(r1).status == "running"
     dead = store.fail_dead_rounds(lambda r: r.pid == 1, lambda r: f"gone: {r.host} " + "y" * 3000)

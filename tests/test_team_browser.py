@@ -8,28 +8,16 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from app_fixtures import db_rows, CHROMIUM_ARGS, free_port, make_review_project, serve_in_process, stop_in_process
+from app_fixtures import db_rows, free_port, make_review_project, serve_in_process, stop_in_process
+from browser_fixtures import new_page as open_page
 
 pytestmark = pytest.mark.slow
-VIEWPORT = {"width": 1366, "height": 768}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
 
 
 def new_page(browser):
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    return context, page
+    return open_page(browser, timeout_ms=30_000)
 
 
 def card_name(page) -> str:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from app_fixtures import CHROMIUM_ARGS, FAST_PRESET, serve_in_process, stop_in_process, synthetic_project
+from app_fixtures import FAST_PRESET, serve_in_process, stop_in_process, synthetic_project
+from browser_fixtures import new_page
 from mersemi.engine.config import load_config
 from mersemi.service.project import DecisionRequest, Project
 from mersemi.service.rounds import run_round
@@ -35,16 +36,12 @@ def server(project_root):
 
 
 @pytest.fixture
-def page(server):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1366, "height": 768})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        page.goto(server[1])
-        expect(page.locator("#class-table")).to_contain_text("expected precision")
-        yield page
-        browser.close()
+def page(browser, server):
+    context, page = new_page(browser, timeout_ms=20_000)
+    page.goto(server[1])
+    expect(page.locator("#class-table")).to_contain_text("expected precision")
+    yield page
+    context.close()
 
 
 def press_tab(page, name: str) -> None:
