@@ -44,13 +44,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-def _in(low: float, high: float, what: str, value: float, closed_low: bool = True, closed_high: bool = True) -> None:
-    ok = (value >= low if closed_low else value > low) and (value <= high if closed_high else value < high)
-    if not ok:
-        lb, rb = "[" if closed_low else "(", "]" if closed_high else ")"
-        raise ValueError(f"{what}: must lie in {lb}{low:g}, {high:g}{rb}, got {value}")
-
-
 class ModelConfig(_Section):
     kind: Literal["mrccl", "attention_baseline"] = Field(
         description="mrccl: the paper's model (modality encoders, invariant encoder, one classifier per modality "

@@ -16,6 +16,7 @@ from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 from ..engine.config import presets
 from ..engine.errors import shown
@@ -137,7 +138,7 @@ class AppActions(TrainingActions):
     def threshold_history(self, limit: int = 200) -> dict:
         """Threshold changes, newest first: class, threshold, set_by, set_at, round (the round
         whose policy step made it), policy_may_set; and every class's owner now."""
-        limit = number(limit, "limit", low=1, high=100_000, integer=True)
+        limit = int(number(limit, "limit", low=1, high=100_000, integer=True))
         return {"ok": True, "changes": self.project.threshold_history(limit),
                 "owners": self.project.threshold_owners()}
 
@@ -190,7 +191,7 @@ class AppActions(TrainingActions):
         working at once get different cards."""
         cls = self._class_filter(cls)
         min_confidence = number(min_confidence, "min_confidence", 0.0, 1.0)
-        offset = number(offset, "offset", low=0, integer=True)
+        offset = int(number(offset, "offset", low=0, integer=True))
         reviewer = self._reviewer(reviewer, required=False)
         kind = self._queue_kind(kind)
         snap = self._snapshot()
@@ -289,7 +290,7 @@ class AppActions(TrainingActions):
         cls = self._class_filter(cls)
         min_confidence = number(min_confidence, "min_confidence", 0.0, 1.0)
         reviewer = self._reviewer(reviewer)
-        expected = number(expected, "expected", low=-1, integer=True)
+        expected = int(number(expected, "expected", low=-1, integer=True))
         snap = self._snapshot()
         # Cards on another reviewer's screen are theirs to decide: left out here too.
         page, count = self._page(snap, cls, min_confidence, 0, 0, reviewer)
@@ -327,6 +328,12 @@ class AppActions(TrainingActions):
         (the login with logins), e.g. "suggest (ann)"; the tool alone when no one is named."""
         name = self._reviewer(reviewer, required=False)
         return f"{what} ({name})"[:MAX_REVIEWER] if name else str(what)   # the column's width
+
+    @overload
+    def _snapshot(self, required: Literal[True] = True) -> Snapshot: ...
+
+    @overload
+    def _snapshot(self, required: bool) -> Snapshot | None: ...
 
     def _snapshot(self, required: bool = True) -> Snapshot | None:
         """The current round, its arrays and the thresholds, read once for this request."""
@@ -391,8 +398,8 @@ class AppActions(TrainingActions):
         found = find_decisions(self.project, text(sample, "sample", required=False),
                                text(reviewer, "reviewer", required=False, max_chars=MAX_REVIEWER),
                                self._class_filter(cls), text(action, "action", required=False),
-                               flag(in_force, "in_force"), number(limit, "limit", 1, 1000, integer=True),
-                               number(offset, "offset", low=0, integer=True))
+                               flag(in_force, "in_force"), int(number(limit, "limit", 1, 1000, integer=True)),
+                               int(number(offset, "offset", low=0, integer=True)))
         return {"ok": True, "reviewers": reviewer_counts(self.project)} | found
 
     @refusals

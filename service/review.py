@@ -22,10 +22,8 @@ from ..engine.vocab import HUMAN_SOURCES, Action, QueueKind, Source, media_kind
 from .project import Project, ProjectError
 
 HIST_BINS = 40
-# The queue a reviewer gets unless they pick one. On digits at 5 % labeled (seed 0) round 0
-# set thresholds so low that 8 samples stayed below them: a label-only queue ran dry, while 200
-# verify decisions bought +11 test WAF; "both" gives the least sure first, then the riskiest
-# candidates (bench/fewlabel.py compares it with the verify queue).
+# "both": the least sure first, then the riskiest candidates, so the queue never runs dry
+# (bench/results/README.md compares it with the verify queue).
 DEFAULT_QUEUE = QueueKind.BOTH
 
 
