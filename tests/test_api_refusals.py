@@ -85,7 +85,7 @@ BAD_CALLS = [
     ("set_thresholds", [], "thresholds"),
     ("set_thresholds", [None, "ann"], "thresholds"),
     ("set_thresholds", [{"joy": INF}, "ann"], "joy"),
-    ("set_thresholds", [{"joy": "nan"}, "ann"], "must lie in [0, 1]"),
+    ("set_thresholds", [{"joy": "nan"}, "ann"], "not a number: 'nan'"),
     ("set_thresholds", [{"joy": True}, "ann"], "not a number"),
     ("set_thresholds", [{"joy": 0.5}, ["ann"]], "reviewer"),
     ("decide", [], "name"),

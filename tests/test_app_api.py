@@ -130,7 +130,7 @@ def test_accept_all_confirms_the_count_first(served):
     ("decide", ("u30", "accept", "", ""), "reviewer name"),
     ("undo", ("",), "reviewer name"),
     ("next_candidate", ("fear", 0.0, 0), "unknown class"),
-    ("next_candidate", ("all", "high", 0), "not a number"),
+    ("next_candidate", ("all", "high", 0), "expected a number, got the string 'high'"),
     ("accept_all", ("all", 0.0, "", -1), "reviewer name"),
     ("train_round", ("no-such-preset", False, False), "unknown preset"),
     ("export", ("everything",), "one of"),
