@@ -16,7 +16,7 @@ from pathlib import Path
 from ..db.connect import make_engine, masked, schema_version, sqlite_url
 from ..db.errors import CardClaimed, SchemaOutOfDate, StoreError, StoreUnavailable
 from ..db.migrate import backup_sqlite, upgrade
-from ..db.models import SCHEMA_VERSION, Round, as_utc, utcnow
+from ..db.models import SCHEMA_VERSION, Round, as_utc
 from ..db.store import DecisionIn, Store
 from ..engine.config import load_config
 from ..engine.errors import shown
@@ -264,7 +264,7 @@ class Project(ProjectImport):
         """A round whose process is gone (killed, crashed, machine rebooted) is failed, and its
         orphan checkpoint removed. Dead: run on this host by a pid that is gone, or silent for
         longer than HEARTBEAT_LIMIT (any host: a team shares one server)."""
-        host, now = socket.gethostname(), utcnow()
+        host, now = socket.gethostname(), self.store.clock()
 
         def dead(r: Round) -> bool:
             return round_is_dead(r, host, now)

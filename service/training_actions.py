@@ -8,7 +8,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from ..db.models import as_utc, utcnow
+from ..db.models import as_utc
 from ..engine.config import Config, ConfigError, load_config
 from ..engine.errors import shown
 
@@ -91,7 +91,7 @@ class TrainingActions:
         if not self._outside_log or self._outside_log[-1][1] != message:
             self._outside_log.append((time.strftime("%H:%M:%S"), message))
         started = as_utc(r.started_at) if r.started_at is not None else None
-        elapsed = None if started is None else round((utcnow() - started).total_seconds(), 1)
+        elapsed = None if started is None else round((self.project.store.clock() - started).total_seconds(), 1)
         return {"ok": True, "running": True, "round": r.id, "where": "elsewhere", "message": message,
                 "fraction": round(float(r.progress or 0.0), 4), "elapsed_s": elapsed,
                 "log": [f"{t}  {m}" for t, m in self._outside_log], "error": None, "result": None,

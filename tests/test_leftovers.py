@@ -56,3 +56,17 @@ def test_a_killed_rounds_running_state_ends_at_the_next_poll(review):
         assert "is gone" in store.round(rid).error
     finally:
         actions.shutdown()
+
+
+def test_a_round_silent_past_the_heartbeat_limit_is_failed_by_the_stores_clock(review, clock):
+    from mersemi.service.project import HEARTBEAT_LIMIT
+
+    with Project.open(review) as p:
+        p.store.clock = clock   # another host's round: only its silence can tell it is dead
+        rid = p.store.create_round(config={}, config_name="fast", thresholds={}, auto_accept=False,
+                                   pid=1, host="elsewhere.invalid")
+        clock.advance(HEARTBEAT_LIMIT.total_seconds() - 60)
+        assert p.mark_dead_rounds_failed() == [] and p.store.round(rid).status == "running"
+        clock.advance(120)
+        assert p.mark_dead_rounds_failed() == [rid]
+        assert "no heartbeat" in p.store.round(rid).error
