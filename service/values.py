@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 
 from ..engine.errors import UsageError, shown
-from ..engine.names import MAX_NAME_CHARS, MAX_PERSON_CHARS, name_problem, note_problem, person_problem
+from ..engine.names import MAX_NAME_CHARS, MAX_PERSON_CHARS, person_problem
 from ..engine.vocab import RESERVED_NAMES
 
 MAX_TEXT = MAX_NAME_CHARS  # a sample, class, preset, action or export name
 MAX_REVIEWER = MAX_PERSON_CHARS
-__all__ = ["MAX_REVIEWER", "MAX_TEXT", "RESERVED_NAMES", "flag", "mapping", "name", "note", "number", "person",
-           "text"]
+__all__ = ["MAX_REVIEWER", "MAX_TEXT", "RESERVED_NAMES", "flag", "mapping", "number", "person", "text"]
 
 
 def number(value: object, what: str, low: float = -math.inf, high: float = math.inf,
@@ -80,24 +79,6 @@ def person(value: object, what: str = "reviewer", required: bool = True) -> str:
     if problem:
         raise UsageError(f"{what} {shown(name_)} {problem}")
     return name_
-
-
-def name(value: object, what: str, required: bool = True) -> str:
-    """A sample's or a class's name (engine.names.name_problem)."""
-    name_ = text(value, what, required=required)
-    problem = name_problem(name_) if name_ else None
-    if problem:
-        raise UsageError(f"{what} {shown(name_)} {problem}")
-    return name_
-
-
-def note(value: object, what: str = "note") -> str:
-    """A free-text note (engine.names.note_problem); "" when absent."""
-    note_ = text(value, what, required=False, max_chars=10**9)
-    problem = note_problem(note_)
-    if problem:
-        raise UsageError(f"{what}: {problem}")
-    return note_
 
 
 def mapping(value: object, what: str) -> dict[str, object]:
