@@ -31,7 +31,7 @@ import numpy as np
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from mersemi.db.store import DecisionIn  # noqa: E402
+from mersemi.db.writes import DecisionIn  # noqa: E402
 from mersemi.service.project import Project  # noqa: E402
 from mersemi.service.review import _views, round_view  # noqa: E402
 
@@ -47,7 +47,7 @@ def build_project(root: Path, pool: int, seed: int = 0) -> Project:
     n = LABELED + pool + TEST
     splits = ["labeled"] * LABELED + ["unlabeled"] * pool + ["test"] * TEST
     gold = rng.integers(0, C, n)
-    project.store.insert_samples([
+    project.store.samples.insert([
         {"id": i, "name": f"s{i:06d}", "split": sp, "gold_label": int(gold[i]) if sp != "unlabeled" else None,
          "true_label": int(gold[i]), "text": f"transcript {i}", "media": None}
         for i, sp in enumerate(splits)])
@@ -60,31 +60,31 @@ def build_project(root: Path, pool: int, seed: int = 0) -> Project:
 
     ids = np.arange(n)
     lab, unl, tst = ids[:LABELED], ids[LABELED:LABELED + pool], ids[LABELED + pool:]
-    rid = project.store.create_round(config={}, config_name="bench", thresholds={}, auto_accept=False,
+    rid = project.store.rounds.create(config={}, config_name="bench", thresholds={}, auto_accept=False,
                                      pid=os.getpid(), host=socket.gethostname())
     pool_probs = probs(pool, gold[unl])
-    project.store.complete_round(
+    project.store.rounds.complete(
         rid, predictions=[("pool", unl, pool_probs), ("test", tst, probs(TEST, gold[tst])),
                           ("oof", lab, probs(LABELED, gold[lab]))],
         decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
     decided = rng.choice(unl, DECIDED, replace=False)
     predicted = pool_probs[decided - LABELED].argmax(1)
-    project.store.decide([DecisionIn(int(s), "accept" if k % 3 else "reject", int(p), rid)
+    project.store.decisions.record([DecisionIn(int(s), "accept" if k % 3 else "reject", int(p), rid)
                           for k, (s, p) in enumerate(zip(decided, predicted))], "bench")
     return project
 
 
 def naive_counts_and_top(project: Project) -> tuple[list[int], str]:
     """The baseline: the whole pool into Python, filtered and sorted there."""
-    rnd = project.store.current_round()
-    ids, probs = project.store.predictions(rnd.id, "pool")
-    decided = set(project.store.current_decisions())
-    th = np.asarray(project.store.thresholds())
+    rnd = project.store.rounds.current()
+    ids, probs = project.store.rounds.predictions(rnd.id, "pool")
+    decided = set(project.store.decisions.in_force())
+    th = np.asarray(project.store.thresholds.values())
     pred, conf = probs.argmax(1), probs.max(1)
     keep = (conf >= th[pred]) & np.array([i not in decided for i in ids.tolist()])
     counts = [int(np.sum(keep & (pred == c))) for c in range(len(th))]
     order = np.lexsort((ids[keep], -conf[keep]))
-    top = project.store.sample_names([int(ids[keep][order[0]])])
+    top = project.store.samples.names([int(ids[keep][order[0]])])
     return counts, next(iter(top.values()))
 
 

@@ -92,7 +92,7 @@ class AppActions(TrainingActions):
         self._outside_log: deque = deque(maxlen=LOG_LINES)   # progress of rounds trained elsewhere
         self._child: subprocess.Popen | None = None          # the process training the round started here
         self.server = this_process()                         # how this server's claims name it
-        project.store.release_claims_of(dead_on_this_host)   # the cards a killed server still held
+        project.store.claims.release_dead_servers(dead_on_this_host)   # the cards a killed server still held
 
     # ------------------------------------------------------------------ overview
     @refusals
@@ -203,7 +203,7 @@ class AppActions(TrainingActions):
         if reviewer and page:
             # Another reviewer may have claimed a card since the queue was read: the first one
             # still free is held, in one write transaction.
-            held = self.project.store.claim_first([c.sample_id for c in page], reviewer, self.claim_s,
+            held = self.project.store.claims.take_first([c.sample_id for c in page], reviewer, self.claim_s,
                                                   server=self.server)
             skipped = [c.sample_id for c in page].index(held) if held is not None else 0
             page = [c for c in page if c.sample_id == held]
@@ -260,8 +260,8 @@ class AppActions(TrainingActions):
     def undo(self, reviewer: str = "") -> dict:
         """Take back the reviewer's latest decision (or accept-all batch)."""
         reviewer = self._reviewer(reviewer)
-        ids = self.project.store.undo_last(reviewer)
-        names = self.project.store.sample_names(ids)
+        ids = self.project.store.decisions.undo_last(reviewer)
+        names = self.project.store.samples.names(ids)
         undone = [names[i] for i in ids]
         return {"ok": True, "undone": undone, "sample_ids": ids,
                 "message": f"undid {len(undone)} decision(s): {', '.join(undone[:5])}"
@@ -278,7 +278,7 @@ class AppActions(TrainingActions):
 
     def position_of_name(self, name: str, cls: str, min_confidence: float, kind: str = "") -> int | None:
         """Where a sample named `name` stands in a queue now (None: not in it, or no round)."""
-        found = self.project.store.samples_by_name([name]).get(name) if isinstance(name, str) else None
+        found = self.project.store.samples.by_name([name]).get(name) if isinstance(name, str) else None
         return None if found is None else self.position_of(found[0], cls, min_confidence, kind=kind)
 
     @refusals
@@ -337,12 +337,12 @@ class AppActions(TrainingActions):
 
     def _snapshot(self, required: bool = True) -> Snapshot | None:
         """The current round, its arrays and the thresholds, read once for this request."""
-        rnd = self.project.store.current_round()
+        rnd = self.project.store.rounds.current()
         if rnd is None:
             if required:
                 raise ProjectError("no finished round yet: train round 0 on the Train tab first")
             return None
-        return Snapshot(rnd.id, round_view(self.project, rnd.id), self.project.store.thresholds())
+        return Snapshot(rnd.id, round_view(self.project, rnd.id), self.project.store.thresholds.values())
 
     def _class_filter(self, cls) -> str:
         """A class name (checked against the project's) or "all"."""
@@ -362,9 +362,9 @@ class AppActions(TrainingActions):
                 child.wait(30)
             except subprocess.TimeoutExpired:
                 child.kill()
-            for r in self.project.store.unfinished_rounds():
+            for r in self.project.store.rounds.unfinished():
                 if r.pid == child.pid:
-                    self.project.store.fail_round(r.id, "interrupted: the server stopped")
+                    self.project.store.rounds.fail(r.id, "interrupted: the server stopped")
         self.project.close()
         self.clips.close()
 

@@ -17,7 +17,8 @@ from ..db.connect import make_engine, masked, schema_version, sqlite_url
 from ..db.errors import CardClaimed, SchemaOutOfDate, StoreError, StoreUnavailable
 from ..db.migrate import backup_sqlite, upgrade
 from ..db.models import SCHEMA_VERSION, Round, as_utc
-from ..db.store import DecisionIn, Store
+from ..db.store import Store
+from ..db.writes import DecisionIn
 from ..engine.config import load_config
 from ..engine.errors import shown
 from ..engine import checkpoint, thresholds
@@ -53,7 +54,7 @@ class Project(ProjectImport):
     def __init__(self, root: Path, store: Store) -> None:
         self.root = root
         self.store = store
-        self.classes = store.classes()
+        self.classes = store.classes.names()
         self.features = FeatureStore(root / "features")
         self.repairs = self._finish_interrupted_import()  # notes for the user, e.g. 'mersemi: note: ...'
         self.mark_dead_rounds_failed()
@@ -86,7 +87,7 @@ class Project(ProjectImport):
             raise ProjectError(f"--db: {e}" if server is not None else str(e)) from None
         # The paper's thresholds where the class is named there, otherwise the default.
         st = load_config().self_training
-        store.set_classes(classes, st.threshold_for(classes))
+        store.classes.create(classes, st.threshold_for(classes))
         if server is not None:  # the store exists: now DIR, which records where it is
             for sub in ("features", "checkpoints", "exports"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
@@ -120,12 +121,12 @@ class Project(ProjectImport):
 
     def current_round_id(self) -> int | None:
         """The latest finished round, whose predictions are in force."""
-        current = self.store.current_round()
+        current = self.store.rounds.current()
         return None if current is None else current.id
 
     def store_url(self) -> str:
         """Where the store is, without a password."""
-        return self.store.engine.url.render_as_string(hide_password=True)
+        return self.store.db.engine.url.render_as_string(hide_password=True)
 
     def class_id(self, name: str, what: str = "class") -> int:
         """Class id of a name (case-insensitive); ProjectError naming the classes otherwise."""
@@ -136,17 +137,17 @@ class Project(ProjectImport):
 
     @property
     def media_root(self) -> Path | None:
-        value = self.store.meta("media_root")
+        value = self.store.meta.get("media_root")
         return Path(value) if value else None
 
     # ------------------------------------------------------------------ thresholds
     def thresholds(self) -> dict[str, float]:
-        return dict(zip(self.classes, self.store.thresholds()))
+        return dict(zip(self.classes, self.store.thresholds.values()))
 
     def set_thresholds(self, values: Mapping[str, object], by: str) -> dict[str, float]:
         """Set some classes' thresholds as `by`'s (every value checked before any is written,
         engine/thresholds.py): the policy leaves them alone until `by` releases them."""
-        self.store.set_thresholds(thresholds.parse(self.classes, values), by=by)
+        self.store.thresholds.set(thresholds.parse(self.classes, values), by=by)
         return self.thresholds()
 
     def release_thresholds(self, classes: Sequence[str], by: str) -> list[str]:
@@ -156,7 +157,7 @@ class Project(ProjectImport):
             raise ProjectError("name the classes to release, or all")
         ids = (list(range(len(self.classes))) if [c.strip().lower() for c in classes] == ["all"]
                else sorted({self.class_id(c) for c in classes}))
-        self.store.release_thresholds(ids, by=by)
+        self.store.thresholds.release(ids, by=by)
         return [self.classes[i] for i in ids]
 
     def threshold_owners(self) -> dict[str, dict]:
@@ -164,7 +165,7 @@ class Project(ProjectImport):
         return {self.classes[t.class_id]: {"threshold": t.value, "set_by": t.updated_by,
                                            "set_at": as_utc(t.updated_at).isoformat(timespec="seconds"),
                                            "policy_may_set": t.policy_may_set}
-                for t in self.store.threshold_rows()}
+                for t in self.store.thresholds.rows()}
 
     def threshold_history(self, limit: int | None = None) -> list[dict]:
         """Every threshold change, newest first: class, value, who, when, the round whose policy
@@ -172,7 +173,7 @@ class Project(ProjectImport):
         return [{"class": self.classes[c.class_id], "threshold": c.value, "set_by": c.set_by,
                  "set_at": as_utc(c.set_at).isoformat(timespec="seconds"), "round": c.round_id,
                  "policy_may_set": c.policy_may_set, "note": c.note}
-                for c in self.store.threshold_history(limit)]
+                for c in self.store.thresholds.history(limit)]
 
     # ------------------------------------------------------------------ decisions
     def decide(self, requests: Sequence[DecisionRequest], reviewer: str,
@@ -183,14 +184,14 @@ class Project(ProjectImport):
         reported, up to MAX_REPORTED), then one batch; nothing is written on an error.
         A relabel to the predicted class is recorded as the accept it is. With
         `respect_claims`, samples on another reviewer's screen (claimed) are refused."""
-        rnd = self.store.current_round() if round_id is None else self.store.round(round_id)
+        rnd = self.store.rounds.current() if round_id is None else self.store.rounds.get(round_id)
         if rnd is None or rnd.status != "done":
             raise ProjectError("no finished round yet: train round 0 before deciding")
         reviewer = person(reviewer)
         bad_names = {r.name: p for r in requests if (p := name_problem(r.name))}
-        known = self.store.samples_by_name(r.name for r in requests if r.name not in bad_names)
-        preds = self.store.prediction_of(rnd.id, [v[0] for v in known.values()])
-        th = self.store.thresholds()
+        known = self.store.samples.by_name(r.name for r in requests if r.name not in bad_names)
+        preds = self.store.rounds.prediction_of(rnd.id, [v[0] for v in known.values()])
+        th = self.store.thresholds.values()
         entries, errors, as_accept = [], [], []
         first: dict[str, int] = {}
         for n, r in enumerate(requests, 1):
@@ -211,9 +212,9 @@ class Project(ProjectImport):
             more = f" (and {len(errors) - MAX_REPORTED} more)" if len(errors) > MAX_REPORTED else ""
             raise ProjectError("; ".join(errors[:MAX_REPORTED]) + more)
         try:
-            batch, replaced = self.store.decide(entries, reviewer, respect_claims=respect_claims)
+            batch, replaced = self.store.decisions.record(entries, reviewer, respect_claims=respect_claims)
         except CardClaimed as e:
-            names = self.store.sample_names(e.sample_ids)
+            names = self.store.samples.names(e.sample_ids)
             shown_names = ", ".join(names[i] for i in e.sample_ids[:5]) + (" ..." if len(e.sample_ids) > 5 else "")
             raise ProjectError(f"{source}: {shown_names}: on another reviewer's screen right now; "
                                "take the next card (it is theirs to decide)") from None
@@ -264,15 +265,15 @@ class Project(ProjectImport):
         """A round whose process is gone (killed, crashed, machine rebooted) is failed, and its
         orphan checkpoint removed. Dead: run on this host by a pid that is gone, or silent for
         longer than HEARTBEAT_LIMIT (any host: a team shares one server)."""
-        host, now = socket.gethostname(), self.store.clock()
+        host, now = socket.gethostname(), self.store.db.clock()
 
         def dead(r: Round) -> bool:
             return round_is_dead(r, host, now)
 
         # A cheap read first; the write transaction decides again under the lock.
-        if not any(dead(r) for r in self.store.unfinished_rounds()):
+        if not any(dead(r) for r in self.store.rounds.unfinished()):
             return []
-        failed = self.store.fail_dead_rounds(dead, lambda r: _death_note(r, host))
+        failed = self.store.rounds.fail_dead(dead, lambda r: _death_note(r, host))
         for r in failed:
             for file in checkpoint.files(self.root / "checkpoints", r.id):
                 file.unlink(missing_ok=True)
@@ -280,12 +281,12 @@ class Project(ProjectImport):
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict:
-        splits = self.store.split_counts()
-        gold = self.store.gold_counts()
-        counts = self.store.decision_counts()
-        sources = self.store.source_counts()
-        rounds = [round_summary(r, self.classes) for r in self.store.rounds()]
-        current = self.store.current_round()
+        splits = self.store.samples.split_counts()
+        gold = self.store.samples.gold_counts()
+        counts = self.store.decisions.counts()
+        sources = self.store.decisions.source_counts()
+        rounds = [round_summary(r, self.classes) for r in self.store.rounds.all()]
+        current = self.store.rounds.current()
         return {
             "project": str(self.root.resolve()),
             "classes": self.classes,

@@ -134,7 +134,7 @@ def train_in_child(root: Path, config_file: Path, config_name: str, auto_accept:
     reader.start()
     while child.poll() is None:
         time.sleep(0.5)
-        running = store.unfinished_rounds()
+        running = store.rounds.unfinished()
         if running and running[0].progress is not None:
             progress(running[0].progress_message or "training", running[0].progress)
     reader.join()

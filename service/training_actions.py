@@ -37,7 +37,7 @@ class TrainingActions:
         wait = flag(wait, "wait")
         self._preset(config)   # a bad preset is refused here, in one line, not in the training process
         self.project.mark_dead_rounds_failed()
-        busy = self.project.store.unfinished_rounds()
+        busy = self.project.store.rounds.unfinished()
         if self.runner.is_running() or busy:
             which = f"round {busy[0].id}" if busy else "a round"
             raise ProjectError(f"{which} is already training; wait for it to finish")
@@ -82,7 +82,7 @@ class TrainingActions:
         running, round, where ("here" | "elsewhere"), message, fraction, elapsed_s, log lines,
         error, the finished round's summary, and `version` (changes with every update)."""
         snap = self.runner.snapshot()
-        unfinished = self.project.store.unfinished_rounds()
+        unfinished = self.project.store.rounds.unfinished()
         if snap["running"] or not unfinished:
             current = unfinished[0].id if unfinished else None
             return {"ok": True, "round": current, "where": "here"} | snap
@@ -91,7 +91,7 @@ class TrainingActions:
         if not self._outside_log or self._outside_log[-1][1] != message:
             self._outside_log.append((time.strftime("%H:%M:%S"), message))
         started = as_utc(r.started_at) if r.started_at is not None else None
-        elapsed = None if started is None else round((self.project.store.clock() - started).total_seconds(), 1)
+        elapsed = None if started is None else round((self.project.store.db.clock() - started).total_seconds(), 1)
         return {"ok": True, "running": True, "round": r.id, "where": "elsewhere", "message": message,
                 "fraction": round(float(r.progress or 0.0), 4), "elapsed_s": elapsed,
                 "log": [f"{t}  {m}" for t, m in self._outside_log], "error": None, "result": None,
@@ -108,5 +108,5 @@ class TrainingActions:
         """Every round: id, status, started_at, composition, CV / test WAF, per-class F1,
         accepted pseudo-labels per class, wall time, error."""
         classes = self.project.classes
-        return {"ok": True, "rounds": [round_summary(r, classes) for r in self.project.store.rounds()],
+        return {"ok": True, "rounds": [round_summary(r, classes) for r in self.project.store.rounds.all()],
                 "training": self.runner.is_running()}

@@ -22,7 +22,7 @@ def app(tmp_path):
 
 
 def log(app):
-    return app.project.store.decision_log()
+    return app.project.store.decisions.log()
 
 
 def test_thresholds_change_counts_and_persist(app):
@@ -33,7 +33,7 @@ def test_thresholds_change_counts_and_persist(app):
     rows = {r["class"]: r for r in out["classes"]}
     assert rows["joy"]["candidates"] == expected_count(1, 0.8)
     assert rows["anger"]["candidates"] == expected_count(2, 0.9)
-    assert app.project.store.thresholds() == [0.5, 0.8, 0.9]
+    assert app.project.store.thresholds.values() == [0.5, 0.8, 0.9]
 
 
 @pytest.mark.parametrize("bad", [{"calm": 0.7, "joy": 1.5}, {"calm": 0.7, "joy": -0.1},
@@ -44,7 +44,7 @@ def test_bad_thresholds_are_refused_and_change_nothing(app, bad):
     app.set_thresholds({"calm": 0.6}, reviewer="ann")
     out = app.set_thresholds(bad, reviewer="ann")
     assert out["ok"] is False and out["error"]
-    assert app.project.store.thresholds() == [0.6, 0.5, 0.5]
+    assert app.project.store.thresholds.values() == [0.6, 0.5, 0.5]
 
 
 def test_a_threshold_records_its_owner_and_needs_a_name(app):
@@ -209,7 +209,7 @@ def test_undo_takes_back_the_reviewers_latest_decision_only(app):
     app.decide("u02", "reject", "", "ann")
     out = app.undo("ann")
     assert out["ok"] and out["undone"] == ["u02"]
-    assert set(app.project.store.current_decisions()) == {30, 31}
+    assert set(app.project.store.decisions.in_force()) == {30, 31}
     assert app.undo("carl")["undone"] == [] and "nothing to undo" in app.undo("carl")["message"]
     assert app.undo("")["ok"] is False
 
@@ -251,7 +251,7 @@ def test_no_round_yet_gives_a_message(tmp_path):
 def test_unknown_preset_is_refused(app):
     out = app.train_round(config="../../etc/passwd")
     assert out["ok"] is False and "unknown preset" in out["error"]
-    assert app.project.store.rounds()[-1].id == 0
+    assert app.project.store.rounds.all()[-1].id == 0
 
 
 def test_training_refused_while_a_round_runs(app):
@@ -265,7 +265,7 @@ def test_training_refused_while_a_round_runs(app):
     finally:
         release.set()
         app.runner.wait(5)
-    assert len(app.project.store.rounds()) == 1
+    assert len(app.project.store.rounds.all()) == 1
 
 
 def test_export_writes_under_exports(app):

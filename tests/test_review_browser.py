@@ -207,13 +207,13 @@ def test_the_review_tab_says_when_a_round_is_training(page, served):
     expect(page.locator("#review-banner")).not_to_contain_text("training")
     project = Project.open(root)
     try:
-        rid = project.store.create_round(config={}, config_name="other", thresholds={}, auto_accept=False,
+        rid = project.store.rounds.create(config={}, config_name="other", thresholds={}, auto_accept=False,
                                          pid=os.getpid(), host=socket.gethostname())
         banner = page.locator("#review-banner")
         expect(banner).to_contain_text(f"Round {rid} is training")
         expect(banner).to_contain_text("round after it")
         page.screenshot(path=str(ARTIFACTS / "review-training-1366.png"))
-        project.store.fail_round(rid, "test over")
+        project.store.rounds.fail(rid, "test over")
         expect(banner).not_to_contain_text("training")
     finally:
         project.close()
