@@ -148,13 +148,13 @@ def main() -> int:
         http = httpx.Client(timeout=60)
         try:
             thresholds = [0.6, 0.7, 0.8, 0.9, 0.95]
-            actions.warm()  # as build_app does in a thread: the timings below start warm
+            actions.training.warm()  # as build_app does in a thread: the timings below start warm
 
             rows = []
 
             def row(what, name, make_args):
                 """Time one endpoint, its i-th call made with make_args(i), the three ways."""
-                server_ms, _ = timed(lambda i: getattr(actions, name)(*make_args(i)), args.repeat)
+                server_ms, _ = timed(lambda i: actions.endpoint(name)(*make_args(i)), args.repeat)
                 http_ms, http_out = timed(lambda i: http_call(http, base, name, *make_args(i)), args.repeat)
                 client_ms, _ = timed(lambda i: client.predict(*make_args(i), api_name=f"/{name}"), args.repeat)
                 assert http_out["ok"], http_out

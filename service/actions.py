@@ -6,13 +6,12 @@ round yet, training already running) returns {"ok": False, "error": "<one line>"
 writes nothing; it never raises. Arguments arrive as JSON from any client: each is checked
 by service/values.py (types strictly: the string "false" is not a boolean) before it is used.
 Type hints are real (no `from __future__ import annotations`): `gr.api` reads them to
-describe the endpoints. The training endpoints are `TrainingActions`
+describe the endpoints. The training endpoints are `actions.training`, a `TrainingActions`
 (service/training_actions.py); the refusal every endpoint turns an error into is `refusals`
 (service/refusals.py).
 """
-import subprocess
 import time
-from collections import deque
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ from ..engine.errors import shown
 from ..engine.processes import dead_on_this_host, this_process
 from ..engine.vocab import QueueKind, Tool
 
-from .runner import LOG_LINES, TrainingRunner
 from .clips import ClipShelf
 from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
 from .exports import export as write_export
@@ -77,22 +75,24 @@ class Snapshot:
 
 
 
-class AppActions(TrainingActions):
+class AppActions:
     """One project's actions, shared by every browser session and API client of a server."""
 
     def __init__(self, project: Project, presets: dict[str, Path] | None = None) -> None:
         self.project = project
-        self.presets = presets or default_presets()
-        self.runner = TrainingRunner()
+        self.training = TrainingActions(project, presets or default_presets())
         self.clips = ClipShelf()  # the only files the server serves: copies of the cards' clips
         # Set by the app when the server has logins: every action then records the login of
         # the request (LOGIN) as its reviewer, never a name the client sends.
         self.logins = False
         self.claim_s = CLAIM_S
-        self._outside_log: deque = deque(maxlen=LOG_LINES)   # progress of rounds trained elsewhere
-        self._child: subprocess.Popen | None = None          # the process training the round started here
         self.server = this_process()                         # how this server's claims name it
         project.store.claims.release_dead_servers(dead_on_this_host)   # the cards a killed server still held
+
+    def endpoint(self, name: str) -> Callable[..., dict]:
+        """The action behind the API endpoint `name`: a training one (TrainingActions.ENDPOINTS)
+        is `self.training`'s, any other this object's."""
+        return getattr(self.training if name in TrainingActions.ENDPOINTS else self, name)
 
     # ------------------------------------------------------------------ overview
     @refusals
@@ -102,7 +102,7 @@ class AppActions(TrainingActions):
         return {"ok": True, "project": s["project"], "classes": s["classes"],
                 "samples": s["samples"], "labeled_per_class": s["labeled_per_class"],
                 "current_round": s["current_round"], "rounds": len(s["rounds"]),
-                "training": self.runner.is_running()}
+                "training": self.training.is_running()}
 
     # ------------------------------------------------------------------ thresholds
     @refusals
@@ -355,16 +355,7 @@ class AppActions(TrainingActions):
     def shutdown(self) -> None:
         """The server is stopping: a round training in this process will not finish, so mark it
         failed now (its predictions were never written; the previous round stays in force)."""
-        child = self._child
-        if self.runner.is_running() and child is not None and child.poll() is None:
-            child.terminate()           # the training process marks its round failed on the way out
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-            for r in self.project.store.rounds.unfinished():
-                if r.pid == child.pid:
-                    self.project.store.rounds.fail(r.id, "interrupted: the server stopped")
+        self.training.stop()
         self.project.close()
         self.clips.close()
 
@@ -374,7 +365,7 @@ class AppActions(TrainingActions):
         """Marks that change with every write a page shows (decisions, thresholds, rounds and
         the training here): a page polls this and redraws only what changed."""
         self.project.mark_dead_rounds_failed()  # a round whose process was killed stops showing "running"
-        return {"ok": True, "training": self.runner.snapshot()["version"]} | self.project.store.change_marks()
+        return {"ok": True, "training": self.training.version()} | self.project.store.change_marks()
 
     @refusals
     def histograms(self) -> dict:

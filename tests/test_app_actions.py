@@ -245,11 +245,11 @@ def test_no_round_yet_gives_a_message(tmp_path):
                 app.accept_all(reviewer="ann"), app.suggest(0.9)):
         assert out["ok"] is False and "no finished round" in out["error"]
     assert app.set_thresholds({"joy": 0.7}, reviewer="ann")["ok"]               # thresholds work before round 0
-    assert app.round_history()["rounds"] == []
+    assert app.training.round_history()["rounds"] == []
 
 
 def test_unknown_preset_is_refused(app):
-    out = app.train_round(config="../../etc/passwd")
+    out = app.training.train_round(config="../../etc/passwd")
     assert out["ok"] is False and "unknown preset" in out["error"]
     assert app.project.store.rounds.all()[-1].id == 0
 
@@ -258,13 +258,13 @@ def test_training_refused_while_a_round_runs(app):
     import threading
 
     release = threading.Event()
-    assert app.runner.start(lambda progress: release.wait(5) and {}, "blocking job")
+    assert app.training.runner.start(lambda progress: release.wait(5) and {}, "blocking job")
     try:
-        out = app.train_round(config="default")
+        out = app.training.train_round(config="default")
         assert out["ok"] is False and "already training" in out["error"]
     finally:
         release.set()
-        app.runner.wait(5)
+        app.training.runner.wait(5)
     assert len(app.project.store.rounds.all()) == 1
 
 

@@ -232,7 +232,7 @@ def test_auto_accept_asks_with_counts_per_class_then_unticks(page, served):
     expect(text).to_contain_text("accept 50 candidates")
     expect(text.locator("table")).to_contain_text("expected precision")
     assert text.locator("tbody tr").count() == 3
-    assert not demo.actions.runner.is_running()             # nothing started before the answer
+    assert not demo.actions.training.runner.is_running()             # nothing started before the answer
     assert db(root, "SELECT count(*) FROM rounds") == [(1,)]
     page.locator("#btn-train-confirm").click()
     expect(box).not_to_be_checked()
@@ -328,8 +328,8 @@ def test_the_live_log_follows_new_lines(page, served):
             time.sleep(0.05)
         return {}
 
-    assert demo.actions.runner.start(job, "a long log")
-    demo.actions.runner.wait(10)
+    assert demo.actions.training.runner.start(job, "a long log")
+    demo.actions.training.runner.wait(10)
     log = page.locator("#train-log textarea")
     expect(log).to_have_value(re.compile("finished"))
     # the page scrolls the log down to its last line (app.js, every 400 ms)

@@ -201,14 +201,14 @@ def test_a_reload_restores_tab_filter_and_card(app, W):
 # ---------------------------------------------------------------------- 8. a round training
 
 def test_the_review_tab_says_a_round_is_training_wherever_it_was_started(app):
-    history = app.round_history()["rounds"]
-    assert tab_train.training_banner(app.training_status(), history) == ""
+    history = app.training.round_history()["rounds"]
+    assert tab_train.training_banner(app.training.training_status(), history) == ""
     store = app.project.store
     # a round started by another process (the command line): the page follows its progress
     rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
                              pid=os.getpid(), host=socket.gethostname())
     store.rounds.heartbeat(rid, 0.4, "fold 2/5: epoch 3")
-    snap = app.training_status()
+    snap = app.training.training_status()
     assert snap["running"] and snap["where"] == "elsewhere" and snap["fraction"] == 0.4
     assert "fold 2/5: epoch 3" in snap["message"] and "fold 2/5" in snap["log"][-1]
     text = tab_train.training_banner(snap, history)
@@ -225,15 +225,15 @@ def test_auto_accept_asks_first_with_counts_and_precision_per_class(app, W):
     text = out[W.train_confirm_md]
     assert "accept 50 candidates" in text and "| calm |" in text and "expected precision" in text
     assert "low" in text                                     # joy/anger near 0.5-0.7 are flagged
-    assert not app.runner.is_running() and app.project.store.rounds.all()[-1].id == 0
-    preview = auto_accept_preview(app.project, load_config(app.presets["default"]))
+    assert not app.training.runner.is_running() and app.project.store.rounds.all()[-1].id == 0
+    preview = auto_accept_preview(app.project, load_config(app.training.presets["default"]))
     assert sum(r["count"] for r in preview["classes"]) == preview["total"] == 50
 
 
 def test_auto_accept_confirmed_unticks_the_box(app, W):
     out = tab_train.on_train_confirm(app, W, "default")
     assert out[W.auto_accept] is False and out[W.train_confirm_group]["visible"] is False
-    app.runner.wait(60)
+    app.training.runner.wait(60)
 
 
 # ---------------------------------------------------------------------- 11. media kinds

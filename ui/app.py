@@ -68,7 +68,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
     actions = AppActions(Project.open(project_root), presets)
     import threading
 
-    threading.Thread(target=actions.warm, name="mersemi-warm", daemon=True).start()
+    threading.Thread(target=actions.training.warm, name="mersemi-warm", daemon=True).start()
     with ApiBlocks(title="mersemi review", fill_width=True) as demo:
         demo.actions = actions  # for serve() and the tests: the same object the events use
         with gr.Row(elem_id="header", equal_height=True):
@@ -83,7 +83,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         poll_key = gr.State(None)                               # the store's marks the page shows
         # Outside the tabs: a tab not on screen is not rendered, and a timer in it would not tick.
         timer = gr.Timer(POLL_S)
-        snap, history = actions.training_status(), actions.round_history().get("rounds", [])
+        snap, history = actions.training.training_status(), actions.training.round_history().get("rounds", [])
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Thresholds", id="thresholds", elem_id="tab-thresholds") as t_thresholds:
                 thresholds = tab_thresholds.layout(actions)
@@ -99,7 +99,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         for name in ENDPOINTS:
             # train_round refuses a second start at once rather than queueing it
             limit = None if name in ("train_round", "training_status", "changes") else "default"
-            gr.api(getattr(actions, name), api_name=name, concurrency_limit=limit)
+            gr.api(actions.endpoint(name), api_name=name, concurrency_limit=limit)
 
         # One namespace of every component: handlers return dicts keyed by component.
         W = SimpleNamespace(**vars(thresholds), **vars(review), **vars(train), **vars(decisions), **vars(export),

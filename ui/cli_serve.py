@@ -93,7 +93,7 @@ def _serve(root: Path, host: str, port: int, auth: list[tuple[str, str]] | None)
         raise ProjectError(f"cannot listen on {host}:{port}: {e}") from None
     finally:
         shutil.rmtree(gradio_tmp, ignore_errors=True)
-    if demo.actions.runner.is_running():
+    if demo.actions.training.is_running():
         # Its round is marked failed already; the training thread, inside torch, would abort
         # the interpreter's teardown, so leave without one.
         sys.stdout.flush()

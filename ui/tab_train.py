@@ -24,7 +24,7 @@ def layout(actions: AppActions) -> SimpleNamespace:
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Row(equal_height=True):
-                preset = gr.Dropdown(list(actions.presets), value=default_preset(actions.presets),
+                preset = gr.Dropdown(list(actions.training.presets), value=default_preset(actions.training.presets),
                                      label="Config preset", min_width=160, elem_id="train-preset")
                 auto_accept = gr.Checkbox(False, label="Auto-accept every candidate at its threshold",
                                           min_width=160, elem_id="train-auto")
@@ -35,7 +35,7 @@ def layout(actions: AppActions) -> SimpleNamespace:
                     train_confirm_btn = gr.Button("Yes, train with them", variant="primary", size="md",
                                             elem_id="btn-train-confirm")
                     train_cancel_btn = gr.Button("Cancel", size="md", elem_id="btn-train-cancel")
-            progress_html = gr.HTML(progress_bar(actions.training_status()), elem_id="train-progress")
+            progress_html = gr.HTML(progress_bar(actions.training.training_status()), elem_id="train-progress")
             train_log = gr.Textbox(label="Log (follows new lines)", lines=5, max_lines=5, interactive=False,
                                    autoscroll=True, elem_id="train-log")
             after_md = gr.Markdown(elem_id="train-after")
@@ -59,18 +59,18 @@ def outputs(W: SimpleNamespace) -> list:
 
 
 def render(actions: AppActions, W: SimpleNamespace) -> dict:
-    snap = actions.training_status()
-    history = actions.round_history()["rounds"]
+    snap = actions.training.training_status()
+    history = actions.training.round_history()["rounds"]
     return {W.progress_html: progress_bar(snap), W.train_log: "\n".join(snap["log"]),
             W.rounds_df: history_frame(history), W.waf_chart: waf_plot(history), W.f1_chart: f1_plot(history),
             W.after_md: after_round_text(history), W.review_banner: training_banner(snap, history)}
 
 
 def on_train(actions: AppActions, W: SimpleNamespace, preset: str, auto_accept: bool) -> dict:
-    out = actions.train_round(preset, bool(auto_accept))
+    out = actions.training.train_round(preset, bool(auto_accept))
     if not out["ok"]:
         gr.Warning(out["error"])
-    snap = actions.training_status()
+    snap = actions.training.training_status()
     return {W.progress_html: progress_bar(snap), W.train_log: "\n".join(snap["log"]),
             W.train_confirm_group: gr.update(visible=False)}
 
@@ -80,7 +80,7 @@ def on_train_ask(actions: AppActions, W: SimpleNamespace, preset: str, auto_acce
     accept and at what expected precision, and ask."""
     if not auto_accept:
         return on_train(actions, W, preset, False)
-    preview = actions.auto_accept_preview(preset)
+    preview = actions.training.auto_accept_preview(preset)
     if not preview["ok"]:
         return {W.train_confirm_group: gr.update(visible=True),
                 W.train_confirm_md: f"**Cannot preview the auto-accept step:** {md(preview['error'])}"}
