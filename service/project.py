@@ -31,7 +31,9 @@ from ..engine.safe_files import check_folder_target
 
 from .errors import ProjectError
 from .project_import import ProjectImport
-from .store_location import PASSWORD_ENV, SERVER_URL_FILE, _server_url, _where, _without_password, store_url
+from .store_location import (
+    PASSWORD_ENV, SERVER_URL_FILE, server_url, store_label, store_url, without_password,
+)
 from .values import person
 
 DEFAULT_CLASSES = list(MER2024_CLASSES)
@@ -77,7 +79,7 @@ class Project(ProjectImport):
         for marker in ("project.db", SERVER_URL_FILE):
             if (root / marker).exists():
                 raise ProjectError(f"{root}: already a project ({marker} exists)")
-        server = _server_url(db_url) if db_url is not None else None
+        server = server_url(db_url) if db_url is not None else None
         if server is None:
             for sub in ("features", "checkpoints", "exports"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
@@ -91,7 +93,7 @@ class Project(ProjectImport):
         if server is not None:  # the store exists: now DIR, which records where it is
             for sub in ("features", "checkpoints", "exports"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
-            (root / SERVER_URL_FILE).write_text(_without_password(server) + "\n")
+            (root / SERVER_URL_FILE).write_text(without_password(server) + "\n")
         return cls(root, store)
 
     @classmethod
@@ -101,13 +103,13 @@ class Project(ProjectImport):
         try:
             store = Store(url)
         except SchemaOutOfDate as e:
-            raise ProjectError(f"{_where(root, url)}: {e}; run 'mersemi migrate {root}'") from None
+            raise ProjectError(f"{store_label(root, url)}: {e}; run 'mersemi migrate {root}'") from None
         except StoreUnavailable as e:
             hint = "" if str(url).startswith("sqlite") else \
                 f" (the password comes from {PASSWORD_ENV} or ~/.pgpass)"
             raise ProjectError(f"{e}{hint}") from None
         except StoreError as e:
-            raise ProjectError(f"{_where(root, url)}: {e}") from None
+            raise ProjectError(f"{store_label(root, url)}: {e}") from None
         return cls(root, store)
 
     def close(self) -> None:
@@ -367,7 +369,7 @@ def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, 
     try:
         found = schema_version(engine)
         if found is None:
-            raise ProjectError(f"{_where(root, url)}: not a mersemi project database (no meta table)")
+            raise ProjectError(f"{store_label(root, url)}: not a mersemi project database (no meta table)")
         if found == SCHEMA_VERSION:
             say(f"{root}: already at schema version {found}; nothing to do")
             return found, found
@@ -379,7 +381,7 @@ def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, 
                     "(pg_dump the database first to keep a copy)")
         before, after = upgrade(engine)
     except StoreError as e:
-        raise ProjectError(f"{_where(root, url)}: {e}") from None
+        raise ProjectError(f"{store_label(root, url)}: {e}") from None
     finally:
         engine.dispose()
     say(f"upgraded {root} from schema version {before} to {after}")

@@ -35,7 +35,7 @@ def store_url(root: Path) -> str | URL:
                        f"run 'mersemi init {root}')")
 
 
-def _server_url(text: str) -> URL:
+def server_url(text: str) -> URL:
     """A PostgreSQL URL for --db; plain postgresql:// means the psycopg (v3) driver."""
     try:
         url = make_url(text.strip())
@@ -49,11 +49,12 @@ def _server_url(text: str) -> URL:
     return url
 
 
-def _without_password(url: URL) -> str:
+def without_password(url: URL) -> str:
     # URL.set(password=None) would keep the password: None there means "unchanged".
     return URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
                       url.query).render_as_string(hide_password=False)
 
 
-def _where(root: Path, url: str | URL) -> str:
+def store_label(root: Path, url: str | URL) -> str:
+    """The store as a message names it: the SQLite file, or the server URL without its password."""
     return str(root / "project.db") if str(url).startswith("sqlite") else masked(url)
