@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
 
 from .config_schema import FinetuneConfig
 
@@ -82,6 +81,8 @@ def make_folds(data: LabeledRows, n_classes: int, k: int, seed: int, votes: np.n
     """Stratified K folds of the gold rows (shuffled, seeded). Evaluation folds hold gold
     rows only; every extra row joins every training fold, but a label from the model joins
     fold k only where fold k's predecessor voted for it (`votes`, see train.Prior)."""
+    from sklearn.model_selection import StratifiedKFold   # a second of start-up: only training needs it
+
     with warnings.catch_warnings():
         # Tiny classes are reported by _validate with their ids; sklearn's warning says the
         # same without them.

@@ -86,6 +86,9 @@ class QueueKind(StrEnum):
     VERIFY = "verify"          # candidates, at or above threshold: accept or reject
 
 
+DEFAULT_QUEUE = QueueKind.BOTH   # the queue the app, `mersemi queue` and the API show unless asked
+
+
 class CardKind(StrEnum):
     LABEL = "label"
     VERIFY = "verify"

@@ -20,7 +20,7 @@ from typing import Literal, overload
 from ..engine.config import presets
 from ..engine.errors import shown
 from ..engine.processes import dead_on_this_host, this_process
-from ..engine.vocab import QueueKind, Tool
+from ..engine.vocab import DEFAULT_QUEUE, QueueKind, Tool
 
 from .clips import ClipShelf
 from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
@@ -28,7 +28,6 @@ from .exports import export as write_export
 from .project import DecisionRequest, Project, ProjectError
 from .refusals import refusals
 from .review import (
-    DEFAULT_QUEUE,
     RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
     split_histogram, suggest_thresholds,
 )

@@ -24,7 +24,6 @@ from ..engine.errors import shown
 from ..engine import checkpoint, thresholds
 from ..engine.vocab import MER2024_CLASSES, Action, CardKind, Source
 from ..engine.features import FeatureStore
-from ..engine.importers import read_csv
 from ..engine.names import name_problem, note_problem
 from ..engine.processes import pid_alive
 from ..engine.safe_files import check_folder_target
@@ -393,6 +392,8 @@ def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, 
 
 def parse_decisions_csv(path: str | Path) -> list[DecisionRequest]:
     """Read `name, decision, label[, note]`; errors name the file and row."""
+    from ..engine.importers import read_csv   # pandas: only `decide` needs it
+
     path = Path(path)
     df = read_csv(path, required=("name", "decision"))  # a regular file, bounded, no NUL
     if df.empty:

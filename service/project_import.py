@@ -15,11 +15,11 @@ from ..db.store import Store
 from ..engine.crashpoints import crash_point
 from ..engine.errors import InputError, shown
 from ..engine.features import FeatureWriter, process_may_run, publish_staged, remove_dead_staging
-from ..engine.importers import ImportPlan, plan_mertools, plan_native
 
 from .errors import ProjectError
 
 if TYPE_CHECKING:
+    from ..engine.importers import ImportPlan
     from ..engine.progress import ProgressFn
 
 PENDING_IMPORT = "import_pending"  # meta key: JSON of an import between its samples and its features
@@ -34,6 +34,8 @@ class ProjectImport:
 
     def import_native(self, folder: str | Path, dtype: str = "float16",
                       progress: ProgressFn | None = None) -> dict:
+        from ..engine.importers import plan_native   # pandas: only an import needs it
+
         self._require_empty()
         return self._import(lambda: plan_native(Path(folder), self.classes), dtype, progress)
 
@@ -41,6 +43,8 @@ class ProjectImport:
                         modality_map: dict[str, str], transcripts: str | Path | None = None,
                         media: str | Path | None = None, dtype: str = "float16",
                         progress: ProgressFn | None = None) -> dict:
+        from ..engine.importers import plan_mertools
+
         self._require_empty()
         if not modality_map:
             raise ProjectError("--modality: map at least one modality, e.g. --modality audio=chinese-hubert-large-UTT")

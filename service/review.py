@@ -17,14 +17,13 @@ import numpy as np
 from ..engine import selection, self_training
 from ..engine.config import load_config, preset_path
 from ..engine.thresholds import check_target_precision, quantize
-from ..engine.vocab import HUMAN_SOURCES, Action, QueueKind, Source, media_kind
+from ..engine.vocab import DEFAULT_QUEUE, HUMAN_SOURCES, Action, QueueKind, Source, media_kind
 
 from .project import Project, ProjectError
 
 HIST_BINS = 40
 # "both": the least sure first, then the riskiest candidates, so the queue never runs dry
 # (bench/results/README.md compares it with the verify queue).
-DEFAULT_QUEUE = QueueKind.BOTH
 
 
 @dataclass(frozen=True)

@@ -284,7 +284,7 @@ def test_auth_is_required_when_set(tmp_path):
 
 
 def test_demo_project_is_built_once_and_reused(tmp_path):
-    from mersemi.ui.cli import build_demo_project
+    from mersemi.ui.cli_serve import build_demo_project
     from mersemi.service.project import Project
 
     root = build_demo_project(tmp_path / "cache", scale=0.1, config=FAST_PRESET)

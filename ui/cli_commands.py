@@ -14,9 +14,9 @@ from typing import Any
 from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import UsageError, shown
 from ..engine.safe_files import check_folder_target
+from ..engine.vocab import DEFAULT_QUEUE
 
 from ..service.project import PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv
-from ..service.review import DEFAULT_QUEUE
 from ..service.values import number, person
 
 

@@ -13,9 +13,8 @@ import gradio as gr
 import pandas as pd
 
 from ..engine.thresholds import STEP
-from ..engine.vocab import Action, CardKind, QueueKind
+from ..engine.vocab import DEFAULT_QUEUE, Action, CardKind, QueueKind
 from ..service.actions import AppActions
-from ..service.review import DEFAULT_QUEUE
 
 from .charts import md, probability_bars
 from .widgets import ValueSlider
