@@ -76,7 +76,7 @@ def test_heartbeat_is_written_at_most_every_interval_and_passes_progress_on(proj
     store = project.store
     rid = start_round(project, "lab-gpu-2", 4242, timedelta(hours=1))
     seen = []
-    beat = Heartbeat(store, rid, lambda msg, f: seen.append((msg, f)))
+    beat = Heartbeat(store.rounds, rid, lambda msg, f: seen.append((msg, f)))
     old = store.rounds.get(rid).heartbeat_at
 
     beat("epoch 1", 0.1)               # within the interval of the round's start: no write
