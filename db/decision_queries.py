@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ..engine.vocab import Source, Tool
+from ..engine.vocab import POOL_SOURCES, UNDO, Action, CardKind, Tool
 from .database import CHUNK, Database, chunks
 from .errors import CardClaimed
 from .models import Claim, CurrentDecision, Decision, Sample, as_utc
@@ -81,13 +81,13 @@ class DecisionQueries:
         self._decided = (version, ids)
         return ids
 
-    def counts(self, by: str = "label") -> dict[str, dict[int, int]]:
+    def counts(self, by: str = "label") -> dict[str, dict[int, int]]:  # not vocab: a column
         """Decisions in force: action -> {class: count}, by "label" (the class the decision
         names; reject: the rejected class) or by "predicted" (the class the model predicted
         in the round decided on; one meaning for every action, a relabel counts under the
         class it was relabeled from). Decisions without a prediction are left out."""
         column = {"label": CurrentDecision.label, "predicted": CurrentDecision.predicted}[by]
-        out: dict[str, dict[int, int]] = {"accept": {}, "reject": {}, "relabel": {}, "label": {}}
+        out: dict[str, dict[int, int]] = {a.value: {} for a in Action}
         with self.db.session() as s:
             q = select(CurrentDecision.action, column, func.count()).group_by(CurrentDecision.action, column)
             for action, cls, n in s.execute(q):
@@ -108,7 +108,7 @@ class DecisionQueries:
 
     def source_counts(self) -> dict[str, dict[int, int]]:
         """Labels in force of pool samples: source -> {class: count} (every source but gold)."""
-        out: dict[str, dict[int, int]] = {src: {} for src in Source if src != Source.GOLD}
+        out: dict[str, dict[int, int]] = {src.value: {} for src in POOL_SOURCES}
         with self.db.session() as s:
             q = (select(CurrentDecision.source, CurrentDecision.label, func.count())
                  .where(CurrentDecision.source.is_not(None))
@@ -153,7 +153,7 @@ class DecisionQueries:
         are in force by action, and when they last decided."""
         with self.db.session() as s:
             made = s.execute(select(Decision.reviewer, func.count(), func.max(Decision.created_at))
-                             .where(Decision.action != "undo").group_by(Decision.reviewer)).all()
+                             .where(Decision.action != UNDO).group_by(Decision.reviewer)).all()
             force = s.execute(select(Decision.reviewer, CurrentDecision.action, func.count())
                               .join(CurrentDecision, CurrentDecision.decision_id == Decision.id)
                               .group_by(Decision.reviewer, CurrentDecision.action)).all()
@@ -170,17 +170,17 @@ class DecisionQueries:
         check of the calibration reads."""
         q = (select(Decision.predicted, CurrentDecision.action, CurrentDecision.label, Decision.confidence)
              .join(CurrentDecision, CurrentDecision.decision_id == Decision.id)
-             .where(Decision.card == "verify", Decision.reviewer != Tool.AUTO,
+             .where(Decision.card == CardKind.VERIFY, Decision.reviewer != Tool.AUTO,
                     Decision.confidence.is_not(None), Decision.predicted.is_not(None)))
         with self.db.session() as s:
-            return [(int(cast(int, p)), a != "reject" and label == p, float(cast(float, c)))
+            return [(int(cast(int, p)), a != Action.REJECT and label == p, float(cast(float, c)))
                     for p, a, label, c in s.execute(q)]
 
 
 def _undo_last(s: Session, reviewer: str, now: datetime) -> list[int]:
     undone = select(Decision.undoes).where(Decision.undoes.is_not(None))
     last = s.scalar(select(Decision.batch).where(
-        Decision.reviewer == reviewer, Decision.action != "undo",
+        Decision.reviewer == reviewer, Decision.action != UNDO,
         Decision.id.not_in(undone)).order_by(Decision.id.desc()).limit(1))
     if last is None:
         return []
@@ -188,7 +188,7 @@ def _undo_last(s: Session, reviewer: str, now: datetime) -> list[int]:
                                                     Decision.id.not_in(undone))))
     batch = uuid.uuid4().hex
     for d in targets:
-        s.add(Decision(sample_id=d.sample_id, round_id=d.round_id, action="undo",
+        s.add(Decision(sample_id=d.sample_id, round_id=d.round_id, action=UNDO,
                        label=None, predicted=d.predicted, undoes=d.id, reviewer=reviewer, batch=batch,
                        created_at=now))
     s.flush()
@@ -220,7 +220,7 @@ def _recompute_current(s: Session, sample_id: int) -> None:
     undone = {d.undoes for d in log if d.undoes is not None}
     s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id == sample_id))
     for d in log:
-        if d.action != "undo" and d.id not in undone:
+        if d.action != UNDO and d.id not in undone:
             s.add(CurrentDecision(sample_id=sample_id, decision_id=d.id, action=d.action, label=d.label,
                                   predicted=d.predicted, source=d.source))
             break

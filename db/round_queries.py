@@ -11,6 +11,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from .database import Database, chunks
+from ..engine.vocab import UNFINISHED, PredictionKind, RoundStatus
 from .errors import RoundBusy
 from .models import Prediction, Round
 from .writes import DecisionIn, append_decisions, apply_policy
@@ -26,46 +27,46 @@ class RoundQueries:
                      auto_accept: bool, pid: int, host: str) -> int:
         """Start a round as `running`; refuses while another round runs."""
         def work(s: Session) -> int:
-            busy = s.scalar(select(Round.id).where(Round.status.in_(("queued", "running"))))
+            busy = s.scalar(select(Round.id).where(Round.status.in_(UNFINISHED)))
             if busy is not None:
                 raise RoundBusy(busy)
             last = s.scalar(select(func.max(Round.id)))
             rid = 0 if last is None else last + 1
             now = self.db.clock()
-            s.add(Round(id=rid, status="running", created_at=now, started_at=now, heartbeat_at=now, config=config,
-                        config_name=config_name, thresholds=thresholds,
+            s.add(Round(id=rid, status=RoundStatus.RUNNING, created_at=now, started_at=now, heartbeat_at=now,
+                        config=config, config_name=config_name, thresholds=thresholds,
                         auto_accept=auto_accept, pid=pid, host=host))
             return rid
         return self.db.write(work)
 
     def fail(self, round_id: int, error: str) -> None:
         self.db.write(lambda s: s.execute(
-            update(Round).where(Round.id == round_id, Round.status != "done")
-            .values(status="failed", error=error[:2000], finished_at=self.db.clock())))
+            update(Round).where(Round.id == round_id, Round.status != RoundStatus.DONE)
+            .values(status=RoundStatus.FAILED, error=error[:2000], finished_at=self.db.clock())))
 
     def heartbeat(self, round_id: int, progress: float | None = None, message: str | None = None) -> None:
         """The training process is alive (see `fail_dead`), and how far it is."""
         values: dict[str, Any] = {"heartbeat_at": self.db.clock()}
         if progress is not None:
             values |= {"progress": float(progress), "progress_message": (message or "")[:255]}
-        self.db.write(lambda s: s.execute(update(Round).where(Round.id == round_id, Round.status == "running")
+        self.db.write(lambda s: s.execute(update(Round).where(Round.id == round_id, Round.status == RoundStatus.RUNNING)
                                         .values(**values)))
 
     def fail_dead(self, is_dead: Callable[[Round], bool], error: Callable[[Round], str]) -> list[Round]:
         """Mark failed, in one write transaction, the unfinished rounds that `is_dead` judges
         dead when read under the write lock; return them."""
         def work(s: Session) -> list[Round]:
-            dead = [r for r in s.scalars(select(Round).where(Round.status.in_(("queued", "running"))))
+            dead = [r for r in s.scalars(select(Round).where(Round.status.in_(UNFINISHED)))
                     if is_dead(r)]
             for r in dead:
                 s.execute(update(Round).where(Round.id == r.id).values(
-                    status="failed", error=error(r)[:2000], finished_at=self.db.clock()))
+                    status=RoundStatus.FAILED, error=error(r)[:2000], finished_at=self.db.clock()))
             return dead
         return self.db.write(work)
 
     def unfinished(self) -> list[Round]:
         with self.db.session() as s:
-            return list(s.scalars(select(Round).where(Round.status.in_(("queued", "running")))))
+            return list(s.scalars(select(Round).where(Round.status.in_(UNFINISHED))))
 
     def all(self) -> list[Round]:
         with self.db.session() as s:
@@ -78,7 +79,7 @@ class RoundQueries:
     def current(self) -> Round | None:
         """The latest finished round: its predictions are the ones in force."""
         with self.db.session() as s:
-            return s.scalar(select(Round).where(Round.status == "done").order_by(Round.id.desc()).limit(1))
+            return s.scalar(select(Round).where(Round.status == RoundStatus.DONE).order_by(Round.id.desc()).limit(1))
 
     def complete(self, round_id: int, *, predictions: list[tuple[str, np.ndarray, np.ndarray]],
                        decisions: list[DecisionIn], reviewer: str, composition: dict,
@@ -94,13 +95,13 @@ class RoundQueries:
         def work(s: Session) -> list[dict]:
             now = self.db.clock()
             status = s.scalar(select(Round.status).where(Round.id == round_id))
-            if status != "running":
+            if status != RoundStatus.RUNNING:
                 raise RuntimeError(f"round {round_id} is {status}, not running")
             if discarded is not None:
                 s.execute(update(Round).where(Round.id == round_id).values(
-                    status="discarded", finished_at=now, composition=composition,
+                    status=RoundStatus.DISCARDED, finished_at=now, composition=composition,
                     metrics=metrics | {"discarded": discarded}, checkpoint=None, progress=1.0,
-                    progress_message="discarded"))
+                    progress_message=RoundStatus.DISCARDED))
                 return []
             for kind, ids, probs in predictions:
                 _insert_predictions(s, round_id, kind, ids, probs)
@@ -108,9 +109,9 @@ class RoundQueries:
                 append_decisions(s, decisions, reviewer, now)
             changes = apply_policy(s, round_id, thresholds or {}, everyone, now)
             s.execute(update(Round).where(Round.id == round_id).values(
-                status="done", finished_at=now, composition=composition,
+                status=RoundStatus.DONE, finished_at=now, composition=composition,
                 metrics=metrics | {"threshold_changes": changes}, checkpoint=checkpoint,
-                progress=1.0, progress_message="done"))
+                progress=1.0, progress_message=RoundStatus.DONE))
             return changes
         return self.db.write(work)
 
@@ -130,7 +131,7 @@ class RoundQueries:
         """sample ids, predicted classes and confidences of the round's pool predictions."""
         with self.db.session() as s:
             rows = s.execute(select(Prediction.sample_id, Prediction.predicted, Prediction.confidence)
-                             .where(Prediction.round_id == round_id, Prediction.kind == "pool")).all()
+                             .where(Prediction.round_id == round_id, Prediction.kind == PredictionKind.POOL)).all()
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
         a = np.array(rows, dtype=np.float64)

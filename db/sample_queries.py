@@ -7,6 +7,7 @@ from typing import Any, cast
 import numpy as np
 from sqlalchemy import func, insert, select
 
+from ..engine.vocab import Split
 from .database import Database, chunks
 from .models import Sample
 
@@ -32,7 +33,7 @@ class SampleQueries:
     def gold_counts(self) -> dict[int, int]:
         with self.db.session() as s:
             q = (select(Sample.gold_label, func.count())
-                 .where(Sample.split == "labeled", Sample.gold_label.is_not(None))
+                 .where(Sample.split == Split.LABELED, Sample.gold_label.is_not(None))
                  .group_by(Sample.gold_label))
             return {cast(int, label): n for label, n in s.execute(q).all()}
 

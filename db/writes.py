@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from ..engine.vocab import Tool, source_of
+from ..engine.vocab import Action, CardKind, Tool, source_of
 from .database import chunks
 from .models import CurrentDecision, Decision, Threshold, ThresholdChange
 
@@ -20,17 +20,18 @@ from .models import CurrentDecision, Decision, Threshold, ThresholdChange
 @dataclass(frozen=True)
 class DecisionIn:
     sample_id: int
-    action: str               # accept | reject | relabel | label
+    action: Action
     label: int                # accepted / relabelled / given class, or the rejected prediction
     round_id: int | None
     note: str | None = None
     predicted: int | None = None  # the round's prediction; accept / reject: `label` when not given
-    card: str | None = None       # the card it was decided on: verify (at or above the threshold) | label
+    card: CardKind | None = None  # the card it was decided on (engine/selection.card_kind)
     confidence: float | None = None   # the round's confidence in its prediction
 
     @property
     def predicted_class(self) -> int | None:
-        return self.label if self.predicted is None and self.action in ("accept", "reject") else self.predicted
+        answers = self.action in (Action.ACCEPT, Action.REJECT)   # they name the prediction
+        return self.label if self.predicted is None and answers else self.predicted
 
 
 def decisions_in_force(s: Session, sample_ids: list[int]) -> dict[int, CurrentDecision]:

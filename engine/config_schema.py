@@ -207,15 +207,29 @@ class SelfTrainingConfig(_Section):
     def _target(cls, value: float) -> float:
         return check_target_precision(value, what="")
 
+    @field_validator("thresholds")
+    @classmethod
+    def _one_per_class(cls, value: dict[str, float]) -> dict[str, float]:
+        seen: dict[str, str] = {}
+        for name in value:
+            if (other := seen.setdefault(name.lower(), name)) != name:
+                raise ValueError(f"{other!r} and {name!r} name the same class (class names match case-insensitively)")
+        return value
+
     def threshold_for(self, classes: list[str]) -> list[float]:
+        """THE mapping of this preset's thresholds to a project's classes (class order): a class
+        named case-insensitively, as class names are everywhere, takes its value; any other
+        default_threshold. A new project's thresholds, the paper preset and the fixed policy."""
         self.check_classes(classes)
-        return [self.thresholds.get(c, self.default_threshold) for c in classes]
+        by_name = {name.lower(): value for name, value in self.thresholds.items()}
+        return [by_name.get(c.lower(), self.default_threshold) for c in classes]
 
     def check_classes(self, classes: list[str]) -> None:
         """A threshold named for a class that is neither the project's nor one of MER2024's
         (which the shipped presets name, whatever the project's classes) is a typo ("ecstatic")
         or a config for another project: refused, naming it."""
-        unknown = [n for n in self.thresholds if n not in classes and n not in MER2024_CLASSES]
+        known = {c.lower() for c in (*classes, *MER2024_CLASSES)}
+        unknown = [n for n in self.thresholds if n.lower() not in known]
         if unknown:
             raise ConfigError(f"self_training.thresholds: {unknown[0]!r} is not a class of this project "
                               f"({', '.join(classes)})")

@@ -46,6 +46,7 @@ from .metrics import classification_metrics, log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
 from .propagation import knn_graph, spread
+from .vocab import Source
 
 __all__ = ["MIN_GOLD_PER_CLASS", "ProgressFn", "TrainSet", "RoundResult", "train_round", "predict", "pick_device"]
 
@@ -273,7 +274,7 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
         "oof_ece": expected_calibration_error(oof, data.gold_labels),
         "oof_log_loss": log_loss(data.gold_labels, oof),
         "folds": fold_info, "eval_scheme": scheme, "device": str(device), "warnings": notes,
-        "n_train": {"gold": int(len(data.gold_rows)), "extra": int(len(data.extra_rows))},
+        "n_train": {Source.GOLD.value: int(len(data.gold_rows)), "extra": int(len(data.extra_rows))},
         "samples_trained": {"pretrain": pretrain_samples, "finetune": sum(f["samples"] for f in fold_info)},
         "timings": {"load_s": round(t_load, 2), "pretrain_s": round(t_pretrain, 2),
                     "finetune_s": round(t_finetune, 2), "score_s": round(t_score, 2),
@@ -286,7 +287,7 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
              "temperature": temperature, "graph_weight": graph_weight, "fold_key": key,
              "score_rows": torch.as_tensor(data.score_rows), "fold_votes": torch.as_tensor(votes)}
     reusable = {"reuse_key": reuse, "pretrained": pretrained if pretraining else None, "graph": graph}
-    report("done", 1.0)
+    report("done", 1.0)  # not vocab: a progress message
     return RoundResult(score_probs, oof, metrics, state, votes, reusable)
 
 

@@ -56,6 +56,7 @@ class Source(StrEnum):
 
 
 HUMAN_SOURCES = (Source.VERIFIED, Source.RELABELED, Source.LABELED)   # every class a person gave
+POOL_SOURCES = (*HUMAN_SOURCES, Source.PSEUDO)   # every source of a pool sample's label (all but gold)
 
 
 class Tool(StrEnum):

@@ -20,7 +20,7 @@ from typing import Literal, overload
 from ..engine.config import presets
 from ..engine.errors import shown
 from ..engine.processes import dead_on_this_host, this_process
-from ..engine.vocab import DEFAULT_QUEUE, QueueKind, Tool
+from ..engine.vocab import DEFAULT_QUEUE, Action, QueueKind, Tool
 
 from .clips import ClipShelf
 from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
@@ -213,7 +213,7 @@ class AppActions:
                 if not total else "every card left in this filter is on another reviewer's screen"}
 
     def _page(self, snap: Snapshot, cls: str, min_confidence: float, offset: int, limit: int,
-              reviewer: str | None, kind: str = "verify") -> tuple[list, int]:
+              reviewer: str | None, kind: str = QueueKind.VERIFY) -> tuple[list, int]:
         return queue_page(self.project, kind, cls, min_confidence, offset, limit,
                           reviewer=reviewer or None, view=snap.view, thresholds=snap.thresholds)
 
@@ -240,14 +240,14 @@ class AppActions:
         force that this one replaces (another reviewer's, perhaps)."""
         name = text(name, "name")
         action = text(action, "action").lower()
-        label = text(label, "label", required=False)
+        label = text(label, "label", required=False)  # not vocab: the argument's name
         reviewer = self._reviewer(reviewer)
         out = self.project.decide([DecisionRequest(name, action, label or None)], reviewer, source="decide",
                                   respect_claims=True)
         as_accept = name in out.get("relabel_as_accept", ())
         if as_accept:  # relabel to the predicted class: the service recorded the accept it is
-            action = "accept"
-        label_out = label if action in ("relabel", "label") else None
+            action = Action.ACCEPT
+        label_out = label if action in (Action.RELABEL, Action.LABEL) else None
         message = _decision_message(name, action, label_out, out["replaced"])
         if as_accept:
             message += f" ({label} is the predicted class: a relabel to it is recorded as an accept)"
@@ -299,7 +299,7 @@ class AppActions:
             return {"ok": False, "count": count, "needs_confirmation": True,
                     "error": f"{count} candidates would be accepted; confirm with expected={count}"}
         page, _ = self._page(snap, cls, min_confidence, 0, count, reviewer)
-        requests = [DecisionRequest(c.name, "accept") for c in page]
+        requests = [DecisionRequest(c.name, Action.ACCEPT) for c in page]
         out = self.project.decide(requests, reviewer, source="accept all", round_id=snap.round_id,
                                   respect_claims=True)
         return {"ok": True, "count": out["recorded"], "round": out["round"], "replaced": out["replaced"],

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.vocab import LOG_ACTIONS
+from ..engine.selection import card_kind, card_reason
+from ..engine.vocab import LOG_ACTIONS, Split
 
 from .project import Project, ProjectError
 from .review import Card, round_view, wilson_interval
@@ -76,7 +77,7 @@ def sample_card(project: Project, name: str) -> tuple[Card, dict | None]:
     if found is None:
         raise ProjectError(f"unknown sample {name!r}")
     sid, split = found
-    if split != "unlabeled":
+    if split != Split.UNLABELED:
         raise ProjectError(f"{name}: not in the pool (it is a {split} sample)")
     view = round_view(project)
     at = np.flatnonzero(view.pool_ids == sid)
@@ -86,9 +87,9 @@ def sample_card(project: Project, name: str) -> tuple[Card, dict | None]:
     probs = view.pool_probs[i]
     pred, conf = int(view.pool_pred[i]), float(view.pool_conf[i])
     smp = project.store.samples.by_id([sid])[sid]
-    kind = "verify" if conf >= project.store.thresholds.values()[pred] else "label"
-    reason = "at or above threshold" if kind == "verify" else "below threshold"
-    card = Card(sid, smp.name, pred, conf, probs, smp.text, smp.media, kind, f"{reason}: {conf:.2f}")
+    thresholds = project.store.thresholds.values()
+    kind = card_kind(pred, conf, thresholds)
+    card = Card(sid, smp.name, pred, conf, probs, smp.text, smp.media, kind, card_reason(kind, probs, thresholds[pred]))
     current = project.store.decisions.in_force([sid]).get(sid)
     d = None if current is None else project.store.decisions.get(current.decision_id)
     decision = None

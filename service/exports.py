@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..engine.errors import shown
 from ..engine.safe_files import check_writable_target, write_atomically
-from ..engine.vocab import Source, Split
+from ..engine.vocab import PredictionKind, Source, Split
 
 from .project import Project, ProjectError
 
@@ -81,7 +81,7 @@ def predictions_frame(project: Project) -> pd.DataFrame:
     if rnd is None:
         raise ProjectError("no finished round yet: nothing to export")
     frames = []
-    for kind, split in (("pool", "unlabeled"), ("test", "test")):
+    for kind, split in ((PredictionKind.POOL, Split.UNLABELED), (PredictionKind.TEST, Split.TEST)):
         ids, probs = project.store.rounds.predictions(rnd.id, kind)
         if len(ids) == 0:
             continue
@@ -116,11 +116,11 @@ def _write_mertools(project: Project, labels: pd.DataFrame, out: Path) -> None:
     pool with a placeholder `emo` (the current prediction when there is one), as MERTools'
     own test1 corpus carries placeholders."""
     train = {n: {"emo": l, "source": s} for n, l, s in labels.itertuples(index=False)}
-    pool_ids, _, _ = project.store.samples.split_arrays("unlabeled")
+    pool_ids, _, _ = project.store.samples.split_arrays(Split.UNLABELED)
     rnd = project.store.rounds.current()
     placeholder: dict[int, str] = {}
     if rnd is not None:
-        ids, probs = project.store.rounds.predictions(rnd.id, "pool")
+        ids, probs = project.store.rounds.predictions(rnd.id, PredictionKind.POOL)
         placeholder = {int(i): project.classes[int(p)] for i, p in zip(ids, probs.argmax(1))}
     names = project.store.samples.names(pool_ids.tolist())
     test1 = {names[i]: {"emo": placeholder.get(i, project.classes[0])}

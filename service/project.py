@@ -22,11 +22,12 @@ from ..db.writes import DecisionIn
 from ..engine.config import load_config
 from ..engine.errors import shown
 from ..engine import checkpoint, thresholds
-from ..engine.vocab import MER2024_CLASSES, Action, CardKind, Source
+from ..engine.vocab import MER2024_CLASSES, Action, RoundStatus, Source, Split
 from ..engine.features import FeatureStore
 from ..engine.names import name_problem, note_problem
 from ..engine.processes import pid_alive
 from ..engine.safe_files import check_folder_target
+from ..engine.selection import card_kind
 
 from .errors import ProjectError
 from .project_import import ProjectImport
@@ -66,7 +67,7 @@ class Project(ProjectImport):
              db_url: str | None = None) -> Project:
         """A new project in DIR; its store in DIR/project.db, or on the PostgreSQL server that
         `db_url` names (features, checkpoints and exports stay in DIR)."""
-        root = check_folder_target(root, "init")
+        root = check_folder_target(root, "init")  # not vocab: the command's name
         classes = [c.strip() for c in classes]
         if len(classes) < 2 or any(not c for c in classes):
             raise ProjectError("--classes: give at least two non-empty class names")
@@ -186,7 +187,7 @@ class Project(ProjectImport):
         A relabel to the predicted class is recorded as the accept it is. With
         `respect_claims`, samples on another reviewer's screen (claimed) are refused."""
         rnd = self.store.rounds.current() if round_id is None else self.store.rounds.get(round_id)
-        if rnd is None or rnd.status != "done":
+        if rnd is None or rnd.status != RoundStatus.DONE:
             raise ProjectError("no finished round yet: train round 0 before deciding")
         reviewer = person(reviewer)
         bad_names = {r.name: p for r in requests if (p := name_problem(r.name))}
@@ -206,7 +207,7 @@ class Project(ProjectImport):
             except ProjectError as e:
                 errors.append(f"{source}: sample {shown(r.name)}: {e}")
                 continue
-            if r.action.strip().lower() == "relabel" and entry.action == "accept":
+            if r.action.strip().lower() == Action.RELABEL and entry.action == Action.ACCEPT:
                 as_accept.append(r.name)
             entries.append(entry)
         if errors:
@@ -235,31 +236,32 @@ class Project(ProjectImport):
         if r.name not in known:
             raise ProjectError("unknown sample")
         sid, split = known[r.name]
-        action = (r.action or "").strip().lower()
-        if action not in tuple(Action):
+        asked = (r.action or "").strip().lower()
+        if asked not in tuple(Action):
             raise ProjectError(f"decision must be {', '.join(list(Action)[:-1])} or {list(Action)[-1]}, "
                                f"got {shown(r.action)}")
-        if split != "unlabeled":
+        action = Action(asked)
+        if split != Split.UNLABELED:
             raise ProjectError(f"not in the pool (it is a {split} sample)")
         if sid not in preds:
             raise ProjectError(f"not scored in round {round_id}")
         _, predicted, confidence = preds[sid]
         label = predicted
-        if action in ("relabel", "label"):
+        if action in (Action.RELABEL, Action.LABEL):
             if not r.label:
                 raise ProjectError(f"{action} needs a label")
             label = self._label_id(r.label)
-            if action == "relabel" and label == predicted:
-                action = "accept"   # the prediction was right: that is an accept
+            if action == Action.RELABEL and label == predicted:
+                action = Action.ACCEPT   # the prediction was right: that is an accept
         elif r.label and self._label_id(r.label) != predicted:
             raise ProjectError(f"{action} names label {shown(r.label)} but the prediction is "
                                f"{self.classes[predicted]!r}; use relabel")
-        # The card it was decided on, as the queues would show it now (engine/selection.py).
-        card = CardKind.VERIFY if confidence >= th[predicted] else CardKind.LABEL
+        # The card it was decided on, as the queues would show it now.
+        card = card_kind(predicted, confidence, th)
         return DecisionIn(sid, action, label, round_id, r.note, predicted=predicted, card=card, confidence=confidence)
 
     def _label_id(self, label: str) -> int:
-        return self.class_id(label, "label")
+        return self.class_id(label, "label")  # not vocab: the field's name
 
     # ------------------------------------------------------------------ rounds
     def mark_dead_rounds_failed(self) -> list[int]:
@@ -292,7 +294,7 @@ class Project(ProjectImport):
             "project": str(self.root.resolve()),
             "classes": self.classes,
             "modalities": self.features.modalities if self.features.exists() else {},
-            "samples": {s: splits.get(s, 0) for s in ("labeled", "unlabeled", "test")}
+            "samples": {s.value: splits.get(s, 0) for s in Split}
                        | {"total": sum(splits.values())},
             "labeled_per_class": {c: gold.get(i, 0) for i, c in enumerate(self.classes)},
             "decisions": {a: {c: counts[a].get(i, 0) for i, c in enumerate(self.classes)}
@@ -398,7 +400,7 @@ def parse_decisions_csv(path: str | Path) -> list[DecisionRequest]:
     df = read_csv(path, required=("name", "decision"))  # a regular file, bounded, no NUL
     if df.empty:
         raise ProjectError(f"{path}: no decisions in the file")
-    label = df["label"] if "label" in df.columns else [""] * len(df)
+    label = df["label"] if "label" in df.columns else [""] * len(df)  # not vocab: a column
     note = df["note"] if "note" in df.columns else [""] * len(df)
     return [DecisionRequest(n, d, l or None, nt or None)
             for n, d, l, nt in zip(df["name"], df["decision"], label, note)]

@@ -17,7 +17,10 @@ import numpy as np
 from ..engine import selection, self_training
 from ..engine.config import load_config, preset_path
 from ..engine.thresholds import check_target_precision, quantize
-from ..engine.vocab import DEFAULT_QUEUE, HUMAN_SOURCES, Action, QueueKind, Source, media_kind
+from ..engine.vocab import (
+    DEFAULT_QUEUE, HUMAN_SOURCES, POOL_SOURCES, Action, CardKind, PredictionKind, QueueKind, RoundStatus, Source,
+    Split, media_kind,
+)
 
 from .project import Project, ProjectError
 
@@ -64,13 +67,13 @@ _views: dict[tuple[str, int], RoundView] = {}
 
 def round_view(project: Project, round_id: int | None = None) -> RoundView:
     rnd = project.store.rounds.get(round_id) if round_id is not None else project.store.rounds.current()
-    if rnd is None or rnd.status != "done":
+    if rnd is None or rnd.status != RoundStatus.DONE:
         raise ProjectError("no finished round yet: train round 0 first")
     key = (str(project.root.resolve()), rnd.id)
     if key not in _views:
-        oof_ids, oof_probs = project.store.rounds.predictions(rnd.id, "oof")
+        oof_ids, oof_probs = project.store.rounds.predictions(rnd.id, PredictionKind.OOF)
         gold = _gold_of(project, oof_ids)
-        pool_ids, pool_probs = project.store.rounds.predictions(rnd.id, "pool")
+        pool_ids, pool_probs = project.store.rounds.predictions(rnd.id, PredictionKind.POOL)
         C = len(project.classes)
         _views[key] = RoundView(rnd.id, C, oof_probs.argmax(1) if len(oof_ids) else np.zeros(0, int),
                                 oof_probs.max(1) if len(oof_ids) else np.zeros(0), gold,
@@ -79,7 +82,7 @@ def round_view(project: Project, round_id: int | None = None) -> RoundView:
 
 
 def _gold_of(project: Project, ids: np.ndarray) -> np.ndarray:
-    gold_ids, gold_y, _ = project.store.samples.split_arrays("labeled")
+    gold_ids, gold_y, _ = project.store.samples.split_arrays(Split.LABELED)
     lookup = dict(zip(gold_ids.tolist(), gold_y.tolist()))
     return np.array([lookup[i] for i in ids.tolist()], dtype=np.int64)
 
@@ -104,7 +107,7 @@ def auto_accept_selection(project: Project, balance_cap: float, thresholds: list
     `labels`: (gold labels, extra labels, their sources) when the caller has them already."""
     view = view if view is not None else round_view(project)
     if labels is None:
-        _, gold_y, _ = project.store.samples.split_arrays("labeled")
+        _, gold_y, _ = project.store.samples.split_arrays(Split.LABELED)
         gold_y = gold_y[gold_y >= 0]
         _, extra_y, sources = project.store.decisions.training_labels()
     else:
@@ -180,7 +183,7 @@ def class_table(project: Project, thresholds: dict[str, float] | None = None,
         rows.append({"class": name, "threshold": values[c], "candidates": counts[c],
                      "expected_precision": expected[c], "support": counts[c],
                      "oof_precision": oof_prec, "oof_support": oof_support,
-                     **{str(src): labels[src].get(c, 0) for src in (*HUMAN_SOURCES, Source.PSEUDO)},
+                     **{str(src): labels[src].get(c, 0) for src in POOL_SOURCES},
                      "rejected": rejected.get(c, 0)})
     return rows
 
@@ -209,7 +212,7 @@ class Card:
     probs: np.ndarray
     text: str | None
     media: str | None
-    kind: str          # "verify" | "label"
+    kind: CardKind
     reason: str
 
 
@@ -264,7 +267,7 @@ def next_candidates(project: Project, cls: str | None = None, min_confidence: fl
     """A page of the verify queue (candidates, least confident first)."""
     if project.store.rounds.current() is None:
         raise ProjectError("no finished round yet: train round 0 first")
-    return queue_page(project, "verify", cls, min_confidence, offset, limit)[0]
+    return queue_page(project, QueueKind.VERIFY, cls, min_confidence, offset, limit)[0]
 
 
 PAPER_PRESET = "paper_thresholds"   # the preset whose fixed thresholds are the paper's
@@ -277,7 +280,7 @@ def paper_preset(project: Project) -> dict[str, float]:
 
 
 def queue_size(project: Project, cls: str | None = None, min_confidence: float = 0.0,
-               kind: str = "verify") -> int:
+               kind: str = QueueKind.VERIFY) -> int:
     """Samples in a review queue (0 before the first round)."""
     if project.store.rounds.current() is None:
         return 0
@@ -285,7 +288,7 @@ def queue_size(project: Project, cls: str | None = None, min_confidence: float =
 
 
 def queue_position(project: Project, sample_id: int, cls: str | None = None,
-                   min_confidence: float = 0.0, kind: str = "verify", reviewer: str | None = None,
+                   min_confidence: float = 0.0, kind: str = QueueKind.VERIFY, reviewer: str | None = None,
                    view: RoundView | None = None, thresholds: list[float] | None = None) -> int | None:
     """Offset of a sample in a review queue, or None when it is not in it."""
     if view is None:

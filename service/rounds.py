@@ -37,7 +37,9 @@ from ..engine.progress import ProgressFn
 from ..engine.train import (
     Prior, RoundResult, TrainSet, train_round as engine_train_round, train_round_distributed,
 )
-from ..engine.vocab import HUMAN_SOURCES, CardKind, PredictionKind, RoundStatus, Source, Split, Tool
+from ..engine.vocab import (
+    HUMAN_SOURCES, POOL_SOURCES, Action, CardKind, PredictionKind, RoundStatus, Source, Split, Tool,
+)
 
 from .project import Project, ProjectError
 
@@ -92,7 +94,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     share_from, share = (_graph_share(store) if from_model.any() else (None, None))
     previous = store.rounds.current()
     prior = _prior(project, previous, extra_ids, from_model.any(), cfg)
-    fixed = _fixed_thresholds(project, cfg) if st.policy == "fixed" else [1.0] * C
+    fixed = st.threshold_for(classes) if st.policy == "fixed" else [1.0] * C
 
     try:
         rid = store.rounds.create(config=cfg.to_dict(), config_name=config_name,
@@ -171,19 +173,6 @@ def follow_rounds(root: Path, dist: Dist) -> int:
     return done
 
 
-def _fixed_thresholds(project: Project, cfg: Config) -> list[float]:
-    """The fixed policy's thresholds in class order; a class the preset names that the project
-    does not have is an error (a typing mistake would otherwise be ignored)."""
-    st = cfg.self_training
-    lowered = {c.lower() for c in project.classes}
-    unknown = [c for c in st.thresholds if c.lower() not in lowered]
-    if unknown:
-        raise ProjectError(f"self_training.thresholds names {', '.join(map(repr, unknown))}, not a class of this "
-                           f"project ({', '.join(project.classes)})")
-    by_name = {c.lower(): v for c, v in st.thresholds.items()}
-    return [by_name.get(c.lower(), st.default_threshold) for c in project.classes]
-
-
 class Heartbeat:
     """A progress callback that also records in the round's row, at most every PROGRESS_EVERY_S
     and in a short transaction of its own, how far the round is and so that its process is
@@ -217,7 +206,7 @@ def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gol
         return [], None
     st = cfg.self_training
     view, sel = auto_accept_selection(project, st.balance_cap, thresholds, labels=(gold_y, extra_y, sources))
-    decisions = [DecisionIn(int(view.pool_ids[i]), "accept", int(view.pool_pred[i]), view.round_id, "auto-accept",
+    decisions = [DecisionIn(int(view.pool_ids[i]), Action.ACCEPT, int(view.pool_pred[i]), view.round_id, "auto-accept",
                             card=CardKind.VERIFY, confidence=float(view.pool_conf[i]))
                  for i in np.flatnonzero(sel.mask)]
     summary = {"policy": st.policy, "target_precision": st.target_precision, "target_per": st.target_per,
@@ -231,7 +220,7 @@ def _graph_share(store: Store) -> tuple[int | None, float | None]:
     """The graph's share of the latest finished round trained on human labels only
     (engine/self_training.graph_share_from_history)."""
     history = [self_training.RoundRecord(r.id, r.status == RoundStatus.DONE,
-                                         (r.composition or {}).get("pseudo", 1) == 0, r.metrics or {})
+                                         (r.composition or {}).get(Source.PSEUDO, 1) == 0, r.metrics or {})
                for r in store.rounds.all()]
     return self_training.graph_share_from_history(history)
 
@@ -243,7 +232,7 @@ def _composition(classes: list[str], gold_y: np.ndarray, extra_y: np.ndarray,
     src = np.asarray(sources, dtype=object)
     out: dict = {Source.GOLD: int(len(gold_y)),
                  "gold_per_class": {c: int(np.sum(gold_y == i)) for i, c in enumerate(classes)}}
-    for s in (*HUMAN_SOURCES, Source.PSEUDO):
+    for s in POOL_SOURCES:
         mask = src == s if len(src) else np.zeros(0, bool)
         out[s] = int(mask.sum())
         out[f"{s}_per_class"] = {c: int(np.sum(extra_y[mask] == i)) for i, c in enumerate(classes)}
@@ -312,7 +301,7 @@ def _worse_than(previous: Round | None, composition: dict, metrics: dict, gold_y
     if previous is None or previous.metrics is None or previous.composition is None:
         return None
     if previous.composition.get("human_digest") != composition["human_digest"] or \
-            previous.composition.get("gold") != composition["gold"]:
+            previous.composition.get(Source.GOLD) != composition[Source.GOLD]:
         return None   # new human labels since: the rounds are not comparable on pseudo-labels alone
     before, after = previous.metrics.get("oof_log_loss"), metrics.get("oof_log_loss")
     if before is None or after is None or after <= before:

@@ -101,7 +101,7 @@ class TrainingRunner:
         with self._lock:
             s = self._state
             s.running, s.result, s.error, s.finished = False, result, error, time.time()
-            s.message = "failed" if error else "finished"
+            s.message = "failed" if error else "finished"  # not vocab: a message
             s.fraction = s.fraction if error else 1.0
             self._log_locked(f"failed: {error}" if error else "finished")
             s.version += 1

@@ -209,3 +209,24 @@ def test_round_views_of_two_projects_are_kept_apart(tmp_path, project):
         assert view.round_id == rid == 1 and first.round_id == 0
         np.testing.assert_array_equal(view.pool_probs, flipped)
     assert review.round_view(project) is first
+
+
+def test_a_samples_card_is_the_one_its_queue_shows_and_the_one_a_decision_records(project):
+    """One definition of the card (engine/selection.card_kind, card_reason): opened from the
+    decision log (decisions.sample_card), shown in the queue, and recorded with a decision,
+    a sample's card has the same kind and reason, at a threshold it reaches exactly too."""
+    from mersemi.service.decisions import sample_card
+
+    at = float(pool_confidences()[6])                      # u06 (class 0) sits exactly at class 0's threshold
+    project.store.thresholds.set({0: at}, by="ann")
+    cards = review.queue_page(project, limit=N_POOL)[0]
+    assert {c.kind for c in cards} == {"label", "verify"}
+    for c in cards:
+        opened, _ = sample_card(project, c.name)
+        assert (opened.kind, opened.reason) == (c.kind, c.reason), c.name
+    u06 = next(c for c in cards if c.name == "u06")
+    assert u06.kind == "verify" and u06.reason == f"at or above threshold: {at:.2f} >= {at:.2f}"
+    below = next(c for c in cards if c.kind == "label")
+    project.decide([DecisionRequest("u06", "accept"), DecisionRequest(below.name, "reject")], reviewer="ann")
+    cards_of = {d.sample_id: d.card for d in project.store.decisions.log()}
+    assert cards_of == {u06.sample_id: "verify", below.sample_id: "label"}

@@ -14,7 +14,7 @@ from typing import Any
 from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import UsageError, shown
 from ..engine.safe_files import check_folder_target
-from ..engine.vocab import DEFAULT_QUEUE
+from ..engine.vocab import DEFAULT_QUEUE, RoundStatus, Source
 
 from ..service.project import PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv
 from ..service.values import number, person
@@ -81,7 +81,7 @@ def cmd_train(args) -> int:
                     print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds")
                     break
                 _print_round(summary, args.json)
-                if summary["status"] == "discarded":
+                if summary["status"] == RoundStatus.DISCARDED:
                     if not args.json:
                         print(f"stopped after {k + 1} of {rounds} rounds: round {summary['id']} "
                               f"{summary['kept_reason']}")
@@ -115,7 +115,7 @@ def _print_round(summary: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary), flush=True)
         return
-    if summary["status"] == "discarded":
+    if summary["status"] == RoundStatus.DISCARDED:
         print(f"round {summary['id']} done in {summary['wall_s']} s, {summary['kept_reason']}", flush=True)
         return
     auto = summary.get("auto_accept_selection")
@@ -269,11 +269,11 @@ def cmd_status(args) -> None:
     print("labeled per class: " + ", ".join(f"{c} {n}" for c, n in status["labeled_per_class"].items()))
     print("thresholds: " + ", ".join(f"{c} {v:.2f}" for c, v in status["thresholds"].items()))
     for source, counts in status["labels"].items():
-        if source != "gold" and any(counts.values()):
+        if source != Source.GOLD and any(counts.values()):
             print(f"{source}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     for r in status["rounds"]:
         line = f"round {r['id']}: {r['status']}"
-        if r["status"] == "done":
+        if r["status"] == RoundStatus.DONE:
             line += f", CV WAF {_pct(r['cv_waf'])}"
             if r["test_waf"] is not None:
                 line += f", test WAF {_pct(r['test_waf'])}"

@@ -13,7 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from ..engine.thresholds import STEP
-from ..engine.vocab import DEFAULT_QUEUE, Action, CardKind, QueueKind
+from ..engine.vocab import DEFAULT_QUEUE, POOL_SOURCES, Action, CardKind, MediaKind, QueueKind
 from ..service.actions import AppActions
 
 from .charts import md, probability_bars
@@ -166,8 +166,8 @@ def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: flo
              f"Card {out['offset'] + 1} of {out['total']} · **{card}**: {md(c['reason'])} · round {out['round']}")
     state |= {"offset": out["offset"], "name": c["name"], "card": c["kind"]}
     keys = "Label as:" if c["kind"] == CardKind.LABEL else "Relabel as:"
-    return {W.card_md: title, W.transcript: c["text"] or "(no transcript)", W.audio: player(c, "audio"),
-            W.video: player(c, "video"), W.probs: probability_bars(c["probs"], c["predicted"]),
+    return {W.card_md: title, W.transcript: c["text"] or "(no transcript)", W.audio: player(c, MediaKind.AUDIO),
+            W.video: player(c, MediaKind.VIDEO), W.probs: probability_bars(c["probs"], c["predicted"]),
             W.review_state: state, W.saved_position: state, W.class_label: keys, **counts, **buttons}
 
 
@@ -260,10 +260,8 @@ def on_accept_all_confirm(actions: AppActions, W: SimpleNamespace, cls: str, min
 
 def counts_frame(actions: AppActions) -> pd.DataFrame:
     rows = actions.candidate_counts().get("classes", [])
-    out = [[r["class"], r["candidates"], r["verified"], r["relabeled"], r["labeled"], r["pseudo"], r["rejected"]]
-           for r in rows]
-    return pd.DataFrame(out, columns=["class", "remaining", "verified", "relabeled", "labeled", "pseudo",
-                                      "rejected"])
+    out = [[r["class"], r["candidates"], *(r[s] for s in POOL_SOURCES), r["rejected"]] for r in rows]
+    return pd.DataFrame(out, columns=["class", "remaining", *map(str, POOL_SOURCES), "rejected"])
 
 
 def one_at_a_time(lock: threading.Lock):

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine.thresholds import STEP
+from ..engine.vocab import POOL_SOURCES, Tool
 from ..service.actions import AppActions
 from ..service.review import wilson_interval
 
@@ -151,20 +152,20 @@ def class_frame(result: dict, owners: dict) -> pd.DataFrame:
     their support (the out-of-fold one with its 95 % interval, "thin" under THIN_SUPPORT gold
     samples), and the pool labels in force of the class by source."""
     columns = ["class", "threshold", "set by", "candidates", "expected precision (n=candidates)",
-               "OOF precision (hits/n, 95% CI)", "verified", "relabeled", "labeled", "pseudo", "rejected"]
+               "OOF precision (hits/n, 95% CI)", *map(str, POOL_SOURCES), "rejected"]
     rows = []
     for r in result.get("classes", []):
         owner = owners.get(r["class"], {})
         by = str(owner.get("set_by", "")) + ("" if owner.get("policy_may_set", True) else " (kept)")
         rows.append([r["class"], f"{r['threshold']:.3f}", by, r["candidates"], precision_text(r), oof_text(r),
-                     r["verified"], r["relabeled"], r["labeled"], r["pseudo"], r["rejected"]])
+                     *(r[s] for s in POOL_SOURCES), r["rejected"]])
     return pd.DataFrame(rows, columns=columns)
 
 
 def history_frame(changes: list[dict]) -> pd.DataFrame:
     rows = [[c["set_at"].replace("T", " "), c["class"], f"{c['threshold']:.3f}",
              f"policy after round {c['round']}" if c["round"] is not None else c["set_by"],
-             "policy" if c["policy_may_set"] else "kept", c["note"] or ""] for c in changes]
+             Tool.POLICY.value if c["policy_may_set"] else "kept", c["note"] or ""] for c in changes]
     return pd.DataFrame(rows, columns=["time", "class", "threshold", "set by", "owner after", "note"])
 
 

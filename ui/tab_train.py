@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
+from ..engine.vocab import POOL_SOURCES, RoundStatus, Source
 from ..service.actions import AppActions
 
 from .charts import f1_plot, md, pct, progress_bar, waf_plot
@@ -116,7 +117,7 @@ def training_banner(snap: dict, history: Sequence[dict]) -> str:
     if not snap.get("running"):
         return ""
     rid = snap.get("round") if snap.get("round") is not None else "the next round"
-    done = [r["id"] for r in history if r["status"] == "done"]
+    done = [r["id"] for r in history if r["status"] == RoundStatus.DONE]
     shown = f"round {done[-1]}" if done else "no round"
     return (f"⏳ **Round {rid} is training ({round(100 * snap['fraction'])}%).** The cards here are {shown}'s. "
             f"Decisions you make now are saved, but round {rid} started with the decisions made before it: "
@@ -126,7 +127,7 @@ def training_banner(snap: dict, history: Sequence[dict]) -> str:
 def after_round_text(history: Sequence[dict]) -> str:
     """What the policy did to each threshold after the last finished round: old -> new, who set
     the value in force, and the classes that cannot reach the target."""
-    done = [r for r in history if r["status"] == "done"]
+    done = [r for r in history if r["status"] == RoundStatus.DONE]
     if not done or not done[-1].get("threshold_changes"):
         return ""
     r = done[-1]
@@ -154,7 +155,7 @@ def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
     for r in reversed(rounds):  # newest first
         comp = r["composition"] or {}
         pseudo = r["pseudo_labels"] or {}
-        make_up = " / ".join(str(comp.get(k, "")) for k in ("gold", "verified", "relabeled", "labeled", "pseudo")) \
+        make_up = " / ".join(str(comp.get(k, "")) for k in (Source.GOLD, *POOL_SOURCES)) \
             if comp else ""
         scheme = r.get("eval_scheme") or {}
         rows.append([r["id"], (r["started_at"] or "").replace("T", " ")[:19], r["status"], r["config"], make_up,
