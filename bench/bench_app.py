@@ -32,6 +32,7 @@ import numpy as np
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from mersemi.db.writes import DecisionIn  # noqa: E402
+from mersemi.engine.selection import is_candidate  # noqa: E402
 from mersemi.service.project import Project  # noqa: E402
 from mersemi.service.review import _views, round_view  # noqa: E402
 
@@ -61,7 +62,7 @@ def build_project(root: Path, pool: int, seed: int = 0) -> Project:
     ids = np.arange(n)
     lab, unl, tst = ids[:LABELED], ids[LABELED:LABELED + pool], ids[LABELED + pool:]
     rid = project.store.rounds.create(config={}, config_name="bench", thresholds={}, auto_accept=False,
-                                     pid=os.getpid(), host=socket.gethostname())
+                                      pid=os.getpid(), host=socket.gethostname())
     pool_probs = probs(pool, gold[unl])
     project.store.rounds.complete(
         rid, predictions=[("pool", unl, pool_probs), ("test", tst, probs(TEST, gold[tst])),
@@ -70,7 +71,7 @@ def build_project(root: Path, pool: int, seed: int = 0) -> Project:
     decided = rng.choice(unl, DECIDED, replace=False)
     predicted = pool_probs[decided - LABELED].argmax(1)
     project.store.decisions.record([DecisionIn(int(s), "accept" if k % 3 else "reject", int(p), rid)
-                          for k, (s, p) in enumerate(zip(decided, predicted))], "bench")
+                                    for k, (s, p) in enumerate(zip(decided, predicted))], "bench")
     return project
 
 
@@ -81,7 +82,7 @@ def naive_counts_and_top(project: Project) -> tuple[list[int], str]:
     decided = set(project.store.decisions.in_force())
     th = np.asarray(project.store.thresholds.values())
     pred, conf = probs.argmax(1), probs.max(1)
-    keep = (conf >= th[pred]) & np.array([i not in decided for i in ids.tolist()])
+    keep = is_candidate(pred, conf, np.array([i not in decided for i in ids.tolist()]), th)
     counts = [int(np.sum(keep & (pred == c))) for c in range(len(th))]
     order = np.lexsort((ids[keep], -conf[keep]))
     top = project.store.samples.names([int(ids[keep][order[0]])])
@@ -167,7 +168,7 @@ def main() -> int:
 
             actions.set_thresholds({"happy": 0.9})
             naive_ms, (naive_counts, naive_top) = timed(lambda i: naive_counts_and_top(actions.project),
-                                                       max(3, args.repeat // 6))
+                                                        max(3, args.repeat // 6))
             # Same answers, or the comparison means nothing.
             assert naive_counts == [r["candidates"] for r in actions.candidate_counts()["classes"]]
             assert naive_top == actions.next_candidate("all", 0.0, 0)["candidate"]["name"]

@@ -34,7 +34,7 @@ class ClaimQueries:
         return self.db.write(work)
 
     def take_first(self, sample_ids: Sequence[int], reviewer: str, seconds: float,
-                    server: str | None = None) -> int | None:
+                   server: str | None = None) -> int | None:
         """In one write transaction: hold the first of `sample_ids` that no other reviewer
         holds and that has no decision in force (the queue the ids come from was read before
         this transaction) for `reviewer` for `seconds`, and drop the reviewer's other claims

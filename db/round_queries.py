@@ -24,7 +24,7 @@ class RoundQueries:
         self.db = db
 
     def create(self, *, config: dict, config_name: str, thresholds: dict[str, float],
-                     auto_accept: bool, pid: int, host: str) -> int:
+               auto_accept: bool, pid: int, host: str) -> int:
         """Start a round as `running`; refuses while another round runs."""
         def work(s: Session) -> int:
             busy = s.scalar(select(Round.id).where(Round.status.in_(UNFINISHED)))
@@ -50,7 +50,7 @@ class RoundQueries:
         if progress is not None:
             values |= {"progress": float(progress), "progress_message": (message or "")[:255]}
         self.db.write(lambda s: s.execute(update(Round).where(Round.id == round_id, Round.status == RoundStatus.RUNNING)
-                                        .values(**values)))
+                                          .values(**values)))
 
     def fail_dead(self, is_dead: Callable[[Round], bool], error: Callable[[Round], str]) -> list[Round]:
         """Mark failed, in one write transaction, the unfinished rounds that `is_dead` judges
@@ -82,10 +82,10 @@ class RoundQueries:
             return s.scalar(select(Round).where(Round.status == RoundStatus.DONE).order_by(Round.id.desc()).limit(1))
 
     def complete(self, round_id: int, *, predictions: list[tuple[str, np.ndarray, np.ndarray]],
-                       decisions: list[DecisionIn], reviewer: str, composition: dict,
-                       metrics: dict, checkpoint: str | None,
-                       thresholds: dict[int, float] | None = None, everyone: bool = False,
-                       discarded: str | None = None) -> list[dict]:
+                 decisions: list[DecisionIn], reviewer: str, composition: dict,
+                 metrics: dict, checkpoint: str | None,
+                 thresholds: dict[int, float] | None = None, everyone: bool = False,
+                 discarded: str | None = None) -> list[dict]:
         """Write a round's results in ONE transaction: predictions (kind, sample ids, probs),
         automatic decisions, the policy's `thresholds` (class id -> value) for the classes it
         may set (all of them with `everyone`), metrics, status done. A crash before commit

@@ -203,7 +203,7 @@ class AppActions:
             # Another reviewer may have claimed a card since the queue was read: the first one
             # still free is held, in one write transaction.
             held = self.project.store.claims.take_first([c.sample_id for c in page], reviewer, self.claim_s,
-                                                  server=self.server)
+                                                        server=self.server)
             skipped = [c.sample_id for c in page].index(held) if held is not None else 0
             page = [c for c in page if c.sample_id == held]
             offset += skipped

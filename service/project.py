@@ -389,9 +389,6 @@ def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, 
     return before, after
 
 
-    return True
-
-
 def parse_decisions_csv(path: str | Path) -> list[DecisionRequest]:
     """Read `name, decision, label[, note]`; errors name the file and row."""
     from ..engine.importers import read_csv   # pandas: only `decide` needs it

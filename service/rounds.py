@@ -98,8 +98,8 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
 
     try:
         rid = store.rounds.create(config=cfg.to_dict(), config_name=config_name,
-                                 thresholds=dict(zip(classes, thresholds)), auto_accept=auto_accept,
-                                 pid=os.getpid(), host=socket.gethostname())
+                                  thresholds=dict(zip(classes, thresholds)), auto_accept=auto_accept,
+                                  pid=os.getpid(), host=socket.gethostname())
     except RoundBusy as e:
         raise ProjectError(f"{e}; wait for it to finish (see 'mersemi status')") from None
 

@@ -73,7 +73,7 @@ def make_review_project(root: Path, thresholds: float = 0.5, db_url: str | None 
     test = np.full((N_TEST, C), 0.1, np.float32)
     test[np.arange(N_TEST), np.arange(N_TEST) % C] = 0.8
     rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
-                             pid=os.getpid(), host=socket.gethostname())
+                              pid=os.getpid(), host=socket.gethostname())
     store.rounds.complete(rid, predictions=[
         ("pool", np.arange(N_LABELED, N_LABELED + N_POOL), pool_probs()),
         ("test", np.arange(first_test, first_test + N_TEST), test),

@@ -308,7 +308,7 @@ def test_runner_reports_progress_and_failure():
     snap = runner.snapshot()
     assert snap["running"] is False and snap["error"] == "boom" and snap["message"] == "failed"
     assert [line.split("  ", 1)[1] for line in snap["log"]] == ["test job", "stage one", "stage two",
-                                                               "failed: boom"]
+                                                                "failed: boom"]
 
 
 def test_split_histogram_cuts_the_pool_at_the_threshold(app):

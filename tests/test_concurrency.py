@@ -128,7 +128,7 @@ def _start_rounds(store: Store, trials: int, barrier) -> list[str]:
     for _ in range(trials):
         try:
             rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False,
-                                     pid=1, host="h")
+                                      pid=1, host="h")
             outcomes.append("started")
             running = [r.id for r in store.rounds.unfinished()]
             assert running == [rid], f"rounds running together: {running}"
@@ -213,7 +213,7 @@ def test_the_command_line_turns_a_busy_database_into_one_line(tmp_path, capsys, 
                                "true_label": None, "text": None, "media": None}])
         rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
         store.rounds.complete(rid, predictions=[("pool", np.array([0]), np.array([[0.8, 0.1, 0.1]], np.float32))],
-                             decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
+                              decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
     (tmp_path / "d.csv").write_text("name,decision,label\nu0,accept,\n")
     monkeypatch.setattr(mersemi.db.connect, "BUSY_TIMEOUT_S", 0.3)
     holder = sqlite3.connect(tmp_path / "p" / "project.db", isolation_level=None)

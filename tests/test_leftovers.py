@@ -49,7 +49,7 @@ def test_a_killed_rounds_running_state_ends_at_the_next_poll(review):
     try:
         store = actions.project.store
         rid = store.rounds.create(config={}, config_name="fast", thresholds={}, auto_accept=False,
-                                 pid=dead_pid(), host=socket.gethostname())
+                                  pid=dead_pid(), host=socket.gethostname())
         assert [r.id for r in store.rounds.unfinished()] == [rid]
         actions.changes()
         assert store.rounds.unfinished() == [] and store.rounds.get(rid).status == "failed"
@@ -64,7 +64,7 @@ def test_a_round_silent_past_the_heartbeat_limit_is_failed_by_the_stores_clock(r
     with Project.open(review) as p:
         p.store.db.clock = clock   # another host's round: only its silence can tell it is dead
         rid = p.store.rounds.create(config={}, config_name="fast", thresholds={}, auto_accept=False,
-                                   pid=1, host="elsewhere.invalid")
+                                    pid=1, host="elsewhere.invalid")
         clock.advance(HEARTBEAT_LIMIT.total_seconds() - 60)
         assert p.mark_dead_rounds_failed() == [] and p.store.rounds.get(rid).status == "running"
         clock.advance(120)

@@ -46,7 +46,7 @@ def test_round_view_refuses_without_a_finished_round(tmp_path, project):
         with pytest.raises(ProjectError, match="no finished round yet"):
             review.next_candidates(empty)
     running = project.store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False,
-                                         pid=1, host="elsewhere")
+                                          pid=1, host="elsewhere")
     with pytest.raises(ProjectError, match="no finished round yet"):
         review.round_view(project, running)
 
@@ -201,10 +201,10 @@ def test_round_views_of_two_projects_are_kept_apart(tmp_path, project):
     with make_review_project(tmp_path / "other") as other:
         store = other.store
         rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False,
-                                 pid=os.getpid(), host=socket.gethostname())
+                                  pid=os.getpid(), host=socket.gethostname())
         flipped = pool_probs()[:, ::-1].copy()
         store.rounds.complete(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL), flipped)],
-                             decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
+                              decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
         view = review.round_view(other)
         assert view.round_id == rid == 1 and first.round_id == 0
         np.testing.assert_array_equal(view.pool_probs, flipped)

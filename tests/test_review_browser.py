@@ -208,7 +208,7 @@ def test_the_review_tab_says_when_a_round_is_training(page, served):
     project = Project.open(root)
     try:
         rid = project.store.rounds.create(config={}, config_name="other", thresholds={}, auto_accept=False,
-                                         pid=os.getpid(), host=socket.gethostname())
+                                          pid=os.getpid(), host=socket.gethostname())
         banner = page.locator("#review-banner")
         expect(banner).to_contain_text(f"Round {rid} is training")
         expect(banner).to_contain_text("round after it")

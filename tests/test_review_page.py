@@ -206,7 +206,7 @@ def test_the_review_tab_says_a_round_is_training_wherever_it_was_started(app):
     store = app.project.store
     # a round started by another process (the command line): the page follows its progress
     rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
-                             pid=os.getpid(), host=socket.gethostname())
+                              pid=os.getpid(), host=socket.gethostname())
     store.rounds.heartbeat(rid, 0.4, "fold 2/5: epoch 3")
     snap = app.training.training_status()
     assert snap["running"] and snap["where"] == "elsewhere" and snap["fraction"] == 0.4

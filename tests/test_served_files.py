@@ -56,9 +56,9 @@ def imported_project(root: Path, data: Path) -> None:
         probs = np.full((6, 3), 0.05, np.float32)
         probs[np.arange(6), np.arange(6) % 3] = np.linspace(0.95, 0.6, 6)
         rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
-                                 pid=os.getpid(), host=socket.gethostname())
+                                  pid=os.getpid(), host=socket.gethostname())
         store.rounds.complete(rid, predictions=[("pool", pool, probs)], decisions=[], reviewer="auto",
-                             composition={"gold": 6, "total": 6}, metrics={}, checkpoint=None)
+                              composition={"gold": 6, "total": 6}, metrics={}, checkpoint=None)
 
 
 def call(http: httpx.Client, base: str, endpoint: str, *data) -> dict:

@@ -46,8 +46,8 @@ def sqlite_store(tmp_path):
 def done_round(store: Store, probs: np.ndarray, decisions=()) -> int:
     rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
     store.rounds.complete(rid, predictions=[("pool", np.arange(6, 6 + len(probs)), probs)],
-                         decisions=list(decisions), reviewer="auto", composition={}, metrics={},
-                         checkpoint=None)
+                          decisions=list(decisions), reviewer="auto", composition={}, metrics={},
+                          checkpoint=None)
     return rid
 
 
@@ -147,7 +147,7 @@ def test_two_reviewers_on_one_sample_both_logged_latest_counts(store):
 def test_training_labels_and_decision_counts(store):
     rid = done_round(store, pool_probs())
     store.decisions.record([DecisionIn(6, "accept", 0, rid), DecisionIn(7, "relabel", 2, rid),
-                  DecisionIn(8, "reject", 2, rid)], reviewer="ann")
+                            DecisionIn(8, "reject", 2, rid)], reviewer="ann")
     store.decisions.record([DecisionIn(9, "accept", 0, rid), DecisionIn(10, "label", 1, rid)], reviewer="auto")
     ids, labels, sources = store.decisions.training_labels()
     assert ids.tolist() == [6, 7, 9, 10] and labels.tolist() == [0, 2, 0, 1]
@@ -164,12 +164,13 @@ def test_decision_counts_by_predicted_class_follow_relabels_and_undo(store):
     # One meaning for the review page: the class the model predicted, whatever was answered.
     rid = done_round(store, pool_probs())
     store.decisions.record([DecisionIn(6, "accept", 0, rid), DecisionIn(7, "relabel", 2, rid, predicted=1),
-                  DecisionIn(8, "reject", 2, rid), DecisionIn(9, "label", 0, rid, predicted=1)], reviewer="ann")
+                            DecisionIn(8, "reject", 2, rid), DecisionIn(9, "label", 0, rid, predicted=1)],
+                           reviewer="ann")
     assert store.decisions.counts("predicted") == {"accept": {0: 1}, "reject": {2: 1}, "relabel": {1: 1},
-                                                  "label": {1: 1}}
+                                                   "label": {1: 1}}
     store.decisions.record([DecisionIn(7, "accept", 1, rid)], reviewer="bob")   # bob accepts what ann relabeled
     assert store.decisions.counts("predicted") == {"accept": {0: 1, 1: 1}, "reject": {2: 1}, "relabel": {},
-                                                  "label": {1: 1}}
+                                                   "label": {1: 1}}
     store.decisions.undo_last("bob")   # ann's relabel is in force again, still under the predicted class
     assert store.decisions.counts("predicted")["relabel"] == {1: 1}
 
@@ -222,9 +223,9 @@ def test_complete_round_is_atomic(store):
     bad = np.full((10, 3), 1 / 3, np.float32)
     with pytest.raises(IntegrityError):  # sample 999 does not exist: the whole write rolls back
         store.rounds.complete(rid, predictions=[("pool", np.arange(6, 16), bad),
-                                               ("test", np.array([999]), bad[:1])],
-                             decisions=[DecisionIn(6, "accept", 0, rid)], reviewer="auto",
-                             composition={}, metrics={}, checkpoint=None)
+                                                ("test", np.array([999]), bad[:1])],
+                              decisions=[DecisionIn(6, "accept", 0, rid)], reviewer="auto",
+                              composition={}, metrics={}, checkpoint=None)
     assert store.rounds.get(rid).status == "running"
     assert len(store.rounds.predictions(rid, "pool")[0]) == 0
     assert store.decisions.log() == []
@@ -316,7 +317,7 @@ def test_round_states_failures_and_the_round_in_force(store):
     store.rounds.fail(r0, "too late")                       # a finished round stays done
     assert store.rounds.get(r0).status == "done" and store.rounds.get(r0).error is None
     r1 = store.rounds.create(config={"a": 1}, config_name="t", thresholds={"neutral": 0.9},
-                            auto_accept=True, pid=4, host="h")
+                             auto_accept=True, pid=4, host="h")
     assert r1 == r0 + 1 and [r.id for r in store.rounds.unfinished()] == [r1]
     got = store.rounds.get(r1)
     assert (got.status, got.config, got.thresholds, got.auto_accept, got.pid, got.host) == \
@@ -326,7 +327,7 @@ def test_round_states_failures_and_the_round_in_force(store):
     assert store.rounds.get(r1).finished_at is not None and store.rounds.unfinished() == []
     with pytest.raises(RuntimeError, match=f"^round {r1} is failed, not running$"):
         store.rounds.complete(r1, predictions=[], decisions=[], reviewer="auto", composition={},
-                             metrics={}, checkpoint=None)
+                              metrics={}, checkpoint=None)
     r2 = done_round(store, pool_probs())
     store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
     assert [r.id for r in store.rounds.all()] == [r0, r1, r2, r2 + 1]
@@ -358,9 +359,9 @@ def test_prediction_of_names_the_kind_class_and_confidence(store):
     rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
     probs = pool_probs()
     store.rounds.complete(rid, predictions=[("pool", np.arange(6, 16), probs),
-                                           ("oof", np.arange(0, 3), probs[:3])],
-                         decisions=[], reviewer="auto", composition={"gold": 6}, metrics={"m": 1},
-                         checkpoint="c.pt")
+                                            ("oof", np.arange(0, 3), probs[:3])],
+                          decisions=[], reviewer="auto", composition={"gold": 6}, metrics={"m": 1},
+                          checkpoint="c.pt")
     got = store.rounds.prediction_of(rid, [7, 1, 999])
     assert set(got) == {7, 1}
     assert got[7][:2] == ("pool", 1) and got[7][2] == pytest.approx(probs[1].max())
@@ -377,7 +378,7 @@ def test_a_finished_round_sets_only_the_thresholds_no_person_owns(store):
     rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
     store.thresholds.set({1: 0.42}, by="ann")
     changes = store.rounds.complete(rid, predictions=[], decisions=[], reviewer="auto", composition={}, metrics={},
-                                   checkpoint=None, thresholds={0: 0.95, 1: 0.95, 2: 0.7})
+                                    checkpoint=None, thresholds={0: 0.95, 1: 0.95, 2: 0.7})
     assert [(c["class_id"], c["old"], c["new"], c["by"], c["changed"], c["kept_for_owner"]) for c in changes] == [
         (0, 0.9, 0.95, "policy", True, False), (1, 0.42, 0.42, "ann", False, True),
         (2, 0.7, 0.7, "init", False, False)]
@@ -392,7 +393,7 @@ def test_a_finished_round_sets_only_the_thresholds_no_person_owns(store):
     store.thresholds.set({2: 0.1}, by="bob")
     rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
     store.rounds.complete(rid, predictions=[], decisions=[], reviewer="auto", composition={}, metrics={},
-                         checkpoint=None, thresholds={0: 0.8, 1: 0.8, 2: 0.8}, everyone=True)
+                          checkpoint=None, thresholds={0: 0.8, 1: 0.8, 2: 0.8}, everyone=True)
     assert store.thresholds.values() == [0.8, 0.8, 0.8]
     assert [t.updated_by for t in store.thresholds.rows()] == ["policy"] * 3
 

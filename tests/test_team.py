@@ -141,7 +141,7 @@ def team(tmp_path_factory):
     make_review_project(root).close()
     demo, url = launch_with_logins(root, [("ann", "ann-pw"), ("bob", "bob-pw")])
     yield root, Client(url, auth=("ann", "ann-pw"), verbose=False), Client(url, auth=("bob", "bob-pw"),
-                                                                            verbose=False)
+                                                                           verbose=False)
     stop_in_process(demo)
 
 
@@ -382,10 +382,10 @@ def two_rounds(tmp_path):
     project = make_review_project(tmp_path / "proj")
     store = project.store
     rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
-                             pid=os.getpid(), host=socket.gethostname())
+                              pid=os.getpid(), host=socket.gethostname())
     store.rounds.complete(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL),
                                             pool_probs()[::-1].copy())],
-                         decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
+                          decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
     yield AppActions(project)
     project.close()
 

@@ -255,7 +255,7 @@ def on_accept_all_confirm(actions: AppActions, W: SimpleNamespace, cls: str, min
             why = md(out["error"])
         return {W.review_msg: f"**Nothing accepted:** {why}", W.confirm_group: gr.update(visible=False)}
     return render_card(actions, W, cls, min_conf, 0, state, reviewer) | {W.review_msg: md(out["message"]),
-                                                                      W.confirm_group: gr.update(visible=False)}
+                                                                         W.confirm_group: gr.update(visible=False)}
 
 
 def counts_frame(actions: AppActions) -> pd.DataFrame:
