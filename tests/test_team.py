@@ -391,11 +391,11 @@ def two_rounds(tmp_path):
 
 
 def _finishing_mid_request(store, monkeypatch) -> Counter:
-    """store.current_round gives round 0 on its first call and round 1 afterwards (round 1
+    """store.rounds.current gives round 0 on its first call and round 1 afterwards (round 1
     finished while the request ran); counts the reads of the round and the thresholds."""
     rounds = [store.rounds.get(0), store.rounds.get(1)]
     calls: Counter = Counter()
-    thresholds = store.thresholds
+    thresholds = store.thresholds.values
 
     def current_round():
         calls["round"] += 1
@@ -405,8 +405,8 @@ def _finishing_mid_request(store, monkeypatch) -> Counter:
         calls["thresholds"] += 1
         return thresholds()
 
-    monkeypatch.setattr(store, "current_round", current_round)
-    monkeypatch.setattr(store, "thresholds", read_thresholds)
+    monkeypatch.setattr(store.rounds, "current", current_round)
+    monkeypatch.setattr(store.thresholds, "values", read_thresholds)
     return calls
 
 
@@ -454,7 +454,7 @@ def test_a_read_that_meets_a_lock_is_refused_as_busy(two_rounds, monkeypatch):
     def current_round():
         raise OperationalError("SELECT ...", {}, locked)
 
-    monkeypatch.setattr(app.project.store, "current_round", current_round)
+    monkeypatch.setattr(app.project.store.rounds, "current", current_round)
     for out in (app.next_candidate("all", 0.0, 0, "ann"), app.candidate_counts(),
                 app.decide("u05", "accept", "", "ann")):
         assert out == {"ok": False, "error": "database busy, try again"}
