@@ -21,13 +21,11 @@ host-to-device copies. On CUDA the forward passes run under bf16 autocast.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,56 +38,18 @@ from .calibration import (apply_temperature, combine, ensemble_mean, expected_ca
 from .config import Config, checkpoint_config
 from .distributed import Dist, gather
 from .errors import InputError
-from .folds import MIN_GOLD_PER_CLASS, Fold, eval_scheme, fold_key, gold_problem, make_folds
+from .folds import MIN_GOLD_PER_CLASS, Fold, eval_scheme, fold_key, make_folds
 from .loops import copy_state, embed, fit_folds, fold_workers, predict_rows, pretrain, train_threads
 from .metrics import classification_metrics, log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
 from .propagation import knn_graph, spread
+from .round_inputs import Prior, TrainSet, check_rows, validate
 from .vocab import Source
 
 __all__ = ["MIN_GOLD_PER_CLASS", "ProgressFn", "TrainSet", "RoundResult", "train_round", "predict", "pick_device"]
 
 Model = MRCCL | AttentionBaseline
-
-
-@dataclass
-class TrainSet:
-    features: Mapping[str, np.ndarray]  # modality -> [N, D]; np.memmap float16/32 is fine; row i = sample i
-    gold_rows: np.ndarray            # int64 rows with human gold labels: the only rows evaluation folds hold
-    gold_labels: np.ndarray          # int64 class ids 0..C-1
-    extra_rows: np.ndarray           # relabels / accepted pseudo-labels: every training fold, no eval fold
-    extra_labels: np.ndarray
-    pretrain_rows: np.ndarray        # rows for contrastive pre-training (labels unused)
-    score_rows: np.ndarray           # rows scored by the fold ensemble (pool + test)
-    # The label-spreading graph's weight relative to the ensemble's, for a round whose folds train
-    # on pseudo-labels without their predecessors' votes (Prior.fold_votes): its out-of-fold
-    # predictions are optimistic, so the share is not fitted on them (engine/self_training.py).
-    # Ignored, the share fitted, when the votes keep those predictions honest. None: fitted.
-    graph_share: float | None = None
-    # Per extra row: its label came from the model (an accepted pseudo-label). Such rows train
-    # the folds but do not seed the graph, which spreads human labels only. None: none did.
-    extra_from_model: np.ndarray | None = None
-    # What the round may take from the round in force before it (Prior); None: nothing.
-    prior: Prior | None = None
-
-
-@dataclass
-class Prior:
-    """What a round takes from the round before it (service/rounds.py reads it from that
-    round's checkpoint and the project's reuse file). Each part is used only when its key is
-    this round's; otherwise the round says so in its notes and does without it."""
-    fold_key: str | None = None              # the fold split (folds.fold_key) of the parts below
-    # Per extra row and fold, the class that fold's previous model predicted for it (-1: none).
-    # A label from the model trains fold k only where fold k's own predecessor voted for it, so
-    # no fold learns its evaluation samples' labels through pseudo-labels that the other folds'
-    # models chose: out-of-fold predictions stay honest, and rounds can be judged on them.
-    fold_votes: np.ndarray | None = None
-    # The previous fold models: with finetune.warm_epochs, fold k starts from its own.
-    fold_states: list[dict] | None = None
-    reuse_key: str | None = None             # reuse_key() of the round that made the two below
-    pretrained: dict | None = None           # its pre-trained weights: pre-training is skipped
-    graph: sp.csr_matrix | None = None       # its neighbour graph over the same rows
 
 
 @dataclass
@@ -135,7 +95,7 @@ def train_round_distributed(data: TrainSet, n_classes: int, cfg: Config, dist: D
 def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | None,
            dist: Dist | None) -> RoundResult | None:
     t_start = time.time()
-    data, notes = _validate(data, n_classes, cfg)  # raises before any work on bad input
+    data, notes = validate(data, n_classes, cfg)  # raises before any work on bad input
     scheme = eval_scheme(np.bincount(data.gold_labels, minlength=n_classes), cfg.finetune)
     key = fold_key(data.gold_rows, data.gold_labels, scheme["folds"], cfg.seed)
     reuse = reuse_key(data, cfg)
@@ -360,7 +320,7 @@ def predict(state: dict, features: dict[str, np.ndarray], rows: np.ndarray,
     n_rows = {int(features[m].shape[0]) for m in dims}
     if len(n_rows) != 1:
         raise InputError(f"features: modalities have different row counts {sorted(n_rows)}")
-    rows = _check_rows(rows, "rows", n_rows.pop())
+    rows = check_rows(rows, "rows", n_rows.pop())
     device = pick_device(run.device)
     bank = FeatureBank({m: features[m] for m in dims}, [rows], device)
     model = build_model(dims, n_classes, saved).to(device)
@@ -391,77 +351,3 @@ class _Monotone:
         self.last = max(self.last, min(fraction, 1.0))
         if self.progress:
             self.progress(message, self.last)
-
-
-# ---------------------------------------------------------------------- input checks
-
-def _validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, list[str]]:
-    """Clear errors for inputs the trainer cannot use. Returns a copy of `data` with int64
-    row and label arrays, and the warnings worth keeping."""
-    if n_classes < 2:
-        raise InputError(f"n_classes: need at least 2 classes, got {n_classes}")
-    if not data.features:
-        raise InputError("features: no modality to train on")
-    for m, x in data.features.items():
-        if getattr(x, "ndim", 0) != 2 or x.shape[1] < 1:
-            raise InputError(f"features[{m!r}]: expected a [N, D] matrix, got shape {list(np.shape(x))}")
-        if not np.issubdtype(x.dtype, np.floating):
-            raise InputError(f"features[{m!r}]: expected floating-point values, got {x.dtype}")
-    n = {int(x.shape[0]) for x in data.features.values()}
-    if len(n) != 1:
-        raise InputError(f"features: modalities have different row counts {sorted(n)}")
-    n_rows = n.pop()
-    checked: dict[str, Any] = {name: _check_rows(getattr(data, name), name, n_rows)
-                               for name in ("gold_rows", "extra_rows", "pretrain_rows", "score_rows")}
-    data = dataclasses.replace(data, **checked)
-    if data.extra_from_model is not None:
-        mask = np.asarray(data.extra_from_model)
-        if mask.dtype != bool or mask.shape != (len(data.extra_rows),):
-            raise InputError(f"extra_from_model: expected {len(data.extra_rows)} booleans (one per extra row), "
-                             f"got {mask.dtype} {list(mask.shape)}")
-        data = dataclasses.replace(data, extra_from_model=mask)
-    votes = None if data.prior is None else data.prior.fold_votes
-    if votes is not None:
-        votes = np.asarray(votes)
-        if votes.ndim != 2 or len(votes) != len(data.extra_rows) or not np.issubdtype(votes.dtype, np.integer):
-            raise InputError(f"prior.fold_votes: expected integer classes [{len(data.extra_rows)}, K], got "
-                             f"{votes.dtype} {list(votes.shape)}")
-    if data.graph_share is not None and not (np.isfinite(data.graph_share) and data.graph_share >= 0):
-        raise InputError(f"graph_share: expected a finite number >= 0 or None, got {data.graph_share}")
-    for rows, name in ((data.gold_rows, "gold_labels"), (data.extra_rows, "extra_labels")):
-        labels = np.asarray(getattr(data, name))
-        if (labels.ndim != 1 or len(labels) != len(rows)
-                or (len(labels) and not np.issubdtype(labels.dtype, np.integer))):
-            raise InputError(f"{name}: expected {len(rows)} integer class ids (one per row), "
-                             f"got {labels.dtype} {list(labels.shape)}")
-        if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-            raise InputError(f"{name}: class ids must lie in 0..{n_classes - 1}, "
-                             f"found {labels.min()}..{labels.max()}")
-        data = dataclasses.replace(data, **{name: cast(Any, labels.astype(np.int64))})
-    for name in ("gold_rows", "extra_rows"):
-        rows = getattr(data, name)
-        if len(np.unique(rows)) != len(rows):
-            raise InputError(f"{name}: a row appears more than once")
-    both = np.intersect1d(data.gold_rows, data.extra_rows)
-    if len(both):
-        raise InputError(f"row {int(both[0])} is both gold and extra ({len(both)} such rows): "
-                         f"a gold row's label must not also come from relabels or pseudo-labels")
-    counts = np.bincount(data.gold_labels, minlength=n_classes)
-    if problem := gold_problem(counts.tolist(), [str(c) for c in range(n_classes)]):
-        raise InputError(problem)
-    notes = []
-    if cfg.model.kind == "mrccl":
-        unknown = sorted(set(cfg.model.vote_weights) - {"fusion"} - set(data.features))
-        if unknown:
-            notes.append(f"model.vote_weights names {', '.join(unknown)}, not modalities of this data "
-                         f"({', '.join(data.features)}); those get default_vote_weight")
-    return data, notes
-
-
-def _check_rows(rows: np.ndarray, name: str, n_rows: int) -> np.ndarray:
-    rows = np.asarray(rows)
-    if rows.ndim != 1 or (len(rows) and not np.issubdtype(rows.dtype, np.integer)):
-        raise InputError(f"{name}: expected a 1-d array of integer rows, got {rows.dtype} {list(rows.shape)}")
-    if len(rows) and (rows.min() < 0 or rows.max() >= n_rows):
-        raise InputError(f"{name}: rows must lie in 0..{n_rows - 1}, found {rows.min()}..{rows.max()}")
-    return rows.astype(np.int64)
