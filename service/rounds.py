@@ -42,6 +42,7 @@ from ..engine.vocab import (
 )
 
 from .project import Project, ProjectError
+from .round_summary import round_summary
 
 # How often a training process records how far it is (which every page follows), and with it
 # that it is alive (Project.HEARTBEAT_LIMIT is minutes).
@@ -55,8 +56,6 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     thresholds now in force). With `skip_if_nothing_new`, None without training when the
     automatic step finds no new candidate. With `dist` (rank 0 of a torchrun group), the other
     ranks, waiting in `follow_rounds`, train it with this process."""
-    from .project import round_summary
-
     project.mark_dead_rounds_failed()
     store, classes = project.store, project.classes
     cfg.self_training.check_classes(classes)

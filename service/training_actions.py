@@ -15,9 +15,10 @@ from ..engine.config import Config, ConfigError, load_config
 from ..engine.errors import shown
 
 from .errors import ProjectError
-from .project import Project, round_summary
+from .project import Project
 from .refusals import refusals
 from .review import auto_accept_preview, round_view
+from .round_summary import round_summary
 from .runner import LOG_LINES, TrainingRunner, train_in_child
 from .values import flag, text
 
