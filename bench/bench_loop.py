@@ -101,6 +101,11 @@ def rounds_of(project: Path) -> list[dict]:
     out = []
     for rid, status, metrics, composition in rows:
         m, comp = json.loads(metrics or "{}"), json.loads(composition or "{}")
+        if "metrics" in m:   # schema 7 on: the engine's RoundRecord, flattened as earlier versions wrote it
+            r = m["metrics"]
+            test = r["test"] or {}
+            m = {**r["work"], "wall_s": m["wall_s"], "cv_waf": r["cv"]["waf"], "test_waf": test.get("waf"),
+                 "test_ece": test.get("ece")}
         out.append({"id": rid, "status": status, "metrics": m, "composition": comp,
                     "wall_s": m.get("wall_s"), "cv_waf": m.get("cv_waf"), "test_waf": m.get("test_waf"),
                     "test_ece": m.get("test_ece")})

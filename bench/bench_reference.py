@@ -173,7 +173,7 @@ def evaluate(name: str, run, data: TrainSet, truth: np.ndarray, n_test: int) -> 
     t0, c0 = time.time(), time.process_time()
     out = run()
     wall, cpu = time.time() - t0, time.process_time() - c0
-    score, oof = ((out.score_probs, out.oof_probs) if hasattr(out, "score_probs")
+    score, oof = ((np.concatenate([out.scores.pool, out.scores.test]), out.scores.oof) if hasattr(out, "scores")
                   else (out["score_probs"], out["oof_probs"]))
     test_rows = data.score_rows[-n_test:]
     cv = classification_metrics(data.gold_labels, oof.argmax(1), len(CLASSES))

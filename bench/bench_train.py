@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from mersemi.engine.config import load_config, preset_path
-from mersemi.engine.metrics import classification_metrics
 from mersemi.engine.progress import TqdmProgress
 from mersemi.engine.synthetic import CLASSES, make_synthetic
 from mersemi.engine.train import TrainSet, train_round
@@ -47,7 +46,7 @@ def synthetic_trainset(feats, ids, truth) -> TrainSet:
     return TrainSet(features=feats, gold_rows=ids["labeled"], gold_labels=truth[ids["labeled"]],
                     extra_rows=np.zeros(0, np.int64), extra_labels=np.zeros(0, np.int64),
                     pretrain_rows=np.concatenate([ids["labeled"], ids["unlabeled"]]),
-                    score_rows=np.concatenate([ids["unlabeled"], ids["test"]]))
+                    pool_rows=ids["unlabeled"], test_rows=ids["test"], test_labels=truth[ids["test"]])
 
 
 def write_markdown(md: str, out: Path) -> None:
@@ -63,12 +62,10 @@ def run(feats, ids, truth, cfg, desc: str) -> dict:
     with TqdmProgress(desc) as progress:
         r = train_round(data, len(CLASSES), cfg, progress)
     wall, cpu = time.time() - t0, time.process_time() - c0
-    test_probs = r.score_probs[len(ids["unlabeled"]):]
-    test = classification_metrics(truth[ids["test"]], test_probs.argmax(1), len(CLASSES))
-    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "timings": r.metrics["timings"],
-            "cv_waf": round(r.metrics["cv_waf"], 4),
-            "test_waf": round(test["waf"], 4), "best_epochs": [f["best_epoch"] for f in r.metrics["folds"]],
-            "warnings": r.metrics["warnings"]}
+    m = r.metrics
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "timings": m.work.timings,
+            "cv_waf": round(m.cv.waf, 4), "test_waf": round(m.test.waf, 4),
+            "best_epochs": [f["best_epoch"] for f in m.work.folds], "warnings": m.notes}
 
 
 def main() -> int:

@@ -204,7 +204,7 @@ def run_seed(data_kind: str, seed: int, labeled: float, budgets: list[int], work
     rounds = train(auto, "--config", config, "--auto-accept", "--rounds", "3")
     last = last_round(auto)
     res |= {"auto": last["test_waf"], "auto_ece": last["test_ece"], "auto_rounds": len(rounds),
-            "auto_kept": last["id"], "auto_notes": [r.get("kept_reason") for r in rounds],
+            "auto_kept": last["id"], "auto_notes": [r["discard_reason"] for r in rounds],
             "auto_pseudo": (last["composition"] or {}).get("pseudo", 0),
             "auto_precision": (last["pseudo_precision"] or {}).get("overall")}
 

@@ -1,13 +1,16 @@
 """Which automatic policy adds labels that help: the self-training loop at engine level on the
 few-label digits, one run per policy, the same seeds and round 0 for every policy.
 
-Per seed: round 0 on the gold labels, then 3 automatic rounds. Before each, the policy's
-thresholds (engine/self_training.propose_thresholds on the open pool) and the class-balance cap
-(engine/self_training.select) pick pseudo-labels from the last round's calibrated pool scores,
-as `train --auto-accept` does. Prints, per policy: test WAF after round 0 and after round 3,
-the pseudo-labels' precision against the pool's truth, and the test ECE. The CLI-level
-benchmark (bench/fewlabel.py) measures the default policy with peers; this one compares
-policies without the CLI's start-up cost.
+Per seed: round 0 on the gold labels, then up to 3 automatic rounds, driven by the estimator
+that `train --auto-accept` drives against the store (engine/loop.SelfTrainer): before each
+round the policy's thresholds (proposed after the round in force) and the class-balance cap
+pick pseudo-labels from its calibrated pool scores, each fold trains only on those its own
+predecessor voted for, and a round worse on the out-of-fold evidence is not kept (the loop
+stops there, as the command line does). Prints, per policy: test WAF of round 0 and of the
+round in force at the end, the pseudo-labels in force and their precision against the pool's
+truth, the test ECE, and why the loops stopped. The CLI-level benchmark (bench/fewlabel.py)
+measures the default policy with peers; this one compares policies without the CLI's start-up
+cost.
 
     python bench/fewlabel_policies.py --seeds 5 --jobs 2 --policy sample:0.95 sample:0.90 set:0.95
 """
@@ -17,62 +20,54 @@ import argparse
 import json
 import sys
 import warnings
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_data import arrays  # noqa: E402
+from real_data import CLASSES, arrays  # noqa: E402
 
-from mersemi.engine import self_training  # noqa: E402
-from mersemi.engine.calibration import expected_calibration_error  # noqa: E402
 from mersemi.engine.config import load_config  # noqa: E402
-from mersemi.engine.metrics import waf  # noqa: E402
+from mersemi.engine.loop import LoopData, LoopRound, SelfTrainer  # noqa: E402
 from mersemi.engine.thresholds import TARGET_PER  # noqa: E402
-from mersemi.engine.train import TrainSet, train_round  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
-N_CLASSES = 6
 
 
 def run(seed: int, policy: str, labeled: float, rounds: int) -> dict:
     warnings.filterwarnings("ignore")
     per, target = policy.split(":")
-    cfg = load_config(CONFIG)
+    cfg = load_config(CONFIG).replace(**{"self_training.policy": "target_precision",
+                                         "self_training.target_per": per,
+                                         "self_training.target_precision": float(target)})
     d = arrays("digits", seed, labeled)
     y, split = d["y"], d["split"]
     lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
-    extra, extra_y = np.zeros(0, np.int64), np.zeros(0, np.int64)
-    history, share = [], None
-    for r in range(rounds + 1):
-        # as service/rounds.py: rounds on pseudo-labels keep round 0's graph share
-        res = train_round(TrainSet(features=d["features"], gold_rows=lab, gold_labels=y[lab],
-                                   extra_rows=extra, extra_labels=extra_y, pretrain_rows=np.r_[lab, pool],
-                                   score_rows=np.r_[pool, test], graph_share=share if r else None,
-                                   extra_from_model=np.ones(len(extra), bool)),
-                          N_CLASSES, cfg)
-        if r == 0:
-            share = self_training.graph_share(res.metrics)
-        pool_p, test_p = res.score_probs[:len(pool)], res.score_probs[len(pool):]
-        history.append({"test_waf": waf(y[test], test_p.argmax(1)),
-                        "test_ece": expected_calibration_error(test_p, y[test]),
-                        "temperature": res.metrics["temperature"], "pseudo": len(extra),
-                        "pseudo_right": int(np.sum(extra_y == y[extra]))})
-        if r == rounds:
+    data = LoopData(features=d["features"], gold_rows=lab, gold_labels=y[lab], pool_rows=pool, test_rows=test,
+                    test_labels=y[test], pool_truth=y[pool])
+    trainer = SelfTrainer(cfg, CLASSES, max_iter=rounds).fit(data)
+
+    def figures(r: LoopRound) -> dict:
+        test_m = r.result.metrics.test
+        labels = trainer.labels_ if r.kept else None
+        return {"round": r.round_id, "kept": r.kept, "test_waf": test_m.waf if test_m else None,
+                "test_ece": test_m.ece if test_m else None,
+                "temperature": r.result.metrics.calibration.temperature,
+                "new": 0 if r.choice is None else len(r.choice.rows),
+                "pseudo": None if labels is None else int(labels.from_model.sum()),
+                "pseudo_right": None if labels is None else int(np.sum(
+                    labels.labels[labels.from_model] == y[labels.rows[labels.from_model]]))}
+
+    history = [figures(trainer.history_[-1])]
+    while (r := trainer.step(data)) is not None:
+        history.append(figures(r))
+        if not r.kept:
             break
-        pred, conf = pool_p.argmax(1), pool_p.max(1)
-        open_ = ~np.isin(pool, extra)
-        th, _ = self_training.propose_thresholds(pred, conf, open_, N_CLASSES, policy="target_precision",
-                                                 target=float(target), per=per, fixed=[])
-        sel = self_training.select(pred, conf, open_, th, np.bincount(y[lab], minlength=N_CLASSES),
-                                   np.bincount(extra_y, minlength=N_CLASSES), cfg.self_training.balance_cap)
-        new = np.flatnonzero(sel.mask)
-        if len(new) == 0:
-            history.append(history[-1])   # nothing new passes: the loop stops, as the CLI's does
-            break
-        extra, extra_y = np.r_[extra, pool[new]], np.r_[extra_y, pred[new]]
-    return {"seed": seed, "policy": policy, "rounds": history}
+    kept = [h for h in history if h["kept"]]
+    return {"seed": seed, "policy": policy, "rounds": history, "in_force": kept[-1],
+            "stopped": str(trainer.termination_condition_), "n_iter": trainer.n_iter_}
 
 
 def main() -> None:
@@ -97,17 +92,20 @@ def main() -> None:
         results = [j.result() for j in jobs]
     for r in results:
         print(json.dumps(r), file=sys.stderr)
-    print(f"| policy | round 0 | after {args.rounds} rounds | gain | pseudo-labels per seed | right "
-          f"| test ECE r0 / last |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| policy | round 0 | in force after up to {args.rounds} rounds | gain | pseudo-labels per seed | right "
+          f"| test ECE r0 / last | stopped |")
+    print("|---|---|---|---|---|---|---|---|")
     for p in args.policy:
-        rs = [r["rounds"] for r in results if r["policy"] == p]
-        first, last = (np.mean([h[i]["test_waf"] for h in rs]) * 100 for i in (0, -1))
-        n = sum(h[-1]["pseudo"] for h in rs)
-        right = sum(h[-1]["pseudo_right"] for h in rs)
-        ece0, ece1 = (np.mean([h[i]["test_ece"] for h in rs]) for i in (0, -1))
+        rs = [r for r in results if r["policy"] == p]
+        first = np.mean([r["rounds"][0]["test_waf"] for r in rs]) * 100
+        last = np.mean([r["in_force"]["test_waf"] for r in rs]) * 100
+        n = sum(r["in_force"]["pseudo"] for r in rs)
+        right = sum(r["in_force"]["pseudo_right"] for r in rs)
+        ece0 = np.mean([r["rounds"][0]["test_ece"] for r in rs])
+        ece1 = np.mean([r["in_force"]["test_ece"] for r in rs])
+        stops = ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["stopped"] for r in rs).items()))
         print(f"| {p} | {first:.1f} | {last:.1f} | {last - first:+.1f} | {n / len(rs):.0f} | "
-              f"{100 * right / max(n, 1):.1f} % | {ece0:.3f} / {ece1:.3f} |")
+              f"{100 * right / max(n, 1):.1f} % | {ece0:.3f} / {ece1:.3f} | {stops} |")
 
 
 if __name__ == "__main__":

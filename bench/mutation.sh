@@ -17,7 +17,7 @@ M=${MUT_DIR:-$ROOT/build/mutation}   # MUT_DIR: another copy, to run two modules
 mkdir -p "$M/shim/mersemi"
 rm -rf "$M/engine" "$M/db" "$M/ui" "$M/configs" "$M/tests"
 tar -C "$ROOT" -c --exclude=__pycache__ engine db ui configs tests pyproject.toml | tar -x -C "$M"
-for d in engine db ui configs; do ln -sfn "../../$d" "$M/shim/mersemi/$d"; done
+for d in engine db service ui configs; do ln -sfn "../../$d" "$M/shim/mersemi/$d"; done
 # TESTS_FROM=<commit>: that commit's tests/ instead (the "before" score: TESTS_FROM=2cd7717)
 if [ -n "${TESTS_FROM:-}" ]; then
     rm -rf "$M/tests" && git -C "$ROOT" archive "$TESTS_FROM" tests | tar -x -C "$M"
@@ -29,12 +29,13 @@ export PYTHONPATH="$M/shim" PYTHONDONTWRITEBYTECODE=1 GRADIO_ANALYTICS_ENABLED=F
 declare -A TESTS=(
     [engine/selection.py]="tests/test_selection.py"
     [engine/calibration.py]="tests/test_calibration.py"
+    [engine/loop.py]="tests/test_loop.py tests/test_round_steps.py"
+    [db/writes.py]="tests/test_store.py"
     [db/decision_queries.py]="tests/test_store.py"
-    [db/threshold_queries.py]="tests/test_store.py"
     [service/rounds.py]="tests/test_round_steps.py"
     [service/review.py]="tests/test_review.py tests/test_app_actions.py"
 )
-ORDER=(engine/selection.py engine/calibration.py service/rounds.py db/decision_queries.py db/threshold_queries.py
+ORDER=(engine/selection.py engine/calibration.py engine/loop.py service/rounds.py db/writes.py db/decision_queries.py
        service/review.py)
 declare -A SAMPLE_EVERY=([service/rounds.py]=6 [db/decision_queries.py]=4 [service/review.py]=8)
 [ "${SAMPLE-x}" = "" ] && SAMPLE_EVERY=()

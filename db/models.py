@@ -22,7 +22,7 @@ from ..engine.vocab import LOG_ACTIONS, Action, CardKind, PredictionKind, RoundS
 
 # The version the migrations in migrations/versions/ lead to (the head revision's number);
 # the meta table records the version a database is at.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 
@@ -90,7 +90,7 @@ class Round(Base):
     thresholds: Mapped[dict[str, float]] = mapped_column(JSON_VALUE)  # {class: threshold} in force
     auto_accept: Mapped[bool] = mapped_column(Boolean, default=False)
     composition: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)  # training-set make-up
-    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)   # engine.results.RoundRecord
     checkpoint: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     pid: Mapped[int | None] = mapped_column(Integer)           # process running it, to spot killed rounds
@@ -101,6 +101,8 @@ class Round(Base):
     # the round was started (schema 5).
     progress: Mapped[float | None] = mapped_column(Float)
     progress_message: Mapped[str | None] = mapped_column(String(255))
+    # What the policy did to each class's threshold after the round (writes.PolicyChange; schema 7).
+    threshold_changes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON_VALUE)
 
     __table_args__ = (one_of("status", RoundStatus, "ck_rounds_status"),)
 

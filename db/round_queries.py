@@ -14,7 +14,7 @@ from .database import Database, chunks
 from ..engine.vocab import UNFINISHED, PredictionKind, RoundStatus
 from .errors import RoundBusy
 from .models import Prediction, Round
-from .writes import DecisionIn, append_decisions, apply_policy
+from .writes import DecisionIn, PolicyChange, append_decisions, apply_policy
 
 
 class RoundQueries:
@@ -85,23 +85,23 @@ class RoundQueries:
                  decisions: list[DecisionIn], reviewer: str, composition: dict,
                  metrics: dict, checkpoint: str | None,
                  thresholds: dict[int, float] | None = None, everyone: bool = False,
-                 discarded: str | None = None) -> list[dict]:
+                 discarded: bool = False) -> list[PolicyChange]:
         """Write a round's results in ONE transaction: predictions (kind, sample ids, probs),
         automatic decisions, the policy's `thresholds` (class id -> value) for the classes it
-        may set (all of them with `everyone`), metrics, status done. A crash before commit
-        leaves nothing. Returns per class what happened to its threshold (`writes.apply_policy`).
-        A round `discarded` (the reason) keeps its composition and metrics only, for the record:
-        no predictions, decisions or thresholds; the round before stays in force."""
-        def work(s: Session) -> list[dict]:
+        may set (all of them with `everyone`), composition and metrics (the service's JSON,
+        stored as given), what the policy did, status done. A crash before commit leaves
+        nothing. Returns per class what happened to its threshold (`writes.apply_policy`). A
+        round `discarded` keeps its composition and metrics only, for the record: no
+        predictions, decisions or thresholds; the round before stays in force."""
+        def work(s: Session) -> list[PolicyChange]:
             now = self.db.clock()
             status = s.scalar(select(Round.status).where(Round.id == round_id))
             if status != RoundStatus.RUNNING:
                 raise RuntimeError(f"round {round_id} is {status}, not running")
-            if discarded is not None:
+            if discarded:
                 s.execute(update(Round).where(Round.id == round_id).values(
-                    status=RoundStatus.DISCARDED, finished_at=now, composition=composition,
-                    metrics=metrics | {"discarded": discarded}, checkpoint=None, progress=1.0,
-                    progress_message=RoundStatus.DISCARDED))
+                    status=RoundStatus.DISCARDED, finished_at=now, composition=composition, metrics=metrics,
+                    checkpoint=None, progress=1.0, progress_message=RoundStatus.DISCARDED))
                 return []
             for kind, ids, probs in predictions:
                 _insert_predictions(s, round_id, kind, ids, probs)
@@ -109,8 +109,8 @@ class RoundQueries:
                 append_decisions(s, decisions, reviewer, now)
             changes = apply_policy(s, round_id, thresholds or {}, everyone, now)
             s.execute(update(Round).where(Round.id == round_id).values(
-                status=RoundStatus.DONE, finished_at=now, composition=composition,
-                metrics=metrics | {"threshold_changes": changes}, checkpoint=checkpoint,
+                status=RoundStatus.DONE, finished_at=now, composition=composition, metrics=metrics,
+                threshold_changes=[c.to_json() for c in changes], checkpoint=checkpoint,
                 progress=1.0, progress_message=RoundStatus.DONE))
             return changes
         return self.db.write(work)
@@ -128,10 +128,11 @@ class RoundQueries:
         return ids, probs
 
     def pool_confidences(self, round_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """sample ids, predicted classes and confidences of the round's pool predictions."""
+        """sample ids, predicted classes and confidences of the round's pool predictions, in sample order."""
         with self.db.session() as s:
             rows = s.execute(select(Prediction.sample_id, Prediction.predicted, Prediction.confidence)
-                             .where(Prediction.round_id == round_id, Prediction.kind == PredictionKind.POOL)).all()
+                             .where(Prediction.round_id == round_id, Prediction.kind == PredictionKind.POOL)
+                             .order_by(Prediction.sample_id)).all()
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
         a = np.array(rows, dtype=np.float64)

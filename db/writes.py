@@ -4,6 +4,7 @@ decisions in force read under the lock, and the policy's thresholds after a roun
 the open session; the query groups (db/*_queries.py) call them from their `write` work."""
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,11 +61,30 @@ def append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str, n
     return batch
 
 
+@dataclass(frozen=True)
+class PolicyChange:
+    """What the policy after a round did to one class's threshold: old -> new, who set the value
+    in force now, and whether a person's ownership kept it."""
+    class_id: int
+    old: float
+    new: float
+    by: str | None       # who set the value in force now
+    changed: bool
+    kept_for_owner: bool
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, value: dict) -> PolicyChange:
+        return cls(**value)
+
+
 def apply_policy(s: Session, round_id: int, proposal: dict[int, float], everyone: bool,
-                 now: datetime) -> list[dict]:
+                 now: datetime) -> list[PolicyChange]:
     """Set each proposed class's threshold unless a person owns it (read under the write lock,
-    so a value a reviewer set while the round trained is kept); returns per proposed class
-    {class_id, old, new, by (who set the value in force now), changed}."""
+    so a value a reviewer set while the round trained is kept); returns what happened per
+    proposed class."""
     out = []
     for t in s.scalars(select(Threshold).where(Threshold.class_id.in_(list(proposal))).order_by(Threshold.class_id)):
         new = float(proposal[t.class_id])
@@ -75,6 +95,5 @@ def apply_policy(s: Session, round_id: int, proposal: dict[int, float], everyone
                 s.add(ThresholdChange(class_id=t.class_id, value=new, policy_may_set=True, set_by=Tool.POLICY,
                                       set_at=now, round_id=round_id))
             owner = t.updated_by
-        out.append({"class_id": t.class_id, "old": old, "new": t.value, "by": owner,
-                    "changed": t.value != old, "kept_for_owner": not (t.policy_may_set or everyone)})
+        out.append(PolicyChange(t.class_id, old, t.value, owner, t.value != old, not (t.policy_may_set or everyone)))
     return out

@@ -1,14 +1,19 @@
-"""What rounds save, in one place: a round's fold ensemble (weights, the config it was trained
-under, temperatures, the fold split) and each fold model's votes over the rows the round scored,
-in `round-<id>.pt`; and, once per project, `reuse.pt`: the pre-trained weights and the
-neighbour graph, which later rounds on the same rows take instead of computing them again. Each
-file is written whole or not at all, and read without unpickling code (tensors and plain
-values only)."""
+"""What rounds save, in one place, each type with its one save and load: a round's fold ensemble
+(`Checkpoint`: weights, the config it was trained under, the calibration, the fold split, each
+fold model's votes over the rows the round scored) in `round-<id>.pt`; and, once per project,
+what later rounds on the same rows take instead of computing again (`Reusable`: the pre-trained
+weights and the neighbour graph) in `reuse.pt`. Each file is written whole or not at all, and
+read without unpickling code (tensors and plain values only).
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+REUSE_FILE = "reuse.pt"
 
 
 def path(folder: Path, round_id: int) -> Path:
@@ -21,61 +26,101 @@ def files(folder: Path, round_id: int) -> list[Path]:
     return [final, final.with_suffix(".tmp")]
 
 
-def save(state: dict, file: Path) -> None:
-    """Write `state` (engine.train.RoundResult.state) to `file` through a temporary file beside it."""
-    import torch   # here, not at the top: the names above serve commands that never train
+def reuse_path(folder: Path) -> Path:
+    return Path(folder) / REUSE_FILE
 
+
+@dataclass
+class Checkpoint:
+    """A round's fold ensemble (engine/train.py makes it; `train.predict` scores with it)."""
+    config: dict[str, Any]                  # the config the round was trained under
+    modalities: dict[str, int]              # modality -> feature width
+    n_classes: int
+    folds: list[dict] = field(repr=False)   # one state dict per fold model
+    temperature: float = 1.0
+    graph_weight: float | None = None       # the graph joined the round's stored scores with this weight
+    fold_key: str | None = None             # folds.fold_key of the split; None: a checkpoint from before
+    score_rows: np.ndarray | None = None    # the rows the round scored
+    fold_votes: np.ndarray | None = field(default=None, repr=False)   # [K, len(score_rows)] predicted classes
+
+    def save(self, file: Path) -> None:
+        import torch   # here, not at the top: the names above serve commands that never train
+
+        _save({"config": self.config, "modalities": self.modalities, "n_classes": self.n_classes,
+               "folds": self.folds, "temperature": self.temperature, "graph_weight": self.graph_weight,
+               "fold_key": self.fold_key,
+               "score_rows": None if self.score_rows is None else torch.as_tensor(self.score_rows),
+               "fold_votes": None if self.fold_votes is None else torch.as_tensor(self.fold_votes)}, file)
+
+    @classmethod
+    def load(cls, file: Path) -> Checkpoint:
+        state = _load(file)
+        # The one reader of every version of the file: keys added later are absent from older ones.
+        optional = {k: state[k] for k in ("temperature", "graph_weight", "fold_key") if k in state}
+        rows, votes = state.get("score_rows"), state.get("fold_votes")
+        return cls(config=state["config"], modalities=dict(state["modalities"]), n_classes=int(state["n_classes"]),
+                   folds=list(state["folds"]), **optional,
+                   score_rows=None if rows is None else rows.numpy().astype(np.int64),
+                   fold_votes=None if votes is None else votes.numpy())
+
+    def votes_for(self, rows: np.ndarray) -> np.ndarray | None:
+        """[len(rows), K] int: each fold model's predicted class for global `rows` (-1 where the
+        round did not score a row); None for a checkpoint without votes."""
+        if self.fold_votes is None or self.score_rows is None:
+            return None
+        votes = np.asarray(self.fold_votes, np.int64)
+        at = {int(r): i for i, r in enumerate(self.score_rows.tolist())}
+        out = np.full((len(rows), votes.shape[0]), -1, np.int64)
+        for j, r in enumerate(np.asarray(rows, np.int64).tolist()):
+            i = at.get(r)
+            if i is not None:
+                out[j] = votes[:, i]
+        return out
+
+
+@dataclass
+class Reusable:
+    """What a later round on the same rows may take from this one (engine/train.reuse_key says
+    when the rows and the config that shape them are the same)."""
+    key: str
+    pretrained: dict | None = field(default=None, repr=False)   # the pre-trained weights; None: none ran
+    graph: Any = field(default=None, repr=False)                # scipy CSR neighbour graph; None: none built
+
+    def save(self, file: Path) -> None:
+        import torch
+
+        g = self.graph
+        _save({"reuse_key": self.key, "pretrained": self.pretrained,
+               "graph": None if g is None else {"indptr": torch.as_tensor(g.indptr),
+                                                "indices": torch.as_tensor(g.indices),
+                                                "data": torch.as_tensor(g.data), "shape": list(g.shape)}}, file)
+
+    @classmethod
+    def load(cls, file: Path) -> Reusable | None:
+        """What `save` wrote; None without the file."""
+        import scipy.sparse as sp
+
+        if not Path(file).is_file():
+            return None
+        saved = _load(file)
+        g = saved["graph"]
+        graph = None if g is None else sp.csr_matrix((g["data"].numpy(), g["indices"].numpy(), g["indptr"].numpy()),
+                                                     shape=tuple(g["shape"]))
+        return cls(saved["reuse_key"], saved["pretrained"], graph)
+
+
+def _save(state: dict, file: Path) -> None:
+    """`state` to `file` through a temporary file beside it: whole or not at all."""
+    import torch
+
+    file = Path(file)
     tmp = file.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(file)
 
 
-def load(file: Path) -> dict:
-    """A state saved by `save` (weights_only: a checkpoint never runs code when read)."""
+def _load(file: Path) -> dict:
+    """weights_only: a checkpoint never runs code when read."""
     import torch
 
     return torch.load(file, map_location="cpu", weights_only=True)
-
-
-def reuse_path(folder: Path) -> Path:
-    return Path(folder) / "reuse.pt"
-
-
-def save_reuse(reusable: dict, file: Path) -> None:
-    """engine.train.RoundResult.reusable, the graph as its CSR arrays."""
-    import torch
-
-    graph = reusable.get("graph")
-    save({"reuse_key": reusable["reuse_key"], "pretrained": reusable.get("pretrained"),
-          "graph": None if graph is None else {
-              "indptr": torch.as_tensor(graph.indptr), "indices": torch.as_tensor(graph.indices),
-              "data": torch.as_tensor(graph.data), "shape": list(graph.shape)}}, file)
-
-
-def load_reuse(file: Path) -> dict | None:
-    """What `save_reuse` wrote (the graph a scipy CSR matrix again); None without the file."""
-    import scipy.sparse as sp
-
-    if not Path(file).is_file():
-        return None
-    saved = load(file)
-    g = saved.get("graph")
-    graph = None if g is None else sp.csr_matrix((g["data"].numpy(), g["indices"].numpy(), g["indptr"].numpy()),
-                                                 shape=tuple(g["shape"]))
-    return {"reuse_key": saved["reuse_key"], "pretrained": saved.get("pretrained"), "graph": graph}
-
-
-def votes_for(state: dict, rows: np.ndarray) -> np.ndarray | None:
-    """[len(rows), K] int: each fold model's predicted class for global `rows` (-1 where the
-    round did not score a row); None for a checkpoint without votes."""
-    if "fold_votes" not in state:
-        return None
-    scored = state["score_rows"].numpy()
-    votes = state["fold_votes"].numpy().astype(np.int64)
-    at = {int(r): i for i, r in enumerate(scored)}
-    out = np.full((len(rows), votes.shape[0]), -1, np.int64)
-    for j, r in enumerate(np.asarray(rows, np.int64).tolist()):
-        i = at.get(r)
-        if i is not None:
-            out[j] = votes[:, i]
-    return out

@@ -39,6 +39,9 @@ _REPR.maxdict = _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozens
 _REPR.maxstring = _REPR.maxlong = _REPR.maxother = ECHO_CHARS
 
 
+ERROR_LINE = "mersemi: error: "   # how the command line starts the one line of a refusal
+
+
 def one_line(message: object) -> str:
     """A message as one line (newlines and runs of spaces become single spaces)."""
     return " ".join(str(message).split())

@@ -1,16 +1,15 @@
 """What a training round takes: the training set (`TrainSet`), what it may take from the round
-before it (`Prior`), and the checks that turn bad input into a clear error before any work
-(moved here from engine/train.py)."""
+before it (`Prior`), and the checks that turn bad input into a clear error before any work."""
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
-import scipy.sparse as sp
 
+from .checkpoint import Reusable
 from .config import Config
 from .errors import InputError
 from .folds import gold_problem
@@ -24,24 +23,26 @@ class TrainSet:
     extra_rows: np.ndarray           # relabels / accepted pseudo-labels: every training fold, no eval fold
     extra_labels: np.ndarray
     pretrain_rows: np.ndarray        # rows for contrastive pre-training (labels unused)
-    score_rows: np.ndarray           # rows scored by the fold ensemble (pool + test)
-    # The label-spreading graph's weight relative to the ensemble's, for a round whose folds train
-    # on pseudo-labels without their predecessors' votes (Prior.fold_votes): its out-of-fold
-    # predictions are optimistic, so the share is not fitted on them (engine/self_training.py).
-    # Ignored, the share fitted, when the votes keep those predictions honest. None: fitted.
-    graph_share: float | None = None
+    pool_rows: np.ndarray            # rows scored by the fold ensemble: the pool ...
+    test_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # ... and the test split
+    # The test rows' labels (-1: unknown): the round's test metrics, never a choice of the round's.
+    test_labels: np.ndarray | None = None
     # Per extra row: its label came from the model (an accepted pseudo-label). Such rows train
     # the folds but do not seed the graph, which spreads human labels only. None: none did.
     extra_from_model: np.ndarray | None = None
     # What the round may take from the round in force before it (Prior); None: nothing.
     prior: Prior | None = None
 
+    @property
+    def score_rows(self) -> np.ndarray:
+        return np.concatenate([self.pool_rows, self.test_rows])
+
 
 @dataclass
 class Prior:
-    """What a round takes from the round before it (service/rounds.py reads it from that
-    round's checkpoint and the project's reuse file). Each part is used only when its key is
-    this round's; otherwise the round says so in its notes and does without it."""
+    """What a round takes from the round before it (engine/loop.py reads it from that round's
+    checkpoint and the project's reusable parts). Each part is used only when its key is this
+    round's; otherwise the round says so in its notes and does without it."""
     fold_key: str | None = None              # the fold split (folds.fold_key) of the parts below
     # Per extra row and fold, the class that fold's previous model predicted for it (-1: none).
     # A label from the model trains fold k only where fold k's own predecessor voted for it, so
@@ -50,9 +51,9 @@ class Prior:
     fold_votes: np.ndarray | None = None
     # The previous fold models: with finetune.warm_epochs, fold k starts from its own.
     fold_states: list[dict] | None = None
-    reuse_key: str | None = None             # reuse_key() of the round that made the two below
-    pretrained: dict | None = None           # its pre-trained weights: pre-training is skipped
-    graph: sp.csr_matrix | None = None       # its neighbour graph over the same rows
+    # Pre-trained weights and the neighbour graph of a round on the same rows (used when its
+    # key is this round's reuse_key): pre-training and the graph are skipped.
+    reuse: Reusable | None = None
 
 
 def validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, list[str]]:
@@ -72,7 +73,7 @@ def validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, lis
         raise InputError(f"features: modalities have different row counts {sorted(n)}")
     n_rows = n.pop()
     checked: dict[str, Any] = {name: check_rows(getattr(data, name), name, n_rows)
-                               for name in ("gold_rows", "extra_rows", "pretrain_rows", "score_rows")}
+                               for name in ("gold_rows", "extra_rows", "pretrain_rows", "pool_rows", "test_rows")}
     data = dataclasses.replace(data, **checked)
     if data.extra_from_model is not None:
         mask = np.asarray(data.extra_from_model)
@@ -86,8 +87,15 @@ def validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, lis
         if votes.ndim != 2 or len(votes) != len(data.extra_rows) or not np.issubdtype(votes.dtype, np.integer):
             raise InputError(f"prior.fold_votes: expected integer classes [{len(data.extra_rows)}, K], got "
                              f"{votes.dtype} {list(votes.shape)}")
-    if data.graph_share is not None and not (np.isfinite(data.graph_share) and data.graph_share >= 0):
-        raise InputError(f"graph_share: expected a finite number >= 0 or None, got {data.graph_share}")
+    if data.test_labels is not None:
+        known = np.asarray(data.test_labels)
+        if known.shape != (len(data.test_rows),) or (len(known) and not np.issubdtype(known.dtype, np.integer)):
+            raise InputError(f"test_labels: expected {len(data.test_rows)} integer class ids or -1 (one per test "
+                             f"row), got {known.dtype} {list(known.shape)}")
+        if len(known) and (known.min() < -1 or known.max() >= n_classes):
+            raise InputError(f"test_labels: class ids must lie in -1..{n_classes - 1}, "
+                             f"found {known.min()}..{known.max()}")
+        data = dataclasses.replace(data, test_labels=known.astype(np.int64))
     for rows, name in ((data.gold_rows, "gold_labels"), (data.extra_rows, "extra_labels")):
         labels = np.asarray(getattr(data, name))
         if (labels.ndim != 1 or len(labels) != len(rows)

@@ -1,18 +1,17 @@
-"""Self-training, in one place: the thresholds a finished round proposes (the policy), the
-candidates the automatic step accepts within the class-balance cap, and the label-spreading
-graph's share a round trained on pseudo-labels keeps. Pure functions on arrays (one entry per
-pool sample: `pred` the predicted class, `conf` its calibrated probability, `open_` whether it
-is still undecided); the round (service/rounds.py), the app's preview and the benchmarks call
-these and copy none of them.
+"""The self-training policy, in one place: the thresholds a finished round proposes, and the
+candidates the automatic step accepts within the class-balance cap. Pure functions on arrays
+(one entry per pool sample: `pred` the predicted class, `conf` its calibrated probability,
+`open_` whether it is still undecided); the loop (engine/loop.py), which the round
+(service/rounds.py), the app's preview and the benchmarks all drive, calls them.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from .results import ClassPick
 from .selection import expected_precision, is_candidate
 from .thresholds import TARGET_PER, check_target_precision, quantize
 
@@ -64,9 +63,9 @@ class Selection:
     kept: list[int]
     expected_precision: list[float | None]
 
-    def as_dict(self, classes: list[str]) -> dict:
-        return {name: {"candidates": self.candidates[c], "accepted": self.kept[c],
-                       "expected_precision": None if p is None else round(p, 4)}
+    def picks(self, classes: Sequence[str]) -> dict[str, ClassPick]:
+        return {name: ClassPick(candidates=self.candidates[c], accepted=self.kept[c],
+                                expected_precision=None if p is None else round(p, 4))
                 for c, (name, p) in enumerate(zip(classes, self.expected_precision))}
 
 
@@ -121,37 +120,3 @@ def propose_thresholds(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, n_
     found = target_thresholds(pred, conf, open_, n_classes, target, per)
     return ([quantize(closed_if_unreachable(t)) for t in found],
             [c for c, t in enumerate(found) if t is None])
-
-
-# ---------------------------------------------------------------------- the graph's share
-
-def graph_share(metrics: Mapping[str, Any]) -> float | None:
-    """A round's label-spreading weight per unit of the ensemble's (graph_weight x temperature,
-    from its metrics): what `TrainSet.graph_share` carries into a later round. None when the
-    round ran without the graph."""
-    weight, temperature = metrics.get("graph_weight"), metrics.get("temperature")
-    return None if weight is None or not temperature else float(weight) * float(temperature)
-
-
-@dataclass(frozen=True)
-class RoundRecord:
-    """What the share's choice needs of a past round."""
-    id: int
-    done: bool
-    human_only: bool          # trained on human labels only (no pseudo-labels)
-    metrics: Mapping[str, Any]
-
-
-def graph_share_from_history(rounds: Sequence[RoundRecord]) -> tuple[int | None, float | None]:
-    """The graph's share for a round trained on accepted pseudo-labels: that of the latest
-    finished round trained on human labels only, and that round's id; (None, None) when there
-    is none (the round fits it afresh).
-
-    Accepted pseudo-labels around a held-out gold sample carry that sample's label (the round
-    that predicted them knew it), so such a round's out-of-fold predictions are optimistic:
-    fitted on them, the graph's weight fell to 0."""
-    for r in reversed(rounds):
-        share = graph_share(r.metrics) if r.done and r.human_only else None
-        if share is not None:
-            return r.id, share
-    return None, None

@@ -35,33 +35,40 @@ from torch import nn
 from .bank import FeatureBank, pick_device
 from .calibration import (apply_temperature, combine, ensemble_mean, expected_calibration_error, fit_temperature,
                           fit_weights, fold_term)
+from .checkpoint import Checkpoint, Reusable
 from .config import Config, checkpoint_config
 from .distributed import Dist, gather
 from .errors import InputError
 from .folds import MIN_GOLD_PER_CLASS, Fold, eval_scheme, fold_key, make_folds
 from .loops import copy_state, embed, fit_folds, fold_workers, predict_rows, pretrain, train_threads
-from .metrics import classification_metrics, log_loss, waf
+from .metrics import log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
 from .propagation import knn_graph, spread
+from .results import Calibration, RoundMetrics, SplitMetrics, Work
 from .round_inputs import Prior, TrainSet, check_rows, validate
 from .vocab import Source
 
-__all__ = ["MIN_GOLD_PER_CLASS", "ProgressFn", "TrainSet", "RoundResult", "train_round", "predict", "pick_device"]
+__all__ = ["MIN_GOLD_PER_CLASS", "ProgressFn", "TrainSet", "Prior", "Scores", "RoundResult", "train_round", "predict",
+           "pick_device"]
 
 Model = MRCCL | AttentionBaseline
 
 
 @dataclass
+class Scores:
+    """A round's calibrated probabilities by split, float32 [n, C], rows in the TrainSet's order."""
+    pool: np.ndarray
+    test: np.ndarray
+    oof: np.ndarray          # out-of-fold, of the gold rows
+
+
+@dataclass
 class RoundResult:
-    score_probs: np.ndarray          # [len(score_rows), C] float32
-    oof_probs: np.ndarray            # [len(gold_rows), C] float32, out-of-fold
-    metrics: dict                    # JSON-serialisable
-    state: dict = field(repr=False)  # {"config", "modalities", "n_classes", "folds": [state_dict], ...}
-    fold_votes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8), repr=False)
-    # [K, len(score_rows)] int8: each fold model's predicted class (Prior.fold_votes)
-    reusable: dict = field(default_factory=dict, repr=False)
-    # what a later round on the same rows may reuse: {"reuse_key", "pretrained", "graph"}
+    scores: Scores
+    metrics: RoundMetrics
+    checkpoint: Checkpoint = field(repr=False)
+    reusable: Reusable = field(repr=False)   # what a later round on the same rows may reuse
 
 
 def reuse_key(data: TrainSet, cfg: Config) -> str:
@@ -111,6 +118,7 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
     if pretraining and len(data.features) == 1 and cfg.pretrain.imcl_ne == 0:
         pretraining = False
         notes.append("pre-training skipped: one modality has no inter-modal loss and pretrain.imcl_ne is 0")
+    reused = prior.reuse
     # Shares of the progress bar, by rough cost.
     f_load, f_pre = 0.02, (0.22 if pretraining else 0.0)
 
@@ -133,8 +141,8 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
         # -- contrastive pre-training, once (or its result from an earlier round on the same rows)
         t0 = time.time()
         pretrain_samples = 0
-        if pretraining and prior.pretrained is not None:
-            model.load_state_dict(prior.pretrained)
+        if pretraining and reused is not None and reused.pretrained is not None:
+            model.load_state_dict(reused.pretrained)
             notes.append("pre-training and the neighbour graph taken from an earlier round on the same rows")
         elif pretraining:
             with train_threads(cfg, device):
@@ -145,18 +153,8 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
 
         # -- the neighbour graph over the pre-trained (label-free) embedding, once
         t0 = time.time()
-        graph = None
-        if cfg.propagation.enabled and not pretraining:
-            notes.append("propagation skipped: it needs the pre-trained embedding, and pre-training did not run")
-        elif cfg.propagation.enabled and prior.graph is not None:
-            graph = prior.graph
-            notes.append(f"neighbour graph over {len(bank.rows)} rows: the previous round's, same rows and "
-                         "pre-training")
-        elif cfg.propagation.enabled and leader:
-            report("label spreading: neighbour graph", f_load + f_pre)
-            graph, how = knn_graph(embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours,
-                                   cfg.propagation.knn, cfg.seed)
-            notes.append(f"neighbour graph over {len(bank.rows)} rows: {how}")
+        graph = _neighbour_graph(model, bank, cfg, pretraining, reused, leader, notes,
+                                 lambda: report("label spreading: neighbour graph", f_load + f_pre))
         t_graph = time.time() - t0
 
         # -- K-fold fine-tuning on gold (+ extra rows in training folds), folds side by side
@@ -187,68 +185,100 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
 
     # -- the ensemble's scores and the CV metrics (evaluation folds held gold rows only)
     score_probs = ensemble_mean(score_sum, len(folds), cfg.finetune.average)
-    cv = classification_metrics(data.gold_labels, oof.argmax(1), n_classes)
+    cv_pred = oof.argmax(1)    # the fold ensemble's classes: the CV metrics (the graph's own: graph_cv_waf)
+    cv_waf = waf(data.gold_labels, cv_pred)
     ece_raw = expected_calibration_error(oof, data.gold_labels)
-    graph_weight, graph_cv, share_kept = None, None, False
-    if graph is None:
-        # -- calibration: one temperature fitted on the honest (out-of-fold) predictions
-        temperature = fit_temperature(oof, data.gold_labels) if cfg.finetune.calibrate else 1.0
-        oof, score_probs = apply_temperature(oof, temperature), apply_temperature(score_probs, temperature)
-    else:
+    graph_weight, graph_cv = None, None
+    if graph is not None:
         t0 = time.time()
         report("label spreading", 0.99)
         oof_graph, score_graph = _spread_labels(graph, bank, data, folds, n_classes, cfg)
         graph_cv = waf(data.gold_labels, oof_graph.argmax(1))
-        # -- calibration: the ensemble's and the graph's weights, fitted on the out-of-fold
-        # predictions of both (a plain product when calibration is off)
-        pseudo = data.extra_from_model is not None and bool(data.extra_from_model.any())
-        if data.graph_share is None or not pseudo or prior.fold_votes is not None:   # honest OOF: fitted
-            joint = len(data.gold_labels) >= cfg.propagation.joint_fit_min
-            weights = fit_weights([oof, oof_graph], data.gold_labels, joint) if cfg.finetune.calibrate else np.ones(2)
-        else:   # the share is given: only the temperature of the joined scores is fitted
-            notes.append("pseudo-labels without their folds' votes: the graph keeps its share of the last round on "
-                         "human labels")
-            share_kept = True
-            share = np.array([1.0, data.graph_share])
-            joined = combine([oof, oof_graph], share)
-            weights = share / (fit_temperature(joined, data.gold_labels) if cfg.finetune.calibrate else 1.0)
-        joined = combine([oof, oof_graph], weights)
-        joined_waf = waf(data.gold_labels, joined.argmax(1))
-        if joined_waf < cv["waf"] and len(data.gold_labels) >= cfg.propagation.joint_fit_min:
-            # The weights minimise the out-of-fold log-loss; where the graph still costs
-            # correct classes out of fold, it costs them on the pool and test too (judged
-            # from joint_fit_min gold samples: below, one sample moves the WAF by points).
-            share_kept = False
-            notes.append(f"label spreading left out: out-of-fold WAF {100 * joined_waf:.2f} with it, "
-                         f"{100 * cv['waf']:.2f} without")
-            temperature = fit_temperature(oof, data.gold_labels) if cfg.finetune.calibrate else 1.0
-            oof, score_probs = apply_temperature(oof, temperature), apply_temperature(score_probs, temperature)
-        else:
-            temperature, graph_weight = 1.0 / float(weights[0]), round(float(weights[1]), 4)
-            oof, score_probs = joined, combine([score_probs, score_graph], weights)
+        graph_weight, temperature, oof, score_probs = _join_graph(oof, score_probs, oof_graph, score_graph,
+                                                                  data.gold_labels, cv_waf, cfg, notes)
         t_graph += time.time() - t0
-    metrics = {
-        "cv_waf": cv["waf"], "cv_accuracy": cv["accuracy"], "cv_f1": cv["f1"], "cv_confusion": cv["confusion"],
-        "temperature": round(temperature, 4), "oof_ece_raw": ece_raw,
-        "graph_weight": graph_weight, "graph_cv_waf": graph_cv, "graph_share_kept": share_kept,
-        "oof_ece": expected_calibration_error(oof, data.gold_labels),
-        "oof_log_loss": log_loss(data.gold_labels, oof),
-        "folds": fold_info, "eval_scheme": scheme, "device": str(device), "warnings": notes,
-        "n_train": {Source.GOLD.value: int(len(data.gold_rows)), "extra": int(len(data.extra_rows))},
-        "samples_trained": {"pretrain": pretrain_samples, "finetune": sum(f["samples"] for f in fold_info)},
-        "timings": {"load_s": round(t_load, 2), "pretrain_s": round(t_pretrain, 2),
-                    "finetune_s": round(t_finetune, 2), "score_s": round(t_score, 2),
-                    "graph_s": round(t_graph, 2), "folds_s": round(t_folds, 2),
-                    "total_s": round(time.time() - t_start, 2)},
-        "fold_workers": dist.world if dist else fold_workers(cfg, device, len(folds)),
-        "processes": dist.world if dist else 1,
-    }
-    state = {"config": cfg.to_dict(), "modalities": dims, "n_classes": n_classes, "folds": fold_states,
-             "temperature": temperature, "graph_weight": graph_weight, "fold_key": key,
-             "score_rows": torch.as_tensor(data.score_rows), "fold_votes": torch.as_tensor(votes)}
-    reusable = {"reuse_key": reuse, "pretrained": pretrained if pretraining else None, "graph": graph}
+    else:
+        # -- calibration: one temperature fitted on the honest (out-of-fold) predictions
+        temperature = fit_temperature(oof, data.gold_labels) if cfg.finetune.calibrate else 1.0
+        oof, score_probs = apply_temperature(oof, temperature), apply_temperature(score_probs, temperature)
+    n_pool = len(data.pool_rows)
+    scores = Scores(pool=score_probs[:n_pool], test=score_probs[n_pool:], oof=oof)
+    metrics = RoundMetrics(
+        cv=SplitMetrics.of(data.gold_labels, oof, n_classes, pred=cv_pred),
+        test=_test_metrics(data, scores.test, n_classes),
+        calibration=Calibration(temperature=round(temperature, 4), graph_weight=graph_weight, graph_cv_waf=graph_cv,
+                                ece_before=ece_raw, log_loss=log_loss(data.gold_labels, oof)),
+        eval_scheme=scheme,
+        work=Work(device=str(device), processes=dist.world if dist else 1,
+                  fold_workers=dist.world if dist else fold_workers(cfg, device, len(folds)),
+                  n_train={Source.GOLD.value: int(len(data.gold_rows)), "extra": int(len(data.extra_rows))},
+                  samples_trained={"pretrain": pretrain_samples, "finetune": sum(f["samples"] for f in fold_info)},
+                  timings={"load_s": round(t_load, 2), "pretrain_s": round(t_pretrain, 2),
+                           "finetune_s": round(t_finetune, 2), "score_s": round(t_score, 2),
+                           "graph_s": round(t_graph, 2), "folds_s": round(t_folds, 2),
+                           "total_s": round(time.time() - t_start, 2)},
+                  folds=fold_info),
+        notes=notes)
+    saved = Checkpoint(config=cfg.to_dict(), modalities=dims, n_classes=n_classes, folds=fold_states,
+                       temperature=temperature, graph_weight=graph_weight, fold_key=key,
+                       score_rows=data.score_rows, fold_votes=votes)
+    reusable = Reusable(reuse, pretrained if pretraining else None, graph)
     report("done", 1.0)  # not vocab: a progress message
-    return RoundResult(score_probs, oof, metrics, state, votes, reusable)
+    return RoundResult(scores, metrics, saved, reusable)
+
+
+def _neighbour_graph(model: Model, bank: FeatureBank, cfg: Config, pretraining: bool, reused: Reusable | None,
+                     leader: bool, notes: list[str], announce) -> sp.csr_matrix | None:
+    """THE graph policy: the label-spreading graph over the pre-trained (label-free) embedding of
+    every row the round touches, or None (propagation off, or no pre-trained embedding to build
+    it on). A round on the same rows as an earlier one takes that round's graph; only the
+    leading process builds one."""
+    if not cfg.propagation.enabled:
+        return None
+    if not pretraining:
+        notes.append("propagation skipped: it needs the pre-trained embedding, and pre-training did not run")
+        return None
+    if reused is not None and reused.graph is not None:
+        notes.append(f"neighbour graph over {len(bank.rows)} rows: the previous round's, same rows and pre-training")
+        return reused.graph
+    if not leader:
+        return None
+    announce()
+    graph, how = knn_graph(embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours,
+                           cfg.propagation.knn, cfg.seed)
+    notes.append(f"neighbour graph over {len(bank.rows)} rows: {how}")
+    return graph
+
+
+def _join_graph(oof: np.ndarray, score_probs: np.ndarray, oof_graph: np.ndarray, score_graph: np.ndarray,
+                gold_labels: np.ndarray, cv_waf: float, cfg: Config,
+                notes: list[str]) -> tuple[float | None, float, np.ndarray, np.ndarray]:
+    """Calibration with the graph: the ensemble's and the graph's weights, fitted on the
+    out-of-fold predictions of both (a plain product when calibration is off), and the graph
+    left out where it costs out-of-fold classes. Returns (the graph's weight or None when left
+    out, the ensemble's temperature, out-of-fold and score probabilities)."""
+    joint = len(gold_labels) >= cfg.propagation.joint_fit_min
+    weights = fit_weights([oof, oof_graph], gold_labels, joint) if cfg.finetune.calibrate else np.ones(2)
+    joined = combine([oof, oof_graph], weights)
+    joined_waf = waf(gold_labels, joined.argmax(1))
+    if joined_waf < cv_waf and joint:
+        # The weights minimise the out-of-fold log-loss; where the graph still costs correct
+        # classes out of fold, it costs them on the pool and test too (judged from
+        # joint_fit_min gold samples: below, one sample moves the WAF by points).
+        notes.append(f"label spreading left out: out-of-fold WAF {100 * joined_waf:.2f} with it, "
+                     f"{100 * cv_waf:.2f} without")
+        temperature = fit_temperature(oof, gold_labels) if cfg.finetune.calibrate else 1.0
+        return None, temperature, apply_temperature(oof, temperature), apply_temperature(score_probs, temperature)
+    return (round(float(weights[1]), 4), 1.0 / float(weights[0]), joined,
+            combine([score_probs, score_graph], weights))
+
+
+def _test_metrics(data: TrainSet, probs: np.ndarray, n_classes: int) -> SplitMetrics | None:
+    """The test rows with a label against the round's scores; None without any."""
+    if data.test_labels is None:
+        return None
+    known = data.test_labels >= 0
+    return SplitMetrics.of(data.test_labels[known], probs[known], n_classes) if known.any() else None
 
 
 def _usable(prior: Prior | None, key: str, reuse: str, k: int, n_extra: int, cfg: Config,
@@ -269,8 +299,8 @@ def _usable(prior: Prior | None, key: str, reuse: str, k: int, n_extra: int, cfg
         else:
             notes.append("the previous round split the folds otherwise: every fold starts from the pre-trained "
                          "weights")
-    if prior.reuse_key == reuse:
-        out.pretrained, out.graph = prior.pretrained, prior.graph
+    if prior.reuse is not None and prior.reuse.key == reuse:
+        out.reuse = prior.reuse
     return out
 
 
@@ -300,18 +330,17 @@ def _spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: TrainSet, fold
     return oof, every[bank.local(data.score_rows)]
 
 
-def predict(state: dict, features: dict[str, np.ndarray], rows: np.ndarray,
+def predict(saved: Checkpoint, features: dict[str, np.ndarray], rows: np.ndarray,
             cfg: Config | None = None) -> np.ndarray:
-    """Mean probabilities [len(rows), C] of a saved fold ensemble (RoundResult.state),
-    at the round's temperature. The ensemble alone: a round with label spreading
-    (state["graph_weight"] not None) also multiplied its stored scores by the graph's, which
-    only exists over that round's rows.
+    """Mean probabilities [len(rows), C] of a saved fold ensemble at the round's temperature.
+    The ensemble alone: a round with label spreading (`saved.graph_weight` not None) also
+    multiplied its stored scores by the graph's, which only exists over that round's rows.
 
-    The model is rebuilt from the config saved in `state`; `cfg`, when given, only chooses
-    the device and the scoring batch size."""
-    saved = checkpoint_config(state["config"])
-    run = cfg or saved
-    dims, n_classes = dict(state["modalities"]), int(state["n_classes"])
+    The model is rebuilt from the config saved with it; `cfg`, when given, only chooses the
+    device and the scoring batch size."""
+    trained = checkpoint_config(saved.config)
+    run = cfg or trained
+    dims, n_classes = dict(saved.modalities), saved.n_classes
     for m, d in dims.items():
         if m not in features:
             raise InputError(f"features: modality {m!r} missing (the ensemble was trained on {', '.join(dims)})")
@@ -323,13 +352,13 @@ def predict(state: dict, features: dict[str, np.ndarray], rows: np.ndarray,
     rows = check_rows(rows, "rows", n_rows.pop())
     device = pick_device(run.device)
     bank = FeatureBank({m: features[m] for m in dims}, [rows], device)
-    model = build_model(dims, n_classes, saved).to(device)
+    model = build_model(dims, n_classes, trained).to(device)
     total = np.zeros((len(rows), n_classes), np.float64)
-    for fold_state in state["folds"]:
+    for fold_state in saved.folds:
         _load_fold(model, fold_state)
-        total += fold_term(predict_rows(model, bank, rows, run.score_batch_size), saved.finetune.average)
-    probs = ensemble_mean(total, len(state["folds"]), saved.finetune.average)
-    return apply_temperature(probs, float(state.get("temperature", 1.0)))
+        total += fold_term(predict_rows(model, bank, rows, run.score_batch_size), trained.finetune.average)
+    probs = ensemble_mean(total, len(saved.folds), trained.finetune.average)
+    return apply_temperature(probs, float(saved.temperature))
 
 
 def _load_fold(model: nn.Module, fold_state: dict) -> None:

@@ -77,9 +77,9 @@ class Snapshot:
 class AppActions:
     """One project's actions, shared by every browser session and API client of a server."""
 
-    def __init__(self, project: Project, presets: dict[str, Path] | None = None) -> None:
+    def __init__(self, project: Project, presets: dict[str, Path] | None = None, nproc: int = 1) -> None:
         self.project = project
-        self.training = TrainingActions(project, presets or default_presets())
+        self.training = TrainingActions(project, presets or default_presets(), nproc)
         self.clips = ClipShelf()  # the only files the server serves: copies of the cards' clips
         # Set by the app when the server has logins: every action then records the login of
         # the request (LOGIN) as its reviewer, never a name the client sends.

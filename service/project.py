@@ -26,12 +26,14 @@ from ..engine.vocab import MER2024_CLASSES, Action, RoundStatus, Source, Split
 from ..engine.features import FeatureStore
 from ..engine.names import name_problem, note_problem
 from ..engine.processes import pid_alive
+from ..engine.progress import ProgressFn
 from ..engine.safe_files import check_folder_target
 from ..engine.selection import card_kind
 
 from .errors import ProjectError
 from .project_import import ProjectImport
-from .round_summary import round_summary
+from .round_summary import RoundSummary
+from .round_views import RoundViews
 from .store_location import (
     PASSWORD_ENV, SERVER_URL_FILE, server_url, store_label, store_url, without_password,
 )
@@ -51,7 +53,7 @@ class DecisionRequest:
     note: str | None = None
 
 
-class Project(ProjectImport):
+class Project:
     """Handle on DIR: project.db, features/, checkpoints/, exports/."""
 
     def __init__(self, root: Path, store: Store) -> None:
@@ -59,7 +61,9 @@ class Project(ProjectImport):
         self.store = store
         self.classes = store.classes.names()
         self.features = FeatureStore(root / "features")
-        self.repairs = self._finish_interrupted_import()  # notes for the user, e.g. 'mersemi: note: ...'
+        self.views = RoundViews()   # the arrays of its latest rounds, as the review reads them
+        self.importer = ProjectImport(root, store, self.classes)
+        self.repairs = self.importer.finish_interrupted()  # notes for the user, e.g. 'mersemi: note: ...'
         self.mark_dead_rounds_failed()
 
     # ------------------------------------------------------------------ lifecycle
@@ -121,6 +125,18 @@ class Project(ProjectImport):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def import_native(self, folder: str | Path, dtype: str = "float16", progress: ProgressFn | None = None) -> dict:
+        """Import a native folder into this empty project (`ProjectImport`); its status after."""
+        self.importer.native(folder, dtype, progress)
+        return self.status()
+
+    def import_mertools(self, labels: str | Path, features_root: str | Path, modality_map: dict[str, str],
+                        transcripts: str | Path | None = None, media: str | Path | None = None,
+                        dtype: str = "float16", progress: ProgressFn | None = None) -> dict:
+        """Import the MERTools layout into this empty project (`ProjectImport`); its status after."""
+        self.importer.mertools(labels, features_root, modality_map, transcripts, media, dtype, progress)
+        return self.status()
 
     def current_round_id(self) -> int | None:
         """The latest finished round, whose predictions are in force."""
@@ -284,12 +300,22 @@ class Project(ProjectImport):
         return [r.id for r in failed]
 
     # ------------------------------------------------------------------ status
+    def rounds(self) -> list[RoundSummary]:
+        """Every round, oldest first."""
+        return [RoundSummary.of(r, self.classes) for r in self.store.rounds.all()]
+
+    def round(self, round_id: int) -> RoundSummary:
+        r = self.store.rounds.get(round_id)
+        if r is None:
+            raise ProjectError(f"no round {round_id}")
+        return RoundSummary.of(r, self.classes)
+
     def status(self) -> dict:
         splits = self.store.samples.split_counts()
         gold = self.store.samples.gold_counts()
         counts = self.store.decisions.counts()
         sources = self.store.decisions.source_counts()
-        rounds = [round_summary(r, self.classes) for r in self.store.rounds.all()]
+        rounds = [r.to_json() for r in self.rounds()]
         current = self.store.rounds.current()
         return {
             "project": str(self.root.resolve()),

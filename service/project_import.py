@@ -1,6 +1,7 @@
 """A project's import, all-or-nothing and whole after a kill at any step (`ProjectImport`,
-mixed into `Project`, service/project.py): validate the metadata, stream the features into
-a staging folder, record the pending import, insert the samples, move the features in."""
+held by `Project` as `project.importer`, service/project.py): validate the metadata, stream
+the features into a staging folder, record the pending import, insert the samples, move the
+features in."""
 from __future__ import annotations
 
 import json
@@ -26,29 +27,26 @@ PENDING_IMPORT = "import_pending"  # meta key: JSON of an import between its sam
 
 
 class ProjectImport:
-    """The import steps of `Project`, which provides what is declared here."""
-    root: Path
-    store: Store
-    classes: list[str]
-    status: Callable[[], dict]
+    """The imports into the project at `root` whose store is `store` and classes `classes`."""
 
-    def import_native(self, folder: str | Path, dtype: str = "float16",
-                      progress: ProgressFn | None = None) -> dict:
+    def __init__(self, root: Path, store: Store, classes: list[str]) -> None:
+        self.root, self.store, self.classes = root, store, classes
+
+    def native(self, folder: str | Path, dtype: str = "float16", progress: ProgressFn | None = None) -> None:
         from ..engine.importers import plan_native   # pandas: only an import needs it
 
         self._require_empty()
-        return self._import(lambda: plan_native(Path(folder), self.classes), dtype, progress)
+        self._import(lambda: plan_native(Path(folder), self.classes), dtype, progress)
 
-    def import_mertools(self, labels: str | Path, features_root: str | Path,
-                        modality_map: dict[str, str], transcripts: str | Path | None = None,
-                        media: str | Path | None = None, dtype: str = "float16",
-                        progress: ProgressFn | None = None) -> dict:
+    def mertools(self, labels: str | Path, features_root: str | Path, modality_map: dict[str, str],
+                 transcripts: str | Path | None = None, media: str | Path | None = None, dtype: str = "float16",
+                 progress: ProgressFn | None = None) -> None:
         from ..engine.importers import plan_mertools
 
         self._require_empty()
         if not modality_map:
             raise ProjectError("--modality: map at least one modality, e.g. --modality audio=chinese-hubert-large-UTT")
-        return self._import(lambda: plan_mertools(
+        self._import(lambda: plan_mertools(
             Path(labels), Path(features_root), modality_map, self.classes,
             transcripts=Path(transcripts) if transcripts else None,
             media=Path(media) if media else None), dtype, progress)
@@ -58,13 +56,12 @@ class ProjectImport:
         if n:
             raise ProjectError(f"{self.root}: already holds {n} samples; import into a new project")
 
-    def _import(self, make_plan: Callable[[], ImportPlan], dtype: str,
-                progress: ProgressFn | None) -> dict:
+    def _import(self, make_plan: Callable[[], ImportPlan], dtype: str, progress: ProgressFn | None) -> None:
         """All-or-nothing, and whole after a kill at any step: validate the metadata, stream the
         features into a staging folder (validating rows), record the pending import, insert
         the samples in one transaction (the commit point), move the features in, clear the
         record. A kill before the samples are in is undone by the next command that opens the
-        project, one after them is finished by it (`_finish_interrupted_import`)."""
+        project, one after them is finished by it (`finish_interrupted`)."""
         if dtype not in ("float16", "float32"):
             raise ProjectError(f"--dtype: must be float16 or float32, got {shown(dtype)}")
         try:
@@ -77,7 +74,6 @@ class ProjectImport:
                 self._commit_import(plan, writer, staging.name)
         except InputError as e:
             raise ProjectError(str(e)) from None
-        return self.status()
 
     def _commit_import(self, plan: ImportPlan, writer: FeatureWriter, staging: str) -> None:
         cid = {c: i for i, c in enumerate(self.classes)}
@@ -109,7 +105,7 @@ class ProjectImport:
         self.store.meta.set(media_root=pending["media_root"], import_source=pending["source"],
                             **{PENDING_IMPORT: ""})
 
-    def _finish_interrupted_import(self) -> list[str]:
+    def finish_interrupted(self) -> list[str]:
         """Repair what a killed import left behind; returns what was done, for the user."""
         notes = []
         features = self.root / "features"

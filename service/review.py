@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from ..engine import selection, self_training
-from ..engine.config import load_config, preset_path
+from ..engine.config import Config, load_config, preset_path
+from ..engine.loop import Choice, InForce, Labels, SelfTrainer
 from ..engine.thresholds import check_target_precision, quantize
 from ..engine.vocab import (
-    DEFAULT_QUEUE, HUMAN_SOURCES, POOL_SOURCES, Action, CardKind, QueueKind, Source,
-    Split, media_kind,
+    DEFAULT_QUEUE, POOL_SOURCES, Action, CardKind, QueueKind, Split, media_kind,
 )
 
 from .project import Project, ProjectError
@@ -38,49 +38,33 @@ def open_mask(project: Project, view: RoundView, reviewer: str | None = None) ->
     return ~np.isin(view.pool_ids, closed)
 
 
-def auto_accept_selection(project: Project, balance_cap: float, thresholds: list[float] | None = None,
-                          view: RoundView | None = None,
-                          labels: tuple[np.ndarray, np.ndarray, list[str]] | None = None
-                          ) -> tuple[RoundView, self_training.Selection]:
-    """What the automatic step takes now: the current round's undecided candidates at the
-    thresholds (the project's by default), within the class-balance cap, where gold labels and
-    human labels count as labeled and earlier automatic accepts count against the cap. The
-    one call behind `train --auto-accept` (service/rounds.py) and the app's preview of it.
-    `labels`: (gold labels, extra labels, their sources) when the caller has them already."""
+def auto_accept_choice(project: Project, cfg: Config, thresholds: list[float] | None = None,
+                       view: RoundView | None = None) -> Choice | None:
+    """What the automatic step of `train --auto-accept` with `cfg` takes now: the one choice
+    (engine/loop.SelfTrainer.choose) that the round's step makes, asked of the round in force
+    (`view`, default the current round) at the project's thresholds; None when the config
+    trains without pseudo-labels. Nothing is written, and no trainer (torch) is imported."""
     view = view if view is not None else round_view(project)
-    if labels is None:
-        _, gold_y, _ = project.store.samples.split_arrays(Split.LABELED)
-        gold_y = gold_y[gold_y >= 0]
-        _, extra_y, sources = project.store.decisions.training_labels()
-    else:
-        gold_y, extra_y, sources = labels
-    C = len(project.classes)
-    src = np.asarray(sources, dtype=object)
-    human, pseudo = np.isin(src, HUMAN_SOURCES), src == Source.PSEUDO
-    th = thresholds if thresholds is not None else [float(project.thresholds()[c]) for c in project.classes]
-    sel = self_training.select(view.pool_pred, view.pool_conf, open_mask(project, view), th,
-                               labeled_per_class=np.bincount(np.r_[gold_y, extra_y[human]].astype(np.int64),
-                                                             minlength=C),
-                               pseudo_per_class=np.bincount(extra_y[pseudo].astype(np.int64), minlength=C),
-                               balance_cap=balance_cap)
-    return view, sel
+    store = project.store
+    _, gold_y, _ = store.samples.split_arrays(Split.LABELED)
+    ids, labels, sources = store.decisions.training_labels()
+    trainer = SelfTrainer(cfg, project.classes).resume(
+        InForce(view.round_id, view.pool_ids, view.pool_pred, view.pool_conf),
+        Labels(ids, labels, np.asarray(sources, object)), closed=store.decisions.decided_ids())
+    return trainer.choose(gold_y[gold_y >= 0], store.thresholds.values() if thresholds is None else thresholds)
 
 
-def auto_accept_preview(project, cfg) -> dict:
+def auto_accept_preview(project: Project, cfg: Config) -> dict:
     """What `train --auto-accept` with `cfg` would accept now, per class: count and expected
-    precision (mean calibrated confidence of the selected samples). The selection service/rounds.py
-    makes when the round starts (review.auto_accept_selection, the same call), without
-    importing the trainer (torch: seconds); nothing is written."""
-    store, classes = project.store, project.classes
-    if store.rounds.current() is None:
+    precision (mean calibrated confidence of the selected samples)."""
+    if project.store.rounds.current() is None:
         return {"total": 0, "classes": [], "note": "no finished round yet: nothing to auto-accept"}
-    st = cfg.self_training
-    if not st.use_pseudo_labels:
+    choice = auto_accept_choice(project, cfg)
+    if choice is None:
         return {"total": 0, "classes": [], "note": "this preset trains without pseudo-labels"}
-    _, sel = auto_accept_selection(project, st.balance_cap, store.thresholds.values())
-    rows = [{"class": name, "count": sel.kept[c], "expected_precision": sel.expected_precision[c]}
-            for c, name in enumerate(classes)]
-    return {"total": int(sel.mask.sum()), "classes": rows, "note": ""}
+    rows = [{"class": name, "count": pick.accepted, "expected_precision": pick.expected_precision}
+            for name, pick in choice.why.classes.items()]
+    return {"total": choice.why.accepted, "classes": rows, "note": ""}
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
@@ -187,21 +171,9 @@ def _queue(project: Project, kind: str, cls: str | None, min_confidence: float,
     view = view or round_view(project)
     cid = None if cls in (None, "", "all") else project.class_id(cls)
     th = project.store.thresholds.values() if thresholds is None else thresholds
-    # The sorting depends on the round, the thresholds and the filter only, not on decisions:
-    # kept for the next request (each decision would otherwise re-sort the whole pool).
-    key = (id(view), tuple(map(float, th)), cid, float(min_confidence))
-    if key not in _orders:
-        if len(_orders) >= ORDERS_KEPT:
-            _orders.pop(next(iter(_orders)))
-        _orders[key] = selection.queue_orders(view.pool_probs, th, cid, float(min_confidence),
-                                              pred=view.pool_pred, conf=view.pool_conf)
     return selection.review_queue(view.pool_probs, open_mask(project, view, reviewer), th, kind,
                                   cls=cid, min_confidence=float(min_confidence), pred=view.pool_pred,
-                                  orders=_orders[key])
-
-
-ORDERS_KEPT = 32   # queue orders kept (service/review._queue): a few filters of a few rounds
-_orders: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+                                  orders=view.queue_orders(th, cid, min_confidence))
 
 
 def next_candidates(project: Project, cls: str | None = None, min_confidence: float = 0.0,

@@ -1,21 +1,29 @@
-"""A finished round's arrays as the review reads them (`RoundView`), loaded once per round
-(moved here from service/review.py)."""
+"""A finished round's arrays as the review reads them (`RoundView`), loaded once per round and
+kept by the project that loaded them (`RoundViews`: its latest few rounds), with the review
+queues' sorting, kept per view for a few thresholds and filters."""
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
+from ..db.store import Store
+from ..engine import selection
 from ..engine.vocab import PredictionKind, RoundStatus, Split
 
-from .project import Project, ProjectError
+from .errors import ProjectError
 
 HIST_BINS = 40
+VIEWS_KEPT = 4     # rounds a project keeps the arrays of: the current one, and a few a request may still read
+ORDERS_KEPT = 32   # queue orders kept per round: a few thresholds and filters
 
 
 @dataclass(frozen=True)
 class RoundView:
-    """Arrays of one finished round that never change: cached per (project, round)."""
+    """Arrays of one finished round that never change (kept in `Project.views`)."""
     round_id: int
     n_classes: int
     oof_pred: np.ndarray
@@ -27,6 +35,7 @@ class RoundView:
     # MER2024 scale).
     pool_pred: np.ndarray = field(init=False)
     pool_conf: np.ndarray = field(init=False)
+    _orders: OrderedDict = field(init=False, repr=False, compare=False, default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         empty = len(self.pool_ids) == 0
@@ -45,27 +54,76 @@ class RoundView:
         return np.histogram(self.pool_conf[self.pool_pred == cls], bins=bins,
                             range=(1.0 / self.n_classes, 1.0))
 
+    def queue_orders(self, thresholds: list[float], cls: int | None,
+                     min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
+        """engine/selection.queue_orders of this round's pool. The sorting depends on the round,
+        the thresholds and the filter only, not on decisions: kept for the next request (each
+        decision would otherwise re-sort the whole pool)."""
+        key = (tuple(map(float, thresholds)), cls, float(min_confidence))
+        found = self._orders.get(key)
+        if found is None:
+            found = selection.queue_orders(self.pool_probs, thresholds, cls, float(min_confidence),
+                                           pred=self.pool_pred, conf=self.pool_conf)
+            self._orders[key] = found
+            while len(self._orders) > ORDERS_KEPT:
+                self._orders.popitem(last=False)
+        return found
 
-_views: dict[tuple[str, int], RoundView] = {}
+
+class HasViews(Protocol):
+    """What `round_view` reads of a project (service/project.Project)."""
+    store: Store
+    classes: list[str]
+    views: RoundViews
 
 
-def round_view(project: Project, round_id: int | None = None) -> RoundView:
+class RoundViews:
+    """The RoundViews of one project's latest VIEWS_KEPT rounds, least recently read dropped
+    first. Shared by the threads of a server."""
+
+    def __init__(self, keep: int = VIEWS_KEPT) -> None:
+        self.keep = keep
+        self._views: OrderedDict[int, RoundView] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def get(self, store: Store, round_id: int, n_classes: int) -> RoundView:
+        """Round `round_id`'s view (a finished round), loaded once."""
+        with self._lock:
+            view = self._views.get(round_id)
+            if view is not None:
+                self._views.move_to_end(round_id)
+                return view
+        view = _load(store, round_id, n_classes)   # outside the lock: seconds at MER2024 scale
+        with self._lock:
+            view = self._views.setdefault(round_id, view)
+            self._views.move_to_end(round_id)
+            while len(self._views) > self.keep:
+                self._views.popitem(last=False)
+        return view
+
+    def clear(self) -> None:
+        with self._lock:
+            self._views.clear()
+
+
+def round_view(project: HasViews, round_id: int | None = None) -> RoundView:
+    """The view of round `round_id` (default: the current round); ProjectError when it has not
+    finished."""
     rnd = project.store.rounds.get(round_id) if round_id is not None else project.store.rounds.current()
     if rnd is None or rnd.status != RoundStatus.DONE:
         raise ProjectError("no finished round yet: train round 0 first")
-    key = (str(project.root.resolve()), rnd.id)
-    if key not in _views:
-        oof_ids, oof_probs = project.store.rounds.predictions(rnd.id, PredictionKind.OOF)
-        gold = _gold_of(project, oof_ids)
-        pool_ids, pool_probs = project.store.rounds.predictions(rnd.id, PredictionKind.POOL)
-        C = len(project.classes)
-        _views[key] = RoundView(rnd.id, C, oof_probs.argmax(1) if len(oof_ids) else np.zeros(0, int),
-                                oof_probs.max(1) if len(oof_ids) else np.zeros(0), gold,
-                                pool_ids, pool_probs if len(pool_ids) else np.zeros((0, C), np.float32))
-    return _views[key]
+    return project.views.get(project.store, rnd.id, len(project.classes))
 
 
-def _gold_of(project: Project, ids: np.ndarray) -> np.ndarray:
-    gold_ids, gold_y, _ = project.store.samples.split_arrays(Split.LABELED)
+def _load(store: Store, round_id: int, C: int) -> RoundView:
+    oof_ids, oof_probs = store.rounds.predictions(round_id, PredictionKind.OOF)
+    gold_ids, gold_y, _ = store.samples.split_arrays(Split.LABELED)
     lookup = dict(zip(gold_ids.tolist(), gold_y.tolist()))
-    return np.array([lookup[i] for i in ids.tolist()], dtype=np.int64)
+    gold = np.array([lookup[i] for i in oof_ids.tolist()], dtype=np.int64)
+    pool_ids, pool_probs = store.rounds.predictions(round_id, PredictionKind.POOL)
+    return RoundView(round_id, C, oof_probs.argmax(1) if len(oof_ids) else np.zeros(0, int),
+                     oof_probs.max(1) if len(oof_ids) else np.zeros(0), gold,
+                     pool_ids, pool_probs if len(pool_ids) else np.zeros((0, C), np.float32))

@@ -1,4 +1,5 @@
-"""One training round: read the labels, run the engine, write predictions, metrics and the
+"""One training round: read the labels and the round in force from the store, drive the
+self-training loop (engine/loop.py) one round, write predictions, the round's record and the
 policy's thresholds.
 
 The round is recorded as `running` before training and completed in one transaction at the
@@ -10,7 +11,6 @@ predictions and thresholds stay in force.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import socket
 import time
@@ -21,28 +21,24 @@ from typing import cast
 import numpy as np
 
 from ..db.errors import RoundBusy, StoreBusy
-from ..db.store import Store
-from ..db.writes import DecisionIn
 from ..db.models import Round
 from ..db.round_queries import RoundQueries
-from ..engine import checkpoint, self_training
-from ..engine.calibration import expected_calibration_error
+from ..db.writes import DecisionIn
+from ..engine import checkpoint
+from ..engine.checkpoint import Checkpoint, Reusable
 from ..engine.config import Config, from_dict
-from ..engine.errors import InputError
-from ..engine.metrics import classification_metrics
 from ..engine.distributed import Dist, broadcast
+from ..engine.errors import InputError
 from ..engine.features import FeatureStore
 from ..engine.folds import gold_problem
+from ..engine.loop import InForce, Labels, LoopData, LoopRound, SelfTrainer, TrainFn
 from ..engine.progress import ProgressFn
-from ..engine.train import (
-    Prior, RoundResult, TrainSet, train_round as engine_train_round, train_round_distributed,
-)
-from ..engine.vocab import (
-    HUMAN_SOURCES, POOL_SOURCES, Action, CardKind, PredictionKind, RoundStatus, Source, Split, Tool,
-)
+from ..engine.round_inputs import TrainSet
+from ..engine.train import RoundResult, train_round as engine_train_round, train_round_distributed
+from ..engine.vocab import Action, CardKind, PredictionKind, Split, Tool
 
 from .project import Project, ProjectError
-from .round_summary import round_summary
+from .round_summary import RoundSummary
 
 # How often a training process records how far it is (which every page follows), and with it
 # that it is alive (Project.HEARTBEAT_LIMIT is minutes).
@@ -51,49 +47,31 @@ PROGRESS_EVERY_S = 1.0
 
 def run_round(project: Project, cfg: Config, config_name: str = "default",
               auto_accept: bool = False, progress: ProgressFn | None = None,
-              skip_if_nothing_new: bool = False, dist: Dist | None = None) -> dict | None:
-    """Train the next round and return its summary (as `status --json` shows it, plus the
-    thresholds now in force). With `skip_if_nothing_new`, None without training when the
-    automatic step finds no new candidate. With `dist` (rank 0 of a torchrun group), the other
-    ranks, waiting in `follow_rounds`, train it with this process."""
+              skip_if_nothing_new: bool = False, dist: Dist | None = None) -> RoundSummary | None:
+    """Train the next round (a step of the self-training loop, engine/loop.py, against the
+    store) and return its summary with the thresholds now in force. With `auto_accept` the
+    step first takes the undecided candidates of the round in force as pseudo-labels; with
+    `skip_if_nothing_new`, None without training when there is none. With `dist` (rank 0 of a
+    torchrun group), the other ranks, waiting in `follow_rounds`, train it with this process."""
     project.mark_dead_rounds_failed()
     store, classes = project.store, project.classes
-    cfg.self_training.check_classes(classes)
-    C = len(classes)
     if not project.features.exists():
         raise ProjectError(f"{project.root}: no features imported yet (run 'mersemi import')")
-
-    gold_ids, gold_y, _ = store.samples.split_arrays(Split.LABELED)
-    has_gold = gold_y >= 0
-    gold_ids, gold_y = gold_ids[has_gold], gold_y[has_gold]
-    counts = np.bincount(gold_y, minlength=C)
-    if problem := gold_problem(counts.tolist(), classes):
-        raise ProjectError(problem)
-    pool_ids, _, pool_true = store.samples.split_arrays(Split.UNLABELED)
-    test_ids, test_y, _ = store.samples.split_arrays(Split.TEST)
-
-    extra_ids, extra_y, sources = store.decisions.training_labels()
-    st = cfg.self_training
-    if not st.use_pseudo_labels:  # the "w/o pseudo labels" ablation keeps human labels only
-        human = np.isin(np.asarray(sources, dtype=object), HUMAN_SOURCES)
-        extra_ids, extra_y = extra_ids[human], extra_y[human]
-        sources = [src for src, h in zip(sources, human) if h]
-    thresholds = store.thresholds.values()
-    auto, auto_selection = (_auto_candidates(project, cfg, thresholds, gold_y, extra_y, sources)
-                            if auto_accept and st.use_pseudo_labels else ([], None))
-    if auto_accept and skip_if_nothing_new and not auto:
-        return None
-    if auto:
-        extra_ids = np.concatenate([extra_ids, [d.sample_id for d in auto]]).astype(np.int64)
-        extra_y = np.concatenate([extra_y, [d.label for d in auto]]).astype(np.int64)
-        sources = sources + [Source.PSEUDO] * len(auto)
-    composition = _composition(classes, gold_y, extra_y, sources, new_pseudo=len(auto))
-    composition["human_digest"] = _human_digest(extra_ids, extra_y, sources)
-    from_model = np.asarray(sources, dtype=object) == Source.PSEUDO   # only the tool's labels
-    share_from, share = (_graph_share(store) if from_model.any() else (None, None))
+    data = _loop_data(project)
+    folder = project.root / "checkpoints"
     previous = store.rounds.current()
-    prior = _prior(project, previous, extra_ids, from_model.any(), cfg)
-    fixed = st.threshold_for(classes) if st.policy == "fixed" else [1.0] * C
+    try:
+        trainer = SelfTrainer(cfg, classes, train=_train_fn(dist))
+    except InputError as e:
+        raise ProjectError(str(e)) from None
+    ids, labels, sources = store.decisions.training_labels()
+    reuse = Reusable.load(checkpoint.reuse_path(folder))
+    trainer.resume(_in_force(project, previous), Labels(ids, labels, np.asarray(sources, object)), reuse,
+                   closed=store.decisions.decided_ids())
+    thresholds = store.thresholds.values()
+    choice = trainer.choose(data.gold_labels, thresholds) if auto_accept else None
+    if auto_accept and skip_if_nothing_new and (choice is None or not len(choice.rows)):
+        return None
 
     try:
         rid = store.rounds.create(config=cfg.to_dict(), config_name=config_name,
@@ -102,59 +80,83 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     except RoundBusy as e:
         raise ProjectError(f"{e}; wait for it to finish (see 'mersemi status')") from None
 
-    saved = checkpoint.path(project.root / "checkpoints", rid)
+    saved = checkpoint.path(folder, rid)
     try:
-        t0 = time.time()
-        data = TrainSet(features=project.features.matrices(), gold_rows=gold_ids, gold_labels=gold_y,
-                        extra_rows=extra_ids, extra_labels=extra_y,
-                        pretrain_rows=np.concatenate([gold_ids, pool_ids]),
-                        score_rows=np.concatenate([pool_ids, test_ids]), graph_share=share,
-                        extra_from_model=from_model, prior=prior)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine also lists its warnings in metrics
             beat = Heartbeat(store.rounds, rid, progress)
-            if dist is None:
-                result = engine_train_round(data, C, cfg, progress=beat)
-            else:   # the features stay on disk: every rank maps them itself
-                broadcast({"data": dataclasses.replace(data, features={}), "n_classes": C, "config": cfg.to_dict()},
-                          dist)
-                result = cast(RoundResult, train_round_distributed(data, C, cfg, dist, progress=beat))
-        pool_probs, test_probs = result.score_probs[:len(pool_ids)], result.score_probs[len(pool_ids):]
-
-        metrics = dict(result.metrics)
-        _add_test_metrics(metrics, test_y, test_probs, C)
-        metrics["auto_accept"] = auto_selection
-        metrics["graph_share_from"] = share_from if metrics.get("graph_share_kept") else None
-        metrics["pseudo_precision"] = _pseudo_precision(classes, extra_ids, extra_y, sources,
-                                                        pool_ids, pool_true)
-        # The policy proposes the next thresholds from this round's scores of the pool samples
-        # still open after its automatic decisions; the store sets the classes it may set.
-        decided = np.union1d(store.decisions.decided_ids(), [d.sample_id for d in auto])
-        proposal, unreachable = self_training.propose_thresholds(
-            pool_probs.argmax(1), pool_probs.max(1), ~np.isin(pool_ids, decided), C,
-            policy=st.policy, target=st.target_precision, per=st.target_per, fixed=fixed)
-        metrics["unreachable"] = unreachable
-        metrics["wall_s"] = round(time.time() - t0, 2)
-        discarded = _worse_than(previous, composition, metrics, gold_y) if auto else None
-        if discarded is None:
-            checkpoint.save(result.state, saved)
-        if result.reusable.get("reuse_key") != prior.reuse_key:
-            checkpoint.save_reuse(result.reusable, checkpoint.reuse_path(project.root / "checkpoints"))
+            if choice is None:
+                r = trainer.fit(data, progress=beat, round_id=rid).history_[-1]
+            else:
+                r = cast(LoopRound, trainer.step(data, choice, train_if_nothing_new=True, progress=beat,
+                                                 round_id=rid))
+        if r.kept:
+            r.result.checkpoint.save(saved)
+        if reuse is None or r.result.reusable.key != reuse.key:
+            r.result.reusable.save(checkpoint.reuse_path(folder))
         if progress:
             progress("writing predictions", 1.0)
+        scores = r.result.scores
+        accepted = [] if r.choice is None else [
+            DecisionIn(int(i), Action.ACCEPT, int(y), r.choice.why.from_round, "auto-accept", card=CardKind.VERIFY,
+                       confidence=float(c)) for i, y, c in zip(r.choice.rows, r.choice.labels, r.choice.confidence)]
         store.rounds.complete(
-            rid, predictions=[(PredictionKind.POOL, pool_ids, pool_probs), (PredictionKind.TEST, test_ids, test_probs),
-                              (PredictionKind.OOF, gold_ids, result.oof_probs)],
-            decisions=auto, reviewer=Tool.AUTO, composition=composition, metrics=metrics,
-            checkpoint=str(saved.relative_to(project.root)),
-            thresholds=dict(enumerate(proposal)), everyone=st.policy_overrides_reviewers, discarded=discarded)
+            rid, predictions=[(PredictionKind.POOL, data.pool_rows, scores.pool),
+                              (PredictionKind.TEST, data.test_rows, scores.test),
+                              (PredictionKind.OOF, data.gold_rows, scores.oof)],
+            decisions=accepted, reviewer=Tool.AUTO, composition=r.composition.to_json(), metrics=r.record.to_json(),
+            checkpoint=str(saved.relative_to(project.root)) if r.kept else None,
+            thresholds=dict(enumerate(r.thresholds)), everyone=cfg.self_training.policy_overrides_reviewers,
+            discarded=not r.kept)
     except BaseException as e:
         store.rounds.fail(rid, _describe(e))
         saved.unlink(missing_ok=True)
         if isinstance(e, InputError):
             raise ProjectError(str(e)) from None
         raise
-    return round_summary(store.rounds.get(rid), classes) | {"thresholds_now": project.thresholds()}
+    return project.round(rid).with_thresholds_now(project.thresholds())
+
+
+def _loop_data(project: Project) -> LoopData:
+    """The project's samples as the loop's arrays (a sample's id is its feature row)."""
+    store = project.store
+    gold_ids, gold_y, _ = store.samples.split_arrays(Split.LABELED)
+    has_gold = gold_y >= 0
+    gold_ids, gold_y = gold_ids[has_gold], gold_y[has_gold]
+    if problem := gold_problem(np.bincount(gold_y, minlength=len(project.classes)).tolist(), project.classes):
+        raise ProjectError(problem)
+    pool_ids, _, pool_true = store.samples.split_arrays(Split.UNLABELED)
+    test_ids, test_y, _ = store.samples.split_arrays(Split.TEST)
+    return LoopData(features=project.features.matrices(), gold_rows=gold_ids, gold_labels=gold_y, pool_rows=pool_ids,
+                    test_rows=test_ids, test_labels=test_y, pool_truth=pool_true)
+
+
+def _in_force(project: Project, previous: Round | None) -> InForce | None:
+    """The round in force as the loop needs it: its pool predictions, its checkpoint (fold votes
+    and models) and what it is judged by."""
+    if previous is None:
+        return None
+    ids, pred, conf = project.store.rounds.pool_confidences(previous.id)
+    summary = project.round(previous.id)
+    file = project.root / previous.checkpoint if previous.checkpoint else None
+    return InForce(previous.id, ids, pred, conf,
+                   checkpoint=Checkpoint.load(file) if file is not None and file.is_file() else None,
+                   log_loss=None if summary.record is None else summary.record.metrics.calibration.log_loss,
+                   human_digest=None if summary.composition is None else summary.composition.human_digest,
+                   gold=None if summary.composition is None else summary.composition.gold)
+
+
+def _train_fn(dist: Dist | None) -> TrainFn:
+    """One round here, or across the torchrun group (the other ranks wait in `follow_rounds`)."""
+    if dist is None:
+        return engine_train_round
+
+    def distributed(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | None) -> RoundResult:
+        # the features stay on disk: every rank maps them itself
+        broadcast({"data": dataclasses.replace(data, features={}), "n_classes": n_classes, "config": cfg.to_dict()},
+                  dist)
+        return cast(RoundResult, train_round_distributed(data, n_classes, cfg, dist, progress=progress))
+    return distributed
 
 
 def follow_rounds(root: Path, dist: Dist) -> int:
@@ -191,122 +193,6 @@ class Heartbeat:
                 pass  # another writer holds the lock; the next beat comes well within the limit
         if self.progress:
             self.progress(message, fraction)
-
-
-def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gold_y: np.ndarray,
-                     extra_y: np.ndarray, sources: list[str]) -> tuple[list[DecisionIn], dict | None]:
-    """The automatic step: the current round's candidates at the project's thresholds, within
-    the class-balance cap, become accepted pseudo-labels (engine/self_training.py). Samples with a
-    decision in force, human or automatic, are never taken. Returns the decisions and what
-    was selected per class (recorded with the round)."""
-    from .review import auto_accept_selection
-
-    if project.store.rounds.current() is None:
-        return [], None
-    st = cfg.self_training
-    view, sel = auto_accept_selection(project, st.balance_cap, thresholds, labels=(gold_y, extra_y, sources))
-    decisions = [DecisionIn(int(view.pool_ids[i]), Action.ACCEPT, int(view.pool_pred[i]), view.round_id, "auto-accept",
-                            card=CardKind.VERIFY, confidence=float(view.pool_conf[i]))
-                 for i in np.flatnonzero(sel.mask)]
-    summary = {"policy": st.policy, "target_precision": st.target_precision, "target_per": st.target_per,
-               "balance_cap": st.balance_cap,
-               "from_round": view.round_id, "thresholds": dict(zip(project.classes, map(float, thresholds))),
-               "classes": sel.as_dict(project.classes), "accepted": len(decisions)}
-    return decisions, summary
-
-
-def _graph_share(store: Store) -> tuple[int | None, float | None]:
-    """The graph's share of the latest finished round trained on human labels only
-    (engine/self_training.graph_share_from_history)."""
-    history = [self_training.RoundRecord(r.id, r.status == RoundStatus.DONE,
-                                         (r.composition or {}).get(Source.PSEUDO, 1) == 0, r.metrics or {})
-               for r in store.rounds.all()]
-    return self_training.graph_share_from_history(history)
-
-
-def _composition(classes: list[str], gold_y: np.ndarray, extra_y: np.ndarray,
-                 sources: list[str], new_pseudo: int = 0) -> dict:
-    """The training set's make-up: per label source (engine/vocab.Source) the count and the
-    count per class; `pseudo_new`: the pseudo-labels this round's automatic step added."""
-    src = np.asarray(sources, dtype=object)
-    out: dict = {Source.GOLD: int(len(gold_y)),
-                 "gold_per_class": {c: int(np.sum(gold_y == i)) for i, c in enumerate(classes)}}
-    for s in POOL_SOURCES:
-        mask = src == s if len(src) else np.zeros(0, bool)
-        out[s] = int(mask.sum())
-        out[f"{s}_per_class"] = {c: int(np.sum(extra_y[mask] == i)) for i, c in enumerate(classes)}
-    return out | {"pseudo_new": int(new_pseudo), "total": int(len(gold_y) + len(extra_y))}
-
-
-def _add_test_metrics(metrics: dict, test_y: np.ndarray, test_probs: np.ndarray, C: int) -> None:
-    labeled = test_y >= 0
-    if not labeled.any():
-        return
-    m = classification_metrics(test_y[labeled], test_probs[labeled].argmax(1), C)
-    metrics.update(test_waf=m["waf"], test_accuracy=m["accuracy"], test_f1=m["f1"],
-                   test_n=int(labeled.sum()),
-                   test_ece=expected_calibration_error(test_probs[labeled], test_y[labeled]))
-
-
-def _pseudo_precision(classes: list[str], extra_ids: np.ndarray, extra_y: np.ndarray,
-                      sources: list[str], pool_ids: np.ndarray, pool_true: np.ndarray) -> dict | None:
-    """Share of the tool's pseudo-labels that match the pool's hidden truth, per class, when the
-    truth is known (synthetic data). Evaluation only: nothing reads it back for training."""
-    truth = dict(zip(pool_ids.tolist(), pool_true.tolist()))
-    pseudo = [(i, y) for i, y, s in zip(extra_ids.tolist(), extra_y.tolist(), sources)
-              if s == Source.PSEUDO and truth.get(i, -1) >= 0]
-    if not pseudo or all(v < 0 for v in pool_true.tolist()):
-        return None
-    out: dict[str, float | None] = {}
-    for c, name in enumerate(classes):
-        hits = [truth[i] == y for i, y in pseudo if y == c]
-        out[name] = round(float(np.mean(hits)), 4) if hits else None
-    out["overall"] = round(float(np.mean([truth[i] == y for i, y in pseudo])), 4)
-    return out
-
-
-def _prior(project: Project, previous: Round | None, extra_rows: np.ndarray, pseudo: bool, cfg: Config) -> Prior:
-    """What this round may take from the round in force (engine/train.Prior): its fold split,
-    its fold models' votes for the pseudo-labels, its fold models (warm start), and the
-    project's pre-trained weights and graph. The engine uses each part only where it fits."""
-    reuse = checkpoint.load_reuse(checkpoint.reuse_path(project.root / "checkpoints")) or {}
-    prior = Prior(reuse_key=reuse.get("reuse_key"), pretrained=reuse.get("pretrained"), graph=reuse.get("graph"))
-    file = project.root / previous.checkpoint if previous is not None and previous.checkpoint else None
-    if file is None or not file.is_file():
-        return prior
-    state = checkpoint.load(file)
-    prior.fold_key = state.get("fold_key")
-    if pseudo:
-        prior.fold_votes = checkpoint.votes_for(state, extra_rows)
-    if cfg.finetune.warm_epochs:
-        prior.fold_states = state.get("folds")
-    return prior
-
-
-def _human_digest(ids: np.ndarray, labels: np.ndarray, sources: list[str]) -> str:
-    """A fingerprint of the human labels a round trains on: two rounds with the same one differ
-    only by the tool's pseudo-labels."""
-    human = np.isin(np.asarray(sources, dtype=object), HUMAN_SOURCES)
-    pairs = np.stack([ids[human], labels[human]], axis=1).astype(np.int64) if human.any() else np.zeros((0, 2))
-    return hashlib.sha1(np.ascontiguousarray(pairs, np.int64).tobytes()).hexdigest()[:16]
-
-
-def _worse_than(previous: Round | None, composition: dict, metrics: dict, gold_y: np.ndarray) -> str | None:
-    """Why a round whose automatic step added pseudo-labels is not kept: its out-of-fold
-    log-loss on the gold samples (evidence the test split never touches; honest, because each
-    fold trains only on the pseudo-labels its own predecessor voted for) is worse than that of
-    the round in force, trained on the same human labels. None: keep it (or no such round to
-    compare with)."""
-    if previous is None or previous.metrics is None or previous.composition is None:
-        return None
-    if previous.composition.get("human_digest") != composition["human_digest"] or \
-            previous.composition.get(Source.GOLD) != composition[Source.GOLD]:
-        return None   # new human labels since: the rounds are not comparable on pseudo-labels alone
-    before, after = previous.metrics.get("oof_log_loss"), metrics.get("oof_log_loss")
-    if before is None or after is None or after <= before:
-        return None
-    return (f"not kept: out-of-fold log-loss {before:.3f} -> {after:.3f} with {composition['pseudo_new']} new "
-            f"pseudo-labels; round {previous.id} stays in force")
 
 
 def _describe(e: BaseException) -> str:

@@ -1,5 +1,6 @@
-"""The app's background training: one round at a time in a thread, with progress and a log
-that the page polls. No Gradio here, so it can be tested and reused without a server.
+"""The app's background training: one round at a time, trained by `mersemi train` in a child
+process that a thread follows in the store, with progress and a log that the page polls. No
+Gradio here, so it can be tested and reused without a server.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..engine.errors import ERROR_LINE
 
 LOG_LINES = 400
 
@@ -116,64 +119,41 @@ class TrainingRunner:
 NICE = 10   # the training process yields the cores to the server and the reviewer's browser
 
 
-def train_in_child(root: Path, config_file: Path, config_name: str, auto_accept: bool,
+def train_command(root: Path, config_file: Path, auto_accept: bool, nproc: int) -> list[str]:
+    """`mersemi train` as the app starts it: the one way a round is trained."""
+    return ([sys.executable, "-m", "mersemi.ui.cli", "train", str(root), "--config", str(config_file), "--json"]
+            + ["--auto-accept"] * auto_accept + (["--nproc", str(nproc)] if nproc > 1 else []))
+
+
+def train_in_child(root: Path, config_file: Path, auto_accept: bool, nproc: int,
                    progress: Callable[[str, float], None], store, on_start=None) -> dict:
-    """Train the next round of the project at `root` in a child process at lower priority
-    (`python -m mersemi.service.runner`), so that the server answering the reviewers keeps its
+    """Train the next round of the project at `root` with `mersemi train` (`train_command`) in
+    a child process at lower priority, so that the server answering the reviewers keeps its
     cores; its progress is read from the store, where the round records it. Returns the
-    round's summary; raises RuntimeError with the child's last line when it fails."""
-    cmd = [sys.executable, "-m", "mersemi.service.runner", str(root), str(config_file), config_name]
-    cmd += ["--auto-accept"] * auto_accept
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    round's summary (`train --json`); raises RuntimeError with the child's last line when it
+    fails."""
+    child = subprocess.Popen(train_command(root, config_file, auto_accept, nproc), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
                              env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"),
                              preexec_fn=lambda: os.nice(NICE))
     if on_start is not None:
         on_start(child)
     out: list[str] = []
-    reader = threading.Thread(target=lambda: out.append(child.stdout.read() if child.stdout else ""), daemon=True)
-    reader.start()
+    err: list[str] = []   # read as it comes: a full pipe would block the child
+    readers = [threading.Thread(target=lambda: out.append(child.stdout.read() if child.stdout else ""), daemon=True),
+               threading.Thread(target=lambda: err.append(child.stderr.read() if child.stderr else ""), daemon=True)]
+    for reader in readers:
+        reader.start()
     while child.poll() is None:
         time.sleep(0.5)
         running = store.rounds.unfinished()
         if running and running[0].progress is not None:
             progress(running[0].progress_message or "training", running[0].progress)
-    reader.join()
-    err = (child.stderr.read() if child.stderr else "").strip()
+    for reader in readers:
+        reader.join()
     lines = [line for line in "".join(out).splitlines() if line.startswith("{")]
     if child.returncode != 0 or not lines:
-        raise RuntimeError(err.splitlines()[-1] if err else f"the training process ended with {child.returncode}")
+        said = [line for line in "".join(err).splitlines() if line.strip()]
+        raise RuntimeError(said[-1].removeprefix(ERROR_LINE) if said else
+                           f"the training process ended with {child.returncode}")
     return json.loads(lines[-1])
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mersemi.service.runner ROOT CONFIG NAME [--auto-accept]`: one round, its
-    summary as a JSON line; an error is one line on stderr, exit 1."""
-    import argparse
-    import signal
-
-    from ..engine.config import load_config
-    from ..engine.errors import MersemiError, one_line
-    from .project import Project
-    from .rounds import run_round
-
-    p = argparse.ArgumentParser(prog="python -m mersemi.service.runner")
-    p.add_argument("root", type=Path)
-    p.add_argument("config", type=Path)
-    p.add_argument("name")
-    p.add_argument("--auto-accept", action="store_true")
-    args = p.parse_args(argv)
-    # The server stops its training process with SIGTERM: the round is marked failed, saying so.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("interrupted: the server stopped"))
-    try:
-        with Project.open(args.root) as project:
-            summary = run_round(project, load_config(args.config), config_name=args.name,
-                                auto_accept=args.auto_accept)
-    except MersemiError as e:
-        print(one_line(e), file=sys.stderr)
-        return 1
-    print(json.dumps(summary), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """The app's training actions (`TrainingActions`, held by `AppActions` as `actions.training`,
-service/actions.py): start the next round in a child process, follow it wherever it was
-started, the presets, the auto-accept preview and the rounds so far. It owns what training
+service/actions.py): start the next round with `mersemi train` in a child process, follow it
+wherever it was started, the presets, the auto-accept preview and the rounds so far. It owns what training
 here needs: the runner, the child process, the log of rounds trained elsewhere. No Gradio
 here; type hints are real (no `from __future__ import annotations`): `gr.api` reads them to
 describe the endpoints."""
@@ -18,7 +18,7 @@ from .errors import ProjectError
 from .project import Project
 from .refusals import refusals
 from .review import auto_accept_preview, round_view
-from .round_summary import round_summary
+from .round_summary import RoundSummary
 from .runner import LOG_LINES, TrainingRunner, train_in_child
 from .values import flag, text
 
@@ -29,9 +29,10 @@ class TrainingActions:
 
     ENDPOINTS = ("auto_accept_preview", "train_round", "training_status", "round_history")
 
-    def __init__(self, project: Project, presets: dict[str, Path]) -> None:
+    def __init__(self, project: Project, presets: dict[str, Path], nproc: int = 1) -> None:
         self.project = project
         self.presets = presets
+        self.nproc = nproc                                   # `mersemi train --nproc` of its rounds
         self.runner = TrainingRunner()
         self._outside_log: deque = deque(maxlen=LOG_LINES)   # progress of rounds trained elsewhere
         self._child: subprocess.Popen | None = None          # the process training the round started here
@@ -71,7 +72,7 @@ class TrainingActions:
         if self.runner.is_running() or busy:
             which = f"round {busy[0].id}" if busy else "a round"
             raise ProjectError(f"{which} is already training; wait for it to finish")
-        job = functools.partial(self._train_job, self.presets[config], config, auto)
+        job = functools.partial(self._train_job, self.presets[config], auto)
         if not self.runner.start(job, f"training next round ({config}{', auto-accept' if auto else ''})"):
             raise ProjectError("a round is already training; wait for it to finish")
         if not wait:
@@ -91,8 +92,8 @@ class TrainingActions:
         except ConfigError as e:
             raise ProjectError(f"config {shown(config)}: {e}") from None
 
-    def _train_job(self, config_file: Path, config: str, auto_accept: bool, progress) -> dict:
-        summary = train_in_child(self.project.root, config_file, config, auto_accept, progress, self.project.store,
+    def _train_job(self, config_file: Path, auto_accept: bool, progress) -> dict:
+        summary = train_in_child(self.project.root, config_file, auto_accept, self.nproc, progress, self.project.store,
                                  on_start=lambda child: setattr(self, "_child", child))
         self.warm()
         return summary
@@ -133,10 +134,12 @@ class TrainingActions:
         expected precision, the total, and a note when nothing would be."""
         return {"ok": True} | auto_accept_preview(self.project, self._preset(config))
 
+    def rounds(self) -> list[RoundSummary]:
+        """Every round, oldest first (what the Train tab shows)."""
+        return self.project.rounds()
+
     @refusals
     def round_history(self) -> dict:
         """Every round: id, status, started_at, composition, CV / test WAF, per-class F1,
         accepted pseudo-labels per class, wall time, error."""
-        classes = self.project.classes
-        return {"ok": True, "rounds": [round_summary(r, classes) for r in self.project.store.rounds.all()],
-                "training": self.runner.is_running()}
+        return {"ok": True, "rounds": [r.to_json() for r in self.rounds()], "training": self.runner.is_running()}

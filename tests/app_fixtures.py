@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mersemi.engine.results import Composition, RoundMetrics, RoundRecord, SplitMetrics
 from mersemi.service.project import Project
 
 CLASSES = ["calm", "joy", "anger"]
@@ -78,9 +79,9 @@ def make_review_project(root: Path, thresholds: float = 0.5, db_url: str | None 
         ("pool", np.arange(N_LABELED, N_LABELED + N_POOL), pool_probs()),
         ("test", np.arange(first_test, first_test + N_TEST), test),
         ("oof", np.arange(N_LABELED), oof)],
-        decisions=[], reviewer="auto", composition={"gold": N_LABELED, "relabel": 0, "pseudo": 0,
-                                                    "auto": 0, "total": N_LABELED},
-        metrics={"cv_waf": 0.8, "cv_f1": [0.8, 0.8, 0.8]}, checkpoint=None)
+        decisions=[], reviewer="auto", composition=Composition(gold=N_LABELED, pseudo=0, total=N_LABELED).to_json(),
+        metrics=RoundRecord(metrics=RoundMetrics(cv=SplitMetrics(waf=0.8, f1=[0.8, 0.8, 0.8]))).to_json(),
+        checkpoint=None)
     return project
 
 

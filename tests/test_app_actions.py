@@ -3,6 +3,8 @@ without a server: what each endpoint returns and what it writes."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +12,8 @@ import pytest
 
 from app_fixtures import CLASSES, N_POOL, expected_count, make_review_project, pool_confidences
 from mersemi.service.actions import AppActions
-from mersemi.service.runner import TrainingRunner
+from mersemi.service.runner import TrainingRunner, train_command
+from mersemi.ui.cli import main
 from mersemi.service.review import media_file, queue_position, queue_size
 
 
@@ -292,6 +295,19 @@ def test_media_outside_the_media_folder_is_never_returned(app, tmp_path):
     (project.media_root / "notes.txt").write_text("not a clip")
     assert media_file(project, "notes.txt") == (None, None)
     assert media_file(project, None) == (None, None)
+
+
+def test_the_app_trains_with_mersemi_train_and_its_nproc(app, tmp_path, capsys):
+    """One way to train: the app's round is `mersemi train` in a child process, with the
+    server's --nproc."""
+    cmd = train_command(Path("proj"), Path("fast.yaml"), True, 3)
+    assert cmd == [sys.executable, "-m", "mersemi.ui.cli", "train", "proj", "--config", "fast.yaml", "--json",
+                   "--auto-accept", "--nproc", "3"]
+    assert train_command(Path("proj"), Path("fast.yaml"), False, 1)[3:] == ["train", "proj", "--config",
+                                                                              "fast.yaml", "--json"]
+    assert AppActions(app.project, nproc=3).training.nproc == 3 and app.training.nproc == 1
+    assert main(["serve", str(app.project.root), "--nproc", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "mersemi: error: --nproc: must be >= 1, got '0'"
 
 
 def test_runner_reports_progress_and_failure():

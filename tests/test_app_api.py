@@ -211,8 +211,9 @@ def test_stopping_the_server_marks_its_training_round_failed(tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
+    # the server stops its `mersemi train`, which marks the round failed on the way out
     assert db_rows(tmp_path / "proj", "SELECT id, status, error FROM rounds") == [
-        (0, "failed", "interrupted: the server stopped")]
+        (0, "failed", "interrupted: the training process was stopped (SIGTERM)")]
 
 
 def _client_or_none(url: str):

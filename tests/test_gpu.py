@@ -36,12 +36,12 @@ def test_a_round_trains_on_the_gpu_and_its_ensemble_scores_there_as_saved():
     rest = np.setdiff1d(np.arange(len(y)), gold)
     cfg = load_config(FAST_PRESET).replace(**{"device": "cuda"})
     r = train_round(TrainSet(features=feats, gold_rows=gold, gold_labels=y[gold], extra_rows=np.zeros(0, np.int64),
-                             extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(len(y)), score_rows=rest),
+                             extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(len(y)), pool_rows=rest),
                     3, cfg)
-    assert r.metrics["device"].startswith("cuda") and r.metrics["cv_waf"] > 0.8
-    assert (r.score_probs.argmax(1) == y[rest]).mean() > 0.8
-    again = predict(r.state, feats, rest, cfg)
-    assert np.abs(again - predict(r.state, feats, rest, cfg.replace(**{"device": "cpu"}))).max() < 0.05
+    assert r.metrics.work.device.startswith("cuda") and r.metrics.cv.waf > 0.8
+    assert (r.scores.pool.argmax(1) == y[rest]).mean() > 0.8
+    again = predict(r.checkpoint, feats, rest, cfg)
+    assert np.abs(again - predict(r.checkpoint, feats, rest, cfg.replace(**{"device": "cpu"}))).max() < 0.05
 
 
 def test_the_exact_graph_on_the_gpu_is_the_cpu_one():

@@ -20,6 +20,7 @@ from mersemi.db.connect import sqlite_url
 from mersemi.db.migrate import alembic_config
 from mersemi.db.models import SCHEMA_VERSION, Base
 from mersemi.db.store import Store
+from mersemi.engine.results import Composition, RoundMetrics, RoundRecord, SplitMetrics
 from mersemi.ui.cli import main
 
 SCHEMA_V1 = Path(__file__).parent / "data" / "schema_v1.sql"
@@ -238,7 +239,12 @@ def test_version_1_project_is_refused_until_migrated_then_keeps_every_row(v1_pro
             rows = [r if r["key"] != "schema_version" else {**r, "value": str(SCHEMA_VERSION)} for r in rows]
         if table == "rounds":  # JSON text became JSON values; heartbeat and progress columns were added
             rows = [{**r, **{c: None if r[c] is None else json.loads(r[c]) for c in JSON_COLUMNS},
-                     "heartbeat_at": None, "progress": None, "progress_message": None} for r in rows]
+                     "heartbeat_at": None, "progress": None, "progress_message": None, "threshold_changes": None}
+                    for r in rows]
+            # schema 7: the round's JSON in the engine's types (what the round recorded, null elsewhere)
+            rows[0] |= {"metrics": RoundRecord(metrics=RoundMetrics(cv=SplitMetrics(waf=0.7957, f1=[0.5, 0.25, 1.0])))
+                        .to_json(),
+                        "composition": Composition(gold=1, pseudo_per_class={"happy": 0}).to_json()}
         if table in ("decisions", "current_decisions"):  # schema 4: the round's prediction, filled in
             predicted = {1: 1, 2: 2}   # sample id -> predicted class in round 0 (v1_rows)
             rows = [{**r, "predicted": predicted[r["sample_id"]]} for r in rows]
@@ -313,3 +319,75 @@ def test_newer_and_corrupt_schema_versions_are_one_line_refusals(tmp_path, capsy
         code, out, err = run(capsys, *command_line)
         assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err
         assert "corrupt schema version '3a; DROP'" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------- schema 6 -> 7: typed rounds
+
+FLAT_METRICS = {   # a round's metrics as schema 6 wrote them (engine, service and store keys in one dict)
+    "cv_waf": 0.81, "cv_accuracy": 0.8, "cv_f1": [0.9, 0.7, 0.8], "cv_confusion": [[3, 0, 0], [1, 2, 0], [0, 0, 3]],
+    "temperature": 1.7, "oof_ece_raw": 0.2, "graph_weight": 0.5, "graph_cv_waf": 0.6, "graph_share_kept": False,
+    "oof_ece": 0.05, "oof_log_loss": 0.41, "folds": [{"waf": 0.8, "best_epoch": 3}], "device": "cpu",
+    "eval_scheme": {"folds": 3, "fold_cap": "largest", "smallest_class": 3, "largest_class": 3, "text": "3-fold"},
+    "warnings": ["a note"], "n_train": {"gold": 9, "extra": 4}, "samples_trained": {"pretrain": 10, "finetune": 20},
+    "timings": {"total_s": 12.5}, "fold_workers": 2, "processes": 1, "test_waf": 0.75, "test_accuracy": 0.7,
+    "test_f1": [0.8, 0.6, 0.7], "test_n": 12, "test_ece": 0.08, "graph_share_from": None,
+    "auto_accept": {"policy": "thresholds", "target_precision": 0.9, "target_per": "sample", "balance_cap": 2.0,
+                    "from_round": 0, "thresholds": {"calm": 0.8, "joy": 0.8, "anger": 0.9},
+                    "classes": {"calm": {"candidates": 3, "accepted": 2, "expected_precision": 0.91},
+                                "joy": {"candidates": 0, "accepted": 0, "expected_precision": None},
+                                "anger": {"candidates": 1, "accepted": 1, "expected_precision": 0.95}},
+                    "accepted": 3},
+    "pseudo_precision": {"calm": 1.0, "joy": None, "anger": 0.0, "overall": 0.6667}, "unreachable": [1],
+    "wall_s": 14.0,
+    "threshold_changes": [{"class_id": 0, "old": 0.8, "new": 0.85, "by": "policy", "changed": True,
+                           "kept_for_owner": False}]}
+FLAT_COMPOSITION = {"gold": 9, "gold_per_class": {"calm": 3, "joy": 3, "anger": 3}, "verified": 1,
+                    "verified_per_class": {"calm": 1, "joy": 0, "anger": 0}, "relabeled": 0,
+                    "relabeled_per_class": {"calm": 0, "joy": 0, "anger": 0}, "labeled": 0,
+                    "labeled_per_class": {"calm": 0, "joy": 0, "anger": 0}, "pseudo": 3,
+                    "pseudo_per_class": {"calm": 2, "joy": 0, "anger": 1}, "pseudo_new": 3, "total": 13,
+                    "human_digest": "abc"}
+
+
+def test_a_schema_6_round_reads_the_same_after_the_typed_rounds_migration(tmp_path, capsys):
+    """Every value a schema-6 round recorded is where the typed round has it after `migrate`;
+    a discarded round keeps its reason; the old policy name reads as its new one."""
+    root = tmp_path / "p"
+    (root / "checkpoints").mkdir(parents=True)
+    url = sqlite_url(root / "project.db")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0006")
+        conn.execute(text("INSERT INTO classes (id, name) VALUES (0, 'calm'), (1, 'joy'), (2, 'anger')"))
+        conn.execute(text("INSERT INTO thresholds (class_id, value, updated_at, updated_by, policy_may_set) "
+                          "VALUES (0, 0.85, :t, 'policy', 1), (1, 0.8, :t, 'init', 1), (2, 0.9, :t, 'init', 1)"),
+                     {"t": T0})
+        for rid, status, metrics in ((0, "done", FLAT_METRICS),
+                                     (1, "discarded", {**FLAT_METRICS, "threshold_changes": [],
+                                                       "discarded": "not kept: worse"})):
+            conn.execute(text("INSERT INTO rounds (id, status, created_at, started_at, finished_at, config, "
+                              "config_name, thresholds, auto_accept, composition, metrics) VALUES (:id, :status, :t, "
+                              ":t, :t, :config, 'default', '{}', 1, :comp, :metrics)"),
+                         {"id": rid, "status": status, "t": T0, "comp": json.dumps(FLAT_COMPOSITION),
+                          "metrics": json.dumps(metrics),
+                          "config": json.dumps({"self_training": {"policy": "target_precision"}})})
+    engine.dispose()
+    assert run(capsys, "migrate", root)[0] == 0
+    code, out, err = run(capsys, "status", root, "--json")
+    assert code == 0, err
+    r0, r1 = json.loads(out)["rounds"]
+    assert (r0["cv_waf"], r0["cv_accuracy"], r0["test_waf"], r0["test_accuracy"]) == (0.81, 0.8, 0.75, 0.7)
+    assert r0["cv_f1"] == {"calm": 0.9, "joy": 0.7, "anger": 0.8} and r0["test_f1"]["joy"] == 0.6
+    assert (r0["oof_ece"], r0["test_ece"], r0["temperature"], r0["graph_weight"], r0["graph_cv_waf"]) == \
+        (0.05, 0.08, 1.7, 0.5, 0.6)
+    assert r0["notes"] == ["a note"] and r0["eval_scheme"]["text"] == "3-fold" and r0["policy"] == "target_precision"
+    assert r0["composition"] == FLAT_COMPOSITION and r0["pseudo_labels"] == {"calm": 2, "joy": 0, "anger": 1}
+    assert r0["pseudo_precision"] == FLAT_METRICS["pseudo_precision"] and r0["unreachable"] == ["joy"]
+    assert r0["auto_accept_selection"] == {**FLAT_METRICS["auto_accept"], "policy": "fixed"}
+    assert r0["threshold_changes"] == [{"class": "calm", "old": 0.8, "new": 0.85, "by": "policy", "changed": True,
+                                        "kept_for_owner": False}]
+    assert r0["discard_reason"] is None and r1["discard_reason"] == "not kept: worse" and r1["status"] == "discarded"
+    record = RoundRecord.model_validate(read_rows(url)["rounds"][0]["metrics"])
+    assert record.metrics.calibration.log_loss == 0.41 and record.metrics.work.timings == {"total_s": 12.5}
+    assert record.metrics.cv.confusion == FLAT_METRICS["cv_confusion"] and record.metrics.test.n == 12
+    assert record.wall_s == 14.0 and record.metrics.work.n_train == {"gold": 9, "extra": 4}

@@ -149,7 +149,7 @@ def test_out_of_fold_spreading_hides_the_folds_own_labels():
     gold = np.array([0, 10, 20, 40, 50, 60])
     labels = np.array([0, 1, 0, 1, 1, 1])                 # row 10 sits in chain 0, labelled 1
     data = TrainSet(features={}, gold_rows=gold, gold_labels=labels, extra_rows=np.array([70]),
-                    extra_labels=np.array([1]), pretrain_rows=np.arange(80), score_rows=np.arange(80))
+                    extra_labels=np.array([1]), pretrain_rows=np.arange(80), pool_rows=np.arange(80))
     folds = [Fold(train_rows=np.r_[np.delete(gold, k), 70], train_labels=np.r_[np.delete(labels, k), 1],
                   eval_pos=np.array([k])) for k in range(len(gold))]
     bank = SimpleNamespace(local=lambda rows: np.asarray(rows, np.int64))
@@ -181,7 +181,7 @@ def test_a_round_spreads_with_the_configured_class_mass():
     g = knn_graph(two_chains(), 3)[0]
     gold, labels = np.array([0, 1, 2, 3, 4, 39]), np.array([0, 0, 0, 0, 0, 1])
     data = TrainSet(features={}, gold_rows=gold, gold_labels=labels, extra_rows=np.zeros(0, np.int64),
-                    extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(80), score_rows=np.arange(80))
+                    extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(80), pool_rows=np.arange(80))
     folds = [Fold(train_rows=gold[1:], train_labels=labels[1:], eval_pos=np.array([0]))]
     bank = SimpleNamespace(local=lambda rows: np.asarray(rows, np.int64))
     cfg = load_config()
@@ -191,11 +191,9 @@ def test_a_round_spreads_with_the_configured_class_mass():
     assert abs(_boundary(equal) - 21.5) <= 2 and _boundary(per_label) >= _boundary(equal) + 3
 
 
-def _round(cfg, graph_share=None, votes=False):
-    """Three classes, 6 gold samples each, 10 accepted pseudo-labels (right ones); `votes`: the
-    previous round's folds voted for every pseudo-label (the out-of-fold predictions stay honest)."""
-    from mersemi.engine.folds import fold_key
-    from mersemi.engine.train import Prior, TrainSet, train_round
+def _round(cfg):
+    """Three classes, 6 gold samples each, 10 accepted pseudo-labels (right ones)."""
+    from mersemi.engine.train import TrainSet, train_round
 
     rng = np.random.default_rng(0)
     y_all = np.repeat([0, 1, 2], 70)
@@ -204,11 +202,9 @@ def _round(cfg, graph_share=None, votes=False):
     gold = np.r_[0:6, 70:76, 140:146]
     rest = np.setdiff1d(np.arange(len(y_all)), gold)
     extra = rest[::20]
-    prior = Prior(fold_key=fold_key(gold, y_all[gold], 3, cfg.seed),
-                  fold_votes=np.repeat(y_all[extra][:, None], 3, axis=1)) if votes else None
     ts = TrainSet(features=feats, gold_rows=gold, gold_labels=y_all[gold], extra_rows=extra,
-                  extra_labels=y_all[extra], pretrain_rows=np.arange(len(y_all)), score_rows=rest,
-                  graph_share=graph_share, extra_from_model=np.ones(len(extra), bool), prior=prior)
+                  extra_labels=y_all[extra], pretrain_rows=np.arange(len(y_all)), pool_rows=rest,
+                  extra_from_model=np.ones(len(extra), bool))
     return train_round(ts, 3, cfg), y_all[rest]
 
 
@@ -219,32 +215,32 @@ FAST = load_config().replace(**{
 
 def test_a_round_joins_the_graph_and_reports_it():
     r, y = _round(FAST)
-    m = r.metrics
-    assert m["graph_weight"] is not None and m["graph_weight"] >= 0
-    assert 0 <= m["graph_cv_waf"] <= 1 and m["timings"]["graph_s"] > 0
-    assert r.state["graph_weight"] == m["graph_weight"]
-    np.testing.assert_allclose(r.score_probs.sum(1), 1, atol=1e-5)
+    m = r.metrics.calibration
+    assert m.graph_weight is not None and m.graph_weight >= 0
+    assert 0 <= m.graph_cv_waf <= 1 and r.metrics.work.timings["graph_s"] > 0
+    assert r.checkpoint.graph_weight == m.graph_weight
+    np.testing.assert_allclose(r.scores.pool.sum(1), 1, atol=1e-5)
     off, _ = _round(FAST.replace(**{"propagation.enabled": False}))
-    assert off.metrics["graph_weight"] is None and off.metrics["graph_cv_waf"] is None
-    assert not np.allclose(off.score_probs, r.score_probs)
+    assert off.metrics.calibration.graph_weight is None and off.metrics.calibration.graph_cv_waf is None
+    assert not np.allclose(off.scores.pool, r.scores.pool)
     # the ensemble part is the same round: the graph only re-weighs its scores
-    np.testing.assert_array_equal(off.metrics["cv_confusion"], m["cv_confusion"])
+    np.testing.assert_array_equal(off.metrics.cv.confusion, r.metrics.cv.confusion)
 
 
 def test_the_joint_fit_starts_at_joint_fit_min_gold_samples():
     sep, _ = _round(FAST)                  # FAST's 18 gold rows are below the default 100
     joint, _ = _round(FAST.replace(**{"propagation.joint_fit_min": 1}))
-    assert joint.metrics["graph_weight"] != sep.metrics["graph_weight"]
-    np.testing.assert_array_equal(joint.metrics["cv_confusion"], sep.metrics["cv_confusion"])
+    assert joint.metrics.calibration.graph_weight != sep.metrics.calibration.graph_weight
+    np.testing.assert_array_equal(joint.metrics.cv.confusion, sep.metrics.cv.confusion)
 
 
 def test_a_round_without_pretraining_skips_the_graph_and_says_why_and_any_size_builds_it():
     r, _ = _round(FAST.replace(**{"pretrain.enabled": False}))
-    assert r.metrics["graph_weight"] is None
-    assert any("propagation skipped: it needs the pre-trained embedding" in w for w in r.metrics["warnings"])
+    assert r.metrics.calibration.graph_weight is None
+    assert any("propagation skipped: it needs the pre-trained embedding" in w for w in r.metrics.notes)
     r, _ = _round(FAST)
-    assert r.metrics["graph_weight"] is not None
-    assert any("neighbour graph over 210 rows: 7 neighbours per row, exact" in w for w in r.metrics["warnings"])
+    assert r.metrics.calibration.graph_weight is not None
+    assert any("neighbour graph over 210 rows: 7 neighbours per row, exact" in w for w in r.metrics.notes)
 
 
 def test_the_exact_graph_finds_the_true_neighbours_and_pynndescent_nearly_all():
@@ -269,25 +265,6 @@ def test_the_exact_graph_finds_the_true_neighbours_and_pynndescent_nearly_all():
         knn_graph(x, 7, "faiss")
 
 
-def test_a_given_graph_share_is_kept_and_only_the_temperature_is_fitted():
-    from mersemi.engine.errors import InputError
-
-    r, _ = _round(FAST, graph_share=2.5)
-    assert r.metrics["graph_weight"] * r.metrics["temperature"] == pytest.approx(2.5, rel=1e-3)
-    assert r.metrics["temperature"] != 1.0 and r.metrics["graph_share_kept"]
-    for bad in (-1.0, float("nan"), float("inf")):
-        with pytest.raises(InputError, match="graph_share: expected a finite number >= 0"):
-            _round(FAST, graph_share=bad)
-
-
-def test_with_the_folds_votes_the_share_is_fitted_on_the_honest_out_of_fold_predictions():
-    kept, _ = _round(FAST, graph_share=2.5)
-    honest, _ = _round(FAST, graph_share=2.5, votes=True)
-    assert not honest.metrics["graph_share_kept"]
-    assert honest.metrics["graph_weight"] * honest.metrics["temperature"] != pytest.approx(2.5, rel=1e-3)
-    assert any("keeps its share" in n for n in kept.metrics["warnings"])
-
-
 def test_a_bad_extra_from_model_mask_is_refused_before_any_work():
     from mersemi.engine.errors import InputError
     from mersemi.engine.train import TrainSet, train_round
@@ -296,6 +273,6 @@ def test_a_bad_extra_from_model_mask_is_refused_before_any_work():
     for bad in (np.array([1, 0]), np.array([True])):
         ts = TrainSet(features=x, gold_rows=np.arange(4), gold_labels=np.array([0, 1, 0, 1]),
                       extra_rows=np.array([5, 6]), extra_labels=np.array([0, 1]), pretrain_rows=np.arange(10),
-                      score_rows=np.arange(4, 10), extra_from_model=bad)
+                      pool_rows=np.arange(4, 10), extra_from_model=bad)
         with pytest.raises(InputError, match="extra_from_model: expected 2 booleans"):
             train_round(ts, 2, FAST)

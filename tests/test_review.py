@@ -211,6 +211,42 @@ def test_round_views_of_two_projects_are_kept_apart(tmp_path, project):
     assert review.round_view(project) is first
 
 
+def test_a_project_keeps_the_views_of_its_latest_rounds_and_each_view_a_few_queue_orders(project):
+    """The views are the project's (Project.views), bounded: the least recently read round goes
+    first; each view keeps the queue sorting of a few thresholds and filters, also bounded."""
+    import os
+    import socket
+
+    from mersemi.service.round_views import ORDERS_KEPT, RoundViews
+
+    store, C = project.store, len(CLASSES)
+    for _ in range(3):   # rounds 1-3
+        rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False,
+                                  pid=os.getpid(), host=socket.gethostname())
+        store.rounds.complete(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL), pool_probs())],
+                              decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
+    views = RoundViews(keep=2)
+    v0, v1 = views.get(store, 0, C), views.get(store, 1, C)
+    assert views.get(store, 0, C) is v0 and len(views) == 2           # read again: kept, now the latest read
+    v2 = views.get(store, 2, C)
+    assert len(views) == 2 and views.get(store, 0, C) is v0 and views.get(store, 2, C) is v2
+    assert views.get(store, 1, C) is not v1                          # round 1 was dropped: loaded anew
+    views.clear()
+    assert len(views) == 0 and views.get(store, 0, C) is not v0
+    # every Project has its own: a second handle on the same project starts empty
+    assert review.round_view(project) is review.round_view(project)
+    with Project.open(project.root) as again:
+        assert len(again.views) == 0 and review.round_view(again) is not review.round_view(project)
+
+    th = [0.5] * C
+    first = v2.queue_orders(th, None, 0.0)
+    assert v2.queue_orders(th, None, 0.0) is first
+    for k in range(ORDERS_KEPT):
+        v2.queue_orders(th, None, 0.001 * (k + 1))
+    again_ = v2.queue_orders(th, None, 0.0)
+    assert again_ is not first and all((a == b).all() for a, b in zip(again_, first))
+
+
 def test_a_samples_card_is_the_one_its_queue_shows_and_the_one_a_decision_records(project):
     """One definition of the card (engine/selection.card_kind, card_reason): opened from the
     decision log (decisions.sample_card), shown in the queue, and recorded with a decision,

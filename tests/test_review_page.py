@@ -11,10 +11,12 @@ import pytest
 
 from app_fixtures import make_review_project, write_wav
 from mersemi.engine.config import load_config
-from mersemi.engine.vocab import MEDIA_SUFFIXES, media_kind
+from mersemi.engine.results import RoundMetrics, RoundRecord, SplitMetrics
+from mersemi.engine.vocab import MEDIA_SUFFIXES, RoundStatus, media_kind
 from mersemi.ui import charts, tab_review, tab_thresholds, tab_train
 from mersemi.service.actions import AppActions
 from mersemi.service.review import auto_accept_preview, wilson_interval
+from mersemi.service.round_summary import RoundSummary
 
 
 class Part:
@@ -201,7 +203,7 @@ def test_a_reload_restores_tab_filter_and_card(app, W):
 # ---------------------------------------------------------------------- 8. a round training
 
 def test_the_review_tab_says_a_round_is_training_wherever_it_was_started(app):
-    history = app.training.round_history()["rounds"]
+    history = app.training.rounds()
     assert tab_train.training_banner(app.training.training_status(), history) == ""
     store = app.project.store
     # a round started by another process (the command line): the page follows its progress
@@ -273,7 +275,9 @@ def test_an_empty_filter_says_what_to_do_and_disables_the_buttons(app, W):
 # ---------------------------------------------------------------------- 13. plots
 
 def test_the_round_plots_are_lines_with_points_on_a_fitted_axis():
-    rounds = [{"id": i, "status": "done", "cv_waf": w, "test_waf": None, "cv_f1": {"calm": f, "joy": 0.5}}
+    rounds = [RoundSummary(id=i, status=RoundStatus.DONE, config="c", auto_accept=False, started_at=None, wall_s=None,
+                           thresholds={}, classes=["calm", "joy"],
+                           record=RoundRecord(metrics=RoundMetrics(cv=SplitMetrics(waf=w, f1=[f, 0.5]))))
               for i, (w, f) in enumerate([(0.70, 0.6), (0.71, 0.65)])]
     lo, hi = charts.y_range([0.70, 0.71])
     assert 0.6 < lo < 0.70 and 0.71 < hi < 0.8          # a one-point change fills the plot, not 1 %

@@ -12,16 +12,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 import mersemi.service.rounds as rounds
-from mersemi.engine.calibration import expected_calibration_error
 from mersemi.engine.config import load_config
 from mersemi.engine.errors import InputError
+from mersemi.engine.loop import LoopData, SelfTrainer
 from mersemi.engine.selection import is_candidate
 from mersemi.engine.self_training import select
 from mersemi.engine.synthetic import make_synthetic
-from mersemi.engine.train import RoundResult
+from mersemi.engine.checkpoint import Checkpoint, Reusable
+from mersemi.engine.results import Calibration, RoundMetrics, SplitMetrics
+from mersemi.engine.train import RoundResult, Scores
 from mersemi.service.project import DecisionRequest, Project, ProjectError
 from mersemi.service.review import suggest_thresholds
 
@@ -64,15 +65,17 @@ class FakeEngine:
         row[cls] = conf
         return row
 
-    def __call__(self, data, n_classes, cfg, progress=None):
+    def __call__(self, data, n_classes, cfg, progress=None, log_loss=0.5):
         self.calls.append(data)
         if progress:
             progress("training (fake)", 0.5)
-        score = np.stack([self.probs[int(i)] for i in data.score_rows])
-        gold = np.asarray(data.gold_labels)
-        oof = np.stack([self._row(int(y), 0.7) for y in gold])
-        return RoundResult(score_probs=score, oof_probs=oof, metrics={"cv_waf": 0.5},
-                           state={"fake": True})
+        pool = np.stack([self.probs[int(i)] for i in data.pool_rows])
+        test = np.stack([self.probs[int(i)] for i in data.test_rows])
+        oof = np.stack([self._row(int(y), 0.7) for y in np.asarray(data.gold_labels)])
+        metrics = RoundMetrics(cv=SplitMetrics(waf=0.5), test=SplitMetrics(n=len(test), waf=0.25, ece=0.125),
+                               calibration=Calibration(log_loss=log_loss))
+        saved = Checkpoint(config={}, modalities={}, n_classes=n_classes, folds=[], score_rows=data.score_rows)
+        return RoundResult(Scores(pool, test, oof), metrics, saved, Reusable("fake"))
 
     @property
     def data(self):
@@ -99,13 +102,15 @@ def pool_index(engine: FakeEngine, sample_id: int) -> int:
 
 def test_round_zero_trains_on_gold_and_records_predictions_and_test_metrics(project, engine):
     progress = []
-    summary = rounds.run_round(project, FIXED, config_name="fixed", progress=lambda m, f: progress.append((m, f)))
+    summary = rounds.run_round(project, FIXED, config_name="fixed",
+                               progress=lambda m, f: progress.append((m, f))).to_json()
     gold_ids, gold_y, _ = project.store.samples.split_arrays("labeled")
     d = engine.data
     assert d.gold_rows.tolist() == gold_ids.tolist() and d.gold_labels.tolist() == gold_y.tolist()
     assert len(d.extra_rows) == 0 and len(d.extra_labels) == 0
     assert d.pretrain_rows.tolist() == gold_ids.tolist() + engine.pool_ids.tolist()
-    assert d.score_rows.tolist() == engine.pool_ids.tolist() + engine.test_ids.tolist()
+    assert d.pool_rows.tolist() == engine.pool_ids.tolist() and d.test_rows.tolist() == engine.test_ids.tolist()
+    assert d.test_labels.tolist() == engine.test_y.tolist()   # the engine measures the test split
     assert set(d.features) == {"audio", "text", "video"}
 
     assert summary["status"] == "done" and summary["config"] == "fixed" and not summary["auto_accept"]
@@ -119,14 +124,11 @@ def test_round_zero_trains_on_gold_and_records_predictions_and_test_metrics(proj
     assert (project.root / "checkpoints" / f"round-{rid}.pt").is_file()
     assert project.store.rounds.get(rid).checkpoint == f"checkpoints/round-{rid}.pt"
 
-    # test metrics from the test split's labels: every third test prediction is wrong
-    right = engine.test_pred == engine.test_y
-    assert summary["test_accuracy"] == pytest.approx(right.mean())
-    metrics = project.store.rounds.get(rid).metrics
-    assert metrics["test_n"] == len(engine.test_y) and metrics["cv_waf"] == 0.5
-    test_probs = np.stack([engine.probs[int(i)] for i in engine.test_ids])
-    assert metrics["test_ece"] == pytest.approx(expected_calibration_error(test_probs, engine.test_y))
-    assert summary["pseudo_precision"] is None and metrics["auto_accept"] is None
+    # the engine's metrics, stored and shown as it gave them
+    record = project.round(rid).record
+    assert (record.metrics.test.n, record.metrics.test.waf, record.metrics.cv.waf) == (len(engine.test_y), 0.25, 0.5)
+    assert (summary["test_waf"], summary["test_ece"], summary["cv_waf"]) == (0.25, 0.125, 0.5)
+    assert summary["pseudo_precision"] is None and record.auto_accept is None and summary["discard_reason"] is None
 
     comp = summary["composition"]
     classes = project.classes
@@ -155,7 +157,7 @@ def test_auto_accept_takes_the_open_candidates_and_measures_their_precision(proj
     auto = np.flatnonzero(is_candidate(engine.pool_pred, engine.pool_conf, open_, [0.8] * engine.C))
     assert len(auto) > 5
 
-    summary = rounds.run_round(project, FIXED, auto_accept=True)
+    summary = rounds.run_round(project, FIXED, auto_accept=True).to_json()
     d = engine.data
     auto_ids = engine.pool_ids[auto]
     # human labels first (in sample order), then the automatic picks, each with its prediction
@@ -206,7 +208,7 @@ def test_the_balance_cap_counts_human_labels_as_labeled_and_earlier_pseudo_label
     project.decide([DecisionRequest(names[ids[0]], "accept"), DecisionRequest(names[ids[1]], "accept"),
                     DecisionRequest(names[ids[-1]], "label", project.classes[5])], reviewer="ann")
     capped = FIXED.replace(**{"self_training.balance_cap": 1.0})
-    summary = rounds.run_round(project, capped, auto_accept=True)
+    summary = rounds.run_round(project, capped, auto_accept=True).to_json()
     _, gold_y, _ = project.store.samples.split_arrays("labeled")
     # Ann's accepts and her label are human labels: labeled, not pseudo
     labeled = np.bincount(np.r_[gold_y, engine.pool_pred[[0, 1]], 5], minlength=engine.C)
@@ -217,7 +219,7 @@ def test_the_balance_cap_counts_human_labels_as_labeled_and_earlier_pseudo_label
     assert want.mask.sum() < want.candidates[0] + sum(want.candidates[1:])   # the cap bites
     got = summary["auto_accept_selection"]
     assert got["accepted"] == int(want.mask.sum()) == summary["composition"]["pseudo_new"]
-    assert got["classes"] == want.as_dict(project.classes)
+    assert got["classes"] == {c: p.to_json() for c, p in want.picks(project.classes).items()}
 
 
 def test_without_pseudo_labels_only_human_labels_reach_the_engine(project, engine):
@@ -230,7 +232,7 @@ def test_without_pseudo_labels_only_human_labels_reach_the_engine(project, engin
                     DecisionRequest(names[ids[2]], "label", project.classes[1])], reviewer="ann")
     no_pseudo = FIXED.replace(**{"self_training.use_pseudo_labels": False})
     before = len(project.store.decisions.log())
-    summary = rounds.run_round(project, no_pseudo, auto_accept=True)
+    summary = rounds.run_round(project, no_pseudo, auto_accept=True).to_json()
     assert engine.data.extra_rows.tolist() == [ids[0], ids[1], ids[2]]
     assert engine.data.extra_labels.tolist() == [int(engine.pool_pred[0]), 0, 1]
     assert len(project.store.decisions.log()) == before          # nothing accepted automatically
@@ -241,20 +243,20 @@ def test_without_pseudo_labels_only_human_labels_reach_the_engine(project, engin
 
 
 def test_nothing_new_skips_the_round_and_auto_accept_needs_a_finished_round(project, engine):
-    first = rounds.run_round(project, FIXED, auto_accept=True)   # no round yet: nothing to accept
+    first = rounds.run_round(project, FIXED, auto_accept=True).to_json()   # no round yet: nothing to accept
     assert first["auto_accept_selection"] is None and first["composition"]["pseudo_new"] == 0
     project.set_thresholds({c: 1.0 for c in project.classes}, by="ann")
     assert rounds.run_round(project, FIXED, auto_accept=True, skip_if_nothing_new=True) is None
     assert len(engine.calls) == 1 and len(project.status()["rounds"]) == 1
     project.set_thresholds({c: 0.9 for c in project.classes}, by="ann")
     again = rounds.run_round(project, FIXED, auto_accept=True, skip_if_nothing_new=True)
-    assert again is not None and again["composition"]["pseudo_new"] > 0 and len(engine.calls) == 2
+    assert again is not None and again.composition.pseudo_new > 0 and len(engine.calls) == 2
 
 
 @pytest.mark.parametrize("per", ["set", "sample"])
 def test_target_precision_policy_sets_the_thresholds_no_person_owns_after_the_round(project, engine, per):
     target = FAST.replace(**{"self_training.target_precision": 0.985, "self_training.target_per": per})
-    summary = rounds.run_round(project, target)
+    summary = rounds.run_round(project, target).to_json()
     found = suggest_thresholds(project, 0.985, per)
     assert found != suggest_thresholds(project, 0.985, {"set": "sample", "sample": "set"}[per])
     assert None in found.values() and any(t is not None for t in found.values())
@@ -270,7 +272,7 @@ def test_target_precision_policy_sets_the_thresholds_no_person_owns_after_the_ro
     # A person's threshold is theirs: the next rounds leave it until they release it.
     sad, happy = project.classes[3], project.classes[2]
     project.set_thresholds({sad: 0.5}, by="ann")
-    summary = rounds.run_round(project, target, auto_accept=True)
+    summary = rounds.run_round(project, target, auto_accept=True).to_json()
     assert project.thresholds()[sad] == 0.5 and project.threshold_owners()[sad]["set_by"] == "ann"
     kept = {c["class"]: c for c in summary["threshold_changes"]}
     assert kept[sad]["kept_for_owner"] and kept[sad]["by"] == "ann" and not kept[happy]["kept_for_owner"]
@@ -308,8 +310,8 @@ def test_a_failing_round_is_marked_failed_with_its_cause(project, engine, monkey
         assert str(info.value) == "features: bad matrix"
     failed = project.status()["rounds"][-1]
     assert failed["status"] == "failed" and failed["error"] == described
-    assert project.store.rounds.current().id == r0["id"]
-    assert sorted(p.name for p in (project.root / "checkpoints").iterdir()) == [f"round-{r0['id']}.pt"]
+    assert project.store.rounds.current().id == r0.id
+    assert sorted(p.name for p in (project.root / "checkpoints").iterdir()) == ["reuse.pt", f"round-{r0.id}.pt"]
 
 
 def test_refusals_before_training(tmp_path, data, monkeypatch):
@@ -365,37 +367,17 @@ def test_heartbeat_records_progress_at_most_every_interval_and_passes_it_on(proj
     rounds.Heartbeat(Rounds(), 7, None)("quiet", 1.0)   # no callback: nothing to pass on
 
 
-def test_a_round_on_pseudo_labels_keeps_the_graph_share_of_the_last_human_only_round(project, engine):
-    """Out-of-fold predictions of a round trained on accepted pseudo-labels are optimistic, so
-    it does not fit the label-spreading graph's weight: it takes the ratio of the latest round
-    trained on human labels only (weight x temperature = the graph's weight per unit of the
-    ensemble's)."""
-    shares = iter([(0.8, 5.0), (1.5, 2.0), (0.0, 1.0), (0.0, 1.0)])
-
-    def fake(data, n_classes, cfg, progress=None):
-        r = FakeEngine.__call__(engine, data, n_classes, cfg, progress)
-        w, t = next(shares)
-        r.metrics.update(graph_weight=w, temperature=t, graph_share_kept=data.graph_share is not None)
-        return r
-
-    rounds.engine_train_round = fake     # the fixture's monkeypatch restores it afterwards
+def test_human_labels_seed_the_graph_and_pseudo_labels_train_the_folds_only(project, engine):
     rounds.run_round(project, FIXED)                                   # round 0: gold only
-    assert engine.data.graph_share is None
     names = project.store.samples.names(engine.pool_ids.tolist())
     first = names[int(engine.pool_ids[-1])]
     project.decide([DecisionRequest(first, "label", project.classes[1])], reviewer="ann")
-    rounds.run_round(project, FIXED)                                   # human labels: fitted
-    assert engine.data.graph_share is None
     project.set_thresholds({c: 0.9 for c in project.classes}, by="ann")
-    s2 = rounds.run_round(project, FIXED, auto_accept=True)            # pseudo-labels: carried
-    assert s2["composition"]["pseudo_new"] > 0
-    assert engine.data.graph_share == pytest.approx(1.5 * 2.0) and s2["graph_share_from"] == 1
-    # Ann's label seeds the graph; the accepted pseudo-labels train the folds only
+    s1 = rounds.run_round(project, FIXED, auto_accept=True)
+    assert s1.composition.pseudo_new > 0
     d = engine.data
     assert d.extra_from_model.tolist() == [int(i) != int(engine.pool_ids[-1]) for i in d.extra_rows]
-    assert (~d.extra_from_model).sum() == 1 and d.extra_from_model.sum() == s2["composition"]["pseudo_new"]
-    s3 = rounds.run_round(project, FIXED)          # the accepted labels stay in: still carried
-    assert engine.data.graph_share == pytest.approx(3.0) and s3["graph_share_from"] == 1
+    assert (~d.extra_from_model).sum() == 1 and d.extra_from_model.sum() == s1.composition.pseudo_new
 
 
 def test_an_automatic_round_worse_on_the_out_of_fold_evidence_is_discarded(project, engine):
@@ -405,17 +387,15 @@ def test_an_automatic_round_worse_on_the_out_of_fold_evidence_is_discarded(proje
     losses = iter([0.50, 0.70, 0.40, 0.90])
 
     def fake(data, n_classes, cfg, progress=None):
-        r = FakeEngine.__call__(engine, data, n_classes, cfg, progress)
-        r.metrics["oof_log_loss"] = next(losses)
-        return r
+        return FakeEngine.__call__(engine, data, n_classes, cfg, progress, log_loss=next(losses))
 
     rounds.engine_train_round = fake     # the fixture's monkeypatch restores it afterwards
-    r0 = rounds.run_round(project, FIXED)                                     # 0.50
+    r0 = rounds.run_round(project, FIXED).to_json()                           # 0.50
     project.set_thresholds({c: 0.9 for c in project.classes}, by="ann")
     before = (project.thresholds(), len(project.store.decisions.log()))
-    worse = rounds.run_round(project, FIXED, auto_accept=True)              # 0.70: worse
+    worse = rounds.run_round(project, FIXED, auto_accept=True).to_json()    # 0.70: worse
     assert worse["status"] == "discarded" and worse["composition"]["pseudo_new"] > 0
-    assert worse["kept_reason"] == (f"not kept: out-of-fold log-loss 0.500 -> 0.700 with "
+    assert worse["discard_reason"] == (f"not kept: out-of-fold log-loss 0.500 -> 0.700 with "
                                     f"{worse['composition']['pseudo_new']} new pseudo-labels; round {r0['id']} "
                                     f"stays in force")
     assert project.store.rounds.current().id == r0["id"]
@@ -423,28 +403,49 @@ def test_an_automatic_round_worse_on_the_out_of_fold_evidence_is_discarded(proje
     assert project.store.rounds.predictions(worse["id"], "pool")[0].tolist() == []
     assert not (project.root / "checkpoints" / f"round-{worse['id']}.pt").exists()
     better = rounds.run_round(project, FIXED, auto_accept=True)             # 0.40: better
-    assert better["status"] == "done" and project.store.rounds.current().id == better["id"]
+    assert better.status == "done" and project.store.rounds.current().id == better.id
     names = project.store.samples.names(engine.pool_ids.tolist())
     project.decide([DecisionRequest(names[int(engine.pool_ids[-1])], "label", project.classes[0])], reviewer="ann")
     again = rounds.run_round(project, FIXED, auto_accept=True)              # 0.90, but ann labeled meanwhile
-    assert again["status"] == "done" and again["kept_reason"] is None
+    assert again.status == "done" and again.discard_reason is None
 
 
 def test_each_fold_trains_on_the_pseudo_labels_its_own_predecessor_voted_for(project, engine):
     rounds.run_round(project, FIXED)
     project.set_thresholds({c: 0.8 for c in project.classes}, by="ann")
     # the fake's checkpoint: fold 0 votes every pool sample its prediction, fold 1 the next class
-    from mersemi.engine import checkpoint
     state_file = project.root / project.store.rounds.current().checkpoint
     rows = np.r_[engine.pool_ids, engine.test_ids]
     pred = np.r_[engine.pool_pred, engine.test_pred]
-    checkpoint.save({"score_rows": torch.as_tensor(rows), "fold_key": "split-0", "fold_votes": torch.as_tensor(
-        np.stack([pred, (pred + 1) % engine.C]).astype(np.int8))}, state_file)
+    Checkpoint(config={}, modalities={}, n_classes=engine.C, folds=[], fold_key="split-0", score_rows=rows,
+               fold_votes=np.stack([pred, (pred + 1) % engine.C]).astype(np.int8)).save(state_file)
     rounds.run_round(project, FIXED, auto_accept=True)
     d = engine.data
-    assert d.prior.fold_key == "split-0" and d.prior.fold_states is None     # no warm start configured
+    assert d.prior.fold_key == "split-0" and d.prior.fold_states == []   # its fold models (the stand-in saved none)
     votes = d.prior.fold_votes
     assert votes.shape == (len(d.extra_rows), 2) and d.extra_from_model.all()
     at = {int(i): k for k, i in enumerate(engine.pool_ids)}
     assert votes[:, 0].tolist() == [int(engine.pool_pred[at[int(i)]]) for i in d.extra_rows]
     assert (votes[:, 1] != d.extra_labels).all()
+
+
+def test_the_store_and_the_arrays_drive_the_same_loop(project, engine):
+    """service/rounds.py drives engine/loop.SelfTrainer against the store; the benchmarks drive
+    it against arrays: the same round 0 and automatic round pick the same pseudo-labels, for
+    the same reasons, and hand the trainer the same training set."""
+    cfg = FIXED.replace(**{"self_training.thresholds": {c: 0.8 for c in project.classes}})
+    rounds.run_round(project, cfg)                       # the fixed policy sets 0.8 for every class
+    stored = rounds.run_round(project, cfg, auto_accept=True)
+    gold_ids, gold_y, _ = project.store.samples.split_arrays("labeled")
+    data = LoopData(features=project.features.matrices(), gold_rows=gold_ids, gold_labels=gold_y,
+                    pool_rows=engine.pool_ids, test_rows=engine.test_ids, test_labels=engine.test_y,
+                    pool_truth=engine.pool_true)
+    trainer = SelfTrainer(cfg, project.classes, train=engine).fit(data)
+    arrays = trainer.step(data)
+    auto = sorted(d.sample_id for d in project.store.decisions.log() if d.reviewer == "auto")
+    assert len(auto) > 5 and arrays.choice.rows.tolist() == auto
+    assert arrays.choice.why == stored.record.auto_accept and arrays.composition == stored.composition
+    assert arrays.record.pseudo_precision == stored.record.pseudo_precision and stored.discard_reason is None
+    by_store, by_arrays = engine.calls[1], engine.calls[3]
+    for name in ("extra_rows", "extra_labels", "extra_from_model", "gold_rows", "pool_rows", "test_rows"):
+        np.testing.assert_array_equal(getattr(by_store, name), getattr(by_arrays, name))

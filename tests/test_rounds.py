@@ -42,7 +42,7 @@ def project(tmp_path, data, db_url):
 
 def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monkeypatch):
     monkeypatch.setattr(mersemi.service.rounds, "PROGRESS_EVERY_S", 0.0)  # beat on every progress call
-    r0 = run_round(project, FAST)
+    r0 = run_round(project, FAST).to_json()
     rnd = project.store.rounds.get(r0["id"])
     assert rnd.heartbeat_at > rnd.started_at    # the training process beat while it trained
     assert r0["composition"]["pseudo"] == 0
@@ -55,7 +55,7 @@ def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monk
     project.decide([DecisionRequest(name, "reject")], reviewer="ann")
 
     expected = int(np.sum(conf >= t)) - 1
-    r1 = run_round(project, FAST, auto_accept=True)
+    r1 = run_round(project, FAST, auto_accept=True).to_json()
     assert r1["composition"]["pseudo_new"] == expected == r1["composition"]["pseudo"]
     assert sum(r1["pseudo_labels"].values()) == expected
     assert r1["train_size"] == r1["composition"]["gold"] + expected
@@ -75,24 +75,24 @@ def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monk
 
 
 def test_without_pseudo_labels_config_trains_on_human_labels_only(project):
-    r0 = run_round(project, FAST)
+    r0 = run_round(project, FAST).to_json()
     ids, pred, conf = project.store.rounds.pool_confidences(r0["id"])
     names = project.store.samples.names(ids[:3].tolist())
     other = project.classes[(int(pred[2]) + 1) % len(project.classes)]
     project.decide([DecisionRequest(names[int(ids[0])], "accept"),
                     DecisionRequest(names[int(ids[1])], "accept"),
                     DecisionRequest(names[int(ids[2])], "relabel", other)], reviewer="ann")
-    r1 = run_round(project, FAST)
+    r1 = run_round(project, FAST).to_json()
     # ann's accepts verified the predictions: human labels, kept without pseudo-labels
     assert (r1["composition"]["verified"], r1["composition"]["relabeled"], r1["composition"]["pseudo"]) == (2, 1, 0)
     no_pseudo = FAST.replace(**{"self_training.use_pseudo_labels": False})
-    r2 = run_round(project, no_pseudo, auto_accept=True)
+    r2 = run_round(project, no_pseudo, auto_accept=True).to_json()
     assert (r2["composition"]["verified"], r2["composition"]["relabeled"], r2["composition"]["pseudo"]) == (2, 1, 0)
     assert r2["auto_accept_selection"] is None
 
 
 def test_a_failing_round_is_marked_failed_and_the_previous_stays_in_force(project, monkeypatch):
-    r0 = run_round(project, FAST)
+    r0 = run_round(project, FAST).to_json()
 
     def boom(*a, **k):
         raise RuntimeError("out of memory (simulated)")
@@ -129,9 +129,9 @@ def test_project_without_pool_trains_with_empty_selection(tmp_path):
         np.save(folder / f"{m}.npy", np.load(folder / f"{m}.npy")[keep.to_numpy()])
     with Project.init(tmp_path / "p") as p:
         p.import_native(folder)
-        r0 = run_round(p, FAST)
+        r0 = run_round(p, FAST).to_json()
         assert r0["status"] == "done"
-        r1 = run_round(p, FAST, auto_accept=True)
+        r1 = run_round(p, FAST, auto_accept=True).to_json()
         assert r1["status"] == "done" and r1["composition"]["pseudo"] == 0
         assert len(p.store.decisions.decided_ids()) == 0   # nothing auto-accepted
 
@@ -157,7 +157,7 @@ def _wait_running(project: Project, proc: subprocess.Popen, timeout: float = 120
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_round_is_failed_and_the_project_stays_usable(sig, project, tmp_path):
-    r0 = run_round(project, FAST)
+    r0 = run_round(project, FAST).to_json()
     proc = _start_train(project.root)
     _wait_running(project, proc)
     project.close()

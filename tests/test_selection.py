@@ -147,9 +147,9 @@ def test_a_bad_target_is_refused_with_the_exact_message():
         review_queue(np.ones((1, 2)) / 2, np.ones(1, bool), [0.5, 0.5], "best")
 
 
-def test_selection_as_dict_is_what_a_round_records():
+def test_the_selections_picks_are_what_a_round_records():
     s = select(np.array([0, 0, 1]), np.array([0.912345, 0.95, 0.5]), np.ones(3, bool), [0.9, 0.9, 0.9], [1, 1, 1])
-    assert s.as_dict(["a", "b", "c"]) == {
+    assert {c: p.to_json() for c, p in s.picks(["a", "b", "c"]).items()} == {
         "a": {"candidates": 2, "accepted": 2, "expected_precision": 0.9312},
         "b": {"candidates": 0, "accepted": 0, "expected_precision": None},
         "c": {"candidates": 0, "accepted": 0, "expected_precision": None}}

@@ -12,7 +12,7 @@ from mersemi.db.connect import SchemaError, sqlite_url
 from mersemi.db.errors import RoundBusy
 from mersemi.db.models import as_utc
 from mersemi.db.store import Store
-from mersemi.db.writes import DecisionIn
+from mersemi.db.writes import DecisionIn, PolicyChange
 
 CLASSES = ["neutral", "happy", "sad"]
 
@@ -367,8 +367,8 @@ def test_prediction_of_names_the_kind_class_and_confidence(store):
     assert got[7][:2] == ("pool", 1) and got[7][2] == pytest.approx(probs[1].max())
     assert got[1][:2] == ("oof", 1)
     done = store.rounds.get(rid)
-    assert (done.status, done.composition, done.metrics, done.checkpoint) == (
-        "done", {"gold": 6}, {"m": 1, "threshold_changes": []}, "c.pt")
+    assert (done.status, done.composition, done.metrics, done.threshold_changes, done.checkpoint) == (
+        "done", {"gold": 6}, {"m": 1}, [], "c.pt")   # the metrics as the service gave them
     assert store.rounds.predictions(rid, "test")[0].tolist() == []
     assert store.rounds.pool_confidences(rid + 1)[0].tolist() == []
 
@@ -379,11 +379,11 @@ def test_a_finished_round_sets_only_the_thresholds_no_person_owns(store):
     store.thresholds.set({1: 0.42}, by="ann")
     changes = store.rounds.complete(rid, predictions=[], decisions=[], reviewer="auto", composition={}, metrics={},
                                     checkpoint=None, thresholds={0: 0.95, 1: 0.95, 2: 0.7})
-    assert [(c["class_id"], c["old"], c["new"], c["by"], c["changed"], c["kept_for_owner"]) for c in changes] == [
+    assert [(c.class_id, c.old, c.new, c.by, c.changed, c.kept_for_owner) for c in changes] == [
         (0, 0.9, 0.95, "policy", True, False), (1, 0.42, 0.42, "ann", False, True),
         (2, 0.7, 0.7, "init", False, False)]
     assert store.thresholds.values() == [0.95, 0.42, 0.7]
-    assert store.rounds.get(rid).metrics["threshold_changes"] == changes
+    assert [PolicyChange.from_json(c) for c in store.rounds.get(rid).threshold_changes] == changes
     history = store.thresholds.history()
     assert [(h.class_id, h.value, h.set_by, h.round_id, h.policy_may_set) for h in history[:2]] == [
         (0, 0.95, "policy", rid, True), (1, 0.42, "ann", None, False)]

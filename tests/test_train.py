@@ -3,7 +3,6 @@ reproducibility, saved ensembles, bad input."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 import json
 
@@ -11,9 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from mersemi.engine.calibration import expected_calibration_error
+from mersemi.engine.checkpoint import Checkpoint
 from mersemi.engine.config import ConfigError, load_config
 from mersemi.engine.errors import InputError
 from mersemi.engine.folds import epoch_order, eval_scheme, fold_key, make_folds
+from mersemi.engine.metrics import waf
+from mersemi.engine.results import RoundMetrics
 from mersemi.engine.train import Prior, TrainSet, predict, reuse_key, train_round
 
 CFG = load_config().replace(**{
@@ -41,23 +44,24 @@ def trainset(feats, y, n_gold, rows, extra=None):
     extra_rows, extra_y = extra if extra else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     return TrainSet(features=feats, gold_rows=np.arange(n_gold), gold_labels=y.astype(np.int64),
                     extra_rows=extra_rows, extra_labels=extra_y, pretrain_rows=rows,
-                    score_rows=rows[n_gold:])
+                    pool_rows=rows[n_gold:])
 
 
 def test_learns_separable_data_and_scores_the_pool():
     feats, y, all_y, n_gold, rows = clusters()
     steps = []
     r = train_round(trainset(feats, y, n_gold, rows), 3, CFG, progress=lambda m, f: steps.append(f))
-    assert r.metrics["cv_waf"] > 0.9
-    assert r.oof_probs.shape == (n_gold, 3) and r.score_probs.shape == (len(rows) - n_gold, 3)
-    np.testing.assert_allclose(r.score_probs.sum(1), 1, atol=1e-5)
-    assert (r.score_probs.argmax(1) == all_y[n_gold:]).mean() > 0.9
+    assert r.metrics.cv.waf > 0.9
+    assert r.scores.oof.shape == (n_gold, 3) and r.scores.pool.shape == (len(rows) - n_gold, 3)
+    np.testing.assert_allclose(r.scores.pool.sum(1), 1, atol=1e-5)
+    assert (r.scores.pool.argmax(1) == all_y[n_gold:]).mean() > 0.9
     assert steps == sorted(steps) and steps[-1] == 1.0  # progress is monotone and finishes
     assert len(steps) >= CFG.finetune.folds * CFG.finetune.epochs  # at least once per epoch
-    assert sum(f["n_eval"] for f in r.metrics["folds"]) == n_gold
-    assert set(r.metrics["timings"]) >= {"pretrain_s", "finetune_s", "score_s", "total_s"}
-    assert r.metrics["timings"]["pretrain_s"] > 0
-    json.dumps(r.metrics)  # JSON-serialisable as it is
+    assert sum(f["n_eval"] for f in r.metrics.work.folds) == n_gold
+    assert set(r.metrics.work.timings) >= {"pretrain_s", "finetune_s", "score_s", "total_s"}
+    assert r.metrics.work.timings["pretrain_s"] > 0
+    assert r.metrics.test is None and r.scores.test.shape == (0, 3)   # no test rows: no test metrics
+    assert RoundMetrics.model_validate(json.loads(json.dumps(r.metrics.to_json()))) == r.metrics   # stored as JSON
 
 
 def test_evaluation_folds_hold_gold_rows_only_and_extra_rows_train_in_every_fold():
@@ -66,7 +70,7 @@ def test_evaluation_folds_hold_gold_rows_only_and_extra_rows_train_in_every_fold
     # Gold rows deliberately not first, and extra rows interleaved with them.
     data = TrainSet(features=feats, gold_rows=rows[::2][:100], gold_labels=all_y[::2][:100].astype(np.int64),
                     extra_rows=rows[1::2][:50], extra_labels=all_y[1::2][:50].astype(np.int64),
-                    pretrain_rows=rows, score_rows=pool)
+                    pretrain_rows=rows, pool_rows=pool)
     folds = make_folds(data, 3, 3, seed=0)
     eval_pos = np.concatenate([f.eval_pos for f in folds])
     assert sorted(eval_pos.tolist()) == list(range(100))     # each gold row evaluated exactly once
@@ -78,11 +82,31 @@ def test_evaluation_folds_hold_gold_rows_only_and_extra_rows_train_in_every_fold
         assert not np.isin(eval_rows, f.train_rows).any()     # nothing evaluated is trained on
 
     r = train_round(data, 3, CFG)
-    for f, fold in zip(r.metrics["folds"], folds):
+    for f, fold in zip(r.metrics.work.folds, folds):
         assert f["n_eval"] == len(fold.eval_pos) and f["n_train"] == 100 - f["n_eval"] + 50
     # Out-of-fold probabilities exist for exactly the gold rows (each filled once).
-    assert r.oof_probs.shape == (100, 3)
-    np.testing.assert_allclose(r.oof_probs.sum(1), 1, atol=1e-5)
+    assert r.scores.oof.shape == (100, 3)
+    np.testing.assert_allclose(r.scores.oof.sum(1), 1, atol=1e-5)
+
+
+def test_the_round_measures_the_test_rows_whose_label_it_knows():
+    """Test metrics are the engine's: the test rows are scored with the pool, and measured
+    against the labels given (-1: unknown, left out); they choose nothing."""
+    feats, y, all_y, n_gold, rows = clusters(pool=120)
+    pool, test = rows[n_gold:n_gold + 60], rows[n_gold + 60:]
+    test_labels = all_y[test].copy()
+    test_labels[::4] = -1
+    data = dataclasses.replace(trainset(feats, y, n_gold, rows), pool_rows=pool, test_rows=test,
+                               test_labels=test_labels)
+    r = train_round(data, 3, CFG)
+    assert r.scores.pool.shape == (60, 3) and r.scores.test.shape == (60, 3)
+    known = test_labels >= 0
+    m = r.metrics.test
+    assert m.n == known.sum() == 45
+    assert m.waf == waf(test_labels[known], r.scores.test[known].argmax(1)) > 0.9
+    assert m.ece == expected_calibration_error(r.scores.test[known], test_labels[known])
+    assert len(m.f1) == 3 and np.asarray(m.confusion).sum() == 45
+    assert r.checkpoint.score_rows.tolist() == np.r_[pool, test].tolist()
 
 
 def test_oversampling_tops_every_class_up_to_the_largest():
@@ -118,11 +142,11 @@ def test_same_seed_same_probabilities_and_the_callers_rng_is_left_alone():
     after = torch.rand(1)
     torch.manual_seed(123)
     b = train_round(trainset(feats, y, n_gold, rows), 3, CFG)
-    np.testing.assert_array_equal(a.score_probs, b.score_probs)
-    np.testing.assert_array_equal(a.oof_probs, b.oof_probs)
+    np.testing.assert_array_equal(a.scores.pool, b.scores.pool)
+    np.testing.assert_array_equal(a.scores.oof, b.scores.oof)
     assert torch.rand(1).item() == after.item()
     c = train_round(trainset(feats, y, n_gold, rows), 3, CFG.replace(seed=1))
-    assert not np.array_equal(a.score_probs, c.score_probs)
+    assert not np.array_equal(a.scores.pool, c.scores.pool)
 
 
 def test_saved_ensemble_predicts_the_same_from_a_read_only_float16_memmap(tmp_path):
@@ -133,19 +157,33 @@ def test_saved_ensemble_predicts_the_same_from_a_read_only_float16_memmap(tmp_pa
         np.save(tmp_path / f"{m}.npy", x)
     mapped = {m: np.load(tmp_path / f"{m}.npy", mmap_mode="r") for m in feats}
     r = train_round(trainset(mapped, y, n_gold, rows), 3, cfg)
-    buf = io.BytesIO()
-    torch.save(r.state, buf)
-    buf.seek(0)
-    state = torch.load(buf)   # weights_only: the state holds tensors and plain data only
-    assert len(state["folds"]) == CFG.finetune.folds and state["modalities"] == {"m0": 8, "m1": 12}
-    np.testing.assert_allclose(predict(state, mapped, rows[n_gold:]), r.score_probs, atol=1e-6)
+    r.checkpoint.save(tmp_path / "round-0.pt")
+    state = Checkpoint.load(tmp_path / "round-0.pt")   # weights_only: tensors and plain data only
+    assert len(state.folds) == CFG.finetune.folds and state.modalities == {"m0": 8, "m1": 12}
+    assert state.fold_key == r.checkpoint.fold_key and (state.fold_votes == r.checkpoint.fold_votes).all()
+    np.testing.assert_allclose(predict(state, mapped, rows[n_gold:]), r.scores.pool, atol=1e-6)
     # A subset of rows, a different scoring batch size, and plain arrays give the same.
     some = rows[n_gold:][::7]
     np.testing.assert_allclose(predict(state, feats, some, CFG.replace(score_batch_size=5)),
-                               r.score_probs[::7], atol=1e-6)
+                               r.scores.pool[::7], atol=1e-6)
     assert predict(state, feats, np.zeros(0, np.int64)).shape == (0, 3)
     with pytest.raises(InputError, match="modality 'm1' missing"):
         predict(state, {"m0": feats["m0"]}, some)
+
+
+def test_a_checkpoint_of_an_earlier_version_loads_with_what_it_has(tmp_path):
+    """Checkpoint.load is the one reader of every version of the file: one saved before the
+    fold split and votes were kept still loads, and says it has no votes."""
+    torch.save({"config": {}, "modalities": {"m0": 8}, "n_classes": 3, "folds": []}, tmp_path / "round-0.pt")
+    old = Checkpoint.load(tmp_path / "round-0.pt")
+    assert (old.temperature, old.graph_weight, old.fold_key, old.score_rows, old.fold_votes) == (1.0, None, None,
+                                                                                                 None, None)
+    assert old.votes_for(np.array([1, 2])) is None and old.modalities == {"m0": 8}
+    new = Checkpoint({}, {"m0": 8}, 3, [], fold_key="k", score_rows=np.array([5, 7]),
+                     fold_votes=np.array([[1, 2], [0, 2]], np.int8))
+    new.save(tmp_path / "round-1.pt")
+    assert Checkpoint.load(tmp_path / "round-1.pt").votes_for(np.array([7, 6, 5])).tolist() == [[2, 2], [-1, -1],
+                                                                                                [1, 0]]
 
 
 @pytest.mark.parametrize("dims", [(8,), (8, 12, 6, 5)])
@@ -154,14 +192,14 @@ def test_one_and_four_modalities(dims):
     # Every fine-tuning term on, as the paper's preset has IMCL-AE (and IMCL-NE may be).
     cfg = CFG.replace(**{"loss.imcl_ae": 0.1, "loss.imcl_ne": 0.1})
     r = train_round(trainset(feats, y, n_gold, rows), 3, cfg)
-    assert r.metrics["cv_waf"] > 0.8
+    assert r.metrics.cv.waf > 0.8
 
 
 def test_baseline_model_trains():
     cfg = CFG.replace(**{"model.kind": "attention_baseline", "pretrain.enabled": False,
                          "loss.imcl_ae": 0.0, "loss.imcl_ne": 0.0})
     feats, y, _, n_gold, rows = clusters()
-    assert train_round(trainset(feats, y, n_gold, rows), 3, cfg).metrics["cv_waf"] > 0.8
+    assert train_round(trainset(feats, y, n_gold, rows), 3, cfg).metrics.cv.waf > 0.8
 
 
 def test_early_stopping_keeps_the_best_epoch():
@@ -169,9 +207,9 @@ def test_early_stopping_keeps_the_best_epoch():
     cfg = CFG.replace(**{"finetune.epochs": 40, "finetune.patience": 2, "pretrain.enabled": False,
                          "finetune.select": "loss"})   # "auto" keeps the last epoch on small folds
     r = train_round(trainset(feats, y, n_gold, rows), 3, cfg)
-    for f in r.metrics["folds"]:
+    for f in r.metrics.work.folds:
         assert f["epochs"] == min(f["best_epoch"] + 2, 40)
-    assert any(f["epochs"] < 40 for f in r.metrics["folds"])
+    assert any(f["epochs"] < 40 for f in r.metrics.work.folds)
 
 
 def test_pretraining_weights_are_validated_and_one_term_is_enough():
@@ -180,16 +218,16 @@ def test_pretraining_weights_are_validated_and_one_term_is_enough():
     feats, y, _, n_gold, rows = clusters(dims=(8,))
     cfg = CFG.replace(**{"pretrain.imcl_ne": 0.0, "finetune.epochs": 2})
     r = train_round(trainset(feats, y, n_gold, rows), 3, cfg)   # one modality: nothing to pre-train
-    assert r.metrics["timings"]["pretrain_s"] == 0 and any("pre-training skipped" in w for w in r.metrics["warnings"])
+    assert r.metrics.work.timings["pretrain_s"] == 0 and any("pre-training skipped" in w for w in r.metrics.notes)
 
 
 def test_a_tiny_class_is_evaluated_in_fewer_folds_and_the_scheme_says_so():
     feats, y, _, n_gold, rows = clusters(n_per_class=(60, 50, 2))
     r = train_round(trainset(feats, y, n_gold, rows), 3, CFG)
-    scheme = r.metrics["eval_scheme"]
+    scheme = r.metrics.eval_scheme
     assert (scheme["folds"], scheme["smallest_class"], scheme["largest_class"]) == (3, 2, 60)
     assert "1 class(es) with fewer samples than folds are evaluated in fewer folds" in scheme["text"]
-    assert r.oof_probs.shape == (n_gold, 3)
+    assert r.scores.oof.shape == (n_gold, 3)
     # The class was evaluated in 2 of the 3 folds, once per sample.
     assert sum(1 for f in make_folds(trainset(feats, y, n_gold, rows), 3, 3, 0) if (y[f.eval_pos] == 2).any()) == 2
 
@@ -218,7 +256,7 @@ def test_no_pool_trains_and_scores_nothing():
     feats, y, _, n_gold, rows = clusters(pool=0)
     data = trainset(feats, y, n_gold, rows)
     r = train_round(data, 3, CFG)
-    assert r.score_probs.shape == (0, 3)
+    assert r.scores.pool.shape == (0, 3)
 
 
 def test_bad_inputs_are_clear_errors():
@@ -231,7 +269,9 @@ def test_bad_inputs_are_clear_errors():
         with pytest.raises(InputError, match=match):
             train_round(data, n_classes, CFG)
 
-    bad("score_rows: rows must lie in 0..", score_rows=np.array([0, len(rows) + 5]))
+    bad("pool_rows: rows must lie in 0..", pool_rows=np.array([0, len(rows) + 5]))
+    bad("test_labels: expected 2 integer class ids or -1", test_rows=np.array([0, 1]), test_labels=np.array([1]))
+    bad(r"test_labels: class ids must lie in -1..2", test_rows=np.array([0, 1]), test_labels=np.array([1, 3]))
     bad("pretrain_rows: expected a 1-d array of integer rows", pretrain_rows=np.array([0.5, 1.0]))
     bad("gold_labels: class ids must lie in 0..2", gold_labels=np.where(y == 2, 7, y).astype(np.int64))
     bad("gold_labels: expected 130 integer class ids", gold_labels=y[:-1].astype(np.int64))
@@ -264,7 +304,7 @@ def test_auto_selection_keeps_the_last_epoch_on_small_evaluation_folds():
     cfg = CFG.replace(**{"finetune.epochs": 6, "finetune.patience": 1, "pretrain.enabled": False,
                          "finetune.select": "auto"})
     r = train_round(trainset(feats, y, n_gold, rows), 3, cfg)
-    for f in r.metrics["folds"]:   # small folds: every epoch runs and the last one is kept
+    for f in r.metrics.work.folds:   # small folds: every epoch runs and the last one is kept
         assert f["select"] == "last" and f["best_epoch"] == f["epochs"] == 6
 
 
@@ -280,14 +320,14 @@ def test_a_pseudo_label_trains_only_the_folds_whose_predecessor_voted_for_it():
     assert trained == [{e[0], e[1], e[3]}, {e[1], e[3]}, {e[0], e[3]}]   # -1: no vote, no agreement
     key = fold_key(data.gold_rows, data.gold_labels, 3, CFG.seed)
     r = train_round(dataclasses.replace(data, prior=Prior(fold_key=key, fold_votes=votes)), 3, CFG)
-    assert r.fold_votes.shape == (3, len(rows) - n_gold) and r.state["fold_votes"].shape == (3, len(rows) - n_gold)
-    assert r.state["fold_key"] == key and r.metrics["oof_log_loss"] > 0
-    assert [f["n_train"] for f in r.metrics["folds"]] == [len(f.train_rows) for f in folds]
+    assert r.checkpoint.fold_votes.shape == (3, len(rows) - n_gold)
+    assert r.checkpoint.fold_key == key and r.metrics.calibration.log_loss > 0
+    assert [f["n_train"] for f in r.metrics.work.folds] == [len(f.train_rows) for f in folds]
     # votes of another split (another seed, another K) are not used, and the round says so
     other = train_round(dataclasses.replace(data, prior=Prior(fold_key="other", fold_votes=votes)), 3, CFG)
     assert any("split the folds otherwise: every pseudo-label trains every fold" in n
-               for n in other.metrics["warnings"])
-    assert [f["n_train"] for f in other.metrics["folds"]] == [len(f.train_rows) for f in make_folds(data, 3, 3, 0)]
+               for n in other.metrics.notes)
+    assert [f["n_train"] for f in other.metrics.work.folds] == [len(f.train_rows) for f in make_folds(data, 3, 3, 0)]
     with pytest.raises(InputError, match="prior.fold_votes: expected integer classes"):
         train_round(dataclasses.replace(data, prior=Prior(fold_votes=np.zeros(4))), 3, CFG)
 
@@ -296,27 +336,27 @@ def test_a_later_round_reuses_pretraining_and_the_graph_and_can_start_from_the_f
     feats, y, all_y, n_gold, rows = clusters(n_per_class=(30, 30, 30))
     cfg = CFG.replace(**{"propagation.enabled": True, "finetune.warm_epochs": 2})
     first = train_round(trainset(feats, y, n_gold, rows), 3, cfg)
-    assert first.reusable["reuse_key"] == reuse_key(trainset(feats, y, n_gold, rows), cfg)
-    assert first.reusable["graph"] is not None and first.metrics["samples_trained"]["pretrain"] > 0
-    prior = Prior(fold_key=first.state["fold_key"], fold_states=first.state["folds"], **first.reusable)
+    assert first.reusable.key == reuse_key(trainset(feats, y, n_gold, rows), cfg)
+    assert first.reusable.graph is not None and first.metrics.work.samples_trained["pretrain"] > 0
+    prior = Prior(fold_key=first.checkpoint.fold_key, fold_states=first.checkpoint.folds, reuse=first.reusable)
     second = train_round(dataclasses.replace(trainset(feats, y, n_gold, rows), prior=prior), 3, cfg)
-    assert second.metrics["samples_trained"]["pretrain"] == 0
-    assert any("taken from an earlier round" in n for n in second.metrics["warnings"])
-    assert [f["warm"] for f in second.metrics["folds"]] == [True] * 3
-    assert max(f["epochs"] for f in second.metrics["folds"]) <= 2
-    assert second.metrics["cv_waf"] >= first.metrics["cv_waf"] - 0.05
+    assert second.metrics.work.samples_trained["pretrain"] == 0
+    assert any("taken from an earlier round" in n for n in second.metrics.notes)
+    assert [f["warm"] for f in second.metrics.work.folds] == [True] * 3
+    assert max(f["epochs"] for f in second.metrics.work.folds) <= 2
+    assert second.metrics.cv.waf >= first.metrics.cv.waf - 0.05
     changed = cfg.replace(**{"pretrain.epochs": 2})                  # another pre-training: done again
     third = train_round(dataclasses.replace(trainset(feats, y, n_gold, rows), prior=prior), 3, changed)
-    assert third.metrics["samples_trained"]["pretrain"] > 0
+    assert third.metrics.work.samples_trained["pretrain"] > 0
 
 
 def test_folds_side_by_side_give_the_same_round_as_one_at_a_time():
     feats, y, all_y, n_gold, rows = clusters(n_per_class=(30, 30, 30))
     one = train_round(trainset(feats, y, n_gold, rows), 3, CFG.replace(**{"finetune.parallel_folds": 1}))
     two = train_round(trainset(feats, y, n_gold, rows), 3, CFG.replace(**{"finetune.parallel_folds": 2}))
-    assert (one.metrics["fold_workers"], two.metrics["fold_workers"]) == (1, 2)
-    np.testing.assert_array_equal(one.score_probs, two.score_probs)
-    np.testing.assert_array_equal(one.oof_probs, two.oof_probs)
+    assert (one.metrics.work.fold_workers, two.metrics.work.fold_workers) == (1, 2)
+    np.testing.assert_array_equal(one.scores.pool, two.scores.pool)
+    np.testing.assert_array_equal(one.scores.oof, two.scores.oof)
 
 
 @pytest.mark.parametrize("graph_says, kept", [("truth", True), ("wrong", False)])
@@ -336,8 +376,8 @@ def test_label_spreading_joins_only_where_it_does_not_cost_out_of_fold_classes(g
     # a plain product (the graph's weight is not fitted away), judged on these few gold samples
     cfg = CFG.replace(**{"finetune.calibrate": False, "propagation.joint_fit_min": 10})
     r = train_round(data, 3, cfg.replace(**{"propagation.enabled": True}))
-    left_out = [n for n in r.metrics["warnings"] if n.startswith("label spreading left out: out-of-fold WAF")]
-    assert (r.metrics["graph_weight"] is not None) == kept and bool(left_out) == (not kept), r.metrics["warnings"]
+    left_out = [n for n in r.metrics.notes if n.startswith("label spreading left out: out-of-fold WAF")]
+    assert (r.metrics.calibration.graph_weight is not None) == kept and bool(left_out) == (not kept), r.metrics.notes
     if not kept:   # the round is the round without the graph
         alone = train_round(data, 3, cfg.replace(**{"propagation.enabled": False}))
-        np.testing.assert_allclose(r.score_probs, alone.score_probs, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(r.scores.pool, alone.scores.pool, rtol=1e-5, atol=1e-6)

@@ -62,10 +62,10 @@ class ApiBlocks(gr.Blocks):
             LOGIN.reset(token)
 
 
-def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) -> ApiBlocks:
+def build_app(project_root: str | Path, presets: dict[str, Path] | None = None, nproc: int = 1) -> ApiBlocks:
     """The app for one project. `presets` maps training preset names to YAML files (default:
     configs/*.yaml)."""
-    actions = AppActions(Project.open(project_root), presets)
+    actions = AppActions(Project.open(project_root), presets, nproc=nproc)
     import threading
 
     threading.Thread(target=actions.training.warm, name="mersemi-warm", daemon=True).start()
@@ -83,7 +83,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         poll_key = gr.State(None)                               # the store's marks the page shows
         # Outside the tabs: a tab not on screen is not rendered, and a timer in it would not tick.
         timer = gr.Timer(POLL_S)
-        snap, history = actions.training.training_status(), actions.training.round_history().get("rounds", [])
+        snap, history = actions.training.training_status(), actions.training.rounds()
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Thresholds", id="thresholds", elem_id="tab-thresholds") as t_thresholds:
                 thresholds = tab_thresholds.layout(actions)
@@ -172,10 +172,11 @@ def on_tick(actions: AppActions, W: SimpleNamespace, seen: dict | None) -> dict:
 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,
           auth: Logins = None, presets: dict[str, Path] | None = None,
-          block: bool = True) -> ApiBlocks:
+          block: bool = True, nproc: int = 1) -> ApiBlocks:
     """Build and launch the app; of the disk it serves the cards' clips only. `auth`: one
-    (user, password) or a list of them; then every action records the login as reviewer."""
-    demo = build_app(root, presets)
+    (user, password) or a list of them; then every action records the login as reviewer.
+    `nproc`: the processes each round started from the app trains across."""
+    demo = build_app(root, presets, nproc)
     launch(demo, host=host, port=port, auth=auth, block=block)
     if block:  # the server has stopped (Ctrl-C, or SIGTERM through `mersemi serve`)
         demo.actions.shutdown()

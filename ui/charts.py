@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 
 from ..engine.vocab import RoundStatus
+from ..service.round_summary import RoundSummary
 
 PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
 
@@ -42,20 +43,19 @@ def progress_bar(snap: dict) -> str:
             f'<span>{pct}% · {text}</span></div>')
 
 
-def waf_plot(rounds: Sequence[dict]) -> str:
+def waf_plot(rounds: Sequence[RoundSummary]) -> str:
     """CV and test WAF of the finished rounds."""
-    done = [r for r in rounds if r["status"] == RoundStatus.DONE]
-    series = {label: [(r["id"], r[key]) for r in done if r[key] is not None]
-              for key, label in (("cv_waf", "CV"), ("test_waf", "test"))}  # not vocab: the legend
-    return round_chart("WAF per round", series)
+    done = [r for r in rounds if r.status == RoundStatus.DONE]
+    cv = [(r.id, r.cv_waf) for r in done if r.cv_waf is not None]
+    test = [(r.id, r.test_waf) for r in done if r.test_waf is not None]
+    return round_chart("WAF per round", {"CV": cv, "test": test})  # not vocab: the legend
 
 
-def f1_plot(rounds: Sequence[dict]) -> str:
+def f1_plot(rounds: Sequence[RoundSummary]) -> str:
     """CV F1 per class of the finished rounds."""
-    done = [r for r in rounds if r["status"] == RoundStatus.DONE and r["cv_f1"]]
-    classes = list(dict.fromkeys(c for r in done for c in r["cv_f1"]))
-    return round_chart("CV F1 per class", {c: [(r["id"], r["cv_f1"][c]) for r in done if c in r["cv_f1"]]
-                                           for c in classes})
+    done = [(r.id, f1) for r in rounds if r.status == RoundStatus.DONE and (f1 := r.cv_f1)]
+    classes = list(dict.fromkeys(c for _, f1 in done for c in f1))
+    return round_chart("CV F1 per class", {c: [(rid, f1[c]) for rid, f1 in done if c in f1] for c in classes})
 
 
 def y_range(values: Sequence[float]) -> tuple[float, float]:

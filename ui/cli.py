@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from ..engine.errors import MersemiError, UsageError, one_line  # noqa: E402
+from ..engine.errors import ERROR_LINE, MersemiError, UsageError, one_line  # noqa: E402
 from ..engine.vocab import DEFAULT_QUEUE, MER2024_CLASSES, QueueKind  # noqa: E402
 
 from ..service.store_location import PASSWORD_ENV  # noqa: E402
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except MersemiError as e:
-        print(f"mersemi: error: {one_line(e)}", file=sys.stderr)
+        print(f"{ERROR_LINE}{one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mersemi: interrupted", file=sys.stderr)
@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "starting with # are skipped); with --auth or alone")
     c.add_argument("--insecure-no-auth", action="store_true",
                    help="allow a --host other than this machine without logins (a trusted network only)")
+    c.add_argument("--nproc", default="1", metavar="N",
+                   help="rounds started from the app train across N processes (`mersemi train --nproc N`); "
+                        "default 1")
     c.set_defaults(func=later("cli_serve", "cmd_serve"))
 
     c = sub.add_parser("demo", help="build a synthetic project once, train round 0, open the app")

@@ -17,6 +17,7 @@ from ..engine.safe_files import check_folder_target
 from ..engine.vocab import DEFAULT_QUEUE, RoundStatus, Source
 
 from ..service.project import PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv
+from ..service.round_summary import RoundSummary
 from ..service.values import number, person
 
 
@@ -60,9 +61,9 @@ def cmd_train(args) -> int:
     from ..engine.distributed import broadcast, close, from_env
     from ..service.rounds import follow_rounds, run_round
 
-    # SIGTERM (torchrun stopping a group whose rank died, say) becomes SystemExit, so that the
-    # round is marked failed on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # SIGTERM (the app's server stopping, torchrun stopping a group whose rank died) becomes
+    # SystemExit, so that the round is marked failed on the way out, saying why.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(STOPPED))
     dist = from_env(cfg.device)
     try:
         if dist is not None and not dist.leader:
@@ -81,10 +82,10 @@ def cmd_train(args) -> int:
                     print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds")
                     break
                 _print_round(summary, args.json)
-                if summary["status"] == RoundStatus.DISCARDED:
+                if summary.discard_reason is not None:
                     if not args.json:
-                        print(f"stopped after {k + 1} of {rounds} rounds: round {summary['id']} "
-                              f"{summary['kept_reason']}")
+                        print(f"stopped after {k + 1} of {rounds} rounds: round {summary.id} "
+                              f"{summary.discard_reason}")
                     break
         if dist is not None:
             broadcast(None, dist)   # the other ranks stop waiting for rounds
@@ -93,8 +94,13 @@ def cmd_train(args) -> int:
         close(dist)
 
 
+STOPPED = "interrupted: the training process was stopped (SIGTERM)"
+
+
 def _launch(args, nproc: int, device: str) -> int:
-    """`train --nproc N`: the same command in N processes under torchrun on this machine."""
+    """`train --nproc N`: the same command in N processes under torchrun on this machine. A
+    SIGTERM here is passed on to torchrun, which stops its processes (rank 0 marks the round
+    failed)."""
     import subprocess
 
     import torch
@@ -108,45 +114,47 @@ def _launch(args, nproc: int, device: str) -> int:
     argv += ["--auto-accept"] * args.auto_accept + ["--json"] * args.json
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "mersemi.ui.cli", *argv]
-    return subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1")).returncode
+    group = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    signal.signal(signal.SIGTERM, lambda *_: group.terminate())
+    return group.wait()
 
 
-def _print_round(summary: dict, as_json: bool) -> None:
+def _print_round(summary: RoundSummary, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(summary), flush=True)
+        print(json.dumps(summary.to_json()), flush=True)
         return
-    if summary["status"] == RoundStatus.DISCARDED:
-        print(f"round {summary['id']} done in {summary['wall_s']} s, {summary['kept_reason']}", flush=True)
+    if summary.discard_reason is not None:
+        print(f"round {summary.id} done in {summary.wall_s} s, {summary.discard_reason}", flush=True)
         return
-    auto = summary.get("auto_accept_selection")
-    print(f"round {summary['id']} done in {summary['wall_s']} s: CV WAF {_pct(summary['cv_waf'])}"
-          + (f", test WAF {_pct(summary['test_waf'])}" if summary["test_waf"] is not None else "")
-          + (f", test ECE {summary['test_ece']:.3f}" if summary.get("test_ece") is not None else "")
-          + f"; trained on {summary['train_size']} samples"
-          + (f" ({auto['accepted']} accepted automatically)" if auto else ""), flush=True)
-    for note in summary.get("notes", []):
+    auto = None if summary.record is None else summary.record.auto_accept
+    print(f"round {summary.id} done in {summary.wall_s} s: CV WAF {_pct(summary.cv_waf)}"
+          + (f", test WAF {_pct(summary.test_waf)}" if summary.test_waf is not None else "")
+          + (f", test ECE {summary.test_ece:.3f}" if summary.test_ece is not None else "")
+          + f"; trained on {summary.train_size} samples"
+          + (f" ({auto.accepted} accepted automatically)" if auto else ""), flush=True)
+    for note in summary.notes:
         print(f"  note: {note}")
     if auto:
-        short = [c for c, v in auto["classes"].items() if v["candidates"] == 0]
+        short = [c for c, v in auto.classes.items() if v.candidates == 0]
         if short:
             print(f"  no candidate at the threshold (the target precision may be out of reach): "
                   f"{', '.join(short)}")
     print("  " + threshold_changes_text(summary))
 
 
-def threshold_changes_text(summary: dict) -> str:
+def threshold_changes_text(summary: RoundSummary) -> str:
     """What the policy did to each class's threshold after a round, in one line."""
     parts = []
-    for c in summary.get("threshold_changes", []):
-        if c["kept_for_owner"]:
-            parts.append(f"{c['class']} {c['old']:.3f} kept (set by {c['by']})")
-        elif c["changed"]:
-            parts.append(f"{c['class']} {c['old']:.3f} -> {c['new']:.3f}")
+    for c in summary.threshold_changes:
+        if c.kept_for_owner:
+            parts.append(f"{c.cls} {c.old:.3f} kept (set by {c.by})")
+        elif c.changed:
+            parts.append(f"{c.cls} {c.old:.3f} -> {c.new:.3f}")
         else:
-            parts.append(f"{c['class']} {c['new']:.3f}")
+            parts.append(f"{c.cls} {c.new:.3f}")
     line = "thresholds: " + ", ".join(parts)
-    if summary.get("unreachable"):
-        line += f"; no candidate reaches the target precision: {', '.join(summary['unreachable'])}"
+    if summary.unreachable:
+        line += f"; no candidate reaches the target precision: {', '.join(summary.unreachable)}"
     return line
 
 
@@ -260,6 +268,7 @@ def cmd_export(args) -> None:
 def cmd_status(args) -> None:
     with open_project(args.dir) as project:
         status = project.status()
+        rounds = project.rounds()
     if args.json:
         print(json.dumps(status))
         return
@@ -271,15 +280,15 @@ def cmd_status(args) -> None:
     for source, counts in status["labels"].items():
         if source != Source.GOLD and any(counts.values()):
             print(f"{source}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
-    for r in status["rounds"]:
-        line = f"round {r['id']}: {r['status']}"
-        if r["status"] == RoundStatus.DONE:
-            line += f", CV WAF {_pct(r['cv_waf'])}"
-            if r["test_waf"] is not None:
-                line += f", test WAF {_pct(r['test_waf'])}"
-            line += f", {r['train_size']} training samples, {r['wall_s']} s"
-        elif r["error"]:
-            line += f" ({r['error']})"
+    for r in rounds:
+        line = f"round {r.id}: {r.status}"
+        if r.status == RoundStatus.DONE:
+            line += f", CV WAF {_pct(r.cv_waf)}"
+            if r.test_waf is not None:
+                line += f", test WAF {_pct(r.test_waf)}"
+            line += f", {r.train_size} training samples, {r.wall_s} s"
+        elif r.error:
+            line += f" ({r.error})"
         print(line)
 
 

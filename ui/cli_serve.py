@@ -31,7 +31,8 @@ def cmd_serve(args) -> None:
                                "logging in; give --auth or --users, or --insecure-no-auth on a trusted network")
         print(f"mersemi: warning: listening on {args.host} without logins (--insecure-no-auth): anyone "
               "who can reach this port can review and train", file=sys.stderr)
-    _serve(args.dir, args.host, port, auth)
+    nproc = int(number(args.nproc, "--nproc", low=1, integer=True, text=True))
+    _serve(args.dir, args.host, port, auth, nproc)
 
 
 def cmd_demo(args) -> None:
@@ -75,7 +76,7 @@ def _say(line: str) -> None:
     print(f"mersemi demo: {line}", file=sys.stderr, flush=True)
 
 
-def _serve(root: Path, host: str, port: int, auth: list[tuple[str, str]] | None) -> None:
+def _serve(root: Path, host: str, port: int, auth: list[tuple[str, str]] | None, nproc: int = 1) -> None:
     from .app import serve
 
     open_project(root).close()  # a clear one-line error for a folder that is not a project
@@ -88,7 +89,7 @@ def _serve(root: Path, host: str, port: int, auth: list[tuple[str, str]] | None)
     # SIGTERM stops the server like Ctrl-C, so that a round training in it is marked failed.
     signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())
     try:
-        demo = serve(root, host=host, port=port, auth=auth)
+        demo = serve(root, host=host, port=port, auth=auth, nproc=nproc)
     except OSError as e:
         raise ProjectError(f"cannot listen on {host}:{port}: {e}") from None
     finally:

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
-from ..engine.vocab import POOL_SOURCES, RoundStatus, Source
+from ..engine.vocab import RoundStatus
 from ..service.actions import AppActions
+from ..service.round_summary import RoundSummary
 
 from .charts import f1_plot, md, pct, progress_bar, waf_plot
 
@@ -61,7 +62,7 @@ def outputs(W: SimpleNamespace) -> list:
 
 def render(actions: AppActions, W: SimpleNamespace) -> dict:
     snap = actions.training.training_status()
-    history = actions.training.round_history()["rounds"]
+    history = actions.training.rounds()
     return {W.progress_html: progress_bar(snap), W.train_log: "\n".join(snap["log"]),
             W.rounds_df: history_frame(history), W.waf_chart: waf_plot(history), W.f1_chart: f1_plot(history),
             W.after_md: after_round_text(history), W.review_banner: training_banner(snap, history)}
@@ -112,56 +113,54 @@ def auto_accept_text(preview: dict) -> str:
             + "  \nThe box is unticked after this round.")
 
 
-def training_banner(snap: dict, history: Sequence[dict]) -> str:
+def training_banner(snap: dict, history: Sequence[RoundSummary]) -> str:
     """The Review tab's line while a round trains: which one, and where decisions made now go."""
     if not snap.get("running"):
         return ""
     rid = snap.get("round") if snap.get("round") is not None else "the next round"
-    done = [r["id"] for r in history if r["status"] == RoundStatus.DONE]
+    done = [r.id for r in history if r.status == RoundStatus.DONE]
     shown = f"round {done[-1]}" if done else "no round"
     return (f"⏳ **Round {rid} is training ({round(100 * snap['fraction'])}%).** The cards here are {shown}'s. "
             f"Decisions you make now are saved, but round {rid} started with the decisions made before it: "
             f"yours go into the round after it.")
 
 
-def after_round_text(history: Sequence[dict]) -> str:
+def after_round_text(history: Sequence[RoundSummary]) -> str:
     """What the policy did to each threshold after the last finished round: old -> new, who set
     the value in force, and the classes that cannot reach the target."""
-    done = [r for r in history if r["status"] == RoundStatus.DONE]
-    if not done or not done[-1].get("threshold_changes"):
+    done = [r for r in history if r.status == RoundStatus.DONE]
+    if not done or not done[-1].threshold_changes:
         return ""
     r = done[-1]
-    scheme = (r.get("eval_scheme") or {}).get("text")
     parts = []
-    for c in r["threshold_changes"]:
-        if c["kept_for_owner"]:
-            parts.append(f"{md(c['class'])} {c['old']:.3f} kept (set by {md(c['by'])})")
-        elif c["changed"]:
-            parts.append(f"{md(c['class'])} {c['old']:.3f} → **{c['new']:.3f}** (policy)")
+    for c in r.threshold_changes:
+        if c.kept_for_owner:
+            parts.append(f"{md(c.cls)} {c.old:.3f} kept (set by {md(c.by)})")
+        elif c.changed:
+            parts.append(f"{md(c.cls)} {c.old:.3f} → **{c.new:.3f}** (policy)")
         else:
-            parts.append(f"{md(c['class'])} {c['new']:.3f}")
-    text = f"**Thresholds after round {r['id']}:** " + " · ".join(parts)
-    if r.get("unreachable"):
-        text += f"  \nNo candidate reaches the target precision: {', '.join(map(md, r['unreachable']))}"
-    if scheme:
-        text += f"  \nRound {r['id']} evaluated by {md(scheme)}."
+            parts.append(f"{md(c.cls)} {c.new:.3f}")
+    text = f"**Thresholds after round {r.id}:** " + " · ".join(parts)
+    if r.unreachable:
+        text += f"  \nNo candidate reaches the target precision: {', '.join(map(md, r.unreachable))}"
+    if r.eval_scheme_text:
+        text += f"  \nRound {r.id} evaluated by {md(r.eval_scheme_text)}."
     return text
 
 
-def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
+def history_frame(rounds: Sequence[RoundSummary]) -> pd.DataFrame:
     columns = ["round", "started", "status", "config", "train set (gold / verified / relabeled / labeled / pseudo)",
                "folds", "CV WAF", "test WAF", "pseudo-labels", "duration s", "error"]
     rows = []
     for r in reversed(rounds):  # newest first
-        comp = r["composition"] or {}
-        pseudo = r["pseudo_labels"] or {}
-        make_up = " / ".join(str(comp.get(k, "")) for k in (Source.GOLD, *POOL_SOURCES)) \
-            if comp else ""
-        scheme = r.get("eval_scheme") or {}
-        rows.append([r["id"], (r["started_at"] or "").replace("T", " ")[:19], r["status"], r["config"], make_up,
-                     scheme.get("folds", ""), pct(r["cv_waf"]), pct(r["test_waf"]),
-                     ", ".join(f"{c} {n}" for c, n in pseudo.items() if n) or ("0" if pseudo else ""),
-                     r["wall_s"] if r["wall_s"] is not None else "", r["error"] or ""])
+        comp = r.composition
+        make_up = "" if comp is None else " / ".join(
+            "" if n is None else str(n) for n in (comp.gold, comp.verified, comp.relabeled, comp.labeled, comp.pseudo))
+        pseudo = r.pseudo_labels
+        rows.append([r.id, (r.started_at or "").replace("T", " ")[:19], r.status, r.config, make_up,
+                     "" if r.folds is None else r.folds, pct(r.cv_waf), pct(r.test_waf),
+                     "" if pseudo is None else (", ".join(f"{c} {n}" for c, n in pseudo.items() if n) or "0"),
+                     r.wall_s if r.wall_s is not None else "", r.error or ""])
     return pd.DataFrame(rows, columns=columns)
 
 
