@@ -3,8 +3,9 @@ line, against peers measured in the same run.
 
 Data (bench/real_data.py): `digits` (scikit-learn's handwritten digits, round 0 strong) or
 `plaid` (appliance current signatures from the sktime wheel, round 0 weak), six classes at
-MER2024's proportions as three "modalities"; per seed a stratified split: `--labeled` share
-labeled (at least 2 per class), 35 % test, the rest the pool. `--data synthetic` cuts the
+MER2024's proportions as three "modalities", or any other set of the benchmark suite
+(bench/suite_sets.py; bench/suite.py runs them all); per seed a stratified split: `--labeled`
+share labeled (at least 2 per class), 35 % test, the rest the pool. `--data synthetic` cuts the
 synthetic generator down to `--labeled` gold samples. Per seed and labeled share:
 
   round 0          mersemi init / import / train

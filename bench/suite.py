@@ -34,6 +34,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,7 @@ from fewlabel import (  # noqa: E402
     candidate_calibration, cli, peers, queue, simulated_review, train, true_classes,
 )
 from real_data import DATASETS, write_native  # noqa: E402
-from suite_report import report  # noqa: E402
+from suite_report import arms, report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 3
@@ -67,7 +68,8 @@ def config_identity(config: str) -> tuple[str, str]:
 
 
 def key(unit: dict) -> tuple:
-    return (unit["kind"], unit.get("config"), unit["data"], unit["labeled_share"], unit["seed"])
+    return (unit["kind"], unit.get("config"), unit["data"], unit["labeled_share"], unit["seed"], unit.get("arm"),
+            unit.get("budget"))
 
 
 def guard_figures(project: Path) -> dict[int, dict]:
@@ -104,36 +106,58 @@ def automatic(project: Path, config: str, before: dict) -> dict:
             "pseudo_right_per_class": {c: v for c, v in prec.items() if c != "overall"}}
 
 
-def run_mersemi(data: str, share: float, seed: int, budgets: list[int], config: str, work: Path) -> dict:
+class RoundZero:
+    """Round 0 of each split and configuration, trained once and kept under `cache` (with the
+    data's truth) for every arm that starts from it, also across runs."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache, self.lock, self.locks = cache, threading.Lock(), {}
+
+    def get(self, data: str, share: float, seed: int, config: str, sha: str) -> tuple[Path, dict]:
+        base = self.cache / f"{data}-{share}-{seed}-{Path(config).stem}-{sha}"
+        with self.lock:
+            lock = self.locks.setdefault(base, threading.Lock())
+        with lock:
+            if not (base / "round0.json").exists():
+                shutil.rmtree(base, ignore_errors=True)   # a run cut short while it trained
+                self._train(base, data, share, seed, config)
+        return base / "project", json.loads((base / "round0.json").read_text())
+
+    @staticmethod
+    def _train(base: Path, data: str, share: float, seed: int, config: str) -> None:
+        d = write_native(base / "data", data, seed=seed, labeled=share)
+        truth = true_classes(d)
+        proj = base / "project"
+        cli("init", proj, "--classes", ",".join(d["classes"]))
+        cli("import", proj, "--native", base / "data")
+        shutil.rmtree(base / "data")
+        r0 = train(proj, "--config", config)[-1]
+        exp, real, n_cand = candidate_calibration(proj, truth)
+        summary = {"summary": r0, "truth": truth, "round0": r0["test_waf"], "round0_ece": r0["test_ece"],
+                   "round0_oof_waf": r0["cv_waf"], "eval_scheme": (r0.get("eval_scheme") or {}).get("text"),
+                   "graph_weight": r0.get("graph_weight"), "candidates": {"n": n_cand, "expected": exp, "real": real},
+                   "counts": {s: int(np.sum(d["split"] == s)) for s in ("labeled", "unlabeled", "test")}}
+        (base / "round0.tmp").write_text(json.dumps(summary))
+        (base / "round0.tmp").rename(base / "round0.json")   # complete, or absent
+
+
+def run_arm(unit: dict, config: str, zero: RoundZero, work: Path) -> dict:
+    """One arm from round 0: `auto` (automatic rounds), or `review` (`budget` decisions from the
+    default queue, `train`, automatic rounds)."""
     t0 = time.time()
-    tag = f"{data}-{share}-{seed}-{Path(config).stem}"
-    folder, base = work / f"data-{tag}", work / f"r0-{tag}"
-    d = write_native(folder, data, seed=seed, labeled=share)
-    truth = true_classes(d)
-    cli("init", base, "--classes", ",".join(d["classes"]))
-    cli("import", base, "--native", folder)
-    r0 = train(base, "--config", config)[-1]
-    exp, real, n_cand = candidate_calibration(base, truth)
-    out = {"round0": r0["test_waf"], "round0_ece": r0["test_ece"], "round0_oof_waf": r0["cv_waf"],
-           "eval_scheme": (r0.get("eval_scheme") or {}).get("text"), "graph_weight": r0.get("graph_weight"),
-           "candidates": {"n": n_cand, "expected": exp, "real": real},
-           "counts": {s: int(np.sum(d["split"] == s)) for s in ("labeled", "unlabeled", "test")}}
-    proj = work / f"auto-{tag}"
+    base, r0 = zero.get(unit["data"], unit["labeled_share"], unit["seed"], config, unit["config_sha"])
+    proj = work / "project"
     shutil.copytree(base, proj)
-    out["auto"] = automatic(proj, config, r0)
-    shutil.rmtree(proj)
-    out["reviewed"] = {}
-    for b in budgets:
-        proj = work / f"review{b}-{tag}"
-        shutil.copytree(base, proj)
+    out = {k: v for k, v in r0.items() if k not in ("summary", "truth")}
+    if unit["arm"] == "auto":
+        out["auto"] = automatic(proj, config, r0["summary"])
+    else:
+        b = unit["budget"]
         rows = queue(proj, None, b)
-        wrong = simulated_review(proj, rows, truth)
+        wrong = simulated_review(proj, rows, r0["truth"])
         retrain = train(proj, "--config", config)[-1]
-        out["reviewed"][str(b)] = {"decided": len(rows), "wrong": wrong, "retrain": retrain["test_waf"],
-                                   "auto": automatic(proj, config, retrain)}
-        shutil.rmtree(proj)
-    shutil.rmtree(base)
-    shutil.rmtree(folder)
+        out["reviewed"] = {str(b): {"decided": len(rows), "wrong": wrong, "retrain": retrain["test_waf"],
+                                    "auto": automatic(proj, config, retrain)}}
     return out | {"wall_s": round(time.time() - t0, 1)}
 
 
@@ -155,7 +179,7 @@ class Journal:
             if path.exists() else []
 
     def done(self) -> dict[tuple, dict]:
-        return {key(r): r for r in self.rows if r["kind"] in ("mersemi", "peers")}
+        return {key(a): a for r in self.rows if r["kind"] in ("mersemi", "peers") for a in arms(r)}
 
     def add(self, row: dict) -> None:
         with self.lock:
@@ -188,12 +212,15 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="units at once (each trains on one core)")
     ap.add_argument("--jsonl", type=Path, required=True, help="every finished unit, one JSON line; resumed from")
     ap.add_argument("--out", type=Path, help="also write the Markdown report here")
+    ap.add_argument("--work", type=Path, default=ROOT / "build" / "suite-round0",
+                    help="round-0 projects kept for the arms that start from them (default build/suite-round0)")
     ap.add_argument("--report-only", action="store_true", help="no run: the report of --jsonl")
     args = ap.parse_args()
     if any(not 0 < v < 0.65 for v in args.labeled):
         ap.error("--labeled: shares in (0, 0.65)")
     configs = [config_identity(c) for c in args.configs]
     journal = Journal(args.jsonl)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # `kill`: the session line is still written
     if not args.report_only:
         run(args, configs, journal)
     text = report(journal.rows, [name for name, _ in configs])
@@ -212,18 +239,24 @@ def run(args, configs: list[tuple[str, str]], journal: Journal) -> None:
                                  f"({row['config_sha']} -> {sha}); use another --jsonl")
     budgets = sorted(set(args.budgets))
     by_name = dict(zip((n for n, _ in configs), args.configs))
-    todo = []   # seed-major: a run cut short has every data set at fewer seeds
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        for data in args.data:
-            for share in args.labeled:
-                unit = {"data": data, "labeled_share": share, "seed": seed, "budgets": budgets}
-                if key({"kind": "peers", **unit}) not in done:
-                    todo.append({"kind": "peers", **unit})
-                todo += [{"kind": "mersemi", "config": name, "config_sha": sha, **unit} for name, sha in configs
-                         if key({"kind": "mersemi", "config": name, **unit}) not in done]
+    # the automatic arms first, then the decisions (the largest budget first), each seed-major: a
+    # run cut short has the automatic rounds of every data set at fewer seeds
+    todo = []
+    for arm, budget in [("auto", None)] + [("review", b) for b in sorted(budgets, reverse=True)]:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for data in args.data:
+                for share in args.labeled:
+                    unit = {"data": data, "labeled_share": share, "seed": seed, "budgets": budgets}
+                    if arm == "auto" and key({"kind": "peers", **unit}) not in done:
+                        todo.append({"kind": "peers", **unit})
+                    todo += [{"kind": "mersemi", "config": name, "config_sha": sha, "arm": arm, "budget": budget,
+                              **unit} for name, sha in configs
+                             if key({"kind": "mersemi", "config": name, "arm": arm, "budget": budget, **unit})
+                             not in done]
     print(f"{len(done)} units in {args.jsonl}, {len(todo)} to run", file=sys.stderr, flush=True)
     t0, cpu0, finished = time.time(), cpu_seconds(), 0
     commit = git_commit()
+    zero = RoundZero(args.work)
 
     def one(u: dict, tmp: Path) -> dict:
         (work := tmp / f"u{id(u)}").mkdir()
@@ -231,7 +264,7 @@ def run(args, configs: list[tuple[str, str]], journal: Journal) -> None:
             if u["kind"] == "peers":
                 res = run_peers(u["data"], u["labeled_share"], u["seed"], budgets, work)
             else:
-                res = run_mersemi(u["data"], u["labeled_share"], u["seed"], budgets, by_name[u["config"]], work)
+                res = run_arm(u, by_name[u["config"]], zero, work)
         except (Exception, SystemExit) as e:   # a failed unit is reported and run again next time
             return u | {"kind": "error", "unit": u["kind"], "error": str(e)[:500], "commit": commit}
         finally:
@@ -245,7 +278,8 @@ def run(args, configs: list[tuple[str, str]], journal: Journal) -> None:
                 row = fut.result()
                 journal.add(row)
                 finished += row["kind"] != "error"
-                print(f"[{finished}/{len(todo)}] {row['kind']} {row.get('config', '')} {row['data']} "
+                print(f"[{finished}/{len(todo)}] {row['kind']} {row.get('config', '')} {row.get('arm', '')} "
+                      f"{row.get('budget') or ''} {row['data']} "
                       f"{row['labeled_share']} seed {row['seed']}: {row.get('wall_s', 0):.0f} s "
                       f"{row.get('error', '')}", file=sys.stderr, flush=True)
     finally:

@@ -27,12 +27,34 @@ def mean(vals) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
+def arms(row: dict) -> list[dict]:
+    """A journal row as arm rows (bench/suite.py): the first runs' rows held every arm at once."""
+    if row["kind"] != "mersemi" or "arm" in row:
+        return [row]
+    base = {k: v for k, v in row.items() if k != "reviewed"}
+    return [base | {"arm": "auto"}] + [{k: v for k, v in base.items() if k != "auto"}
+                                       | {"arm": "review", "budget": int(b), "reviewed": {b: r}}
+                                       for b, r in row["reviewed"].items()]
+
+
 def groups(rows: list[dict], config: str) -> dict[tuple, list[dict]]:
-    """Units of one configuration by (data, share), each list in seed order."""
+    """One configuration's splits by (data, share), each a list in seed order of the split's arms
+    merged: round 0 and `auto` from the automatic arm, `reviewed` by budget from the others.
+    Splits whose automatic arm has not run yet are left out."""
+    merged: dict[tuple, dict] = {}
+    for row in rows:
+        for a in arms(row):
+            if a["kind"] != "mersemi" or a["config"] != config:
+                continue
+            m = merged.setdefault((a["data"], a["labeled_share"], a["seed"]), {"reviewed": {}})
+            if a["arm"] == "auto":
+                m.update({k: v for k, v in a.items() if k != "reviewed"})
+            else:
+                m["reviewed"].update(a["reviewed"])
     out: dict[tuple, list[dict]] = defaultdict(list)
-    for r in sorted((r for r in rows if r["kind"] == "mersemi"), key=lambda r: r["seed"]):
-        if r["config"] == config:
-            out[(r["data"], r["labeled_share"])].append(r)
+    for (data, share, _), m in sorted(merged.items()):
+        if "auto" in m:
+            out[(data, share)].append(m)
     return out
 
 
@@ -166,11 +188,12 @@ def comparison(rows: list[dict], configs: list[str], budgets: list[str]) -> list
 
 def report(rows: list[dict], configs: list[str]) -> str:
     units = [r for r in rows if r["kind"] == "mersemi"]
-    budgets = sorted({b for r in units for b in r["reviewed"]}, key=int)
+    budgets = sorted({b for r in units for a in arms(r) for b in a.get("reviewed", {})}, key=int)
     sessions = [r for r in rows if r["kind"] == "session"]
     errors = [r for r in rows if r["kind"] == "error"]
     out = ["# Benchmark suite", "",
-           f"Units: {len(units)} MR-CCL runs, {sum(r['kind'] == 'peers' for r in rows)} peer runs; commits "
+           f"Units: {sum(len(arms(r)) for r in units)} MR-CCL arms, "
+           f"{sum(r['kind'] == 'peers' for r in rows)} peer runs; commits "
            f"{', '.join(sorted({r['commit'] for r in units})) or '–'}. Runs: "
            + "; ".join(f"{s['finished_at']}, {s['units']} units in {s['wall_s'] / 60:.0f} min wall, "
                        f"{s['cpu_s'] / 60:.0f} min CPU (user+sys), {s['jobs']} jobs, {s['cpu']}" for s in sessions)
