@@ -97,8 +97,9 @@ def automatic(project: Path, config: str, before: dict) -> dict:
                 "pseudo_right": prec.get("overall"), "kept_reason": r.get("kept_reason")}
 
     comp, prec = now.get("composition") or {}, now.get("pseudo_precision") or {}
-    return {"test_waf": now["test_waf"], "test_ece": now["test_ece"], "in_force": now["id"],
-            "before": {"id": before["id"], "test_waf": before["test_waf"], **guard.get(before["id"], {})},
+    return {"test_waf": now["test_waf"], "test_ece": now["test_ece"], "in_force": now["id"], "test_f1": now["test_f1"],
+            "before": {"id": before["id"], "test_waf": before["test_waf"], "test_f1": before["test_f1"],
+                       **guard.get(before["id"], {})},
             "rounds": [one(r) for r in rounds],
             "discarded": sum(r["status"] == "discarded" for r in rounds),
             "pseudo": comp.get("pseudo", 0), "pseudo_right": prec.get("overall"),

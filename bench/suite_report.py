@@ -141,17 +141,27 @@ def per_seed(rows: list[dict], config: str) -> list[str]:
     """Every automatic run: the round before and each automatic round with its pseudo-labels, their
     precision, what the guard saw (out-of-fold log-loss, WAF) and its test WAF."""
     lines = ["| data set | labeled | seed | round 0 test / OOF log-loss / OOF WAF | automatic rounds: status, "
-             "pseudo-labels (right), OOF log-loss, OOF WAF, test | in force | gain |", "|---|---|---|---|---|---|---|"]
+             "pseudo-labels (right), OOF log-loss, OOF WAF, test | in force | pseudo-labels per class | "
+             "largest test F1 drop | gain |", "|---|---|---|---|---|---|---|---|---|"]
     for (data, share), units in sorted(groups(rows, config).items()):
         for u in units:
             a, b = u["auto"], u["auto"]["before"]
             steps = "; ".join(f"{r['id']} {r['status']}, {r['pseudo']} ({pct(r['pseudo_right'])} %), "
                               f"{_f(r.get('oof_log_loss'))}, {pct(r.get('cv_waf'))}, {pct(r['test_waf'])}"
                               for r in a["rounds"])
+            per_class = "·".join(str(v) for v in (a.get("pseudo_per_class") or {}).values()) or "–"
             lines.append(f"| {data} | {share:.0%} | {u['seed']} | {pct(b['test_waf'])} / {_f(b.get('oof_log_loss'))} / "
-                         f"{pct(b.get('cv_waf'))} | {steps or 'no candidate'} | {a['in_force']} | "
-                         f"{signed(a['test_waf'] - u['round0'])} |")
+                         f"{pct(b.get('cv_waf'))} | {steps or 'no candidate'} | {a['in_force']} | {per_class} | "
+                         f"{_f1_drop(b.get('test_f1'), a.get('test_f1'))} | {signed(a['test_waf'] - u['round0'])} |")
     return lines
+
+
+def _f1_drop(before: dict | None, after: dict | None) -> str:
+    """The class whose test F1 fell most from the round before to the round in force."""
+    if not before or not after:
+        return "–"
+    c = min(before, key=lambda k: after[k] - before[k])
+    return f"{c} {pct(before[c])} → {pct(after[c])}" if after[c] < before[c] else "none"
 
 
 def _f(v: float | None) -> str:
