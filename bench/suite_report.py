@@ -109,12 +109,13 @@ def targets(rows: list[dict], config: str, budgets: list[str]) -> list[str]:
     top = budgets[-1] if budgets else None
     if top:
         peers = peer_rows(rows)
-        reviewed = mean(mean(u["reviewed"][top]["auto"]["test_waf"] for u in us if top in u["reviewed"])
-                        for us in gs.values())
-        oracle = mean(mean(peers.get((d, s, u["seed"]), {}).get(PEERS[-1][1]) for u in us)
-                      for (d, s), us in gs.items())
-        lines.append(f"- {top} decisions then automatic rounds against the oracle, suite mean: {pct(reviewed)} "
-                     f"against {pct(oracle)} ({signed(reviewed - oracle)}).")
+        pairs = [(u["reviewed"][top]["auto"]["test_waf"], peers.get((d, s, u["seed"]), {}).get(PEERS[-1][1]))
+                 for (d, s), us in gs.items() for u in us if top in u["reviewed"]]
+        pairs = [p for p in pairs if p[1] is not None]
+        if pairs:
+            reviewed, oracle = (float(np.mean(v)) for v in zip(*pairs))
+            lines.append(f"- {top} decisions then automatic rounds against the oracle, mean of the {len(pairs)} "
+                         f"splits that have both: {pct(reviewed)} against {pct(oracle)} ({signed(reviewed - oracle)}).")
     return lines
 
 
