@@ -157,7 +157,8 @@ def test_a_run_resumes_from_its_journal_and_refuses_a_changed_config(tmp_path):
             "--configs", str(cfg), "--jsonl", str(journal)]
     done = _suite(*args)
     assert done.returncode == 0, done.stderr
-    assert "2 units in" in done.stderr and "0 to run" in done.stderr
+    # the peers, and the automatic and the 200-decision arms of a row that holds both
+    assert "3 units in" in done.stderr and "0 to run" in done.stderr
     kinds = [json.loads(line)["kind"] for line in journal.read_text().splitlines()]
     assert kinds == ["peers", "mersemi", "session"]   # nothing ran again; the session is recorded
     assert "| breast_cancer | 2% (11) | 1 | 90.0 | 92.0 |" in done.stdout
