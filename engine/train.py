@@ -41,6 +41,7 @@ from .config import Config, checkpoint_config
 from .distributed import Dist, gather
 from .errors import InputError
 from .folds import MIN_GOLD_PER_CLASS, Fold, eval_scheme, fold_key, gold_problem, make_folds
+from .hardware import cpu_kernels
 from .loops import copy_state, embed, fit_folds, fold_workers, predict_rows, pretrain, train_threads
 from .metrics import classification_metrics, log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
@@ -196,7 +197,9 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
             report("label spreading: neighbour graph", f_load + f_pre)
             graph, how = knn_graph(embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours,
                                    cfg.propagation.knn, cfg.seed)
-            notes.append(f"neighbour graph over {len(bank.rows)} rows: {how}")
+            notes.append(f"neighbour graph over {len(bank.rows)} rows: {how} ({time.time() - t0:.1f} s)")
+            if device.type == "cpu":
+                notes.append(cpu_kernels().note())
         t_graph = time.time() - t0
 
         # -- K-fold fine-tuning on gold (+ extra rows in training folds), folds side by side
