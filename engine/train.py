@@ -40,13 +40,14 @@ from .calibration import (apply_temperature, combine, ensemble_mean, expected_ca
 from .config import Config, checkpoint_config
 from .distributed import Dist, gather
 from .errors import InputError
-from .folds import MIN_GOLD_PER_CLASS, Fold, eval_scheme, fold_key, gold_problem, make_folds
+from .folds import MIN_GOLD_PER_CLASS, eval_scheme, fold_key, gold_problem, make_folds
 from .hardware import cpu_kernels
 from .loops import copy_state, embed, fit_folds, fold_workers, predict_rows, pretrain, train_threads
 from .metrics import classification_metrics, log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
-from .propagation import knn_graph, spread
+from .propagation import knn_graph
+from .round_graph import spread_labels as _spread_labels
 from .vocab import Source
 
 __all__ = ["MIN_GOLD_PER_CLASS", "ProgressFn", "TrainSet", "RoundResult", "train_round", "predict", "pick_device"]
@@ -315,32 +316,6 @@ def _usable(prior: Prior | None, key: str, reuse: str, k: int, n_extra: int, cfg
     if prior.reuse_key == reuse:
         out.pretrained, out.graph = prior.pretrained, prior.graph
     return out
-
-
-def _spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: TrainSet, folds: list[Fold], n_classes: int,
-                   cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """The graph's class distributions from the human labels (gold and extra rows not from the
-    model): out-of-fold for the gold rows (each fold hides its evaluation labels) and, from
-    every human label, for the score rows.
-
-    Pseudo-labels do not seed it: the model's errors would come back as the graph's, and a few
-    hundred of them in the easy regions outweigh the classes with few labels."""
-    pc = cfg.propagation
-    human = np.ones(len(data.extra_rows), bool) if data.extra_from_model is None else ~data.extra_from_model
-    seeds = np.r_[data.gold_rows, data.extra_rows[human]]
-    labels = np.r_[data.gold_labels, data.extra_labels[human]]
-
-    def run(keep: np.ndarray) -> np.ndarray:
-        return spread(graph, bank.local(seeds[keep]), labels[keep], n_classes, pc.alpha, pc.iterations,
-                      pc.class_mass)
-
-    oof = np.zeros((len(data.gold_rows), n_classes), np.float32)
-    for fold in folds:
-        keep = np.ones(len(seeds), bool)
-        keep[fold.eval_pos] = False           # gold rows come first among the seeds
-        oof[fold.eval_pos] = run(keep)[bank.local(data.gold_rows[fold.eval_pos])]
-    every = run(np.ones(len(seeds), bool))
-    return oof, every[bank.local(data.score_rows)]
 
 
 def predict(state: dict, features: dict[str, np.ndarray], rows: np.ndarray,
