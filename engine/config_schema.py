@@ -153,7 +153,8 @@ class PropagationConfig(_Section):
         description="how the neighbour graph is found: exact (every pair compared: FAISS's flat index on a CPU, "
                     "blocks of rows on a GPU), ivf (FAISS's inverted file, approximate), pynndescent "
                     "(approximate) or auto (exact where it is estimated to take a few seconds on this machine, "
-                    "ivf above; exact on a GPU)")
+                    "pynndescent above; exact on a GPU); where the whole graph would cost more, a graph over a "
+                    "sample first estimates whether the round keeps it")
     joint_fit_min: int = Field(ge=0, description="from this many gold samples the ensemble's and the graph's "
                                                  "weights are fitted together, and the graph is left out where it "
                                                  "lowers the out-of-fold WAF; below it each gets its own temperature")

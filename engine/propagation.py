@@ -33,37 +33,38 @@ CLASS_MASS = ("equal", "per_label")
 
 KNN_METHODS = ("auto", "exact", "ivf", "pynndescent")
 # "auto" compares every pair while that is estimated to take at most this long on this
-# machine, and searches an inverted-file index (approximate) above.
+# machine, and approximates above, by nearest-neighbour descent: on the MER2024-scale
+# embedding it found more of the true neighbours than FAISS's inverted file or HNSW for less
+# CPU (bench/results/loop.md).
 EXACT_BUDGET_S = 5.0
-# The inverted file: nlist = IVF_LISTS_PER_SQRT * sqrt(rows) clusters (k-means on at most
-# IVF_TRAIN_PER_LIST rows each), each row's neighbours searched in its IVF_NPROBE nearest
-# clusters. Measured on the MER2024-scale embedding: recall against exact in
-# bench/results/loop.md.
-IVF_LISTS_PER_SQRT = 1.0
+# The inverted file ("ivf"): sqrt(rows) k-means clusters (trained on at most IVF_TRAIN_PER_LIST
+# rows each), each row's neighbours searched in its IVF_NPROBE nearest clusters.
 IVF_NPROBE = 16
 IVF_TRAIN_PER_LIST = 64
 IVF_MIN_ROWS = 39 * 16   # k-means wants 39 rows per cluster; fewer rows than this make no useful index
-# Share of the measured matmul peak each kind of work reaches (blocked products run near it;
-# the inverted file's scans of short lists do not).
+# Nearest-neighbour descent compares each row with about this many others (40 candidates,
+# their neighbours, a few passes), at a fraction of the matmul peak (scattered rows); blocked
+# products run near the peak.
+_DESCENT_COMPARISONS = 4000
 _EXACT_EFFICIENCY, _SCAN_EFFICIENCY = 0.7, 0.25
 
 
 @dataclass(frozen=True)
 class KnnPlan:
-    method: str             # "exact" or "ivf" (or "pynndescent" when named)
+    method: str             # "exact", "ivf" or "pynndescent"
     exact_s: float          # estimated seconds for every pair on this machine
-    ivf_s: float            # estimated seconds for the inverted file
+    approx_s: float         # estimated seconds for nearest-neighbour descent
     reduced: torch.dtype | None   # the exact product's candidates in this precision (CPU only)
 
     def note(self) -> str:
-        return f"estimated every pair {self.exact_s:.1f} s, inverted file {self.ivf_s:.1f} s"
+        return f"estimated every pair {self.exact_s:.1f} s, approximate {self.approx_s:.1f} s"
 
 
 def plan_knn(n: int, dim: int, method: str, device: torch.device, threads: int | None = None) -> KnnPlan:
-    """How the graph over `n` rows of width `dim` is found: `method`, or for "auto" the cheaper
-    by the estimated cost on this machine (exact where it fits in EXACT_BUDGET_S). On a GPU
-    every pair is compared on the device. The CPU's rates and its reduced precision come from
-    engine/hardware.py, measured once per process."""
+    """How the graph over `n` rows of width `dim` is found: `method`, or for "auto" exact where
+    it is estimated to fit in EXACT_BUDGET_S on this machine (or to cost no more than the
+    approximation), pynndescent above. On a GPU every pair is compared on the device. The CPU's
+    rates and its reduced precision come from engine/hardware.py, measured once per process."""
     if method not in KNN_METHODS:
         raise InputError(f"propagation.knn: expected one of {', '.join(KNN_METHODS)}, got {shown(method)}")
     if device.type != "cpu":
@@ -73,13 +74,10 @@ def plan_knn(n: int, dim: int, method: str, device: torch.device, threads: int |
     f32 = kernels.f32_gflops * 1e9 * threads
     fast = (kernels.bf16_gflops or kernels.f32_gflops) * 1e9 * threads if kernels.reduced else f32
     exact_s = 2.0 * n * n * dim / (fast * _EXACT_EFFICIENCY)
-    lists = _ivf_lists(n)
-    blas = 2.0 * dim * (10 * min(n, IVF_TRAIN_PER_LIST * lists) * lists + 2 * n * lists)   # k-means, assign, probe
-    scan = 2.0 * dim * n * IVF_NPROBE * n / lists
-    ivf_s = blas / (f32 * _EXACT_EFFICIENCY) + scan / (f32 * _SCAN_EFFICIENCY)
+    approx_s = 2.0 * n * dim * min(_DESCENT_COMPARISONS, n) / (f32 * _SCAN_EFFICIENCY)
     if method == "auto":
-        method = "exact" if exact_s <= EXACT_BUDGET_S or exact_s <= ivf_s or n < IVF_MIN_ROWS else "ivf"
-    return KnnPlan(method, exact_s, ivf_s, kernels.reduced)
+        method = "exact" if exact_s <= EXACT_BUDGET_S or exact_s <= approx_s else "pynndescent"
+    return KnnPlan(method, exact_s, approx_s, kernels.reduced)
 
 
 def knn_graph(embedding: np.ndarray | torch.Tensor, neighbours: int, method: str = "exact", seed: int = 0,
@@ -93,7 +91,7 @@ def knn_graph(embedding: np.ndarray | torch.Tensor, neighbours: int, method: str
     bfloat16 measured faster, engine/hardware.py: candidates in bfloat16 re-scored in float32);
     memory stays a block of similarities. "ivf": FAISS's inverted file (approximate: each row
     searched in the clusters nearest to it). "pynndescent": nearest-neighbour descent
-    (McInnes). "auto": see plan_knn. Bad input (an unknown method, NaN or inf in the embedding,
+    (McInnes; approximate). "auto": see plan_knn. Bad input (an unknown method, NaN or inf in the embedding,
     too few rows for an inverted file) is an InputError naming it, before any work."""
     if method not in KNN_METHODS:
         raise InputError(f"propagation.knn: expected one of {', '.join(KNN_METHODS)}, got {shown(method)}")
@@ -185,7 +183,7 @@ def _ivf(e: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, str]:
 
 
 def _ivf_lists(n: int) -> int:
-    return max(1, min(int(IVF_LISTS_PER_SQRT * np.sqrt(n)), n // 39))
+    return max(1, min(int(np.sqrt(n)), n // 39))
 
 
 def _without_self(found: np.ndarray, k: int, e: np.ndarray, faiss) -> np.ndarray:
