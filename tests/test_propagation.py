@@ -1,5 +1,6 @@
 """Label spreading over a neighbour graph, and how a round joins it to the ensemble."""
 import os
+from types import SimpleNamespace
 import subprocess
 import sys
 
@@ -420,3 +421,60 @@ def test_a_graph_that_cannot_be_built_fails_the_round_in_one_line_and_writes_not
         assert [r["status"] for r in rounds] == ["failed"]
         assert sorted(x.name for x in (p.root / "checkpoints").iterdir()) == []
         assert p.store.current_round() is None
+
+
+@pytest.mark.parametrize("graph_says, built", [("truth", True), ("wrong", False)])
+def test_an_expensive_graph_is_built_only_where_an_estimate_on_a_sample_says_the_round_keeps_it(
+        graph_says, built, monkeypatch):
+    """Where the whole graph would cost more than the budget, a graph over the seeds and a
+    sample of the other rows is judged by the round's own rule first; a graph the round would
+    leave out is never built."""
+    from mersemi.engine import round_graph
+    from mersemi.engine.folds import Fold
+    from mersemi.engine.metrics import waf
+    from mersemi.engine.train import TrainSet
+
+    x = torch.as_tensor(two_chains())
+    gold = np.r_[0:40:4, 40:80:4]
+    labels = (gold >= 40).astype(np.int64)
+    data = TrainSet(features={}, gold_rows=gold, gold_labels=labels, extra_rows=np.zeros(0, np.int64),
+                    extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(80), score_rows=np.arange(80))
+    folds = [Fold(train_rows=gold[k::2], train_labels=labels[k::2], eval_pos=np.arange(len(gold))[1 - k::2])
+             for k in range(2)]
+    rng = np.random.default_rng(0)
+    oof = np.where(rng.random(len(gold)) < 0.8, labels, 1 - labels)       # the ensemble: 80 % right
+    oof = np.eye(2)[oof] * 0.4 + 0.3
+    built_rows = []
+    real_knn = round_graph.knn_graph
+
+    def knn(e, *args, **kwargs):
+        built_rows.append(len(e))
+        return real_knn(e, *args, **kwargs)
+
+    def spread_labels(graph, bank, data, folds, n_classes, cfg):    # a graph that knows the truth, or contradicts it
+        says = labels if graph_says == "truth" else 1 - labels
+        return np.eye(2)[says] * 0.8 + 0.1, np.zeros((0, 2))
+
+    monkeypatch.setattr(round_graph, "knn_graph", knn)
+    monkeypatch.setattr(round_graph, "spread_labels", spread_labels)
+    monkeypatch.setattr(round_graph, "plan_knn", lambda n, d, method, device: propagation.KnnPlan(
+        "exact", 9.0, 50.0, None))      # 9 s for every pair here: above the 5 s budget
+    cfg = load_config().replace(**{"propagation.joint_fit_min": 10, "finetune.calibrate": False})
+    bank = SimpleNamespace(rows=np.arange(80), local=lambda rows: np.asarray(rows, np.int64))
+    notes = []
+    graph = round_graph.graph_for_round(x, bank, data, folds, oof, waf(labels, oof.argmax(1)), None, 2, cfg, notes)
+    assert built_rows[0] == 59                       # 80 rows x sqrt(5 / 9): what the budget compares
+    assert (graph is not None) == built, notes
+    if built:
+        assert built_rows[1:] == [80] and graph.shape == (80, 80)
+        assert "no lower than without it: the whole graph is built" in notes[0]
+        assert notes[1].startswith("neighbour graph over 80 rows: 7 neighbours per row, exact")
+    else:
+        assert built_rows[1:] == []
+        assert notes[0].startswith("label spreading left out on an estimate: a graph over 59 of 80 rows")
+        assert "the whole graph (exact, estimated 9 s here) was not built" in notes[0]
+    # gold samples too few to judge: the whole graph, without an estimate
+    built_rows.clear()
+    few = cfg.replace(**{"propagation.joint_fit_min": 100})
+    assert round_graph.graph_for_round(x, bank, data, folds, oof, 0.8, None, 2, few, []) is not None
+    assert built_rows == [80]
