@@ -175,7 +175,8 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
         pretrain_samples = 0
         if pretraining and prior.pretrained is not None:
             model.load_state_dict(prior.pretrained)
-            notes.append("pre-training and the neighbour graph taken from an earlier round on the same rows")
+            notes.append("pre-training" + (" and the neighbour graph" if prior.graph is not None else "")
+                         + " taken from an earlier round on the same rows")
         elif pretraining:
             with train_threads(cfg, device):
                 pretrain_samples = pretrain(model, bank, data.pretrain_rows, cfg,
