@@ -42,10 +42,11 @@ EXACT_BUDGET_S = 5.0
 IVF_NPROBE = 16
 IVF_TRAIN_PER_LIST = 64
 IVF_MIN_ROWS = 39 * 16   # k-means wants 39 rows per cluster; fewer rows than this make no useful index
-# Nearest-neighbour descent compares each row with about this many others (40 candidates,
-# their neighbours, a few passes), at a fraction of the matmul peak (scattered rows); blocked
-# products run near the peak.
-_DESCENT_COMPARISONS = 4000
+# Nearest-neighbour descent costs about this many comparisons per row at the scan efficiency
+# below (40 candidates, their neighbours, a few passes, numba compiling its code once): fitted
+# to the 79 CPU s it took at 121,625 x 384 (bench/results/loop.md). Blocked products run near
+# the matmul peak.
+_DESCENT_COMPARISONS = 16_000
 _EXACT_EFFICIENCY, _SCAN_EFFICIENCY = 0.7, 0.25
 
 

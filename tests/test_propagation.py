@@ -318,7 +318,7 @@ def test_auto_chooses_by_the_estimated_cost_on_this_machine(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(propagation, "cpu_kernels", lambda: _kernels(False, 27.0))   # an AVX2 core
     slow = plan_knn(121_625, 384, "auto", cpu, threads=2)
-    assert slow.method == "pynndescent" and slow.exact_s > 100 and slow.approx_s < 30
+    assert slow.method == "pynndescent" and slow.exact_s > 100 and slow.approx_s < slow.exact_s / 2
     assert plan_knn(5_000, 384, "auto", cpu, threads=2).method == "exact"
     assert plan_knn(121_625, 384, "auto", cpu, threads=512).method == "exact"        # many cores
     assert plan_knn(121_625, 384, "auto", torch.device("cuda"), threads=2).method == "exact"
