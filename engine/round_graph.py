@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,16 +14,20 @@ import torch
 from .bank import FeatureBank
 from .calibration import combine, fit_temperature, fit_weights
 from .config import Config
-from .folds import Fold
+from .folds import Fold, LabeledRows
 from .hardware import cpu_kernels
 from .metrics import waf
 from .propagation import EXACT_BUDGET_S, knn_graph, plan_knn, spread
 
-if TYPE_CHECKING:
-    from .train import TrainSet
 
 
-def spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: TrainSet, folds: list[Fold], n_classes: int,
+class RoundRows(LabeledRows, Protocol):
+    """What label spreading reads of a round's training set (train.TrainSet has it): the
+    labeled rows as the folds read them, and the rows the round scores."""
+    score_rows: np.ndarray
+
+
+def spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: RoundRows, folds: list[Fold], n_classes: int,
                    cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """The graph's class distributions from the human labels (gold and extra rows not from the
     model): out-of-fold for the gold rows (each fold hides its evaluation labels) and, from
@@ -83,7 +87,7 @@ class _Rows:
         return np.searchsorted(self.rows, np.asarray(rows, np.int64))
 
 
-def graph_for_round(embedding: torch.Tensor, bank: FeatureBank, data: TrainSet, folds: list[Fold],
+def graph_for_round(embedding: torch.Tensor, bank: FeatureBank, data: RoundRows, folds: list[Fold],
                     oof: np.ndarray, cv_waf: float, share: float | None, n_classes: int, cfg: Config,
                     notes: list[str]) -> sp.csr_matrix | None:
     """The neighbour graph over every bank row, or None where a cheap estimate says the round
@@ -107,8 +111,8 @@ def graph_for_round(embedding: torch.Tensor, bank: FeatureBank, data: TrainSet, 
         sample = np.union1d(seeds, rng.choice(others, min(len(others), max(size - len(seeds), 0)), replace=False))
         sub, _ = knn_graph(embedding[torch.as_tensor(bank.local(sample), device=embedding.device)], pc.neighbours,
                            "exact", cfg.seed)
-        estimate = spread_labels(sub, cast(FeatureBank, _Rows(sample)),
-                                 dataclasses.replace(data, score_rows=np.zeros(0, np.int64)), folds, n_classes, cfg)[0]
+        no_scores = dataclasses.replace(cast(Any, data), score_rows=np.zeros(0, np.int64))
+        estimate = spread_labels(sub, cast(FeatureBank, _Rows(sample)), no_scores, folds, n_classes, cfg)[0]
         weights = join_weights(oof, estimate, data.gold_labels, share, cfg)
         worse = left_out(oof, estimate, weights, data.gold_labels, cv_waf, cfg)
         said = (f"a graph over {len(sample)} of {n} rows ({time.time() - t0:.1f} s) estimated the round's "
