@@ -420,7 +420,7 @@ def test_a_graph_that_cannot_be_built_fails_the_round_in_one_line_and_writes_not
         rounds = p.status()["rounds"]
         assert [r["status"] for r in rounds] == ["failed"]
         assert sorted(x.name for x in (p.root / "checkpoints").iterdir()) == []
-        assert p.store.current_round() is None
+        assert p.store.rounds.current() is None
 
 
 @pytest.mark.parametrize("graph_says, built", [("truth", True), ("wrong", False)])
