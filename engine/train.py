@@ -34,18 +34,18 @@ from torch import nn
 
 from .bank import FeatureBank, pick_device
 from .calibration import (apply_temperature, combine, ensemble_mean, expected_calibration_error, fit_temperature,
-                          fit_weights, fold_term)
+                          fold_term)
 from .checkpoint import Checkpoint, Reusable
 from .config import Config, checkpoint_config
 from .distributed import Dist, gather
 from .errors import InputError
-from .folds import MIN_GOLD_PER_CLASS, Fold, eval_scheme, fold_key, make_folds
+from .folds import MIN_GOLD_PER_CLASS, eval_scheme, fold_key, make_folds
 from .loops import copy_state, embed, fit_folds, fold_workers, predict_rows, pretrain, train_threads
 from .metrics import log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
-from .propagation import knn_graph, spread
 from .results import Calibration, RoundMetrics, SplitMetrics, Work
+from .round_graph import graph_for_round, join_weights, left_out, spread_labels as _spread_labels
 from .round_inputs import Prior, TrainSet, check_rows, validate
 from .vocab import Source
 
@@ -143,7 +143,8 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
         pretrain_samples = 0
         if pretraining and reused is not None and reused.pretrained is not None:
             model.load_state_dict(reused.pretrained)
-            notes.append("pre-training and the neighbour graph taken from an earlier round on the same rows")
+            notes.append("pre-training" + (" and the neighbour graph" if reused.graph is not None else "")
+                         + " taken from an earlier round on the same rows")
         elif pretraining:
             with train_threads(cfg, device):
                 pretrain_samples = pretrain(model, bank, data.pretrain_rows, cfg,
@@ -151,11 +152,10 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
         pretrained = copy_state(model)
         t_pretrain = time.time() - t0
 
-        # -- the neighbour graph over the pre-trained (label-free) embedding, once
-        t0 = time.time()
-        graph = _neighbour_graph(model, bank, cfg, pretraining, reused, leader, notes,
-                                 lambda: report("label spreading: neighbour graph", f_load + f_pre))
-        t_graph = time.time() - t0
+        # -- the neighbour graph over the pre-trained (label-free) embedding: an earlier round's, or
+        # built after the folds (engine/round_graph.py), whose out-of-fold predictions say whether it is needed
+        graph, build_graph = _graph_policy(cfg, pretraining, reused, leader, len(bank.rows), notes)
+        t_graph = 0.0
 
         # -- K-fold fine-tuning on gold (+ extra rows in training folds), folds side by side
         t0 = time.time()
@@ -189,6 +189,12 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
     cv_waf = waf(data.gold_labels, cv_pred)
     ece_raw = expected_calibration_error(oof, data.gold_labels)
     graph_weight, graph_cv = None, None
+    if build_graph:
+        t0 = time.time()
+        report("label spreading: neighbour graph", 0.99)
+        graph = graph_for_round(embed(cast(MRCCL, model), bank, cfg.score_batch_size), bank, data, folds, oof,
+                                cv_waf, n_classes, cfg, notes)
+        t_graph = time.time() - t0
     if graph is not None:
         t0 = time.time()
         report("label spreading", 0.99)
@@ -227,27 +233,21 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
     return RoundResult(scores, metrics, saved, reusable)
 
 
-def _neighbour_graph(model: Model, bank: FeatureBank, cfg: Config, pretraining: bool, reused: Reusable | None,
-                     leader: bool, notes: list[str], announce) -> sp.csr_matrix | None:
-    """THE graph policy: the label-spreading graph over the pre-trained (label-free) embedding of
-    every row the round touches, or None (propagation off, or no pre-trained embedding to build
-    it on). A round on the same rows as an earlier one takes that round's graph; only the
-    leading process builds one."""
+def _graph_policy(cfg: Config, pretraining: bool, reused: Reusable | None, leader: bool, n_rows: int,
+                  notes: list[str]) -> tuple[sp.csr_matrix | None, bool]:
+    """THE graph policy: (an earlier round's graph, whether to build one after the folds). No
+    graph with propagation off or without a pre-trained (label-free) embedding to build it on; a
+    round on the same rows as an earlier one takes that round's graph; only the leading process
+    builds one (engine/round_graph.graph_for_round, which may leave it out on an estimate)."""
     if not cfg.propagation.enabled:
-        return None
+        return None, False
     if not pretraining:
         notes.append("propagation skipped: it needs the pre-trained embedding, and pre-training did not run")
-        return None
+        return None, False
     if reused is not None and reused.graph is not None:
-        notes.append(f"neighbour graph over {len(bank.rows)} rows: the previous round's, same rows and pre-training")
-        return reused.graph
-    if not leader:
-        return None
-    announce()
-    graph, how = knn_graph(embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours,
-                           cfg.propagation.knn, cfg.seed)
-    notes.append(f"neighbour graph over {len(bank.rows)} rows: {how}")
-    return graph
+        notes.append(f"neighbour graph over {n_rows} rows: the previous round's, same rows and pre-training")
+        return reused.graph, False
+    return None, leader
 
 
 def _join_graph(oof: np.ndarray, score_probs: np.ndarray, oof_graph: np.ndarray, score_graph: np.ndarray,
@@ -257,19 +257,14 @@ def _join_graph(oof: np.ndarray, score_probs: np.ndarray, oof_graph: np.ndarray,
     out-of-fold predictions of both (a plain product when calibration is off), and the graph
     left out where it costs out-of-fold classes. Returns (the graph's weight or None when left
     out, the ensemble's temperature, out-of-fold and score probabilities)."""
-    joint = len(gold_labels) >= cfg.propagation.joint_fit_min
-    weights = fit_weights([oof, oof_graph], gold_labels, joint) if cfg.finetune.calibrate else np.ones(2)
-    joined = combine([oof, oof_graph], weights)
-    joined_waf = waf(gold_labels, joined.argmax(1))
-    if joined_waf < cv_waf and joint:
-        # The weights minimise the out-of-fold log-loss; where the graph still costs correct
-        # classes out of fold, it costs them on the pool and test too (judged from
-        # joint_fit_min gold samples: below, one sample moves the WAF by points).
+    weights = join_weights(oof, oof_graph, gold_labels, cfg)
+    joined_waf = left_out(oof, oof_graph, weights, gold_labels, cv_waf, cfg)
+    if joined_waf is not None:
         notes.append(f"label spreading left out: out-of-fold WAF {100 * joined_waf:.2f} with it, "
                      f"{100 * cv_waf:.2f} without")
         temperature = fit_temperature(oof, gold_labels) if cfg.finetune.calibrate else 1.0
         return None, temperature, apply_temperature(oof, temperature), apply_temperature(score_probs, temperature)
-    return (round(float(weights[1]), 4), 1.0 / float(weights[0]), joined,
+    return (round(float(weights[1]), 4), 1.0 / float(weights[0]), combine([oof, oof_graph], weights),
             combine([score_probs, score_graph], weights))
 
 
@@ -302,32 +297,6 @@ def _usable(prior: Prior | None, key: str, reuse: str, k: int, n_extra: int, cfg
     if prior.reuse is not None and prior.reuse.key == reuse:
         out.reuse = prior.reuse
     return out
-
-
-def _spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: TrainSet, folds: list[Fold], n_classes: int,
-                   cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """The graph's class distributions from the human labels (gold and extra rows not from the
-    model): out-of-fold for the gold rows (each fold hides its evaluation labels) and, from
-    every human label, for the score rows.
-
-    Pseudo-labels do not seed it: the model's errors would come back as the graph's, and a few
-    hundred of them in the easy regions outweigh the classes with few labels."""
-    pc = cfg.propagation
-    human = np.ones(len(data.extra_rows), bool) if data.extra_from_model is None else ~data.extra_from_model
-    seeds = np.r_[data.gold_rows, data.extra_rows[human]]
-    labels = np.r_[data.gold_labels, data.extra_labels[human]]
-
-    def run(keep: np.ndarray) -> np.ndarray:
-        return spread(graph, bank.local(seeds[keep]), labels[keep], n_classes, pc.alpha, pc.iterations,
-                      pc.class_mass)
-
-    oof = np.zeros((len(data.gold_rows), n_classes), np.float32)
-    for fold in folds:
-        keep = np.ones(len(seeds), bool)
-        keep[fold.eval_pos] = False           # gold rows come first among the seeds
-        oof[fold.eval_pos] = run(keep)[bank.local(data.gold_rows[fold.eval_pos])]
-    every = run(np.ones(len(seeds), bool))
-    return oof, every[bank.local(data.score_rows)]
 
 
 def predict(saved: Checkpoint, features: dict[str, np.ndarray], rows: np.ndarray,

@@ -12,7 +12,7 @@ earlier round (graph_share_kept, graph_share_from) is gone: fold votes replaced 
 Each row is rewritten from its stored values alone; the shapes are written out here as they are
 at this revision, whatever the engine's types become later.
 
-Revision ID: 0007
+Revision ID: 0007_typed_rounds
 Revises: 0006
 """
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ from alembic import op
 
 from mersemi.db.migrate import set_schema_version
 
-revision = "0007"
+revision = "0007_typed_rounds"   # unique: another branch adds a 0007 too; the integrator renumbers
 down_revision = "0006"
 branch_labels = None
 depends_on = None
