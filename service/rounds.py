@@ -55,15 +55,15 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     torchrun group), the other ranks, waiting in `follow_rounds`, train it with this process."""
     project.mark_dead_rounds_failed()
     store, classes = project.store, project.classes
+    try:   # the config against the project first (a threshold for a class it lacks)
+        trainer = SelfTrainer(cfg, classes, train=_train_fn(dist))
+    except InputError as e:
+        raise ProjectError(str(e)) from None
     if not project.features.exists():
         raise ProjectError(f"{project.root}: no features imported yet (run 'mersemi import')")
     data = _loop_data(project)
     folder = project.root / "checkpoints"
     previous = store.rounds.current()
-    try:
-        trainer = SelfTrainer(cfg, classes, train=_train_fn(dist))
-    except InputError as e:
-        raise ProjectError(str(e)) from None
     ids, labels, sources = store.decisions.training_labels()
     reuse = Reusable.load(checkpoint.reuse_path(folder))
     trainer.resume(_in_force(project, previous), Labels(ids, labels, np.asarray(sources, object)), reuse,
