@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from app_fixtures import free_port, stop_in_process, write_wav
+from mersemi.engine.results import Composition, RoundMetrics, RoundRecord, SplitMetrics
 from mersemi.service.project import Project
 
 pytestmark = pytest.mark.slow
@@ -58,7 +59,8 @@ def imported_project(root: Path, data: Path) -> None:
         rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
                                   pid=os.getpid(), host=socket.gethostname())
         store.rounds.complete(rid, predictions=[("pool", pool, probs)], decisions=[], reviewer="auto",
-                              composition={"gold": 6, "total": 6}, metrics={}, checkpoint=None)
+                              composition=Composition(gold=6, total=6).to_json(),
+                              metrics=RoundRecord(metrics=RoundMetrics(cv=SplitMetrics())).to_json(), checkpoint=None)
 
 
 def call(http: httpx.Client, base: str, endpoint: str, *data) -> dict:
