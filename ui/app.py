@@ -12,7 +12,6 @@ import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -86,88 +85,86 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         snap, history = actions.training_status(), actions.round_history().get("rounds", [])
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Thresholds", id="thresholds", elem_id="tab-thresholds") as t_thresholds:
-                thresholds = tab_thresholds.layout(actions)
+                thresholds = tab_thresholds.build(actions)
             with gr.Tab("Review", id="review", elem_id="tab-review") as t_review:
-                review = tab_review.layout(actions, tab_train.training_banner(snap, history))
+                review = tab_review.build(actions, tab_review.training_banner(snap, history), saved_position)
             with gr.Tab("Train", id="train", elem_id="tab-train") as t_train:
-                train = tab_train.layout(actions)
+                train = tab_train.build(actions)
             with gr.Tab("Decisions", id="decisions", elem_id="tab-decisions") as t_decisions:
-                decisions = tab_decisions.layout(actions)
+                decisions = tab_decisions.build(actions)
             with gr.Tab("Export", id="export", elem_id="tab-export"):
-                export = tab_export.layout(actions)
+                export = tab_export.build(actions)
 
         for name in ENDPOINTS:
             # train_round refuses a second start at once rather than queueing it
             limit = None if name in ("train_round", "training_status", "changes") else "default"
             gr.api(getattr(actions, name), api_name=name, concurrency_limit=limit)
 
-        # One namespace of every component: handlers return dicts keyed by component.
-        W = SimpleNamespace(**vars(thresholds), **vars(review), **vars(train), **vars(decisions), **vars(export),
-                            tabs=tabs, header=header, saved_position=saved_position, round_marker=round_marker,
-                            poll_key=poll_key)
         private: dict[str, Any] = {"api_visibility": "private"}
         demo.load(initial_reviewer, saved_reviewer, reviewer, **private)
         reviewer.change(lambda v: v, reviewer, saved_reviewer, **private)
-        tab_thresholds.wire(actions, W, t_thresholds, reviewer, private)
-        tab_review.wire(actions, W, t_review, reviewer, private)
-        tab_train.wire(actions, W, t_train, private)
-        tab_decisions.wire(actions, W, t_decisions, reviewer, private)
-        tab_export.wire(actions, W, private)
+        tab_thresholds.wire(actions, thresholds, t_thresholds, reviewer, private)
+        tab_review.wire(actions, review, page=demo, tab=t_review, tabs=tabs, tab_ids=TABS, saved_tab=saved_tab,
+                        reviewer=reviewer, round_marker=round_marker, private=private)
+        tab_train.wire(actions, train, t_train, private)
+        tab_decisions.wire(actions, decisions, t_decisions, reviewer, private)
+        tab_export.wire(actions, export, private)
         for tab_id, tab in zip(TABS, (t_thresholds, t_review, t_train, t_decisions)):
             tab.select(partial(lambda t: t, tab_id), None, saved_tab, **private)
-        on_card: dict[str, Any] = {"queue": False, **private}
-        moved = [*tab_review.card_outputs(W), W.review_msg, W.confirm_group, W.filter_conf]
-        demo.load(W.serial(partial(tab_review.on_restore, actions, W, tabs=TABS)), [saved_tab, saved_position],
-                  [tabs, W.filter_cls, W.filter_kind, *moved], **on_card)
 
-        followed = [*tab_thresholds.outputs(W), *tab_train.outputs(W), W.counts_df, W.round_marker, W.poll_key]
-        timer.tick(partial(on_tick, actions, W), poll_key, followed, show_progress="hidden", **private)
-        # A new round (trained here or elsewhere) refreshes the card and the header.
-        round_marker.change(partial(W.move, step=None), [W.filter_cls, W.filter_conf, W.review_state, reviewer],
-                            moved, **on_card).then(partial(header_markdown, actions), None, header, **private)
-        demo.load(partial(on_load, actions, W), None, [*tab_thresholds.outputs(W), poll_key], **private)
-        demo.load(partial(tab_train.render, actions, W), None, tab_train.outputs(W), **private)
+        followed = [*tab_thresholds.outputs(thresholds), *tab_train.outputs(train), review.review_banner,
+                    review.counts_df, round_marker, poll_key]
+        timer.tick(partial(on_tick, actions, thresholds, review, train, round_marker, poll_key), poll_key, followed,
+                   show_progress="hidden", **private)
+        # A new round (trained here or elsewhere) refreshes the header (tab_review redraws the card).
+        round_marker.change(partial(header_markdown, actions), None, header, **private)
+        demo.load(partial(on_load, actions, thresholds, poll_key), None,
+                  [*tab_thresholds.outputs(thresholds), poll_key], **private)
+        demo.load(partial(tab_train.render, actions, train), None, tab_train.outputs(train), **private)
     return demo
 
 
-def on_load(actions: AppActions, W: SimpleNamespace) -> dict:
+def on_load(actions: AppActions, thresholds: tab_thresholds.ThresholdsTab, poll_key: gr.State) -> dict:
     """The Thresholds tab as the store holds it, and the store's marks read just before: what
     the timer compares with from now on."""
     marks = actions.changes()
-    drawn = tab_thresholds.render(actions, W)
-    values = {c: drawn[s] for s, c in zip(W.sliders, actions.project.classes)}
-    return drawn | {W.poll_key: {k: marks.get(k) for k in ("training", "decisions", "thresholds", "rounds")}
+    drawn = tab_thresholds.render(actions, thresholds)
+    values = {c: drawn[s] for s, c in zip(thresholds.sliders, actions.project.classes)}
+    return drawn | {poll_key: {k: marks.get(k) for k in ("training", "decisions", "thresholds", "rounds")}
                     | {"values": values}}
 
 
-def on_tick(actions: AppActions, W: SimpleNamespace, seen: dict | None) -> dict:
+def on_tick(actions: AppActions, thresholds: tab_thresholds.ThresholdsTab, review: tab_review.ReviewTab,
+            train: tab_train.TrainTab, round_marker: gr.State, poll_key: gr.State, seen: dict | None) -> dict:
     """Redraw what changed in the store since the page last looked: a slider only when its
     stored value changed (never one the reviewer is moving), the thresholds tab when thresholds
     changed, the per-class counts when decisions did, the Train tab when a round or the training
     here moved on, and everything that depends on the round when a new one finished."""
     marks = actions.changes()
     if not marks["ok"]:
-        return {W.poll_key: gr.skip()}   # an empty dict would read as no value at all
+        return {poll_key: gr.skip()}   # an empty dict would read as no value at all
     key = {k: marks[k] for k in ("training", "decisions", "thresholds", "rounds")}
     if seen is None or key == {k: seen.get(k) for k in key}:   # None: the page is still drawing itself
-        return {W.poll_key: gr.skip()}
+        return {poll_key: gr.skip()}
     out: dict = {}
     values = seen.get("values", {})
     if key["thresholds"] != seen.get("thresholds") or key["rounds"] != seen.get("rounds"):
-        drawn = tab_thresholds.render(actions, W)
-        drawn.pop(W.threshold_note)   # a message the reviewer is reading stays
-        values = {c: drawn[s] for s, c in zip(W.sliders, actions.project.classes)}
-        for s, c in zip(W.sliders, actions.project.classes):
+        drawn = tab_thresholds.render(actions, thresholds)
+        drawn.pop(thresholds.threshold_note)   # a message the reviewer is reading stays
+        values = {c: drawn[s] for s, c in zip(thresholds.sliders, actions.project.classes)}
+        for s, c in zip(thresholds.sliders, actions.project.classes):
             if seen.get("values", {}).get(c) == values[c]:
                 drawn.pop(s)
-        out |= drawn | {W.counts_df: tab_review.counts_frame(actions)}
+        out |= drawn | {review.counts_df: tab_review.counts_frame(actions)}
     elif key["decisions"] != seen.get("decisions"):
         counts = actions.candidate_counts()
         owners = actions.threshold_history(1).get("owners", {})
-        out |= {W.class_df: tab_thresholds.class_frame(counts, owners), W.counts_df: tab_review.counts_frame(actions)}
+        out |= {thresholds.class_df: tab_thresholds.class_frame(counts, owners),
+                review.counts_df: tab_review.counts_frame(actions)}
     if key["rounds"] != seen.get("rounds") or key["training"] != seen.get("training"):
-        out |= tab_train.render(actions, W) | {W.round_marker: actions.status().get("current_round")}
-    return out | {W.poll_key: key | {"values": values}}
+        out |= (tab_train.render(actions, train) | tab_review.render_banner(actions, review)
+                | {round_marker: actions.status().get("current_round")})
+    return out | {poll_key: key | {"values": values}}
 
 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,

@@ -4,7 +4,8 @@ preset and the history of changes. Every value comes from an `AppActions` endpoi
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
+from dataclasses import dataclass
+from functools import partial
 
 import gradio as gr
 import numpy as np
@@ -26,7 +27,21 @@ INTRO = ("Candidates of a class are the undecided pool samples predicted as that
          "0.85 for worried and surprise, 0.95 for other classes.")
 
 
-def layout(actions: AppActions) -> SimpleNamespace:
+@dataclass
+class ThresholdsTab:
+    """The components the Thresholds tab owns (a slider and a histogram per class, in class order)."""
+    sliders: list[ValueSlider]
+    policy: gr.CheckboxGroup
+    target: gr.Number
+    suggest_btn: gr.Button
+    preset_btn: gr.Button
+    threshold_note: gr.Markdown
+    class_df: gr.Dataframe
+    hists: list[gr.BarPlot]
+    history_df: gr.Dataframe
+
+
+def build(actions: AppActions) -> ThresholdsTab:
     """The tab's components (inside `with gr.Tab(...)`), values as the store holds them now."""
     classes = actions.project.classes
     thresholds = {c: o["threshold"] for c, o in actions.threshold_history(1).get("owners", {}).items()}
@@ -57,65 +72,66 @@ def layout(actions: AppActions) -> SimpleNamespace:
                          for i, c in enumerate(classes)]
             with gr.Accordion("History of threshold changes", open=False, elem_id="threshold-history-box"):
                 history_df = gr.Dataframe(interactive=False, elem_id="threshold-history", wrap=True)
-    return SimpleNamespace(sliders=sliders, policy=policy, target=target, suggest_btn=suggest_btn,
-                           preset_btn=preset_btn, threshold_note=note, class_df=class_df, hists=hists,
-                           history_df=history_df)
+    return ThresholdsTab(sliders=sliders, policy=policy, target=target, suggest_btn=suggest_btn,
+                         preset_btn=preset_btn, threshold_note=note, class_df=class_df, hists=hists,
+                         history_df=history_df)
 
 
-def outputs(W: SimpleNamespace) -> list:
+def outputs(parts: ThresholdsTab) -> list:
     """Every component `render` fills."""
-    return [*W.sliders, W.policy, W.class_df, *W.hists, W.history_df, W.threshold_note]
+    return [*parts.sliders, parts.policy, parts.class_df, *parts.hists, parts.history_df, parts.threshold_note]
 
 
-def render(actions: AppActions, W: SimpleNamespace, note: str = "") -> dict:
+def render(actions: AppActions, parts: ThresholdsTab, note: str = "") -> dict:
     """Sliders, owners, the class table, every histogram and the history, from the store."""
     history = actions.threshold_history(HISTORY_ROWS)
     owners = history.get("owners", {})
     counts = actions.candidate_counts()
     hists = actions.histograms()
     by_class = {h["class"]: h for h in hists.get("classes", [])}
-    out: dict = {slider: owners[c]["threshold"] for slider, c in zip(W.sliders, actions.project.classes)}
-    out |= {W.policy: [c for c, o in owners.items() if o["policy_may_set"]],
-            W.class_df: class_frame(counts, owners), W.history_df: history_frame(history.get("changes", [])),
-            W.threshold_note: note or counts.get("error", "")}
-    out |= {hist: histogram_frame(by_class.get(c)) for hist, c in zip(W.hists, actions.project.classes)}
+    out: dict = {slider: owners[c]["threshold"] for slider, c in zip(parts.sliders, actions.project.classes)}
+    out |= {parts.policy: [c for c, o in owners.items() if o["policy_may_set"]],
+            parts.class_df: class_frame(counts, owners), parts.history_df: history_frame(history.get("changes", [])),
+            parts.threshold_note: note or counts.get("error", "")}
+    out |= {hist: histogram_frame(by_class.get(c)) for hist, c in zip(parts.hists, actions.project.classes)}
     return out
 
 
-def on_threshold(actions: AppActions, W: SimpleNamespace, i: int, value, reviewer: str) -> dict:
+def on_threshold(actions: AppActions, parts: ThresholdsTab, i: int, value, reviewer: str) -> dict:
     """Store a slider's value as the reviewer's and show what was stored; a value that cannot be
     stored is refused in a visible line and the stored one goes back in the box."""
     cls = actions.project.classes[i]
     stored = actions.threshold_history(1)["owners"][cls]["threshold"]
     if value is None or value != value or not 0.0 <= value <= 1.0:
         got = "nothing" if value is None else f"{value:g}"
-        return {W.sliders[i]: stored, W.threshold_note: f"**Not stored:** the threshold for {md(cls)} must lie "
+        return {parts.sliders[i]: stored, parts.threshold_note: f"**Not stored:** the threshold for {md(cls)} must lie "
                                                         f"in [0, 1], got {got}; it stays {stored:.3f}."}
     out = actions.set_thresholds({cls: value}, reviewer)
     if not out["ok"]:
-        return {W.sliders[i]: stored, W.threshold_note: f"**Not stored:** {md(out['error'])}"}
+        return {parts.sliders[i]: stored, parts.threshold_note: f"**Not stored:** {md(out['error'])}"}
     shown = out["thresholds"][cls]
     # The box already shows the value unless it was rounded; sending it back anyway would undo
     # a key pressed while this save ran (that key's own release stores it next).
-    return render(actions, W, f"{md(cls)}: threshold {shown:.3f} stored as {md(reviewer.strip())}'s") | {
-        W.sliders[i]: gr.skip() if shown == value else shown}
+    return render(actions, parts, f"{md(cls)}: threshold {shown:.3f} stored as {md(reviewer.strip())}'s") | {
+        parts.sliders[i]: gr.skip() if shown == value else shown}
 
 
-def on_suggest(actions: AppActions, W: SimpleNamespace, target: float, reviewer: str) -> dict:
+def on_suggest(actions: AppActions, parts: ThresholdsTab, target: float, reviewer: str) -> dict:
     out = actions.suggest(target, reviewer)
     if not out["ok"]:
-        return {W.threshold_note: f"**Not set:** {md(out['error'])}"}
-    return render(actions, W, md(out["message"]))
+        return {parts.threshold_note: f"**Not set:** {md(out['error'])}"}
+    return render(actions, parts, md(out["message"]))
 
 
-def on_preset(actions: AppActions, W: SimpleNamespace, reviewer: str) -> dict:
+def on_preset(actions: AppActions, parts: ThresholdsTab, reviewer: str) -> dict:
     out = actions.paper_preset(reviewer)
     if not out["ok"]:
-        return {W.threshold_note: f"**Not set:** {md(out['error'])}"}
-    return render(actions, W, "paper preset set: " + ", ".join(f"{c} {v:.3f}" for c, v in out["thresholds"].items()))
+        return {parts.threshold_note: f"**Not set:** {md(out['error'])}"}
+    set_to = ", ".join(f"{c} {v:.3f}" for c, v in out["thresholds"].items())
+    return render(actions, parts, f"paper preset set: {set_to}")
 
 
-def on_policy(actions: AppActions, W: SimpleNamespace, ticked: list, reviewer: str) -> dict:
+def on_policy(actions: AppActions, parts: ThresholdsTab, ticked: list, reviewer: str) -> dict:
     """A class ticked is released to the policy; a class unticked becomes the reviewer's at its
     current value."""
     owners = actions.threshold_history(1).get("owners", {})
@@ -130,7 +146,7 @@ def on_policy(actions: AppActions, W: SimpleNamespace, ticked: list, reviewer: s
         out = actions.set_thresholds(keep, reviewer)
         notes.append(f"kept as {md(reviewer.strip())}'s: {', '.join(map(md, keep))}" if out["ok"]
                      else f"**Not kept:** {md(out['error'])}")
-    return render(actions, W, "; ".join(notes))
+    return render(actions, parts, "; ".join(notes))
 
 
 def histogram_frame(hist: dict | None) -> pd.DataFrame | None:
@@ -186,17 +202,17 @@ def oof_text(row: dict) -> str:
     return f"{thin}{hits}/{n} = {p:.2f} ({lo:.2f}–{hi:.2f})"
 
 
-def wire(actions: AppActions, W: SimpleNamespace, tab: gr.Tab, reviewer: gr.Textbox, private: dict) -> None:
-    from functools import partial
-
+def wire(actions: AppActions, parts: ThresholdsTab, tab: gr.Tab, reviewer: gr.Textbox, private: dict) -> None:
+    """The tab's events: `tab` (its gr.Tab) redraws it when selected; `reviewer` is the page's
+    reviewer box, whose name every change records."""
     # A slider saves on release (mouse, typed value + Enter or Tab, arrow keys: app.js turns a
     # key's release into the slider's release); always_last: keys pressed while a save runs are
     # saved after it, never dropped.
-    every = outputs(W)
-    for i, slider in enumerate(W.sliders):
-        slider.release(partial(on_threshold, actions, W, i), [slider, reviewer], every,
+    every = outputs(parts)
+    for i, slider in enumerate(parts.sliders):
+        slider.release(partial(on_threshold, actions, parts, i), [slider, reviewer], every,
                        trigger_mode="always_last", **private)
-    W.policy.input(partial(on_policy, actions, W), [W.policy, reviewer], every, **private)
-    W.suggest_btn.click(partial(on_suggest, actions, W), [W.target, reviewer], every, **private)
-    W.preset_btn.click(partial(on_preset, actions, W), reviewer, every, **private)
-    tab.select(partial(render, actions, W), None, every, **private)
+    parts.policy.input(partial(on_policy, actions, parts), [parts.policy, reviewer], every, **private)
+    parts.suggest_btn.click(partial(on_suggest, actions, parts), [parts.target, reviewer], every, **private)
+    parts.preset_btn.click(partial(on_preset, actions, parts), reviewer, every, **private)
+    tab.select(partial(render, actions, parts), None, every, **private)

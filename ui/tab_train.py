@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
@@ -20,7 +20,26 @@ from .charts import f1_plot, md, pct, progress_bar, waf_plot
 LOW_PRECISION = 0.8      # auto-accept confirmation: classes below it are flagged
 
 
-def layout(actions: AppActions) -> SimpleNamespace:
+@dataclass
+class TrainTab:
+    """The components the Train tab owns."""
+    preset: gr.Dropdown
+    auto_accept: gr.Checkbox
+    train_btn: gr.Button
+    train_confirm_group: gr.Group
+    train_confirm_md: gr.Markdown
+    train_confirm_btn: gr.Button
+    train_cancel_btn: gr.Button
+    progress_html: gr.HTML
+    train_log: gr.Textbox
+    after_md: gr.Markdown
+    waf_chart: gr.HTML
+    f1_chart: gr.HTML
+    rounds_df: gr.Dataframe
+
+
+def build(actions: AppActions) -> TrainTab:
+    """The tab's components (inside `with gr.Tab(...)`)."""
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Row(equal_height=True):
@@ -46,49 +65,49 @@ def layout(actions: AppActions) -> SimpleNamespace:
                 waf_chart = gr.HTML(elem_id="waf-plot", min_height=0)
                 f1_chart = gr.HTML(elem_id="f1-plot", min_height=0)
     rounds_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=False, elem_id="history")
-    return SimpleNamespace(preset=preset, auto_accept=auto_accept, train_btn=train_btn,
-                           train_confirm_group=confirm_group, train_confirm_md=confirm_md,
-                           train_confirm_btn=train_confirm_btn, train_cancel_btn=train_cancel_btn,
-                           progress_html=progress_html, train_log=train_log, after_md=after_md,
-                           waf_chart=waf_chart, f1_chart=f1_chart, rounds_df=rounds_df)
+    return TrainTab(preset=preset, auto_accept=auto_accept, train_btn=train_btn,
+                    train_confirm_group=confirm_group, train_confirm_md=confirm_md,
+                    train_confirm_btn=train_confirm_btn, train_cancel_btn=train_cancel_btn,
+                    progress_html=progress_html, train_log=train_log, after_md=after_md,
+                    waf_chart=waf_chart, f1_chart=f1_chart, rounds_df=rounds_df)
 
 
-def outputs(W: SimpleNamespace) -> list:
+def outputs(parts: TrainTab) -> list:
     """What `render` fills."""
-    return [W.progress_html, W.train_log, W.rounds_df, W.waf_chart, W.f1_chart, W.after_md, W.review_banner]
+    return [parts.progress_html, parts.train_log, parts.rounds_df, parts.waf_chart, parts.f1_chart, parts.after_md]
 
 
-def render(actions: AppActions, W: SimpleNamespace) -> dict:
+def render(actions: AppActions, parts: TrainTab) -> dict:
     snap = actions.training_status()
     history = actions.round_history()["rounds"]
-    return {W.progress_html: progress_bar(snap), W.train_log: "\n".join(snap["log"]),
-            W.rounds_df: history_frame(history), W.waf_chart: waf_plot(history), W.f1_chart: f1_plot(history),
-            W.after_md: after_round_text(history), W.review_banner: training_banner(snap, history)}
+    return {parts.progress_html: progress_bar(snap), parts.train_log: "\n".join(snap["log"]),
+            parts.rounds_df: history_frame(history), parts.waf_chart: waf_plot(history),
+            parts.f1_chart: f1_plot(history), parts.after_md: after_round_text(history)}
 
 
-def on_train(actions: AppActions, W: SimpleNamespace, preset: str, auto_accept: bool) -> dict:
+def on_train(actions: AppActions, parts: TrainTab, preset: str, auto_accept: bool) -> dict:
     out = actions.train_round(preset, bool(auto_accept))
     if not out["ok"]:
         gr.Warning(out["error"])
     snap = actions.training_status()
-    return {W.progress_html: progress_bar(snap), W.train_log: "\n".join(snap["log"]),
-            W.train_confirm_group: gr.update(visible=False)}
+    return {parts.progress_html: progress_bar(snap), parts.train_log: "\n".join(snap["log"]),
+            parts.train_confirm_group: gr.update(visible=False)}
 
 
-def on_train_ask(actions: AppActions, W: SimpleNamespace, preset: str, auto_accept: bool) -> dict:
+def on_train_ask(actions: AppActions, parts: TrainTab, preset: str, auto_accept: bool) -> dict:
     """Train at once, or, with auto-accept, first show per class how many candidates it would
     accept and at what expected precision, and ask."""
     if not auto_accept:
-        return on_train(actions, W, preset, False)
+        return on_train(actions, parts, preset, False)
     preview = actions.auto_accept_preview(preset)
     if not preview["ok"]:
-        return {W.train_confirm_group: gr.update(visible=True),
-                W.train_confirm_md: f"**Cannot preview the auto-accept step:** {md(preview['error'])}"}
-    return {W.train_confirm_group: gr.update(visible=True), W.train_confirm_md: auto_accept_text(preview)}
+        return {parts.train_confirm_group: gr.update(visible=True),
+                parts.train_confirm_md: f"**Cannot preview the auto-accept step:** {md(preview['error'])}"}
+    return {parts.train_confirm_group: gr.update(visible=True), parts.train_confirm_md: auto_accept_text(preview)}
 
 
-def on_train_confirm(actions: AppActions, W: SimpleNamespace, preset: str) -> dict:
-    return on_train(actions, W, preset, True) | {W.auto_accept: False}
+def on_train_confirm(actions: AppActions, parts: TrainTab, preset: str) -> dict:
+    return on_train(actions, parts, preset, True) | {parts.auto_accept: False}
 
 
 def auto_accept_text(preview: dict) -> str:
@@ -109,18 +128,6 @@ def auto_accept_text(preview: dict) -> str:
     return (f"This round will **accept {preview['total']} candidates** as pseudo-labels without review "
             f"(counted now, at the current thresholds):\n\n" + "\n".join(rows) + "\n" + warn
             + "  \nThe box is unticked after this round.")
-
-
-def training_banner(snap: dict, history: Sequence[dict]) -> str:
-    """The Review tab's line while a round trains: which one, and where decisions made now go."""
-    if not snap.get("running"):
-        return ""
-    rid = snap.get("round") if snap.get("round") is not None else "the next round"
-    done = [r["id"] for r in history if r["status"] == "done"]
-    shown = f"round {done[-1]}" if done else "no round"
-    return (f"⏳ **Round {rid} is training ({round(100 * snap['fraction'])}%).** The cards here are {shown}'s. "
-            f"Decisions you make now are saved, but round {rid} started with the decisions made before it: "
-            f"yours go into the round after it.")
 
 
 def after_round_text(history: Sequence[dict]) -> str:
@@ -168,10 +175,11 @@ def default_preset(presets: dict[str, Path]) -> str | None:
     return "default" if "default" in presets else next(iter(presets), None)
 
 
-def wire(actions: AppActions, W: SimpleNamespace, tab: gr.Tab, private: dict) -> None:
-    asked = [W.train_confirm_group, W.train_confirm_md, W.progress_html, W.train_log, W.auto_accept]
-    W.train_btn.click(partial(on_train_ask, actions, W), [W.preset, W.auto_accept], asked, concurrency_limit=None,
-                      **private)
-    W.train_confirm_btn.click(partial(on_train_confirm, actions, W), W.preset, asked, concurrency_limit=None, **private)
-    W.train_cancel_btn.click(lambda: gr.update(visible=False), None, W.train_confirm_group, **private)
-    tab.select(partial(render, actions, W), None, outputs(W), **private)
+def wire(actions: AppActions, parts: TrainTab, tab: gr.Tab, private: dict) -> None:
+    asked = [parts.train_confirm_group, parts.train_confirm_md, parts.progress_html, parts.train_log, parts.auto_accept]
+    parts.train_btn.click(partial(on_train_ask, actions, parts), [parts.preset, parts.auto_accept], asked,
+                          concurrency_limit=None, **private)
+    parts.train_confirm_btn.click(partial(on_train_confirm, actions, parts), parts.preset, asked,
+                                  concurrency_limit=None, **private)
+    parts.train_cancel_btn.click(lambda: gr.update(visible=False), None, parts.train_confirm_group, **private)
+    tab.select(partial(render, actions, parts), None, outputs(parts), **private)
