@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, overload
 
 from ..engine.config import presets
-from ..engine.errors import shown
+from ..engine.errors import Refusal, shown
 from ..engine.processes import dead_on_this_host, this_process
 from ..engine.vocab import QueueKind, Tool
 
@@ -27,8 +27,9 @@ from .runner import LOG_LINES, TrainingRunner
 from .clips import ClipShelf
 from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
 from .exports import export as write_export
+from .errors import NoRound
 from .project import DecisionRequest, Project, ProjectError
-from .refusals import refusals
+from .refusals import refused, refusals
 from .review import (
     DEFAULT_QUEUE,
     RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
@@ -297,8 +298,8 @@ class AppActions(TrainingActions):
         if count == 0:
             raise ProjectError("no undecided candidates pass the thresholds in this filter")
         if expected != count:
-            return {"ok": False, "count": count, "needs_confirmation": True,
-                    "error": f"{count} candidates would be accepted; confirm with expected={count}"}
+            return refused(f"{count} candidates would be accepted; confirm with expected={count}",
+                           Refusal.CONFIRM) | {"count": count, "needs_confirmation": True}
         page, _ = self._page(snap, cls, min_confidence, 0, count, reviewer)
         requests = [DecisionRequest(c.name, "accept") for c in page]
         out = self.project.decide(requests, reviewer, source="accept all", round_id=snap.round_id,
@@ -340,7 +341,7 @@ class AppActions(TrainingActions):
         rnd = self.project.store.current_round()
         if rnd is None:
             if required:
-                raise ProjectError("no finished round yet: train round 0 on the Train tab first")
+                raise NoRound("no finished round yet: train round 0 on the Train tab first")
             return None
         return Snapshot(rnd.id, round_view(self.project, rnd.id), self.project.store.thresholds())
 

@@ -11,6 +11,7 @@ from ..engine.errors import shown
 from ..engine.safe_files import check_writable_target, write_atomically
 from ..engine.vocab import Source, Split
 
+from .errors import NoRound
 from .project import Project, ProjectError
 
 WHAT = ("labels", "predictions", "decisions")
@@ -79,7 +80,7 @@ def predictions_frame(project: Project) -> pd.DataFrame:
     """The current round's predictions for the pool and the test split."""
     rnd = project.store.current_round()
     if rnd is None:
-        raise ProjectError("no finished round yet: nothing to export")
+        raise NoRound("no finished round yet: nothing to export")
     frames = []
     for kind, split in (("pool", "unlabeled"), ("test", "test")):
         ids, probs = project.store.predictions(rnd.id, kind)

@@ -28,7 +28,7 @@ from ..engine.names import name_problem, note_problem
 from ..engine.processes import pid_alive
 from ..engine.safe_files import check_folder_target
 
-from .errors import ProjectError
+from .errors import Claimed, NoRound, ProjectError
 from .project_import import ProjectImport
 from .store_location import PASSWORD_ENV, SERVER_URL_FILE, _server_url, _where, _without_password, store_url
 from .values import person
@@ -185,7 +185,7 @@ class Project(ProjectImport):
         `respect_claims`, samples on another reviewer's screen (claimed) are refused."""
         rnd = self.store.current_round() if round_id is None else self.store.round(round_id)
         if rnd is None or rnd.status != "done":
-            raise ProjectError("no finished round yet: train round 0 before deciding")
+            raise NoRound("no finished round yet: train round 0 before deciding")
         reviewer = person(reviewer)
         bad_names = {r.name: p for r in requests if (p := name_problem(r.name))}
         known = self.store.samples_by_name(r.name for r in requests if r.name not in bad_names)
@@ -215,7 +215,7 @@ class Project(ProjectImport):
         except CardClaimed as e:
             names = self.store.sample_names(e.sample_ids)
             shown_names = ", ".join(names[i] for i in e.sample_ids[:5]) + (" ..." if len(e.sample_ids) > 5 else "")
-            raise ProjectError(f"{source}: {shown_names}: on another reviewer's screen right now; "
+            raise Claimed(f"{source}: {shown_names}: on another reviewer's screen right now; "
                                "take the next card (it is theirs to decide)") from None
         return {"recorded": len(entries), "round": rnd.id, "batch": batch, "relabel_as_accept": as_accept,
                 "replaced": [{"name": r.name, "action": d.action, "reviewer": d.reviewer,

@@ -19,6 +19,7 @@ from ..engine.config import load_config, preset_path
 from ..engine.thresholds import check_target_precision, quantize
 from ..engine.vocab import HUMAN_SOURCES, Action, QueueKind, Source, media_kind
 
+from .errors import NoRound
 from .project import Project, ProjectError
 
 HIST_BINS = 40
@@ -66,7 +67,7 @@ _views: dict[tuple[str, int], RoundView] = {}
 def round_view(project: Project, round_id: int | None = None) -> RoundView:
     rnd = project.store.round(round_id) if round_id is not None else project.store.current_round()
     if rnd is None or rnd.status != "done":
-        raise ProjectError("no finished round yet: train round 0 first")
+        raise NoRound("no finished round yet: train round 0 first")
     key = (str(project.root.resolve()), rnd.id)
     if key not in _views:
         oof_ids, oof_probs = project.store.predictions(rnd.id, "oof")
@@ -264,7 +265,7 @@ def next_candidates(project: Project, cls: str | None = None, min_confidence: fl
                     limit: int = 1, offset: int = 0) -> list[Card]:
     """A page of the verify queue (candidates, least confident first)."""
     if project.store.current_round() is None:
-        raise ProjectError("no finished round yet: train round 0 first")
+        raise NoRound("no finished round yet: train round 0 first")
     return queue_page(project, "verify", cls, min_confidence, offset, limit)[0]
 
 

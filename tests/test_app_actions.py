@@ -242,8 +242,8 @@ def test_no_round_yet_gives_a_message(tmp_path):
 
     app = AppActions(Project.init(tmp_path / "empty", CLASSES))
     for out in (app.candidate_counts(), app.next_candidate(), app.decide("x", "accept", "", "ann"),
-                app.accept_all(reviewer="ann"), app.suggest(0.9)):
-        assert out["ok"] is False and "no finished round" in out["error"]
+                app.accept_all(reviewer="ann"), app.suggest(0.9), app.export("predictions")):
+        assert out["ok"] is False and "no finished round" in out["error"] and out["code"] == "no_round"
     assert app.set_thresholds({"joy": 0.7}, reviewer="ann")["ok"]               # thresholds work before round 0
     assert app.round_history()["rounds"] == []
 
@@ -320,3 +320,17 @@ def test_split_histogram_cuts_the_pool_at_the_threshold(app):
     assert (cut_edges == edges).all() and (below + above == counts).all()
     assert above.sum() == expected_count(1, 0.8) and below.sum() == counts.sum() - above.sum()
     assert not below[edges[:-1] >= 0.8].any() and not above[edges[1:] <= 0.8].any()
+
+
+def test_every_refusal_carries_a_code_a_client_branches_on(app, monkeypatch):
+    assert app.set_thresholds({"joy": 1.5}, "ann")["code"] == "invalid"
+    assert app.next_candidate("all", "0.5")["code"] == "invalid"              # a number sent as a string
+    n = app.accept_all("all", 0.0, "ann")
+    assert n["code"] == "confirm" and n["count"] > 0
+    held = app.next_candidate("all", 0.0, 0, "bob", "verify")["candidate"]["name"]   # on bob's screen now
+    assert app.decide(held, "accept", "", "ann")["code"] == "claimed"
+    assert app.train_round(config="nope")["code"] == "refused"
+    monkeypatch.setattr(app.project, "status", lambda: 1 / 0)
+    out = app.status()
+    assert out["code"] == "internal" and "internal error in status" in out["error"]
+    assert log(app) == []

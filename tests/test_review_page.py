@@ -328,3 +328,15 @@ def test_moving_through_the_queue_skips_the_counts_a_decision_refreshes_them(app
     assert RV.counts_df not in moved and moved[RV.review_state]["offset"] == 1
     decided = tab_review.on_decide(app, RV, "accept", "", "all", 0.0, moved[RV.review_state], "ann")
     assert decided[RV.counts_df]["verified"].sum() == 1
+
+
+def test_the_page_branches_on_a_refusals_code_never_on_its_words(app, RV, monkeypatch):
+    no_round = {"ok": False, "code": "no_round", "error": "any words at all"}
+    assert "train round 0 on the **Train** tab" in tab_review.empty_state(app, "all", 0.0, no_round)
+    worded = {"ok": False, "code": "refused", "error": "no finished round yet, in other words"}
+    assert "**Train** tab" not in tab_review.empty_state(app, "all", 0.0, worded)
+    # a refusal that happens to carry a count is no question to ask
+    monkeypatch.setattr(app, "accept_all", lambda *a, **k: {"ok": False, "code": "busy", "count": 3,
+                                                            "error": "database busy, try again"})
+    out = tab_review.on_accept_all_ask(app, RV, "all", 0.0, "ann")
+    assert out[RV.confirm_group]["visible"] is False and "database busy" in out[RV.review_msg]

@@ -13,6 +13,7 @@ from functools import partial
 import gradio as gr
 import pandas as pd
 
+from ..engine.errors import Refusal
 from ..engine.thresholds import STEP
 from ..engine.vocab import Action, CardKind, QueueKind
 from ..service.actions import AppActions
@@ -215,7 +216,7 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
 
 def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict, kind: str = DEFAULT_QUEUE) -> str:
     """No card: say why and what to do about it."""
-    if out.get("error", "").startswith("no finished round"):
+    if out.get("code") == Refusal.NO_ROUND:
         return "### No candidate yet\nNo round has finished: train round 0 on the **Train** tab first."
     if not out["ok"]:
         return f"### No candidate\n{md(out['error'])}"
@@ -274,7 +275,7 @@ def on_undo(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float, st
 
 def on_accept_all_ask(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float, reviewer: str) -> dict:
     out = actions.accept_all(cls, min_conf, reviewer)
-    if "count" not in out:
+    if out.get("code") != Refusal.CONFIRM:   # refused: nothing to ask
         return {parts.confirm_group: gr.update(visible=False), parts.confirm_md: "", parts.pending_count: 0,
                 parts.review_msg: f"**Nothing to accept:** {md(out['error'])}"}
     what = "all classes" if cls in (None, "", "all") else f"class **{md(cls)}**"
@@ -289,7 +290,7 @@ def on_accept_all_confirm(actions: AppActions, parts: ReviewTab, cls: str, min_c
                           count: int, state: dict | None = None) -> dict:
     out = actions.accept_all(cls, min_conf, reviewer, expected=count)
     if not out["ok"]:
-        if "count" in out:  # the queue changed since the question: say so in the page's words
+        if out["code"] == Refusal.CONFIRM:   # the queue changed since the question: say so in the page's words
             why = (f"this filter now holds {out['count']} candidates, not the {count} you were asked about "
                    f"(decisions were made meanwhile). Press *Accept all in this filter…* again to see the "
                    f"new count.")
