@@ -109,7 +109,8 @@ def decisions_frame(project: Project) -> pd.DataFrame:
         "source": d.source, "card": d.card, "confidence": d.confidence,
         "reviewer": d.reviewer, "note": d.note, "batch": d.batch,
     } for d in log], columns=["id", "time", "name", "round", "decision", "label", "source", "card", "confidence",
-                              "undoes", "reviewer", "note", "batch"])
+                              "undoes", "reviewer", "note", "batch"]).astype(
+        {"round": "Int64", "undoes": "Int64"})   # ids stay whole numbers beside empty cells
 
 
 def _write_mertools(project: Project, labels: pd.DataFrame, out: Path) -> None:

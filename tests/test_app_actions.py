@@ -334,3 +334,15 @@ def test_every_refusal_carries_a_code_a_client_branches_on(app, monkeypatch):
     out = app.status()
     assert out["code"] == "internal" and "internal error in status" in out["error"]
     assert log(app) == []
+
+
+def test_the_decision_log_export_writes_ids_as_whole_numbers(app):
+    import csv
+
+    assert app.decide("u49", "accept", "", "ann")["ok"] and app.undo("ann")["ok"]
+    out = app.export("decisions")
+    with open(out["file"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    undone = rows[0]["id"]
+    assert [(r["decision"], r["round"], r["undoes"]) for r in rows] == [("accept", "0", ""), ("undo", "0", undone)]
+    assert all(r["id"].isdigit() for r in rows)
