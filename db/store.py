@@ -18,9 +18,10 @@ from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..engine.vocab import Tool
+from ..engine.vocab import RoundStatus, Tool
 from .claim_queries import ClaimQueries
 from .decision_queries import DecisionQueries
 from .models import ClassLabel, Decision, Meta, Round, Sample, Threshold, ThresholdChange
@@ -58,6 +59,19 @@ class Store(RoundQueries, ThresholdQueries, DecisionQueries, ClaimQueries):
     def meta(self, key: str) -> str | None:
         with self.session() as s:
             return s.scalar(select(Meta.value).where(Meta.key == key))
+
+    def meta_or_set(self, key: str, value: str) -> str:
+        """The value `key` holds; `value` set first when it holds none (one transaction: two
+        servers starting at once agree on one value)."""
+        def work(s: Session) -> str:
+            held = s.scalar(select(Meta.value).where(Meta.key == key))
+            if held is None:
+                s.add(Meta(key=key, value=value))
+            return value if held is None else held
+        try:
+            return self._write(work)
+        except IntegrityError:   # another process set it between our read and our write
+            return cast(str, self.meta(key))
 
     def set_classes(self, names: Sequence[str], default_thresholds: Sequence[float]) -> None:
         def work(s: Session) -> None:
@@ -134,10 +148,14 @@ class Store(RoundQueries, ThresholdQueries, DecisionQueries, ClaimQueries):
     # ------------------------------------------------------------------ what a page polls
     def change_marks(self) -> dict[str, Any]:
         """Cheap marks that change with every write a page shows: the decision log, the threshold
-        history and the rounds (their count, the last one's status and progress)."""
+        history, the rounds (their count, the last one's status and progress), the round in force
+        and the number of samples."""
         with self.session() as s:
             decisions = tuple(s.execute(select(func.count(), func.max(Decision.id))).one())
             thresholds = s.scalar(select(func.max(ThresholdChange.id)))
             last = s.execute(select(Round.id, Round.status, Round.progress).order_by(Round.id.desc()).limit(1)).first()
+            current = s.scalar(select(func.max(Round.id)).where(Round.status == RoundStatus.DONE))
+            samples = s.scalar(select(func.count()).select_from(Sample))
         return {"decisions": list(decisions), "thresholds": thresholds,
-                "rounds": None if last is None else [last[0], last[1], last[2]]}
+                "rounds": None if last is None else [last[0], last[1], last[2]],
+                "current_round": current, "samples": samples}

@@ -23,6 +23,8 @@ from .errors import NoRound
 from .project import Project, ProjectError
 
 HIST_BINS = 40
+THIN = 30   # a share or a precision resting on fewer samples than this is marked thin where it is shown
+THIN = 30   # a share or a precision resting on fewer samples than this is marked thin where it is shown
 # "both": the least sure first, then the riskiest candidates, so the queue never runs dry
 # (bench/results/README.md compares it with the verify queue).
 DEFAULT_QUEUE = QueueKind.BOTH
@@ -151,15 +153,18 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] |
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def split_histogram(view: RoundView, cls: int, threshold: float,
-                    bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`view.histogram(cls)` in two parts: (edges, counts below the threshold, counts at or
-    above it). A bin the threshold cuts counts in both, so the plot can show the cut."""
-    conf = view.pool_conf[view.pool_pred == cls]
+def split_histogram(view: RoundView, cls: int, threshold: float, open_: np.ndarray,
+                    bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`view.histogram(cls)` in three parts: (edges, undecided samples below the threshold,
+    candidates: undecided at or above it, decided samples). `open_`: open_mask's samples still
+    undecided. A bin the threshold cuts counts on both sides, so the plot can show the cut."""
+    mine = view.pool_pred == cls
+    conf, undecided = view.pool_conf[mine], open_[mine]
     span = (1.0 / view.n_classes, 1.0)
-    below, edges = np.histogram(conf[conf < threshold], bins=bins, range=span)
-    above, _ = np.histogram(conf[conf >= threshold], bins=bins, range=span)
-    return edges, below, above
+    below, edges = np.histogram(conf[undecided & (conf < threshold)], bins=bins, range=span)
+    candidates, _ = np.histogram(conf[undecided & (conf >= threshold)], bins=bins, range=span)
+    decided, _ = np.histogram(conf[~undecided], bins=bins, range=span)
+    return edges, below, candidates, decided
 
 
 def class_table(project: Project, thresholds: dict[str, float] | None = None,

@@ -316,10 +316,22 @@ def test_split_histogram_cuts_the_pool_at_the_threshold(app):
 
     view = round_view(app.project)
     counts, edges = view.histogram(1)
-    cut_edges, below, above = split_histogram(view, 1, 0.8)
-    assert (cut_edges == edges).all() and (below + above == counts).all()
+    undecided = np.ones(len(view.pool_ids), bool)
+    cut_edges, below, above, decided = split_histogram(view, 1, 0.8, undecided)
+    assert (cut_edges == edges).all() and (below + above == counts).all() and decided.sum() == 0
     assert above.sum() == expected_count(1, 0.8) and below.sum() == counts.sum() - above.sum()
     assert not below[edges[:-1] >= 0.8].any() and not above[edges[1:] <= 0.8].any()
+
+
+def test_the_histograms_candidates_are_the_undecided_ones(app):
+    joy = [f"u{i:02d}" for i in range(1, N_POOL, 3)]            # predicted joy, confidence down from 0.98
+    for name in joy[:3]:                                          # three candidates decided
+        assert app.decide(name, "accept", "", "ann")["ok"]
+    assert app.decide(joy[-1], "label", "joy", "ann")["ok"]      # and one sample below the threshold
+    h = app.histograms()["classes"][1]
+    table = {r["class"]: r for r in app.candidate_counts()["classes"]}
+    assert sum(h["candidates"]) == table["joy"]["candidates"] == expected_count(1, 0.5) - 3
+    assert sum(h["decided"]) == 4 and sum(h["below"]) == len(joy) - expected_count(1, 0.5) - 1
 
 
 def test_every_refusal_carries_a_code_a_client_branches_on(app, monkeypatch):

@@ -67,27 +67,45 @@ TABS_PART = Part("tabs")
 
 # ---------------------------------------------------------------------- 1. thresholds
 
+SHOWN = {"calm": 0.5, "joy": 0.5, "anger": 0.5}   # what the page's boxes were last given
+
+
 @pytest.mark.parametrize("typed", [-0.2, 1.5, None, float("nan")])
-def test_a_threshold_out_of_range_is_refused_visibly_and_the_box_shows_the_stored_value(app, TH, RV, TR, typed):
-    out = tab_thresholds.on_threshold(app, TH, 2, typed, "ann")
-    assert out[TH.sliders[2]] == 0.5                    # the box gets the stored value back
-    assert "Not stored" in out[TH.threshold_note] and "0.500" in out[TH.threshold_note]
-    assert app.project.thresholds()["anger"] == 0.5
+def test_a_threshold_out_of_range_is_refused_beside_its_box_and_the_box_shows_the_stored_value(app, TH, typed):
+    out = tab_thresholds.on_threshold(app, TH, 2, typed, SHOWN, "ann")
+    assert out[TH.sliders[2]]["value"] == 0.5                   # the box gets the stored value back
+    assert "Not stored" in out[TH.sliders[2]]["info"] and "0.500" in out[TH.sliders[2]]["info"]   # beside it
+    got = "no number" if typed is None else f"{typed:g}"
+    assert f"got {got}" in out[TH.sliders[2]]["info"]
+    assert app.project.thresholds()["anger"] == 0.5 and len(app.project.threshold_history()) == 6   # init, fixture
 
 
-def test_a_threshold_is_stored_as_the_slider_shows_it_and_is_the_reviewers(app, TH, RV, TR):
-    out = tab_thresholds.on_threshold(app, TH, 2, 0.70349, "ann")
-    assert out[TH.sliders[2]] == 0.704 == app.project.thresholds()["anger"]   # rounded up: sent back
-    assert "0.704 stored as ann's" in out[TH.threshold_note]
+def test_a_threshold_is_stored_as_the_slider_shows_it_and_is_the_reviewers(app, TH):
+    out = tab_thresholds.on_threshold(app, TH, 2, 0.70349, SHOWN, "ann")
+    assert out[TH.sliders[2]]["value"] == 0.704 == app.project.thresholds()["anger"]   # rounded up: sent back
+    assert "0.704 stored as ann's" in out[TH.sliders[2]]["info"]
+    assert out[TH.shown]["anger"] == 0.704                      # what the box now shows
     assert "anger" not in out[TH.policy]                        # hers: the policy leaves it alone
     assert out[TH.class_df].set_index("class").loc["anger", "set by"] == "ann (kept)"
     assert out[TH.history_df].iloc[0][["class", "threshold", "set by"]].tolist() == ["anger", "0.704", "ann"]
-    refused = tab_thresholds.on_threshold(app, TH, 2, 0.8, "")
-    assert "reviewer name" in refused[TH.threshold_note] and app.project.thresholds()["anger"] == 0.704
+    refused = tab_thresholds.on_threshold(app, TH, 2, 0.8, out[TH.shown], "")
+    assert "reviewer name" in refused[TH.sliders[2]]["info"] and app.project.thresholds()["anger"] == 0.704
+
+
+def test_a_value_the_box_was_given_stores_nothing(app, TH):
+    for value in (0.5, 0.5 + 1e-9):                             # a click into the box and out, Enter on it
+        out = tab_thresholds.on_threshold(app, TH, 2, value, SHOWN, "ann")
+        assert list(out) == [TH.sliders[2]]                     # nothing redrawn, nothing said
+    app.project.set_thresholds({"anger": 0.7}, by="bob")        # another writer, not yet on this page
+    tab_thresholds.on_threshold(app, TH, 2, 0.5, SHOWN, "ann")  # the box still shows 0.5: no one's change
+    assert app.project.threshold_owners()["anger"]["set_by"] == "bob"
+    follow = tab_thresholds.follow(app, TH, SHOWN)              # the page's poll brings bob's value ...
+    assert follow[TH.sliders[2]]["value"] == 0.7 and follow[TH.shown]["anger"] == 0.7
+    assert TH.sliders[0] not in follow and TH.threshold_note not in follow   # ... and leaves the rest alone
 
 
 def test_ticking_a_class_lets_the_policy_set_it_and_unticking_keeps_it(app, TH, RV, TR):
-    tab_thresholds.on_threshold(app, TH, 0, 0.6, "ann")
+    tab_thresholds.on_threshold(app, TH, 0, 0.6, SHOWN, "ann")
     assert sorted(tab_thresholds.on_policy(app, TH, ["calm", "joy", "anger"], "bob")[TH.policy]) == \
         ["anger", "calm", "joy"]                                    # every class released
     out = tab_thresholds.on_policy(app, TH, ["calm"], "bob")        # joy and anger unticked: bob's now
@@ -146,7 +164,7 @@ def test_labels_are_counted_by_source_under_the_class_they_give(app, TH, RV, TR)
 
 def test_a_class_key_labels_a_label_card_and_relabels_a_verify_card(app, TH, RV, TR):
     label_card = tab_review.render_card(app, RV, "all", 0.0, 0, {"kind": "label"})
-    assert label_card[RV.class_label] == "Label as:" and label_card[RV.review_state]["card"] == "label"
+    assert label_card[RV.class_label].startswith("Label as") and label_card[RV.review_state]["card"] == "label"
     name = label_card[RV.review_state]["name"]
     out = tab_review.on_decide(app, RV, "class", "calm", "all", 0.0, label_card[RV.review_state], "ann")
     assert "labeled calm" in out[RV.review_msg]
@@ -156,6 +174,20 @@ def test_a_class_key_labels_a_label_card_and_relabels_a_verify_card(app, TH, RV,
     log = [(d.action, d.source, d.card) for d in app.project.store.decision_log()]
     assert log == [("label", "labeled", "label"), ("relabel", "relabeled", "verify")]
     assert name != "u49"
+
+
+def test_on_a_label_card_the_class_keys_lead_and_accept_asks_its_question(app, RV):
+    label = tab_review.render_card(app, RV, "all", 0.0, 0, {"kind": "label"})
+    guess = app.sample_card(label[RV.review_state]["name"])["candidate"]["predicted"]
+    assert "below its threshold" in label[RV.class_label]
+    assert all(label[b]["variant"] == "primary" for b in RV.class_btns)
+    assert label[RV.accept_btn]["value"] == f"Is it {guess}? Yes (a)" and label[RV.accept_btn]["variant"] == "secondary"
+    assert label[RV.reject_btn]["variant"] == "secondary"
+    verify = tab_review.render_card(app, RV, "all", 0.0, 0, label[RV.review_state] | {"kind": "verify"})
+    assert verify[RV.accept_btn]["value"] == "Accept (a)" and verify[RV.accept_btn]["variant"] == "primary"
+    assert all(verify[b]["variant"] == "secondary" for b in RV.class_btns)
+    again = tab_review.render_card(app, RV, "all", 0.0, 1, verify[RV.review_state])
+    assert RV.accept_btn not in again                             # a verify card after one: nothing to change
 
 
 # ---------------------------------------------------------------------- 5. thin estimates
@@ -172,7 +204,7 @@ def test_precision_shows_its_support_and_an_interval_and_never_a_false_certainty
 
 def test_suggest_fills_the_boxes_with_values_a_slider_shows(app, TH, RV, TR):
     out = tab_thresholds.on_suggest(app, TH, 0.6, "ann")
-    values = [out[s] for s in TH.sliders]
+    values = [out[s]["value"] for s in TH.sliders]
     assert all(round(v, 3) == v for v in values)
     assert "to reach precision 0.6" in out[TH.threshold_note]
 

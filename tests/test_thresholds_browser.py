@@ -60,7 +60,7 @@ def test_a_reviewers_threshold_survives_an_automatic_round_and_the_page_says_wha
     for _ in range(5):
         page.keyboard.press("ArrowLeft")
     mine = round(happy_before - 0.005, 3)
-    expect(page.locator("#threshold-note")).to_contain_text(f"{mine:.3f} stored as ann's")
+    expect(page.locator("#threshold-2 .info-text")).to_contain_text(f"{mine:.3f} stored as ann's")
     expect(page.locator("#class-table [role=row]", has_text="happy").first).to_contain_text("ann (kept)")
 
     press_tab(page, "Train")

@@ -20,10 +20,12 @@ import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from ..service.actions import LOGIN, AppActions  # noqa: E402
+from ..service.browser_state import browser_secret  # noqa: E402
 from ..service.project import Project  # noqa: E402
 
 from . import tab_decisions, tab_export, tab_review, tab_thresholds, tab_train  # noqa: E402
 from .charts import md  # noqa: E402
+from .follow import MARKS, Follower, moved  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ENDPOINTS = ("status", "changes", "candidate_counts", "histograms", "set_thresholds", "release_thresholds",
@@ -71,23 +73,23 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
     with ApiBlocks(title="mersemi review", fill_width=True) as demo:
         demo.actions = actions  # for serve() and the tests: the same object the events use
         with gr.Row(elem_id="header", equal_height=True):
-            header = gr.Markdown(header_markdown(actions), elem_id="header-info")
+            header = gr.Markdown(elem_id="header-info")   # drawn on load: a page opened later is not the start's
             reviewer = gr.Textbox(label="Reviewer", placeholder="your name (required to decide or set a threshold)",
                                   max_length=128, scale=0, min_width=280, elem_id="reviewer")
-        saved_reviewer = gr.BrowserState("", storage_key="mersemi-reviewer")
-        saved_tab = gr.BrowserState(TABS[0], storage_key="mersemi-tab")
-        saved_position = gr.BrowserState({}, storage_key="mersemi-position")
-        status = actions.status()
-        round_marker = gr.State(status.get("current_round"))   # a new round refreshes every tab
-        poll_key = gr.State(None)                               # the store's marks the page shows
+        # What the browser keeps of the reviewer's place, sealed with the project's own secret: it
+        # still reads after a restart (a secret made at each launch would not).
+        secret = browser_secret(actions.project)
+        saved_reviewer = gr.BrowserState("", storage_key="mersemi-reviewer", secret=secret)
+        saved_tab = gr.BrowserState(TABS[0], storage_key="mersemi-tab", secret=secret)
+        saved_position = gr.BrowserState({}, storage_key="mersemi-position", secret=secret)
+        seen = gr.State(None)   # the store's marks the page last drew (service's `changes`)
         # Outside the tabs: a tab not on screen is not rendered, and a timer in it would not tick.
         timer = gr.Timer(POLL_S)
-        snap, history = actions.training_status(), actions.round_history().get("rounds", [])
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Thresholds", id="thresholds", elem_id="tab-thresholds") as t_thresholds:
                 thresholds = tab_thresholds.build(actions)
             with gr.Tab("Review", id="review", elem_id="tab-review") as t_review:
-                review = tab_review.build(actions, tab_review.training_banner(snap, history), saved_position)
+                review = tab_review.build(actions, saved_position)
             with gr.Tab("Train", id="train", elem_id="tab-train") as t_train:
                 train = tab_train.build(actions)
             with gr.Tab("Decisions", id="decisions", elem_id="tab-decisions") as t_decisions:
@@ -103,68 +105,47 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         private: dict[str, Any] = {"api_visibility": "private"}
         demo.load(initial_reviewer, saved_reviewer, reviewer, **private)
         reviewer.change(lambda v: v, reviewer, saved_reviewer, **private)
-        tab_thresholds.wire(actions, thresholds, t_thresholds, reviewer, private)
+        tab_thresholds.wire(actions, thresholds, tab=t_thresholds, reviewer=reviewer, private=private)
         tab_review.wire(actions, review, page=demo, tab=t_review, tabs=tabs, tab_ids=TABS, saved_tab=saved_tab,
-                        reviewer=reviewer, round_marker=round_marker, private=private)
-        tab_train.wire(actions, train, t_train, private)
-        tab_decisions.wire(actions, decisions, t_decisions, reviewer, private)
+                        reviewer=reviewer, private=private)
+        tab_train.wire(actions, train, tab=t_train, private=private)
+        tab_decisions.wire(actions, decisions, tab=t_decisions, reviewer=reviewer, private=private)
         tab_export.wire(actions, export, private)
         for tab_id, tab in zip(TABS, (t_thresholds, t_review, t_train, t_decisions)):
             tab.select(partial(lambda t: t, tab_id), None, saved_tab, **private)
-
-        followed = [*tab_thresholds.outputs(thresholds), *tab_train.outputs(train), review.review_banner,
-                    review.counts_df, round_marker, poll_key]
-        timer.tick(partial(on_tick, actions, thresholds, review, train, round_marker, poll_key), poll_key, followed,
-                   show_progress="hidden", **private)
-        # A new round (trained here or elsewhere) refreshes the header (tab_review redraws the card).
-        round_marker.change(partial(header_markdown, actions), None, header, **private)
-        demo.load(partial(on_load, actions, thresholds, poll_key), None,
-                  [*tab_thresholds.outputs(thresholds), poll_key], **private)
-        demo.load(partial(tab_train.render, actions, train), None, tab_train.outputs(train), **private)
+        # The page follows the store: on load, then once a second, one event reads the store's marks
+        # and draws every part of every tab that follows a part of the store that changed. It runs
+        # with the sliders' saves (it puts values in their boxes: tab_thresholds.wire).
+        followers = [Follower(("round",), lambda: {header: header_markdown(actions)}, [header]),
+                     *tab_thresholds.followers(actions, thresholds), *tab_review.followers(actions, review),
+                     *tab_train.followers(actions, train), *tab_decisions.followers(actions, decisions)]
+        inputs = [seen, *(i for f in followers for i in f.inputs)]
+        outputs = [seen, *dict.fromkeys(o for f in followers for o in f.outputs)]
+        follow = {"fn": partial(poll, actions, seen, followers), "inputs": inputs, "outputs": outputs,
+                  "concurrency_id": tab_thresholds.THRESHOLDS_GROUP, "show_progress": "hidden", **private}
+        demo.load(**follow)
+        timer.tick(**follow)
     return demo
 
 
-def on_load(actions: AppActions, thresholds: tab_thresholds.ThresholdsTab, poll_key: gr.State) -> dict:
-    """The Thresholds tab as the store holds it, and the store's marks read just before: what
-    the timer compares with from now on."""
-    marks = actions.changes()
-    drawn = tab_thresholds.render(actions, thresholds)
-    values = {c: drawn[s] for s, c in zip(thresholds.sliders, actions.project.classes)}
-    return drawn | {poll_key: {k: marks.get(k) for k in ("training", "decisions", "thresholds", "rounds")}
-                    | {"values": values}}
-
-
-def on_tick(actions: AppActions, thresholds: tab_thresholds.ThresholdsTab, review: tab_review.ReviewTab,
-            train: tab_train.TrainTab, round_marker: gr.State, poll_key: gr.State, seen: dict | None) -> dict:
-    """Redraw what changed in the store since the page last looked: a slider only when its
-    stored value changed (never one the reviewer is moving), the thresholds tab when thresholds
-    changed, the per-class counts when decisions did, the Train tab when a round or the training
-    here moved on, and everything that depends on the round when a new one finished."""
-    marks = actions.changes()
-    if not marks["ok"]:
-        return {poll_key: gr.skip()}   # an empty dict would read as no value at all
-    key = {k: marks[k] for k in ("training", "decisions", "thresholds", "rounds")}
-    if seen is None or key == {k: seen.get(k) for k in key}:   # None: the page is still drawing itself
-        return {poll_key: gr.skip()}
-    out: dict = {}
-    values = seen.get("values", {})
-    if key["thresholds"] != seen.get("thresholds") or key["rounds"] != seen.get("rounds"):
-        drawn = tab_thresholds.render(actions, thresholds)
-        drawn.pop(thresholds.threshold_note)   # a message the reviewer is reading stays
-        values = {c: drawn[s] for s, c in zip(thresholds.sliders, actions.project.classes)}
-        for s, c in zip(thresholds.sliders, actions.project.classes):
-            if seen.get("values", {}).get(c) == values[c]:
-                drawn.pop(s)
-        out |= drawn | {review.counts_df: tab_review.counts_frame(actions)}
-    elif key["decisions"] != seen.get("decisions"):
-        counts = actions.candidate_counts()
-        owners = actions.threshold_history(1).get("owners", {})
-        out |= {thresholds.class_df: tab_thresholds.class_frame(counts, owners),
-                review.counts_df: tab_review.counts_frame(actions)}
-    if key["rounds"] != seen.get("rounds") or key["training"] != seen.get("training"):
-        out |= (tab_train.render(actions, train) | tab_review.render_banner(actions, review)
-                | {round_marker: actions.status().get("current_round")})
-    return out | {poll_key: key | {"values": values}}
+def poll(actions: AppActions, seen_state: gr.State, followers: list[Follower], seen: dict | None, *values) -> dict:
+    """The store's marks now; every follower of a part whose marks moved since `seen` draws
+    (all of them on the page's load, when `seen` is None). `values`: the followers' inputs, in
+    order."""
+    now = actions.changes()
+    if not now["ok"]:
+        return {seen_state: gr.skip()}   # an empty dict would read as no value at all
+    key = {m: now[m] for m in MARKS}
+    parts = moved(seen, key)
+    if not parts:
+        return {seen_state: gr.skip()}
+    out: dict = {seen_state: key}
+    at = 0
+    for f in followers:
+        args, at = values[at:at + len(f.inputs)], at + len(f.inputs)
+        if parts & set(f.on):
+            out |= f.draw(*args)
+    return out
 
 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,

@@ -13,9 +13,18 @@ import pandas as pd
 from ..engine.vocab import LOG_ACTIONS, Action, CardKind
 from ..service.actions import AppActions
 
-from .charts import md, probability_bars
+from .charts import md, probability_bars, widths
+from .follow import Follower
 
 ROWS = 100
+# The tables' columns and their relative widths (they fit the tab at 1366 px, cells wrap).
+LOG_COLUMNS = {"time": 13, "sample": 12, "action": 7, "label": 7, "predicted": 8, "source": 8, "card": 6,
+               "confidence": 8, "reviewer": 9, "round": 5, "in force": 6, "note": 11}
+CHECK_COLUMNS = {"class": 14, "verify cards": 11, "accepted (95% CI)": 30, "claimed precision": 13, "verdict": 32}
+
+
+def reviewer_columns() -> dict[str, int]:
+    return {"reviewer": 16, "decisions made": 13, **{f"{a} in force": 13 for a in Action}, "last": 19}
 
 
 @dataclass
@@ -41,6 +50,7 @@ class DecisionsTab:
     check_df: gr.Dataframe
     opened: gr.State
     rows: gr.State
+    searched: gr.State   # the filters of the table's search, which a redraw repeats
 
 
 def build(actions: AppActions) -> DecisionsTab:
@@ -55,7 +65,8 @@ def build(actions: AppActions) -> DecisionsTab:
         in_force = gr.Checkbox(False, label="In force only", elem_id="dec-in-force", min_width=120)
         search_btn = gr.Button("Search", size="md", elem_id="btn-dec-search", scale=0, min_width=100)
     found_md = gr.Markdown(elem_id="dec-found")
-    table = gr.Dataframe(interactive=False, wrap=True, elem_id="dec-table", max_height=360)
+    table = gr.Dataframe(interactive=False, wrap=True, elem_id="dec-table", max_height=360,
+                         column_widths=widths(LOG_COLUMNS))
     with gr.Row():
         with gr.Column(scale=3):
             card_md = gr.Markdown("Click a row to open its sample's card.", elem_id="dec-card-title")
@@ -75,19 +86,22 @@ def build(actions: AppActions) -> DecisionsTab:
     with gr.Row():
         with gr.Column():
             gr.Markdown("**Per reviewer**")
-            reviewers_df = gr.Dataframe(interactive=False, elem_id="dec-reviewers")
+            reviewers_df = gr.Dataframe(interactive=False, elem_id="dec-reviewers", wrap=True,
+                                        column_widths=widths(reviewer_columns()))
         with gr.Column():
             gr.Markdown("**Does the model's confidence hold?** Per class, the verify cards people decided: the "
                         "share they accepted (95 % interval) against the precision the model claimed for them.")
-            check_df = gr.Dataframe(interactive=False, elem_id="dec-check", wrap=True)
+            check_df = gr.Dataframe(interactive=False, elem_id="dec-check", wrap=True,
+                                    column_widths=widths(CHECK_COLUMNS))
     opened = gr.State(None)   # the sample whose card is open, and its card kind
     rows = gr.State([])       # the sample names of the table's rows, in order
+    searched = gr.State([])   # the last search's filters
     return DecisionsTab(
         sample=sample, who=who, cls=cls, action=action, in_force=in_force,
         search_btn=search_btn, found_md=found_md, table=table, card_md=card_md,
         transcript=transcript, probs=probs, accept_btn=accept_btn, reject_btn=reject_btn,
         give=give, give_btn=give_btn, change_msg=change_msg, reviewers_df=reviewers_df,
-        check_df=check_df, opened=opened, rows=rows)
+        check_df=check_df, opened=opened, rows=rows, searched=searched)
 
 
 def filters(parts: DecisionsTab) -> list:
@@ -95,7 +109,7 @@ def filters(parts: DecisionsTab) -> list:
 
 
 def outputs(parts: DecisionsTab) -> list:
-    return [parts.found_md, parts.table, parts.rows, parts.reviewers_df, parts.check_df]
+    return [parts.found_md, parts.table, parts.rows, parts.reviewers_df, parts.check_df, parts.searched]
 
 
 def render(actions: AppActions, parts: DecisionsTab, sample: str = "", who: str = "", cls: str = "all",
@@ -106,14 +120,14 @@ def render(actions: AppActions, parts: DecisionsTab, sample: str = "", who: str 
     if not out["ok"]:
         return {parts.found_md: f"**Not searched:** {md(out['error'])}"}
     shown = f"{len(out['rows'])} of {out['total']}" if out["total"] > len(out["rows"]) else str(out["total"])
-    return {parts.found_md: f"{shown} decisions, newest first", parts.table: decisions_frame(out["rows"]),
+    return {parts.searched: [sample, who, cls, action, in_force],
+            parts.found_md: f"{shown} decisions, newest first", parts.table: decisions_frame(out["rows"]),
             parts.rows: [r["name"] for r in out["rows"]], parts.reviewers_df: reviewers_frame(out["reviewers"]),
             parts.check_df: check_frame(check.get("classes", []))}
 
 
 def decisions_frame(rows: list[dict]) -> pd.DataFrame:
-    columns = ["time", "sample", "action", "label", "predicted", "source", "card", "confidence", "reviewer",
-               "round", "in force", "note"]
+    columns = list(LOG_COLUMNS)
     return pd.DataFrame([[r["time"].replace("T", " "), r["name"], r["action"], r["label"] or "", r["predicted"] or "",
                           r["source"] or "", r["card"] or "",
                           "" if r["confidence"] is None else f"{r['confidence']:.3f}", r["reviewer"], r["round"],
@@ -124,17 +138,20 @@ def reviewers_frame(rows: list[dict]) -> pd.DataFrame:
     actions = list(Action)
     return pd.DataFrame([[r["reviewer"], r["decisions"], *(r["in_force"].get(a, 0) for a in actions),
                           r["last_at"].replace("T", " ")] for r in rows],
-                        columns=["reviewer", "decisions made", *(f"{a} in force" for a in actions), "last"])
+                        columns=list(reviewer_columns()))
 
 
 def check_frame(rows: list[dict]) -> pd.DataFrame:
     out = []
     for r in rows:
-        share = "" if r["accepted_share"] is None else \
-            f"{r['accepted']}/{r['cards']} = {r['accepted_share']:.2f} ({r['interval'][0]:.2f}–{r['interval'][1]:.2f})"
+        thin = "thin: " if r["thin"] else ""   # too few cards: the interval is wide, the verdict weak
+        share = "" if r["accepted_share"] is None else (
+            f"{thin}{r['accepted']}/{r['cards']} = {r['accepted_share']:.2f} "
+            f"({r['interval'][0]:.2f}–{r['interval'][1]:.2f})")
         claimed = "" if r["claimed_precision"] is None else f"{r['claimed_precision']:.2f}"
-        out.append([r["class"], r["cards"], share, claimed, r["verdict"] or "no verify card decided"])
-    return pd.DataFrame(out, columns=["class", "verify cards", "accepted (95% CI)", "claimed precision", "verdict"])
+        verdict = f"{thin}{r['verdict']} so far" if r["thin"] else r["verdict"]
+        out.append([r["class"], r["cards"], share, claimed, verdict or "no verify card decided"])
+    return pd.DataFrame(out, columns=list(CHECK_COLUMNS))
 
 
 def open_card(actions: AppActions, parts: DecisionsTab, name: str | None) -> dict:
@@ -175,14 +192,33 @@ def on_change(actions: AppActions, parts: DecisionsTab, action: str, opened: dic
             | {parts.change_msg: md(out["message"])})
 
 
-def wire(actions: AppActions, parts: DecisionsTab, tab: gr.Tab, reviewer: gr.Textbox, private: dict) -> None:
+def follow(actions: AppActions, parts: DecisionsTab, searched: list | None, opened: dict | None) -> dict:
+    """Decisions were recorded anywhere: the log as last searched, the counts, the check, and
+    the decision in force on the open card."""
+    return render(actions, parts, *(searched or [])) | (open_card(actions, parts, opened["name"]) if opened else {})
+
+
+def card_outputs(parts: DecisionsTab) -> list:
+    return [parts.card_md, parts.transcript, parts.probs, parts.opened, parts.accept_btn, parts.reject_btn,
+            parts.give_btn]
+
+
+def followers(actions: AppActions, parts: DecisionsTab) -> list[Follower]:
+    """What the tab redraws as the store changes: the log as last searched, the counts, the
+    check and the open card, when decisions were recorded anywhere."""
+    return [Follower(("decisions",), partial(follow, actions, parts), [*outputs(parts), *card_outputs(parts)],
+                     [parts.searched, parts.opened])]
+
+
+def wire(actions: AppActions, parts: DecisionsTab, *, tab: gr.Tab, reviewer: gr.Textbox, private: dict) -> None:
+    """The tab's events. What they need of the page: `tab` (its gr.Tab: selecting it searches
+    again) and the `reviewer` box (whose name a changed decision records)."""
     search = partial(render, actions, parts)
     every = outputs(parts)
     for trigger in (parts.search_btn.click, parts.sample.submit, parts.who.submit, parts.cls.input, parts.action.input,
                     parts.in_force.input, tab.select):
         trigger(search, filters(parts), every, **private)
-    card = [parts.card_md, parts.transcript, parts.probs, parts.opened, parts.accept_btn, parts.reject_btn,
-            parts.give_btn]
+    card = card_outputs(parts)
 
     def on_select(rows: list, evt: gr.SelectData) -> dict:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index

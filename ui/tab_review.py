@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,7 +20,8 @@ from ..engine.vocab import Action, CardKind, QueueKind
 from ..service.actions import AppActions
 from ..service.review import DEFAULT_QUEUE
 
-from .charts import md, probability_bars
+from .charts import md, probability_bars, widths
+from .follow import Follower
 from .widgets import ValueSlider
 
 QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
@@ -30,6 +32,8 @@ QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
 SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` give class n (a label on a *label* card, a relabel on a "
              "*verify* card) · `u` undo · `p` play the clip · `←` `→` previous / next · `Esc` leaves a field "
              "(keys are ignored while typing in one)")
+COUNTS_COLUMNS = {"class": 15, "remaining": 15, "verified": 14, "relabeled": 15, "labeled": 14, "pseudo": 13,
+                  "rejected": 14}   # relative widths: the table fits its column at 1366 px
 COUNTS_LABEL = ("Per class: candidates remaining (predicted as it), the pool labels given to it by people "
                 "(verified, relabeled, labeled) and by the tool (pseudo), and predictions of it rejected")
 
@@ -43,7 +47,7 @@ class ReviewTab:
     filter_conf: ValueSlider
     filter_kind: gr.Radio
     accept_all_btn: gr.Button
-    confirm_group: gr.Group
+    confirm_group: gr.Column
     confirm_md: gr.Markdown
     confirm_btn: gr.Button
     cancel_btn: gr.Button
@@ -63,6 +67,7 @@ class ReviewTab:
     counts_df: gr.Dataframe
     review_state: gr.State
     pending_count: gr.State
+    store_mark: gr.State     # set by the page's poll when decisions or the round changed: the card follows
     saved_position: gr.BrowserState
     act_btns: list[gr.Button] = field(init=False)   # what a card enables or disables
 
@@ -71,10 +76,10 @@ class ReviewTab:
                          self.accept_all_btn]
 
 
-def build(actions: AppActions, banner: str, saved_position: gr.BrowserState) -> ReviewTab:
-    """The tab's components (inside `with gr.Tab(...)`); `banner`: the training line as it is now."""
+def build(actions: AppActions, saved_position: gr.BrowserState) -> ReviewTab:
+    """The tab's components (inside `with gr.Tab(...)`)."""
     classes = actions.project.classes
-    review_banner = gr.Markdown(banner, elem_id="review-banner")
+    review_banner = gr.Markdown(elem_id="review-banner")   # drawn when the page's poll first looks
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Row():
@@ -87,7 +92,7 @@ def build(actions: AppActions, banner: str, saved_position: gr.BrowserState) -> 
                                        min_width=200, elem_id="filter-kind")
                 accept_all_btn = gr.Button("Accept all in this filter…", size="sm", scale=0, min_width=200,
                                            elem_id="btn-accept-all")
-            with gr.Group(visible=False, elem_id="confirm-group") as confirm_group:
+            with gr.Column(visible=False, variant="panel", elem_id="confirm-group") as confirm_group:
                 confirm_md = gr.Markdown(elem_id="confirm-text", padding=True)
                 with gr.Row():
                     confirm_btn = gr.Button("Yes, accept them", variant="primary", size="md", elem_id="btn-confirm")
@@ -102,8 +107,9 @@ def build(actions: AppActions, banner: str, saved_position: gr.BrowserState) -> 
                     video = gr.Video(interactive=False, visible=False, height=200,
                                      label="Clip (p plays from the start)", elem_id="card-video")
                 probs = gr.HTML(elem_id="card-probs", min_height=0, scale=2, min_width=260)
-        with gr.Column(scale=2, min_width=360):
-            with gr.Row():
+        # On a label card the class keys lead (app.css puts them first while they are primary).
+        with gr.Column(scale=2, min_width=360, elem_id="card-actions"):
+            with gr.Row(elem_id="decide-row"):
                 accept_btn = gr.Button("Accept (a)", variant="primary", elem_id="btn-accept")
                 reject_btn = gr.Button("Reject (r)", variant="stop", elem_id="btn-reject")
             class_label = gr.Markdown("Give class:", elem_classes="compact", elem_id="class-keys-label")
@@ -116,7 +122,8 @@ def build(actions: AppActions, banner: str, saved_position: gr.BrowserState) -> 
                 undo_btn = gr.Button("Undo (u)", size="sm", elem_id="btn-undo")
             gr.Markdown(SHORTCUTS, elem_classes="compact", elem_id="shortcuts")
             review_msg = gr.Markdown(elem_id="review-message")
-            counts_df = gr.Dataframe(label=COUNTS_LABEL, interactive=False, elem_id="review-counts")
+            counts_df = gr.Dataframe(label=COUNTS_LABEL, interactive=False, elem_id="review-counts", wrap=True,
+                                     column_widths=widths(COUNTS_COLUMNS))
     review_state = gr.State({"offset": 0, "name": None})
     pending_count = gr.State(0)
     return ReviewTab(
@@ -125,7 +132,8 @@ def build(actions: AppActions, banner: str, saved_position: gr.BrowserState) -> 
         cancel_btn=cancel_btn, card_md=card_md, transcript=transcript, audio=audio, video=video, probs=probs,
         accept_btn=accept_btn, reject_btn=reject_btn, class_label=class_label, class_btns=class_btns,
         prev_btn=prev_btn, next_btn=next_btn, undo_btn=undo_btn, review_msg=review_msg, counts_df=counts_df,
-        review_state=review_state, pending_count=pending_count, saved_position=saved_position)
+        review_state=review_state, pending_count=pending_count, store_mark=gr.State(None),
+        saved_position=saved_position)
 
 
 def card_outputs(parts: ReviewTab) -> list:
@@ -149,6 +157,14 @@ def on_move(actions: AppActions, parts: ReviewTab, cls: str, min_conf, state: di
     hide = {parts.confirm_group: gr.update(visible=False)} if step is None else {}
     moving = step in (-1, 1)   # previous / next only: nothing was decided
     return render_card(actions, parts, cls, min_conf, offset, state, reviewer, moving) | {parts.review_msg: ""} | hide
+
+
+def on_min_conf(actions: AppActions, parts: ReviewTab, cls: str, min_conf, state: dict, reviewer: str = "") -> dict:
+    """The minimum confidence's slider released: a new value starts the filter over; the value
+    the box already had (a click into it and out) changes nothing."""
+    if min_conf is not None and min_conf == state.get("min_conf", 0.0):
+        return {parts.review_state: gr.skip()}
+    return on_move(actions, parts, cls, min_conf, state, reviewer, step=None)
 
 
 def on_kind(actions: AppActions, parts: ReviewTab, kind: str, cls: str, min_conf, state: dict,
@@ -182,6 +198,32 @@ def on_restore(actions: AppActions, parts: ReviewTab, page_tabs: gr.Tabs, tabs: 
         parts.confirm_group: gr.update(visible=False)}
 
 
+def on_store_changed(actions: AppActions, parts: ReviewTab, cls: str, min_conf, state: dict,
+                     reviewer: str = "") -> dict:
+    """Decisions were recorded or a round finished (here, on another server, from the command
+    line). A card of an older round starts its filter over on the new round's cards; otherwise
+    the card on screen stays while it is still in the queue (its place and the count follow),
+    and one decided by someone else gives way to the next, saying so. A page that has drawn no
+    card yet (a reload restores it) stays as it is. The filter is the one the card on screen was
+    drawn with (`state`): the filter's boxes may not show it yet (a reload)."""
+    if "round" not in state:
+        return {parts.review_state: gr.skip()}
+    cls, min_conf, name = state["cls"], state["min_conf"], state.get("name")
+    where = None if not name else actions.position_of_name(name, cls, min_conf, kind=state.get("kind") or "",
+                                                           reviewer=reviewer)
+    offset = state.get("offset", 0) if where is None else where
+    drawn = render_card(actions, parts, cls, min_conf, offset, state, reviewer, moving=True)
+    if drawn[parts.review_state]["round"] != state["round"]:
+        return on_move(actions, parts, cls, min_conf, state, reviewer, step=None)
+    if drawn[parts.review_state] == state:
+        return {parts.review_state: gr.skip()}
+    decided = actions.sample_card(name).get("decision") if name and where is None else None
+    if decided and decided["reviewer"] != (reviewer or "").strip():
+        drawn[parts.review_msg] = (f"{md(name)} was just decided by {md(decided['reviewer'])} "
+                                   f"({decided['action']}): here is the next card.")
+    return drawn
+
+
 def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float, offset: int,
                 was: dict | None = None, reviewer: str = "", moving: bool = False) -> dict:
     """The card at `offset` of the queue `was["kind"]` (DEFAULT_QUEUE when not given), held for
@@ -195,7 +237,7 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
     counts = {} if moving else {parts.counts_df: counts_frame(actions)}
     has_card = bool(out["ok"] and out["candidate"] is not None)
     state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "kind": kind, "enabled": has_card,
-             "card": None}
+             "card": None, "round": out.get("round"), "total": out.get("total")}
     buttons = {} if was is not None and was.get("enabled", True) == has_card else {
         b: gr.update(interactive=has_card) for b in parts.act_btns}
     if not has_card:
@@ -208,10 +250,39 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
     title = (f"### {md(c['name'])} — predicted **{md(c['predicted'])}** at {c['confidence']:.3f}\n"
              f"Card {out['offset'] + 1} of {out['total']} · **{card}**: {md(c['reason'])} · round {out['round']}")
     state |= {"offset": out["offset"], "name": c["name"], "card": c["kind"]}
-    keys = "Label as:" if c["kind"] == CardKind.LABEL else "Relabel as:"
+    looks = card_buttons(parts, c, None if was is None else was.get("card"))
+    keys = ("Label as (the model's guess is below its threshold):" if c["kind"] == CardKind.LABEL
+            else "Relabel as:")
     return {parts.card_md: title, parts.transcript: c["text"] or "(no transcript)", parts.audio: player(c, "audio"),
             parts.video: player(c, "video"), parts.probs: probability_bars(c["probs"], c["predicted"]),
-            parts.review_state: state, parts.saved_position: state, parts.class_label: keys, **counts, **buttons}
+            parts.review_state: state, parts.saved_position: state, parts.class_label: keys, **counts,
+            **merge_updates(buttons, looks)}
+
+
+def card_buttons(parts: ReviewTab, card: dict, was: str | None) -> dict:
+    """The decision buttons as the card's kind asks. A verify card: Accept and Reject lead. A
+    label card: the class keys lead (primary), and Accept asks the question it answers, since
+    the model's guess is below its threshold: "Is it joy? Yes". Sent when the kind changes, and
+    on every label card (the question names its class)."""
+    label = card["kind"] == CardKind.LABEL
+    if not label and was == card["kind"]:
+        return {}
+    out = {b: gr.update(variant="primary" if label else "secondary") for b in parts.class_btns}
+    if label:
+        return out | {parts.accept_btn: gr.update(value=f"Is it {card['predicted']}? Yes (a)", variant="secondary",
+                                                  size="md"),
+                      parts.reject_btn: gr.update(value="No (r)", variant="secondary", size="md")}
+    return out | {parts.accept_btn: gr.update(value="Accept (a)", variant="primary", size="lg"),
+                  parts.reject_btn: gr.update(value="Reject (r)", variant="stop", size="lg")}
+
+
+def merge_updates(*updates: dict) -> dict:
+    """Updates of the same components, merged per component (gr.update's dicts)."""
+    out: dict = {}
+    for part in updates:
+        for component, update in part.items():
+            out[component] = {**out.get(component, {}), **update}
+    return out
 
 
 def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict, kind: str = DEFAULT_QUEUE) -> str:
@@ -305,8 +376,7 @@ def counts_frame(actions: AppActions) -> pd.DataFrame:
     rows = actions.candidate_counts().get("classes", [])
     out = [[r["class"], r["candidates"], r["verified"], r["relabeled"], r["labeled"], r["pseudo"], r["rejected"]]
            for r in rows]
-    return pd.DataFrame(out, columns=["class", "remaining", "verified", "relabeled", "labeled", "pseudo",
-                                      "rejected"])
+    return pd.DataFrame(out, columns=list(COUNTS_COLUMNS))
 
 
 def training_banner(snap: dict, history: Sequence[dict]) -> str:
@@ -338,13 +408,20 @@ def one_at_a_time(lock: threading.Lock):
     return wrap
 
 
+def followers(actions: AppActions, parts: ReviewTab) -> list[Follower]:
+    """What the tab redraws as the store changes: the per-class counts, the training line, and
+    the card (through `store_mark`: a card is drawn by the card's own events, one at a time)."""
+    return [Follower(("thresholds", "decisions", "round"), lambda: {parts.counts_df: counts_frame(actions)},
+                     [parts.counts_df]),
+            Follower(("training",), partial(render_banner, actions, parts), [parts.review_banner]),
+            Follower(("decisions", "round"), lambda: {parts.store_mark: time.monotonic()}, [parts.store_mark])]
+
+
 def wire(actions: AppActions, parts: ReviewTab, *, page: gr.Blocks, tab: gr.Tab, tabs: gr.Tabs,
-         tab_ids: tuple[str, ...], saved_tab: gr.BrowserState, reviewer: gr.Textbox, round_marker: gr.State,
-         private: dict) -> None:
+         tab_ids: tuple[str, ...], saved_tab: gr.BrowserState, reviewer: gr.Textbox, private: dict) -> None:
     """The card's events. What they need of the page: `page` (its load restores the reviewer's
     place), `tab` (the Review tab: selecting it draws the card), `tabs` with their `tab_ids` and
-    `saved_tab` (the tab a reload goes back to), the `reviewer` box and `round_marker` (a new
-    round redraws the card).
+    `saved_tab` (the tab a reload goes back to) and the `reviewer` box.
 
     A card is the entry at an offset of the filtered queue. Every event that draws the card
     skips Gradio's queue (a direct POST: ~65 ms less per key press) and runs one at a time
@@ -360,8 +437,9 @@ def wire(actions: AppActions, parts: ReviewTab, *, page: gr.Blocks, tab: gr.Tab,
     # A reload: back to the tab, the filter and the card the reviewer had.
     page.load(serial(partial(on_restore, actions, parts, tabs, tab_ids)), [saved_tab, parts.saved_position],
               [tabs, parts.filter_cls, parts.filter_kind, *moved], **on_card)
-    # A new round (trained here or elsewhere) starts the filter over on its cards.
-    round_marker.change(partial(move, step=None), inputs, moved, **on_card)
+    # The store changed: the card follows (always_last: the last change is always drawn).
+    parts.store_mark.change(serial(partial(on_store_changed, actions, parts)), inputs, moved,
+                            trigger_mode="always_last", show_progress="hidden", **on_card)
     # always_last: a second arrow press while the first is on its way moves again, never lost
     for trigger, step in ((tab.select, 0), (parts.prev_btn.click, -1), (parts.next_btn.click, 1)):
         trigger(partial(move, step=step), inputs, moved, trigger_mode="always_last", show_progress="hidden",
@@ -370,7 +448,8 @@ def wire(actions: AppActions, parts: ReviewTab, *, page: gr.Blocks, tab: gr.Tab,
     parts.filter_cls.input(partial(move, step=None), inputs, moved, **on_card)
     parts.filter_kind.input(serial(partial(on_kind, actions, parts)), [parts.filter_kind, *inputs],
                             [*moved, parts.filter_kind], **on_card)
-    parts.filter_conf.release(partial(move, step=None), inputs, moved, trigger_mode="always_last", **on_card)
+    parts.filter_conf.release(serial(partial(on_min_conf, actions, parts)), inputs, moved, trigger_mode="multiple",
+                              **on_card)
     # A name entered: the card on screen is claimed for it (or another, if someone holds it).
     reviewer.blur(partial(move, step=0), inputs, moved, **on_card)
     decided = [*card, parts.review_msg]

@@ -15,9 +15,13 @@ import pandas as pd
 
 from ..service.actions import AppActions
 
-from .charts import f1_plot, md, pct, progress_bar, waf_plot
+from .charts import f1_plot, md, pct, progress_bar, waf_plot, widths
+from .follow import Follower
 
 LOW_PRECISION = 0.8      # auto-accept confirmation: classes below it are flagged
+ROUNDS_COLUMNS = {"round": 5, "started": 12, "status": 7, "config": 8,
+                  "train set (gold / verified / relabeled / labeled / pseudo)": 15, "folds": 5, "CV WAF": 7,
+                  "test WAF": 7, "pseudo-labels": 12, "duration s": 7, "error": 15}   # relative widths
 
 
 @dataclass
@@ -26,7 +30,7 @@ class TrainTab:
     preset: gr.Dropdown
     auto_accept: gr.Checkbox
     train_btn: gr.Button
-    train_confirm_group: gr.Group
+    train_confirm_group: gr.Column
     train_confirm_md: gr.Markdown
     train_confirm_btn: gr.Button
     train_cancel_btn: gr.Button
@@ -48,7 +52,7 @@ def build(actions: AppActions) -> TrainTab:
                 auto_accept = gr.Checkbox(False, label="Auto-accept every candidate at its threshold",
                                           min_width=160, elem_id="train-auto")
             train_btn = gr.Button("Train next round", variant="primary", size="md", elem_id="btn-train")
-            with gr.Group(visible=False, elem_id="train-confirm-group") as confirm_group:
+            with gr.Column(visible=False, variant="panel", elem_id="train-confirm-group") as confirm_group:
                 confirm_md = gr.Markdown(elem_id="train-confirm-text", padding=True)
                 with gr.Row():
                     train_confirm_btn = gr.Button("Yes, train with them", variant="primary", size="md",
@@ -64,7 +68,8 @@ def build(actions: AppActions) -> TrainTab:
                 # a visible point, the y axis fits the data, the legend wraps below the plot.
                 waf_chart = gr.HTML(elem_id="waf-plot", min_height=0)
                 f1_chart = gr.HTML(elem_id="f1-plot", min_height=0)
-    rounds_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=False, elem_id="history")
+    rounds_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=True, elem_id="history",
+                             column_widths=widths(ROUNDS_COLUMNS))
     return TrainTab(preset=preset, auto_accept=auto_accept, train_btn=train_btn,
                     train_confirm_group=confirm_group, train_confirm_md=confirm_md,
                     train_confirm_btn=train_confirm_btn, train_cancel_btn=train_cancel_btn,
@@ -155,8 +160,7 @@ def after_round_text(history: Sequence[dict]) -> str:
 
 
 def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
-    columns = ["round", "started", "status", "config", "train set (gold / verified / relabeled / labeled / pseudo)",
-               "folds", "CV WAF", "test WAF", "pseudo-labels", "duration s", "error"]
+    columns = list(ROUNDS_COLUMNS)
     rows = []
     for r in reversed(rounds):  # newest first
         comp = r["composition"] or {}
@@ -175,11 +179,19 @@ def default_preset(presets: dict[str, Path]) -> str | None:
     return "default" if "default" in presets else next(iter(presets), None)
 
 
-def wire(actions: AppActions, parts: TrainTab, tab: gr.Tab, private: dict) -> None:
+def followers(actions: AppActions, parts: TrainTab) -> list[Follower]:
+    """What the tab redraws as the store changes: all of it when a round or the training here
+    moved on (each second while a round trains)."""
+    return [Follower(("training",), partial(render, actions, parts), outputs(parts))]
+
+
+def wire(actions: AppActions, parts: TrainTab, *, tab: gr.Tab, private: dict) -> None:
+    """The tab's events. What they need of the page: `tab` (its gr.Tab: selecting it redraws
+    the tab)."""
     asked = [parts.train_confirm_group, parts.train_confirm_md, parts.progress_html, parts.train_log, parts.auto_accept]
     parts.train_btn.click(partial(on_train_ask, actions, parts), [parts.preset, parts.auto_accept], asked,
                           concurrency_limit=None, **private)
     parts.train_confirm_btn.click(partial(on_train_confirm, actions, parts), parts.preset, asked,
                                   concurrency_limit=None, **private)
     parts.train_cancel_btn.click(lambda: gr.update(visible=False), None, parts.train_confirm_group, **private)
-    tab.select(partial(render, actions, parts), None, outputs(parts), **private)
+    tab.select(partial(render, actions, parts), None, outputs(parts), show_progress="hidden", **private)
