@@ -26,7 +26,7 @@ HIDDEN = r"""() => {
   for (const e of document.querySelectorAll(cut)) {
     if (shown(e) && e.scrollWidth > e.clientWidth + 1) out.push(["cut", where(e), e.textContent.trim()]);
   }
-  for (const t of document.querySelectorAll(".table-wrap")) {
+  for (const t of document.querySelectorAll(".table-wrap, .table-wrap .virtual-table-viewport")) {
     if (shown(t) && t.scrollWidth > t.clientWidth + 1) out.push(["table wider than its box", where(t), ""]);
   }
   for (const h of document.querySelectorAll(".table-wrap .header-cell .header")) {
