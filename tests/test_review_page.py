@@ -85,6 +85,7 @@ def test_a_threshold_is_stored_as_the_slider_shows_it_and_is_the_reviewers(app, 
     assert out[TH.sliders[2]]["value"] == 0.704 == app.project.thresholds()["anger"]   # rounded up: sent back
     assert "0.704 stored as ann's" in out[TH.sliders[2]]["info"]
     assert out[TH.shown]["anger"] == 0.704                      # what the box now shows
+    assert TH.sliders[0] not in out and TH.sliders[1] not in out   # a box being typed in is left alone
     assert "anger" not in out[TH.policy]                        # hers: the policy leaves it alone
     assert out[TH.class_df].set_index("class").loc["anger", "set by"] == "ann (kept)"
     assert out[TH.history_df].iloc[0][["class", "threshold", "set by"]].tolist() == ["anger", "0.704", "ann"]

@@ -146,10 +146,11 @@ def on_threshold(actions: AppActions, parts: ThresholdsTab, i: int, value, shown
                 parts.shown: (shown or {}) | {cls: stored}}
     kept = out["thresholds"][cls]
     # The box shows the value already unless it was rounded; sending it back anyway would undo
-    # a key pressed while this save ran (that key's own release stores it next).
+    # a key pressed while this save ran (that key's own release stores it next). The other boxes
+    # get a value only where the store's changed (one may be being typed in).
     line = f"{kept:.3f} stored as {md(reviewer.strip())}'s"
-    return render(actions, parts) | {slider: gr.update(info=line) if kept == value
-                                     else gr.update(value=kept, info=line)}
+    return follow(actions, parts, (shown or {}) | {cls: kept}) | {
+        slider: gr.update(info=line) if kept == value else gr.update(value=kept, info=line)}
 
 
 def same(a, b) -> bool:
