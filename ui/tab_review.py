@@ -148,7 +148,7 @@ def on_move(actions: AppActions, parts: ReviewTab, cls: str, min_conf, state: di
     minimum confidence outside [0, 1] is refused visibly and the last one goes back."""
     last = state.get("min_conf", 0.0)
     if min_conf is None or not 0.0 <= min_conf <= 1.0 or min_conf != min_conf:
-        got = "nothing" if min_conf is None else f"{min_conf:g}"
+        got = "no number" if min_conf is None else f"{min_conf:g}"
         return {parts.filter_conf: last,
                 parts.review_msg: f"**Not applied:** the minimum confidence must lie in [0, 1], got {got}; "
                               f"it stays {last:.3f}."}
