@@ -133,23 +133,31 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
 
 def poll(actions: AppActions, seen_state: gr.State, followers: list[Follower], seen: dict | None, tab: str,
          *values) -> dict:
-    """The store's marks now; every follower of a part whose marks moved since `seen` draws, if
-    its tab is on screen (`tab`); all of them on the page's load, when `seen` is None. `values`:
-    the followers' inputs, in order."""
+    """The store's marks now; every follower of a part whose marks moved since its view of the
+    page last drew draws. `seen`: per view (a tab's id, "" for what is always on screen) the
+    marks it last drew from; a tab off screen (`tab` is the one on) keeps its marks, and draws
+    what it missed once it is on screen again. On the page's load (`seen` None) all draw.
+    `values`: the followers' inputs, in order."""
     now = actions.changes()
     if not now["ok"]:
         return {seen_state: gr.skip()}   # an empty dict would read as no value at all
     key = {m: now[m] for m in MARKS}
-    parts = moved(seen, key)
-    if not parts:
-        return {seen_state: gr.skip()}
-    out: dict = {seen_state: key}
+    seen = seen or {}
+    drawn: dict = dict(seen)
+    out: dict = {}
     at = 0
     for f in followers:
         args, at = values[at:at + len(f.inputs)], at + len(f.inputs)
-        if parts & set(f.on) and (seen is None or f.tab in (None, tab)):
+        view = f.tab or ""
+        last = seen.get(view)
+        if f.tab not in (None, tab) and last is not None:
+            continue
+        if moved(last, key) & set(f.on):
             out |= f.draw(*args)
-    return out
+        drawn[view] = key
+    if drawn == seen:
+        return {seen_state: gr.skip()}
+    return out | {seen_state: drawn}
 
 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,
