@@ -136,8 +136,8 @@ def poll(actions: AppActions, seen_state: gr.State, followers: list[Follower], s
     """The store's marks now; every follower of a part whose marks moved since its view of the
     page last drew draws. `seen`: per view (a tab's id, "" for what is always on screen) the
     marks it last drew from; a tab off screen (`tab` is the one on) keeps its marks, and draws
-    what it missed once it is on screen again. On the page's load (`seen` None) all draw.
-    `values`: the followers' inputs, in order."""
+    what it missed once it is on screen (on the page's load, `seen` is None: every view on
+    screen draws all). `values`: the followers' inputs, in order."""
     now = actions.changes()
     if not now["ok"]:
         return {seen_state: gr.skip()}   # an empty dict would read as no value at all
@@ -150,7 +150,7 @@ def poll(actions: AppActions, seen_state: gr.State, followers: list[Follower], s
         args, at = values[at:at + len(f.inputs)], at + len(f.inputs)
         view = f.tab or ""
         last = seen.get(view)
-        if f.tab not in (None, tab) and last is not None:
+        if f.tab not in (None, tab):
             continue
         if moved(last, key) & set(f.on):
             out |= f.draw(*args)
