@@ -31,7 +31,8 @@ import numpy as np
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from mersemi.db.store import DecisionIn  # noqa: E402
+from mersemi.db.writes import DecisionIn  # noqa: E402
+from mersemi.engine.selection import is_candidate  # noqa: E402
 from mersemi.service.project import Project  # noqa: E402
 from mersemi.service.review import _views, round_view  # noqa: E402
 
@@ -47,7 +48,7 @@ def build_project(root: Path, pool: int, seed: int = 0) -> Project:
     n = LABELED + pool + TEST
     splits = ["labeled"] * LABELED + ["unlabeled"] * pool + ["test"] * TEST
     gold = rng.integers(0, C, n)
-    project.store.insert_samples([
+    project.store.samples.insert([
         {"id": i, "name": f"s{i:06d}", "split": sp, "gold_label": int(gold[i]) if sp != "unlabeled" else None,
          "true_label": int(gold[i]), "text": f"transcript {i}", "media": None}
         for i, sp in enumerate(splits)])
@@ -60,31 +61,31 @@ def build_project(root: Path, pool: int, seed: int = 0) -> Project:
 
     ids = np.arange(n)
     lab, unl, tst = ids[:LABELED], ids[LABELED:LABELED + pool], ids[LABELED + pool:]
-    rid = project.store.create_round(config={}, config_name="bench", thresholds={}, auto_accept=False,
-                                     pid=os.getpid(), host=socket.gethostname())
+    rid = project.store.rounds.create(config={}, config_name="bench", thresholds={}, auto_accept=False,
+                                      pid=os.getpid(), host=socket.gethostname())
     pool_probs = probs(pool, gold[unl])
-    project.store.complete_round(
+    project.store.rounds.complete(
         rid, predictions=[("pool", unl, pool_probs), ("test", tst, probs(TEST, gold[tst])),
                           ("oof", lab, probs(LABELED, gold[lab]))],
         decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
     decided = rng.choice(unl, DECIDED, replace=False)
     predicted = pool_probs[decided - LABELED].argmax(1)
-    project.store.decide([DecisionIn(int(s), "accept" if k % 3 else "reject", int(p), rid)
-                          for k, (s, p) in enumerate(zip(decided, predicted))], "bench")
+    project.store.decisions.record([DecisionIn(int(s), "accept" if k % 3 else "reject", int(p), rid)
+                                    for k, (s, p) in enumerate(zip(decided, predicted))], "bench")
     return project
 
 
 def naive_counts_and_top(project: Project) -> tuple[list[int], str]:
     """The baseline: the whole pool into Python, filtered and sorted there."""
-    rnd = project.store.current_round()
-    ids, probs = project.store.predictions(rnd.id, "pool")
-    decided = set(project.store.current_decisions())
-    th = np.asarray(project.store.thresholds())
+    rnd = project.store.rounds.current()
+    ids, probs = project.store.rounds.predictions(rnd.id, "pool")
+    decided = set(project.store.decisions.in_force())
+    th = np.asarray(project.store.thresholds.values())
     pred, conf = probs.argmax(1), probs.max(1)
-    keep = (conf >= th[pred]) & np.array([i not in decided for i in ids.tolist()])
+    keep = is_candidate(pred, conf, np.array([i not in decided for i in ids.tolist()]), th)
     counts = [int(np.sum(keep & (pred == c))) for c in range(len(th))]
     order = np.lexsort((ids[keep], -conf[keep]))
-    top = project.store.sample_names([int(ids[keep][order[0]])])
+    top = project.store.samples.names([int(ids[keep][order[0]])])
     return counts, next(iter(top.values()))
 
 
@@ -148,13 +149,13 @@ def main() -> int:
         http = httpx.Client(timeout=60)
         try:
             thresholds = [0.6, 0.7, 0.8, 0.9, 0.95]
-            actions.warm()  # as build_app does in a thread: the timings below start warm
+            actions.training.warm()  # as build_app does in a thread: the timings below start warm
 
             rows = []
 
             def row(what, name, make_args):
                 """Time one endpoint, its i-th call made with make_args(i), the three ways."""
-                server_ms, _ = timed(lambda i: getattr(actions, name)(*make_args(i)), args.repeat)
+                server_ms, _ = timed(lambda i: actions.endpoint(name)(*make_args(i)), args.repeat)
                 http_ms, http_out = timed(lambda i: http_call(http, base, name, *make_args(i)), args.repeat)
                 client_ms, _ = timed(lambda i: client.predict(*make_args(i), api_name=f"/{name}"), args.repeat)
                 assert http_out["ok"], http_out
@@ -167,7 +168,7 @@ def main() -> int:
 
             actions.set_thresholds({"happy": 0.9})
             naive_ms, (naive_counts, naive_top) = timed(lambda i: naive_counts_and_top(actions.project),
-                                                       max(3, args.repeat // 6))
+                                                        max(3, args.repeat // 6))
             # Same answers, or the comparison means nothing.
             assert naive_counts == [r["candidates"] for r in actions.candidate_counts()["classes"]]
             assert naive_top == actions.next_candidate("all", 0.0, 0)["candidate"]["name"]

@@ -29,7 +29,7 @@ from mersemi.service.rounds import run_round
 
 def table(project: Project, thresholds: dict[str, float]) -> tuple[list[str], tuple[int, int]]:
     view = round_view(project)
-    pool_ids, _, pool_true = project.store.split_arrays("unlabeled")
+    pool_ids, _, pool_true = project.store.samples.split_arrays("unlabeled")
     true_of = dict(zip(pool_ids.tolist(), pool_true.tolist()))
     truth = np.array([true_of[i] for i in view.pool_ids.tolist()])
     lines, right, total = [], 0, 0

@@ -8,41 +8,44 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .decision_queries import _current
+from .database import Database, chunks
 from .models import Claim, as_utc
-from .store_base import StoreBase, _chunks
+from .writes import decisions_in_force
 
 
-class ClaimQueries(StoreBase):
-    """The queries on claims, mixed into `Store` (db/store.py)."""
+class ClaimQueries:
+    """The queries on claims (`store.claims`, db/store.py)."""
 
-    def claim(self, sample_id: int, reviewer: str, seconds: float, server: str | None = None) -> bool:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def take(self, sample_id: int, reviewer: str, seconds: float, server: str | None = None) -> bool:
         """Hold a sample's card for `reviewer` for `seconds` from now, so that reviewers
         working at once get different cards. False while another reviewer holds it; the
         holder claiming again extends the hold. An expired claim is simply taken over."""
         def work(s: Session) -> bool:
-            now = self.clock()
+            now = self.db.clock()
             held = s.get(Claim, sample_id)
             if held is not None and held.reviewer != reviewer and as_utc(held.expires_at) > now:
                 return False
             s.merge(Claim(sample_id=sample_id, reviewer=reviewer,
                           expires_at=now + timedelta(seconds=seconds), server=server))
             return True
-        return self._write(work)
+        return self.db.write(work)
 
-    def claim_first(self, sample_ids: Sequence[int], reviewer: str, seconds: float,
-                    server: str | None = None) -> int | None:
+    def take_first(self, sample_ids: Sequence[int], reviewer: str, seconds: float,
+                   server: str | None = None) -> int | None:
         """In one write transaction: hold the first of `sample_ids` that no other reviewer
         holds and that has no decision in force (the queue the ids come from was read before
         this transaction) for `reviewer` for `seconds`, and drop the reviewer's other claims
         (a reviewer holds the one card on screen). None, and nothing changed, when there is none."""
         def work(s: Session) -> int | None:
-            now = self.clock()
+            now = self.db.clock()
             ids = [int(i) for i in sample_ids]
             held: dict[int, Claim] = {}
-            for part in _chunks(ids):
+            for part in chunks(ids):
                 held.update((c.sample_id, c) for c in s.scalars(select(Claim).where(Claim.sample_id.in_(part))))
-            decided = set(_current(s, ids))
+            decided = set(decisions_in_force(s, ids))
             for sid in ids:
                 c = held.get(sid)
                 if sid not in decided and (c is None or c.reviewer == reviewer or as_utc(c.expires_at) <= now):
@@ -53,18 +56,18 @@ class ClaimQueries(StoreBase):
             s.merge(Claim(sample_id=sid, reviewer=reviewer, expires_at=now + timedelta(seconds=seconds),
                           server=server))
             return sid
-        return self._write(work)
+        return self.db.write(work)
 
-    def claimed_by_others(self, reviewer: str) -> set[int]:
+    def held_by_others(self, reviewer: str) -> set[int]:
         """Samples held by another reviewer right now (an index range scan on expires_at)."""
-        now = self.clock()
-        with self.session() as s:
+        now = self.db.clock()
+        with self.db.session() as s:
             return set(s.scalars(select(Claim.sample_id).where(Claim.expires_at > now, Claim.reviewer != reviewer)))
 
-    def release_claims_of(self, is_dead: Callable[[str], bool]) -> int:
+    def release_dead_servers(self, is_dead: Callable[[str], bool]) -> int:
         """Drop the claims of the servers `is_dead` names (server "host:pid"): a killed server's
         cards would stay held until they expire. Returns how many were dropped."""
-        with self.session() as s:
+        with self.db.session() as s:
             servers = set(s.scalars(select(Claim.server).where(Claim.server.is_not(None)).distinct()))
         dead = [x for x in servers if x is not None and is_dead(x)]
         if not dead:
@@ -74,4 +77,4 @@ class ClaimQueries(StoreBase):
             gone = list(s.scalars(select(Claim.sample_id).where(Claim.server.in_(dead))))
             s.execute(delete(Claim).where(Claim.server.in_(dead)))
             return len(gone)
-        return self._write(work)
+        return self.db.write(work)

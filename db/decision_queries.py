@@ -1,29 +1,32 @@
 """The store's decisions: the append-only log (an undo is appended too), the decision in force
-per sample kept beside it, and the reads over both."""
+per sample kept beside it, and the reads over both. Appending a batch is `writes.append_decisions`,
+which a round's automatic decisions share."""
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ..engine.vocab import Source, Tool, source_of
+from ..engine.vocab import POOL_SOURCES, UNDO, Action, CardKind, Tool
+from .database import CHUNK, Database, chunks
 from .errors import CardClaimed
 from .models import Claim, CurrentDecision, Decision, Sample, as_utc
-from .store_base import _CHUNK, StoreBase, _chunks
-
-if TYPE_CHECKING:
-    from .store import DecisionIn
+from .writes import DecisionIn, append_decisions, decisions_in_force
 
 
-class DecisionQueries(StoreBase):
-    """The queries on decisions, mixed into `Store` (db/store.py)."""
+class DecisionQueries:
+    """The queries on decisions (`store.decisions`, db/store.py)."""
 
-    def decide(self, entries: Sequence[DecisionIn], reviewer: str,
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._decided: tuple[tuple, np.ndarray] | None = None   # see decided_ids
+
+    def record(self, entries: Sequence[DecisionIn], reviewer: str,
                respect_claims: bool = False) -> tuple[str, dict[int, Decision]]:
         """Append decisions (one batch); return the batch id and, per sample that had one,
         the decision in force that they replace (another reviewer's, perhaps). With
@@ -31,32 +34,32 @@ class DecisionQueries(StoreBase):
         (CardClaimed), and the reviewer's own claims on the samples are dropped: decided."""
         def work(s: Session) -> tuple[str, dict[int, Decision]]:
             sample_ids = [e.sample_id for e in entries]
-            now = self.clock()
+            now = self.db.clock()
             if respect_claims:
                 held: list[int] = []
-                for part in _chunks(sample_ids):
+                for part in chunks(sample_ids):
                     held += [c.sample_id for c in s.scalars(select(Claim).where(
                         Claim.sample_id.in_(part), Claim.reviewer != reviewer))
                         if as_utc(c.expires_at) > now]
                 if held:
                     raise CardClaimed(held)
-                for part in _chunks(sample_ids):
+                for part in chunks(sample_ids):
                     s.execute(delete(Claim).where(Claim.reviewer == reviewer, Claim.sample_id.in_(part)))
-            before = _current(s, sample_ids)
+            before = decisions_in_force(s, sample_ids)
             replaced = {sid: d for sid, c in before.items()
                         if (d := s.get(Decision, c.decision_id)) is not None}
-            return _append_decisions(s, entries, reviewer, now), replaced
-        return self._write(work)
+            return append_decisions(s, entries, reviewer, now), replaced
+        return self.db.write(work)
 
     def undo_last(self, reviewer: str) -> list[int]:
         """Undo the reviewer's latest batch that is not undone yet; return its sample ids."""
-        return self._write(lambda s: _undo_last(s, reviewer, self.clock()))
+        return self.db.write(lambda s: _undo_last(s, reviewer, self.db.clock()))
 
-    def current_decisions(self, sample_ids: Sequence[int] | None = None) -> dict[int, CurrentDecision]:
-        with self.session() as s:
+    def in_force(self, sample_ids: Sequence[int] | None = None) -> dict[int, CurrentDecision]:
+        with self.db.session() as s:
             if sample_ids is None:
                 return {c.sample_id: c for c in s.scalars(select(CurrentDecision))}
-            return _current(s, list(sample_ids))
+            return decisions_in_force(s, list(sample_ids))
 
     def decided_ids(self) -> np.ndarray:
         """Sample ids with a decision in force (any action, any reviewer), read-only.
@@ -66,7 +69,7 @@ class DecisionQueries(StoreBase):
         decisions in force appends to the log (undo too) and nothing deletes from it, so its
         row count and largest id tell whether the kept ids are still the ones in force (the
         count also catches a transaction that committed an older id late)."""
-        with self.session() as s:
+        with self.db.session() as s:
             version = tuple(s.execute(select(func.count(), func.max(Decision.id))).one())
             kept = self._decided
             if kept is not None and kept[0] == version:
@@ -78,14 +81,14 @@ class DecisionQueries(StoreBase):
         self._decided = (version, ids)
         return ids
 
-    def decision_counts(self, by: str = "label") -> dict[str, dict[int, int]]:
+    def counts(self, by: str = "label") -> dict[str, dict[int, int]]:  # not vocab: a column
         """Decisions in force: action -> {class: count}, by "label" (the class the decision
         names; reject: the rejected class) or by "predicted" (the class the model predicted
         in the round decided on; one meaning for every action, a relabel counts under the
         class it was relabeled from). Decisions without a prediction are left out."""
         column = {"label": CurrentDecision.label, "predicted": CurrentDecision.predicted}[by]
-        out: dict[str, dict[int, int]] = {"accept": {}, "reject": {}, "relabel": {}, "label": {}}
-        with self.session() as s:
+        out: dict[str, dict[int, int]] = {a.value: {} for a in Action}
+        with self.db.session() as s:
             q = select(CurrentDecision.action, column, func.count()).group_by(CurrentDecision.action, column)
             for action, cls, n in s.execute(q):
                 if cls is not None:
@@ -95,7 +98,7 @@ class DecisionQueries(StoreBase):
     def training_labels(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Labels of pool samples in force: sample ids, classes, sources (verified, relabeled,
         labeled: a person's; pseudo: the tool's)."""
-        with self.session() as s:
+        with self.db.session() as s:
             rows = s.execute(select(CurrentDecision.sample_id, CurrentDecision.label, CurrentDecision.source)
                              .where(CurrentDecision.source.is_not(None))
                              .order_by(CurrentDecision.sample_id)).all()
@@ -105,8 +108,8 @@ class DecisionQueries(StoreBase):
 
     def source_counts(self) -> dict[str, dict[int, int]]:
         """Labels in force of pool samples: source -> {class: count} (every source but gold)."""
-        out: dict[str, dict[int, int]] = {src: {} for src in Source if src != Source.GOLD}
-        with self.session() as s:
+        out: dict[str, dict[int, int]] = {src.value: {} for src in POOL_SOURCES}
+        with self.db.session() as s:
             q = (select(CurrentDecision.source, CurrentDecision.label, func.count())
                  .where(CurrentDecision.source.is_not(None))
                  .group_by(CurrentDecision.source, CurrentDecision.label))
@@ -114,17 +117,17 @@ class DecisionQueries(StoreBase):
                 out[str(source)][cast(int, cls)] = n
         return out
 
-    def decision_log(self) -> list[Decision]:
-        with self.session() as s:
+    def log(self) -> list[Decision]:
+        with self.db.session() as s:
             return list(s.scalars(select(Decision).order_by(Decision.id)))
 
-    def decision(self, decision_id: int) -> Decision | None:
-        with self.session() as s:
+    def get(self, decision_id: int) -> Decision | None:
+        with self.db.session() as s:
             return s.get(Decision, decision_id)
 
-    def find_decisions(self, *, sample: str = "", reviewer: str = "", label: int | None = None, action: str = "",
-                       in_force: bool = False, limit: int = 100,
-                       offset: int = 0) -> tuple[list[tuple[Decision, str]], int]:
+    def find(self, *, sample: str = "", reviewer: str = "", label: int | None = None, action: str = "",
+             in_force: bool = False, limit: int = 100,
+             offset: int = 0) -> tuple[list[tuple[Decision, str]], int]:
         """A page of the decision log, newest first, with each entry's sample name, and how many
         entries match: `sample` is part of a name (case-insensitive), `label` the class the
         entry names or predicted, `in_force` keeps the decisions in force only."""
@@ -140,7 +143,7 @@ class DecisionQueries(StoreBase):
             q = q.where(Decision.action == action)
         if in_force:
             q = q.join(CurrentDecision, CurrentDecision.decision_id == Decision.id)
-        with self.session() as s:
+        with self.db.session() as s:
             total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
             rows = s.execute(q.order_by(Decision.id.desc()).limit(limit).offset(offset)).all()
         return [(d, name) for d, name in rows], total
@@ -148,9 +151,9 @@ class DecisionQueries(StoreBase):
     def reviewer_counts(self) -> list[dict[str, Any]]:
         """Per reviewer: the decisions they made (log entries, undos excluded), how many of those
         are in force by action, and when they last decided."""
-        with self.session() as s:
+        with self.db.session() as s:
             made = s.execute(select(Decision.reviewer, func.count(), func.max(Decision.created_at))
-                             .where(Decision.action != "undo").group_by(Decision.reviewer)).all()
+                             .where(Decision.action != UNDO).group_by(Decision.reviewer)).all()
             force = s.execute(select(Decision.reviewer, CurrentDecision.action, func.count())
                               .join(CurrentDecision, CurrentDecision.decision_id == Decision.id)
                               .group_by(Decision.reviewer, CurrentDecision.action)).all()
@@ -167,43 +170,17 @@ class DecisionQueries(StoreBase):
         check of the calibration reads."""
         q = (select(Decision.predicted, CurrentDecision.action, CurrentDecision.label, Decision.confidence)
              .join(CurrentDecision, CurrentDecision.decision_id == Decision.id)
-             .where(Decision.card == "verify", Decision.reviewer != Tool.AUTO,
+             .where(Decision.card == CardKind.VERIFY, Decision.reviewer != Tool.AUTO,
                     Decision.confidence.is_not(None), Decision.predicted.is_not(None)))
-        with self.session() as s:
-            return [(int(cast(int, p)), a != "reject" and label == p, float(cast(float, c)))
+        with self.db.session() as s:
+            return [(int(cast(int, p)), a != Action.REJECT and label == p, float(cast(float, c)))
                     for p, a, label, c in s.execute(q)]
-
-
-def _current(s: Session, sample_ids: list[int]) -> dict[int, CurrentDecision]:
-    out: dict[int, CurrentDecision] = {}
-    for part in _chunks(sample_ids):
-        for c in s.scalars(select(CurrentDecision).where(CurrentDecision.sample_id.in_(part))):
-            out[c.sample_id] = c
-    return out
-
-
-def _append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str, now: datetime) -> str:
-    batch = uuid.uuid4().hex
-    rows = [{"sample_id": e.sample_id, "round_id": e.round_id, "action": e.action, "label": e.label,
-             "predicted": e.predicted_class, "reviewer": reviewer, "note": e.note, "batch": batch,
-             "created_at": now, "source": source_of(e.action, reviewer), "card": e.card,
-             "confidence": e.confidence} for e in entries]
-    ids = list(s.scalars(insert(Decision).returning(Decision.id, sort_by_parameter_order=True), rows))
-    sample_ids = [e.sample_id for e in entries]
-    for part in _chunks(sample_ids):
-        s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id.in_(part)))
-    # A batch may name a sample twice: the later entry wins, as in the log.
-    latest = {e.sample_id: (did, e) for did, e in zip(ids, entries)}
-    s.execute(insert(CurrentDecision), [
-        {"sample_id": sid, "decision_id": did, "action": e.action, "label": e.label,
-         "predicted": e.predicted_class, "source": source_of(e.action, reviewer)} for sid, (did, e) in latest.items()])
-    return batch
 
 
 def _undo_last(s: Session, reviewer: str, now: datetime) -> list[int]:
     undone = select(Decision.undoes).where(Decision.undoes.is_not(None))
     last = s.scalar(select(Decision.batch).where(
-        Decision.reviewer == reviewer, Decision.action != "undo",
+        Decision.reviewer == reviewer, Decision.action != UNDO,
         Decision.id.not_in(undone)).order_by(Decision.id.desc()).limit(1))
     if last is None:
         return []
@@ -211,7 +188,7 @@ def _undo_last(s: Session, reviewer: str, now: datetime) -> list[int]:
                                                     Decision.id.not_in(undone))))
     batch = uuid.uuid4().hex
     for d in targets:
-        s.add(Decision(sample_id=d.sample_id, round_id=d.round_id, action="undo",
+        s.add(Decision(sample_id=d.sample_id, round_id=d.round_id, action=UNDO,
                        label=None, predicted=d.predicted, undoes=d.id, reviewer=reviewer, batch=batch,
                        created_at=now))
     s.flush()
@@ -226,7 +203,7 @@ def _decided_since(s: Session, kept: tuple[tuple, np.ndarray], version: tuple) -
     None when a full read is needed: rows committed late below the kept largest id (the
     counts disagree), or too many new rows."""
     (count, top), ids = kept
-    if top is None or version[0] - count > _CHUNK:
+    if top is None or version[0] - count > CHUNK:
         return None
     added = s.scalars(select(Decision.sample_id).where(Decision.id > top)).all()
     if len(added) != version[0] - count:
@@ -243,7 +220,7 @@ def _recompute_current(s: Session, sample_id: int) -> None:
     undone = {d.undoes for d in log if d.undoes is not None}
     s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id == sample_id))
     for d in log:
-        if d.action != "undo" and d.id not in undone:
+        if d.action != UNDO and d.id not in undone:
             s.add(CurrentDecision(sample_id=sample_id, decision_id=d.id, action=d.action, label=d.label,
                                   predicted=d.predicted, source=d.source))
             break

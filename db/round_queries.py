@@ -4,121 +4,121 @@ decisions and the policy's thresholds."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from .decision_queries import _append_decisions
+from .database import Database, chunks
+from ..engine.vocab import UNFINISHED, PredictionKind, RoundStatus
 from .errors import RoundBusy
 from .models import Prediction, Round
-from .store_base import StoreBase, _chunks
-from .threshold_queries import _apply_policy
-
-if TYPE_CHECKING:
-    from .store import DecisionIn
+from .writes import DecisionIn, append_decisions, apply_policy
 
 
-class RoundQueries(StoreBase):
-    """The queries on rounds and their predictions, mixed into `Store` (db/store.py)."""
+class RoundQueries:
+    """The queries on rounds and their predictions (`store.rounds`, db/store.py)."""
 
-    def create_round(self, *, config: dict, config_name: str, thresholds: dict[str, float],
-                     auto_accept: bool, pid: int, host: str) -> int:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, *, config: dict, config_name: str, thresholds: dict[str, float],
+               auto_accept: bool, pid: int, host: str) -> int:
         """Start a round as `running`; refuses while another round runs."""
         def work(s: Session) -> int:
-            busy = s.scalar(select(Round.id).where(Round.status.in_(("queued", "running"))))
+            busy = s.scalar(select(Round.id).where(Round.status.in_(UNFINISHED)))
             if busy is not None:
                 raise RoundBusy(busy)
             last = s.scalar(select(func.max(Round.id)))
             rid = 0 if last is None else last + 1
-            now = self.clock()
-            s.add(Round(id=rid, status="running", created_at=now, started_at=now, heartbeat_at=now, config=config,
-                        config_name=config_name, thresholds=thresholds,
+            now = self.db.clock()
+            s.add(Round(id=rid, status=RoundStatus.RUNNING, created_at=now, started_at=now, heartbeat_at=now,
+                        config=config, config_name=config_name, thresholds=thresholds,
                         auto_accept=auto_accept, pid=pid, host=host))
             return rid
-        return self._write(work)
+        return self.db.write(work)
 
-    def fail_round(self, round_id: int, error: str) -> None:
-        self._write(lambda s: s.execute(
-            update(Round).where(Round.id == round_id, Round.status != "done")
-            .values(status="failed", error=error[:2000], finished_at=self.clock())))
+    def fail(self, round_id: int, error: str) -> None:
+        self.db.write(lambda s: s.execute(
+            update(Round).where(Round.id == round_id, Round.status != RoundStatus.DONE)
+            .values(status=RoundStatus.FAILED, error=error[:2000], finished_at=self.db.clock())))
 
     def heartbeat(self, round_id: int, progress: float | None = None, message: str | None = None) -> None:
-        """The training process is alive (see `fail_dead_rounds`), and how far it is."""
-        values: dict[str, Any] = {"heartbeat_at": self.clock()}
+        """The training process is alive (see `fail_dead`), and how far it is."""
+        values: dict[str, Any] = {"heartbeat_at": self.db.clock()}
         if progress is not None:
             values |= {"progress": float(progress), "progress_message": (message or "")[:255]}
-        self._write(lambda s: s.execute(update(Round).where(Round.id == round_id, Round.status == "running")
-                                        .values(**values)))
+        self.db.write(lambda s: s.execute(update(Round).where(Round.id == round_id, Round.status == RoundStatus.RUNNING)
+                                          .values(**values)))
 
-    def fail_dead_rounds(self, is_dead: Callable[[Round], bool], error: Callable[[Round], str]) -> list[Round]:
+    def fail_dead(self, is_dead: Callable[[Round], bool], error: Callable[[Round], str]) -> list[Round]:
         """Mark failed, in one write transaction, the unfinished rounds that `is_dead` judges
         dead when read under the write lock; return them."""
         def work(s: Session) -> list[Round]:
-            dead = [r for r in s.scalars(select(Round).where(Round.status.in_(("queued", "running"))))
+            dead = [r for r in s.scalars(select(Round).where(Round.status.in_(UNFINISHED)))
                     if is_dead(r)]
             for r in dead:
                 s.execute(update(Round).where(Round.id == r.id).values(
-                    status="failed", error=error(r)[:2000], finished_at=self.clock()))
+                    status=RoundStatus.FAILED, error=error(r)[:2000], finished_at=self.db.clock()))
             return dead
-        return self._write(work)
+        return self.db.write(work)
 
-    def unfinished_rounds(self) -> list[Round]:
-        with self.session() as s:
-            return list(s.scalars(select(Round).where(Round.status.in_(("queued", "running")))))
+    def unfinished(self) -> list[Round]:
+        with self.db.session() as s:
+            return list(s.scalars(select(Round).where(Round.status.in_(UNFINISHED))))
 
-    def rounds(self) -> list[Round]:
-        with self.session() as s:
+    def all(self) -> list[Round]:
+        with self.db.session() as s:
             return list(s.scalars(select(Round).order_by(Round.id)))
 
-    def round(self, round_id: int) -> Round | None:
-        with self.session() as s:
+    def get(self, round_id: int) -> Round | None:
+        with self.db.session() as s:
             return s.get(Round, round_id)
 
-    def current_round(self) -> Round | None:
+    def current(self) -> Round | None:
         """The latest finished round: its predictions are the ones in force."""
-        with self.session() as s:
-            return s.scalar(select(Round).where(Round.status == "done").order_by(Round.id.desc()).limit(1))
+        with self.db.session() as s:
+            return s.scalar(select(Round).where(Round.status == RoundStatus.DONE).order_by(Round.id.desc()).limit(1))
 
-    def complete_round(self, round_id: int, *, predictions: list[tuple[str, np.ndarray, np.ndarray]],
-                       decisions: list[DecisionIn], reviewer: str, composition: dict,
-                       metrics: dict, checkpoint: str | None,
-                       thresholds: dict[int, float] | None = None, everyone: bool = False,
-                       discarded: str | None = None) -> list[dict]:
+    def complete(self, round_id: int, *, predictions: list[tuple[str, np.ndarray, np.ndarray]],
+                 decisions: list[DecisionIn], reviewer: str, composition: dict,
+                 metrics: dict, checkpoint: str | None,
+                 thresholds: dict[int, float] | None = None, everyone: bool = False,
+                 discarded: str | None = None) -> list[dict]:
         """Write a round's results in ONE transaction: predictions (kind, sample ids, probs),
         automatic decisions, the policy's `thresholds` (class id -> value) for the classes it
         may set (all of them with `everyone`), metrics, status done. A crash before commit
-        leaves nothing. Returns per class what happened to its threshold (`_apply_policy`).
+        leaves nothing. Returns per class what happened to its threshold (`writes.apply_policy`).
         A round `discarded` (the reason) keeps its composition and metrics only, for the record:
         no predictions, decisions or thresholds; the round before stays in force."""
         def work(s: Session) -> list[dict]:
-            now = self.clock()
+            now = self.db.clock()
             status = s.scalar(select(Round.status).where(Round.id == round_id))
-            if status != "running":
+            if status != RoundStatus.RUNNING:
                 raise RuntimeError(f"round {round_id} is {status}, not running")
             if discarded is not None:
                 s.execute(update(Round).where(Round.id == round_id).values(
-                    status="discarded", finished_at=now, composition=composition,
+                    status=RoundStatus.DISCARDED, finished_at=now, composition=composition,
                     metrics=metrics | {"discarded": discarded}, checkpoint=None, progress=1.0,
-                    progress_message="discarded"))
+                    progress_message=RoundStatus.DISCARDED))
                 return []
             for kind, ids, probs in predictions:
                 _insert_predictions(s, round_id, kind, ids, probs)
             if decisions:
-                _append_decisions(s, decisions, reviewer, now)
-            changes = _apply_policy(s, round_id, thresholds or {}, everyone, now)
+                append_decisions(s, decisions, reviewer, now)
+            changes = apply_policy(s, round_id, thresholds or {}, everyone, now)
             s.execute(update(Round).where(Round.id == round_id).values(
-                status="done", finished_at=now, composition=composition,
+                status=RoundStatus.DONE, finished_at=now, composition=composition,
                 metrics=metrics | {"threshold_changes": changes}, checkpoint=checkpoint,
-                progress=1.0, progress_message="done"))
+                progress=1.0, progress_message=RoundStatus.DONE))
             return changes
-        return self._write(work)
+        return self.db.write(work)
 
     # ------------------------------------------------------------------ predictions
     def predictions(self, round_id: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """sample ids and [n, C] probabilities of one kind, in sample order."""
-        with self.session() as s:
+        with self.db.session() as s:
             rows = s.execute(select(Prediction.sample_id, Prediction.probs)
                              .where(Prediction.round_id == round_id, Prediction.kind == kind)
                              .order_by(Prediction.sample_id)).all()
@@ -129,9 +129,9 @@ class RoundQueries(StoreBase):
 
     def pool_confidences(self, round_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """sample ids, predicted classes and confidences of the round's pool predictions."""
-        with self.session() as s:
+        with self.db.session() as s:
             rows = s.execute(select(Prediction.sample_id, Prediction.predicted, Prediction.confidence)
-                             .where(Prediction.round_id == round_id, Prediction.kind == "pool")).all()
+                             .where(Prediction.round_id == round_id, Prediction.kind == PredictionKind.POOL)).all()
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
         a = np.array(rows, dtype=np.float64)
@@ -140,8 +140,8 @@ class RoundQueries(StoreBase):
     def prediction_of(self, round_id: int, sample_ids: Sequence[int]) -> dict[int, tuple[str, int, float]]:
         """sample id -> (kind, predicted, confidence) in a round."""
         out: dict[int, tuple[str, int, float]] = {}
-        with self.session() as s:
-            for part in _chunks(list(sample_ids)):
+        with self.db.session() as s:
+            for part in chunks(list(sample_ids)):
                 q = select(Prediction.sample_id, Prediction.kind, Prediction.predicted,
                            Prediction.confidence).where(Prediction.round_id == round_id,
                                                         Prediction.sample_id.in_(part))
@@ -159,5 +159,5 @@ def _insert_predictions(s: Session, round_id: int, kind: str, ids: np.ndarray, p
     rows = [{"round_id": round_id, "sample_id": int(i), "kind": kind, "predicted": int(p),
              "confidence": float(c), "probs": v.tobytes()}
             for i, p, c, v in zip(ids.tolist(), pred.tolist(), conf.tolist(), probs)]
-    for part in _chunks(rows, 20_000):
+    for part in chunks(rows, 20_000):
         s.execute(insert(Prediction), list(part))   # executemany

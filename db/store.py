@@ -1,66 +1,52 @@
-"""The queries the app and the command line need, each behind a small method.
+"""The queries the app and the command line need, each behind a small method, grouped by what
+they are about: `store.meta`, `store.classes`, `store.samples` (db/sample_queries.py),
+`store.rounds` and their predictions (db/round_queries.py), `store.thresholds`
+(db/threshold_queries.py), `store.decisions` (db/decision_queries.py) and `store.claims` on
+cards (db/claim_queries.py).
 
-`Store` owns the SQLAlchemy engine. Every method opens its own short session, so the app's
-threads and a training round in the background can share one Store. Arrays go in and out as
-NumPy (probability vectors are float32 blobs), which keeps the database free of torch.
-
-Every write runs in one locked transaction (`StoreBase._write`, db/store_base.py, with the
-engine and the sessions). The queries come in mixins by what they are about: rounds and their
-predictions (db/round_queries.py), thresholds (db/threshold_queries.py), decisions
-(db/decision_queries.py) and claims on cards (db/claim_queries.py); meta, classes and samples
-are here.
+`Store` holds the one `Database` (db/database.py: the SQLAlchemy engine, the short read sessions,
+the write transaction, the clock) that every group shares, so the app's threads and a training
+round in the background can share one Store. Arrays go in and out as NumPy (probability vectors
+are float32 blobs), which keeps the database free of torch. What several groups write in one
+transaction (a round's automatic decisions and thresholds) is db/writes.py.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, cast
 
-import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import URL, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..engine.vocab import RoundStatus, Tool
 from .claim_queries import ClaimQueries
+from .database import Database
 from .decision_queries import DecisionQueries
-from .models import ClassLabel, Decision, Meta, Round, Sample, Threshold, ThresholdChange
+from .models import ClassLabel, Decision, Meta, Round, Sample, Threshold, ThresholdChange, utcnow
 from .round_queries import RoundQueries
-from .store_base import _chunks
+from .sample_queries import SampleQueries
 from .threshold_queries import ThresholdQueries
 
 
-@dataclass(frozen=True)
-class DecisionIn:
-    sample_id: int
-    action: str               # accept | reject | relabel | label
-    label: int                # accepted / relabelled / given class, or the rejected prediction
-    round_id: int | None
-    note: str | None = None
-    predicted: int | None = None  # the round's prediction; accept / reject: `label` when not given
-    card: str | None = None       # the card it was decided on: verify (at or above the threshold) | label
-    confidence: float | None = None   # the round's confidence in its prediction
+class MetaQueries:
+    """Key/value facts about the project (`store.meta`): feature dtype, media root, ..."""
 
-    @property
-    def predicted_class(self) -> int | None:
-        return self.label if self.predicted is None and self.action in ("accept", "reject") else self.predicted
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-
-class Store(RoundQueries, ThresholdQueries, DecisionQueries, ClaimQueries):
-    """One project's store (see the module doc): `Store(url)` opens it, `create=True` makes it."""
-
-    # ------------------------------------------------------------------ meta, classes
-    def set_meta(self, **values: str) -> None:
+    def set(self, **values: str) -> None:
         def work(s: Session) -> None:
             for k, v in values.items():
                 s.merge(Meta(key=k, value=v))
-        self._write(work)
+        self.db.write(work)
 
-    def meta(self, key: str) -> str | None:
-        with self.session() as s:
+    def get(self, key: str) -> str | None:
+        with self.db.session() as s:
             return s.scalar(select(Meta.value).where(Meta.key == key))
 
-    def meta_or_set(self, key: str, value: str) -> str:
+    def get_or_set(self, key: str, value: str) -> str:
         """The value `key` holds; `value` set first when it holds none (one transaction: two
         servers starting at once agree on one value)."""
         def work(s: Session) -> str:
@@ -69,88 +55,57 @@ class Store(RoundQueries, ThresholdQueries, DecisionQueries, ClaimQueries):
                 s.add(Meta(key=key, value=value))
             return value if held is None else held
         try:
-            return self._write(work)
+            return self.db.write(work)
         except IntegrityError:   # another process set it between our read and our write
-            return cast(str, self.meta(key))
+            return cast(str, self.get(key))
 
-    def set_classes(self, names: Sequence[str], default_thresholds: Sequence[float]) -> None:
+
+class ClassQueries:
+    """The project's classes (`store.classes`), in their order: a class's id is its position."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, names: Sequence[str], default_thresholds: Sequence[float]) -> None:
+        """The classes of a new project, each with its first threshold (set by `init`)."""
         def work(s: Session) -> None:
-            now = self.clock()
+            now = self.db.clock()
             for i, (n, t) in enumerate(zip(names, default_thresholds)):
                 s.add(ClassLabel(id=i, name=n))
                 s.flush()
                 s.add(Threshold(class_id=i, value=t, updated_at=now, updated_by=Tool.INIT, policy_may_set=True))
                 s.add(ThresholdChange(class_id=i, value=t, policy_may_set=True, set_by=Tool.INIT, set_at=now))
-        self._write(work)
+        self.db.write(work)
 
-    def classes(self) -> list[str]:
-        with self.session() as s:
+    def names(self) -> list[str]:
+        with self.db.session() as s:
             return list(s.scalars(select(ClassLabel.name).order_by(ClassLabel.id)))
 
-    # ------------------------------------------------------------------ samples
-    def insert_samples(self, rows: list[dict[str, Any]]) -> None:
-        """Bulk insert in one transaction; rows carry id, name, split, labels, text, media."""
-        self._write(lambda s: s.execute(insert(Sample), rows))
 
-    def sample_count(self) -> int:
-        with self.session() as s:
-            return s.scalar(select(func.count()).select_from(Sample)) or 0
+class Store:
+    """One project's store (see the module doc): `Store(url)` opens it, `create=True` makes it."""
 
-    def split_counts(self) -> dict[str, int]:
-        with self.session() as s:
-            return dict(s.execute(select(Sample.split, func.count()).group_by(Sample.split)).all())
+    def __init__(self, url: str | URL, create: bool = False, busy_timeout_s: float | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        """`busy_timeout_s`: how long a write waits for another writer (connect.BUSY_TIMEOUT_S);
+        `clock`: the store's now, an aware UTC time (db/database.py)."""
+        self.db = Database(url, create, busy_timeout_s, clock)
+        self.meta = MetaQueries(self.db)
+        self.classes = ClassQueries(self.db)
+        self.samples = SampleQueries(self.db)
+        self.rounds = RoundQueries(self.db)
+        self.thresholds = ThresholdQueries(self.db)
+        self.decisions = DecisionQueries(self.db)
+        self.claims = ClaimQueries(self.db)
 
-    def gold_counts(self) -> dict[int, int]:
-        with self.session() as s:
-            q = (select(Sample.gold_label, func.count())
-                 .where(Sample.split == "labeled", Sample.gold_label.is_not(None))
-                 .group_by(Sample.gold_label))
-            return {cast(int, label): n for label, n in s.execute(q).all()}
+    def close(self) -> None:
+        self.db.close()
 
-    def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """ids, gold labels (-1 where none) and hidden true labels (-1 where none) of a split."""
-        with self.session() as s:
-            rows = s.execute(select(Sample.id, Sample.gold_label, Sample.true_label)
-                             .where(Sample.split == split).order_by(Sample.id)).all()
-        if not rows:
-            empty = np.zeros(0, np.int64)
-            return empty, empty.copy(), empty.copy()
-        a = np.array([(i, -1 if g is None else g, -1 if t is None else t) for i, g, t in rows],
-                     dtype=np.int64)
-        return a[:, 0], a[:, 1], a[:, 2]
-
-    def samples_by_name(self, names: Iterable[str]) -> dict[str, tuple[int, str]]:
-        """name -> (id, split) for the names that exist."""
-        names = list(dict.fromkeys(names))
-        out: dict[str, tuple[int, str]] = {}
-        with self.session() as s:
-            for part in _chunks(names):
-                for n, i, sp in s.execute(select(Sample.name, Sample.id, Sample.split)
-                                          .where(Sample.name.in_(part))):
-                    out[n] = (i, sp)
-        return out
-
-    def samples(self, ids: Sequence[int]) -> dict[int, Sample]:
-        """id -> Sample for the ids that exist (detached: read their columns only)."""
-        out: dict[int, Sample] = {}
-        with self.session() as s:
-            for part in _chunks(list(ids)):
-                out.update((r.id, r) for r in s.scalars(select(Sample).where(Sample.id.in_(part))))
-        return out
-
-    def sample_names(self, ids: Sequence[int]) -> dict[int, str]:
-        out: dict[int, str] = {}
-        with self.session() as s:
-            for part in _chunks(list(ids)):
-                out.update(s.execute(select(Sample.id, Sample.name).where(Sample.id.in_(part))).all())
-        return out
-
-    # ------------------------------------------------------------------ what a page polls
     def change_marks(self) -> dict[str, Any]:
         """Cheap marks that change with every write a page shows: the decision log, the threshold
         history, the rounds (their count, the last one's status and progress), the round in force
         and the number of samples."""
-        with self.session() as s:
+        with self.db.session() as s:
             decisions = tuple(s.execute(select(func.count(), func.max(Decision.id))).one())
             thresholds = s.scalar(select(func.max(ThresholdChange.id)))
             last = s.execute(select(Round.id, Round.status, Round.progress).order_by(Round.id.desc()).limit(1)).first()

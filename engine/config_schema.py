@@ -149,10 +149,12 @@ class PropagationConfig(_Section):
     neighbours: int = Field(gt=0, le=1000, description="k of the k-nearest-neighbour graph")
     alpha: Number = Field(gt=0, lt=1, description="how far labels travel along the graph (Zhou et al.: 0.99)")
     iterations: int = Field(gt=0, le=100_000, description="spreading iterations")
-    knn: Literal["auto", "exact", "pynndescent"] = Field(
-        description="how the neighbour graph is found: exact (every pair compared, in blocks of rows, on the "
-                    "device), pynndescent (approximate; pip install pynndescent) or auto (exact on a GPU or up "
-                    "to 250,000 rows, pynndescent above when installed)")
+    knn: Literal["auto", "exact", "ivf", "pynndescent"] = Field(
+        description="how the neighbour graph is found: exact (every pair compared: FAISS's flat index on a CPU, "
+                    "blocks of rows on a GPU), ivf (FAISS's inverted file, approximate), pynndescent "
+                    "(approximate) or auto (exact where it is estimated to take a few seconds on this machine, "
+                    "pynndescent above; exact on a GPU); where the whole graph would cost more, a graph over a "
+                    "sample first estimates whether the round keeps it")
     joint_fit_min: int = Field(ge=0, description="from this many gold samples the ensemble's and the graph's "
                                                  "weights are fitted together, and the graph is left out where it "
                                                  "lowers the out-of-fold WAF; below it each gets its own temperature")
@@ -207,15 +209,29 @@ class SelfTrainingConfig(_Section):
     def _target(cls, value: float) -> float:
         return check_target_precision(value, what="")
 
+    @field_validator("thresholds")
+    @classmethod
+    def _one_per_class(cls, value: dict[str, float]) -> dict[str, float]:
+        seen: dict[str, str] = {}
+        for name in value:
+            if (other := seen.setdefault(name.lower(), name)) != name:
+                raise ValueError(f"{other!r} and {name!r} name the same class (class names match case-insensitively)")
+        return value
+
     def threshold_for(self, classes: list[str]) -> list[float]:
+        """THE mapping of this preset's thresholds to a project's classes (class order): a class
+        named case-insensitively, as class names are everywhere, takes its value; any other
+        default_threshold. A new project's thresholds, the paper preset and the fixed policy."""
         self.check_classes(classes)
-        return [self.thresholds.get(c, self.default_threshold) for c in classes]
+        by_name = {name.lower(): value for name, value in self.thresholds.items()}
+        return [by_name.get(c.lower(), self.default_threshold) for c in classes]
 
     def check_classes(self, classes: list[str]) -> None:
         """A threshold named for a class that is neither the project's nor one of MER2024's
         (which the shipped presets name, whatever the project's classes) is a typo ("ecstatic")
         or a config for another project: refused, naming it."""
-        unknown = [n for n in self.thresholds if n not in classes and n not in MER2024_CLASSES]
+        known = {c.lower() for c in (*classes, *MER2024_CLASSES)}
+        unknown = [n for n in self.thresholds if n.lower() not in known]
         if unknown:
             raise ConfigError(f"self_training.thresholds: {unknown[0]!r} is not a class of this project "
                               f"({', '.join(classes)})")

@@ -7,15 +7,21 @@ import hashlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
 
 from .config_schema import FinetuneConfig
 
-if TYPE_CHECKING:
-    from .train import TrainSet
+
+class LabeledRows(Protocol):
+    """What the folds read of a round's training set (train.TrainSet has it): the gold rows and
+    labels, the extra rows and labels, and which extra labels came from the model."""
+    gold_rows: np.ndarray
+    gold_labels: np.ndarray
+    extra_rows: np.ndarray
+    extra_labels: np.ndarray
+    extra_from_model: np.ndarray | None
 
 
 @dataclass
@@ -71,10 +77,12 @@ def fold_key(gold_rows: np.ndarray, gold_labels: np.ndarray, k: int, seed: int) 
     return h.hexdigest()[:16]
 
 
-def make_folds(data: TrainSet, n_classes: int, k: int, seed: int, votes: np.ndarray | None = None) -> list[Fold]:
+def make_folds(data: LabeledRows, n_classes: int, k: int, seed: int, votes: np.ndarray | None = None) -> list[Fold]:
     """Stratified K folds of the gold rows (shuffled, seeded). Evaluation folds hold gold
     rows only; every extra row joins every training fold, but a label from the model joins
     fold k only where fold k's predecessor voted for it (`votes`, see train.Prior)."""
+    from sklearn.model_selection import StratifiedKFold   # a second of start-up: only training needs it
+
     with warnings.catch_warnings():
         # Tiny classes are reported by _validate with their ids; sklearn's warning says the
         # same without them.
@@ -90,7 +98,7 @@ def make_folds(data: TrainSet, n_classes: int, k: int, seed: int, votes: np.ndar
     return folds
 
 
-def extra_in_fold(data: TrainSet, fold: int, votes: np.ndarray | None) -> np.ndarray:
+def extra_in_fold(data: LabeledRows, fold: int, votes: np.ndarray | None) -> np.ndarray:
     """Which extra rows train `fold`: every human label, and a label from the model where the
     fold's predecessor voted for it (all of them without votes)."""
     keep = np.ones(len(data.extra_rows), bool)

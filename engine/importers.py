@@ -139,9 +139,9 @@ def plan_native(folder: Path, classes: list[str]) -> ImportPlan:
         where = f"{csv}: sample {shown(names[i])} (line {i + 2})"
         split = _split(row.split, where)
         label = _label(row.label, lookup, where, classes, "label")
-        if split == "labeled" and label is None:
+        if split == Split.LABELED and label is None:
             raise InputError(f"{where}: split 'labeled' needs a label")
-        if split == "unlabeled" and label is not None:
+        if split == Split.UNLABELED and label is not None:
             raise InputError(f"{where}: split 'unlabeled' must have an empty label, got {shown(row.label)} "
                              f"(hidden truth goes in the true_label column)")
         splits.append(split)
@@ -259,13 +259,13 @@ def _npz_labels(path: Path, classes: list[str]) -> tuple[list[str], list[str], l
         if not isinstance(entry, dict) or "emo" not in entry:
             raise InputError(f"{where}: entry has no 'emo' label")
         names.append(name)
-        splits.append("labeled")
+        splits.append(Split.LABELED)
         labels.append(_required_label(entry["emo"], lookup, where, classes))
     for name in pool:  # test1's emo values are placeholders: the pool is unlabeled
         if name in train:
             raise InputError(f"{path}: sample {shown(name)}: duplicate sample, in both train_corpus and test1_corpus")
         names.append(name)
-        splits.append("unlabeled")
+        splits.append(Split.UNLABELED)
         labels.append(None)
     return names, splits, labels
 
@@ -285,7 +285,7 @@ def _csv_labels(path: Path, classes: list[str]) -> tuple[list[str], list[str], l
     lookup = _class_lookup(classes)
     labels: list[str | None] = [_required_label(v, lookup, f"{path}: sample {shown(n)} (line {i + 2})", classes)
               for i, (n, v) in enumerate(zip(names, df["discrete"]))]
-    return names, ["labeled"] * len(names), labels
+    return names, [Split.LABELED] * len(names), labels
 
 
 def _feature_folder(folder: Path, names: list[str]) -> _PerSampleFiles:

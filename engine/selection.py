@@ -19,15 +19,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .vocab import QueueKind
+from .vocab import CardKind, QueueKind
 
+
+def reaches_threshold(pred, conf, thresholds) -> np.ndarray:
+    """THE rule: a confidence reaches (is at or above) the threshold of its predicted class.
+    Arrays or scalars; a candidate and a verify card both mean this."""
+    th = np.asarray(thresholds, np.float64)
+    return np.asarray(conf) >= th[np.asarray(pred, np.int64)]
 
 
 def is_candidate(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds) -> np.ndarray:
     """THE candidate: an undecided pool sample whose confidence reaches the threshold of its
     predicted class."""
-    th = np.asarray(thresholds, np.float64)
-    return np.asarray(open_, bool) & (np.asarray(conf) >= th[np.asarray(pred, np.int64)])
+    return np.asarray(open_, bool) & reaches_threshold(pred, conf, thresholds)
+
+
+def card_kind(pred: int, conf: float, thresholds) -> CardKind:
+    """The card a pool sample is shown on: verify when it reaches its predicted class's
+    threshold (a candidate, decided or not), label below it."""
+    return CardKind.VERIFY if reaches_threshold(pred, conf, thresholds) else CardKind.LABEL
+
+
+def card_reason(kind: CardKind, probs: np.ndarray, threshold: float) -> str:
+    """Why a sample is on a card of `kind`, from its probabilities and its predicted class's
+    threshold: what the card and `mersemi queue` say."""
+    pred = int(probs.argmax())
+    if kind == CardKind.LABEL:
+        second = float(np.sort(probs)[-2]) if len(probs) > 1 else 0.0
+        return f"below threshold: top two classes {probs[pred]:.2f} / {second:.2f}"
+    return f"at or above threshold: {probs[pred]:.2f} >= {threshold:.2f}"
 
 
 def expected_precision(pred: np.ndarray, conf: np.ndarray, mask: np.ndarray,
@@ -46,7 +67,7 @@ def expected_precision(pred: np.ndarray, conf: np.ndarray, mask: np.ndarray,
 @dataclass(frozen=True)
 class QueueEntry:
     index: int        # position in the pool arrays
-    kind: str         # "verify" | "label"
+    kind: CardKind
     reason: str
 
 
@@ -84,11 +105,8 @@ class ReviewQueue(Sequence):
     def _entry(self, k: int) -> QueueEntry:
         i = int(self.order[k])
         row = self.probs[i]
-        pred = int(row.argmax())
-        if self.is_label[k]:
-            second = float(np.sort(row)[-2]) if len(row) > 1 else 0.0
-            return QueueEntry(i, "label", f"below threshold: top two classes {row[pred]:.2f} / {second:.2f}")
-        return QueueEntry(i, "verify", f"at or above threshold: {row[pred]:.2f} >= {self.thresholds[pred]:.2f}")
+        kind = CardKind.LABEL if self.is_label[k] else CardKind.VERIFY
+        return QueueEntry(i, kind, card_reason(kind, row, float(self.thresholds[int(row.argmax())])))
 
 
 def queue_orders(probs: np.ndarray, thresholds, cls: int | None = None, min_confidence: float = 0.0, *,
@@ -104,7 +122,7 @@ def queue_orders(probs: np.ndarray, thresholds, cls: int | None = None, min_conf
     keep = conf >= min_confidence
     if cls is not None:
         keep &= pred == cls
-    above = conf >= th[pred]
+    above = reaches_threshold(pred, conf, th)
     idx = np.flatnonzero(keep & ~above)
     top2 = np.sort(np.asarray(probs[idx], np.float64), axis=1)[:, -2:] if len(idx) else np.zeros((0, 2))
     by_margin = idx[np.lexsort((idx, top2[:, 1] - top2[:, 0]))]
@@ -136,12 +154,12 @@ def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
         probs, th, cls, min_confidence, pred=pred, conf=conf)
     open_ = np.asarray(open_, bool)
     parts = []
-    if kind in ("both", "label"):
+    if kind in (QueueKind.BOTH, QueueKind.LABEL):
         # Where the model is least sure first; once that runs out (low thresholds leave few
         # samples below them), the riskiest candidates.
         label = by_margin[open_[by_margin]]
         parts.append(ReviewQueue(_round_robin(label, pred), np.ones(len(label), bool), probs, th))
-    if kind in ("both", "verify"):
+    if kind in (QueueKind.BOTH, QueueKind.VERIFY):
         verify = by_conf[open_[by_conf]]
         parts.append(ReviewQueue(verify, np.zeros(len(verify), bool), probs, th))
     return parts[0] if len(parts) == 1 else parts[0] + parts[1]

@@ -31,6 +31,7 @@ import numpy as np
 
 from .errors import InputError
 from .features import NpyRowFile
+from .vocab import Split
 
 ProgressFn = Callable[[str, float], None]
 
@@ -42,11 +43,11 @@ PARTNER = {"neutral": "sad", "angry": "worried", "happy": "surprise",
 
 SCALES: dict[str, dict[str, Any]] = {
     # Trains a CPU round in well under a minute.
-    "default": {"labeled": 2000, "unlabeled": 10000, "test": 1000,
+    "default": {Split.LABELED: 2000, Split.UNLABELED: 10000, Split.TEST: 1000,
                 "dims": {"audio": 128, "text": 256, "video": 64}},
     # MER2024-SEMI: the exact labeled set, the pool of ~115,600, the paper's feature sizes.
     # The test split (1,000, MER proportions) is our addition, drawn like the others.
-    "mer2024": {"labeled": 5030, "unlabeled": 115595, "test": 1000,
+    "mer2024": {Split.LABELED: 5030, Split.UNLABELED: 115595, Split.TEST: 1000,
                 "dims": {"audio": 1024, "text": 5120, "video": 768}},
 }
 
@@ -110,7 +111,7 @@ def make_synthetic(out: Path, scale: str | float = "default", seed: int = 0,
     if not 0.0 < pool_factor <= MAX_SCALE:
         raise InputError(f"synthetic pool factor: must lie in (0, {MAX_SCALE:g}], got {pool_factor!r}")
     counts, dims = _scale(scale)
-    counts["unlabeled"] = max(len(CLASSES) * 2, round(counts["unlabeled"] * pool_factor))
+    counts[Split.UNLABELED] = max(len(CLASSES) * 2, round(counts[Split.UNLABELED] * pool_factor))
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
 
@@ -141,25 +142,25 @@ def make_synthetic(out: Path, scale: str | float = "default", seed: int = 0,
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {
         "out": str(out.resolve()), "scale": scale, "seed": seed, "classes": CLASSES,
-        "samples": {s: int(np.sum(splits == s)) for s in ("labeled", "unlabeled", "test")},
-        "labeled_per_class": {c: int(np.sum((splits == "labeled") & (y == i))) for i, c in enumerate(CLASSES)},
+        "samples": {s.value: int(np.sum(splits == s)) for s in Split},
+        "labeled_per_class": {c: int(np.sum((splits == Split.LABELED) & (y == i))) for i, c in enumerate(CLASSES)},
         "modalities": dims, "dtype": dtype, "clips": len(clip_rows),
         "bytes": size, "seconds": round(time.time() - t0, 2),
     }
 
 
-def _scale(scale: str | float) -> tuple[dict[str, int], dict[str, int]]:
+def _scale(scale: str | float) -> tuple[dict[Split, int], dict[str, int]]:
     if isinstance(scale, str):
         if scale not in SCALES:
             raise InputError(f"synthetic scale: {scale!r} is not one of {', '.join(SCALES)} or a number")
         preset = SCALES[scale]
-        return {s: preset[s] for s in ("labeled", "unlabeled", "test")}, dict(preset["dims"])
+        return {s: preset[s] for s in Split}, dict(preset["dims"])
     factor = float(scale)
     if not MIN_SCALE <= factor <= MAX_SCALE:  # NaN fails too
         raise InputError(f"synthetic scale: a factor must lie in [{MIN_SCALE:g}, {MAX_SCALE:g}], got {scale!r}")
     preset = SCALES["default"]
     # Every class needs a few samples in every split, or training has nothing to learn from.
-    counts = {s: max(len(CLASSES) * 2, round(preset[s] * factor)) for s in ("labeled", "unlabeled", "test")}
+    counts = {s: max(len(CLASSES) * 2, round(preset[s] * factor)) for s in Split}
     return counts, dict(preset["dims"])
 
 
@@ -178,10 +179,10 @@ def class_counts(total: int) -> list[int]:
     return counts.tolist()
 
 
-def _splits_and_labels(counts: dict[str, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _splits_and_labels(counts: dict[Split, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Rows grouped by split (labeled, unlabeled, test), classes shuffled within each."""
     splits, labels = [], []
-    for split in ("labeled", "unlabeled", "test"):
+    for split in Split:
         y = np.repeat(np.arange(len(CLASSES)), class_counts(counts[split]))
         labels.append(rng.permutation(y))
         splits.append(np.full(len(y), split))
@@ -265,4 +266,4 @@ def _write_samples_csv(path: Path, names: list[str], splits: np.ndarray, y: np.n
         w.writerow(["name", "split", "label", "true_label", "text", "media"])
         for name, split, label, text, clip in zip(names, splits, y, texts, media):
             cls = CLASSES[label]
-            w.writerow([name, split, "" if split == "unlabeled" else cls, cls, text, clip or ""])
+            w.writerow([name, split, "" if split == Split.UNLABELED else cls, cls, text, clip or ""])

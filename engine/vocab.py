@@ -56,6 +56,7 @@ class Source(StrEnum):
 
 
 HUMAN_SOURCES = (Source.VERIFIED, Source.RELABELED, Source.LABELED)   # every class a person gave
+POOL_SOURCES = (*HUMAN_SOURCES, Source.PSEUDO)   # every source of a pool sample's label (all but gold)
 
 
 class Tool(StrEnum):
@@ -84,6 +85,9 @@ class QueueKind(StrEnum):
     BOTH = "both"
     LABEL = "label"            # below threshold: give them a class
     VERIFY = "verify"          # candidates, at or above threshold: accept or reject
+
+
+DEFAULT_QUEUE = QueueKind.BOTH   # the queue the app, `mersemi queue` and the API show unless asked
 
 
 class CardKind(StrEnum):

@@ -6,13 +6,12 @@ round yet, training already running) returns {"ok": False, "error": "<one line>"
 writes nothing; it never raises. Arguments arrive as JSON from any client: each is checked
 by service/values.py (types strictly: the string "false" is not a boolean) before it is used.
 Type hints are real (no `from __future__ import annotations`): `gr.api` reads them to
-describe the endpoints. The training endpoints are `TrainingActions`
+describe the endpoints. The training endpoints are `actions.training`, a `TrainingActions`
 (service/training_actions.py); the refusal every endpoint turns an error into is `refusals`
 (service/refusals.py).
 """
-import subprocess
 import time
-from collections import deque
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,8 @@ from typing import Literal, overload
 from ..engine.config import presets
 from ..engine.errors import Refusal, shown
 from ..engine.processes import dead_on_this_host, this_process
-from ..engine.vocab import QueueKind, Tool
+from ..engine.vocab import DEFAULT_QUEUE, Action, QueueKind, Tool
 
-from .runner import LOG_LINES, TrainingRunner
 from .clips import ClipShelf
 from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
 from .exports import export as write_export
@@ -31,7 +29,6 @@ from .errors import NoRound
 from .project import DecisionRequest, Project, ProjectError
 from .refusals import refused, refusals
 from .review import (
-    DEFAULT_QUEUE,
     RoundView, class_table, media_file, open_mask, paper_preset, queue_page, queue_position, round_view,
     split_histogram, suggest_thresholds,
 )
@@ -78,22 +75,24 @@ class Snapshot:
 
 
 
-class AppActions(TrainingActions):
+class AppActions:
     """One project's actions, shared by every browser session and API client of a server."""
 
     def __init__(self, project: Project, presets: dict[str, Path] | None = None) -> None:
         self.project = project
-        self.presets = presets or default_presets()
-        self.runner = TrainingRunner()
+        self.training = TrainingActions(project, presets or default_presets())
         self.clips = ClipShelf()  # the only files the server serves: copies of the cards' clips
         # Set by the app when the server has logins: every action then records the login of
         # the request (LOGIN) as its reviewer, never a name the client sends.
         self.logins = False
         self.claim_s = CLAIM_S
-        self._outside_log: deque = deque(maxlen=LOG_LINES)   # progress of rounds trained elsewhere
-        self._child: subprocess.Popen | None = None          # the process training the round started here
         self.server = this_process()                         # how this server's claims name it
-        project.store.release_claims_of(dead_on_this_host)   # the cards a killed server still held
+        project.store.claims.release_dead_servers(dead_on_this_host)   # the cards a killed server still held
+
+    def endpoint(self, name: str) -> Callable[..., dict]:
+        """The action behind the API endpoint `name`: a training one (TrainingActions.ENDPOINTS)
+        is `self.training`'s, any other this object's."""
+        return getattr(self.training if name in TrainingActions.ENDPOINTS else self, name)
 
     # ------------------------------------------------------------------ overview
     @refusals
@@ -103,7 +102,7 @@ class AppActions(TrainingActions):
         return {"ok": True, "project": s["project"], "classes": s["classes"],
                 "samples": s["samples"], "labeled_per_class": s["labeled_per_class"],
                 "current_round": s["current_round"], "rounds": len(s["rounds"]),
-                "training": self.runner.is_running()}
+                "training": self.training.is_running()}
 
     # ------------------------------------------------------------------ thresholds
     @refusals
@@ -204,8 +203,8 @@ class AppActions(TrainingActions):
         if reviewer and page:
             # Another reviewer may have claimed a card since the queue was read: the first one
             # still free is held, in one write transaction.
-            held = self.project.store.claim_first([c.sample_id for c in page], reviewer, self.claim_s,
-                                                  server=self.server)
+            held = self.project.store.claims.take_first([c.sample_id for c in page], reviewer, self.claim_s,
+                                                        server=self.server)
             skipped = [c.sample_id for c in page].index(held) if held is not None else 0
             page = [c for c in page if c.sample_id == held]
             offset += skipped
@@ -215,7 +214,7 @@ class AppActions(TrainingActions):
                 if not total else "every card left in this filter is on another reviewer's screen"}
 
     def _page(self, snap: Snapshot, cls: str, min_confidence: float, offset: int, limit: int,
-              reviewer: str | None, kind: str = "verify") -> tuple[list, int]:
+              reviewer: str | None, kind: str = QueueKind.VERIFY) -> tuple[list, int]:
         return queue_page(self.project, kind, cls, min_confidence, offset, limit,
                           reviewer=reviewer or None, view=snap.view, thresholds=snap.thresholds)
 
@@ -242,14 +241,14 @@ class AppActions(TrainingActions):
         force that this one replaces (another reviewer's, perhaps)."""
         name = text(name, "name")
         action = text(action, "action").lower()
-        label = text(label, "label", required=False)
+        label = text(label, "label", required=False)  # not vocab: the argument's name
         reviewer = self._reviewer(reviewer)
         out = self.project.decide([DecisionRequest(name, action, label or None)], reviewer, source="decide",
                                   respect_claims=True)
         as_accept = name in out.get("relabel_as_accept", ())
         if as_accept:  # relabel to the predicted class: the service recorded the accept it is
-            action = "accept"
-        label_out = label if action in ("relabel", "label") else None
+            action = Action.ACCEPT
+        label_out = label if action in (Action.RELABEL, Action.LABEL) else None
         message = _decision_message(name, action, label_out, out["replaced"])
         if as_accept:
             message += f" ({label} is the predicted class: a relabel to it is recorded as an accept)"
@@ -261,8 +260,8 @@ class AppActions(TrainingActions):
     def undo(self, reviewer: str = "") -> dict:
         """Take back the reviewer's latest decision (or accept-all batch)."""
         reviewer = self._reviewer(reviewer)
-        ids = self.project.store.undo_last(reviewer)
-        names = self.project.store.sample_names(ids)
+        ids = self.project.store.decisions.undo_last(reviewer)
+        names = self.project.store.samples.names(ids)
         undone = [names[i] for i in ids]
         return {"ok": True, "undone": undone, "sample_ids": ids,
                 "message": f"undid {len(undone)} decision(s): {', '.join(undone[:5])}"
@@ -281,7 +280,7 @@ class AppActions(TrainingActions):
                          reviewer: str = "") -> int | None:
         """Where a sample named `name` stands in a queue now, as `reviewer` sees it (None: not in
         it, or no round)."""
-        found = self.project.store.samples_by_name([name]).get(name) if isinstance(name, str) else None
+        found = self.project.store.samples.by_name([name]).get(name) if isinstance(name, str) else None
         return None if found is None else self.position_of(found[0], cls, min_confidence, reviewer, kind=kind)
 
     @refusals
@@ -303,7 +302,7 @@ class AppActions(TrainingActions):
             return refused(f"{count} candidates would be accepted; confirm with expected={count}",
                            Refusal.CONFIRM) | {"count": count, "needs_confirmation": True}
         page, _ = self._page(snap, cls, min_confidence, 0, count, reviewer)
-        requests = [DecisionRequest(c.name, "accept") for c in page]
+        requests = [DecisionRequest(c.name, Action.ACCEPT) for c in page]
         out = self.project.decide(requests, reviewer, source="accept all", round_id=snap.round_id,
                                   respect_claims=True)
         return {"ok": True, "count": out["recorded"], "round": out["round"], "replaced": out["replaced"],
@@ -340,12 +339,12 @@ class AppActions(TrainingActions):
 
     def _snapshot(self, required: bool = True) -> Snapshot | None:
         """The current round, its arrays and the thresholds, read once for this request."""
-        rnd = self.project.store.current_round()
+        rnd = self.project.store.rounds.current()
         if rnd is None:
             if required:
                 raise NoRound("no finished round yet: train round 0 on the Train tab first")
             return None
-        return Snapshot(rnd.id, round_view(self.project, rnd.id), self.project.store.thresholds())
+        return Snapshot(rnd.id, round_view(self.project, rnd.id), self.project.store.thresholds.values())
 
     def _class_filter(self, cls) -> str:
         """A class name (checked against the project's) or "all"."""
@@ -358,16 +357,7 @@ class AppActions(TrainingActions):
     def shutdown(self) -> None:
         """The server is stopping: a round training in this process will not finish, so mark it
         failed now (its predictions were never written; the previous round stays in force)."""
-        child = self._child
-        if self.runner.is_running() and child is not None and child.poll() is None:
-            child.terminate()           # the training process marks its round failed on the way out
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-            for r in self.project.store.unfinished_rounds():
-                if r.pid == child.pid:
-                    self.project.store.fail_round(r.id, "interrupted: the server stopped")
+        self.training.stop()
         self.project.close()
         self.clips.close()
 
@@ -378,7 +368,7 @@ class AppActions(TrainingActions):
         round in force, the samples) and with a round's training (every second while one runs,
         here or elsewhere): a page polls this and redraws only what changed."""
         self.project.mark_dead_rounds_failed()  # a round whose process was killed stops showing "running"
-        return {"ok": True, "training": self.training_status().get("version")} | self.project.store.change_marks()
+        return {"ok": True, "training": self.training.training_status().get("version")} | self.project.store.change_marks()
 
     @refusals
     def histograms(self) -> dict:

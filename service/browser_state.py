@@ -14,4 +14,4 @@ META_KEY = "browser_state_secret"
 
 
 def browser_secret(project: Project) -> str:
-    return project.store.meta_or_set(META_KEY, secrets.token_urlsafe(24))
+    return project.store.meta.get_or_set(META_KEY, secrets.token_urlsafe(24))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.vocab import LOG_ACTIONS
+from ..engine.selection import card_kind, card_reason
+from ..engine.vocab import LOG_ACTIONS, Split
 
 from .project import Project, ProjectError
 from .review import THIN, Card, round_view, wilson_interval
@@ -22,10 +23,10 @@ def find(project: Project, sample: str = "", reviewer: str = "", cls: str = "", 
         raise ProjectError(f"action: one of {', '.join(LOG_ACTIONS)}, got {action!r}")
     label = project.class_id(cls) if cls and cls != "all" else None
     limit = max(1, min(int(limit), MAX_ROWS))
-    rows, total = project.store.find_decisions(sample=sample, reviewer=reviewer, label=label, action=action,
+    rows, total = project.store.decisions.find(sample=sample, reviewer=reviewer, label=label, action=action,
                                                in_force=in_force, limit=limit, offset=offset)
     classes = project.classes
-    in_force_ids = {c.decision_id for c in project.store.current_decisions([d.sample_id for d, _ in rows]).values()}
+    in_force_ids = {c.decision_id for c in project.store.decisions.in_force([d.sample_id for d, _ in rows]).values()}
 
     def name_of(c: int | None) -> str | None:
         return None if c is None else classes[c]
@@ -39,7 +40,7 @@ def find(project: Project, sample: str = "", reviewer: str = "", cls: str = "", 
 
 def reviewers(project: Project) -> list[dict]:
     """Per reviewer: decisions made, those in force by action, the last one's time."""
-    return project.store.reviewer_counts()
+    return project.store.decisions.reviewer_counts()
 
 
 def review_check(project: Project) -> list[dict]:
@@ -50,7 +51,7 @@ def review_check(project: Project) -> list[dict]:
     inside the interval ("consistent"), above it ("overconfident") or below ("underconfident");
     None without cards."""
     by_class: dict[int, list[tuple[bool, float]]] = {}
-    for predicted, right, confidence in project.store.verify_verdicts():
+    for predicted, right, confidence in project.store.decisions.verify_verdicts():
         by_class.setdefault(predicted, []).append((right, confidence))
     out = []
     for c, name in enumerate(project.classes):
@@ -73,11 +74,11 @@ def review_check(project: Project) -> list[dict]:
 def sample_card(project: Project, name: str) -> tuple[Card, dict | None]:
     """Any pool sample's card in the current round (whatever queue it is in, decided or not),
     and the decision in force on it (None when undecided)."""
-    found = project.store.samples_by_name([name]).get(name)
+    found = project.store.samples.by_name([name]).get(name)
     if found is None:
         raise ProjectError(f"unknown sample {name!r}")
     sid, split = found
-    if split != "unlabeled":
+    if split != Split.UNLABELED:
         raise ProjectError(f"{name}: not in the pool (it is a {split} sample)")
     view = round_view(project)
     at = np.flatnonzero(view.pool_ids == sid)
@@ -86,12 +87,12 @@ def sample_card(project: Project, name: str) -> tuple[Card, dict | None]:
     i = int(at[0])
     probs = view.pool_probs[i]
     pred, conf = int(view.pool_pred[i]), float(view.pool_conf[i])
-    smp = project.store.samples([sid])[sid]
-    kind = "verify" if conf >= project.store.thresholds()[pred] else "label"
-    reason = "at or above threshold" if kind == "verify" else "below threshold"
-    card = Card(sid, smp.name, pred, conf, probs, smp.text, smp.media, kind, f"{reason}: {conf:.2f}")
-    current = project.store.current_decisions([sid]).get(sid)
-    d = None if current is None else project.store.decision(current.decision_id)
+    smp = project.store.samples.by_id([sid])[sid]
+    thresholds = project.store.thresholds.values()
+    kind = card_kind(pred, conf, thresholds)
+    card = Card(sid, smp.name, pred, conf, probs, smp.text, smp.media, kind, card_reason(kind, probs, thresholds[pred]))
+    current = project.store.decisions.in_force([sid]).get(sid)
+    d = None if current is None else project.store.decisions.get(current.decision_id)
     decision = None
     if d is not None:
         decision = {"action": d.action, "label": None if d.label is None else project.classes[d.label],

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..engine.errors import shown
 from ..engine.safe_files import check_writable_target, write_atomically
-from ..engine.vocab import Source, Split
+from ..engine.vocab import PredictionKind, Source, Split
 
 from .errors import NoRound
 from .project import Project, ProjectError
@@ -65,11 +65,11 @@ def labels_frame(project: Project) -> pd.DataFrame:
     """name, label, source: gold labels of the labeled split, then the pool labels in force with
     where each came from (engine/vocab.Source: verified, relabeled, labeled, pseudo)."""
     store, classes = project.store, project.classes
-    gold_ids, gold_y, _ = store.split_arrays(Split.LABELED)
+    gold_ids, gold_y, _ = store.samples.split_arrays(Split.LABELED)
     keep = gold_y >= 0
-    ids, labels, pool_sources = store.training_labels()
+    ids, labels, pool_sources = store.decisions.training_labels()
     all_ids = np.concatenate([gold_ids[keep], ids])
-    names = store.sample_names(all_ids.tolist())
+    names = store.samples.names(all_ids.tolist())
     sources = [str(Source.GOLD)] * int(keep.sum()) + [str(s) for s in pool_sources]
     all_labels = np.concatenate([gold_y[keep], labels]).astype(int)
     return pd.DataFrame({"name": [names[i] for i in all_ids.tolist()],
@@ -78,15 +78,15 @@ def labels_frame(project: Project) -> pd.DataFrame:
 
 def predictions_frame(project: Project) -> pd.DataFrame:
     """The current round's predictions for the pool and the test split."""
-    rnd = project.store.current_round()
+    rnd = project.store.rounds.current()
     if rnd is None:
         raise NoRound("no finished round yet: nothing to export")
     frames = []
-    for kind, split in (("pool", "unlabeled"), ("test", "test")):
-        ids, probs = project.store.predictions(rnd.id, kind)
+    for kind, split in ((PredictionKind.POOL, Split.UNLABELED), (PredictionKind.TEST, Split.TEST)):
+        ids, probs = project.store.rounds.predictions(rnd.id, kind)
         if len(ids) == 0:
             continue
-        names = project.store.sample_names(ids.tolist())
+        names = project.store.samples.names(ids.tolist())
         pred = probs.argmax(1)
         df = pd.DataFrame({"name": [names[i] for i in ids.tolist()], "split": split,
                            "predicted": [project.classes[p] for p in pred],
@@ -99,8 +99,8 @@ def predictions_frame(project: Project) -> pd.DataFrame:
 
 
 def decisions_frame(project: Project) -> pd.DataFrame:
-    log = project.store.decision_log()
-    names = project.store.sample_names(sorted({d.sample_id for d in log}))
+    log = project.store.decisions.log()
+    names = project.store.samples.names(sorted({d.sample_id for d in log}))
     classes = project.classes
     return pd.DataFrame([{
         "id": d.id, "time": d.created_at.isoformat(timespec="seconds"), "name": names[d.sample_id],
@@ -118,13 +118,13 @@ def _write_mertools(project: Project, labels: pd.DataFrame, out: Path) -> None:
     pool with a placeholder `emo` (the current prediction when there is one), as MERTools'
     own test1 corpus carries placeholders."""
     train = {n: {"emo": l, "source": s} for n, l, s in labels.itertuples(index=False)}
-    pool_ids, _, _ = project.store.split_arrays("unlabeled")
-    rnd = project.store.current_round()
+    pool_ids, _, _ = project.store.samples.split_arrays(Split.UNLABELED)
+    rnd = project.store.rounds.current()
     placeholder: dict[int, str] = {}
     if rnd is not None:
-        ids, probs = project.store.predictions(rnd.id, "pool")
+        ids, probs = project.store.rounds.predictions(rnd.id, PredictionKind.POOL)
         placeholder = {int(i): project.classes[int(p)] for i, p in zip(ids, probs.argmax(1))}
-    names = project.store.sample_names(pool_ids.tolist())
+    names = project.store.samples.names(pool_ids.tolist())
     test1 = {names[i]: {"emo": placeholder.get(i, project.classes[0])}
              for i in pool_ids.tolist() if names[i] not in train}
     corpora: dict[str, Any] = {"train_corpus": train, "test1_corpus": test1}

@@ -17,20 +17,23 @@ from ..db.connect import make_engine, masked, schema_version, sqlite_url
 from ..db.errors import CardClaimed, SchemaOutOfDate, StoreError, StoreUnavailable
 from ..db.migrate import backup_sqlite, upgrade
 from ..db.models import SCHEMA_VERSION, Round, as_utc
-from ..db.store import DecisionIn, Store
+from ..db.store import Store
+from ..db.writes import DecisionIn
 from ..engine.config import load_config
 from ..engine.errors import shown
 from ..engine import checkpoint, thresholds
-from ..engine.vocab import MER2024_CLASSES, Action, CardKind, Source
+from ..engine.vocab import MER2024_CLASSES, Action, RoundStatus, Source, Split
 from ..engine.features import FeatureStore
-from ..engine.importers import read_csv
 from ..engine.names import name_problem, note_problem
 from ..engine.processes import pid_alive
 from ..engine.safe_files import check_folder_target
+from ..engine.selection import card_kind
 
 from .errors import Claimed, NoRound, ProjectError
 from .project_import import ProjectImport
-from .store_location import PASSWORD_ENV, SERVER_URL_FILE, _server_url, _where, _without_password, store_url
+from .store_location import (
+    PASSWORD_ENV, SERVER_URL_FILE, server_url, store_label, store_url, without_password,
+)
 from .values import person
 
 DEFAULT_CLASSES = list(MER2024_CLASSES)
@@ -53,7 +56,7 @@ class Project(ProjectImport):
     def __init__(self, root: Path, store: Store) -> None:
         self.root = root
         self.store = store
-        self.classes = store.classes()
+        self.classes = store.classes.names()
         self.features = FeatureStore(root / "features")
         self.repairs = self._finish_interrupted_import()  # notes for the user, e.g. 'mersemi: note: ...'
         self.mark_dead_rounds_failed()
@@ -64,7 +67,7 @@ class Project(ProjectImport):
              db_url: str | None = None) -> Project:
         """A new project in DIR; its store in DIR/project.db, or on the PostgreSQL server that
         `db_url` names (features, checkpoints and exports stay in DIR)."""
-        root = check_folder_target(root, "init")
+        root = check_folder_target(root, "init")  # not vocab: the command's name
         classes = [c.strip() for c in classes]
         if len(classes) < 2 or any(not c for c in classes):
             raise ProjectError("--classes: give at least two non-empty class names")
@@ -76,7 +79,7 @@ class Project(ProjectImport):
         for marker in ("project.db", SERVER_URL_FILE):
             if (root / marker).exists():
                 raise ProjectError(f"{root}: already a project ({marker} exists)")
-        server = _server_url(db_url) if db_url is not None else None
+        server = server_url(db_url) if db_url is not None else None
         if server is None:
             for sub in ("features", "checkpoints", "exports"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
@@ -86,11 +89,11 @@ class Project(ProjectImport):
             raise ProjectError(f"--db: {e}" if server is not None else str(e)) from None
         # The paper's thresholds where the class is named there, otherwise the default.
         st = load_config().self_training
-        store.set_classes(classes, st.threshold_for(classes))
+        store.classes.create(classes, st.threshold_for(classes))
         if server is not None:  # the store exists: now DIR, which records where it is
             for sub in ("features", "checkpoints", "exports"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
-            (root / SERVER_URL_FILE).write_text(_without_password(server) + "\n")
+            (root / SERVER_URL_FILE).write_text(without_password(server) + "\n")
         return cls(root, store)
 
     @classmethod
@@ -100,13 +103,13 @@ class Project(ProjectImport):
         try:
             store = Store(url)
         except SchemaOutOfDate as e:
-            raise ProjectError(f"{_where(root, url)}: {e}; run 'mersemi migrate {root}'") from None
+            raise ProjectError(f"{store_label(root, url)}: {e}; run 'mersemi migrate {root}'") from None
         except StoreUnavailable as e:
             hint = "" if str(url).startswith("sqlite") else \
                 f" (the password comes from {PASSWORD_ENV} or ~/.pgpass)"
             raise ProjectError(f"{e}{hint}") from None
         except StoreError as e:
-            raise ProjectError(f"{_where(root, url)}: {e}") from None
+            raise ProjectError(f"{store_label(root, url)}: {e}") from None
         return cls(root, store)
 
     def close(self) -> None:
@@ -120,12 +123,12 @@ class Project(ProjectImport):
 
     def current_round_id(self) -> int | None:
         """The latest finished round, whose predictions are in force."""
-        current = self.store.current_round()
+        current = self.store.rounds.current()
         return None if current is None else current.id
 
     def store_url(self) -> str:
         """Where the store is, without a password."""
-        return self.store.engine.url.render_as_string(hide_password=True)
+        return self.store.db.engine.url.render_as_string(hide_password=True)
 
     def class_id(self, name: str, what: str = "class") -> int:
         """Class id of a name (case-insensitive); ProjectError naming the classes otherwise."""
@@ -136,17 +139,17 @@ class Project(ProjectImport):
 
     @property
     def media_root(self) -> Path | None:
-        value = self.store.meta("media_root")
+        value = self.store.meta.get("media_root")
         return Path(value) if value else None
 
     # ------------------------------------------------------------------ thresholds
     def thresholds(self) -> dict[str, float]:
-        return dict(zip(self.classes, self.store.thresholds()))
+        return dict(zip(self.classes, self.store.thresholds.values()))
 
     def set_thresholds(self, values: Mapping[str, object], by: str) -> dict[str, float]:
         """Set some classes' thresholds as `by`'s (every value checked before any is written,
         engine/thresholds.py): the policy leaves them alone until `by` releases them."""
-        self.store.set_thresholds(thresholds.parse(self.classes, values), by=by)
+        self.store.thresholds.set(thresholds.parse(self.classes, values), by=by)
         return self.thresholds()
 
     def release_thresholds(self, classes: Sequence[str], by: str) -> list[str]:
@@ -156,7 +159,7 @@ class Project(ProjectImport):
             raise ProjectError("name the classes to release, or all")
         ids = (list(range(len(self.classes))) if [c.strip().lower() for c in classes] == ["all"]
                else sorted({self.class_id(c) for c in classes}))
-        self.store.release_thresholds(ids, by=by)
+        self.store.thresholds.release(ids, by=by)
         return [self.classes[i] for i in ids]
 
     def threshold_owners(self) -> dict[str, dict]:
@@ -164,7 +167,7 @@ class Project(ProjectImport):
         return {self.classes[t.class_id]: {"threshold": t.value, "set_by": t.updated_by,
                                            "set_at": as_utc(t.updated_at).isoformat(timespec="seconds"),
                                            "policy_may_set": t.policy_may_set}
-                for t in self.store.threshold_rows()}
+                for t in self.store.thresholds.rows()}
 
     def threshold_history(self, limit: int | None = None) -> list[dict]:
         """Every threshold change, newest first: class, value, who, when, the round whose policy
@@ -172,7 +175,7 @@ class Project(ProjectImport):
         return [{"class": self.classes[c.class_id], "threshold": c.value, "set_by": c.set_by,
                  "set_at": as_utc(c.set_at).isoformat(timespec="seconds"), "round": c.round_id,
                  "policy_may_set": c.policy_may_set, "note": c.note}
-                for c in self.store.threshold_history(limit)]
+                for c in self.store.thresholds.history(limit)]
 
     # ------------------------------------------------------------------ decisions
     def decide(self, requests: Sequence[DecisionRequest], reviewer: str,
@@ -183,14 +186,14 @@ class Project(ProjectImport):
         reported, up to MAX_REPORTED), then one batch; nothing is written on an error.
         A relabel to the predicted class is recorded as the accept it is. With
         `respect_claims`, samples on another reviewer's screen (claimed) are refused."""
-        rnd = self.store.current_round() if round_id is None else self.store.round(round_id)
-        if rnd is None or rnd.status != "done":
+        rnd = self.store.rounds.current() if round_id is None else self.store.rounds.get(round_id)
+        if rnd is None or rnd.status != RoundStatus.DONE:
             raise NoRound("no finished round yet: train round 0 before deciding")
         reviewer = person(reviewer)
         bad_names = {r.name: p for r in requests if (p := name_problem(r.name))}
-        known = self.store.samples_by_name(r.name for r in requests if r.name not in bad_names)
-        preds = self.store.prediction_of(rnd.id, [v[0] for v in known.values()])
-        th = self.store.thresholds()
+        known = self.store.samples.by_name(r.name for r in requests if r.name not in bad_names)
+        preds = self.store.rounds.prediction_of(rnd.id, [v[0] for v in known.values()])
+        th = self.store.thresholds.values()
         entries, errors, as_accept = [], [], []
         first: dict[str, int] = {}
         for n, r in enumerate(requests, 1):
@@ -204,16 +207,16 @@ class Project(ProjectImport):
             except ProjectError as e:
                 errors.append(f"{source}: sample {shown(r.name)}: {e}")
                 continue
-            if r.action.strip().lower() == "relabel" and entry.action == "accept":
+            if r.action.strip().lower() == Action.RELABEL and entry.action == Action.ACCEPT:
                 as_accept.append(r.name)
             entries.append(entry)
         if errors:
             more = f" (and {len(errors) - MAX_REPORTED} more)" if len(errors) > MAX_REPORTED else ""
             raise ProjectError("; ".join(errors[:MAX_REPORTED]) + more)
         try:
-            batch, replaced = self.store.decide(entries, reviewer, respect_claims=respect_claims)
+            batch, replaced = self.store.decisions.record(entries, reviewer, respect_claims=respect_claims)
         except CardClaimed as e:
-            names = self.store.sample_names(e.sample_ids)
+            names = self.store.samples.names(e.sample_ids)
             shown_names = ", ".join(names[i] for i in e.sample_ids[:5]) + (" ..." if len(e.sample_ids) > 5 else "")
             raise Claimed(f"{source}: {shown_names}: on another reviewer's screen right now; "
                                "take the next card (it is theirs to decide)") from None
@@ -233,46 +236,47 @@ class Project(ProjectImport):
         if r.name not in known:
             raise ProjectError("unknown sample")
         sid, split = known[r.name]
-        action = (r.action or "").strip().lower()
-        if action not in tuple(Action):
+        asked = (r.action or "").strip().lower()
+        if asked not in tuple(Action):
             raise ProjectError(f"decision must be {', '.join(list(Action)[:-1])} or {list(Action)[-1]}, "
                                f"got {shown(r.action)}")
-        if split != "unlabeled":
+        action = Action(asked)
+        if split != Split.UNLABELED:
             raise ProjectError(f"not in the pool (it is a {split} sample)")
         if sid not in preds:
             raise ProjectError(f"not scored in round {round_id}")
         _, predicted, confidence = preds[sid]
         label = predicted
-        if action in ("relabel", "label"):
+        if action in (Action.RELABEL, Action.LABEL):
             if not r.label:
                 raise ProjectError(f"{action} needs a label")
             label = self._label_id(r.label)
-            if action == "relabel" and label == predicted:
-                action = "accept"   # the prediction was right: that is an accept
+            if action == Action.RELABEL and label == predicted:
+                action = Action.ACCEPT   # the prediction was right: that is an accept
         elif r.label and self._label_id(r.label) != predicted:
             raise ProjectError(f"{action} names label {shown(r.label)} but the prediction is "
                                f"{self.classes[predicted]!r}; use relabel")
-        # The card it was decided on, as the queues would show it now (engine/selection.py).
-        card = CardKind.VERIFY if confidence >= th[predicted] else CardKind.LABEL
+        # The card it was decided on, as the queues would show it now.
+        card = card_kind(predicted, confidence, th)
         return DecisionIn(sid, action, label, round_id, r.note, predicted=predicted, card=card, confidence=confidence)
 
     def _label_id(self, label: str) -> int:
-        return self.class_id(label, "label")
+        return self.class_id(label, "label")  # not vocab: the field's name
 
     # ------------------------------------------------------------------ rounds
     def mark_dead_rounds_failed(self) -> list[int]:
         """A round whose process is gone (killed, crashed, machine rebooted) is failed, and its
         orphan checkpoint removed. Dead: run on this host by a pid that is gone, or silent for
         longer than HEARTBEAT_LIMIT (any host: a team shares one server)."""
-        host, now = socket.gethostname(), self.store.clock()
+        host, now = socket.gethostname(), self.store.db.clock()
 
         def dead(r: Round) -> bool:
             return round_is_dead(r, host, now)
 
         # A cheap read first; the write transaction decides again under the lock.
-        if not any(dead(r) for r in self.store.unfinished_rounds()):
+        if not any(dead(r) for r in self.store.rounds.unfinished()):
             return []
-        failed = self.store.fail_dead_rounds(dead, lambda r: _death_note(r, host))
+        failed = self.store.rounds.fail_dead(dead, lambda r: _death_note(r, host))
         for r in failed:
             for file in checkpoint.files(self.root / "checkpoints", r.id):
                 file.unlink(missing_ok=True)
@@ -280,17 +284,17 @@ class Project(ProjectImport):
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict:
-        splits = self.store.split_counts()
-        gold = self.store.gold_counts()
-        counts = self.store.decision_counts()
-        sources = self.store.source_counts()
-        rounds = [round_summary(r, self.classes) for r in self.store.rounds()]
-        current = self.store.current_round()
+        splits = self.store.samples.split_counts()
+        gold = self.store.samples.gold_counts()
+        counts = self.store.decisions.counts()
+        sources = self.store.decisions.source_counts()
+        rounds = [round_summary(r, self.classes) for r in self.store.rounds.all()]
+        current = self.store.rounds.current()
         return {
             "project": str(self.root.resolve()),
             "classes": self.classes,
             "modalities": self.features.modalities if self.features.exists() else {},
-            "samples": {s: splits.get(s, 0) for s in ("labeled", "unlabeled", "test")}
+            "samples": {s.value: splits.get(s, 0) for s in Split}
                        | {"total": sum(splits.values())},
             "labeled_per_class": {c: gold.get(i, 0) for i, c in enumerate(self.classes)},
             "decisions": {a: {c: counts[a].get(i, 0) for i, c in enumerate(self.classes)}
@@ -366,7 +370,7 @@ def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, 
     try:
         found = schema_version(engine)
         if found is None:
-            raise ProjectError(f"{_where(root, url)}: not a mersemi project database (no meta table)")
+            raise ProjectError(f"{store_label(root, url)}: not a mersemi project database (no meta table)")
         if found == SCHEMA_VERSION:
             say(f"{root}: already at schema version {found}; nothing to do")
             return found, found
@@ -378,23 +382,22 @@ def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, 
                     "(pg_dump the database first to keep a copy)")
         before, after = upgrade(engine)
     except StoreError as e:
-        raise ProjectError(f"{_where(root, url)}: {e}") from None
+        raise ProjectError(f"{store_label(root, url)}: {e}") from None
     finally:
         engine.dispose()
     say(f"upgraded {root} from schema version {before} to {after}")
     return before, after
 
 
-    return True
-
-
 def parse_decisions_csv(path: str | Path) -> list[DecisionRequest]:
     """Read `name, decision, label[, note]`; errors name the file and row."""
+    from ..engine.importers import read_csv   # pandas: only `decide` needs it
+
     path = Path(path)
     df = read_csv(path, required=("name", "decision"))  # a regular file, bounded, no NUL
     if df.empty:
         raise ProjectError(f"{path}: no decisions in the file")
-    label = df["label"] if "label" in df.columns else [""] * len(df)
+    label = df["label"] if "label" in df.columns else [""] * len(df)  # not vocab: a column
     note = df["note"] if "note" in df.columns else [""] * len(df)
     return [DecisionRequest(n, d, l or None, nt or None)
             for n, d, l, nt in zip(df["name"], df["decision"], label, note)]

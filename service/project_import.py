@@ -15,11 +15,11 @@ from ..db.store import Store
 from ..engine.crashpoints import crash_point
 from ..engine.errors import InputError, shown
 from ..engine.features import FeatureWriter, process_may_run, publish_staged, remove_dead_staging
-from ..engine.importers import ImportPlan, plan_mertools, plan_native
 
 from .errors import ProjectError
 
 if TYPE_CHECKING:
+    from ..engine.importers import ImportPlan
     from ..engine.progress import ProgressFn
 
 PENDING_IMPORT = "import_pending"  # meta key: JSON of an import between its samples and its features
@@ -34,6 +34,8 @@ class ProjectImport:
 
     def import_native(self, folder: str | Path, dtype: str = "float16",
                       progress: ProgressFn | None = None) -> dict:
+        from ..engine.importers import plan_native   # pandas: only an import needs it
+
         self._require_empty()
         return self._import(lambda: plan_native(Path(folder), self.classes), dtype, progress)
 
@@ -41,6 +43,8 @@ class ProjectImport:
                         modality_map: dict[str, str], transcripts: str | Path | None = None,
                         media: str | Path | None = None, dtype: str = "float16",
                         progress: ProgressFn | None = None) -> dict:
+        from ..engine.importers import plan_mertools
+
         self._require_empty()
         if not modality_map:
             raise ProjectError("--modality: map at least one modality, e.g. --modality audio=chinese-hubert-large-UTT")
@@ -50,7 +54,7 @@ class ProjectImport:
             media=Path(media) if media else None), dtype, progress)
 
     def _require_empty(self) -> None:
-        n = self.store.sample_count()
+        n = self.store.samples.count()
         if n:
             raise ProjectError(f"{self.root}: already holds {n} samples; import into a new project")
 
@@ -85,13 +89,13 @@ class ProjectImport:
                     plan.names, plan.splits, plan.labels, plan.true_labels, plan.texts, plan.media))]
         pending = {"staging": staging, "pid": os.getpid(), "host": socket.gethostname(),
                    "media_root": plan.media_root or "", "source": plan.source}
-        self.store.set_meta(**{PENDING_IMPORT: json.dumps(pending)})
+        self.store.meta.set(**{PENDING_IMPORT: json.dumps(pending)})
         try:
             crash_point("import:marked")
-            self.store.insert_samples(rows)
+            self.store.samples.insert(rows)
         except BaseException:
-            if self.store.sample_count() == 0:  # not committed: the writer removes the staging folder
-                self.store.set_meta(**{PENDING_IMPORT: ""})
+            if self.store.samples.count() == 0:  # not committed: the writer removes the staging folder
+                self.store.meta.set(**{PENDING_IMPORT: ""})
                 raise
             writer.publish()  # committed after all: finish before reporting the interruption
             self._record_import(pending)
@@ -102,20 +106,20 @@ class ProjectImport:
         self._record_import(pending)
 
     def _record_import(self, pending: dict) -> None:
-        self.store.set_meta(media_root=pending["media_root"], import_source=pending["source"],
+        self.store.meta.set(media_root=pending["media_root"], import_source=pending["source"],
                             **{PENDING_IMPORT: ""})
 
     def _finish_interrupted_import(self) -> list[str]:
         """Repair what a killed import left behind; returns what was done, for the user."""
         notes = []
         features = self.root / "features"
-        raw = self.store.meta(PENDING_IMPORT)
+        raw = self.store.meta.get(PENDING_IMPORT)
         pending = json.loads(raw) if raw else None
         if pending and not process_may_run(pending["host"], pending["pid"]):
-            n, who = self.store.sample_count(), f"process {pending['pid']}"
+            n, who = self.store.samples.count(), f"process {pending['pid']}"
             if n == 0:
                 shutil.rmtree(features / pending["staging"], ignore_errors=True)
-                self.store.set_meta(**{PENDING_IMPORT: ""})
+                self.store.meta.set(**{PENDING_IMPORT: ""})
                 notes.append(f"an import ({who}) was interrupted before its samples were written: "
                              f"nothing was imported; run it again")
             else:

@@ -17,17 +17,18 @@ import numpy as np
 from ..engine import selection, self_training
 from ..engine.config import load_config, preset_path
 from ..engine.thresholds import check_target_precision, quantize
-from ..engine.vocab import HUMAN_SOURCES, Action, QueueKind, Source, media_kind
+from ..engine.vocab import (
+    DEFAULT_QUEUE, HUMAN_SOURCES, POOL_SOURCES, Action, CardKind, PredictionKind, QueueKind, RoundStatus, Source,
+    Split, media_kind,
+)
 
 from .errors import NoRound
 from .project import Project, ProjectError
 
 HIST_BINS = 40
 THIN = 30   # a share or a precision resting on fewer samples than this is marked thin where it is shown
-THIN = 30   # a share or a precision resting on fewer samples than this is marked thin where it is shown
 # "both": the least sure first, then the riskiest candidates, so the queue never runs dry
 # (bench/results/README.md compares it with the verify queue).
-DEFAULT_QUEUE = QueueKind.BOTH
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,14 @@ _views: dict[tuple[str, int], RoundView] = {}
 
 
 def round_view(project: Project, round_id: int | None = None) -> RoundView:
-    rnd = project.store.round(round_id) if round_id is not None else project.store.current_round()
-    if rnd is None or rnd.status != "done":
+    rnd = project.store.rounds.get(round_id) if round_id is not None else project.store.rounds.current()
+    if rnd is None or rnd.status != RoundStatus.DONE:
         raise NoRound("no finished round yet: train round 0 first")
     key = (str(project.root.resolve()), rnd.id)
     if key not in _views:
-        oof_ids, oof_probs = project.store.predictions(rnd.id, "oof")
+        oof_ids, oof_probs = project.store.rounds.predictions(rnd.id, PredictionKind.OOF)
         gold = _gold_of(project, oof_ids)
-        pool_ids, pool_probs = project.store.predictions(rnd.id, "pool")
+        pool_ids, pool_probs = project.store.rounds.predictions(rnd.id, PredictionKind.POOL)
         C = len(project.classes)
         _views[key] = RoundView(rnd.id, C, oof_probs.argmax(1) if len(oof_ids) else np.zeros(0, int),
                                 oof_probs.max(1) if len(oof_ids) else np.zeros(0), gold,
@@ -83,7 +84,7 @@ def round_view(project: Project, round_id: int | None = None) -> RoundView:
 
 
 def _gold_of(project: Project, ids: np.ndarray) -> np.ndarray:
-    gold_ids, gold_y, _ = project.store.split_arrays("labeled")
+    gold_ids, gold_y, _ = project.store.samples.split_arrays(Split.LABELED)
     lookup = dict(zip(gold_ids.tolist(), gold_y.tolist()))
     return np.array([lookup[i] for i in ids.tolist()], dtype=np.int64)
 
@@ -91,9 +92,9 @@ def _gold_of(project: Project, ids: np.ndarray) -> np.ndarray:
 def open_mask(project: Project, view: RoundView, reviewer: str | None = None) -> np.ndarray:
     """Pool samples still open to a decision: no decision in force and, when `reviewer` is
     given, not held by another reviewer's claim."""
-    closed = project.store.decided_ids()
+    closed = project.store.decisions.decided_ids()
     if reviewer:
-        closed = np.union1d(closed, np.fromiter(project.store.claimed_by_others(reviewer), np.int64))
+        closed = np.union1d(closed, np.fromiter(project.store.claims.held_by_others(reviewer), np.int64))
     return ~np.isin(view.pool_ids, closed)
 
 
@@ -108,9 +109,9 @@ def auto_accept_selection(project: Project, balance_cap: float, thresholds: list
     `labels`: (gold labels, extra labels, their sources) when the caller has them already."""
     view = view if view is not None else round_view(project)
     if labels is None:
-        _, gold_y, _ = project.store.split_arrays("labeled")
+        _, gold_y, _ = project.store.samples.split_arrays(Split.LABELED)
         gold_y = gold_y[gold_y >= 0]
-        _, extra_y, sources = project.store.training_labels()
+        _, extra_y, sources = project.store.decisions.training_labels()
     else:
         gold_y, extra_y, sources = labels
     C = len(project.classes)
@@ -131,12 +132,12 @@ def auto_accept_preview(project, cfg) -> dict:
     makes when the round starts (review.auto_accept_selection, the same call), without
     importing the trainer (torch: seconds); nothing is written."""
     store, classes = project.store, project.classes
-    if store.current_round() is None:
+    if store.rounds.current() is None:
         return {"total": 0, "classes": [], "note": "no finished round yet: nothing to auto-accept"}
     st = cfg.self_training
     if not st.use_pseudo_labels:
         return {"total": 0, "classes": [], "note": "this preset trains without pseudo-labels"}
-    _, sel = auto_accept_selection(project, st.balance_cap, store.thresholds())
+    _, sel = auto_accept_selection(project, st.balance_cap, store.thresholds.values())
     rows = [{"class": name, "count": sel.kept[c], "expected_precision": sel.expected_precision[c]}
             for c, name in enumerate(classes)]
     return {"total": int(sel.mask.sum()), "classes": rows, "note": ""}
@@ -179,15 +180,15 @@ def class_table(project: Project, thresholds: dict[str, float] | None = None,
     values = [float(th[c]) for c in project.classes]
     cand = selection.is_candidate(view.pool_pred, view.pool_conf, open_mask(project, view), values)
     expected, counts = selection.expected_precision(view.pool_pred, view.pool_conf, cand, view.n_classes)
-    labels = project.store.source_counts()
-    rejected = project.store.decision_counts()[Action.REJECT]
+    labels = project.store.decisions.source_counts()
+    rejected = project.store.decisions.counts()[Action.REJECT]
     rows = []
     for c, name in enumerate(project.classes):
         oof_prec, oof_support = view.precision(c, values[c])
         rows.append({"class": name, "threshold": values[c], "candidates": counts[c],
                      "expected_precision": expected[c], "support": counts[c],
                      "oof_precision": oof_prec, "oof_support": oof_support,
-                     **{str(src): labels[src].get(c, 0) for src in (*HUMAN_SOURCES, Source.PSEUDO)},
+                     **{str(src): labels[src].get(c, 0) for src in POOL_SOURCES},
                      "rejected": rejected.get(c, 0)})
     return rows
 
@@ -216,7 +217,7 @@ class Card:
     probs: np.ndarray
     text: str | None
     media: str | None
-    kind: str          # "verify" | "label"
+    kind: CardKind
     reason: str
 
 
@@ -233,7 +234,7 @@ def queue_page(project: Project, kind: str | None = None, cls: str | None = None
     view = view or round_view(project)
     entries = _queue(project, kind, cls, min_confidence, reviewer, view, thresholds)
     page = entries[offset:offset + limit]
-    samples = project.store.samples([int(view.pool_ids[e.index]) for e in page])
+    samples = project.store.samples.by_id([int(view.pool_ids[e.index]) for e in page])
     cards = []
     for e in page:
         sid, probs = int(view.pool_ids[e.index]), view.pool_probs[e.index]
@@ -248,7 +249,7 @@ def _queue(project: Project, kind: str, cls: str | None, min_confidence: float,
            thresholds: list[float] | None = None) -> selection.ReviewQueue:
     view = view or round_view(project)
     cid = None if cls in (None, "", "all") else project.class_id(cls)
-    th = project.store.thresholds() if thresholds is None else thresholds
+    th = project.store.thresholds.values() if thresholds is None else thresholds
     # The sorting depends on the round, the thresholds and the filter only, not on decisions:
     # kept for the next request (each decision would otherwise re-sort the whole pool).
     key = (id(view), tuple(map(float, th)), cid, float(min_confidence))
@@ -269,9 +270,9 @@ _orders: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 def next_candidates(project: Project, cls: str | None = None, min_confidence: float = 0.0,
                     limit: int = 1, offset: int = 0) -> list[Card]:
     """A page of the verify queue (candidates, least confident first)."""
-    if project.store.current_round() is None:
+    if project.store.rounds.current() is None:
         raise NoRound("no finished round yet: train round 0 first")
-    return queue_page(project, "verify", cls, min_confidence, offset, limit)[0]
+    return queue_page(project, QueueKind.VERIFY, cls, min_confidence, offset, limit)[0]
 
 
 PAPER_PRESET = "paper_thresholds"   # the preset whose fixed thresholds are the paper's
@@ -284,19 +285,19 @@ def paper_preset(project: Project) -> dict[str, float]:
 
 
 def queue_size(project: Project, cls: str | None = None, min_confidence: float = 0.0,
-               kind: str = "verify") -> int:
+               kind: str = QueueKind.VERIFY) -> int:
     """Samples in a review queue (0 before the first round)."""
-    if project.store.current_round() is None:
+    if project.store.rounds.current() is None:
         return 0
     return len(_queue(project, kind, cls, min_confidence, None))
 
 
 def queue_position(project: Project, sample_id: int, cls: str | None = None,
-                   min_confidence: float = 0.0, kind: str = "verify", reviewer: str | None = None,
+                   min_confidence: float = 0.0, kind: str = QueueKind.VERIFY, reviewer: str | None = None,
                    view: RoundView | None = None, thresholds: list[float] | None = None) -> int | None:
     """Offset of a sample in a review queue, or None when it is not in it."""
     if view is None:
-        if project.store.current_round() is None:
+        if project.store.rounds.current() is None:
             return None
         view = round_view(project)
     at = np.flatnonzero(view.pool_ids == sample_id)

@@ -21,8 +21,10 @@ from typing import cast
 import numpy as np
 
 from ..db.errors import RoundBusy, StoreBusy
-from ..db.store import DecisionIn, Store
+from ..db.store import Store
+from ..db.writes import DecisionIn
 from ..db.models import Round
+from ..db.round_queries import RoundQueries
 from ..engine import checkpoint, self_training
 from ..engine.calibration import expected_calibration_error
 from ..engine.config import Config, from_dict
@@ -35,7 +37,9 @@ from ..engine.progress import ProgressFn
 from ..engine.train import (
     Prior, RoundResult, TrainSet, train_round as engine_train_round, train_round_distributed,
 )
-from ..engine.vocab import HUMAN_SOURCES, CardKind, PredictionKind, RoundStatus, Source, Split, Tool
+from ..engine.vocab import (
+    HUMAN_SOURCES, POOL_SOURCES, Action, CardKind, PredictionKind, RoundStatus, Source, Split, Tool,
+)
 
 from .project import Project, ProjectError
 
@@ -60,22 +64,22 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     if not project.features.exists():
         raise ProjectError(f"{project.root}: no features imported yet (run 'mersemi import')")
 
-    gold_ids, gold_y, _ = store.split_arrays(Split.LABELED)
+    gold_ids, gold_y, _ = store.samples.split_arrays(Split.LABELED)
     has_gold = gold_y >= 0
     gold_ids, gold_y = gold_ids[has_gold], gold_y[has_gold]
     counts = np.bincount(gold_y, minlength=C)
     if problem := gold_problem(counts.tolist(), classes):
         raise ProjectError(problem)
-    pool_ids, _, pool_true = store.split_arrays(Split.UNLABELED)
-    test_ids, test_y, _ = store.split_arrays(Split.TEST)
+    pool_ids, _, pool_true = store.samples.split_arrays(Split.UNLABELED)
+    test_ids, test_y, _ = store.samples.split_arrays(Split.TEST)
 
-    extra_ids, extra_y, sources = store.training_labels()
+    extra_ids, extra_y, sources = store.decisions.training_labels()
     st = cfg.self_training
     if not st.use_pseudo_labels:  # the "w/o pseudo labels" ablation keeps human labels only
         human = np.isin(np.asarray(sources, dtype=object), HUMAN_SOURCES)
         extra_ids, extra_y = extra_ids[human], extra_y[human]
         sources = [src for src, h in zip(sources, human) if h]
-    thresholds = store.thresholds()
+    thresholds = store.thresholds.values()
     auto, auto_selection = (_auto_candidates(project, cfg, thresholds, gold_y, extra_y, sources)
                             if auto_accept and st.use_pseudo_labels else ([], None))
     if auto_accept and skip_if_nothing_new and not auto:
@@ -88,14 +92,14 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     composition["human_digest"] = _human_digest(extra_ids, extra_y, sources)
     from_model = np.asarray(sources, dtype=object) == Source.PSEUDO   # only the tool's labels
     share_from, share = (_graph_share(store) if from_model.any() else (None, None))
-    previous = store.current_round()
+    previous = store.rounds.current()
     prior = _prior(project, previous, extra_ids, from_model.any(), cfg)
-    fixed = _fixed_thresholds(project, cfg) if st.policy == "fixed" else [1.0] * C
+    fixed = st.threshold_for(classes) if st.policy == "fixed" else [1.0] * C
 
     try:
-        rid = store.create_round(config=cfg.to_dict(), config_name=config_name,
-                                 thresholds=dict(zip(classes, thresholds)), auto_accept=auto_accept,
-                                 pid=os.getpid(), host=socket.gethostname())
+        rid = store.rounds.create(config=cfg.to_dict(), config_name=config_name,
+                                  thresholds=dict(zip(classes, thresholds)), auto_accept=auto_accept,
+                                  pid=os.getpid(), host=socket.gethostname())
     except RoundBusy as e:
         raise ProjectError(f"{e}; wait for it to finish (see 'mersemi status')") from None
 
@@ -109,7 +113,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
                         extra_from_model=from_model, prior=prior)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine also lists its warnings in metrics
-            beat = Heartbeat(store, rid, progress)
+            beat = Heartbeat(store.rounds, rid, progress)
             if dist is None:
                 result = engine_train_round(data, C, cfg, progress=beat)
             else:   # the features stay on disk: every rank maps them itself
@@ -126,7 +130,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
                                                         pool_ids, pool_true)
         # The policy proposes the next thresholds from this round's scores of the pool samples
         # still open after its automatic decisions; the store sets the classes it may set.
-        decided = np.union1d(store.decided_ids(), [d.sample_id for d in auto])
+        decided = np.union1d(store.decisions.decided_ids(), [d.sample_id for d in auto])
         proposal, unreachable = self_training.propose_thresholds(
             pool_probs.argmax(1), pool_probs.max(1), ~np.isin(pool_ids, decided), C,
             policy=st.policy, target=st.target_precision, per=st.target_per, fixed=fixed)
@@ -139,19 +143,19 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
             checkpoint.save_reuse(result.reusable, checkpoint.reuse_path(project.root / "checkpoints"))
         if progress:
             progress("writing predictions", 1.0)
-        store.complete_round(
+        store.rounds.complete(
             rid, predictions=[(PredictionKind.POOL, pool_ids, pool_probs), (PredictionKind.TEST, test_ids, test_probs),
                               (PredictionKind.OOF, gold_ids, result.oof_probs)],
             decisions=auto, reviewer=Tool.AUTO, composition=composition, metrics=metrics,
             checkpoint=str(saved.relative_to(project.root)),
             thresholds=dict(enumerate(proposal)), everyone=st.policy_overrides_reviewers, discarded=discarded)
     except BaseException as e:
-        store.fail_round(rid, _describe(e))
+        store.rounds.fail(rid, _describe(e))
         saved.unlink(missing_ok=True)
         if isinstance(e, InputError):
             raise ProjectError(str(e)) from None
         raise
-    return round_summary(store.round(rid), classes) | {"thresholds_now": project.thresholds()}
+    return round_summary(store.rounds.get(rid), classes) | {"thresholds_now": project.thresholds()}
 
 
 def follow_rounds(root: Path, dist: Dist) -> int:
@@ -169,26 +173,13 @@ def follow_rounds(root: Path, dist: Dist) -> int:
     return done
 
 
-def _fixed_thresholds(project: Project, cfg: Config) -> list[float]:
-    """The fixed policy's thresholds in class order; a class the preset names that the project
-    does not have is an error (a typing mistake would otherwise be ignored)."""
-    st = cfg.self_training
-    lowered = {c.lower() for c in project.classes}
-    unknown = [c for c in st.thresholds if c.lower() not in lowered]
-    if unknown:
-        raise ProjectError(f"self_training.thresholds names {', '.join(map(repr, unknown))}, not a class of this "
-                           f"project ({', '.join(project.classes)})")
-    by_name = {c.lower(): v for c, v in st.thresholds.items()}
-    return [by_name.get(c.lower(), st.default_threshold) for c in project.classes]
-
-
 class Heartbeat:
     """A progress callback that also records in the round's row, at most every PROGRESS_EVERY_S
     and in a short transaction of its own, how far the round is and so that its process is
     alive, then passes the progress on."""
 
-    def __init__(self, store: Store, round_id: int, progress: ProgressFn | None) -> None:
-        self.store, self.round_id, self.progress = store, round_id, progress
+    def __init__(self, rounds: RoundQueries, round_id: int, progress: ProgressFn | None) -> None:
+        self.rounds, self.round_id, self.progress = rounds, round_id, progress
         self.last = time.monotonic()   # create_round recorded the first beat
 
     def __call__(self, message: str, fraction: float) -> None:
@@ -196,7 +187,7 @@ class Heartbeat:
         if now - self.last >= PROGRESS_EVERY_S:
             self.last = now
             try:
-                self.store.heartbeat(self.round_id, fraction, message)
+                self.rounds.heartbeat(self.round_id, fraction, message)
             except StoreBusy:
                 pass  # another writer holds the lock; the next beat comes well within the limit
         if self.progress:
@@ -211,11 +202,11 @@ def _auto_candidates(project: Project, cfg: Config, thresholds: list[float], gol
     was selected per class (recorded with the round)."""
     from .review import auto_accept_selection
 
-    if project.store.current_round() is None:
+    if project.store.rounds.current() is None:
         return [], None
     st = cfg.self_training
     view, sel = auto_accept_selection(project, st.balance_cap, thresholds, labels=(gold_y, extra_y, sources))
-    decisions = [DecisionIn(int(view.pool_ids[i]), "accept", int(view.pool_pred[i]), view.round_id, "auto-accept",
+    decisions = [DecisionIn(int(view.pool_ids[i]), Action.ACCEPT, int(view.pool_pred[i]), view.round_id, "auto-accept",
                             card=CardKind.VERIFY, confidence=float(view.pool_conf[i]))
                  for i in np.flatnonzero(sel.mask)]
     summary = {"policy": st.policy, "target_precision": st.target_precision, "target_per": st.target_per,
@@ -229,8 +220,8 @@ def _graph_share(store: Store) -> tuple[int | None, float | None]:
     """The graph's share of the latest finished round trained on human labels only
     (engine/self_training.graph_share_from_history)."""
     history = [self_training.RoundRecord(r.id, r.status == RoundStatus.DONE,
-                                         (r.composition or {}).get("pseudo", 1) == 0, r.metrics or {})
-               for r in store.rounds()]
+                                         (r.composition or {}).get(Source.PSEUDO, 1) == 0, r.metrics or {})
+               for r in store.rounds.all()]
     return self_training.graph_share_from_history(history)
 
 
@@ -241,7 +232,7 @@ def _composition(classes: list[str], gold_y: np.ndarray, extra_y: np.ndarray,
     src = np.asarray(sources, dtype=object)
     out: dict = {Source.GOLD: int(len(gold_y)),
                  "gold_per_class": {c: int(np.sum(gold_y == i)) for i, c in enumerate(classes)}}
-    for s in (*HUMAN_SOURCES, Source.PSEUDO):
+    for s in POOL_SOURCES:
         mask = src == s if len(src) else np.zeros(0, bool)
         out[s] = int(mask.sum())
         out[f"{s}_per_class"] = {c: int(np.sum(extra_y[mask] == i)) for i, c in enumerate(classes)}
@@ -310,7 +301,7 @@ def _worse_than(previous: Round | None, composition: dict, metrics: dict, gold_y
     if previous is None or previous.metrics is None or previous.composition is None:
         return None
     if previous.composition.get("human_digest") != composition["human_digest"] or \
-            previous.composition.get("gold") != composition["gold"]:
+            previous.composition.get(Source.GOLD) != composition[Source.GOLD]:
         return None   # new human labels since: the rounds are not comparable on pseudo-labels alone
     before, after = previous.metrics.get("oof_log_loss"), metrics.get("oof_log_loss")
     if before is None or after is None or after <= before:

@@ -101,7 +101,7 @@ class TrainingRunner:
         with self._lock:
             s = self._state
             s.running, s.result, s.error, s.finished = False, result, error, time.time()
-            s.message = "failed" if error else "finished"
+            s.message = "failed" if error else "finished"  # not vocab: a message
             s.fraction = s.fraction if error else 1.0
             self._log_locked(f"failed: {error}" if error else "finished")
             s.version += 1
@@ -134,7 +134,7 @@ def train_in_child(root: Path, config_file: Path, config_name: str, auto_accept:
     reader.start()
     while child.poll() is None:
         time.sleep(0.5)
-        running = store.unfinished_rounds()
+        running = store.rounds.unfinished()
         if running and running[0].progress is not None:
             progress(running[0].progress_message or "training", running[0].progress)
     reader.join()

@@ -1,7 +1,9 @@
-"""The app's training actions (`TrainingActions`, mixed into `AppActions`, service/actions.py):
-start the next round in a child process, follow it wherever it was started, the presets,
-the auto-accept preview and the rounds so far. No Gradio here; type hints are real (no
-`from __future__ import annotations`): `gr.api` reads them to describe the endpoints."""
+"""The app's training actions (`TrainingActions`, held by `AppActions` as `actions.training`,
+service/actions.py): start the next round in a child process, follow it wherever it was
+started, the presets, the auto-accept preview and the rounds so far. It owns what training
+here needs: the runner, the child process, the log of rounds trained elsewhere. No Gradio
+here; type hints are real (no `from __future__ import annotations`): `gr.api` reads them to
+describe the endpoints."""
 import functools
 import subprocess
 import time
@@ -16,17 +18,44 @@ from .errors import ProjectError
 from .project import Project, round_summary
 from .refusals import refusals
 from .review import auto_accept_preview, round_view
-from .runner import TrainingRunner, train_in_child
+from .runner import LOG_LINES, TrainingRunner, train_in_child
 from .values import flag, text
 
 
 class TrainingActions:
-    """The training endpoints of `AppActions`, which sets what is declared here."""
-    project: Project
-    presets: dict[str, Path]
-    runner: TrainingRunner
-    _outside_log: deque
-    _child: subprocess.Popen | None
+    """One project's training endpoints (ENDPOINTS), shared by every browser session and API
+    client of a server, and the round training here."""
+
+    ENDPOINTS = ("auto_accept_preview", "train_round", "training_status", "round_history")
+
+    def __init__(self, project: Project, presets: dict[str, Path]) -> None:
+        self.project = project
+        self.presets = presets
+        self.runner = TrainingRunner()
+        self._outside_log: deque = deque(maxlen=LOG_LINES)   # progress of rounds trained elsewhere
+        self._child: subprocess.Popen | None = None          # the process training the round started here
+
+    def is_running(self) -> bool:
+        """Whether a round started here is training."""
+        return self.runner.is_running()
+
+    def version(self) -> str:
+        """Changes with every update of the training started here (what a page polls)."""
+        return self.runner.snapshot()["version"]
+
+    def stop(self) -> None:
+        """The server is stopping: a round training in this process will not finish, so mark it
+        failed now (its predictions were never written; the previous round stays in force)."""
+        child = self._child
+        if self.runner.is_running() and child is not None and child.poll() is None:
+            child.terminate()           # the training process marks its round failed on the way out
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            for r in self.project.store.rounds.unfinished():
+                if r.pid == child.pid:
+                    self.project.store.rounds.fail(r.id, "interrupted: the server stopped")
 
     @refusals
     def train_round(self, config: str = "default", auto_accept: bool = False, wait: bool = False) -> dict:
@@ -37,7 +66,7 @@ class TrainingActions:
         wait = flag(wait, "wait")
         self._preset(config)   # a bad preset is refused here, in one line, not in the training process
         self.project.mark_dead_rounds_failed()
-        busy = self.project.store.unfinished_rounds()
+        busy = self.project.store.rounds.unfinished()
         if self.runner.is_running() or busy:
             which = f"round {busy[0].id}" if busy else "a round"
             raise ProjectError(f"{which} is already training; wait for it to finish")
@@ -84,12 +113,12 @@ class TrainingActions:
         "elsewhere"), message, fraction, elapsed_s, log lines, error, the finished round's
         summary, and `version` (changes with every update, and every second while running)."""
         snap = self.runner.snapshot()
-        unfinished = self.project.store.unfinished_rounds()
+        unfinished = self.project.store.rounds.unfinished()
         if unfinished:
             r = unfinished[0]
             here = snap["running"]
             started = as_utc(r.started_at) if r.started_at is not None else None
-            elapsed = None if started is None else round((self.project.store.clock() - started).total_seconds(), 1)
+            elapsed = None if started is None else round((self.project.store.db.clock() - started).total_seconds(), 1)
             doing = r.progress_message or "starting"
             by = "" if here else f" (started by process {r.pid} on {r.host})"
             message = f"round {r.id}{by}: {doing}"
@@ -119,5 +148,5 @@ class TrainingActions:
         """Every round: id, status, started_at, composition, CV / test WAF, per-class F1,
         accepted pseudo-labels per class, wall time, error."""
         classes = self.project.classes
-        return {"ok": True, "rounds": [round_summary(r, classes) for r in self.project.store.rounds()],
+        return {"ok": True, "rounds": [round_summary(r, classes) for r in self.project.store.rounds.all()],
                 "training": self.runner.is_running()}

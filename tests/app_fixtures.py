@@ -63,9 +63,9 @@ def make_review_project(root: Path, thresholds: float = 0.5, db_url: str | None 
     rows += [{"id": first_test + i, "name": f"t{i}", "split": "test", "gold_label": i % C, "true_label": None,
               "text": None, "media": None} for i in range(N_TEST)]
     store = project.store
-    store.insert_samples(rows)
-    store.set_meta(media_root=str(media))
-    store.set_thresholds({c: thresholds for c in range(C)}, by="fixture")
+    store.samples.insert(rows)
+    store.meta.set(media_root=str(media))
+    store.thresholds.set({c: thresholds for c in range(C)}, by="fixture")
 
     oof = np.full((N_LABELED, C), 0.05, np.float32)
     for i in range(N_LABELED):
@@ -73,9 +73,9 @@ def make_review_project(root: Path, thresholds: float = 0.5, db_url: str | None 
         oof[i, predicted] = 0.9 - 0.01 * i
     test = np.full((N_TEST, C), 0.1, np.float32)
     test[np.arange(N_TEST), np.arange(N_TEST) % C] = 0.8
-    rid = store.create_round(config={}, config_name="fixture", thresholds={}, auto_accept=False,
-                             pid=os.getpid(), host=socket.gethostname())
-    store.complete_round(rid, predictions=[
+    rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
+                              pid=os.getpid(), host=socket.gethostname())
+    store.rounds.complete(rid, predictions=[
         ("pool", np.arange(N_LABELED, N_LABELED + N_POOL), pool_probs(C)),
         ("test", np.arange(first_test, first_test + N_TEST), test),
         ("oof", np.arange(N_LABELED), oof)],

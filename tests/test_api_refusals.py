@@ -113,7 +113,7 @@ BAD_CALLS = [
 def test_bad_call_is_refused_in_one_line(served, endpoint, data, needle):
     root, base, http, demo = served
     before = snapshot(root)
-    runs_before = demo.actions.runner.snapshot()["version"]
+    runs_before = demo.actions.training.version()
     out = call(http, base, endpoint, *data)
     assert out.get("ok") is False, out
     error = out["error"]
@@ -121,7 +121,7 @@ def test_bad_call_is_refused_in_one_line(served, endpoint, data, needle):
     assert "internal error" not in error
     assert len(error) < 500, len(error)        # echoed input cut to 200 characters
     assert snapshot(root) == before
-    assert demo.actions.runner.snapshot()["version"] == runs_before   # no round started
+    assert demo.actions.training.version() == runs_before   # no round started
 
 
 def test_good_calls_still_work_over_raw_http(served):

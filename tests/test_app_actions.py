@@ -22,7 +22,7 @@ def app(tmp_path):
 
 
 def log(app):
-    return app.project.store.decision_log()
+    return app.project.store.decisions.log()
 
 
 def test_thresholds_change_counts_and_persist(app):
@@ -33,7 +33,7 @@ def test_thresholds_change_counts_and_persist(app):
     rows = {r["class"]: r for r in out["classes"]}
     assert rows["joy"]["candidates"] == expected_count(1, 0.8)
     assert rows["anger"]["candidates"] == expected_count(2, 0.9)
-    assert app.project.store.thresholds() == [0.5, 0.8, 0.9]
+    assert app.project.store.thresholds.values() == [0.5, 0.8, 0.9]
 
 
 @pytest.mark.parametrize("bad", [{"calm": 0.7, "joy": 1.5}, {"calm": 0.7, "joy": -0.1},
@@ -44,7 +44,7 @@ def test_bad_thresholds_are_refused_and_change_nothing(app, bad):
     app.set_thresholds({"calm": 0.6}, reviewer="ann")
     out = app.set_thresholds(bad, reviewer="ann")
     assert out["ok"] is False and out["error"]
-    assert app.project.store.thresholds() == [0.6, 0.5, 0.5]
+    assert app.project.store.thresholds.values() == [0.6, 0.5, 0.5]
 
 
 def test_a_threshold_records_its_owner_and_needs_a_name(app):
@@ -209,7 +209,7 @@ def test_undo_takes_back_the_reviewers_latest_decision_only(app):
     app.decide("u02", "reject", "", "ann")
     out = app.undo("ann")
     assert out["ok"] and out["undone"] == ["u02"]
-    assert set(app.project.store.current_decisions()) == {30, 31}
+    assert set(app.project.store.decisions.in_force()) == {30, 31}
     assert app.undo("carl")["undone"] == [] and "nothing to undo" in app.undo("carl")["message"]
     assert app.undo("")["ok"] is False
 
@@ -245,27 +245,27 @@ def test_no_round_yet_gives_a_message(tmp_path):
                 app.accept_all(reviewer="ann"), app.suggest(0.9), app.export("predictions")):
         assert out["ok"] is False and "no finished round" in out["error"] and out["code"] == "no_round"
     assert app.set_thresholds({"joy": 0.7}, reviewer="ann")["ok"]               # thresholds work before round 0
-    assert app.round_history()["rounds"] == []
+    assert app.training.round_history()["rounds"] == []
 
 
 def test_unknown_preset_is_refused(app):
-    out = app.train_round(config="../../etc/passwd")
+    out = app.training.train_round(config="../../etc/passwd")
     assert out["ok"] is False and "unknown preset" in out["error"]
-    assert app.project.store.rounds()[-1].id == 0
+    assert app.project.store.rounds.all()[-1].id == 0
 
 
 def test_training_refused_while_a_round_runs(app):
     import threading
 
     release = threading.Event()
-    assert app.runner.start(lambda progress: release.wait(5) and {}, "blocking job")
+    assert app.training.runner.start(lambda progress: release.wait(5) and {}, "blocking job")
     try:
-        out = app.train_round(config="default")
+        out = app.training.train_round(config="default")
         assert out["ok"] is False and "already training" in out["error"]
     finally:
         release.set()
-        app.runner.wait(5)
-    assert len(app.project.store.rounds()) == 1
+        app.training.runner.wait(5)
+    assert len(app.project.store.rounds.all()) == 1
 
 
 def test_export_writes_under_exports(app):
@@ -308,7 +308,7 @@ def test_runner_reports_progress_and_failure():
     snap = runner.snapshot()
     assert snap["running"] is False and snap["error"] == "boom" and snap["message"] == "failed"
     assert [line.split("  ", 1)[1] for line in snap["log"]] == ["test job", "stage one", "stage two",
-                                                               "failed: boom"]
+                                                                "failed: boom"]
 
 
 def test_split_histogram_cuts_the_pool_at_the_threshold(app):
@@ -341,7 +341,7 @@ def test_every_refusal_carries_a_code_a_client_branches_on(app, monkeypatch):
     assert n["code"] == "confirm" and n["count"] > 0
     held = app.next_candidate("all", 0.0, 0, "bob", "verify")["candidate"]["name"]   # on bob's screen now
     assert app.decide(held, "accept", "", "ann")["code"] == "claimed"
-    assert app.train_round(config="nope")["code"] == "refused"
+    assert app.training.train_round(config="nope")["code"] == "refused"
     monkeypatch.setattr(app.project, "status", lambda: 1 / 0)
     out = app.status()
     assert out["code"] == "internal" and "internal error in status" in out["error"]

@@ -284,17 +284,17 @@ def test_auth_is_required_when_set(tmp_path):
 
 
 def test_demo_project_is_built_once_and_reused(tmp_path):
-    from mersemi.ui.cli import build_demo_project
+    from mersemi.ui.cli_serve import build_demo_project
     from mersemi.service.project import Project
 
     root = build_demo_project(tmp_path / "cache", scale=0.1, config=FAST_PRESET)
     with Project.open(root) as project:
-        assert project.store.current_round().id == 0
-        samples = project.store.sample_count()
+        assert project.store.rounds.current().id == 0
+        samples = project.store.samples.count()
         assert samples > 0
     again = build_demo_project(tmp_path / "cache", scale=0.1, config=FAST_PRESET)
     assert again == root
     with Project.open(root) as project:
-        assert [r.id for r in project.store.rounds()] == [0]      # no second round
-        assert project.store.sample_count() == samples             # no second import
+        assert [r.id for r in project.store.rounds.all()] == [0]      # no second round
+        assert project.store.samples.count() == samples             # no second import
     assert not (tmp_path / "cache" / "data.partial").exists()

@@ -348,8 +348,8 @@ def test_bad_decisions_change_nothing(rows, problem, project, tmp_path, capsys):
 def _a_name(project: Path, split: str) -> str:
     from mersemi.service.project import Project
     with Project.open(project) as p:
-        ids, _, _ = p.store.split_arrays(split)
-        return p.store.sample_names([int(ids[0])])[int(ids[0])]
+        ids, _, _ = p.store.samples.split_arrays(split)
+        return p.store.samples.names([int(ids[0])])[int(ids[0])]
 
 
 @pytest.mark.slow
@@ -448,8 +448,8 @@ def test_auto_accept_rounds_stop_when_nothing_new_passes_and_never_take_a_human_
     assert r2["auto_accept_selection"]["accepted"] > 0
     from mersemi.service.project import Project
     with Project.open(project) as p:
-        sid = p.store.samples_by_name([top["name"]])[top["name"]][0]
-        cur = p.store.current_decisions([sid])[sid]
+        sid = p.store.samples.by_name([top["name"]])[top["name"]][0]
+        cur = p.store.decisions.in_force([sid])[sid]
     assert (cur.action, ) == ("reject", )
     assert sum(r2["composition"]["pseudo_per_class"].values()) == r2["auto_accept_selection"]["accepted"]
 

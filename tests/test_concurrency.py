@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from mersemi.db.errors import RoundBusy, StoreBusy
-from mersemi.db.store import DecisionIn, Store
+from mersemi.db.store import Store
+from mersemi.db.writes import DecisionIn
 
 PROCS = 4
 N_POOL = 60
@@ -24,14 +25,14 @@ FORK = mp.get_context("fork")  # workers open their own Store; the parent's is c
 
 def make_store(url: str) -> Store:
     s = Store(url, create=True)
-    s.set_classes(["neutral", "happy", "sad"], [0.9, 0.8, 0.7])
-    s.insert_samples([{"id": i, "name": f"u{i}", "split": "unlabeled", "gold_label": None,
+    s.classes.create(["neutral", "happy", "sad"], [0.9, 0.8, 0.7])
+    s.samples.insert([{"id": i, "name": f"u{i}", "split": "unlabeled", "gold_label": None,
                        "true_label": None, "text": None, "media": None} for i in range(N_POOL)])
-    rid = s.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+    rid = s.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
     probs = np.full((N_POOL, 3), 0.1, np.float32)
     probs[:, 0] = 0.8
-    s.complete_round(rid, predictions=[("pool", np.arange(N_POOL), probs)], decisions=[],
-                     reviewer="auto", composition={}, metrics={}, checkpoint=None)
+    s.rounds.complete(rid, predictions=[("pool", np.arange(N_POOL), probs)], decisions=[],
+                      reviewer="auto", composition={}, metrics={}, checkpoint=None)
     return s
 
 
@@ -63,38 +64,38 @@ def run_processes(fn, url: str, args_per_process: list[tuple]) -> list:
 
 def _undo_until_empty(store: Store, reviewer: str) -> list[list[int]]:
     out = []
-    while ids := store.undo_last(reviewer):
+    while ids := store.decisions.undo_last(reviewer):
         out.append(ids)
     return out
 
 
 def test_concurrent_undo_by_one_reviewer_never_undoes_a_decision_twice(db_url):
     store = make_store(db_url)
-    rid = store.current_round().id
+    rid = store.rounds.current().id
     for i in range(N_POOL):  # one batch per sample
-        store.decide([DecisionIn(i, "accept", 0, rid)], reviewer="ann")
+        store.decisions.record([DecisionIn(i, "accept", 0, rid)], reviewer="ann")
     store.close()
 
     results = run_processes(_undo_until_empty, db_url, [("ann",)] * PROCS)
 
     undone = [sid for per_process in results for ids in per_process for sid in ids]
     store = Store(db_url)
-    log = store.decision_log()
+    log = store.decisions.log()
     targets = Counter(d.undoes for d in log if d.action == "undo")
     assert max(targets.values()) == 1, "a decision was undone twice"
     assert sorted(undone) == list(range(N_POOL))
-    assert len(targets) == N_POOL and store.current_decisions() == {}
+    assert len(targets) == N_POOL and store.decisions.in_force() == {}
     store.close()
 
 
 # ---------------------------------------------------------------------- decide
 
 def _decide_many(store: Store, reviewer: str, rounds: int) -> list[tuple[str, dict[int, int]]]:
-    rid = store.current_round().id
+    rid = store.rounds.current().id
     out = []
     for i in range(rounds):
         entries = [DecisionIn(s, "relabel", (i + s) % 3, rid, note=f"{reviewer}-{i}") for s in range(5)]
-        batch, replaced = store.decide(entries, reviewer)
+        batch, replaced = store.decisions.record(entries, reviewer)
         out.append((batch, {sid: d.id for sid, d in replaced.items()}))
     return out
 
@@ -104,7 +105,7 @@ def test_replaced_decision_is_the_one_in_force_when_the_write_happens(db_url):
     results = run_processes(_decide_many, db_url, [(f"r{p}", 40) for p in range(PROCS)])
 
     store = Store(db_url)
-    log = store.decision_log()
+    log = store.decisions.log()
     store.close()
     # The log's order is the order the writes took effect: each decision replaced the one
     # before it on the same sample, and the first one replaced nothing.
@@ -126,16 +127,16 @@ def _start_rounds(store: Store, trials: int, barrier) -> list[str]:
     outcomes = []
     for _ in range(trials):
         try:
-            rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False,
-                                     pid=1, host="h")
+            rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False,
+                                      pid=1, host="h")
             outcomes.append("started")
-            running = [r.id for r in store.unfinished_rounds()]
+            running = [r.id for r in store.rounds.unfinished()]
             assert running == [rid], f"rounds running together: {running}"
         except RoundBusy:
             outcomes.append("busy")
         barrier.wait(timeout=60)    # everyone tried: the winner ends its round
         if outcomes[-1] == "started":
-            store.fail_round(rid, "test")
+            store.rounds.fail(rid, "test")
         barrier.wait(timeout=60)
     return outcomes
 
@@ -158,7 +159,7 @@ def _claim_in_order(store: Store, reviewer: str, seed: int) -> tuple[str, list[i
     order = np.random.default_rng(seed).permutation(N_POOL).tolist()
     mine = []
     for sid in order:
-        if store.claim(sid, reviewer, seconds=60):
+        if store.claims.take(sid, reviewer, seconds=60):
             mine.append(sid)
         time.sleep(0.002)
     return reviewer, mine
@@ -171,7 +172,7 @@ def test_concurrent_claims_give_each_card_to_one_reviewer(db_url):
     assert claimed == list(range(N_POOL)), "a card went to two reviewers (or to none)"
     store = Store(db_url)
     for reviewer, mine in results:
-        assert store.claimed_by_others(reviewer) == set(range(N_POOL)) - set(mine)
+        assert store.claims.held_by_others(reviewer) == set(range(N_POOL)) - set(mine)
     store.close()
 
 
@@ -191,13 +192,13 @@ def test_a_write_blocked_past_the_busy_timeout_raises_store_busy(db_url, tmp_pat
     try:
         t0 = time.monotonic()
         with pytest.raises(StoreBusy, match="^database busy, try again$"):
-            store.decide([DecisionIn(1, "accept", 0, 0)], reviewer="ann")
+            store.decisions.record([DecisionIn(1, "accept", 0, 0)], reviewer="ann")
         assert 0.25 < time.monotonic() - t0 < 5
     finally:
         holder.rollback()
         holder.close()
-    store.decide([DecisionIn(1, "accept", 0, 0)], reviewer="ann")  # and once free, it writes
-    assert store.current_decisions([1])[1].action == "accept"
+    store.decisions.record([DecisionIn(1, "accept", 0, 0)], reviewer="ann")  # and once free, it writes
+    assert store.decisions.in_force([1])[1].action == "accept"
     store.close()
 
 
@@ -208,11 +209,11 @@ def test_the_command_line_turns_a_busy_database_into_one_line(tmp_path, capsys, 
 
     with Project.init(tmp_path / "p", ["neutral", "happy", "sad"]) as project:
         store = project.store
-        store.insert_samples([{"id": 0, "name": "u0", "split": "unlabeled", "gold_label": None,
+        store.samples.insert([{"id": 0, "name": "u0", "split": "unlabeled", "gold_label": None,
                                "true_label": None, "text": None, "media": None}])
-        rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
-        store.complete_round(rid, predictions=[("pool", np.array([0]), np.array([[0.8, 0.1, 0.1]], np.float32))],
-                             decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
+        rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False, pid=1, host="h")
+        store.rounds.complete(rid, predictions=[("pool", np.array([0]), np.array([[0.8, 0.1, 0.1]], np.float32))],
+                              decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
     (tmp_path / "d.csv").write_text("name,decision,label\nu0,accept,\n")
     monkeypatch.setattr(mersemi.db.connect, "BUSY_TIMEOUT_S", 0.3)
     holder = sqlite3.connect(tmp_path / "p" / "project.db", isolation_level=None)

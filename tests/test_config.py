@@ -101,3 +101,16 @@ def test_every_key_has_a_description_and_the_reference_is_current():
         row = next(line for line in text.splitlines() if line.startswith(f"| `{key}` |"))
         assert len(row.split("|")[4].strip()) > 10, key
     assert DOCS.read_text() == text, "docs/config.md is stale: run `make docs`"
+
+
+def test_preset_thresholds_map_to_a_projects_classes_by_name_whatever_the_case():
+    """THE mapping (SelfTrainingConfig.threshold_for) of a new project, the paper preset and the
+    fixed policy: a class named in any case takes its value, any other the default."""
+    st = from_dict(changed(self_training__thresholds={"Happy": 0.9, "sad": 0.8},
+                           self_training__default_threshold=0.5)).self_training
+    assert st.threshold_for(["happy", "SAD", "calm"]) == [0.9, 0.8, 0.5]
+    st.check_classes(["HAPPY", "sad"])                    # named in another case: the project's class
+    with pytest.raises(ConfigError, match="'ecstatic' is not a class of this project"):
+        from_dict(changed(self_training__thresholds={"ecstatic": 0.9})).self_training.check_classes(["happy"])
+    refused(changed(self_training__thresholds={"happy": 0.9, "HAPPY": 0.8}),
+            "self_training.thresholds: 'happy' and 'HAPPY' name the same class")

@@ -9,7 +9,7 @@ from mersemi.db.errors import RoundBusy
 from mersemi.engine.config import ConfigError
 from mersemi.engine.errors import InputError, MersemiError, UsageError, shown
 from mersemi.ui import cli
-from mersemi.service.project import ProjectError
+from mersemi.service.project import Project, ProjectError
 
 USER_FACING = [InputError, UsageError, ConfigError, ProjectError, SchemaError, RoundBusy]
 
@@ -24,7 +24,7 @@ def test_every_user_facing_error_derives_from_the_base(error):
 def test_the_command_line_translates_the_base_class(error, monkeypatch, capsys, tmp_path):
     def fail(*_, **__):
         raise error
-    monkeypatch.setattr(cli.Project, "open", fail)
+    monkeypatch.setattr(Project, "open", fail)
     assert cli.main(["status", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("mersemi: error: ") and err.count("\n") == 1, err

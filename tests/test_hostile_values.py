@@ -48,8 +48,8 @@ def review(tmp_path, db_url) -> Path:
 def store_state(root: Path) -> dict:
     """What a refusal must leave as it was: the decisions, thresholds and their history."""
     with Project.open(root) as p:
-        return {"decisions": [(d.action, d.reviewer, d.note) for d in p.store.decision_log()],
-                "thresholds": p.store.thresholds(), "history": p.threshold_history(100)}
+        return {"decisions": [(d.action, d.reviewer, d.note) for d in p.store.decisions.log()],
+                "thresholds": p.store.thresholds.values(), "history": p.threshold_history(100)}
 
 
 def decide_file(path: Path, rows: list[list[str]]) -> Path:

@@ -32,14 +32,14 @@ def review(tmp_path, db_url) -> Path:
 def test_the_next_server_frees_the_cards_a_killed_server_held(review):
     host = socket.gethostname()
     with Project.open(review) as p:
-        ids = p.store.split_arrays("unlabeled")[0][:3].tolist()
-        assert p.store.claim_first([ids[0]], "ann", 300, server=f"{host}:{dead_pid()}") == ids[0]
-        assert p.store.claim_first([ids[1]], "bob", 300, server=this_process()) == ids[1]  # alive: kept
-        assert p.store.claim_first([ids[2]], "cat", 300, server=f"elsewhere.invalid:{dead_pid()}") == ids[2]
-        assert p.store.claimed_by_others("dan") == set(ids)
+        ids = p.store.samples.split_arrays("unlabeled")[0][:3].tolist()
+        assert p.store.claims.take_first([ids[0]], "ann", 300, server=f"{host}:{dead_pid()}") == ids[0]
+        assert p.store.claims.take_first([ids[1]], "bob", 300, server=this_process()) == ids[1]  # alive: kept
+        assert p.store.claims.take_first([ids[2]], "cat", 300, server=f"elsewhere.invalid:{dead_pid()}") == ids[2]
+        assert p.store.claims.held_by_others("dan") == set(ids)
     actions = AppActions(Project.open(review))
     try:
-        assert actions.project.store.claimed_by_others("dan") == {ids[1], ids[2]}  # another host: only it can tell
+        assert actions.project.store.claims.held_by_others("dan") == {ids[1], ids[2]}  # another host: only it can tell
     finally:
         actions.shutdown()
 
@@ -48,12 +48,12 @@ def test_a_killed_rounds_running_state_ends_at_the_next_poll(review):
     actions = AppActions(Project.open(review))
     try:
         store = actions.project.store
-        rid = store.create_round(config={}, config_name="fast", thresholds={}, auto_accept=False,
-                                 pid=dead_pid(), host=socket.gethostname())
-        assert [r.id for r in store.unfinished_rounds()] == [rid]
+        rid = store.rounds.create(config={}, config_name="fast", thresholds={}, auto_accept=False,
+                                  pid=dead_pid(), host=socket.gethostname())
+        assert [r.id for r in store.rounds.unfinished()] == [rid]
         actions.changes()
-        assert store.unfinished_rounds() == [] and store.round(rid).status == "failed"
-        assert "is gone" in store.round(rid).error
+        assert store.rounds.unfinished() == [] and store.rounds.get(rid).status == "failed"
+        assert "is gone" in store.rounds.get(rid).error
     finally:
         actions.shutdown()
 
@@ -62,11 +62,11 @@ def test_a_round_silent_past_the_heartbeat_limit_is_failed_by_the_stores_clock(r
     from mersemi.service.project import HEARTBEAT_LIMIT
 
     with Project.open(review) as p:
-        p.store.clock = clock   # another host's round: only its silence can tell it is dead
-        rid = p.store.create_round(config={}, config_name="fast", thresholds={}, auto_accept=False,
-                                   pid=1, host="elsewhere.invalid")
+        p.store.db.clock = clock   # another host's round: only its silence can tell it is dead
+        rid = p.store.rounds.create(config={}, config_name="fast", thresholds={}, auto_accept=False,
+                                    pid=1, host="elsewhere.invalid")
         clock.advance(HEARTBEAT_LIMIT.total_seconds() - 60)
-        assert p.mark_dead_rounds_failed() == [] and p.store.round(rid).status == "running"
+        assert p.mark_dead_rounds_failed() == [] and p.store.rounds.get(rid).status == "running"
         clock.advance(120)
         assert p.mark_dead_rounds_failed() == [rid]
-        assert "no heartbeat" in p.store.round(rid).error
+        assert "no heartbeat" in p.store.rounds.get(rid).error

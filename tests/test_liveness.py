@@ -34,8 +34,8 @@ def gone_pid() -> int:
 
 def start_round(project: Project, host: str, pid: int, silent_for: timedelta) -> int:
     store = project.store
-    rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False, pid=pid, host=host)
-    with store.session() as s, s.begin():
+    rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False, pid=pid, host=host)
+    with store.db.session() as s, s.begin():
         s.execute(update(Round).where(Round.id == rid).values(heartbeat_at=utcnow() - silent_for))
     for suffix in (".pt", ".tmp"):
         (project.root / "checkpoints" / f"round-{rid}{suffix}").write_bytes(b"weights")
@@ -63,7 +63,7 @@ def test_open_fails_dead_rounds_only_and_removes_their_checkpoints(project, case
     project.close()
 
     with Project.open(root) as reopened:
-        r = reopened.store.round(rid)
+        r = reopened.store.rounds.get(rid)
         assert r.status == ("failed" if dead else "running")
         leftovers = sorted(p.name for p in (root / "checkpoints").iterdir())
         assert leftovers == ([] if dead else [f"round-{rid}.pt", f"round-{rid}.tmp"])
@@ -76,20 +76,20 @@ def test_heartbeat_is_written_at_most_every_interval_and_passes_progress_on(proj
     store = project.store
     rid = start_round(project, "lab-gpu-2", 4242, timedelta(hours=1))
     seen = []
-    beat = Heartbeat(store, rid, lambda msg, f: seen.append((msg, f)))
-    old = store.round(rid).heartbeat_at
+    beat = Heartbeat(store.rounds, rid, lambda msg, f: seen.append((msg, f)))
+    old = store.rounds.get(rid).heartbeat_at
 
     beat("epoch 1", 0.1)               # within the interval of the round's start: no write
-    assert store.round(rid).heartbeat_at == old
+    assert store.rounds.get(rid).heartbeat_at == old
     beat.last -= PROGRESS_EVERY_S     # the interval has passed
     beat("epoch 2", 0.2)
-    fresh = store.round(rid).heartbeat_at
+    fresh = store.rounds.get(rid).heartbeat_at
     assert fresh > old
     beat("epoch 3", 0.3)               # right after a beat: no write
-    assert store.round(rid).heartbeat_at == fresh
+    assert store.rounds.get(rid).heartbeat_at == fresh
     assert seen == [("epoch 1", 0.1), ("epoch 2", 0.2), ("epoch 3", 0.3)]
     # The round now counts as alive on open, though it runs on another host.
     root = project.root
     project.close()
     with Project.open(root) as reopened:
-        assert reopened.store.round(rid).status == "running"
+        assert reopened.store.rounds.get(rid).status == "running"

@@ -45,8 +45,8 @@ def test_round_view_refuses_without_a_finished_round(tmp_path, project):
         assert review.queue_size(empty) == 0 and review.queue_position(empty, 1) is None
         with pytest.raises(ProjectError, match="no finished round yet"):
             review.next_candidates(empty)
-    running = project.store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False,
-                                         pid=1, host="elsewhere")
+    running = project.store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False,
+                                          pid=1, host="elsewhere")
     with pytest.raises(ProjectError, match="no finished round yet"):
         review.round_view(project, running)
 
@@ -74,7 +74,7 @@ def test_histogram_spans_one_over_c_to_one_for_the_class(project):
 def test_open_mask_closes_decided_samples_and_other_reviewers_claims(project):
     view = review.round_view(project)
     project.decide([DecisionRequest("u04", "accept")], reviewer="ann")
-    assert project.store.claim(sid(7), "bob", seconds=60) and project.store.claim(sid(8), "ann", seconds=60)
+    assert project.store.claims.take(sid(7), "bob", seconds=60) and project.store.claims.take(sid(8), "ann", seconds=60)
     closed = lambda mask: [i for i in range(N_POOL) if not mask[i]]   # noqa: E731
     assert closed(review.open_mask(project, view)) == [4]
     assert closed(review.open_mask(project, view, "ann")) == [4, 7]
@@ -153,7 +153,7 @@ def test_queue_page_defaults_to_both_queues_label_first_and_pages_it(project):
 
 def test_claimed_samples_leave_the_other_reviewers_page_only(project):
     first = review.queue_page(project, "verify")[0][0]
-    assert project.store.claim(first.sample_id, "ann", seconds=60)
+    assert project.store.claims.take(first.sample_id, "ann", seconds=60)
     assert review.queue_page(project, "verify", reviewer="bob")[0][0].sample_id != first.sample_id
     assert review.queue_page(project, "verify", reviewer="ann")[0][0].sample_id == first.sample_id
 
@@ -200,12 +200,33 @@ def test_round_views_of_two_projects_are_kept_apart(tmp_path, project):
     first = review.round_view(project)
     with make_review_project(tmp_path / "other") as other:
         store = other.store
-        rid = store.create_round(config={}, config_name="t", thresholds={}, auto_accept=False,
-                                 pid=os.getpid(), host=socket.gethostname())
+        rid = store.rounds.create(config={}, config_name="t", thresholds={}, auto_accept=False,
+                                  pid=os.getpid(), host=socket.gethostname())
         flipped = pool_probs()[:, ::-1].copy()
-        store.complete_round(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL), flipped)],
-                             decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
+        store.rounds.complete(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL), flipped)],
+                              decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
         view = review.round_view(other)
         assert view.round_id == rid == 1 and first.round_id == 0
         np.testing.assert_array_equal(view.pool_probs, flipped)
     assert review.round_view(project) is first
+
+
+def test_a_samples_card_is_the_one_its_queue_shows_and_the_one_a_decision_records(project):
+    """One definition of the card (engine/selection.card_kind, card_reason): opened from the
+    decision log (decisions.sample_card), shown in the queue, and recorded with a decision,
+    a sample's card has the same kind and reason, at a threshold it reaches exactly too."""
+    from mersemi.service.decisions import sample_card
+
+    at = float(pool_confidences()[6])                      # u06 (class 0) sits exactly at class 0's threshold
+    project.store.thresholds.set({0: at}, by="ann")
+    cards = review.queue_page(project, limit=N_POOL)[0]
+    assert {c.kind for c in cards} == {"label", "verify"}
+    for c in cards:
+        opened, _ = sample_card(project, c.name)
+        assert (opened.kind, opened.reason) == (c.kind, c.reason), c.name
+    u06 = next(c for c in cards if c.name == "u06")
+    assert u06.kind == "verify" and u06.reason == f"at or above threshold: {at:.2f} >= {at:.2f}"
+    below = next(c for c in cards if c.kind == "label")
+    project.decide([DecisionRequest("u06", "accept"), DecisionRequest(below.name, "reject")], reviewer="ann")
+    cards_of = {d.sample_id: d.card for d in project.store.decisions.log()}
+    assert cards_of == {u06.sample_id: "verify", below.sample_id: "label"}

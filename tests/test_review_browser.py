@@ -208,13 +208,13 @@ def test_the_review_tab_says_when_a_round_is_training(page, served):
     expect(page.locator("#review-banner")).not_to_contain_text("training")
     project = Project.open(root)
     try:
-        rid = project.store.create_round(config={}, config_name="other", thresholds={}, auto_accept=False,
-                                         pid=os.getpid(), host=socket.gethostname())
+        rid = project.store.rounds.create(config={}, config_name="other", thresholds={}, auto_accept=False,
+                                          pid=os.getpid(), host=socket.gethostname())
         banner = page.locator("#review-banner")
         expect(banner).to_contain_text(f"Round {rid} is training")
         expect(banner).to_contain_text("round after it")
         page.screenshot(path=str(ARTIFACTS / "review-training-1366.png"))
-        project.store.fail_round(rid, "test over")
+        project.store.rounds.fail(rid, "test over")
         expect(banner).not_to_contain_text("training")
     finally:
         project.close()
@@ -233,7 +233,7 @@ def test_auto_accept_asks_with_counts_per_class_then_unticks(page, served):
     expect(text).to_contain_text("accept 50 candidates")
     expect(text.locator("table")).to_contain_text("expected precision")
     assert text.locator("tbody tr").count() == 3
-    assert not demo.actions.runner.is_running()             # nothing started before the answer
+    assert not demo.actions.training.runner.is_running()             # nothing started before the answer
     assert db(root, "SELECT count(*) FROM rounds") == [(1,)]
     page.locator("#btn-train-confirm").click()
     expect(box).not_to_be_checked()
@@ -329,8 +329,8 @@ def test_the_live_log_follows_new_lines(page, served):
             time.sleep(0.05)
         return {}
 
-    assert demo.actions.runner.start(job, "a long log")
-    demo.actions.runner.wait(10)
+    assert demo.actions.training.runner.start(job, "a long log")
+    demo.actions.training.runner.wait(10)
     log = page.locator("#train-log textarea")
     expect(log).to_have_value(re.compile("finished"))
     # the page scrolls the log down to its last line (app.js, every 400 ms)

@@ -133,7 +133,7 @@ def test_relabel_to_the_predicted_class_is_said_to_be_an_accept(app, TH, RV, TR)
     assert "relabeled" not in out[RV.review_msg]
     api = app.decide("u48", "relabel", "calm", "ann")                  # u48 is predicted calm
     assert api["action"] == "accept" and api["relabel_as_accept"] is True and api["label"] is None
-    assert [d.action for d in app.project.store.decision_log()] == ["accept", "accept"]
+    assert [d.action for d in app.project.store.decisions.log()] == ["accept", "accept"]
 
 
 # ---------------------------------------------------------------------- 3. probability bars
@@ -172,7 +172,7 @@ def test_a_class_key_labels_a_label_card_and_relabels_a_verify_card(app, TH, RV,
     verify_card = tab_review.render_card(app, RV, "all", 0.0, 0, VERIFY)
     assert verify_card[RV.class_label] == "Relabel as:"
     tab_review.on_decide(app, RV, "class", "calm", "all", 0.0, verify_card[RV.review_state], "ann")   # u49 is joy
-    log = [(d.action, d.source, d.card) for d in app.project.store.decision_log()]
+    log = [(d.action, d.source, d.card) for d in app.project.store.decisions.log()]
     assert log == [("label", "labeled", "label"), ("relabel", "relabeled", "verify")]
     assert name != "u49"
 
@@ -248,20 +248,20 @@ def test_a_reload_restores_tab_filter_and_card(app, TH, RV, TR):
 # ---------------------------------------------------------------------- 8. a round training
 
 def test_the_review_tab_says_a_round_is_training_wherever_it_was_started(app):
-    history = app.round_history()["rounds"]
-    assert tab_review.training_banner(app.training_status(), history) == ""
+    history = app.training.round_history()["rounds"]
+    assert tab_review.training_banner(app.training.training_status(), history) == ""
     store = app.project.store
     # a round started by another process (the command line): the page follows its progress
-    rid = store.create_round(config={}, config_name="fixture", thresholds={}, auto_accept=False,
-                             pid=os.getpid(), host=socket.gethostname())
-    store.heartbeat(rid, 0.4, "fold 2/5: epoch 3")
-    snap = app.training_status()
+    rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
+                              pid=os.getpid(), host=socket.gethostname())
+    store.rounds.heartbeat(rid, 0.4, "fold 2/5: epoch 3")
+    snap = app.training.training_status()
     assert snap["running"] and snap["where"] == "elsewhere" and snap["fraction"] == 0.4
     assert "fold 2/5: epoch 3" in snap["message"] and "fold 2/5" in snap["log"][-1]
     text = tab_review.training_banner(snap, history)
     assert f"Round {rid} is training (40%)" in text and "round after it" in text
     assert "round 0's" in text
-    store.fail_round(rid, "test over")
+    store.rounds.fail(rid, "test over")
 
 
 # ---------------------------------------------------------------------- 9. auto-accept confirmation
@@ -272,15 +272,15 @@ def test_auto_accept_asks_first_with_counts_and_precision_per_class(app, TH, RV,
     text = out[TR.train_confirm_md]
     assert "accept 50 candidates" in text and "| calm |" in text and "expected precision" in text
     assert "low" in text                                     # joy/anger near 0.5-0.7 are flagged
-    assert not app.runner.is_running() and app.project.store.rounds()[-1].id == 0
-    preview = auto_accept_preview(app.project, load_config(app.presets["default"]))
+    assert not app.training.runner.is_running() and app.project.store.rounds.all()[-1].id == 0
+    preview = auto_accept_preview(app.project, load_config(app.training.presets["default"]))
     assert sum(r["count"] for r in preview["classes"]) == preview["total"] == 50
 
 
 def test_auto_accept_confirmed_unticks_the_box(app, TH, RV, TR):
     out = tab_train.on_train_confirm(app, TR, "default")
     assert out[TR.auto_accept] is False and out[TR.train_confirm_group]["visible"] is False
-    app.runner.wait(60)
+    app.training.runner.wait(60)
 
 
 # ---------------------------------------------------------------------- 11. media kinds
@@ -290,7 +290,7 @@ def test_every_media_kind_the_importer_accepts_gets_a_player(app, TH, RV, TR):
     media = app.project.media_root
     write_wav(media / "u49.aac")            # the bytes need not be AAC: the kind comes from the name
     (media / "u48.mov").write_bytes(b"\0" * 64)
-    with app.project.store.session() as s:
+    with app.project.store.db.session() as s:
         from sqlalchemy import update
 
         from mersemi.db.models import Sample

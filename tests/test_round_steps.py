@@ -46,8 +46,8 @@ class FakeEngine:
     def __init__(self, project: Project) -> None:
         C = len(project.classes)
         self.C = C
-        pool_ids, _, pool_true = project.store.split_arrays("unlabeled")
-        test_ids, test_y, _ = project.store.split_arrays("test")
+        pool_ids, _, pool_true = project.store.samples.split_arrays("unlabeled")
+        test_ids, test_y, _ = project.store.samples.split_arrays("test")
         self.pool_pred = np.where(np.arange(len(pool_ids)) % 4 == 0, (pool_true + 1) % C, pool_true)
         self.pool_conf = np.linspace(0.99, 0.50, len(pool_ids))
         self.test_pred = np.where(np.arange(len(test_ids)) % 3 == 0, (test_y + 1) % C, test_y)
@@ -100,7 +100,7 @@ def pool_index(engine: FakeEngine, sample_id: int) -> int:
 def test_round_zero_trains_on_gold_and_records_predictions_and_test_metrics(project, engine):
     progress = []
     summary = rounds.run_round(project, FIXED, config_name="fixed", progress=lambda m, f: progress.append((m, f)))
-    gold_ids, gold_y, _ = project.store.split_arrays("labeled")
+    gold_ids, gold_y, _ = project.store.samples.split_arrays("labeled")
     d = engine.data
     assert d.gold_rows.tolist() == gold_ids.tolist() and d.gold_labels.tolist() == gold_y.tolist()
     assert len(d.extra_rows) == 0 and len(d.extra_labels) == 0
@@ -110,19 +110,19 @@ def test_round_zero_trains_on_gold_and_records_predictions_and_test_metrics(proj
 
     assert summary["status"] == "done" and summary["config"] == "fixed" and not summary["auto_accept"]
     rid = summary["id"]
-    ids, probs = project.store.predictions(rid, "pool")
+    ids, probs = project.store.rounds.predictions(rid, "pool")
     np.testing.assert_array_equal(probs, np.stack([engine.probs[int(i)] for i in ids]))
-    oof_ids, _ = project.store.predictions(rid, "oof")
+    oof_ids, _ = project.store.rounds.predictions(rid, "oof")
     assert oof_ids.tolist() == gold_ids.tolist()
-    test_ids, _ = project.store.predictions(rid, "test")
+    test_ids, _ = project.store.rounds.predictions(rid, "test")
     assert test_ids.tolist() == engine.test_ids.tolist()
     assert (project.root / "checkpoints" / f"round-{rid}.pt").is_file()
-    assert project.store.round(rid).checkpoint == f"checkpoints/round-{rid}.pt"
+    assert project.store.rounds.get(rid).checkpoint == f"checkpoints/round-{rid}.pt"
 
     # test metrics from the test split's labels: every third test prediction is wrong
     right = engine.test_pred == engine.test_y
     assert summary["test_accuracy"] == pytest.approx(right.mean())
-    metrics = project.store.round(rid).metrics
+    metrics = project.store.rounds.get(rid).metrics
     assert metrics["test_n"] == len(engine.test_y) and metrics["cv_waf"] == 0.5
     test_probs = np.stack([engine.probs[int(i)] for i in engine.test_ids])
     assert metrics["test_ece"] == pytest.approx(expected_calibration_error(test_probs, engine.test_y))
@@ -142,7 +142,7 @@ def test_round_zero_trains_on_gold_and_records_predictions_and_test_metrics(proj
 def test_auto_accept_takes_the_open_candidates_and_measures_their_precision(project, engine):
     rounds.run_round(project, FIXED)
     project.set_thresholds({c: 0.8 for c in project.classes}, by="ann")
-    names = project.store.sample_names(engine.pool_ids.tolist())
+    names = project.store.samples.names(engine.pool_ids.tolist())
     # Ann rejects the most confident sample, accepts the next, relabels the third and labels
     # the last (below threshold): none of them is the automatic step's to take.
     ids = engine.pool_ids.tolist()
@@ -163,7 +163,7 @@ def test_auto_accept_takes_the_open_candidates_and_measures_their_precision(proj
     assert d.extra_rows.tolist() == human_ids + auto_ids.tolist()
     assert d.extra_labels.tolist() == [int(engine.pool_pred[1]), project.class_id(other), 0] + \
         engine.pool_pred[auto].tolist()
-    log = [x for x in project.store.decision_log() if x.reviewer == "auto"]
+    log = [x for x in project.store.decisions.log() if x.reviewer == "auto"]
     assert sorted(x.sample_id for x in log) == auto_ids.tolist()
     assert all(x.action == "accept" and x.label == engine.pool_pred[pool_index(engine, x.sample_id)]
                for x in log)
@@ -201,13 +201,13 @@ def test_auto_accept_takes_the_open_candidates_and_measures_their_precision(proj
 def test_the_balance_cap_counts_human_labels_as_labeled_and_earlier_pseudo_labels_against_it(project, engine):
     rounds.run_round(project, FIXED)
     project.set_thresholds({c: 0.6 for c in project.classes}, by="ann")
-    names = project.store.sample_names(engine.pool_ids.tolist())
+    names = project.store.samples.names(engine.pool_ids.tolist())
     ids = engine.pool_ids.tolist()
     project.decide([DecisionRequest(names[ids[0]], "accept"), DecisionRequest(names[ids[1]], "accept"),
                     DecisionRequest(names[ids[-1]], "label", project.classes[5])], reviewer="ann")
     capped = FIXED.replace(**{"self_training.balance_cap": 1.0})
     summary = rounds.run_round(project, capped, auto_accept=True)
-    _, gold_y, _ = project.store.split_arrays("labeled")
+    _, gold_y, _ = project.store.samples.split_arrays("labeled")
     # Ann's accepts and her label are human labels: labeled, not pseudo
     labeled = np.bincount(np.r_[gold_y, engine.pool_pred[[0, 1]], 5], minlength=engine.C)
     pseudo = np.zeros(engine.C, np.int64)
@@ -223,17 +223,17 @@ def test_the_balance_cap_counts_human_labels_as_labeled_and_earlier_pseudo_label
 def test_without_pseudo_labels_only_human_labels_reach_the_engine(project, engine):
     rounds.run_round(project, FIXED)
     project.set_thresholds({c: 0.6 for c in project.classes}, by="ann")
-    names = project.store.sample_names(engine.pool_ids.tolist())
+    names = project.store.samples.names(engine.pool_ids.tolist())
     ids = engine.pool_ids.tolist()
     project.decide([DecisionRequest(names[ids[0]], "accept"),
                     DecisionRequest(names[ids[1]], "relabel", project.classes[0]),
                     DecisionRequest(names[ids[2]], "label", project.classes[1])], reviewer="ann")
     no_pseudo = FIXED.replace(**{"self_training.use_pseudo_labels": False})
-    before = len(project.store.decision_log())
+    before = len(project.store.decisions.log())
     summary = rounds.run_round(project, no_pseudo, auto_accept=True)
     assert engine.data.extra_rows.tolist() == [ids[0], ids[1], ids[2]]
     assert engine.data.extra_labels.tolist() == [int(engine.pool_pred[0]), 0, 1]
-    assert len(project.store.decision_log()) == before          # nothing accepted automatically
+    assert len(project.store.decisions.log()) == before          # nothing accepted automatically
     comp = summary["composition"]
     assert (comp["pseudo"], comp["pseudo_new"], comp["verified"], comp["relabeled"], comp["labeled"]) == \
         (0, 0, 1, 1, 1)
@@ -308,7 +308,7 @@ def test_a_failing_round_is_marked_failed_with_its_cause(project, engine, monkey
         assert str(info.value) == "features: bad matrix"
     failed = project.status()["rounds"][-1]
     assert failed["status"] == "failed" and failed["error"] == described
-    assert project.store.current_round().id == r0["id"]
+    assert project.store.rounds.current().id == r0["id"]
     assert sorted(p.name for p in (project.root / "checkpoints").iterdir()) == [f"round-{r0['id']}.pt"]
 
 
@@ -346,7 +346,7 @@ def test_heartbeat_records_progress_at_most_every_interval_and_passes_it_on(proj
 
     beats, seen = [], []
 
-    class Store:
+    class Rounds:
         def heartbeat(self, round_id, fraction, message):
             beats.append((round_id, fraction, message))
             if len(beats) == 2:
@@ -354,7 +354,7 @@ def test_heartbeat_records_progress_at_most_every_interval_and_passes_it_on(proj
 
     clock = iter([100.0, 100.0, 100.5, 101.6, 102.0, 102.6, 200.0, 200.0])
     monkeypatch.setattr(rounds, "time", SimpleNamespace(monotonic=lambda: next(clock)))
-    hb = rounds.Heartbeat(Store(), 7, lambda m, f: seen.append((m, f)))   # created at 100
+    hb = rounds.Heartbeat(Rounds(), 7, lambda m, f: seen.append((m, f)))   # created at 100
     hb("a", 0.1)     # 100: 0 s since
     hb("b", 0.2)     # 100.5
     hb("c", 0.3)     # 101.6: over a second -> recorded
@@ -362,7 +362,7 @@ def test_heartbeat_records_progress_at_most_every_interval_and_passes_it_on(proj
     hb("e", 0.5)     # 102.6: recorded (StoreBusy swallowed)
     assert beats == [(7, 0.3, "c"), (7, 0.5, "e")]
     assert seen == [("a", 0.1), ("b", 0.2), ("c", 0.3), ("d", 0.4), ("e", 0.5)]
-    rounds.Heartbeat(Store(), 7, None)("quiet", 1.0)   # no callback: nothing to pass on
+    rounds.Heartbeat(Rounds(), 7, None)("quiet", 1.0)   # no callback: nothing to pass on
 
 
 def test_a_round_on_pseudo_labels_keeps_the_graph_share_of_the_last_human_only_round(project, engine):
@@ -381,7 +381,7 @@ def test_a_round_on_pseudo_labels_keeps_the_graph_share_of_the_last_human_only_r
     rounds.engine_train_round = fake     # the fixture's monkeypatch restores it afterwards
     rounds.run_round(project, FIXED)                                   # round 0: gold only
     assert engine.data.graph_share is None
-    names = project.store.sample_names(engine.pool_ids.tolist())
+    names = project.store.samples.names(engine.pool_ids.tolist())
     first = names[int(engine.pool_ids[-1])]
     project.decide([DecisionRequest(first, "label", project.classes[1])], reviewer="ann")
     rounds.run_round(project, FIXED)                                   # human labels: fitted
@@ -412,19 +412,19 @@ def test_an_automatic_round_worse_on_the_out_of_fold_evidence_is_discarded(proje
     rounds.engine_train_round = fake     # the fixture's monkeypatch restores it afterwards
     r0 = rounds.run_round(project, FIXED)                                     # 0.50
     project.set_thresholds({c: 0.9 for c in project.classes}, by="ann")
-    before = (project.thresholds(), len(project.store.decision_log()))
+    before = (project.thresholds(), len(project.store.decisions.log()))
     worse = rounds.run_round(project, FIXED, auto_accept=True)              # 0.70: worse
     assert worse["status"] == "discarded" and worse["composition"]["pseudo_new"] > 0
     assert worse["kept_reason"] == (f"not kept: out-of-fold log-loss 0.500 -> 0.700 with "
                                     f"{worse['composition']['pseudo_new']} new pseudo-labels; round {r0['id']} "
                                     f"stays in force")
-    assert project.store.current_round().id == r0["id"]
-    assert (project.thresholds(), len(project.store.decision_log())) == before      # nothing accepted
-    assert project.store.predictions(worse["id"], "pool")[0].tolist() == []
+    assert project.store.rounds.current().id == r0["id"]
+    assert (project.thresholds(), len(project.store.decisions.log())) == before      # nothing accepted
+    assert project.store.rounds.predictions(worse["id"], "pool")[0].tolist() == []
     assert not (project.root / "checkpoints" / f"round-{worse['id']}.pt").exists()
     better = rounds.run_round(project, FIXED, auto_accept=True)             # 0.40: better
-    assert better["status"] == "done" and project.store.current_round().id == better["id"]
-    names = project.store.sample_names(engine.pool_ids.tolist())
+    assert better["status"] == "done" and project.store.rounds.current().id == better["id"]
+    names = project.store.samples.names(engine.pool_ids.tolist())
     project.decide([DecisionRequest(names[int(engine.pool_ids[-1])], "label", project.classes[0])], reviewer="ann")
     again = rounds.run_round(project, FIXED, auto_accept=True)              # 0.90, but ann labeled meanwhile
     assert again["status"] == "done" and again["kept_reason"] is None
@@ -435,7 +435,7 @@ def test_each_fold_trains_on_the_pseudo_labels_its_own_predecessor_voted_for(pro
     project.set_thresholds({c: 0.8 for c in project.classes}, by="ann")
     # the fake's checkpoint: fold 0 votes every pool sample its prediction, fold 1 the next class
     from mersemi.engine import checkpoint
-    state_file = project.root / project.store.current_round().checkpoint
+    state_file = project.root / project.store.rounds.current().checkpoint
     rows = np.r_[engine.pool_ids, engine.test_ids]
     pred = np.r_[engine.pool_pred, engine.test_pred]
     checkpoint.save({"score_rows": torch.as_tensor(rows), "fold_key": "split-0", "fold_votes": torch.as_tensor(

@@ -43,15 +43,15 @@ def project(tmp_path, data, db_url):
 def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monkeypatch):
     monkeypatch.setattr(mersemi.service.rounds, "PROGRESS_EVERY_S", 0.0)  # beat on every progress call
     r0 = run_round(project, FAST)
-    rnd = project.store.round(r0["id"])
+    rnd = project.store.rounds.get(r0["id"])
     assert rnd.heartbeat_at > rnd.started_at    # the training process beat while it trained
     assert r0["composition"]["pseudo"] == 0
-    ids, pred, conf = project.store.pool_confidences(r0["id"])
+    ids, pred, conf = project.store.rounds.pool_confidences(r0["id"])
     t = quantize(float(np.quantile(conf, 0.5)))  # the quick preset is not confident: take half the pool
     project.set_thresholds({c: t for c in project.classes}, by="test")
     # A reviewer's rejection keeps that sample out of the automatic selection.
     top = int(ids[np.argmax(conf)])
-    name = project.store.sample_names([top])[top]
+    name = project.store.samples.names([top])[top]
     project.decide([DecisionRequest(name, "reject")], reviewer="ann")
 
     expected = int(np.sum(conf >= t)) - 1
@@ -59,9 +59,9 @@ def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monk
     assert r1["composition"]["pseudo_new"] == expected == r1["composition"]["pseudo"]
     assert sum(r1["pseudo_labels"].values()) == expected
     assert r1["train_size"] == r1["composition"]["gold"] + expected
-    log = project.store.decision_log()
+    log = project.store.decisions.log()
     assert sum(d.reviewer == "auto" for d in log) == expected
-    assert project.store.current_decisions([top])[top].action == "reject"
+    assert project.store.decisions.in_force([top])[top].action == "reject"
     # the tool's labels are pseudo-labels in the export, status and the log alike
     labels = labels_frame(project)
     assert (labels["source"] == "pseudo").sum() == expected == sum(project.status()["labels"]["pseudo"].values())
@@ -69,15 +69,15 @@ def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monk
     # The pool's hidden labels give the precision of those pseudo-labels (evaluation only).
     assert 0 <= r1["pseudo_precision"]["overall"] <= 1
     # The evaluation folds hold gold samples only: OOF predictions cover exactly them.
-    oof_ids, _ = project.store.predictions(r1["id"], "oof")
-    gold_ids, _, _ = project.store.split_arrays("labeled")
+    oof_ids, _ = project.store.rounds.predictions(r1["id"], "oof")
+    gold_ids, _, _ = project.store.samples.split_arrays("labeled")
     assert oof_ids.tolist() == gold_ids.tolist()
 
 
 def test_without_pseudo_labels_config_trains_on_human_labels_only(project):
     r0 = run_round(project, FAST)
-    ids, pred, conf = project.store.pool_confidences(r0["id"])
-    names = project.store.sample_names(ids[:3].tolist())
+    ids, pred, conf = project.store.rounds.pool_confidences(r0["id"])
+    names = project.store.samples.names(ids[:3].tolist())
     other = project.classes[(int(pred[2]) + 1) % len(project.classes)]
     project.decide([DecisionRequest(names[int(ids[0])], "accept"),
                     DecisionRequest(names[int(ids[1])], "accept"),
@@ -103,7 +103,7 @@ def test_a_failing_round_is_marked_failed_and_the_previous_stays_in_force(projec
     rounds = project.status()["rounds"]
     assert [r["status"] for r in rounds] == ["done", "failed"]
     assert "out of memory" in rounds[1]["error"]
-    assert project.store.current_round().id == r0["id"]
+    assert project.store.rounds.current().id == r0["id"]
     assert not (project.root / "checkpoints" / "round-1.pt").exists()
 
 
@@ -133,7 +133,7 @@ def test_project_without_pool_trains_with_empty_selection(tmp_path):
         assert r0["status"] == "done"
         r1 = run_round(p, FAST, auto_accept=True)
         assert r1["status"] == "done" and r1["composition"]["pseudo"] == 0
-        assert len(p.store.decided_ids()) == 0   # nothing auto-accepted
+        assert len(p.store.decisions.decided_ids()) == 0   # nothing auto-accepted
 
 
 def _start_train(root: Path) -> subprocess.Popen:
@@ -148,11 +148,11 @@ def _wait_running(project: Project, proc: subprocess.Popen, timeout: float = 120
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, proc.stderr.read()
-        if any(r.status == "running" and r.progress is not None for r in project.store.unfinished_rounds()):
+        if any(r.status == "running" and r.progress is not None for r in project.store.rounds.unfinished()):
             return
         time.sleep(0.2)
     raise AssertionError("the round never got into training: "
-                         f"{[(r.id, r.status, r.progress) for r in project.store.unfinished_rounds()]}")
+                         f"{[(r.id, r.status, r.progress) for r in project.store.rounds.unfinished()]}")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
@@ -166,8 +166,8 @@ def test_killed_round_is_failed_and_the_project_stays_usable(sig, project, tmp_p
     with Project.open(project.root) as p:  # SIGKILL: noticed here, at the next start
         rounds = p.status()["rounds"]
         assert [r["status"] for r in rounds] == ["done", "failed"]
-        assert p.store.current_round().id == r0["id"]
-        assert len(p.store.predictions(rounds[1]["id"], "pool")[0]) == 0
+        assert p.store.rounds.current().id == r0["id"]
+        assert len(p.store.rounds.predictions(rounds[1]["id"], "pool")[0]) == 0
         assert not list((p.root / "checkpoints").glob(f"round-{rounds[1]['id']}.*"))
         run_round(p, FAST)  # and the next round trains
         assert [r["status"] for r in p.status()["rounds"]] == ["done", "failed", "done"]

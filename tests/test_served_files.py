@@ -51,14 +51,14 @@ def imported_project(root: Path, data: Path) -> None:
     with Project.init(root, CLASSES) as project:
         project.import_native(data)
         store = project.store
-        store.set_thresholds({c: 0.5 for c in range(3)}, by="fixture")
+        store.thresholds.set({c: 0.5 for c in range(3)}, by="fixture")
         pool = np.arange(6, 12)
         probs = np.full((6, 3), 0.05, np.float32)
         probs[np.arange(6), np.arange(6) % 3] = np.linspace(0.95, 0.6, 6)
-        rid = store.create_round(config={}, config_name="fixture", thresholds={}, auto_accept=False,
-                                 pid=os.getpid(), host=socket.gethostname())
-        store.complete_round(rid, predictions=[("pool", pool, probs)], decisions=[], reviewer="auto",
-                             composition={"gold": 6, "total": 6}, metrics={}, checkpoint=None)
+        rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
+                                  pid=os.getpid(), host=socket.gethostname())
+        store.rounds.complete(rid, predictions=[("pool", pool, probs)], decisions=[], reviewer="auto",
+                              composition={"gold": 6, "total": 6}, metrics={}, checkpoint=None)
 
 
 def call(http: httpx.Client, base: str, endpoint: str, *data) -> dict:

@@ -99,7 +99,7 @@ def test_two_reviewers_get_different_cards_and_a_held_card_is_not_decided_by_ano
 
 def test_a_claim_expires(served, clock):
     root, demo, client = served
-    demo.actions.project.store.clock = clock           # the server's store: its now moves when told
+    demo.actions.project.store.db.clock = clock           # the server's store: its now moves when told
     claim_s = demo.actions.claim_s
     a = call(client, "next_candidate", "all", 0.0, 0, "ann")["candidate"]["name"]
     b = call(client, "next_candidate", "all", 0.0, 0, "bob")["candidate"]["name"]
@@ -141,7 +141,7 @@ def team(tmp_path_factory):
     make_review_project(root).close()
     demo, url = launch_with_logins(root, [("ann", "ann-pw"), ("bob", "bob-pw")])
     yield root, Client(url, auth=("ann", "ann-pw"), verbose=False), Client(url, auth=("bob", "bob-pw"),
-                                                                            verbose=False)
+                                                                           verbose=False)
     stop_in_process(demo)
 
 
@@ -381,21 +381,21 @@ def two_rounds(tmp_path):
 
     project = make_review_project(tmp_path / "proj")
     store = project.store
-    rid = store.create_round(config={}, config_name="fixture", thresholds={}, auto_accept=False,
-                             pid=os.getpid(), host=socket.gethostname())
-    store.complete_round(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL),
+    rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
+                              pid=os.getpid(), host=socket.gethostname())
+    store.rounds.complete(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL),
                                             pool_probs()[::-1].copy())],
-                         decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
+                          decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
     yield AppActions(project)
     project.close()
 
 
 def _finishing_mid_request(store, monkeypatch) -> Counter:
-    """store.current_round gives round 0 on its first call and round 1 afterwards (round 1
+    """store.rounds.current gives round 0 on its first call and round 1 afterwards (round 1
     finished while the request ran); counts the reads of the round and the thresholds."""
-    rounds = [store.round(0), store.round(1)]
+    rounds = [store.rounds.get(0), store.rounds.get(1)]
     calls: Counter = Counter()
-    thresholds = store.thresholds
+    thresholds = store.thresholds.values
 
     def current_round():
         calls["round"] += 1
@@ -405,8 +405,8 @@ def _finishing_mid_request(store, monkeypatch) -> Counter:
         calls["thresholds"] += 1
         return thresholds()
 
-    monkeypatch.setattr(store, "current_round", current_round)
-    monkeypatch.setattr(store, "thresholds", read_thresholds)
+    monkeypatch.setattr(store.rounds, "current", current_round)
+    monkeypatch.setattr(store.thresholds, "values", read_thresholds)
     return calls
 
 
@@ -438,7 +438,7 @@ def test_accept_all_decides_in_the_round_it_counted_in(two_rounds, monkeypatch):
     _finishing_mid_request(app.project.store, monkeypatch)
     done = app.accept_all("calm", 0.9, "ann", asked["count"])
     assert done["ok"] and done["count"] == asked["count"] and done["round"] == 0
-    log = app.project.store.decision_log()
+    log = app.project.store.decisions.log()
     assert {d.round_id for d in log} == {0} and len(log) == asked["count"]
 
 
@@ -454,7 +454,7 @@ def test_a_read_that_meets_a_lock_is_refused_as_busy(two_rounds, monkeypatch):
     def current_round():
         raise OperationalError("SELECT ...", {}, locked)
 
-    monkeypatch.setattr(app.project.store, "current_round", current_round)
+    monkeypatch.setattr(app.project.store.rounds, "current", current_round)
     for out in (app.next_candidate("all", 0.0, 0, "ann"), app.candidate_counts(),
                 app.decide("u05", "accept", "", "ann")):
         assert out == {"ok": False, "error": "database busy, try again"}
@@ -465,18 +465,18 @@ def test_a_read_that_meets_a_lock_is_refused_as_busy(two_rounds, monkeypatch):
 def _take_and_decide(store, reviewer: str) -> list[int]:
     """A reviewer's loop: the first card not decided and not held by another, claimed; then
     decided. Returns the samples this reviewer decided."""
-    from mersemi.db.store import DecisionIn
+    from mersemi.db.writes import DecisionIn
 
-    rid, mine = store.current_round().id, []
+    rid, mine = store.rounds.current().id, []
     while True:
-        closed = set(store.decided_ids().tolist()) | store.claimed_by_others(reviewer)
+        closed = set(store.decisions.decided_ids().tolist()) | store.claims.held_by_others(reviewer)
         free = [i for i in range(N_CLAIM_POOL) if i not in closed]
         if not free:
             return mine
-        held = store.claim_first(free[:20], reviewer, 60)
+        held = store.claims.take_first(free[:20], reviewer, 60)
         if held is None:
             continue
-        _, replaced = store.decide([DecisionIn(held, "accept", 0, rid)], reviewer, respect_claims=True)
+        _, replaced = store.decisions.record([DecisionIn(held, "accept", 0, rid)], reviewer, respect_claims=True)
         assert replaced == {}, f"{reviewer} replaced a decision on {held}"
         mine.append(held)
 
@@ -494,7 +494,7 @@ def test_reviewers_claiming_at_once_decide_every_card_once(db_url):
     from mersemi.db.store import Store
 
     store = Store(db_url)
-    assert Counter(d.sample_id for d in store.decision_log()) == Counter(range(N_CLAIM_POOL))
+    assert Counter(d.sample_id for d in store.decisions.log()) == Counter(range(N_CLAIM_POOL))
     store.close()
 
 
@@ -502,17 +502,17 @@ def test_a_decision_on_a_card_another_reviewer_holds_is_refused(db_url):
     from test_concurrency import make_store
 
     from mersemi.db.errors import CardClaimed
-    from mersemi.db.store import DecisionIn
+    from mersemi.db.writes import DecisionIn
 
     store = make_store(db_url)
-    rid = store.current_round().id
-    assert store.claim_first([3, 4], "ann", 60) == 3
-    assert store.claim_first([3, 4], "bob", 60) == 4
+    rid = store.rounds.current().id
+    assert store.claims.take_first([3, 4], "ann", 60) == 3
+    assert store.claims.take_first([3, 4], "bob", 60) == 4
     with pytest.raises(CardClaimed):
-        store.decide([DecisionIn(3, "accept", 0, rid)], "bob", respect_claims=True)
-    assert store.current_decisions() == {}
-    store.decide([DecisionIn(3, "accept", 0, rid)], "ann", respect_claims=True)
-    assert store.claimed_by_others("bob") == set()               # ann's decided card is free
-    assert store.claim_first([4, 5], "ann", 60) == 5             # and she holds one card
-    assert store.claimed_by_others("bob") == {5} and store.claimed_by_others("ann") == {4}
+        store.decisions.record([DecisionIn(3, "accept", 0, rid)], "bob", respect_claims=True)
+    assert store.decisions.in_force() == {}
+    store.decisions.record([DecisionIn(3, "accept", 0, rid)], "ann", respect_claims=True)
+    assert store.claims.held_by_others("bob") == set()               # ann's decided card is free
+    assert store.claims.take_first([4, 5], "ann", 60) == 5             # and she holds one card
+    assert store.claims.held_by_others("bob") == {5} and store.claims.held_by_others("ann") == {4}
     store.close()

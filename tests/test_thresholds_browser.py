@@ -96,8 +96,8 @@ def test_what_another_writer_changes_shows_on_the_open_page(page, project_root):
     counts = page.locator("#review-counts")
     expect(counts).to_be_visible()
     with Project.open(project_root) as p:
-        pool = p.store.split_arrays("unlabeled")[0][:3].tolist()
-        names = p.store.sample_names(pool)
+        pool = p.store.samples.split_arrays("unlabeled")[0][:3].tolist()
+        names = p.store.samples.names(pool)
         p.decide([DecisionRequest(names[i], "label", "sad") for i in pool], reviewer="bob")
         sad_labeled = p.status()["labels"]["labeled"]["sad"]
     expect(counts.locator("[role=row]", has_text="sad").first).to_contain_text(str(sad_labeled))

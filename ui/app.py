@@ -69,7 +69,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
     actions = AppActions(Project.open(project_root), presets)
     import threading
 
-    threading.Thread(target=actions.warm, name="mersemi-warm", daemon=True).start()
+    threading.Thread(target=actions.training.warm, name="mersemi-warm", daemon=True).start()
     with ApiBlocks(title="mersemi review", fill_width=True) as demo:
         demo.actions = actions  # for serve() and the tests: the same object the events use
         with gr.Row(elem_id="header", equal_height=True):
@@ -100,7 +100,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None) 
         for name in ENDPOINTS:
             # train_round refuses a second start at once rather than queueing it
             limit = None if name in ("train_round", "training_status", "changes") else "default"
-            gr.api(getattr(actions, name), api_name=name, concurrency_limit=limit)
+            gr.api(actions.endpoint(name), api_name=name, concurrency_limit=limit)
 
         private: dict[str, Any] = {"api_visibility": "private"}
         demo.load(initial_reviewer, saved_reviewer, reviewer, **private)

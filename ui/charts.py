@@ -7,6 +7,8 @@ import html
 import re
 from collections.abc import Mapping, Sequence
 
+from ..engine.vocab import RoundStatus
+
 PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
 
 
@@ -41,7 +43,7 @@ def probability_bars(probs: dict[str, float], predicted: str) -> str:
 
 def progress_bar(snap: dict) -> str:
     pct = round(100 * snap["fraction"])
-    state = "running" if snap["running"] else ("failed" if snap["error"] else "idle")
+    state = "running" if snap["running"] else ("failed" if snap["error"] else "idle")  # not vocab: CSS classes
     text = html.escape(snap["message"]) + (f" · {snap['elapsed_s']:.0f} s" if snap["elapsed_s"] else "")
     return (f'<div class="train-progress {state}"><div class="bar" style="width:{pct}%"></div>'
             f'<span>{pct}% · {text}</span></div>')
@@ -49,15 +51,15 @@ def progress_bar(snap: dict) -> str:
 
 def waf_plot(rounds: Sequence[dict]) -> str:
     """CV and test WAF of the finished rounds."""
-    done = [r for r in rounds if r["status"] == "done"]
+    done = [r for r in rounds if r["status"] == RoundStatus.DONE]
     series = {label: [(r["id"], r[key]) for r in done if r[key] is not None]
-              for key, label in (("cv_waf", "CV"), ("test_waf", "test"))}
+              for key, label in (("cv_waf", "CV"), ("test_waf", "test"))}  # not vocab: the legend
     return round_chart("WAF per round", series)
 
 
 def f1_plot(rounds: Sequence[dict]) -> str:
     """CV F1 per class of the finished rounds."""
-    done = [r for r in rounds if r["status"] == "done" and r["cv_f1"]]
+    done = [r for r in rounds if r["status"] == RoundStatus.DONE and r["cv_f1"]]
     classes = list(dict.fromkeys(c for r in done for c in r["cv_f1"]))
     return round_chart("CV F1 per class", {c: [(r["id"], r["cv_f1"][c]) for r in done if c in r["cv_f1"]]
                                            for c in classes})

@@ -2,32 +2,25 @@
 
 Exit code 0 on success; 1 with one line on stderr for bad input, a refused request or a
 malformed command line. The commands are ui/cli_commands.py; serve and demo ui/cli_serve.py.
+Each is imported when its command runs (`later`): parsing a command line, `--help` included,
+loads none of torch, Gradio, scikit-learn, SciPy or pandas (tests/test_cli_startup.py).
 """
 from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from ..engine.errors import MersemiError, UsageError, one_line  # noqa: E402
-from ..engine.vocab import QueueKind  # noqa: E402
+from ..engine.vocab import DEFAULT_QUEUE, MER2024_CLASSES, QueueKind  # noqa: E402
 
-from ..service.project import DEFAULT_CLASSES, PASSWORD_ENV  # noqa: E402
-from ..service.review import DEFAULT_QUEUE  # noqa: E402
-
-from .cli_commands import (  # noqa: E402
-    cmd_decide, cmd_export, cmd_import, cmd_init, cmd_migrate, cmd_queue, cmd_status, cmd_synth, cmd_thresholds,
-    cmd_train,
-)
-from .cli_serve import cmd_demo, cmd_serve  # noqa: E402
-
-# Imported back: callers use them from here (tests/test_app_api.py; tests/test_errors.py patches cli.Project.open).
-from ..service.project import Project as Project  # noqa: E402
-from .cli_serve import build_demo_project as build_demo_project  # noqa: E402
+from ..service.store_location import PASSWORD_ENV  # noqa: E402
 
 
 DESCRIPTION = "Review pseudo-labels for semi-supervised multimodal emotion recognition (MR-CCL)."
@@ -64,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def later(module: str, name: str) -> Callable[[argparse.Namespace], int | None]:
+    """The command `name` of ui/`module`.py, imported when it runs, not when the line is parsed."""
+    def run(args: argparse.Namespace) -> int | None:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(args)
+    return run
+
+
 class _Parser(argparse.ArgumentParser):
     """A bad command line is a one-line error like any other (argparse would print the usage
     and exit 2 from inside parse_args)."""
@@ -80,14 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("init", help="create a project directory")
     c.add_argument("dir", type=Path, help=DIR_HELP)
-    c.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
+    c.add_argument("--classes", default=",".join(MER2024_CLASSES),
                    help="comma-separated class list (default: MER2024's six)")
     c.add_argument("--db", metavar="URL",
                    help="keep the store on a PostgreSQL server, e.g. "
                         "postgresql+psycopg://USER@HOST:5432/DATABASE (an empty database); DIR "
                         f"records the URL without its password: later commands read it from "
                         f"{PASSWORD_ENV} or ~/.pgpass")
-    c.set_defaults(func=cmd_init)
+    c.set_defaults(func=later("cli_commands", "cmd_init"))
 
     c = sub.add_parser("import", help="import features and labels (all-or-nothing)")
     c.add_argument("dir", type=Path, help=DIR_HELP)
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of clips named after the samples, played on the review card")
     c.add_argument("--dtype", default="float16", choices=["float16", "float32"],
                    help="storage type of the feature matrices (default float16)")
-    c.set_defaults(func=cmd_import)
+    c.set_defaults(func=later("cli_commands", "cmd_import"))
 
     c = sub.add_parser("train", help="train one round headless")
     c.add_argument("dir", type=Path, help=DIR_HELP)
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train across N processes on this machine (torchrun: gloo on CPUs, one process per GPU "
                         "with NCCL); for several machines start `torchrun ... -m mersemi.ui.cli train DIR` "
                         "on each (see the README); default 1")
-    c.set_defaults(func=cmd_train)
+    c.set_defaults(func=later("cli_commands", "cmd_train"))
 
     c = sub.add_parser("queue", help="the next samples of the review queue, as the app shows them")
     c.add_argument("dir", type=Path, help=DIR_HELP)
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="a JSON list")
     out.add_argument("--csv", action="store_true",
                      help="CSV: name, kind, predicted, confidence, reason, then one column per class")
-    c.set_defaults(func=cmd_queue)
+    c.set_defaults(func=later("cli_commands", "cmd_queue"))
 
     c = sub.add_parser("thresholds", help="show or set per-class thresholds",
                        description="Per class: the threshold, the undecided candidates at it, their "
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true",
                    help="JSON keyed by class: threshold, set_by, set_at, policy_may_set, candidates, "
                         "expected_precision, oof_precision, oof_support (the last four once a round is done)")
-    c.set_defaults(func=cmd_thresholds)
+    c.set_defaults(func=later("cli_commands", "cmd_thresholds"))
 
     c = sub.add_parser("decide", help="record decisions from a CSV (name, decision, label)",
                        description="CSV columns: name, decision (accept | reject | relabel | label), "
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--file", type=Path, required=True, metavar="CSV", help="the decisions (columns above)")
     c.add_argument("--reviewer", default=_login(), metavar="NAME",
                    help="who decided, for the log (default: your login, %(default)s)")
-    c.set_defaults(func=cmd_decide)
+    c.set_defaults(func=later("cli_commands", "cmd_decide"))
 
     c = sub.add_parser("export", help="export labels, predictions or the decision log")
     c.add_argument("dir", type=Path, help=DIR_HELP)
@@ -177,22 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write: outside the project or under its exports/ folder")
     c.add_argument("--format", default="csv", choices=["csv", "mertools"],
                    help="csv (default), or mertools: a label .npz as MERTools reads it")
-    c.set_defaults(func=cmd_export)
+    c.set_defaults(func=later("cli_commands", "cmd_export"))
 
     c = sub.add_parser("status", help="sample counts, rounds and metrics")
     c.add_argument("dir", type=Path, help=DIR_HELP)
     c.add_argument("--json", action="store_true", help="everything, with per-round metrics, as JSON")
-    c.set_defaults(func=cmd_status)
+    c.set_defaults(func=later("cli_commands", "cmd_status"))
 
     c = sub.add_parser("migrate", help="upgrade an older project's schema (backs up project.db first)")
     c.add_argument("dir", type=Path, help=DIR_HELP)
-    c.set_defaults(func=cmd_migrate)
+    c.set_defaults(func=later("cli_commands", "cmd_migrate"))
 
     c = sub.add_parser("synth", help="write a synthetic MER-like data set in the native format")
     c.add_argument("out", type=Path, help="folder to write (samples.csv and one .npy per modality)")
     c.add_argument("--scale", default="default", help="default, mer2024, or a factor such as 0.5")
     c.add_argument("--seed", default="0", help="random seed, 0 to 4294967295 (default 0)")
-    c.set_defaults(func=cmd_synth)
+    c.set_defaults(func=later("cli_commands", "cmd_synth"))
 
     c = sub.add_parser("serve", help="open the review app on a project (browser and gradio_client)")
     c.add_argument("dir", type=Path, help=DIR_HELP)
@@ -207,13 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "starting with # are skipped); with --auth or alone")
     c.add_argument("--insecure-no-auth", action="store_true",
                    help="allow a --host other than this machine without logins (a trusted network only)")
-    c.set_defaults(func=cmd_serve)
+    c.set_defaults(func=later("cli_serve", "cmd_serve"))
 
     c = sub.add_parser("demo", help="build a synthetic project once, train round 0, open the app")
     c.add_argument("--port", default="7860", help="TCP port, 1-65535 (default %(default)s)")
     c.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mersemi" / "demo",
                    help="where the demo data and project are kept and reused (default %(default)s)")
-    c.set_defaults(func=cmd_demo)
+    c.set_defaults(func=later("cli_serve", "cmd_demo"))
     return p
 
 

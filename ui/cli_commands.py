@@ -14,9 +14,9 @@ from typing import Any
 from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import UsageError, shown
 from ..engine.safe_files import check_folder_target
+from ..engine.vocab import DEFAULT_QUEUE, RoundStatus, Source
 
 from ..service.project import PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv
-from ..service.review import DEFAULT_QUEUE
 from ..service.values import number, person
 
 
@@ -33,7 +33,7 @@ def cmd_migrate(args) -> None:
 
 
 def cmd_import(args) -> None:
-    with _open(args.dir) as project, _progress("import") as progress:
+    with open_project(args.dir) as project, console_progress("import") as progress:
         if args.native:
             if args.labels or args.features or args.modality:
                 raise ProjectError("--labels/--features/--modality belong to --mertools, not --native")
@@ -53,7 +53,7 @@ def cmd_import(args) -> None:
 def cmd_train(args) -> int:
     rounds = int(number(args.rounds, "--rounds", low=1, integer=True, text=True))
     nproc = int(number(args.nproc, "--nproc", low=1, integer=True, text=True))
-    cfg_path = _config_path(args.config)
+    cfg_path = config_path(args.config)
     cfg = load_config(cfg_path)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch(args, nproc, cfg.device)
@@ -68,9 +68,10 @@ def cmd_train(args) -> int:
         if dist is not None and not dist.leader:
             follow_rounds(args.dir, dist)
             return 0
-        with _open(args.dir) as project:
+        with open_project(args.dir) as project:
             for k in range(rounds):
-                with _progress(f"round {k + 1}/{rounds}" if rounds > 1 else "train", phase_lines=True) as progress:
+                desc = f"round {k + 1}/{rounds}" if rounds > 1 else "train"
+                with console_progress(desc, phase_lines=True) as progress:
                     # After the first round, a round whose automatic step finds nothing new would
                     # only repeat the last one.
                     summary = run_round(project, cfg, config_name=cfg_path.stem, auto_accept=args.auto_accept,
@@ -80,7 +81,7 @@ def cmd_train(args) -> int:
                     print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds")
                     break
                 _print_round(summary, args.json)
-                if summary["status"] == "discarded":
+                if summary["status"] == RoundStatus.DISCARDED:
                     if not args.json:
                         print(f"stopped after {k + 1} of {rounds} rounds: round {summary['id']} "
                               f"{summary['kept_reason']}")
@@ -114,7 +115,7 @@ def _print_round(summary: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary), flush=True)
         return
-    if summary["status"] == "discarded":
+    if summary["status"] == RoundStatus.DISCARDED:
         print(f"round {summary['id']} done in {summary['wall_s']} s, {summary['kept_reason']}", flush=True)
         return
     auto = summary.get("auto_accept_selection")
@@ -153,7 +154,7 @@ def cmd_queue(args) -> None:
     from ..service.review import queue_page
 
     limit = int(number(args.limit, "--limit", low=1, integer=True, text=True))
-    with _open(args.dir) as project:
+    with open_project(args.dir) as project:
         cards, total = queue_page(project, args.kind, args.cls, limit=limit)
         classes = project.classes
     rows: list[dict[str, Any]] = [{"name": c.name, "kind": c.kind, "predicted": classes[c.predicted],
@@ -176,7 +177,7 @@ def cmd_queue(args) -> None:
 def cmd_thresholds(args) -> None:
     from ..service.review import class_table
 
-    with _open(args.dir) as project:
+    with open_project(args.dir) as project:
         if args.history:
             if args.set or args.release:
                 raise ProjectError("--history shows the changes; set or release thresholds in another call")
@@ -240,7 +241,7 @@ def _class_values(sets: list[str]) -> dict[str, float | str]:
 
 def cmd_decide(args) -> None:
     requests = parse_decisions_csv(args.file)
-    with _open(args.dir) as project:
+    with open_project(args.dir) as project:
         out = project.decide(requests, reviewer=args.reviewer, source=str(args.file))
     print(f"recorded {out['recorded']} decisions on round {out['round']} predictions"
           + (f" ({len(out['replaced'])} replaced earlier decisions)" if out["replaced"] else ""))
@@ -251,13 +252,13 @@ def cmd_decide(args) -> None:
 def cmd_export(args) -> None:
     from ..service.exports import export
 
-    with _open(args.dir) as project:
+    with open_project(args.dir) as project:
         out = export(project, args.what, args.out, args.format)
     print(f"wrote {out['rows']} rows to {out['path']}")
 
 
 def cmd_status(args) -> None:
-    with _open(args.dir) as project:
+    with open_project(args.dir) as project:
         status = project.status()
     if args.json:
         print(json.dumps(status))
@@ -268,11 +269,11 @@ def cmd_status(args) -> None:
     print("labeled per class: " + ", ".join(f"{c} {n}" for c, n in status["labeled_per_class"].items()))
     print("thresholds: " + ", ".join(f"{c} {v:.2f}" for c, v in status["thresholds"].items()))
     for source, counts in status["labels"].items():
-        if source != "gold" and any(counts.values()):
+        if source != Source.GOLD and any(counts.values()):
             print(f"{source}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     for r in status["rounds"]:
         line = f"round {r['id']}: {r['status']}"
-        if r["status"] == "done":
+        if r["status"] == RoundStatus.DONE:
             line += f", CV WAF {_pct(r['cv_waf'])}"
             if r["test_waf"] is not None:
                 line += f", test WAF {_pct(r['test_waf'])}"
@@ -288,7 +289,7 @@ def cmd_synth(args) -> None:
     scale: str | float = args.scale
     if scale not in ("default", "mer2024"):
         scale = number(scale, "--scale (default, mer2024 or a factor)", low=MIN_SCALE, high=MAX_SCALE, text=True)
-    with _progress("synth") as progress:
+    with console_progress("synth") as progress:
         summary = make_synthetic(check_folder_target(args.out, "synth"), scale=scale,
                                  seed=int(number(args.seed, "--seed", low=0, high=2**32 - 1, integer=True, text=True)),
                                  progress=progress)
@@ -297,7 +298,7 @@ def cmd_synth(args) -> None:
 
 # ---------------------------------------------------------------------- helpers
 
-def _open(root: Path) -> Project:
+def open_project(root: Path) -> Project:
     """Project.open, telling the user what it repaired (an import killed half-way, say)."""
     project = Project.open(root)
     for note in project.repairs:
@@ -305,7 +306,8 @@ def _open(root: Path) -> Project:
     return project
 
 
-def _config_path(name: str) -> Path:
+def config_path(name: str) -> Path:
+    """A --config value as a file: a YAML path, or the name of a preset in configs/."""
     p = Path(name)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
@@ -329,7 +331,7 @@ def _modality_map(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _progress(desc: str, phase_lines: bool = False):
+def console_progress(desc: str, phase_lines: bool = False):
     """A bar on a terminal; with `phase_lines`, one stderr line per phase elsewhere (a log)."""
     from ..engine.progress import TqdmProgress
 

@@ -19,7 +19,7 @@ from ..service.clips import remove_leftovers, temp_prefix
 from ..service.project import Project, ProjectError
 from ..service.values import number, person
 
-from .cli_commands import _config_path, _open, _progress
+from .cli_commands import config_path, console_progress, open_project
 
 
 def cmd_serve(args) -> None:
@@ -53,7 +53,7 @@ def build_demo_project(cache: Path, scale: str | float = "default", config: str 
         staging = cache / "data.partial"  # renamed when complete: a killed run leaves no half set
         shutil.rmtree(staging, ignore_errors=True)
         _say(f"writing synthetic data to {data} (first run only)")
-        with _progress("synthetic data") as progress:
+        with console_progress("synthetic data") as progress:
             make_synthetic(staging, scale=scale, seed=0, progress=progress)
         staging.rename(data)
     if not (root / "project.db").is_file():
@@ -61,12 +61,12 @@ def build_demo_project(cache: Path, scale: str | float = "default", config: str 
     with Project.open(root) as project:
         if not project.status()["samples"]["total"]:
             _say(f"importing it into the demo project {root}")
-            with _progress("import") as progress:
+            with console_progress("import") as progress:
                 project.import_native(data, progress=progress)
         if project.current_round_id() is None:
-            cfg_path = _config_path(str(config))
+            cfg_path = config_path(str(config))
             _say(f"training round 0 with the {cfg_path.stem} preset (first run only; minutes on a CPU)")
-            with _progress("train round 0") as progress:
+            with console_progress("train round 0") as progress:
                 run_round(project, load_config(cfg_path), config_name=cfg_path.stem, progress=progress)
     return root
 
@@ -78,7 +78,7 @@ def _say(line: str) -> None:
 def _serve(root: Path, host: str, port: int, auth: list[tuple[str, str]] | None) -> None:
     from .app import serve
 
-    _open(root).close()  # a clear one-line error for a folder that is not a project
+    open_project(root).close()  # a clear one-line error for a folder that is not a project
     _check_listen(host, port)
     remove_leftovers()  # temporary folders of servers killed before they could clean up
     # Gradio's files in a folder of this server's own, not the machine-wide one every Gradio
@@ -93,7 +93,7 @@ def _serve(root: Path, host: str, port: int, auth: list[tuple[str, str]] | None)
         raise ProjectError(f"cannot listen on {host}:{port}: {e}") from None
     finally:
         shutil.rmtree(gradio_tmp, ignore_errors=True)
-    if demo.actions.runner.is_running():
+    if demo.actions.training.is_running():
         # Its round is marked failed already; the training thread, inside torch, would abort
         # the interpreter's teardown, so leave without one.
         sys.stdout.flush()

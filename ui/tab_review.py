@@ -16,9 +16,8 @@ import pandas as pd
 
 from ..engine.errors import Refusal
 from ..engine.thresholds import STEP
-from ..engine.vocab import Action, CardKind, QueueKind
+from ..engine.vocab import DEFAULT_QUEUE, POOL_SOURCES, Action, CardKind, MediaKind, QueueKind, RoundStatus
 from ..service.actions import AppActions
-from ..service.review import DEFAULT_QUEUE
 
 from .charts import md, probability_bars, widths
 from .follow import Follower
@@ -253,8 +252,8 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
     looks = card_buttons(parts, c, None if was is None else was.get("card"))
     keys = ("Label as (the model's guess is below its threshold):" if c["kind"] == CardKind.LABEL
             else "Relabel as:")
-    return {parts.card_md: title, parts.transcript: c["text"] or "(no transcript)", parts.audio: player(c, "audio"),
-            parts.video: player(c, "video"), parts.probs: probability_bars(c["probs"], c["predicted"]),
+    return {parts.card_md: title, parts.transcript: c["text"] or "(no transcript)", parts.audio: player(c, MediaKind.AUDIO),
+            parts.video: player(c, MediaKind.VIDEO), parts.probs: probability_bars(c["probs"], c["predicted"]),
             parts.review_state: state, parts.saved_position: state, parts.class_label: keys, **counts,
             **merge_updates(buttons, looks)}
 
@@ -374,8 +373,7 @@ def on_accept_all_confirm(actions: AppActions, parts: ReviewTab, cls: str, min_c
 
 def counts_frame(actions: AppActions) -> pd.DataFrame:
     rows = actions.candidate_counts().get("classes", [])
-    out = [[r["class"], r["candidates"], r["verified"], r["relabeled"], r["labeled"], r["pseudo"], r["rejected"]]
-           for r in rows]
+    out = [[r["class"], r["candidates"], *(r[s] for s in POOL_SOURCES), r["rejected"]] for r in rows]
     return pd.DataFrame(out, columns=list(COUNTS_COLUMNS))
 
 
@@ -384,7 +382,7 @@ def training_banner(snap: dict, history: Sequence[dict]) -> str:
     if not snap.get("running"):
         return ""
     rid = snap.get("round") if snap.get("round") is not None else "the next round"
-    done = [r["id"] for r in history if r["status"] == "done"]
+    done = [r["id"] for r in history if r["status"] == RoundStatus.DONE]
     shown = f"round {done[-1]}" if done else "no round"
     return (f"⏳ **Round {rid} is training ({round(100 * snap['fraction'])}%).** The cards here are {shown}'s. "
             f"Decisions you make now are saved, but round {rid} started with the decisions made before it: "
@@ -393,7 +391,7 @@ def training_banner(snap: dict, history: Sequence[dict]) -> str:
 
 def render_banner(actions: AppActions, parts: ReviewTab) -> dict:
     """The training line, as the store and this server's training are now."""
-    return {parts.review_banner: training_banner(actions.training_status(), actions.round_history()["rounds"])}
+    return {parts.review_banner: training_banner(actions.training.training_status(), actions.training.round_history()["rounds"])}
 
 
 def one_at_a_time(lock: threading.Lock):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine.thresholds import STEP
+from ..engine.vocab import POOL_SOURCES, Tool
 from ..service.actions import AppActions
 from ..service.review import THIN, wilson_interval
 
@@ -227,14 +228,14 @@ def class_frame(result: dict, owners: dict) -> pd.DataFrame:
         owner = owners.get(r["class"], {})
         by = str(owner.get("set_by", "")) + ("" if owner.get("policy_may_set", True) else " (kept)")
         rows.append([r["class"], f"{r['threshold']:.3f}", by, r["candidates"], precision_text(r), oof_text(r),
-                     r["verified"], r["relabeled"], r["labeled"], r["pseudo"], r["rejected"]])
+                     *(r[s] for s in POOL_SOURCES), r["rejected"]])
     return pd.DataFrame(rows, columns=columns)
 
 
 def history_frame(changes: list[dict]) -> pd.DataFrame:
     rows = [[c["set_at"].replace("T", " "), c["class"], f"{c['threshold']:.3f}",
              f"policy after round {c['round']}" if c["round"] is not None else c["set_by"],
-             "policy" if c["policy_may_set"] else "kept", c["note"] or ""] for c in changes]
+             Tool.POLICY.value if c["policy_may_set"] else "kept", c["note"] or ""] for c in changes]
     return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
 
 

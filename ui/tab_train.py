@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
+from ..engine.vocab import POOL_SOURCES, RoundStatus, Source
 from ..service.actions import AppActions
 
 from .charts import f1_plot, md, pct, progress_bar, waf_plot, widths
@@ -47,7 +48,7 @@ def build(actions: AppActions) -> TrainTab:
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Row(equal_height=True):
-                preset = gr.Dropdown(list(actions.presets), value=default_preset(actions.presets),
+                preset = gr.Dropdown(list(actions.training.presets), value=default_preset(actions.training.presets),
                                      label="Config preset", min_width=160, elem_id="train-preset")
                 auto_accept = gr.Checkbox(False, label="Auto-accept every candidate at its threshold",
                                           min_width=160, elem_id="train-auto")
@@ -58,7 +59,7 @@ def build(actions: AppActions) -> TrainTab:
                     train_confirm_btn = gr.Button("Yes, train with them", variant="primary", size="md",
                                             elem_id="btn-train-confirm")
                     train_cancel_btn = gr.Button("Cancel", size="md", elem_id="btn-train-cancel")
-            progress_html = gr.HTML(progress_bar(actions.training_status()), elem_id="train-progress")
+            progress_html = gr.HTML(progress_bar(actions.training.training_status()), elem_id="train-progress")
             train_log = gr.Textbox(label="Log (follows new lines)", lines=5, max_lines=5, interactive=False,
                                    autoscroll=True, elem_id="train-log")
             after_md = gr.Markdown(elem_id="train-after")
@@ -83,18 +84,18 @@ def outputs(parts: TrainTab) -> list:
 
 
 def render(actions: AppActions, parts: TrainTab) -> dict:
-    snap = actions.training_status()
-    history = actions.round_history()["rounds"]
+    snap = actions.training.training_status()
+    history = actions.training.round_history()["rounds"]
     return {parts.progress_html: progress_bar(snap), parts.train_log: "\n".join(snap["log"]),
             parts.rounds_df: history_frame(history), parts.waf_chart: waf_plot(history),
             parts.f1_chart: f1_plot(history), parts.after_md: after_round_text(history)}
 
 
 def on_train(actions: AppActions, parts: TrainTab, preset: str, auto_accept: bool) -> dict:
-    out = actions.train_round(preset, bool(auto_accept))
+    out = actions.training.train_round(preset, bool(auto_accept))
     if not out["ok"]:
         gr.Warning(out["error"])
-    snap = actions.training_status()
+    snap = actions.training.training_status()
     return {parts.progress_html: progress_bar(snap), parts.train_log: "\n".join(snap["log"]),
             parts.train_confirm_group: gr.update(visible=False)}
 
@@ -104,7 +105,7 @@ def on_train_ask(actions: AppActions, parts: TrainTab, preset: str, auto_accept:
     accept and at what expected precision, and ask."""
     if not auto_accept:
         return on_train(actions, parts, preset, False)
-    preview = actions.auto_accept_preview(preset)
+    preview = actions.training.auto_accept_preview(preset)
     if not preview["ok"]:
         return {parts.train_confirm_group: gr.update(visible=True),
                 parts.train_confirm_md: f"**Cannot preview the auto-accept step:** {md(preview['error'])}"}
@@ -138,7 +139,7 @@ def auto_accept_text(preview: dict) -> str:
 def after_round_text(history: Sequence[dict]) -> str:
     """What the policy did to each threshold after the last finished round: old -> new, who set
     the value in force, and the classes that cannot reach the target."""
-    done = [r for r in history if r["status"] == "done"]
+    done = [r for r in history if r["status"] == RoundStatus.DONE]
     if not done or not done[-1].get("threshold_changes"):
         return ""
     r = done[-1]
@@ -165,7 +166,7 @@ def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
     for r in reversed(rounds):  # newest first
         comp = r["composition"] or {}
         pseudo = r["pseudo_labels"] or {}
-        make_up = " / ".join(str(comp.get(k, "")) for k in ("gold", "verified", "relabeled", "labeled", "pseudo")) \
+        make_up = " / ".join(str(comp.get(k, "")) for k in (Source.GOLD, *POOL_SOURCES)) \
             if comp else ""
         scheme = r.get("eval_scheme") or {}
         rows.append([r["id"], (r["started_at"] or "").replace("T", " ")[:19], r["status"], r["config"], make_up,

@@ -1,12 +1,12 @@
-"""What every query of the store stands on: `StoreBase` owns the SQLAlchemy engine, opens the
-short read sessions and runs the write transaction; `_chunks` splits long IN (...) lists.
-`Store` (db/store.py) is this base with the query mixins (db/*_queries.py) on top.
+"""What every query group of the store stands on: `Database` owns the SQLAlchemy engine, opens
+the short read sessions and runs the write transaction; `chunks` splits long IN (...) lists.
+`Store` (db/store.py) holds one `Database` and the query groups (db/*_queries.py) built on it.
 
 The store's "now" (claims' expiry, heartbeats, every time it writes) is `clock()`: the UTC
 wall clock (models.utcnow) unless another is passed in, as tests do to move time on without
 waiting for it.
 
-Every write runs in `_write`: one transaction that holds the write lock before its first read
+Every write runs in `write`: one transaction that holds the write lock before its first read
 (SQLite: BEGIN IMMEDIATE; PostgreSQL: SERIALIZABLE, run again on a serialization failure), so
 a read that decides a write sees what the write changes. A write that cannot get the lock
 within the busy timeout raises StoreBusy.
@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-import numpy as np
 from sqlalchemy import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,15 +31,15 @@ from .models import utcnow
 
 T = TypeVar("T")
 
-_CHUNK = 900  # stays under SQLite's bound-parameter limit in IN (...) lists
+CHUNK = 900  # stays under SQLite's bound-parameter limit in IN (...) lists
 
 
-def _chunks(seq: Sequence, n: int = _CHUNK) -> Iterable[Sequence]:
+def chunks(seq: Sequence, n: int = CHUNK) -> Iterable[Sequence]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
 
 
-class StoreBase:
+class Database:
     """The engine, the read sessions and the write transaction (see the module doc)."""
 
     def __init__(self, url: str | URL, create: bool = False, busy_timeout_s: float | None = None,
@@ -49,7 +48,6 @@ class StoreBase:
         `clock`: the store's now, an aware UTC time (see the module doc)."""
         self.clock = clock
         self.busy_timeout_s = connect.BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
-        self._decided: tuple[tuple, np.ndarray] | None = None   # see decided_ids
         self.engine = make_engine(url, self.busy_timeout_s)
         try:
             if create:
@@ -65,13 +63,13 @@ class StoreBase:
         self._write_session = sessionmaker(write_engine(self.engine), expire_on_commit=False)
 
     def session(self) -> Session:
-        """A session for reads (writes go through `_write`)."""
+        """A session for reads (writes go through `write`)."""
         return self._session()
 
     def close(self) -> None:
         self.engine.dispose()
 
-    def _write(self, work: Callable[[Session], T]) -> T:
+    def write(self, work: Callable[[Session], T]) -> T:
         """Run `work` in one write transaction and return its result (see the module doc).
         PostgreSQL may abort a SERIALIZABLE transaction that raced another: it runs again, with
         a short random pause, until the busy timeout has passed."""

@@ -1,0 +1,80 @@
+"""The steps inside one write transaction that more than one query group takes: a batch of
+decisions appended to the log (and the decision in force per sample kept beside it), the
+decisions in force read under the lock, and the policy's thresholds after a round. Each takes
+the open session; the query groups (db/*_queries.py) call them from their `write` work."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from ..engine.vocab import Action, CardKind, Tool, source_of
+from .database import chunks
+from .models import CurrentDecision, Decision, Threshold, ThresholdChange
+
+
+@dataclass(frozen=True)
+class DecisionIn:
+    sample_id: int
+    action: Action
+    label: int                # accepted / relabelled / given class, or the rejected prediction
+    round_id: int | None
+    note: str | None = None
+    predicted: int | None = None  # the round's prediction; accept / reject: `label` when not given
+    card: CardKind | None = None  # the card it was decided on (engine/selection.card_kind)
+    confidence: float | None = None   # the round's confidence in its prediction
+
+    @property
+    def predicted_class(self) -> int | None:
+        answers = self.action in (Action.ACCEPT, Action.REJECT)   # they name the prediction
+        return self.label if self.predicted is None and answers else self.predicted
+
+
+def decisions_in_force(s: Session, sample_ids: list[int]) -> dict[int, CurrentDecision]:
+    out: dict[int, CurrentDecision] = {}
+    for part in chunks(sample_ids):
+        for c in s.scalars(select(CurrentDecision).where(CurrentDecision.sample_id.in_(part))):
+            out[c.sample_id] = c
+    return out
+
+
+def append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str, now: datetime) -> str:
+    batch = uuid.uuid4().hex
+    rows = [{"sample_id": e.sample_id, "round_id": e.round_id, "action": e.action, "label": e.label,
+             "predicted": e.predicted_class, "reviewer": reviewer, "note": e.note, "batch": batch,
+             "created_at": now, "source": source_of(e.action, reviewer), "card": e.card,
+             "confidence": e.confidence} for e in entries]
+    ids = list(s.scalars(insert(Decision).returning(Decision.id, sort_by_parameter_order=True), rows))
+    sample_ids = [e.sample_id for e in entries]
+    for part in chunks(sample_ids):
+        s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id.in_(part)))
+    # A batch may name a sample twice: the later entry wins, as in the log.
+    latest = {e.sample_id: (did, e) for did, e in zip(ids, entries)}
+    s.execute(insert(CurrentDecision), [
+        {"sample_id": sid, "decision_id": did, "action": e.action, "label": e.label,
+         "predicted": e.predicted_class, "source": source_of(e.action, reviewer)} for sid, (did, e) in latest.items()])
+    return batch
+
+
+def apply_policy(s: Session, round_id: int, proposal: dict[int, float], everyone: bool,
+                 now: datetime) -> list[dict]:
+    """Set each proposed class's threshold unless a person owns it (read under the write lock,
+    so a value a reviewer set while the round trained is kept); returns per proposed class
+    {class_id, old, new, by (who set the value in force now), changed}."""
+    out = []
+    for t in s.scalars(select(Threshold).where(Threshold.class_id.in_(list(proposal))).order_by(Threshold.class_id)):
+        new = float(proposal[t.class_id])
+        old, owner = t.value, t.updated_by
+        if t.policy_may_set or everyone:
+            if new != old or not t.policy_may_set:
+                t.value, t.updated_at, t.updated_by, t.policy_may_set = new, now, Tool.POLICY, True
+                s.add(ThresholdChange(class_id=t.class_id, value=new, policy_may_set=True, set_by=Tool.POLICY,
+                                      set_at=now, round_id=round_id))
+            owner = t.updated_by
+        out.append({"class_id": t.class_id, "old": old, "new": t.value, "by": owner,
+                    "changed": t.value != old, "kept_for_owner": not (t.policy_may_set or everyone)})
+    return out
