@@ -48,15 +48,15 @@ def shown_after(page, change, js: str, arg=None) -> float:
 
 def new_round(store) -> int:
     """A round started elsewhere (the command line, another server): its id."""
-    return store.create_round(config={}, config_name="elsewhere", thresholds={}, auto_accept=False,
+    return store.rounds.create(config={}, config_name="elsewhere", thresholds={}, auto_accept=False,
                               pid=os.getpid(), host=socket.gethostname())
 
 
 def finish_last_round(store) -> int:
     """The unfinished round finished, with the predictions of the round in force: its id."""
-    rid = store.unfinished_rounds()[0].id
-    ids, probs = store.predictions(store.current_round().id, "pool")
-    store.complete_round(rid, predictions=[("pool", ids, probs)], decisions=[], reviewer="auto", composition={},
+    rid = store.rounds.unfinished()[0].id
+    ids, probs = store.rounds.predictions(store.rounds.current().id, "pool")
+    store.rounds.complete(rid, predictions=[("pool", ids, probs)], decisions=[], reviewer="auto", composition={},
                          metrics={}, checkpoint=None)
     return rid
 
@@ -94,7 +94,7 @@ def main() -> int:
         page.locator("#reviewer input, #reviewer textarea").first.fill("bench")
         page.wait_for_function("() => (document.querySelector('#class-table') || {}).innerText"
                                "?.includes('expected precision')", timeout=120_000)
-        pool = [n for n in other.store.sample_names(other.store.split_arrays("unlabeled")[0].tolist()).values()]
+        pool = [n for n in other.store.samples.names(other.store.samples.split_arrays("unlabeled")[0].tolist()).values()]
         names = iter(pool[::-1])
 
         def decide(name: str) -> None:

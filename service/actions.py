@@ -368,7 +368,8 @@ class AppActions:
         round in force, the samples) and with a round's training (every second while one runs,
         here or elsewhere): a page polls this and redraws only what changed."""
         self.project.mark_dead_rounds_failed()  # a round whose process was killed stops showing "running"
-        return {"ok": True, "training": self.training.training_status().get("version")} | self.project.store.change_marks()
+        training = self.training.training_status().get("version")
+        return {"ok": True, "training": training} | self.project.store.change_marks()
 
     @refusals
     def histograms(self) -> dict:

@@ -66,9 +66,9 @@ def review_verify_queue(page, reviewer: str) -> None:
 def finish_another_round(root: Path) -> int:
     """A round finished by another process: its pool predictions are round 0's."""
     with Project.open(root) as p:
-        rid = p.store.create_round(config={}, config_name="elsewhere", thresholds={}, auto_accept=False,
+        rid = p.store.rounds.create(config={}, config_name="elsewhere", thresholds={}, auto_accept=False,
                                    pid=os.getpid(), host=socket.gethostname())
-        p.store.complete_round(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL), pool_probs())],
+        p.store.rounds.complete(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL), pool_probs())],
                                decisions=[], reviewer="auto", composition={"gold": N_LABELED, "total": N_LABELED},
                                metrics={"cv_waf": 0.8}, checkpoint=None)
     return rid
@@ -135,7 +135,7 @@ def test_the_train_tab_counts_a_rounds_seconds_from_its_first(page, project_root
     page.get_by_role("tab", name="Train").click()
     progress = page.locator("#train-progress")
     with Project.open(project_root) as p:
-        rid = p.store.create_round(config={}, config_name="elsewhere", thresholds={}, auto_accept=False,
+        rid = p.store.rounds.create(config={}, config_name="elsewhere", thresholds={}, auto_accept=False,
                                    pid=os.getpid(), host=socket.gethostname())
         try:
             seconds = re.compile(rf"0% · round {rid}\b.* · \d+ s")
@@ -144,5 +144,5 @@ def test_the_train_tab_counts_a_rounds_seconds_from_its_first(page, project_root
             expect(progress).not_to_contain_text(first)                 # the seconds move on ...
             expect(progress).to_have_text(seconds)                      # ... with no progress
         finally:
-            p.store.fail_round(rid, "test over")
+            p.store.rounds.fail(rid, "test over")
     assert db_rows(project_root, "SELECT status FROM rounds ORDER BY id") == [("done",), ("failed",)]

@@ -57,7 +57,7 @@ def server(tmp_path_factory):
         p.decide([DecisionRequest("u00", "accept"), DecisionRequest("u07", "reject"),
                   DecisionRequest("u08", "relabel", "surprise"), DecisionRequest("u59", "label", "worried")], "ann")
         p.decide([DecisionRequest("u13", "accept")], "a-reviewer-with-a-long-name")
-        p.store.undo_last("a-reviewer-with-a-long-name")
+        p.store.decisions.undo_last("a-reviewer-with-a-long-name")
         p.set_thresholds({"happy": 0.999}, by="ann")      # no candidate left for happy
     demo, url = serve_in_process(root)
     yield url

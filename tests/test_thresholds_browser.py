@@ -106,15 +106,15 @@ def test_what_another_writer_changes_shows_on_the_open_page(page, project_root):
     press_tab(page, "Train")
     progress = page.locator("#train-progress")
     with Project.open(project_root) as p:
-        rid = p.store.create_round(config={}, config_name="cli", thresholds={}, auto_accept=False,
+        rid = p.store.rounds.create(config={}, config_name="cli", thresholds={}, auto_accept=False,
                                    pid=os.getpid(), host=socket.gethostname())
         try:
-            p.store.heartbeat(rid, 0.3, "fold 1/3: epoch 2")
+            p.store.rounds.heartbeat(rid, 0.3, "fold 1/3: epoch 2")
             expect(progress).to_contain_text("started by process")
             expect(progress).to_contain_text("fold 1/3: epoch 2")
             expect(page.locator("#review-banner")).to_contain_text(f"Round {rid} is training")
         finally:
-            p.store.fail_round(rid, "stopped by the test")
+            p.store.rounds.fail(rid, "stopped by the test")
 
     # a round trained from the command line to its end: the history and the header follow
     trained: list = []

@@ -252,8 +252,9 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
     looks = card_buttons(parts, c, None if was is None else was.get("card"))
     keys = ("Label as (the model's guess is below its threshold):" if c["kind"] == CardKind.LABEL
             else "Relabel as:")
-    return {parts.card_md: title, parts.transcript: c["text"] or "(no transcript)", parts.audio: player(c, MediaKind.AUDIO),
-            parts.video: player(c, MediaKind.VIDEO), parts.probs: probability_bars(c["probs"], c["predicted"]),
+    return {parts.card_md: title, parts.transcript: c["text"] or "(no transcript)",
+            parts.audio: player(c, MediaKind.AUDIO), parts.video: player(c, MediaKind.VIDEO),
+            parts.probs: probability_bars(c["probs"], c["predicted"]),
             parts.review_state: state, parts.saved_position: state, parts.class_label: keys, **counts,
             **merge_updates(buttons, looks)}
 
@@ -391,7 +392,8 @@ def training_banner(snap: dict, history: Sequence[dict]) -> str:
 
 def render_banner(actions: AppActions, parts: ReviewTab) -> dict:
     """The training line, as the store and this server's training are now."""
-    return {parts.review_banner: training_banner(actions.training.training_status(), actions.training.round_history()["rounds"])}
+    history = actions.training.round_history()["rounds"]
+    return {parts.review_banner: training_banner(actions.training.training_status(), history)}
 
 
 def one_at_a_time(lock: threading.Lock):
