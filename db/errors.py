@@ -4,7 +4,7 @@ Each message is one line; the command line prints it as `mersemi: error: <messag
 """
 from __future__ import annotations
 
-from ..engine.errors import MersemiError
+from ..engine.errors import MersemiError, Refusal
 
 
 class StoreError(MersemiError):
@@ -13,6 +13,7 @@ class StoreError(MersemiError):
 
 class StoreBusy(StoreError):
     """A write waited on another writer's lock for longer than the busy timeout."""
+    code = Refusal.BUSY
 
     def __init__(self) -> None:
         super().__init__("database busy, try again")
@@ -45,6 +46,7 @@ class SchemaTooNew(SchemaError):
 
 class CardClaimed(StoreError):
     """A decision on a card that another reviewer holds (it is on their screen)."""
+    code = Refusal.CLAIMED
 
     def __init__(self, sample_ids: list[int]) -> None:
         super().__init__(f"{len(sample_ids)} sample(s) held by another reviewer")
@@ -52,6 +54,8 @@ class CardClaimed(StoreError):
 
 
 class RoundBusy(StoreError, RuntimeError):
+    code = Refusal.BUSY
+
     def __init__(self, round_id: int) -> None:
         super().__init__(f"round {round_id} is still running")
         self.round_id = round_id

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import URL, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..engine.vocab import Tool
+from ..engine.vocab import RoundStatus, Tool
 from .claim_queries import ClaimQueries
 from .database import Database
 from .decision_queries import DecisionQueries
-from .models import ClassLabel, Decision, Meta, Round, Threshold, ThresholdChange, utcnow
+from .models import ClassLabel, Decision, Meta, Round, Sample, Threshold, ThresholdChange, utcnow
 from .round_queries import RoundQueries
 from .sample_queries import SampleQueries
 from .threshold_queries import ThresholdQueries
@@ -44,6 +45,19 @@ class MetaQueries:
     def get(self, key: str) -> str | None:
         with self.db.session() as s:
             return s.scalar(select(Meta.value).where(Meta.key == key))
+
+    def get_or_set(self, key: str, value: str) -> str:
+        """The value `key` holds; `value` set first when it holds none (one transaction: two
+        servers starting at once agree on one value)."""
+        def work(s: Session) -> str:
+            held = s.scalar(select(Meta.value).where(Meta.key == key))
+            if held is None:
+                s.add(Meta(key=key, value=value))
+            return value if held is None else held
+        try:
+            return self.db.write(work)
+        except IntegrityError:   # another process set it between our read and our write
+            return cast(str, self.get(key))
 
 
 class ClassQueries:
@@ -89,10 +103,14 @@ class Store:
 
     def change_marks(self) -> dict[str, Any]:
         """Cheap marks that change with every write a page shows: the decision log, the threshold
-        history and the rounds (their count, the last one's status and progress)."""
+        history, the rounds (their count, the last one's status and progress), the round in force
+        and the number of samples."""
         with self.db.session() as s:
             decisions = tuple(s.execute(select(func.count(), func.max(Decision.id))).one())
             thresholds = s.scalar(select(func.max(ThresholdChange.id)))
             last = s.execute(select(Round.id, Round.status, Round.progress).order_by(Round.id.desc()).limit(1)).first()
+            current = s.scalar(select(func.max(Round.id)).where(Round.status == RoundStatus.DONE))
+            samples = s.scalar(select(func.count()).select_from(Sample))
         return {"decisions": list(decisions), "thresholds": thresholds,
-                "rounds": None if last is None else [last[0], last[1], last[2]]}
+                "rounds": None if last is None else [last[0], last[1], last[2]],
+                "current_round": current, "samples": samples}

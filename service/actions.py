@@ -18,17 +18,18 @@ from pathlib import Path
 from typing import Literal, overload
 
 from ..engine.config import presets
-from ..engine.errors import shown
+from ..engine.errors import Refusal, shown
 from ..engine.processes import dead_on_this_host, this_process
 from ..engine.vocab import DEFAULT_QUEUE, Action, QueueKind, Tool
 
 from .clips import ClipShelf
 from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
 from .exports import export as write_export
+from .errors import NoRound
 from .project import DecisionRequest, Project, ProjectError
-from .refusals import refusals
+from .refusals import refused, refusals
 from .review import (
-    RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
+    RoundView, class_table, media_file, open_mask, paper_preset, queue_page, queue_position, round_view,
     split_histogram, suggest_thresholds,
 )
 from .training_actions import TrainingActions
@@ -275,10 +276,12 @@ class AppActions:
         return queue_position(self.project, sample_id, cls, min_confidence, kind=self._queue_kind(kind),
                               reviewer=reviewer or None, view=snap.view, thresholds=snap.thresholds)
 
-    def position_of_name(self, name: str, cls: str, min_confidence: float, kind: str = "") -> int | None:
-        """Where a sample named `name` stands in a queue now (None: not in it, or no round)."""
+    def position_of_name(self, name: str, cls: str, min_confidence: float, kind: str = "",
+                         reviewer: str = "") -> int | None:
+        """Where a sample named `name` stands in a queue now, as `reviewer` sees it (None: not in
+        it, or no round)."""
         found = self.project.store.samples.by_name([name]).get(name) if isinstance(name, str) else None
-        return None if found is None else self.position_of(found[0], cls, min_confidence, kind=kind)
+        return None if found is None else self.position_of(found[0], cls, min_confidence, reviewer, kind=kind)
 
     @refusals
     def accept_all(self, cls: str = "all", min_confidence: float = 0.0, reviewer: str = "",
@@ -296,8 +299,8 @@ class AppActions:
         if count == 0:
             raise ProjectError("no undecided candidates pass the thresholds in this filter")
         if expected != count:
-            return {"ok": False, "count": count, "needs_confirmation": True,
-                    "error": f"{count} candidates would be accepted; confirm with expected={count}"}
+            return refused(f"{count} candidates would be accepted; confirm with expected={count}",
+                           Refusal.CONFIRM) | {"count": count, "needs_confirmation": True}
         page, _ = self._page(snap, cls, min_confidence, 0, count, reviewer)
         requests = [DecisionRequest(c.name, Action.ACCEPT) for c in page]
         out = self.project.decide(requests, reviewer, source="accept all", round_id=snap.round_id,
@@ -339,7 +342,7 @@ class AppActions:
         rnd = self.project.store.rounds.current()
         if rnd is None:
             if required:
-                raise ProjectError("no finished round yet: train round 0 on the Train tab first")
+                raise NoRound("no finished round yet: train round 0 on the Train tab first")
             return None
         return Snapshot(rnd.id, round_view(self.project, rnd.id), self.project.store.thresholds.values())
 
@@ -361,21 +364,25 @@ class AppActions:
     # ------------------------------------------------------------------ what a page polls and shows
     @refusals
     def changes(self) -> dict:
-        """Marks that change with every write a page shows (decisions, thresholds, rounds and
-        the training here): a page polls this and redraws only what changed."""
+        """Marks that change with every write a page shows (decisions, thresholds, rounds, the
+        round in force, the samples) and with a round's training (every second while one runs,
+        here or elsewhere): a page polls this and redraws only what changed."""
         self.project.mark_dead_rounds_failed()  # a round whose process was killed stops showing "running"
-        return {"ok": True, "training": self.training.version()} | self.project.store.change_marks()
+        training = self.training.training_status().get("version")
+        return {"ok": True, "training": training} | self.project.store.change_marks()
 
     @refusals
     def histograms(self) -> dict:
         """Per class, the current round's pool confidences predicted as that class in bins over
-        [1/C, 1], split at the class's threshold: edges, below, above (decided samples too)."""
+        [1/C, 1]: edges; undecided samples below the class's threshold (`below`) and at or above
+        it (`candidates`); `decided` samples apart."""
         snap = self._snapshot()
+        undecided = open_mask(self.project, snap.view)
         out = []
         for c, name in enumerate(self.project.classes):
-            edges, below, above = split_histogram(snap.view, c, snap.thresholds[c])
+            edges, below, candidates, decided = split_histogram(snap.view, c, snap.thresholds[c], undecided)
             out.append({"class": name, "threshold": snap.thresholds[c], "edges": [round(float(e), 6) for e in edges],
-                        "below": below.tolist(), "above": above.tolist()})
+                        "below": below.tolist(), "candidates": candidates.tolist(), "decided": decided.tolist()})
         return {"ok": True, "round": snap.round_id, "classes": out}
 
     @refusals

@@ -11,6 +11,7 @@ from ..engine.errors import shown
 from ..engine.safe_files import check_writable_target, write_atomically
 from ..engine.vocab import PredictionKind, Source, Split
 
+from .errors import NoRound
 from .project import Project, ProjectError
 
 WHAT = ("labels", "predictions", "decisions")
@@ -79,7 +80,7 @@ def predictions_frame(project: Project) -> pd.DataFrame:
     """The current round's predictions for the pool and the test split."""
     rnd = project.store.rounds.current()
     if rnd is None:
-        raise ProjectError("no finished round yet: nothing to export")
+        raise NoRound("no finished round yet: nothing to export")
     frames = []
     for kind, split in ((PredictionKind.POOL, Split.UNLABELED), (PredictionKind.TEST, Split.TEST)):
         ids, probs = project.store.rounds.predictions(rnd.id, kind)
@@ -108,7 +109,8 @@ def decisions_frame(project: Project) -> pd.DataFrame:
         "source": d.source, "card": d.card, "confidence": d.confidence,
         "reviewer": d.reviewer, "note": d.note, "batch": d.batch,
     } for d in log], columns=["id", "time", "name", "round", "decision", "label", "source", "card", "confidence",
-                              "undoes", "reviewer", "note", "batch"])
+                              "undoes", "reviewer", "note", "batch"]).astype(
+        {"round": "Int64", "undoes": "Int64"})   # ids stay whole numbers beside empty cells
 
 
 def _write_mertools(project: Project, labels: pd.DataFrame, out: Path) -> None:

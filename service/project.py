@@ -29,7 +29,7 @@ from ..engine.processes import pid_alive
 from ..engine.safe_files import check_folder_target
 from ..engine.selection import card_kind
 
-from .errors import ProjectError
+from .errors import Claimed, NoRound, ProjectError
 from .project_import import ProjectImport
 from .store_location import (
     PASSWORD_ENV, SERVER_URL_FILE, server_url, store_label, store_url, without_password,
@@ -188,7 +188,7 @@ class Project(ProjectImport):
         `respect_claims`, samples on another reviewer's screen (claimed) are refused."""
         rnd = self.store.rounds.current() if round_id is None else self.store.rounds.get(round_id)
         if rnd is None or rnd.status != RoundStatus.DONE:
-            raise ProjectError("no finished round yet: train round 0 before deciding")
+            raise NoRound("no finished round yet: train round 0 before deciding")
         reviewer = person(reviewer)
         bad_names = {r.name: p for r in requests if (p := name_problem(r.name))}
         known = self.store.samples.by_name(r.name for r in requests if r.name not in bad_names)
@@ -218,7 +218,7 @@ class Project(ProjectImport):
         except CardClaimed as e:
             names = self.store.samples.names(e.sample_ids)
             shown_names = ", ".join(names[i] for i in e.sample_ids[:5]) + (" ..." if len(e.sample_ids) > 5 else "")
-            raise ProjectError(f"{source}: {shown_names}: on another reviewer's screen right now; "
+            raise Claimed(f"{source}: {shown_names}: on another reviewer's screen right now; "
                                "take the next card (it is theirs to decide)") from None
         return {"recorded": len(entries), "round": rnd.id, "batch": batch, "relabel_as_accept": as_accept,
                 "replaced": [{"name": r.name, "action": d.action, "reviewer": d.reviewer,

@@ -22,9 +22,11 @@ from ..engine.vocab import (
     Split, media_kind,
 )
 
+from .errors import NoRound
 from .project import Project, ProjectError
 
 HIST_BINS = 40
+THIN = 30   # a share or a precision resting on fewer samples than this is marked thin where it is shown
 # "both": the least sure first, then the riskiest candidates, so the queue never runs dry
 # (bench/results/README.md compares it with the verify queue).
 
@@ -68,7 +70,7 @@ _views: dict[tuple[str, int], RoundView] = {}
 def round_view(project: Project, round_id: int | None = None) -> RoundView:
     rnd = project.store.rounds.get(round_id) if round_id is not None else project.store.rounds.current()
     if rnd is None or rnd.status != RoundStatus.DONE:
-        raise ProjectError("no finished round yet: train round 0 first")
+        raise NoRound("no finished round yet: train round 0 first")
     key = (str(project.root.resolve()), rnd.id)
     if key not in _views:
         oof_ids, oof_probs = project.store.rounds.predictions(rnd.id, PredictionKind.OOF)
@@ -152,15 +154,18 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] |
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def split_histogram(view: RoundView, cls: int, threshold: float,
-                    bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`view.histogram(cls)` in two parts: (edges, counts below the threshold, counts at or
-    above it). A bin the threshold cuts counts in both, so the plot can show the cut."""
-    conf = view.pool_conf[view.pool_pred == cls]
+def split_histogram(view: RoundView, cls: int, threshold: float, open_: np.ndarray,
+                    bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`view.histogram(cls)` in three parts: (edges, undecided samples below the threshold,
+    candidates: undecided at or above it, decided samples). `open_`: open_mask's samples still
+    undecided. A bin the threshold cuts counts on both sides, so the plot can show the cut."""
+    mine = view.pool_pred == cls
+    conf, undecided = view.pool_conf[mine], open_[mine]
     span = (1.0 / view.n_classes, 1.0)
-    below, edges = np.histogram(conf[conf < threshold], bins=bins, range=span)
-    above, _ = np.histogram(conf[conf >= threshold], bins=bins, range=span)
-    return edges, below, above
+    below, edges = np.histogram(conf[undecided & (conf < threshold)], bins=bins, range=span)
+    candidates, _ = np.histogram(conf[undecided & (conf >= threshold)], bins=bins, range=span)
+    decided, _ = np.histogram(conf[~undecided], bins=bins, range=span)
+    return edges, below, candidates, decided
 
 
 def class_table(project: Project, thresholds: dict[str, float] | None = None,
@@ -266,7 +271,7 @@ def next_candidates(project: Project, cls: str | None = None, min_confidence: fl
                     limit: int = 1, offset: int = 0) -> list[Card]:
     """A page of the verify queue (candidates, least confident first)."""
     if project.store.rounds.current() is None:
-        raise ProjectError("no finished round yet: train round 0 first")
+        raise NoRound("no finished round yet: train round 0 first")
     return queue_page(project, QueueKind.VERIFY, cls, min_confidence, offset, limit)[0]
 
 

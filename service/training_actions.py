@@ -107,24 +107,35 @@ class TrainingActions:
     @refusals
     def training_status(self) -> dict:
         """Progress of the round training now, wherever it was started (this server, the command
-        line, another server: read from the store), else of the latest run started here:
-        running, round, where ("here" | "elsewhere"), message, fraction, elapsed_s, log lines,
-        error, the finished round's summary, and `version` (changes with every update)."""
+        line, another server): read from the store, its time on the store's clock from the round's
+        start; else of the latest run started here (before its round exists: the training process
+        starting; once it ended, the time its round took): running, round, where ("here" |
+        "elsewhere"), message, fraction, elapsed_s, log lines, error, the finished round's
+        summary, and `version` (changes with every update, and every second while running)."""
         snap = self.runner.snapshot()
         unfinished = self.project.store.rounds.unfinished()
-        if snap["running"] or not unfinished:
-            current = unfinished[0].id if unfinished else None
-            return {"ok": True, "round": current, "where": "here"} | snap
-        r = unfinished[0]
-        message = f"round {r.id} (started by process {r.pid} on {r.host}): {r.progress_message or 'starting'}"
-        if not self._outside_log or self._outside_log[-1][1] != message:
-            self._outside_log.append((time.strftime("%H:%M:%S"), message))
-        started = as_utc(r.started_at) if r.started_at is not None else None
-        elapsed = None if started is None else round((self.project.store.db.clock() - started).total_seconds(), 1)
-        return {"ok": True, "running": True, "round": r.id, "where": "elsewhere", "message": message,
-                "fraction": round(float(r.progress or 0.0), 4), "elapsed_s": elapsed,
-                "log": [f"{t}  {m}" for t, m in self._outside_log], "error": None, "result": None,
-                "version": f"{r.id}:{r.progress}:{r.progress_message}"}
+        if unfinished:
+            r = unfinished[0]
+            here = snap["running"]
+            started = as_utc(r.started_at) if r.started_at is not None else None
+            elapsed = None if started is None else round((self.project.store.db.clock() - started).total_seconds(), 1)
+            doing = r.progress_message or "starting"
+            by = "" if here else f" (started by process {r.pid} on {r.host})"
+            message = f"round {r.id}{by}: {doing}"
+            if not here and (not self._outside_log or self._outside_log[-1][1] != message):
+                self._outside_log.append((time.strftime("%H:%M:%S"), message))
+            log = snap["log"] if here else [f"{t}  {m}" for t, m in self._outside_log]
+            return {"ok": True, "running": True, "round": r.id, "where": "here" if here else "elsewhere",
+                    "message": message, "fraction": round(float(r.progress or 0.0), 4), "elapsed_s": elapsed,
+                    "log": log, "error": None, "result": None,
+                    "version": f"{r.id}:{r.progress}:{r.progress_message}:{int(elapsed or 0)}"}
+        out = {"ok": True, "round": None, "where": "here"} | snap
+        if snap["running"]:   # no round of this run in the store (yet, or any more)
+            stage = "finishing" if snap["fraction"] > 0 else "starting the training process"
+            return out | {"message": f"{snap['message']}: {stage}",
+                          "version": f"{snap['version']}:{int(snap['elapsed_s'] or 0)}"}
+        result = snap["result"] or {}
+        return out | {"elapsed_s": result.get("wall_s", snap["elapsed_s"])}   # the round's own time
 
     @refusals
     def auto_accept_preview(self, config: str = "default") -> dict:
