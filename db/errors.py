@@ -22,6 +22,18 @@ class StoreUnavailable(StoreError):
     """The database server cannot be reached or refuses the login."""
 
 
+class StoreNotEmpty(StoreError):
+    """A new store was asked for in a database that already holds tables."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the store (or the server's) is full: the write was rolled back."""
+
+
+class StoreDamaged(StoreError):
+    """The store's file or tables are damaged: `mersemi check DIR` says what and the way out."""
+
+
 class SchemaError(StoreError):
     """The database is not a mersemi store, or one with an unreadable schema version."""
 

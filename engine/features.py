@@ -149,6 +149,18 @@ class FeatureStore:
                              f" (the features folder was changed after import)")
         return m
 
+    def check_finite(self, block_rows: int = 16384) -> None:
+        """InputError naming the first matrix and row holding NaN or inf: the import refuses
+        them, so the file was changed since (training on it writes NaN predictions)."""
+        for name in self.modalities:
+            m = self.matrix(name)
+            for start in range(0, m.shape[0], block_rows):
+                ok = np.isfinite(m[start:start + block_rows]).all(axis=1)
+                if not ok.all():
+                    raise InputError(f"{self.folder / (name + '.npy')}: row {start + int(np.argmin(ok))} holds NaN or "
+                                     "inf (the file was changed after import); import the features again "
+                                     "into a new project")
+
     def matrices(self) -> dict[str, np.memmap]:
         """Every modality's matrix, in manifest order (what the trainer takes)."""
         return {name: self.matrix(name) for name in self.modalities}
@@ -300,6 +312,13 @@ class NpyRowFile:
         m = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=(n_rows, dim))
         self.offset = int(m.offset)
         del m
+        # Reserve every block now: a sparse file on a disk that fills up kills the process with
+        # SIGBUS at the first page it cannot back; here that is an OSError (ENOSPC) instead.
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, self.offset + n_rows * dim * self.dtype.itemsize)
+        finally:
+            os.close(fd)
 
     def write(self, start: int, block: np.ndarray) -> None:
         if block.shape[0] == 0:

@@ -11,7 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..db.store import Store
+from ..engine.disk import require_space
 from ..engine.crashpoints import crash_point
 from ..engine.errors import InputError, shown
 from ..engine.features import FeatureWriter, process_may_run, publish_staged, remove_dead_staging
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
     from ..engine.importers import ImportPlan
     from ..engine.progress import ProgressFn
 
+# A sample's rows in the store (name, text, media path, indexes), for the free-space check.
+_DB_ROW_BYTES = 600
 PENDING_IMPORT = "import_pending"  # meta key: JSON of an import between its samples and its features
 
 
@@ -70,6 +75,8 @@ class ProjectImport:
         try:
             plan = make_plan()
             plan.check_trainable(self.classes)
+            row_bytes = sum(plan.modalities.values()) * np.dtype(dtype).itemsize + _DB_ROW_BYTES
+            require_space(self.root / "features", len(plan.names) * row_bytes, "the import's features and samples")
             with FeatureWriter(self.root / "features", len(plan.names), plan.modalities, dtype) as writer:
                 plan.write_features(writer, progress)
                 staging = writer.stage()
