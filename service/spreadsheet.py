@@ -23,8 +23,10 @@ def safe_cell(value: Any) -> Any:
 
 def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of `df` whose text cells and column names are safe_cell'd."""
+    from pandas.api.types import is_numeric_dtype
+
     out = df.rename(columns=safe_cell)
     for column in out.columns:
-        if out[column].dtype == object:
+        if not is_numeric_dtype(out[column]):   # text, whatever pandas calls its type (object, str)
             out[column] = out[column].map(safe_cell)
     return out
