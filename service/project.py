@@ -8,11 +8,13 @@ store is and how to reach it service/store_location.py.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..db.connect import make_engine, masked, schema_version, sqlite_url
 from ..db.errors import (
@@ -38,10 +40,12 @@ from .errors import ProjectError
 from .project_import import ProjectImport
 from .store_location import (
     PASSWORD_ENV, SERVER_URL_FILE, adopt_empty_store, clear_killed_init, half_made, init_temp_name,
-    remove_sqlite_files,
-    server_url, store_label, store_url, without_password, write_text_atomically,
+    remove_sqlite_files, server_url, store_label, store_url, without_password, write_text_atomically,
 )
 from .values import person
+
+if TYPE_CHECKING:
+    from sqlalchemy import URL
 
 DEFAULT_CLASSES = list(MER2024_CLASSES)
 MAX_REPORTED = 20  # bad decision rows named in one error
@@ -66,6 +70,9 @@ class Project(ProjectImport):
         self.root = root
         self.store = store
         self.classes = store.classes.names()
+        if not self.classes:   # an older version's init killed between the schema and the classes
+            raise ProjectError(f"{root}: its init was interrupted (the store has no classes); "
+                               f"run 'mersemi init {root}' again")
         self.features = FeatureStore(root / "features")
         self.repairs: list[str] = []  # notes for the user, e.g. 'mersemi: note: ...'
         if repair:
@@ -92,38 +99,22 @@ class Project(ProjectImport):
             raise ProjectError("--classes: class names must be unique and read differently "
                                "(case, accents and lookalike letters aside)")
         server = server_url(db_url) if db_url is not None else None
-        notes = clear_killed_init(root)
+        notes, pending = clear_killed_init(root)
         for marker in ("project.db", SERVER_URL_FILE):
             if (root / marker).exists() or (root / marker).is_symlink():
                 raise ProjectError(f"{root}: already a project ({marker} exists)")
         require_space(root, 0, "a new project")
         # The paper's thresholds where the class is named there, otherwise the default.
         first = (classes, load_config().self_training.threshold_for(classes))
-        for sub in ("features", "checkpoints", "exports"):   # not a project without its store
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        if server is None:
-            build = root / init_temp_name()
-            try:
-                Store(sqlite_url(build), create=True, classes=first).close()   # closing folds the WAL in
-                crash_point("init:built")
-                os.replace(build, root / "project.db")   # the commit point
-                crash_point("init:renamed")
-            finally:
-                remove_sqlite_files(build)
-            store = Store(sqlite_url(root / "project.db"))
-        else:
-            try:
-                store = Store(server, create=True, classes=first)
-                crash_point("init:built")
-            except StoreNotEmpty as e:
-                store = adopt_empty_store(server, classes, e)   # an init killed before database.url
-            except StoreError as e:
-                raise ProjectError(f"--db: {e}") from None
-            try:
-                write_text_atomically(root / SERVER_URL_FILE, without_password(server) + "\n")
-            except BaseException:
-                store.close()
-                raise
+        made = [d for d in (root, *(root / sub for sub in ("features", "checkpoints", "exports"))) if not d.exists()]
+        try:
+            for d in made:   # not a project without its store
+                d.mkdir(parents=True, exist_ok=True)
+            store = _build_sqlite(root, first) if server is None else _build_server(root, server, first, pending)
+        except BaseException:
+            for d in reversed(made):   # a failed init leaves no folder it made
+                shutil.rmtree(d, ignore_errors=True)
+            raise
         project = cls(root, store)
         project.repairs = notes + project.repairs
         return project
@@ -417,6 +408,45 @@ def _death_note(r: Round, host: str) -> str:
         return f"interrupted: process {r.pid} on {r.host} is gone"
     minutes = int(HEARTBEAT_LIMIT.total_seconds() // 60)
     return f"interrupted: no heartbeat from process {r.pid} on {r.host} for over {minutes} minutes"
+
+
+def _build_sqlite(root: Path, first: tuple[list[str], list[float]]) -> Store:
+    """DIR/project.db, built complete under a temporary name and renamed into place."""
+    build = root / init_temp_name()
+    try:
+        Store(sqlite_url(build), create=True, classes=first).close()   # closing folds the WAL in
+        crash_point("init:built")
+        os.replace(build, root / "project.db")   # the commit point
+        crash_point("init:renamed")
+    finally:
+        remove_sqlite_files(build)
+    return Store(sqlite_url(root / "project.db"))
+
+
+def _build_server(root: Path, server: URL, first: tuple[list[str], list[float]], pending: set[str]) -> Store:
+    """The store on the server (schema and classes in one transaction), then DIR/database.url.
+    A note of the URL is written first, so that the next init recognises a store its killed
+    predecessor made (`pending`) and takes it, while nothing else unused is taken."""
+    url_text = without_password(server)
+    note = root / init_temp_name(SERVER_URL_FILE)
+    write_text_atomically(note, url_text + "\n")
+    try:
+        try:
+            store = Store(server, create=True, classes=first)
+            crash_point("init:built")
+        except StoreNotEmpty as e:   # a store that a killed init left?
+            store = adopt_empty_store(server, first, e, ours=url_text in pending)
+        except StoreError as e:
+            raise ProjectError(f"--db: {e}") from None
+        try:
+            os.replace(note, root / SERVER_URL_FILE)   # the commit point
+            crash_point("init:renamed")
+        except BaseException:
+            store.close()
+            raise
+    finally:
+        note.unlink(missing_ok=True)
+    return store
 
 
 def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, int]:

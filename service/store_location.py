@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +30,6 @@ PASSWORD_ENV = "MERSEMI_DB_PASSWORD"
 # Set to 1 to open a project whose project.db is a symbolic link (to a store kept elsewhere).
 ALLOW_LINK_ENV = "MERSEMI_ALLOW_DB_LINK"
 MAX_URL_CHARS = 2000   # a database URL; a host name has at most 253
-_INIT_PREFIX = ".project.db.init-"
 
 
 def store_url(root: Path) -> str | URL:
@@ -117,9 +115,9 @@ def store_label(root: Path, url: str | URL) -> str:
 
 # ---------------------------------------------------------------------- what a killed init leaves
 
-def init_temp_name() -> str:
-    """The name `init` builds DIR's project.db under before renaming it into place."""
-    return f"{_INIT_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+def init_temp_name(final: str = "project.db") -> str:
+    """The name `init` writes DIR/`final` under before renaming it into place."""
+    return f".{final}.init-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
 def remove_sqlite_files(db: Path) -> None:
@@ -128,23 +126,31 @@ def remove_sqlite_files(db: Path) -> None:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
 
 
-def clear_killed_init(root: Path) -> list[str]:
-    """Remove what a killed `init` left in DIR: this version's temporary store (its process
-    gone), or an older version's project.db without tables or without classes (a store no
-    command could use). Returns notes for the user."""
-    notes = []
+def clear_killed_init(root: Path) -> tuple[list[str], set[str]]:
+    """Remove what a killed `init` left in DIR: this version's temporary store or URL note (its
+    process gone), or an older version's project.db without tables or without classes (a store
+    no command could use). Returns notes for the user, and the server URLs that killed inits
+    had begun to make a store at (a store found there unused is theirs to finish)."""
+    notes, pending = [], set()
     if root.is_dir():
-        for temp in root.glob(f"{_INIT_PREFIX}*"):
-            pid = temp.name[len(_INIT_PREFIX):].split("-")[0]
-            if temp.suffix == "" and pid.isdigit() and not pid_alive(int(pid)):
-                remove_sqlite_files(temp)
+        for final in ("project.db", SERVER_URL_FILE):
+            prefix = f".{final}.init-"
+            for temp in root.glob(f"{prefix}*"):
+                pid = temp.name[len(prefix):].split("-")[0]
+                if temp.name.endswith(("-wal", "-shm", "-journal")) or not pid.isdigit() or pid_alive(int(pid)):
+                    continue   # a -wal/-shm file goes with its store; a live init is left alone
+                if final == SERVER_URL_FILE:
+                    pending.add(temp.read_text(errors="replace").strip())
+                    temp.unlink(missing_ok=True)
+                else:
+                    remove_sqlite_files(temp)
                 notes.append(f"removed {temp.name}, left by an init that was interrupted")
     db = root / "project.db"
     if half_made(db):
         lacks = "tables" if _tables(db) == set() else "classes"
         remove_sqlite_files(db)
         notes.append(f"removed {db}: a store without {lacks}, left by an init that was interrupted")
-    return notes
+    return notes, pending
 
 
 def half_made(db: Path) -> bool:
@@ -183,27 +189,31 @@ def _count(db: Path, table: str) -> int:
         con.close()
 
 
-def adopt_empty_store(server: URL, classes: Sequence[str], refused: Exception) -> Store:
-    """The store on `server` when it is a complete mersemi store that nothing has used (no
-    samples, rounds or decisions) with these classes: an init killed after the store was made
-    and before database.url was written. Anything else refuses, as `refused` said."""
-    from ..db.store import Store
+def adopt_empty_store(server: URL, first: tuple[list[str], list[float]], refused: Exception, ours: bool) -> Store:
+    """The store on `server`, when a killed init left it: one without classes (an older
+    version's init, which wrote them in a second transaction; no project can use it), or, when
+    this folder noted the URL (`ours`), a complete store with these classes that nothing has
+    used since. Anything else refuses, as `refused` said."""
     from ..db.errors import StoreError
+    from ..db.store import Store
 
     try:
         store = Store(server)
     except StoreError:
         raise ProjectError(f"--db: {refused}") from None
     try:
-        unused = (store.classes.names() == list(classes) and store.samples.count() == 0
-                  and not store.rounds.all() and not store.people() - {Tool.INIT})
+        names = store.classes.names()
+        unused = store.samples.count() == 0 and not store.rounds.all() and not store.people() - {Tool.INIT}
+        if unused and not names:
+            store.classes.create(*first)
+            return store
+        if unused and ours and names == list(first[0]):
+            return store
     except BaseException:
         store.close()
         raise
-    if not unused:
-        store.close()
-        raise ProjectError(f"--db: {refused}")
-    return store
+    store.close()
+    raise ProjectError(f"--db: {refused}")
 
 
 def write_text_atomically(path: Path, text: str) -> None:
