@@ -454,6 +454,10 @@ def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, 
     copy of a SQLite file beside it; returns (from, to) versions."""
     root = Path(root)
     url = store_url(root)
+    db = root / "project.db"
+    if str(url).startswith("sqlite"):   # before opening it: opening an old store turns on WAL, a write
+        size = sum(f.stat().st_size for f in (db, Path(f"{db}-wal")) if f.is_file())
+        require_space(root, size, "the backup copy of project.db")
     engine = make_engine(url)
     try:
         found = schema_version(engine)
@@ -464,9 +468,6 @@ def migrate_project(root: str | Path, say: Callable[[str], None]) -> tuple[int, 
             return found, found
         if found < SCHEMA_VERSION:
             if str(url).startswith("sqlite"):
-                db = root / "project.db"
-                size = sum(f.stat().st_size for f in (db, Path(f"{db}-wal")) if f.is_file())
-                require_space(root, size, "the backup copy of project.db")
                 say(f"backed up {db} to {backup_sqlite(db, found)}")
             else:
                 say(f"{masked(url)}: no file to copy; the upgrade runs in one transaction "
