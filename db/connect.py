@@ -80,7 +80,7 @@ def failure(e: BaseException, url: URL | None, disconnect: bool = False) -> Stor
             return StoreFull(f"{where}: the disk is full; nothing was written (free some space there and try again)")
         if code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or code == _SQLITE_IOERR_SHORT_READ:
             return StoreDamaged(f"{where} is damaged ({text}); nothing was written. "
-                                "`mersemi check DIR` says what, and the way out")
+                                "`mersemi check DIR` says what, and the way out", reason=f"SQLite: {text}")
         if code & 0xFF == _SQLITE_ERROR and text.startswith(("no such table", "no such column")):
             return StoreDamaged(f"{where}: {text}: the store lacks part of its schema. "
                                 "`mersemi check DIR` says what, and the way out")
@@ -228,6 +228,13 @@ def check_schema(engine: Engine) -> None:
         raise SchemaOutOfDate(found, SCHEMA_VERSION)
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(found, SCHEMA_VERSION)
+    from .models import Base
+
+    with engine.connect() as conn:   # one catalogue read: a dropped table is damage, said at open
+        missing = sorted(set(Base.metadata.tables) - set(inspect(conn).get_table_names()))
+    if missing:
+        raise StoreDamaged(f"{_place(engine.url)}: table {', '.join(missing)} is missing; `mersemi check DIR` says "
+                           "what else, and the way out")
 
 
 def unavailable(engine: Engine, e: DBAPIError) -> StoreUnavailable:
@@ -239,6 +246,16 @@ def unavailable(engine: Engine, e: DBAPIError) -> StoreUnavailable:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:300] if text else e.__class__.__name__
+
+
+def quick_problems(engine: Engine) -> list[str]:
+    """SQLite's quick_check (every page and record, not the indexes' contents): what a command
+    about to write much (a round) runs first, so that it never writes into a broken file.
+    Empty when sound, and on PostgreSQL, whose server keeps its pages whole itself."""
+    if engine.dialect.name != "sqlite":
+        return []
+    with engine.connect() as conn:
+        return [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check(5)") if r[0] != "ok"]
 
 
 def integrity_problems(engine: Engine) -> list[str]:

@@ -31,7 +31,12 @@ class StoreFull(StoreError):
 
 
 class StoreDamaged(StoreError):
-    """The store's file or tables are damaged: `mersemi check DIR` says what and the way out."""
+    """The store's file or tables are damaged: `mersemi check DIR` says what and the way out.
+    `reason`: what the database said, for check's own report."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class SchemaError(StoreError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..db.connect import integrity_problems, make_engine, schema_version
-from ..db.errors import StoreError
+from ..db.errors import StoreDamaged, StoreError
 from ..db.models import SCHEMA_VERSION
 from ..db.store import Store
 from ..engine import checkpoint
@@ -42,6 +42,8 @@ def check_project(root: str | Path) -> list[Finding]:
     try:
         problems = integrity_problems(engine)
         version = schema_version(engine)
+    except StoreDamaged as e:   # the integrity check itself stopped at a broken page
+        return [Finding(label, True, f"integrity check stopped: {one_line(e.reason)}; {RESTORE}")]
     except (StoreError, MersemiError) as e:
         return [Finding(label, True, f"{one_line(e)}; {RESTORE}")]
     finally:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..db.connect import make_engine, masked, schema_version, sqlite_url
+from ..db.connect import make_engine, masked, quick_problems, schema_version, sqlite_url
 from ..db.errors import (
     CardClaimed, SchemaOutOfDate, StoreDamaged, StoreError, StoreFull, StoreNotEmpty, StoreUnavailable,
 )
@@ -307,6 +307,13 @@ class Project(ProjectImport):
         return self.class_id(label, "label")  # not vocab: the field's name
 
     # ------------------------------------------------------------------ rounds
+    def require_sound_store(self) -> None:
+        """Refuse to write much (a round) into a store whose file is broken (SQLite's quick check)."""
+        problems = quick_problems(self.store.db.engine)
+        if problems:
+            raise ProjectError(f"{self.root / 'project.db'} is damaged (SQLite: {problems[0][:200]}); nothing was "
+                               f"written. `mersemi check {self.root}` says what, and the way out")
+
     def mark_dead_rounds_failed(self) -> list[int]:
         """A round whose process is gone (killed, crashed, machine rebooted) is failed, and its
         orphan checkpoint removed. Dead: run on this host by a pid that is gone, or silent for

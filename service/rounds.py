@@ -65,6 +65,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     if not project.features.exists():
         raise ProjectError(f"{project.root}: no features imported yet (run 'mersemi import')")
     project.features.check_finite()
+    project.require_sound_store()
 
     gold_ids, gold_y, _ = store.samples.split_arrays(Split.LABELED)
     has_gold = gold_y >= 0

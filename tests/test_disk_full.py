@@ -85,8 +85,8 @@ def test_a_write_that_meets_a_full_disk_is_one_line_and_rolls_back(review):
         assert project.store.decisions.log() == before
 
 
-@pytest.mark.parametrize("args", [["thresholds", "{p}", "--set", "joy=0.7"], ["status", "{p}"],
-                                  ["queue", "{p}"], ["export", "{p}", "--what", "labels", "--out", "{p}/exports/l.csv"]])
+@pytest.mark.parametrize("args", [["thresholds", "{p}", "--set", "joy=0.7"], ["status", "{p}"], ["queue", "{p}"],
+                                  ["export", "{p}", "--what", "labels", "--out", "{p}/exports/l.csv"]])
 def test_commands_on_a_full_disk_say_so_in_one_line_and_change_nothing(args, review, capsys):
     fill(review.parent)
     before = snapshot(review.parent)
