@@ -57,13 +57,12 @@ def make_engine(url: str | URL, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engin
     # Every statement, read or write, raises the one-line error of a failure the user can act
     # on instead of SQLAlchemy's, whose text carries the SQL and its parameters (sample names,
     # notes, reviewers).
-    event.listen(engine, "handle_error", _raise_failure)
+    event.listen(engine, "handle_error", lambda ctx: _raise_failure(ctx, url))
     return engine
 
 
-def _raise_failure(ctx) -> None:
-    found = failure(ctx.original_exception, ctx.engine.url if ctx.engine is not None else None,
-                    disconnect=ctx.is_disconnect)
+def _raise_failure(ctx, url: URL) -> None:
+    found = failure(ctx.original_exception, url, disconnect=ctx.is_disconnect)   # ctx.engine: None at pre-ping
     if found is not None:
         raise found
 
