@@ -3,7 +3,7 @@ text cells are made safe to open in a spreadsheet (service/spreadsheet.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -39,8 +39,12 @@ def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> di
         df = decisions_frame(project)
     data = safe_frame(df).to_csv(index=False).encode()  # a note "=HYPERLINK(...)" is text, never run
     require_space(out.parent, len(data), "the export")
-    write_atomically(out, "--out", lambda f: f.write(data))
+    write_atomically(out, "--out", lambda f: _write_all(f, data))
     return {"path": str(out), "rows": len(df)}
+
+
+def _write_all(f: IO[bytes], data: bytes) -> None:
+    f.write(data)
 
 
 def output_path(project: Project, out: str | Path) -> Path:

@@ -46,7 +46,8 @@ def project(native, tmp_path, capsys) -> Path:
         rid = p.store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
                                     pid=os.getpid(), host=socket.gethostname())
         checkpoint.save({"folds": [{"w": torch.zeros(3)}]}, checkpoint.path(root / "checkpoints", rid))
-        checkpoint.save({"reuse_key": "k", "pretrained": None, "graph": None}, checkpoint.reuse_path(root / "checkpoints"))
+        checkpoint.save({"reuse_key": "k", "pretrained": None, "graph": None},
+                        checkpoint.reuse_path(root / "checkpoints"))
         p.store.rounds.complete(rid, predictions=[("pool", ids["unlabeled"], probs["unlabeled"]),
                                                   ("test", ids["test"], probs["test"]),
                                                   ("oof", ids["labeled"], probs["labeled"])],
