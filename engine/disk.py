@@ -12,6 +12,7 @@ from .errors import MersemiError
 MiB = 1 << 20
 # Room left beside what a command writes: SQLite's journal, a manifest, the file system's blocks.
 MARGIN = 2 * MiB
+FILE_MARGIN = 64 * 1024   # beside one file written whole (an export): its blocks' rounding
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -28,11 +29,11 @@ def free_bytes(folder: str | Path) -> int:
     return shutil.disk_usage(here).free
 
 
-def require_space(folder: str | Path, need: int, what: str) -> None:
-    """DiskFull unless `folder`'s file system has `need` bytes (and MARGIN) free."""
+def require_space(folder: str | Path, need: int, what: str, margin: int = MARGIN) -> None:
+    """DiskFull unless `folder`'s file system has `need` bytes and `margin` free."""
     free = free_bytes(folder)
-    if free < need + MARGIN:
-        raise DiskFull(f"{folder}: not enough free space for {what}: needs about {_mb(need + MARGIN)}, "
+    if free < need + margin:
+        raise DiskFull(f"{folder}: not enough free space for {what}: needs about {_mb(need + margin)}, "
                        f"{_mb(free)} free; nothing was written")
 
 

@@ -8,7 +8,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from ..engine.disk import require_space
+from ..engine.disk import FILE_MARGIN, require_space
 from ..engine.errors import shown
 from ..engine.safe_files import check_writable_target, write_atomically
 from ..engine.vocab import PredictionKind, Source, Split
@@ -38,7 +38,7 @@ def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> di
     else:
         df = decisions_frame(project)
     data = safe_frame(df).to_csv(index=False).encode()  # a note "=HYPERLINK(...)" is text, never run
-    require_space(out.parent, len(data), "the export")
+    require_space(out.parent, len(data), "the export", margin=FILE_MARGIN)
     write_atomically(out, "--out", lambda f: _write_all(f, data))
     return {"path": str(out), "rows": len(df)}
 
