@@ -59,15 +59,18 @@ def _host_tag(host: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]", "_", host)  # no '-': it separates the parts of a staging name
 
 
+def dead_staging(folder: Path, keep: str | None = None) -> list[Path]:
+    """The staging folders of imports whose process is gone (SIGKILL, power loss), except `keep`."""
+    return [path for path in Path(folder).glob(f"{_STAGING_PREFIX}*")
+            if path.name != keep and not staging_is_live(path.name)]
+
+
 def remove_dead_staging(folder: Path, keep: str | None = None) -> list[str]:
-    """Delete the staging folders of imports whose process is gone (SIGKILL, power loss),
-    except `keep`; returns their names."""
-    removed = []
-    for path in Path(folder).glob(f"{_STAGING_PREFIX}*"):
-        if path.name != keep and not staging_is_live(path.name):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path.name)
-    return removed
+    """Delete the staging folders of dead imports (dead_staging); returns their names."""
+    removed = dead_staging(folder, keep)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return [path.name for path in removed]
 
 
 def publish_staged(folder: Path, staging: str, moved: list[Path] | None = None) -> None:

@@ -74,9 +74,9 @@ class Project(ProjectImport):
             raise ProjectError(f"{root}: its init was interrupted (the store has no classes); "
                                f"run 'mersemi init {root}' again")
         self.features = FeatureStore(root / "features")
-        self.repairs: list[str] = []  # notes for the user, e.g. 'mersemi: note: ...'
+        # Notes for the user ('mersemi: note: ...'): what was repaired, or (reading only) what will be.
+        self.repairs: list[str] = self._finish_interrupted_import() if repair else self._pending_repairs()
         if repair:
-            self.repairs = self._finish_interrupted_import()
             self.mark_dead_rounds_failed()
 
     # ------------------------------------------------------------------ lifecycle

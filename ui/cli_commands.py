@@ -264,6 +264,8 @@ def cmd_export(args) -> None:
 def cmd_status(args) -> None:
     with Project.open(args.dir, repair=False) as project:   # reporting writes nothing
         status = project.status()
+        for note in project.repairs:
+            print(f"mersemi: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(status))
         return
