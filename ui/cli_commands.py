@@ -16,7 +16,8 @@ from ..engine.errors import UsageError, shown
 from ..engine.safe_files import check_folder_target
 from ..engine.vocab import DEFAULT_QUEUE, RoundStatus, Source
 
-from ..service.project import PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv
+from ..service.project import PASSWORD_ENV, Project, ProjectError, parse_decisions_csv
+from ..service.project_migrate import migrate_project
 from ..service.values import number, person
 
 
