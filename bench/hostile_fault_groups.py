@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hostile_env import PYTHON, Code, Result, SetupError, first_line
 from hostile_fault_probes import (
-    FORMULA_START, LOOKALIKES, Outcome, Place, Probe, changes, cli, digest, judge, on_project,
+    FORMULA_START, LOOKALIKES, TABLES, Outcome, Place, Probe, changes, cli, digest, judge, on_project,
 )
 
 SECRET = "note-secret"
@@ -57,10 +57,14 @@ def fill(disk: Path, leave: int) -> None:
         os.close(fd)
 
 
-def full(expect: str, args, leave: int = 36 * 1024, fresh: bool = False, size_mb: int = 32, dead_round: bool = False):
+def full(expect: str, args, leave: int = 36 * 1024, fresh: bool = False, size_mb: int = 32, dead_round: bool = False,
+         on_server: str | None = None):
     """A copy of the template (or, `fresh`, nothing: the command makes it) on a tmpfs filled up to
-    `leave` bytes free (36 KB: SQLite's shared memory fits, a page of WAL does not)."""
+    `leave` bytes free (36 KB: SQLite's shared memory fits, a page of WAL does not). `on_server`:
+    what is due on PostgreSQL when the command writes only to the server, whose disk is not the
+    full one (then only the project's files must stay as they were)."""
     def run(place: Place, code: Code, side: str) -> Outcome:
+        due = on_server if on_server is not None and place.pg is not None else expect
         disk = mount_tmpfs(place, size_mb)
         try:
             project = disk / "p"
@@ -74,7 +78,9 @@ def full(expect: str, args, leave: int = 36 * 1024, fresh: bool = False, size_mb
             after = digest(place, project) if not fresh else {
                 n: 1 for n in os.listdir(disk) if n != "filler"}
             changed = [c for c in changes(before, after) if not c.endswith(("-shm", "-wal"))]
-            return judge(res, expect, changed)
+            if due != expect:   # the store's rows are the server's to change
+                changed = [c for c in changed if c not in TABLES and not c.startswith("SELECT ")]
+            return judge(res, due, changed)
         finally:
             subprocess.run(["umount", "-l", str(disk)], check=False)
     return run
@@ -82,9 +88,10 @@ def full(expect: str, args, leave: int = 36 * 1024, fresh: bool = False, size_mb
 
 def mark_dead_round(project: Path, place: Place) -> None:
     """A round recorded as running by a process that is gone (status reports it failed)."""
-    sql(project, place, "INSERT INTO rounds (status, created_at, started_at, config, config_name, thresholds, "
-                        "auto_accept, pid, host) SELECT 'running', created_at, started_at, config, config_name, "
-                        "thresholds, auto_accept, 4194303, host FROM rounds WHERE id = 0")
+    sql(project, place, "INSERT INTO rounds (id, status, created_at, started_at, config, config_name, thresholds, "
+                        "auto_accept, pid, host) SELECT (SELECT max(id) + 1 FROM rounds), 'running', created_at, "
+                        "started_at, config, config_name, thresholds, auto_accept, 4194303, host FROM rounds "
+                        "WHERE id = 0")
 
 
 def import_args(project: Path, place: Place) -> list:
@@ -152,9 +159,10 @@ def decide_args(p: Path, place: Place) -> list:
 
 
 FULL = [
-    Probe("F1", "decide (500 rows) on a full disk", full("refused", decide_args)),
-    Probe("F2", "thresholds --set on a full disk",
-          full("refused", lambda p, _: ["thresholds", p, "--set", "happy=0.5"])),
+    Probe("F1", "decide (500 rows) on a full disk (PostgreSQL: stored on the server)",
+          full("refused", decide_args, on_server="accepted")),
+    Probe("F2", "thresholds --set on a full disk (PostgreSQL: stored on the server)",
+          full("refused", lambda p, _: ["thresholds", p, "--set", "happy=0.5"], on_server="accepted")),
     Probe("F3", "train with 1 MB free (less than a checkpoint)",
           full("refused", lambda p, pl: ["train", p, "--config", pl.fast_config], leave=1 << 20)),
     Probe("F4", "status on a full disk, a dead round to report", full("accepted", lambda p, _: ["status", p],
