@@ -23,6 +23,23 @@ class StoreUnavailable(StoreError):
     """The database server cannot be reached or refuses the login."""
 
 
+class StoreNotEmpty(StoreError):
+    """A new store was asked for in a database that already holds tables."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the store (or the server's) is full: the write was rolled back."""
+
+
+class StoreDamaged(StoreError):
+    """The store's file or tables are damaged: `mersemi check DIR` says what and the way out.
+    `reason`: what the database said, for check's own report."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
 class SchemaError(StoreError):
     """The database is not a mersemi store, or one with an unreadable schema version."""
 

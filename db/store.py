@@ -68,28 +68,34 @@ class ClassQueries:
 
     def create(self, names: Sequence[str], default_thresholds: Sequence[float]) -> None:
         """The classes of a new project, each with its first threshold (set by `init`)."""
-        def work(s: Session) -> None:
-            now = self.db.clock()
-            for i, (n, t) in enumerate(zip(names, default_thresholds)):
-                s.add(ClassLabel(id=i, name=n))
-                s.flush()
-                s.add(Threshold(class_id=i, value=t, updated_at=now, updated_by=Tool.INIT, policy_may_set=True))
-                s.add(ThresholdChange(class_id=i, value=t, policy_may_set=True, set_by=Tool.INIT, set_at=now))
-        self.db.write(work)
+        self.db.write(lambda s: add_classes(s, names, default_thresholds, self.db.clock()))
 
     def names(self) -> list[str]:
         with self.db.session() as s:
             return list(s.scalars(select(ClassLabel.name).order_by(ClassLabel.id)))
 
 
+def add_classes(s: Session, names: Sequence[str], default_thresholds: Sequence[float], now: datetime) -> None:
+    """A new project's classes with their first thresholds, in session `s`."""
+    for i, (n, t) in enumerate(zip(names, default_thresholds)):
+        s.add(ClassLabel(id=i, name=n))
+        s.flush()
+        s.add(Threshold(class_id=i, value=t, updated_at=now, updated_by=Tool.INIT, policy_may_set=True))
+        s.add(ThresholdChange(class_id=i, value=t, policy_may_set=True, set_by=Tool.INIT, set_at=now))
+
+
 class Store:
     """One project's store (see the module doc): `Store(url)` opens it, `create=True` makes it."""
 
     def __init__(self, url: str | URL, create: bool = False, busy_timeout_s: float | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 classes: tuple[Sequence[str], Sequence[float]] | None = None) -> None:
         """`busy_timeout_s`: how long a write waits for another writer (connect.BUSY_TIMEOUT_S);
-        `clock`: the store's now, an aware UTC time (db/database.py)."""
-        self.db = Database(url, create, busy_timeout_s, clock)
+        `clock`: the store's now, an aware UTC time (db/database.py); `classes`: with `create`,
+        a new project's class names and first thresholds, written with the schema (one
+        transaction: a kill leaves no store without classes)."""
+        populate = None if classes is None else (lambda s: add_classes(s, *classes, clock()))
+        self.db = Database(url, create, busy_timeout_s, clock, populate)
         self.meta = MetaQueries(self.db)
         self.classes = ClassQueries(self.db)
         self.samples = SampleQueries(self.db)
@@ -100,6 +106,12 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def people(self) -> set[str]:
+        """Every name the store records as having decided or set a threshold."""
+        with self.db.session() as s:
+            return set(s.scalars(select(Decision.reviewer).distinct())) | \
+                set(s.scalars(select(ThresholdChange.set_by).distinct()))
 
     def change_marks(self) -> dict[str, Any]:
         """Cheap marks that change with every write a page shows: the decision log, the threshold

@@ -6,9 +6,13 @@ file is written whole or not at all, and read without unpickling code (tensors a
 values only)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+
+from .disk import DiskFull, is_full
+from .errors import InputError, one_line
 
 
 def path(folder: Path, round_id: int) -> Path:
@@ -22,11 +26,22 @@ def files(folder: Path, round_id: int) -> list[Path]:
 
 
 def save(state: dict, file: Path) -> None:
-    """Write `state` (engine.train.RoundResult.state) to `file` through a temporary file beside it."""
+    """Write `state` (engine.train.RoundResult.state) to `file` through a temporary file beside
+    it, removed when the write fails (a full disk: DiskFull, one line)."""
     import torch   # here, not at the top: the names above serve commands that never train
 
     tmp = file.with_suffix(".tmp")
-    torch.save(state, tmp)
+    try:
+        with open(tmp, "wb") as f:   # a file object: a full disk is an OSError, not torch's RuntimeError
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if is_full(e):
+            raise DiskFull(f"{file.parent}: no space left on the disk for the round's checkpoint; "
+                           "it was not kept (free some space there and try again)") from None
+        raise
     tmp.replace(file)
 
 
@@ -34,7 +49,13 @@ def load(file: Path) -> dict:
     """A state saved by `save` (weights_only: a checkpoint never runs code when read)."""
     import torch
 
-    return torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:   # truncated, garbled, not a checkpoint: one line naming it, and the way out
+        raise InputError(f"{file}: damaged checkpoint ({one_line(e)[:160]}); delete it and the next round "
+                         "trains without it (the predictions in force stay)") from None
 
 
 def reuse_path(folder: Path) -> Path:

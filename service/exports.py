@@ -1,18 +1,21 @@
-"""Exports: labels (gold + relabel + accepted), the latest predictions, the decision log."""
+"""Exports: labels (gold + relabel + accepted), the latest predictions, the decision log. A CSV's
+text cells are made safe to open in a spreadsheet (service/spreadsheet.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
+from ..engine.disk import FILE_MARGIN, require_space
 from ..engine.errors import shown
 from ..engine.safe_files import check_writable_target, write_atomically
 from ..engine.vocab import PredictionKind, Source, Split
 
 from .errors import NoRound
 from .project import Project, ProjectError
+from .spreadsheet import safe_frame
 
 WHAT = ("labels", "predictions", "decisions")
 
@@ -35,8 +38,14 @@ def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> di
         df = predictions_frame(project)
     else:
         df = decisions_frame(project)
-    write_atomically(out, "--out", lambda f: df.to_csv(f, index=False))
+    data = safe_frame(df).to_csv(index=False).encode()  # a note "=HYPERLINK(...)" is text, never run
+    require_space(out.parent, len(data), "the export", margin=FILE_MARGIN)
+    write_atomically(out, "--out", lambda f: _write_all(f, data))
     return {"path": str(out), "rows": len(df)}
+
+
+def _write_all(f: IO[bytes], data: bytes) -> None:
+    f.write(data)
 
 
 def output_path(project: Project, out: str | Path) -> Path:

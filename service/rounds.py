@@ -20,7 +20,7 @@ from typing import cast
 
 import numpy as np
 
-from ..db.errors import RoundBusy, StoreBusy
+from ..db.errors import RoundBusy, StoreBusy, StoreError
 from ..db.store import Store
 from ..db.writes import DecisionIn
 from ..db.models import Round
@@ -28,6 +28,7 @@ from ..db.round_queries import RoundQueries
 from ..engine import checkpoint, self_training
 from ..engine.calibration import expected_calibration_error
 from ..engine.config import Config, from_dict
+from ..engine.disk import require_space
 from ..engine.errors import InputError
 from ..engine.metrics import classification_metrics
 from ..engine.distributed import Dist, broadcast
@@ -63,6 +64,8 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     C = len(classes)
     if not project.features.exists():
         raise ProjectError(f"{project.root}: no features imported yet (run 'mersemi import')")
+    project.features.check_finite()
+    project.require_sound_store()
 
     gold_ids, gold_y, _ = store.samples.split_arrays(Split.LABELED)
     has_gold = gold_y >= 0
@@ -96,6 +99,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     prior = _prior(project, previous, extra_ids, from_model.any(), cfg)
     fixed = st.threshold_for(classes) if st.policy == "fixed" else [1.0] * C
 
+    _require_room(project, previous, len(gold_ids) + len(pool_ids) + len(test_ids), C)
     try:
         rid = store.rounds.create(config=cfg.to_dict(), config_name=config_name,
                                   thresholds=dict(zip(classes, thresholds)), auto_accept=auto_accept,
@@ -150,8 +154,11 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
             checkpoint=str(saved.relative_to(project.root)),
             thresholds=dict(enumerate(proposal)), everyone=st.policy_overrides_reviewers, discarded=discarded)
     except BaseException as e:
-        store.rounds.fail(rid, _describe(e))
         saved.unlink(missing_ok=True)
+        try:
+            store.rounds.fail(rid, _describe(e))
+        except StoreError:  # a full disk, a server gone: the next command marks the dead round failed
+            pass
         if isinstance(e, InputError):
             raise ProjectError(str(e)) from None
         raise
@@ -308,6 +315,17 @@ def _worse_than(previous: Round | None, composition: dict, metrics: dict, gold_y
         return None
     return (f"not kept: out-of-fold log-loss {before:.3f} -> {after:.3f} with {composition['pseudo_new']} new "
             f"pseudo-labels; round {previous.id} stays in force")
+
+
+def _require_room(project: Project, previous: Round | None, rows: int, n_classes: int) -> None:
+    """Refuse before training when the round's files cannot be written: a checkpoint the size of
+    the last one, the reuse file rewritten beside the old, and on SQLite its predictions."""
+    folder = project.root / "checkpoints"
+    last = project.root / previous.checkpoint if previous is not None and previous.checkpoint else None
+    need = sum(f.stat().st_size for f in (last, checkpoint.reuse_path(folder)) if f is not None and f.is_file())
+    if project.store.db.engine.dialect.name == "sqlite":
+        need += rows * (n_classes * 4 + 120) * 2   # the probability blobs and their index, then the WAL copy
+    require_space(folder, need, "the round's checkpoint and predictions")
 
 
 def _describe(e: BaseException) -> str:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.errors import MersemiError
+
 LOG_LINES = 400
 
 
@@ -134,7 +136,10 @@ def train_in_child(root: Path, config_file: Path, config_name: str, auto_accept:
     reader.start()
     while child.poll() is None:
         time.sleep(0.5)
-        running = store.rounds.unfinished()
+        try:
+            running = store.rounds.unfinished()
+        except MersemiError:   # the database away for a moment: progress only; the child's outcome decides
+            continue
         if running and running[0].progress is not None:
             progress(running[0].progress_message or "training", running[0].progress)
     reader.join()
@@ -152,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     from ..engine.config import load_config
-    from ..engine.errors import MersemiError, one_line
+    from ..engine.errors import one_line
     from .project import Project
     from .rounds import run_round
 

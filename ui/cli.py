@@ -17,6 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from ..engine.disk import full_message, is_full  # noqa: E402
 from ..engine.errors import MersemiError, UsageError, one_line  # noqa: E402
 from ..engine.vocab import DEFAULT_QUEUE, MER2024_CLASSES, QueueKind  # noqa: E402
 
@@ -52,9 +53,31 @@ def main(argv: list[str] | None = None) -> int:
     except MersemiError as e:
         print(f"mersemi: error: {one_line(e)}", file=sys.stderr)
         return 1
+    except OSError as e:
+        if not is_full(e):
+            raise
+        print(f"mersemi: error: {one_line(full_message(e))}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        line = _database_error(e)
+        if line is None:
+            raise
+        print(f"mersemi: error: {line}", file=sys.stderr)   # never the SQL and its parameters
+        return 1
     except KeyboardInterrupt:
         print("mersemi: interrupted", file=sys.stderr)
         return 130
+
+
+def _database_error(e: Exception) -> str | None:
+    """A database error no layer below turned into a user's message, as one line without the
+    statement and its parameters (sample names, notes, reviewers); None for anything else."""
+    exc = sys.modules.get("sqlalchemy.exc")   # loaded only when a command opened a database
+    if exc is None or not isinstance(e, exc.DBAPIError):
+        return None
+    orig = e.orig or e
+    text = str(orig).strip()
+    return one_line(f"database error ({type(orig).__name__}: {text.splitlines()[0][:300] if text else ''})")
 
 
 def later(module: str, name: str) -> Callable[[argparse.Namespace], int | None]:
@@ -183,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir", type=Path, help=DIR_HELP)
     c.add_argument("--json", action="store_true", help="everything, with per-round metrics, as JSON")
     c.set_defaults(func=later("cli_commands", "cmd_status"))
+
+    c = sub.add_parser("check", help="say what is damaged in a project (reads only)",
+                       description="Checks the store (the database's integrity check, every table and its "
+                                   "columns, the schema version), every round's record, predictions and "
+                                   "checkpoint, and the features (recorded shapes, finite values). Prints one "
+                                   "line per part; exit 1 with a one-line summary when a part is damaged.")
+    c.add_argument("dir", type=Path, help=DIR_HELP)
+    c.set_defaults(func=later("cli_commands", "cmd_check"))
 
     c = sub.add_parser("migrate", help="upgrade an older project's schema (backs up project.db first)")
     c.add_argument("dir", type=Path, help=DIR_HELP)

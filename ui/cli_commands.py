@@ -16,12 +16,15 @@ from ..engine.errors import UsageError, shown
 from ..engine.safe_files import check_folder_target
 from ..engine.vocab import DEFAULT_QUEUE, RoundStatus, Source
 
-from ..service.project import PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv
+from ..service.project import PASSWORD_ENV, Project, ProjectError, parse_decisions_csv
+from ..service.project_migrate import migrate_project
 from ..service.values import number, person
 
 
 def cmd_init(args) -> None:
     with Project.init(args.dir, args.classes.split(","), db_url=args.db) as project:
+        for note in project.repairs:
+            print(f"mersemi: note: {note}", file=sys.stderr)
         print(f"created {args.dir} with classes {', '.join(project.classes)}")
         if args.db is not None:
             print(f"store on {project.store_url()}; "
@@ -163,11 +166,13 @@ def cmd_queue(args) -> None:
     if args.json:
         print(json.dumps(rows))
     elif args.csv:
+        from ..service.spreadsheet import safe_cell   # a name "=cmd|..." is text in a spreadsheet
+
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["name", "kind", "predicted", "confidence", "reason"] + classes)
+        w.writerow([safe_cell(c) for c in ["name", "kind", "predicted", "confidence", "reason"] + classes])
         for r in rows:
-            w.writerow([r["name"], r["kind"], r["predicted"], f"{r['confidence']:.4f}", r["reason"]]
-                       + [f"{v:.4f}" for v in r["probs"].values()])
+            w.writerow([safe_cell(r["name"]), r["kind"], safe_cell(r["predicted"]), f"{r['confidence']:.4f}",
+                        r["reason"]] + [f"{v:.4f}" for v in r["probs"].values()])
     else:
         print(f"{len(rows)} of {total} in the {args.kind or DEFAULT_QUEUE} queue")
         for r in rows:
@@ -258,8 +263,10 @@ def cmd_export(args) -> None:
 
 
 def cmd_status(args) -> None:
-    with open_project(args.dir) as project:
+    with Project.open(args.dir, repair=False) as project:   # reporting writes nothing
         status = project.status()
+        for note in project.repairs:
+            print(f"mersemi: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(status))
         return
@@ -281,6 +288,17 @@ def cmd_status(args) -> None:
         elif r["error"]:
             line += f" ({r['error']})"
         print(line)
+
+
+def cmd_check(args) -> None:
+    from ..service.check import check_project
+
+    findings = check_project(args.dir)
+    for f in findings:
+        print(f"{'DAMAGED' if f.damaged else 'ok':<8} {f.part}: {f.detail}")
+    damaged = [f for f in findings if f.damaged]
+    if damaged:
+        raise ProjectError(f"{args.dir}: {len(damaged)} damaged part(s), first {damaged[0].part}: {damaged[0].detail}")
 
 
 def cmd_synth(args) -> None:
