@@ -94,7 +94,8 @@ def main() -> int:
         page.locator("#reviewer input, #reviewer textarea").first.fill("bench")
         page.wait_for_function("() => (document.querySelector('#class-table') || {}).innerText"
                                "?.includes('expected precision')", timeout=120_000)
-        pool = [n for n in other.store.samples.names(other.store.samples.split_arrays("unlabeled")[0].tolist()).values()]
+        unlabeled = other.store.samples.split_arrays("unlabeled")[0].tolist()
+        pool = list(other.store.samples.names(unlabeled).values())
         names = iter(pool[::-1])
 
         def decide(name: str) -> None:

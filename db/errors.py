@@ -21,6 +21,7 @@ class StoreBusy(StoreError):
 
 class StoreUnavailable(StoreError):
     """The database server cannot be reached or refuses the login."""
+    code = Refusal.BUSY   # the server may be back in a moment: try again
 
 
 class StoreNotEmpty(StoreError):

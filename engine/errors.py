@@ -14,7 +14,7 @@ class Refusal(StrEnum):
     the one-line message a person reads."""
     INVALID = "invalid"        # a bad argument or input
     NO_ROUND = "no_round"      # no finished round yet: train round 0 first
-    BUSY = "busy"              # the database waited too long for a lock, or a round is running: try again
+    BUSY = "busy"              # a lock held too long, a round running, the server unreachable: try again
     CLAIMED = "claimed"        # a card on another reviewer's screen
     CONFIRM = "confirm"        # accept all: confirm the count first (a question, not an error)
     REFUSED = "refused"        # anything else the project's state refuses

@@ -84,7 +84,7 @@ def test_app_actions_during_an_outage_are_refusals_without_a_traceback(server, r
         with caplog.at_level(logging.DEBUG):
             for out in (actions.decide("u00", "accept", "", "ann"), actions.candidate_counts(), actions.changes(),
                         actions.decisions(sample="u0"), actions.status()):
-                assert out == {"ok": False, "error": gone(server)}, out
+                assert out == {"ok": False, "error": gone(server), "code": "busy"}, out
         assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
         server.resume()
         assert actions.decide("u00", "accept", "", "ann")["ok"] is True
