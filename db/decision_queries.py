@@ -16,7 +16,7 @@ from ..engine.vocab import POOL_SOURCES, UNDO, Action, CardKind, Tool
 from .database import CHUNK, Database, chunks
 from .errors import CardClaimed
 from .models import Claim, CurrentDecision, Decision, Sample, as_utc
-from .writes import DecisionIn, append_decisions, decisions_in_force
+from .writes import DecisionIn, append_decisions, decisions_in_force, recompute_current
 
 
 class DecisionQueries:
@@ -193,7 +193,7 @@ def _undo_last(s: Session, reviewer: str, now: datetime) -> list[int]:
                        created_at=now))
     s.flush()
     for sid in {d.sample_id for d in targets}:
-        _recompute_current(s, sid)
+        recompute_current(s, sid)
     return sorted({d.sample_id for d in targets})
 
 
@@ -212,15 +212,3 @@ def _decided_since(s: Session, kept: tuple[tuple, np.ndarray], version: tuple) -
     now = np.fromiter(s.scalars(select(CurrentDecision.sample_id).where(
         CurrentDecision.sample_id.in_(touched.tolist()))), np.int64)
     return np.union1d(np.setdiff1d(ids, touched, assume_unique=True), now)
-
-
-def _recompute_current(s: Session, sample_id: int) -> None:
-    """Set the sample's decision in force to its latest entry that is neither an undo nor undone."""
-    log = list(s.scalars(select(Decision).where(Decision.sample_id == sample_id).order_by(Decision.id.desc())))
-    undone = {d.undoes for d in log if d.undoes is not None}
-    s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id == sample_id))
-    for d in log:
-        if d.action != UNDO and d.id not in undone:
-            s.add(CurrentDecision(sample_id=sample_id, decision_id=d.id, action=d.action, label=d.label,
-                                  predicted=d.predicted, source=d.source))
-            break

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from ..engine.vocab import Action, CardKind, Tool, source_of
+from ..engine.vocab import UNDO, Action, CardKind, Tool, source_of
 from .database import chunks
 from .models import CurrentDecision, Decision, Threshold, ThresholdChange
 
@@ -78,3 +78,15 @@ def apply_policy(s: Session, round_id: int, proposal: dict[int, float], everyone
         out.append({"class_id": t.class_id, "old": old, "new": t.value, "by": owner,
                     "changed": t.value != old, "kept_for_owner": not (t.policy_may_set or everyone)})
     return out
+
+
+def recompute_current(s: Session, sample_id: int) -> None:
+    """Set the sample's decision in force to its latest entry that is neither an undo nor undone."""
+    log = list(s.scalars(select(Decision).where(Decision.sample_id == sample_id).order_by(Decision.id.desc())))
+    undone = {d.undoes for d in log if d.undoes is not None}
+    s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id == sample_id))
+    for d in log:
+        if d.action != UNDO and d.id not in undone:
+            s.add(CurrentDecision(sample_id=sample_id, decision_id=d.id, action=d.action, label=d.label,
+                                  predicted=d.predicted, source=d.source))
+            break
