@@ -1,4 +1,5 @@
-"""Exports: labels (gold + relabel + accepted), the latest predictions, the decision log."""
+"""Exports: labels (gold + relabel + accepted), the latest predictions, the decision log (votes and
+consensus included), the gold labels an audit changed."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,7 @@ from ..engine.vocab import PredictionKind, Source, Split
 
 from .project import Project, ProjectError
 
-WHAT = ("labels", "predictions", "decisions")
+WHAT = ("labels", "predictions", "decisions", "gold_changes")
 
 
 def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> dict:
@@ -32,6 +33,8 @@ def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> di
             return {"path": str(out), "rows": len(df)}
     elif what == "predictions":
         df = predictions_frame(project)
+    elif what == "gold_changes":
+        df = gold_changes_frame(project)
     else:
         df = decisions_frame(project)
     write_atomically(out, "--out", lambda f: df.to_csv(f, index=False))
@@ -106,9 +109,18 @@ def decisions_frame(project: Project) -> pd.DataFrame:
         "round": d.round_id, "decision": d.action,
         "label": None if d.label is None else classes[d.label], "undoes": d.undoes,
         "source": d.source, "card": d.card, "confidence": d.confidence,
-        "reviewer": d.reviewer, "note": d.note, "batch": d.batch,
+        "reviewer": d.reviewer, "note": d.note, "batch": d.batch, "vote": d.vote,
+        "votes_for": d.votes_for, "votes_cast": d.votes_cast,
     } for d in log], columns=["id", "time", "name", "round", "decision", "label", "source", "card", "confidence",
-                              "undoes", "reviewer", "note", "batch"])
+                              "undoes", "reviewer", "note", "batch", "vote", "votes_for", "votes_cast"])
+
+
+def gold_changes_frame(project: Project) -> pd.DataFrame:
+    """Every gold label an audit's consensus changed: name, old_label, new_label, the votes, when."""
+    from .audit import gold_changes
+
+    return pd.DataFrame(gold_changes(project), columns=["name", "old_label", "new_label", "votes_for",
+                                                        "votes_cast", "round", "at", "note"])
 
 
 def _write_mertools(project: Project, labels: pd.DataFrame, out: Path) -> None:

@@ -159,7 +159,9 @@ def cmd_queue(args) -> None:
         classes = project.classes
     rows: list[dict[str, Any]] = [{"name": c.name, "kind": c.kind, "predicted": classes[c.predicted],
                                    "confidence": round(c.confidence, 4), "reason": c.reason,
-                                   "probs": {k: round(float(p), 4) for k, p in zip(classes, c.probs)}} for c in cards]
+                                   "probs": {k: round(float(p), 4) for k, p in zip(classes, c.probs)}}
+                                  | ({"votes": list(c.votes)} if c.votes else {})
+                                  | ({"gold": classes[c.gold]} if c.gold is not None else {}) for c in cards]
     if args.json:
         print(json.dumps(rows))
     elif args.csv:
@@ -258,8 +260,10 @@ def cmd_export(args) -> None:
 
 
 def cmd_status(args) -> None:
+    from ..service.agreement import agreement
+
     with open_project(args.dir) as project:
-        status = project.status()
+        status = project.status() | {"agreement": agreement(project).as_dict()}
     if args.json:
         print(json.dumps(status))
         return
