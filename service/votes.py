@@ -43,9 +43,10 @@ def set_overlap(project: Project, votes: object, share: object, probes: object =
     different reviewers, and a share P of the gold samples (stratified by class) is shown as
     ordinary cards. Cards already voted on keep their K; the others are drawn again. Every value
     is checked before anything is written. `text`: the values come from the command line."""
-    k = int(number(votes, "--votes", low=1, high=100, integer=True, text=text))
-    s = number(share, "--share", 0.0, 1.0, text=text)
-    p = number(probes, "--probes", 0.0, 1.0, text=text)
+    flag = "--" if text else ""   # the command line's option, the API's argument
+    k = int(number(votes, f"{flag}votes", low=1, high=100, integer=True, text=text))
+    s = number(share, f"{flag}share", 0.0, 1.0, text=text)
+    p = number(probes, f"{flag}probes", 0.0, 1.0, text=text)
     if (k > 1 and s > 0) or p > 0:
         rnd = project.store.rounds.current()
         if rnd is None:
