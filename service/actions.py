@@ -50,6 +50,7 @@ EXPORTS = {  # choice -> (what, format, file suffix)
     "labels_mertools": ("labels", "mertools", ".npz"),
     "decisions": ("decisions", "csv", ".csv"),
     "predictions": ("predictions", "csv", ".csv"),
+    "gold_changes": ("gold_changes", "csv", ".csv"),
 }
 
 

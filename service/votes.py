@@ -133,7 +133,7 @@ def card_states(project: Project, sample_ids: Sequence[int]) -> dict[int, dict]:
                 state = CardState.TIE if value is None else CardState.CONSENSUS
             else:
                 state = CardState.CONSENSUS if in_force[sid].source == Source.CONSENSUS else CardState.ADJUDICATED
-        out[sid] = {"purpose": str(card.purpose), "votes": len(votes), "needed": card.votes_needed, "state": state}
+        out[sid] = {"purpose": str(card.purpose), "votes": len(votes), "needed": card.votes_needed, "state": str(state)}
     return out
 
 

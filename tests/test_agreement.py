@@ -72,7 +72,7 @@ def test_no_two_votes_on_a_card_or_no_variation_give_no_alpha():
 def test_pairs_and_agreement_with_a_reference():
     votes = np.array([[0, 0, 1], [1, 1, np.nan], [2, 0, 2], [np.nan, 1, 1]], float)
     both, share = pair_matrix(votes)
-    assert both.tolist() == [[3, 3, 2], [3, 4, 3], [2, 3, 3]]
+    assert both.tolist() == [[3, 3, 2], [3, 4, 3], [2, 3, 3]]   # cards both voted on; diagonal: own votes
     assert share[0, 1] == pytest.approx(2 / 3) and share[1, 2] == pytest.approx(1 / 3) and share[0, 2] == 0.5
     n, hits = agreement_with(votes, np.array([0, 1, 2, np.nan]))
     assert n.tolist() == [3, 3, 2] and hits[0] == 1.0 and hits[1] == pytest.approx(2 / 3) and hits[2] == 0.5
@@ -89,6 +89,16 @@ def test_label_issues_equal_cleanlabs_confident_learning_ranked_by_self_confiden
     theirs = find_label_issues(labels, probs, filter_by="confident_learning",
                                return_indices_ranked_by="self_confidence")
     assert label_issues(labels, probs).tolist() == theirs.tolist()
+
+
+def test_a_label_the_model_predicts_is_no_issue_even_when_another_class_is_confident():
+    # sample 2 is confidently of class 1 (0.48 >= class 1's threshold 0.35) and not of class 0
+    # (0.52 < 0.807), yet its given label 0 is the predicted class: no issue, as in cleanlab
+    labels = np.array([0, 0, 0, 1, 1])
+    probs = np.array([[.95, .05], [.95, .05], [.52, .48], [.6, .4], [.7, .3]])
+    theirs = find_label_issues(labels, probs, filter_by="confident_learning",
+                               return_indices_ranked_by="self_confidence")
+    assert label_issues(labels, probs).tolist() == theirs.tolist() == []
 
 
 def test_label_issues_find_planted_errors_first():

@@ -58,6 +58,8 @@ def test_two_votes_that_agree_are_the_consensus_and_a_voter_never_gets_the_card_
     cards, total = queue_page(app.project, limit=N_POOL, reviewer="ann")
     assert card not in {c.name for c in cards} and total == N_POOL - 1
     assert app.next_candidate(reviewer="ann")["candidate"]["name"] != card
+    sid = app.project.store.samples.by_name([card])[card][0]      # nor from a queue read before her vote
+    assert app.project.store.claims.take_first([sid], "ann", 60) is None
     # bob gets it (ann's claim went with her vote) and agrees: the consensus is in force
     assert app.next_candidate(reviewer="bob")["candidate"]["name"] == card
     second = app.decide(card, "accept", "", "bob")
