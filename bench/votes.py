@@ -339,11 +339,17 @@ def report(rows: list[dict], data: str, wall_s: float, jobs: int, q: float) -> s
     return "\n".join(lines)
 
 
+def _plain(value):
+    """NumPy scalars as JSON numbers."""
+    return value.item()
+
+
 def main() -> None:
     global BUDGET, ROUNDS, CONFIG
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", nargs="+", default=["digits", "plaid"])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--jsonl", type=Path)
@@ -363,12 +369,12 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="votes-") as tmp, ThreadPoolExecutor(args.jobs) as pool:
             runs = [pool.submit(run_seed, data, seed, Path(tmp), confusion)
-                    for data in args.data for seed in range(args.seeds)]
+                    for data in args.data for seed in range(args.first_seed, args.first_seed + args.seeds)]
             for done in as_completed(runs):
                 rows.append(done.result())
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                print(json.dumps(rows[-1], default=_plain), file=sys.stderr, flush=True)
     if args.jsonl:
-        args.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        args.jsonl.write_text("".join(json.dumps(r, default=_plain) + "\n" for r in rows))
     per_class = population_alpha(confusion, 3, prior / prior.sum())[1]
     text = ("# Votes with simulated reviewers\n\n"
             "Population alpha per class with three votes a card (the panel's confusion matrices): "

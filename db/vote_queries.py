@@ -51,6 +51,14 @@ class VoteQueries:
             return s.scalar(select(func.count()).select_from(VoteCard).where(VoteCard.purpose == purpose)) or 0
         return self.db.write(work)
 
+    def cards_of(self, sample_ids: Sequence[int]) -> dict[int, VoteCard]:
+        """The voted cards among these samples."""
+        out: dict[int, VoteCard] = {}
+        with self.db.session() as s:
+            for part in chunks(list(sample_ids)):
+                out.update((c.sample_id, c) for c in s.scalars(select(VoteCard).where(VoteCard.sample_id.in_(part))))
+        return out
+
     def cards(self, purpose: VotePurpose | None = None) -> dict[int, VoteCard]:
         q = select(VoteCard) if purpose is None else select(VoteCard).where(VoteCard.purpose == purpose)
         with self.db.session() as s:

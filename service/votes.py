@@ -92,7 +92,7 @@ def audit_cards(project: Project, sample_ids: Sequence[int], round_id: int) -> l
     from .audit import flagged
 
     wanted = set(int(i) for i in sample_ids) & set(flagged(project).tolist())
-    have = project.store.votes.cards()
+    have = project.store.votes.cards_of(sorted(wanted))
     k = overlap(project).votes
     return [VoteCard(sample_id=sid, purpose=VotePurpose.AUDIT, votes_needed=k, round_id=round_id)
             for sid in sorted(wanted - set(have))]
@@ -104,7 +104,7 @@ def gold_open_to_votes(project: Project, sample_ids: Sequence[int]) -> set[int]:
     from .audit import flagged
 
     ids = set(int(i) for i in sample_ids)
-    cards = project.store.votes.cards()
+    cards = project.store.votes.cards_of(sorted(ids))
     return {i for i in ids if i in cards} | (ids & set(flagged(project).tolist()))
 
 
@@ -119,7 +119,7 @@ def refusal(project: Project, e: VoteRefused, source: str) -> ProjectError:
 def card_states(project: Project, sample_ids: Sequence[int]) -> dict[int, dict]:
     """Per voted card among `sample_ids`: its purpose, votes cast and needed, and its state:
     open (votes to come), consensus, tie (waits for adjudication), adjudicated; probes: open."""
-    cards = project.store.votes.cards()
+    cards = project.store.votes.cards_of(sample_ids)
     mine = [i for i in sample_ids if i in cards]
     ballots = project.store.votes.on(mine)
     in_force = project.store.decisions.in_force(mine)

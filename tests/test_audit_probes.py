@@ -146,6 +146,8 @@ def test_agreement_is_krippendorffs_alpha_of_the_votes_with_pairs_and_consensus(
     assert result["cards"] == {"consensus": 5, "tie": 1, "open": N_POOL - 6}
     code, out, err = run(capsys, "status", root, "--json")
     assert code == 0 and json.loads(out)["agreement"]["alpha"] == result["alpha"]
+    code, out, err = run(capsys, "status", root)
+    assert code == 0 and f"agreement: Krippendorff's alpha {result['alpha']:.3f} on 8 cards" in out
     code, out, err = run(capsys, "agreement", root)
     assert code == 0 and "Krippendorff's alpha (nominal)" in out and "cara: 7 votes" in out
     code, out, err = run(capsys, "queue", root, "--kind", "adjudicate", "--json")

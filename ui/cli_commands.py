@@ -275,6 +275,9 @@ def cmd_status(args) -> None:
     for source, counts in status["labels"].items():
         if source != Source.GOLD and any(counts.values()):
             print(f"{source}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    agreed = status["agreement"]
+    if agreed["alpha"] is not None:
+        print(f"agreement: Krippendorff's alpha {agreed['alpha']:.3f} on {agreed['items']} cards (mersemi agreement)")
     for r in status["rounds"]:
         line = f"round {r['id']}: {r['status']}"
         if r["status"] == RoundStatus.DONE:
