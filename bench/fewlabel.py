@@ -3,8 +3,9 @@ line, against peers measured in the same run.
 
 Data (bench/real_data.py): `digits` (scikit-learn's handwritten digits, round 0 strong) or
 `plaid` (appliance current signatures from the sktime wheel, round 0 weak), six classes at
-MER2024's proportions as three "modalities"; per seed a stratified split: `--labeled` share
-labeled (at least 2 per class), 35 % test, the rest the pool. `--data synthetic` cuts the
+MER2024's proportions as three "modalities", or any other set of the benchmark suite
+(bench/suite_sets.py; bench/suite.py runs them all); per seed a stratified split: `--labeled`
+share labeled (at least 2 per class), 35 % test, the rest the pool. `--data synthetic` cuts the
 synthetic generator down to `--labeled` gold samples. Per seed and labeled share:
 
   round 0          mersemi init / import / train
@@ -84,7 +85,7 @@ def queue(project: Path, kind: str | None, limit: int) -> list[dict]:
     return list(csv.DictReader(io.StringIO(cli(*args))))
 
 
-def simulated_review(project: Path, rows: list[dict], truth: dict[str, int]) -> int:
+def simulated_review(project: Path, rows: list[dict], truth: dict[str, str]) -> int:
     """Decide queue rows as a careful reviewer: accept a right prediction, give the true class
     otherwise (a label on a label card, a relabel on a verify card, as the app records them).
     Returns how many predictions were wrong."""
@@ -94,7 +95,7 @@ def simulated_review(project: Path, rows: list[dict], truth: dict[str, int]) -> 
         w = csv.writer(f)
         w.writerow(["name", "decision", "label"])
         for r in rows:
-            true = CLASSES[truth[r["name"]]]
+            true = truth[r["name"]]
             if r["predicted"] == true:
                 w.writerow([r["name"], "accept", ""])
             else:
@@ -105,14 +106,14 @@ def simulated_review(project: Path, rows: list[dict], truth: dict[str, int]) -> 
     return wrong
 
 
-def candidate_calibration(project: Path, truth: dict[str, int]) -> tuple[float, float, int]:
+def candidate_calibration(project: Path, truth: dict[str, str]) -> tuple[float, float, int]:
     """(expected precision, real precision, count) of the round's verify queue, i.e. every
     candidate at the thresholds the policy set."""
     rows = queue(project, "verify", 1_000_000)
     if not rows:
         return float("nan"), float("nan"), 0
     expected = float(np.mean([float(r["confidence"]) for r in rows]))
-    real = float(np.mean([CLASSES[truth[r["name"]]] == r["predicted"] for r in rows]))
+    real = float(np.mean([truth[r["name"]] == r["predicted"] for r in rows]))
     return expected, real, len(rows)
 
 
@@ -140,13 +141,18 @@ def write_synthetic_few(folder: Path, seed: int, n_labeled: int) -> dict:
     out.to_csv(folder / "samples.csv", index=False)
     shutil.rmtree(full)
     return {"features": feats, "y": np.array([CLASSES.index(c) for c in out["true_label"]]),
-            "split": out["split"].to_numpy(), "names": out["name"].tolist()}
+            "split": out["split"].to_numpy(), "names": out["name"].tolist(), "classes": CLASSES}
 
 
 def write_data(data: str, folder: Path, seed: int, labeled: float) -> dict:
     if data in DATASETS:
         return write_native(folder, data, seed=seed, labeled=labeled)
     return write_synthetic_few(folder, seed, int(labeled))
+
+
+def true_classes(d: dict) -> dict[str, str]:
+    """Each sample's true class name, by sample name (what the simulated reviewer knows)."""
+    return {n: d["classes"][c] for n, c in zip(d["names"], d["y"].tolist())}
 
 
 def peers(d: dict, seed: int, budgets: list[int]) -> dict[str, float]:
@@ -186,9 +192,9 @@ def run_seed(data_kind: str, seed: int, labeled: float, budgets: list[int], work
     tag = f"{labeled}-{seed}"
     data, base = work / f"data-{tag}", work / f"r0-{tag}"
     d = write_data(data_kind, data, seed, labeled)
-    truth = dict(zip(d["names"], d["y"].tolist()))
+    truth = true_classes(d)
     count = {s: int(np.sum(d["split"] == s)) for s in ("labeled", "unlabeled", "test")}
-    cli("init", base, "--classes", ",".join(CLASSES))
+    cli("init", base, "--classes", ",".join(d["classes"]))
     cli("import", base, "--native", data)
     t0 = time.time()
     r0 = train(base, "--config", config)[-1]
@@ -251,7 +257,8 @@ def report(rows: list[dict], data: str, labeled: float, budgets: list[int], conf
         return f"{100 * v:.1f}"
 
     what = {"digits": "six digits at MER2024's class proportions", "plaid": "six appliances (PLAID) at MER2024's "
-            "class proportions"}.get(data, "`mersemi synth` at the default scale, labeled samples cut down, stratified")
+            "class proportions", "synthetic": "`mersemi synth` at the default scale, labeled samples cut down, "
+            "stratified"}.get(data, f"{data}, bench/suite_sets.py")
     share = f"{labeled:.0%} labeled" if data in DATASETS else f"{int(labeled)} labeled"
     scheme = rows[0].get("eval_scheme") or {}
     lines = [f"## {data}, {share}: {len(rows)} seeds, config `{config}`", "",

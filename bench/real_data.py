@@ -13,40 +13,85 @@ proportions (1248/1208/1038/730/616/190), scaled down to what the data holds:
 
 Per seed, a stratified split per class: the `labeled` fraction (at least 2 per class, so that
 every class can be trained and evaluated), 35 % test, the rest is the unlabeled pool, whose
-truth is written to `true_label` (used only to measure pseudo-label precision).
+truth is written to `true_label` (used only to measure pseudo-label precision). Where a data set
+keeps recordings together (`groups`: the windows of one recording), the test share takes whole
+recordings, so that no test sample has a sibling in the labeled set or the pool.
+
+The benchmark suite's other data sets (bench/suite_sets.py) come through the same `arrays` and
+`write_native`, with their own class names, and their features standardised per column on the
+labeled and pool rows (digits and PLAID keep theirs, as measured before).
 """
 from __future__ import annotations
 
 import csv
-import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
 
+from data_files import package_file, read_ts
+from suite_sets import LOADERS, MER2024_SHARES
+
 CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
-MER2024_SHARES = np.array([1248, 1208, 1038, 730, 616, 190], float)
 TEST_SHARE = 0.35
 MIN_LABELED = 2
-DATASETS = ("digits", "plaid")
+LEGACY = ("digits", "plaid")   # MER2024 proportions down to 27 samples a class, features as they are
+DATASETS = (*LEGACY, *LOADERS)
 
 
 def arrays(name: str, seed: int, labeled: float) -> dict:
-    """Features per modality, class ids, the split and the names of every sample (seeded)."""
+    """Features per modality, class ids, the split, the names of every sample and the class
+    names (seeded)."""
     if not 0 < labeled < 1 - TEST_SHARE:
         raise ValueError(f"labeled share must lie in (0, {1 - TEST_SHARE}), got {labeled}")
     rng = np.random.default_rng(seed)
     # rows come grouped by class, each group in a random order: its first rows are labeled
-    feats, y = {"digits": _digits, "plaid": _plaid}[name](rng)
-    split = []
-    for c in range(len(CLASSES)):
-        n = int(np.sum(y == c))
-        n_lab = max(MIN_LABELED, int(round(labeled * n)))
-        n_test = int(round(TEST_SHARE * n))
-        split += ["labeled"] * n_lab + ["test"] * n_test + ["unlabeled"] * (n - n_lab - n_test)
+    if name in LEGACY:
+        feats, y = {"digits": _digits, "plaid": _plaid}[name](rng)
+        classes, groups = CLASSES, None
+    else:
+        feats, y, classes, groups = LOADERS[name](rng)
+    split = np.empty(len(y), dtype=object)
+    for c in range(len(classes)):
+        idx = np.flatnonzero(y == c)
+        n_lab = max(MIN_LABELED, int(round(labeled * len(idx))))
+        n_test = int(round(TEST_SHARE * len(idx)))
+        if groups is None:
+            split[idx] = ["labeled"] * n_lab + ["test"] * n_test + ["unlabeled"] * (len(idx) - n_lab - n_test)
+        else:
+            split[idx] = _grouped_split(groups[idx], n_lab, n_test, rng)
+    if name not in LEGACY:
+        feats = _standardised(feats, split != "test")
     order = rng.permutation(len(y))   # samples.csv in a random order, not grouped by class
     return {"features": {m: x[order] for m, x in feats.items()}, "y": y[order].astype(np.int64),
-            "split": np.array(split)[order], "names": [f"{name}_{seed}_{i:04d}" for i in range(len(y))]}
+            "split": split[order].astype(str), "names": [f"{name}_{seed}_{i:04d}" for i in range(len(y))],
+            "classes": list(classes)}
+
+
+def _grouped_split(groups: np.ndarray, n_lab: int, n_test: int, rng: np.random.Generator) -> list[str]:
+    """One class's split where whole groups go to test (until n_test samples), then the first
+    n_lab of the rest are labeled; rows arrive in a random order."""
+    out = ["unlabeled"] * len(groups)
+    taken = 0
+    for g in rng.permutation(np.unique(groups)):
+        if taken >= n_test:
+            break
+        for i in np.flatnonzero(groups == g):
+            out[i] = "test"
+            taken += 1
+    rest = [i for i, v in enumerate(out) if v != "test"]
+    for i in rest[:n_lab]:
+        out[i] = "labeled"
+    return out
+
+
+def _standardised(feats: dict[str, np.ndarray], fit_rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Each column minus its mean, over its standard deviation, both from `fit_rows` (labeled and
+    pool: a user's own features need no test labels either)."""
+    out = {}
+    for m, x in feats.items():
+        mean, std = x[fit_rows].mean(0), x[fit_rows].std(0)
+        out[m] = ((x - mean) / np.where(std > 0, std, 1)).astype(np.float32)
+    return out
 
 
 def write_native(folder: Path, name: str, seed: int, labeled: float) -> dict:
@@ -58,8 +103,9 @@ def write_native(folder: Path, name: str, seed: int, labeled: float) -> dict:
     with open(folder / "samples.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["name", "split", "label", "true_label"])
+        names = data["classes"]
         for n, s, c in zip(data["names"], data["split"], data["y"]):
-            w.writerow([n, s, CLASSES[c] if s != "unlabeled" else "", CLASSES[c]])
+            w.writerow([n, s, names[c] if s != "unlabeled" else "", names[c]])
     return data
 
 
@@ -93,23 +139,11 @@ def _plaid(rng: np.random.Generator) -> tuple[dict, np.ndarray]:
 
 
 def _plaid_series() -> tuple[list[np.ndarray], np.ndarray]:
-    spec = importlib.util.find_spec("sktime")
-    if spec is None or spec.origin is None:
-        raise SystemExit("--data plaid reads PLAID from the sktime wheel: pip install --no-deps sktime==1.2.0")
-    root = Path(os.path.dirname(spec.origin)) / "datasets" / "data" / "PLAID"
     series, labels = [], []
     for part in ("TRAIN", "TEST"):
-        in_data = False
-        for line in (root / f"PLAID_{part}.ts").read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.lower().startswith("@data"):
-                in_data = True
-            elif in_data:
-                values, label = line.rsplit(":", 1)
-                series.append(np.array(values.split(","), float))
-                labels.append(int(label))
+        s, l = read_ts(package_file("sktime", "datasets", "data", "PLAID", f"PLAID_{part}.ts"))
+        series += [x[0] for x in s]   # univariate: one dimension
+        labels += [int(v) for v in l]
     return series, np.array(labels)
 
 

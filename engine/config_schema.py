@@ -150,10 +150,12 @@ class PropagationConfig(_Section):
     neighbours: int = Field(gt=0, le=1000, description="k of the k-nearest-neighbour graph")
     alpha: Number = Field(gt=0, lt=1, description="how far labels travel along the graph (Zhou et al.: 0.99)")
     iterations: int = Field(gt=0, le=100_000, description="spreading iterations")
-    knn: Literal["auto", "exact", "pynndescent"] = Field(
-        description="how the neighbour graph is found: exact (every pair compared, in blocks of rows, on the "
-                    "device), pynndescent (approximate; pip install pynndescent) or auto (exact on a GPU or up "
-                    "to 250,000 rows, pynndescent above when installed)")
+    knn: Literal["auto", "exact", "ivf", "pynndescent"] = Field(
+        description="how the neighbour graph is found: exact (every pair compared: FAISS's flat index on a CPU, "
+                    "blocks of rows on a GPU), ivf (FAISS's inverted file, approximate), pynndescent "
+                    "(approximate) or auto (exact where it is estimated to take a few seconds on this machine, "
+                    "pynndescent above; exact on a GPU); where the whole graph would cost more, a graph over a "
+                    "sample first estimates whether the round keeps it")
     joint_fit_min: int = Field(ge=0, description="from this many gold samples the ensemble's and the graph's "
                                                  "weights are fitted together, and the graph is left out where it "
                                                  "lowers the out-of-fold WAF; below it each gets its own temperature")

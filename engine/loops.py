@@ -229,13 +229,16 @@ def embed(model: MRCCL, bank: FeatureBank, batch_size: int) -> torch.Tensor:
     """Every bank row's modality encodings, each L2-normalised, side by side (on the device):
     cosine similarity is then the mean of the modalities' similarities."""
     model.eval()
-    out = []
+    out = None   # filled in place: a list of blocks joined at the end would need the whole twice
     for start in range(0, len(bank.rows), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(bank.rows)), device=bank.device)
         with bank.autocast():
             encoded = model.encode(model.input_norm(bank.batch(idx)))
-        out.append(torch.cat([nn.functional.normalize(e.float(), dim=1) for e in encoded], dim=1))
-    return torch.cat(out)
+        block = torch.cat([nn.functional.normalize(e.float(), dim=1) for e in encoded], dim=1)
+        if out is None:
+            out = torch.empty((len(bank.rows), block.shape[1]), device=bank.device)
+        out[start:start + len(idx)] = block
+    return out if out is not None else torch.zeros((0, 0), device=bank.device)
 
 
 def _min_epoch_samples(min_steps: int, epochs: int, batch_size: int) -> int:

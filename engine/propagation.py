@@ -12,14 +12,17 @@ stay honest for calibration).
 """
 from __future__ import annotations
 
-import importlib.util
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["CLASS_MASS", "KNN_METHODS", "knn_graph", "spread"]
+from .errors import InputError, shown
+from .hardware import cpu_kernels
+
+__all__ = ["CLASS_MASS", "KNN_METHODS", "knn_graph", "plan_knn", "spread"]
 
 # How much a class's seeds inject into the graph. "per_label": one unit per seed (Zhou et
 # al.'s Y), so a class with ten times the labels pushes its boundary well past the midway
@@ -28,8 +31,54 @@ __all__ = ["CLASS_MASS", "KNN_METHODS", "knn_graph", "spread"]
 CLASS_MASS = ("equal", "per_label")
 
 
-KNN_METHODS = ("auto", "exact", "pynndescent")
-EXACT_MAX_ROWS = 250_000   # "auto" compares every pair (in blocks) up to here on a CPU, approximates above
+KNN_METHODS = ("auto", "exact", "ivf", "pynndescent")
+# "auto" compares every pair while that is estimated to take at most this long on this
+# machine, and approximates above, by nearest-neighbour descent: on the MER2024-scale
+# embedding it found more of the true neighbours than FAISS's inverted file or HNSW for less
+# CPU (bench/results/loop.md).
+EXACT_BUDGET_S = 5.0
+# The inverted file ("ivf"): sqrt(rows) k-means clusters (trained on at most IVF_TRAIN_PER_LIST
+# rows each), each row's neighbours searched in its IVF_NPROBE nearest clusters.
+IVF_NPROBE = 16
+IVF_TRAIN_PER_LIST = 64
+IVF_MIN_ROWS = 39 * 16   # k-means wants 39 rows per cluster; fewer rows than this make no useful index
+# Nearest-neighbour descent costs about this many comparisons per row at the scan efficiency
+# below (40 candidates, their neighbours, a few passes, numba compiling its code once): fitted
+# to the 79 CPU s it took at 121,625 x 384 (bench/results/loop.md). Blocked products run near
+# the matmul peak.
+_DESCENT_COMPARISONS = 16_000
+_EXACT_EFFICIENCY, _SCAN_EFFICIENCY = 0.7, 0.25
+
+
+@dataclass(frozen=True)
+class KnnPlan:
+    method: str             # "exact", "ivf" or "pynndescent"
+    exact_s: float          # estimated seconds for every pair on this machine
+    approx_s: float         # estimated seconds for nearest-neighbour descent
+    reduced: torch.dtype | None   # the exact product's candidates in this precision (CPU only)
+
+    def note(self) -> str:
+        return f"estimated every pair {self.exact_s:.1f} s, approximate {self.approx_s:.1f} s"
+
+
+def plan_knn(n: int, dim: int, method: str, device: torch.device, threads: int | None = None) -> KnnPlan:
+    """How the graph over `n` rows of width `dim` is found: `method`, or for "auto" exact where
+    it is estimated to fit in EXACT_BUDGET_S on this machine (or to cost no more than the
+    approximation), pynndescent above. On a GPU every pair is compared on the device. The CPU's
+    rates and its reduced precision come from engine/hardware.py, measured once per process."""
+    if method not in KNN_METHODS:
+        raise InputError(f"propagation.knn: expected one of {', '.join(KNN_METHODS)}, got {shown(method)}")
+    if device.type != "cpu":
+        return KnnPlan("exact" if method == "auto" else method, 0.0, 0.0, None)
+    kernels = cpu_kernels()
+    threads = threads or torch.get_num_threads()
+    f32 = kernels.f32_gflops * 1e9 * threads
+    fast = (kernels.bf16_gflops or kernels.f32_gflops) * 1e9 * threads if kernels.reduced else f32
+    exact_s = 2.0 * n * n * dim / (fast * _EXACT_EFFICIENCY)
+    approx_s = 2.0 * n * dim * min(_DESCENT_COMPARISONS, n) / (f32 * _SCAN_EFFICIENCY)
+    if method == "auto":
+        method = "exact" if exact_s <= EXACT_BUDGET_S or exact_s <= approx_s else "pynndescent"
+    return KnnPlan(method, exact_s, approx_s, kernels.reduced)
 
 
 def knn_graph(embedding: np.ndarray | torch.Tensor, neighbours: int, method: str = "exact", seed: int = 0,
@@ -38,28 +87,42 @@ def knn_graph(embedding: np.ndarray | torch.Tensor, neighbours: int, method: str
     and a line saying how it was built.
 
     W links i and j when either is among the other's `neighbours` most similar rows (0/1
-    weights, as scikit-learn's knn kernel). "exact": every pair compared, in blocks of `chunk`
-    rows (memory stays chunk x N similarities), on the embedding's device; on a CPU the
-    candidates come from a bfloat16 product and are re-scored in float32 (2x less CPU, the same
-    neighbours). "pynndescent": approximate nearest-neighbour descent (McInnes), for more rows
-    than pairs can be compared in reasonable time. "auto": exact on a GPU or up to
-    EXACT_MAX_ROWS rows, pynndescent above (exact, with a note, when it is not installed)."""
+    weights, as scikit-learn's knn kernel). "exact": every pair compared: FAISS's flat index on
+    a CPU (float32), or blocks of `chunk` rows on the embedding's device (a GPU; a CPU whose
+    bfloat16 measured faster, engine/hardware.py: candidates in bfloat16 re-scored in float32);
+    memory stays a block of similarities. "ivf": FAISS's inverted file (approximate: each row
+    searched in the clusters nearest to it). "pynndescent": nearest-neighbour descent
+    (McInnes; approximate). "auto": see plan_knn. Bad input (an unknown method, NaN or inf in the embedding,
+    too few rows for an inverted file) is an InputError naming it, before any work."""
     if method not in KNN_METHODS:
-        raise ValueError(f"knn method: expected one of {', '.join(KNN_METHODS)}, got {method!r}")
-    e = torch.nn.functional.normalize(torch.as_tensor(embedding).float(), dim=1)
+        raise InputError(f"propagation.knn: expected one of {', '.join(KNN_METHODS)}, got {shown(method)}")
+    e = torch.as_tensor(embedding).float()
+    bad = ~torch.isfinite(e).all(dim=1) if e.ndim == 2 else None
+    if bad is None or e.shape[1] < 1:
+        raise InputError(f"label spreading: expected a [rows, dim] embedding, got shape {list(e.shape)}")
+    if bool(bad.any()):
+        raise InputError(f"label spreading: the embedding has NaN or inf in {int(bad.sum())} of {len(e)} rows "
+                         f"(first row {int(bad.nonzero()[0, 0])}): no neighbour graph can be built from it")
+    e = torch.nn.functional.normalize(e, dim=1)
     n = len(e)
     k = min(int(neighbours), n - 1)
     if k < 1:
         return sp.csr_matrix((n, n), dtype=np.float32), "fewer than 2 rows: no neighbours"
-    how = method
-    if method == "auto":
-        how = "exact" if e.device.type != "cpu" or n <= EXACT_MAX_ROWS else "pynndescent"
-        if how == "pynndescent" and importlib.util.find_spec("pynndescent") is None:
-            how = "exact (pynndescent is not installed; pip install pynndescent approximates it faster)"
-    if how == "pynndescent":
-        cols = _pynndescent(e.cpu().numpy(), k, seed)
+    if method == "ivf" and n < IVF_MIN_ROWS:
+        raise InputError(f"propagation.knn ivf: {n} rows are too few for an inverted-file index (at least "
+                         f"{IVF_MIN_ROWS}); use exact or auto")
+    plan = plan_knn(n, e.shape[1], method, e.device)
+    if plan.method == "pynndescent":
+        cols, how = _pynndescent(e.cpu().numpy(), k, seed), "pynndescent"
+    elif plan.method == "ivf":
+        cols, how = _ivf(e.cpu().numpy(), k, seed)
+    elif e.device.type != "cpu" or plan.reduced is not None:
+        cols = _blocked(e, k, chunk, plan.reduced if e.device.type == "cpu" else None)
+        how = "exact" + (" (bfloat16 candidates, re-scored in float32)" if e.device.type == "cpu" else "")
     else:
-        cols = _exact(e, k, chunk)
+        cols, how = _flat(e.numpy(), k), "exact"
+    if method == "auto" and e.device.type == "cpu":
+        how += f"; {plan.note()}"
     a = sp.csr_matrix((np.ones(n * k, np.float32), (np.repeat(np.arange(n), k), cols.ravel())), shape=(n, n))
     w = a.maximum(a.T)
     inv_sqrt = 1.0 / np.sqrt(np.asarray(w.sum(axis=1)).ravel())   # every row has >= k links
@@ -67,13 +130,14 @@ def knn_graph(embedding: np.ndarray | torch.Tensor, neighbours: int, method: str
     return (d @ w @ d).tocsr(), f"{k} neighbours per row, {how}"
 
 
-def _exact(e: torch.Tensor, k: int, chunk: int) -> np.ndarray:
-    """Each row's k most similar other rows, every pair compared in blocks of rows."""
+def _blocked(e: torch.Tensor, k: int, chunk: int, reduced: torch.dtype | None) -> np.ndarray:
+    """Each row's k most similar other rows, every pair compared in blocks of rows on e's
+    device; with `reduced`, the candidates come from a product in that precision and the best
+    k + 8 are re-scored in float32 (the same neighbours)."""
     n = len(e)
     cols = np.empty((n, k), np.int64)
-    cpu = e.device.type == "cpu"
-    fast = e.bfloat16() if cpu else e
-    extra = min(8, n - 1 - k) if cpu else 0    # bfloat16 candidates beyond k, re-scored exactly
+    fast = e.to(reduced) if reduced is not None else e
+    extra = min(8, n - 1 - k) if reduced is not None else 0
     for start in range(0, n, chunk):
         block = e[start:start + chunk]
         sims = fast[start:start + chunk] @ fast.T
@@ -88,13 +152,73 @@ def _exact(e: torch.Tensor, k: int, chunk: int) -> np.ndarray:
     return cols
 
 
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise InputError("propagation.knn: FAISS is not installed (pip install faiss-cpu)") from None
+    return faiss
+
+
+def _flat(e: np.ndarray, k: int) -> np.ndarray:
+    """Every pair compared by FAISS's flat inner-product index (float32 BLAS, blocks of rows)."""
+    faiss = _faiss()
+    index = faiss.IndexFlatIP(e.shape[1])
+    index.add(np.ascontiguousarray(e, np.float32))
+    return _without_self(index.search(e, k + 1)[1], k, e, faiss)
+
+
+def _ivf(e: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, str]:
+    """Each row's k nearest among the rows of its IVF_NPROBE nearest k-means clusters."""
+    faiss = _faiss()
+    n, dim = e.shape
+    lists = _ivf_lists(n)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    rng = np.random.default_rng(seed)
+    sample = e[np.sort(rng.choice(n, min(n, IVF_TRAIN_PER_LIST * lists), replace=False))]
+    index.train(np.ascontiguousarray(sample, np.float32))
+    index.add(np.ascontiguousarray(e, np.float32))
+    index.nprobe = min(IVF_NPROBE, lists)
+    return _without_self(index.search(e, k + 1)[1], k, e, faiss), f"ivf ({lists} lists, {index.nprobe} probed)"
+
+
+def _ivf_lists(n: int) -> int:
+    return max(1, min(int(np.sqrt(n)), n // 39))
+
+
+def _without_self(found: np.ndarray, k: int, e: np.ndarray, faiss) -> np.ndarray:
+    """[n, k] neighbours from FAISS's [n, k + 1] results: each row's own index dropped (or its
+    last hit, where a duplicate row outranked it); a row with fewer than k hits (-1: its probed
+    clusters held too few rows) is searched again over every row."""
+    n = len(found)
+    is_self = found == np.arange(n)[:, None]
+    drop = np.where(is_self.any(1), is_self.argmax(1), k)
+    keep = np.ones_like(found, bool)
+    keep[np.arange(n), drop] = False
+    cols = found[keep].reshape(n, k).astype(np.int64)
+    short = np.flatnonzero((cols < 0).any(1))
+    if len(short):
+        flat = faiss.IndexFlatIP(e.shape[1])
+        flat.add(np.ascontiguousarray(e, np.float32))
+        cols[short] = _without_self_rows(flat.search(e[short], k + 1)[1], short, k)
+    return cols
+
+
+def _without_self_rows(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    out = np.empty((len(rows), k), np.int64)
+    for i, (r, hits) in enumerate(zip(rows, found)):
+        out[i] = hits[hits != r][:k]
+    return out
+
+
 def _pynndescent(e: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Each row's k nearest other rows by approximate nearest-neighbour descent."""
     try:
         from pynndescent import NNDescent
     except ImportError:
-        raise ImportError("propagation.knn pynndescent: the package is not installed (pip install pynndescent), "
-                          "or set propagation.knn: exact") from None
+        raise InputError("propagation.knn pynndescent: the package is not installed (pip install pynndescent), "
+                         "or set propagation.knn: auto") from None
     # More candidates than needed keep the recall high on large graphs (0.99 at 120,000 rows).
     index = NNDescent(e, n_neighbors=max(40, k + 1), metric="cosine", random_state=seed,
                       n_jobs=len(os.sched_getaffinity(0)))

@@ -36,16 +36,16 @@ from torch import nn
 
 from .bank import FeatureBank, pick_device
 from .calibration import (apply_temperature, combine, ensemble_mean, expected_calibration_error, fit_temperature,
-                          fit_weights, fold_term)
+                          fold_term)
 from .config import Config, checkpoint_config
 from .distributed import Dist, gather
 from .errors import InputError
-from .folds import MIN_GOLD_PER_CLASS, Fold, eval_scheme, fold_key, gold_problem, make_folds
+from .folds import MIN_GOLD_PER_CLASS, eval_scheme, fold_key, gold_problem, make_folds
 from .loops import copy_state, embed, fit_folds, fold_workers, predict_rows, pretrain, train_threads
 from .metrics import classification_metrics, log_loss, waf
 from .models import AttentionBaseline, MRCCL, build_model
 from .progress import ProgressFn
-from .propagation import knn_graph, spread
+from .round_graph import graph_for_round, join_weights, left_out, spread_labels as _spread_labels
 from .vocab import Source
 
 __all__ = ["MIN_GOLD_PER_CLASS", "ProgressFn", "TrainSet", "RoundResult", "train_round", "predict", "pick_device"]
@@ -179,7 +179,8 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
         pretrain_samples = 0
         if pretraining and prior.pretrained is not None:
             model.load_state_dict(prior.pretrained)
-            notes.append("pre-training and the neighbour graph taken from an earlier round on the same rows")
+            notes.append("pre-training" + (" and the neighbour graph" if prior.graph is not None else "")
+                         + " taken from an earlier round on the same rows")
         elif pretraining:
             with train_threads(cfg, device):
                 pretrain_samples = pretrain(model, bank, data.pretrain_rows, cfg,
@@ -187,21 +188,17 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
         pretrained = copy_state(model)
         t_pretrain = time.time() - t0
 
-        # -- the neighbour graph over the pre-trained (label-free) embedding, once
-        t0 = time.time()
-        graph = None
+        # -- the neighbour graph over the pre-trained (label-free) embedding: an earlier round's, or
+        # built after the folds (engine/round_graph.py), whose out-of-fold predictions say whether it is needed
+        graph, build_graph, t_graph = None, False, 0.0
         if cfg.propagation.enabled and not pretraining:
             notes.append("propagation skipped: it needs the pre-trained embedding, and pre-training did not run")
         elif cfg.propagation.enabled and prior.graph is not None:
             graph = prior.graph
             notes.append(f"neighbour graph over {len(bank.rows)} rows: the previous round's, same rows and "
                          "pre-training")
-        elif cfg.propagation.enabled and leader:
-            report("label spreading: neighbour graph", f_load + f_pre)
-            graph, how = knn_graph(embed(cast(MRCCL, model), bank, cfg.score_batch_size), cfg.propagation.neighbours,
-                                   cfg.propagation.knn, cfg.seed)
-            notes.append(f"neighbour graph over {len(bank.rows)} rows: {how}")
-        t_graph = time.time() - t0
+        else:
+            build_graph = cfg.propagation.enabled and leader
 
         # -- K-fold fine-tuning on gold (+ extra rows in training folds), folds side by side
         t0 = time.time()
@@ -234,6 +231,16 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
     cv = classification_metrics(data.gold_labels, oof.argmax(1), n_classes)
     ece_raw = expected_calibration_error(oof, data.gold_labels)
     graph_weight, graph_cv, share_kept = None, None, False
+    pseudo = data.extra_from_model is not None and bool(data.extra_from_model.any())
+    # the graph's share is given only where pseudo-labels without their folds' votes make the
+    # out-of-fold predictions optimistic (TrainSet.graph_share)
+    share = data.graph_share if pseudo and prior.fold_votes is None else None
+    if build_graph:
+        t0 = time.time()
+        report("label spreading: neighbour graph", 0.99)
+        graph = graph_for_round(embed(cast(MRCCL, model), bank, cfg.score_batch_size), bank, data, folds, oof,
+                                cv["waf"], share, n_classes, cfg, notes)
+        t_graph = time.time() - t0
     if graph is None:
         # -- calibration: one temperature fitted on the honest (out-of-fold) predictions
         temperature = fit_temperature(oof, data.gold_labels) if cfg.finetune.calibrate else 1.0
@@ -244,24 +251,14 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
         oof_graph, score_graph = _spread_labels(graph, bank, data, folds, n_classes, cfg)
         graph_cv = waf(data.gold_labels, oof_graph.argmax(1))
         # -- calibration: the ensemble's and the graph's weights, fitted on the out-of-fold
-        # predictions of both (a plain product when calibration is off)
-        pseudo = data.extra_from_model is not None and bool(data.extra_from_model.any())
-        if data.graph_share is None or not pseudo or prior.fold_votes is not None:   # honest OOF: fitted
-            joint = len(data.gold_labels) >= cfg.propagation.joint_fit_min
-            weights = fit_weights([oof, oof_graph], data.gold_labels, joint) if cfg.finetune.calibrate else np.ones(2)
-        else:   # the share is given: only the temperature of the joined scores is fitted
+        # predictions of both, or the graph's share given and only the temperature fitted
+        if share is not None:
             notes.append("pseudo-labels without their folds' votes: the graph keeps its share of the last round on "
                          "human labels")
             share_kept = True
-            share = np.array([1.0, data.graph_share])
-            joined = combine([oof, oof_graph], share)
-            weights = share / (fit_temperature(joined, data.gold_labels) if cfg.finetune.calibrate else 1.0)
-        joined = combine([oof, oof_graph], weights)
-        joined_waf = waf(data.gold_labels, joined.argmax(1))
-        if joined_waf < cv["waf"] and len(data.gold_labels) >= cfg.propagation.joint_fit_min:
-            # The weights minimise the out-of-fold log-loss; where the graph still costs
-            # correct classes out of fold, it costs them on the pool and test too (judged
-            # from joint_fit_min gold samples: below, one sample moves the WAF by points).
+        weights = join_weights(oof, oof_graph, data.gold_labels, share, cfg)
+        joined_waf = left_out(oof, oof_graph, weights, data.gold_labels, cv["waf"], cfg)
+        if joined_waf is not None:
             share_kept = False
             notes.append(f"label spreading left out: out-of-fold WAF {100 * joined_waf:.2f} with it, "
                          f"{100 * cv['waf']:.2f} without")
@@ -269,7 +266,7 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
             oof, score_probs = apply_temperature(oof, temperature), apply_temperature(score_probs, temperature)
         else:
             temperature, graph_weight = 1.0 / float(weights[0]), round(float(weights[1]), 4)
-            oof, score_probs = joined, combine([score_probs, score_graph], weights)
+            oof, score_probs = combine([oof, oof_graph], weights), combine([score_probs, score_graph], weights)
         t_graph += time.time() - t0
     metrics = {
         "cv_waf": cv["waf"], "cv_accuracy": cv["accuracy"], "cv_f1": cv["f1"], "cv_confusion": cv["confusion"],
@@ -316,32 +313,6 @@ def _usable(prior: Prior | None, key: str, reuse: str, k: int, n_extra: int, cfg
     if prior.reuse_key == reuse:
         out.pretrained, out.graph = prior.pretrained, prior.graph
     return out
-
-
-def _spread_labels(graph: sp.csr_matrix, bank: FeatureBank, data: TrainSet, folds: list[Fold], n_classes: int,
-                   cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """The graph's class distributions from the human labels (gold and extra rows not from the
-    model): out-of-fold for the gold rows (each fold hides its evaluation labels) and, from
-    every human label, for the score rows.
-
-    Pseudo-labels do not seed it: the model's errors would come back as the graph's, and a few
-    hundred of them in the easy regions outweigh the classes with few labels."""
-    pc = cfg.propagation
-    human = np.ones(len(data.extra_rows), bool) if data.extra_from_model is None else ~data.extra_from_model
-    seeds = np.r_[data.gold_rows, data.extra_rows[human]]
-    labels = np.r_[data.gold_labels, data.extra_labels[human]]
-
-    def run(keep: np.ndarray) -> np.ndarray:
-        return spread(graph, bank.local(seeds[keep]), labels[keep], n_classes, pc.alpha, pc.iterations,
-                      pc.class_mass)
-
-    oof = np.zeros((len(data.gold_rows), n_classes), np.float32)
-    for fold in folds:
-        keep = np.ones(len(seeds), bool)
-        keep[fold.eval_pos] = False           # gold rows come first among the seeds
-        oof[fold.eval_pos] = run(keep)[bank.local(data.gold_rows[fold.eval_pos])]
-    every = run(np.ones(len(seeds), bool))
-    return oof, every[bank.local(data.score_rows)]
 
 
 def predict(state: dict, features: dict[str, np.ndarray], rows: np.ndarray,

@@ -1,11 +1,19 @@
 """Label spreading over a neighbour graph, and how a round joins it to the ensemble."""
+import os
+from types import SimpleNamespace
+import subprocess
+import sys
+
 import numpy as np
 import scipy.sparse as sp
 import pytest
+import torch
 
+from mersemi.engine import propagation
 from mersemi.engine.calibration import combine, fit_temperature, fit_weights
 from mersemi.engine.config import ConfigError, load_config
-from mersemi.engine.propagation import knn_graph, spread
+from mersemi.engine.errors import InputError
+from mersemi.engine.propagation import knn_graph, plan_knn, spread
 
 
 def two_chains(n=40):
@@ -247,26 +255,107 @@ def test_a_round_without_pretraining_skips_the_graph_and_says_why_and_any_size_b
     assert any("neighbour graph over 210 rows: 7 neighbours per row, exact" in w for w in r.metrics["warnings"])
 
 
-def test_the_exact_graph_finds_the_true_neighbours_and_pynndescent_nearly_all():
+def _true_graph(x, k=7):
     from sklearn.neighbors import NearestNeighbors
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(3000, 48)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    truth = NearestNeighbors(n_neighbors=8, metric="cosine").fit(x).kneighbors(x, return_distance=False)[:, 1:]
-    want = sp.csr_matrix((np.ones(x.shape[0] * 7), (np.repeat(np.arange(len(x)), 7), truth.ravel())),
+    truth = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(x).kneighbors(x, return_distance=False)[:, 1:]
+    want = sp.csr_matrix((np.ones(x.shape[0] * k), (np.repeat(np.arange(len(x)), k), truth.ravel())),
                          shape=(len(x), len(x)))
-    want = want.maximum(want.T)
-    exact, how = knn_graph(x, 7, "exact", chunk=500)   # bfloat16 candidates, float32 re-scored: exact
-    assert how == "7 neighbours per row, exact"
-    assert ((exact > 0) != (want > 0)).nnz == 0
-    approx, how = knn_graph(x, 7, "pynndescent")
-    assert how == "7 neighbours per row, pynndescent"
-    found = ((approx > 0).multiply(want > 0)).nnz / want.nnz
-    assert found > 0.95
-    assert knn_graph(x, 7, "auto")[1].endswith("exact")      # few rows: every pair
-    with pytest.raises(ValueError, match="knn method: expected one of auto, exact, pynndescent"):
+    return want.maximum(want.T)
+
+
+def _clustered(n=3000, d=48, seed=0):
+    """Rows around 30 centres, as a pre-trained embedding groups its rows."""
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(30, d))[rng.integers(0, 30, n)] + 0.6 * rng.normal(size=(n, d))).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _kernels(bf16: bool, f32_gflops: float = 30.0):
+    from mersemi.engine.hardware import CpuKernels
+
+    return CpuKernels("AVX512" if bf16 else "AVX2", bf16, f32_gflops, 2 * f32_gflops if bf16 else None,
+                      torch.bfloat16 if bf16 else None)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_exact_graph_finds_the_true_neighbours_with_or_without_bfloat16(bf16, monkeypatch):
+    """A CPU without bfloat16 in hardware takes FAISS's float32 flat index; one whose bfloat16
+    measured faster takes bfloat16 candidates re-scored in float32. Both find every true neighbour."""
+    monkeypatch.setattr(propagation, "cpu_kernels", lambda: _kernels(bf16))
+    x = _clustered()
+    exact, how = knn_graph(x, 7, "exact", chunk=500)
+    assert how == "7 neighbours per row, exact" + (" (bfloat16 candidates, re-scored in float32)" if bf16 else "")
+    assert ((exact > 0) != (_true_graph(x) > 0)).nnz == 0
+
+
+def test_a_cpu_without_bfloat16_in_hardware_decides_float32_once_per_process(tmp_path):
+    """What an AVX2-only CPU reports, seen on any x86 CPU through torch's own switches: the
+    process decides float32 and says why."""
+    code = ("from mersemi.engine.hardware import cpu_kernels; k = cpu_kernels(); "
+            "assert cpu_kernels() is k; print(k.capability, k.bf16_kernel, k.reduced); print(k.note())")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path,
+                         check=True).stdout.splitlines()
+    assert out[0] == "AVX2 False None"
+    assert out[1].startswith("CPU AVX2: float32 only, torch has no bfloat16 kernel for this CPU (float32 ")
+
+
+def test_approximate_graphs_find_nearly_every_true_neighbour():
+    x = _clustered()
+    want = _true_graph(x)
+    for method in ("ivf", "pynndescent"):
+        approx, how = knn_graph(x, 7, method)
+        assert how.startswith(f"7 neighbours per row, {method}")
+        assert ((approx > 0).multiply(want > 0)).nnz / want.nnz > 0.97, method
+        # the same rows and seed give the same graph
+        assert abs(knn_graph(x, 7, method)[0] - approx).max() == 0
+
+
+def test_auto_chooses_by_the_estimated_cost_on_this_machine(monkeypatch):
+    """Not a row count: the same rows are compared pair by pair on a fast machine and searched
+    in an inverted file on a slow one; few rows are always exact."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(propagation, "cpu_kernels", lambda: _kernels(False, 27.0))   # an AVX2 core
+    slow = plan_knn(121_625, 384, "auto", cpu, threads=2)
+    assert slow.method == "pynndescent" and slow.exact_s > 100 and slow.approx_s < slow.exact_s / 2
+    assert plan_knn(5_000, 384, "auto", cpu, threads=2).method == "exact"
+    assert plan_knn(121_625, 384, "auto", cpu, threads=512).method == "exact"        # many cores
+    assert plan_knn(121_625, 384, "auto", torch.device("cuda"), threads=2).method == "exact"
+    assert plan_knn(121_625, 384, "exact", cpu, threads=2).method == "exact"         # a named method stays
+    monkeypatch.setattr(propagation, "cpu_kernels", lambda: _kernels(False, 27_000.0))
+    assert plan_knn(121_625, 384, "auto", cpu, threads=2).method == "exact"
+    x = _clustered()
+    assert knn_graph(x, 7, "auto")[1].startswith("7 neighbours per row, exact; estimated every pair ")
+
+
+def test_bad_graph_inputs_are_one_line_before_any_work():
+    x = _clustered(n=200)
+    with pytest.raises(InputError, match=r"^propagation.knn: expected one of auto, exact, ivf, pynndescent, "
+                                         r"got 'faiss'$"):
         knn_graph(x, 7, "faiss")
+    bad = x.copy()
+    bad[[5, 9]] = np.nan
+    with pytest.raises(InputError, match=r"^label spreading: the embedding has NaN or inf in 2 of 200 rows "
+                                         r"\(first row 5\)"):
+        knn_graph(bad, 7, "exact")
+    with pytest.raises(InputError, match=r"^propagation.knn ivf: 200 rows are too few for an inverted-file index"):
+        knn_graph(x, 7, "ivf")
+
+
+def test_rows_an_inverted_file_finds_too_few_neighbours_for_are_searched_over_every_row():
+    import faiss
+
+    x = _clustered(n=300)
+    found = (np.arange(300)[:, None] + np.arange(8)) % 300   # each row itself first, then 7 others
+    found[7, 3:] = -1                     # row 7's probed clusters held too few rows
+    found[9] = [10, 11, 12, 13, 14, 15, 16, 17]   # a duplicate outranked row 9: its last hit goes
+    cols = propagation._without_self(found, 7, x, faiss)
+    assert (cols >= 0).all() and (cols != np.arange(300)[:, None]).all()
+    want = np.argsort(-(x[7] @ x.T))
+    np.testing.assert_array_equal(cols[7], want[want != 7][:7])
+    np.testing.assert_array_equal(cols[8], np.arange(9, 16))
+    np.testing.assert_array_equal(cols[9], np.arange(10, 17))
 
 
 def test_a_given_graph_share_is_kept_and_only_the_temperature_is_fitted():
@@ -299,3 +388,93 @@ def test_a_bad_extra_from_model_mask_is_refused_before_any_work():
                       score_rows=np.arange(4, 10), extra_from_model=bad)
         with pytest.raises(InputError, match="extra_from_model: expected 2 booleans"):
             train_round(ts, 2, FAST)
+
+
+@pytest.mark.slow
+def test_a_graph_that_cannot_be_built_fails_the_round_in_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    """An embedding with NaN (pre-training diverged): one line naming the problem, the round
+    marked failed, no checkpoint, no reused graph, no predictions."""
+    from pathlib import Path
+
+    import mersemi.engine.train
+    from mersemi.engine.synthetic import make_synthetic
+    from mersemi.service.project import Project, ProjectError
+    from mersemi.service.rounds import run_round
+
+    make_synthetic(tmp_path / "data", scale=0.05, seed=1)
+    fast = load_config(Path(__file__).parent / "fast.yaml")
+    real = mersemi.engine.train.embed
+
+    def diverged(*args, **kwargs):
+        e = real(*args, **kwargs).clone()
+        e[3] = float("nan")
+        return e
+
+    monkeypatch.setattr(mersemi.engine.train, "embed", diverged)
+    with Project.init(tmp_path / "p") as p:
+        p.import_native(tmp_path / "data")
+        with pytest.raises(ProjectError) as caught:
+            run_round(p, fast)
+        assert str(caught.value).startswith("label spreading: the embedding has NaN or inf in 1 of ")
+        assert "\n" not in str(caught.value)
+        rounds = p.status()["rounds"]
+        assert [r["status"] for r in rounds] == ["failed"]
+        assert sorted(x.name for x in (p.root / "checkpoints").iterdir()) == []
+        assert p.store.rounds.current() is None
+
+
+@pytest.mark.parametrize("graph_says, built", [("truth", True), ("wrong", False)])
+def test_an_expensive_graph_is_built_only_where_an_estimate_on_a_sample_says_the_round_keeps_it(
+        graph_says, built, monkeypatch):
+    """Where the whole graph would cost more than the budget, a graph over the seeds and a
+    sample of the other rows is judged by the round's own rule first; a graph the round would
+    leave out is never built."""
+    from mersemi.engine import round_graph
+    from mersemi.engine.folds import Fold
+    from mersemi.engine.metrics import waf
+    from mersemi.engine.train import TrainSet
+
+    x = torch.as_tensor(two_chains())
+    gold = np.r_[0:40:4, 40:80:4]
+    labels = (gold >= 40).astype(np.int64)
+    data = TrainSet(features={}, gold_rows=gold, gold_labels=labels, extra_rows=np.zeros(0, np.int64),
+                    extra_labels=np.zeros(0, np.int64), pretrain_rows=np.arange(80), score_rows=np.arange(80))
+    folds = [Fold(train_rows=gold[k::2], train_labels=labels[k::2], eval_pos=np.arange(len(gold))[1 - k::2])
+             for k in range(2)]
+    rng = np.random.default_rng(0)
+    oof = np.where(rng.random(len(gold)) < 0.8, labels, 1 - labels)       # the ensemble: 80 % right
+    oof = np.eye(2)[oof] * 0.4 + 0.3
+    built_rows = []
+    real_knn = round_graph.knn_graph
+
+    def knn(e, *args, **kwargs):
+        built_rows.append(len(e))
+        return real_knn(e, *args, **kwargs)
+
+    def spread_labels(graph, bank, data, folds, n_classes, cfg):    # a graph that knows the truth, or contradicts it
+        says = labels if graph_says == "truth" else 1 - labels
+        return np.eye(2)[says] * 0.8 + 0.1, np.zeros((0, 2))
+
+    monkeypatch.setattr(round_graph, "knn_graph", knn)
+    monkeypatch.setattr(round_graph, "spread_labels", spread_labels)
+    monkeypatch.setattr(round_graph, "plan_knn", lambda n, d, method, device: propagation.KnnPlan(
+        "exact", 9.0, 50.0, None))      # 9 s for every pair here: above the 5 s budget
+    cfg = load_config().replace(**{"propagation.joint_fit_min": 10, "finetune.calibrate": False})
+    bank = SimpleNamespace(rows=np.arange(80), local=lambda rows: np.asarray(rows, np.int64))
+    notes = []
+    graph = round_graph.graph_for_round(x, bank, data, folds, oof, waf(labels, oof.argmax(1)), None, 2, cfg, notes)
+    assert built_rows[0] == 59                       # 80 rows x sqrt(5 / 9): what the budget compares
+    assert (graph is not None) == built, notes
+    if built:
+        assert built_rows[1:] == [80] and graph.shape == (80, 80)
+        assert "no lower than without it: the whole graph is built" in notes[0]
+        assert notes[1].startswith("neighbour graph over 80 rows: 7 neighbours per row, exact")
+    else:
+        assert built_rows[1:] == []
+        assert notes[0].startswith("label spreading left out on an estimate: a graph over 59 of 80 rows")
+        assert "the whole graph (exact, estimated 9 s here) was not built" in notes[0]
+    # gold samples too few to judge: the whole graph, without an estimate
+    built_rows.clear()
+    few = cfg.replace(**{"propagation.joint_fit_min": 100})
+    assert round_graph.graph_for_round(x, bank, data, folds, oof, 0.8, None, 2, few, []) is not None
+    assert built_rows == [80]
