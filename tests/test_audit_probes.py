@@ -98,6 +98,7 @@ def test_probes_are_ordinary_cards_that_score_their_reviewer_and_never_train(app
     for k, (name, label) in enumerate(sorted(gold.items())):
         answer = label if k % 3 else CLASSES[(CLASSES.index(label) + 1) % 3]   # ann wrong on 2 of 6
         assert app.decide(name, "label", answer, "ann")["ok"]
+        assert gold_of(app, name) == label                                # a probe's vote changes no gold label
         assert app.decide(name, "label", label, "bob")["ok"]              # bob always right
     before = app.project.store.samples.split_arrays("labeled")[1].tolist()
     result = app.votes.agreement()
@@ -106,6 +107,7 @@ def test_probes_are_ordinary_cards_that_score_their_reviewer_and_never_train(app
     assert result["reviewers"][0]["probe_interval"][0] < 4 / 6 < result["reviewers"][0]["probe_interval"][1]
     assert app.project.store.samples.split_arrays("labeled")[1].tolist() == before
     assert app.project.store.decisions.training_labels()[0].tolist() == []
+    assert app.votes.gold_changes()["changes"] == []
     # a probe ann answered is gone from her queue, still in cara's
     mine = {c.name for c in queue_page(app.project, limit=N_POOL + 10, reviewer="ann")[0]}
     assert not mine & set(gold) and set(gold) <= {c.name for c in queue_page(
