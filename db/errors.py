@@ -71,6 +71,15 @@ class CardClaimed(StoreError):
         self.sample_ids = sample_ids
 
 
+class VoteRefused(StoreError):
+    """Votes the rules of voted cards refuse (service/votes.py words them): per sample id, why
+    (a vocabulary of reasons: db/vote_writes.Refusal)."""
+
+    def __init__(self, problems: dict[int, str]) -> None:
+        super().__init__(f"{len(problems)} vote(s) refused")
+        self.problems = problems
+
+
 class RoundBusy(StoreError, RuntimeError):
     code = Refusal.BUSY
 

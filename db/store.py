@@ -1,8 +1,8 @@
 """The queries the app and the command line need, each behind a small method, grouped by what
 they are about: `store.meta`, `store.classes`, `store.samples` (db/sample_queries.py),
 `store.rounds` and their predictions (db/round_queries.py), `store.thresholds`
-(db/threshold_queries.py), `store.decisions` (db/decision_queries.py) and `store.claims` on
-cards (db/claim_queries.py).
+(db/threshold_queries.py), `store.decisions` (db/decision_queries.py), `store.claims` on
+cards (db/claim_queries.py) and `store.votes` on the cards that take votes (db/vote_queries.py).
 
 `Store` holds the one `Database` (db/database.py: the SQLAlchemy engine, the short read sessions,
 the write transaction, the clock) that every group shares, so the app's threads and a training
@@ -28,6 +28,7 @@ from .models import ClassLabel, Decision, Meta, Round, Sample, Threshold, Thresh
 from .round_queries import RoundQueries
 from .sample_queries import SampleQueries
 from .threshold_queries import ThresholdQueries
+from .vote_queries import VoteQueries
 
 
 class MetaQueries:
@@ -103,6 +104,7 @@ class Store:
         self.thresholds = ThresholdQueries(self.db)
         self.decisions = DecisionQueries(self.db)
         self.claims = ClaimQueries(self.db)
+        self.votes = VoteQueries(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -20,7 +20,7 @@ from typing import Literal, overload
 from ..engine.config import presets
 from ..engine.errors import Refusal, shown
 from ..engine.processes import dead_on_this_host, this_process
-from ..engine.vocab import DEFAULT_QUEUE, Action, QueueKind, Tool
+from ..engine.vocab import DEFAULT_QUEUE, Action, QueueKind, Tool, VotePurpose
 
 from .clips import ClipShelf
 from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
@@ -34,6 +34,7 @@ from .review import (
 )
 from .training_actions import TrainingActions
 from .values import MAX_REVIEWER, flag, mapping, number, person, text
+from .vote_actions import VoteActions
 
 EMPTY_QUEUE = {  # what an empty queue means, and what to do
     "verify": "no undecided candidates pass the thresholds in this filter: lower a threshold, "
@@ -41,6 +42,8 @@ EMPTY_QUEUE = {  # what an empty queue means, and what to do
     "label": "no undecided sample below its threshold in this filter: verify the candidates "
              "(verify queue), or raise a threshold",
     "both": "no undecided pool sample in this filter",
+    "adjudicate": "no tie of votes waits for a reviewer who did not vote on it",
+    "audit": "no gold label is flagged for an audit, or you voted on every flagged one",
 }
 
 EXPORTS = {  # choice -> (what, format, file suffix)
@@ -48,6 +51,7 @@ EXPORTS = {  # choice -> (what, format, file suffix)
     "labels_mertools": ("labels", "mertools", ".npz"),
     "decisions": ("decisions", "csv", ".csv"),
     "predictions": ("predictions", "csv", ".csv"),
+    "gold_changes": ("gold_changes", "csv", ".csv"),
 }
 
 
@@ -81,6 +85,7 @@ class AppActions:
     def __init__(self, project: Project, presets: dict[str, Path] | None = None) -> None:
         self.project = project
         self.training = TrainingActions(project, presets or default_presets())
+        self.votes = VoteActions(project)
         self.clips = ClipShelf()  # the only files the server serves: copies of the cards' clips
         # Set by the app when the server has logins: every action then records the login of
         # the request (LOGIN) as its reviewer, never a name the client sends.
@@ -91,8 +96,11 @@ class AppActions:
 
     def endpoint(self, name: str) -> Callable[..., dict]:
         """The action behind the API endpoint `name`: a training one (TrainingActions.ENDPOINTS)
-        is `self.training`'s, any other this object's."""
-        return getattr(self.training if name in TrainingActions.ENDPOINTS else self, name)
+        is `self.training`'s, a vote one (VoteActions.ENDPOINTS) `self.votes`'s, any other this
+        object's."""
+        owner = (self.training if name in TrainingActions.ENDPOINTS else
+                 self.votes if name in VoteActions.ENDPOINTS else self)
+        return getattr(owner, name)
 
     # ------------------------------------------------------------------ overview
     @refusals
@@ -204,7 +212,7 @@ class AppActions:
             # Another reviewer may have claimed a card since the queue was read: the first one
             # still free is held, in one write transaction.
             held = self.project.store.claims.take_first([c.sample_id for c in page], reviewer, self.claim_s,
-                                                        server=self.server)
+                                                        server=self.server, adjudicate=kind == QueueKind.ADJUDICATE)
             skipped = [c.sample_id for c in page].index(held) if held is not None else 0
             page = [c for c in page if c.sample_id == held]
             offset += skipped
@@ -232,7 +240,8 @@ class AppActions:
                 "predicted": classes[c.predicted],
                 "confidence": round(float(c.confidence), 6),
                 "probs": {name: round(float(p), 6) for name, p in zip(classes, c.probs)},
-                "media": str(self.clips.serve(path)) if path else None, "media_kind": kind}
+                "media": str(self.clips.serve(path)) if path else None, "media_kind": kind,
+                "votes": list(c.votes), "gold": None if c.gold is None else classes[c.gold]}
 
     @refusals
     def decide(self, name: str, action: str, label: str = "", reviewer: str = "") -> dict:
@@ -250,11 +259,15 @@ class AppActions:
             action = Action.ACCEPT
         label_out = label if action in (Action.RELABEL, Action.LABEL) else None
         message = _decision_message(name, action, label_out, out["replaced"])
+        vote = out.get("votes", {}).get(name)
+        if vote is not None:
+            message += f" ({vote['purpose']} card: {vote['votes']} vote(s)" + \
+                (f" of {vote['needed']}, {vote['state']})" if vote["purpose"] != VotePurpose.PROBE else ")")
         if as_accept:
             message += f" ({label} is the predicted class: a relabel to it is recorded as an accept)"
         return {"ok": True, "name": name, "action": action, "label": label_out,
                 "round": out["round"], "reviewer": reviewer, "replaced": out["replaced"],
-                "relabel_as_accept": as_accept, "message": message}
+                "relabel_as_accept": as_accept, "vote": vote, "message": message}
 
     @refusals
     def undo(self, reviewer: str = "") -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..db.connect import quick_problems, sqlite_url
 from ..db.errors import (
-    CardClaimed, SchemaOutOfDate, StoreDamaged, StoreError, StoreFull, StoreNotEmpty, StoreUnavailable,
+    CardClaimed, SchemaOutOfDate, StoreDamaged, StoreError, StoreFull, StoreNotEmpty, StoreUnavailable, VoteRefused,
 )
 from ..db.models import Round, as_utc
 from ..db.store import Store
@@ -231,11 +231,16 @@ class Project(ProjectImport):
         rnd = self.store.rounds.current() if round_id is None else self.store.rounds.get(round_id)
         if rnd is None or rnd.status != RoundStatus.DONE:
             raise NoRound("no finished round yet: train round 0 before deciding")
+        from . import votes
+
         reviewer = self.known_person(person(reviewer))
         bad_names = {r.name: p for r in requests if (p := name_problem(r.name))}
         known = self.store.samples.by_name(r.name for r in requests if r.name not in bad_names)
         preds = self.store.rounds.prediction_of(rnd.id, [v[0] for v in known.values()])
         th = self.store.thresholds.values()
+        gold = [sid for sid, split in known.values() if split == Split.LABELED]
+        # gold samples take votes only as probes or audit cards (service/votes.py)
+        voting = votes.gold_open_to_votes(self, gold) if gold else set()
         entries, errors, as_accept = [], [], []
         first: dict[str, int] = {}
         for n, r in enumerate(requests, 1):
@@ -245,7 +250,7 @@ class Project(ProjectImport):
                 continue
             first[r.name] = n
             try:
-                entry = self._decision(r, known, preds, rnd.id, bad_names, th)
+                entry = self._decision(r, known, preds, rnd.id, bad_names, th, voting)
             except ProjectError as e:
                 errors.append(f"{source}: sample {shown(r.name)}: {e}")
                 continue
@@ -256,20 +261,26 @@ class Project(ProjectImport):
             more = f" (and {len(errors) - MAX_REPORTED} more)" if len(errors) > MAX_REPORTED else ""
             raise ProjectError("; ".join(errors[:MAX_REPORTED]) + more)
         try:
-            batch, replaced = self.store.decisions.record(entries, reviewer, respect_claims=respect_claims)
+            batch, replaced = self.store.decisions.record(
+                entries, reviewer, respect_claims=respect_claims, single_holder=votes.overlap(self).votes > 1,
+                new_cards=votes.audit_cards(self, [e.sample_id for e in entries if e.sample_id in voting], rnd.id))
+        except VoteRefused as e:
+            raise votes.refusal(self, e, source) from None
         except CardClaimed as e:
             names = self.store.samples.names(e.sample_ids)
             shown_names = ", ".join(names[i] for i in e.sample_ids[:5]) + (" ..." if len(e.sample_ids) > 5 else "")
             raise Claimed(f"{source}: {shown_names}: on another reviewer's screen right now; "
                                "take the next card (it is theirs to decide)") from None
+        states = votes.card_states(self, [e.sample_id for e in entries])
         return {"recorded": len(entries), "round": rnd.id, "batch": batch, "relabel_as_accept": as_accept,
+                "votes": {r.name: states[known[r.name][0]] for r in requests if known[r.name][0] in states},
                 "replaced": [{"name": r.name, "action": d.action, "reviewer": d.reviewer,
                               "label": self.classes[d.label] if d.label is not None else None,
                               "at": d.created_at.isoformat(timespec="seconds")}
                              for r in requests if (d := replaced.get(known[r.name][0])) is not None]}
 
     def _decision(self, r: DecisionRequest, known: dict, preds: dict, round_id: int,
-                  bad_names: dict[str, str], th: list[float]) -> DecisionIn:
+                  bad_names: dict[str, str], th: list[float], voting: Collection[int] = ()) -> DecisionIn:
         """One request as a decision, or ProjectError saying what is wrong with it."""
         if r.name in bad_names:
             raise ProjectError(f"the name {bad_names[r.name]}")
@@ -283,7 +294,7 @@ class Project(ProjectImport):
             raise ProjectError(f"decision must be {', '.join(list(Action)[:-1])} or {list(Action)[-1]}, "
                                f"got {shown(r.action)}")
         action = Action(asked)
-        if split != Split.UNLABELED:
+        if split != Split.UNLABELED and sid not in voting:
             raise ProjectError(f"not in the pool (it is a {split} sample)")
         if sid not in preds:
             raise ProjectError(f"not scored in round {round_id}")

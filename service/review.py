@@ -18,8 +18,8 @@ from ..engine import selection, self_training
 from ..engine.config import load_config, preset_path
 from ..engine.thresholds import check_target_precision, quantize
 from ..engine.vocab import (
-    DEFAULT_QUEUE, HUMAN_SOURCES, POOL_SOURCES, Action, CardKind, PredictionKind, QueueKind, RoundStatus, Source,
-    Split, media_kind,
+    DEFAULT_QUEUE, HUMAN_SOURCES, POOL_QUEUES, POOL_SOURCES, Action, PredictionKind, QueueKind, RoundStatus,
+    Source, Split, media_kind,
 )
 
 from .errors import NoRound
@@ -89,10 +89,11 @@ def _gold_of(project: Project, ids: np.ndarray) -> np.ndarray:
     return np.array([lookup[i] for i in ids.tolist()], dtype=np.int64)
 
 
-def open_mask(project: Project, view: RoundView, reviewer: str | None = None) -> np.ndarray:
-    """Pool samples still open to a decision: no decision in force and, when `reviewer` is
-    given, not held by another reviewer's claim."""
-    closed = project.store.decisions.decided_ids()
+def open_mask(project: Project, view: RoundView, reviewer: str | None = None, tool: bool = False) -> np.ndarray:
+    """Pool samples still open to a decision: no decision in force, not a voted card with all
+    its votes and, when `reviewer` is given, not voted on by them nor held by another
+    reviewer's claim. `tool` (the automatic step): no overlap card either, people vote on those."""
+    closed = np.union1d(project.store.decisions.decided_ids(), project.store.votes.closed(reviewer, tool))
     if reviewer:
         closed = np.union1d(closed, np.fromiter(project.store.claims.held_by_others(reviewer), np.int64))
     return ~np.isin(view.pool_ids, closed)
@@ -118,7 +119,7 @@ def auto_accept_selection(project: Project, balance_cap: float, thresholds: list
     src = np.asarray(sources, dtype=object)
     human, pseudo = np.isin(src, HUMAN_SOURCES), src == Source.PSEUDO
     th = thresholds if thresholds is not None else [float(project.thresholds()[c]) for c in project.classes]
-    sel = self_training.select(view.pool_pred, view.pool_conf, open_mask(project, view), th,
+    sel = self_training.select(view.pool_pred, view.pool_conf, open_mask(project, view, tool=True), th,
                                labeled_per_class=np.bincount(np.r_[gold_y, extra_y[human]].astype(np.int64),
                                                              minlength=C),
                                pseudo_per_class=np.bincount(extra_y[pseudo].astype(np.int64), minlength=C),
@@ -217,8 +218,10 @@ class Card:
     probs: np.ndarray
     text: str | None
     media: str | None
-    kind: CardKind
+    kind: str                     # engine/vocab.CardKind; on the voted queues their QueueKind
     reason: str
+    votes: tuple[dict, ...] = ()  # the votes in force on it: reviewer, action, label (class name)
+    gold: int | None = None       # an audit card's gold label
 
 
 def queue_page(project: Project, kind: str | None = None, cls: str | None = None,
@@ -227,11 +230,18 @@ def queue_page(project: Project, kind: str | None = None, cls: str | None = None
                thresholds: list[float] | None = None) -> tuple[list[Card], int]:
     """(cards offset..offset+limit of a review queue, the queue's length). kind None is
     DEFAULT_QUEUE; `cls` keeps one predicted class ("all" / None: every class). `view` and
-    `thresholds` (class order): what a request resolved once (default: read now)."""
+    `thresholds` (class order): what a request resolved once (default: read now). The queues of
+    voted cards, adjudicate and audit, are service/vote_queues.py's (no class filter)."""
+    from . import vote_queues
+
     kind = DEFAULT_QUEUE if kind in (None, "") else kind
     if kind not in tuple(QueueKind):
         raise ProjectError(f"queue kind must be one of {', '.join(QueueKind)}, got {kind!r}")
     view = view or round_view(project)
+    if kind not in POOL_QUEUES:
+        th = project.store.thresholds.values() if thresholds is None else thresholds
+        return vote_queues.voted_page(project, kind, offset, limit, reviewer, view, th)
+    view = vote_queues.with_probes(project, view)
     entries = _queue(project, kind, cls, min_confidence, reviewer, view, thresholds)
     page = entries[offset:offset + limit]
     samples = project.store.samples.by_id([int(view.pool_ids[e.index]) for e in page])
@@ -289,6 +299,8 @@ def queue_size(project: Project, cls: str | None = None, min_confidence: float =
     """Samples in a review queue (0 before the first round)."""
     if project.store.rounds.current() is None:
         return 0
+    if kind not in POOL_QUEUES:
+        return queue_page(project, kind, limit=0)[1]
     return len(_queue(project, kind, cls, min_confidence, None))
 
 
@@ -296,10 +308,17 @@ def queue_position(project: Project, sample_id: int, cls: str | None = None,
                    min_confidence: float = 0.0, kind: str = QueueKind.VERIFY, reviewer: str | None = None,
                    view: RoundView | None = None, thresholds: list[float] | None = None) -> int | None:
     """Offset of a sample in a review queue, or None when it is not in it."""
+    from . import vote_queues
+
     if view is None:
         if project.store.rounds.current() is None:
             return None
         view = round_view(project)
+    if kind not in POOL_QUEUES:
+        cards, _ = queue_page(project, kind, offset=0, limit=1_000_000, reviewer=reviewer, view=view,
+                              thresholds=thresholds)
+        return next((k for k, c in enumerate(cards) if c.sample_id == sample_id), None)
+    view = vote_queues.with_probes(project, view)
     at = np.flatnonzero(view.pool_ids == sample_id)
     if len(at) == 0:
         return None

@@ -43,6 +43,7 @@ from ..engine.vocab import (
 )
 
 from .project import Project, ProjectError
+from .votes import training_labels
 
 # How often a training process records how far it is (which every page follows), and with it
 # that it is alive (Project.HEARTBEAT_LIMIT is minutes).
@@ -76,12 +77,14 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
     pool_ids, _, pool_true = store.samples.split_arrays(Split.UNLABELED)
     test_ids, test_y, _ = store.samples.split_arrays(Split.TEST)
 
-    extra_ids, extra_y, sources = store.decisions.training_labels()
+    # the labels in force, a card's votes read as config `votes:` says (service/votes.py)
+    extra_ids, extra_y, sources, targets = training_labels(project, cfg.votes)
     st = cfg.self_training
     if not st.use_pseudo_labels:  # the "w/o pseudo labels" ablation keeps human labels only
         human = np.isin(np.asarray(sources, dtype=object), HUMAN_SOURCES)
         extra_ids, extra_y = extra_ids[human], extra_y[human]
         sources = [src for src, h in zip(sources, human) if h]
+        targets = None if targets is None else targets[human]
     thresholds = store.thresholds.values()
     auto, auto_selection = (_auto_candidates(project, cfg, thresholds, gold_y, extra_y, sources)
                             if auto_accept and st.use_pseudo_labels else ([], None))
@@ -91,6 +94,8 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         extra_ids = np.concatenate([extra_ids, [d.sample_id for d in auto]]).astype(np.int64)
         extra_y = np.concatenate([extra_y, [d.label for d in auto]]).astype(np.int64)
         sources = sources + [Source.PSEUDO] * len(auto)
+        if targets is not None:
+            targets = np.concatenate([targets, np.eye(C, dtype=np.float32)[[d.label for d in auto]]])
     composition = _composition(classes, gold_y, extra_y, sources, new_pseudo=len(auto))
     composition["human_digest"] = _human_digest(extra_ids, extra_y, sources)
     from_model = np.asarray(sources, dtype=object) == Source.PSEUDO   # only the tool's labels
@@ -114,7 +119,7 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
                         extra_rows=extra_ids, extra_labels=extra_y,
                         pretrain_rows=np.concatenate([gold_ids, pool_ids]),
                         score_rows=np.concatenate([pool_ids, test_ids]), graph_share=share,
-                        extra_from_model=from_model, prior=prior)
+                        extra_from_model=from_model, prior=prior, extra_targets=targets)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine also lists its warnings in metrics
             beat = Heartbeat(store.rounds, rid, progress)

@@ -182,7 +182,8 @@ def test_migrations_build_what_models_describe(db_url, pg_server_or_none):
     assert checks == {"current_decisions": ["ck_current_decisions_action", "ck_current_decisions_source"],
                       "decisions": ["ck_decisions_action", "ck_decisions_card", "ck_decisions_source"],
                       "predictions": ["ck_predictions_kind"],
-                      "rounds": ["ck_rounds_status"], "samples": ["ck_samples_split"]}
+                      "rounds": ["ck_rounds_status"], "samples": ["ck_samples_split"],
+                      "vote_cards": ["ck_vote_cards_purpose"], "votes": ["ck_votes_action"]}
 
 
 @pytest.fixture
@@ -245,10 +246,10 @@ def test_version_1_project_is_refused_until_migrated_then_keeps_every_row(v1_pro
         # schema 5: where each label came from (a person's accept verified the prediction), and
         # the decisions' confidence from their round's predictions; the card is unknown
         source = {"accept": "verified", "relabel": "relabeled", "reject": None, "undo": None}
-        if table == "decisions":
+        if table == "decisions":   # schema 7: none of them is a vote
             confidence = {1: 0.9, 2: 0.6}
-            rows = [{**r, "source": source[r["action"]], "card": None, "confidence": confidence[r["sample_id"]]}
-                    for r in rows]
+            rows = [{**r, "source": source[r["action"]], "card": None, "confidence": confidence[r["sample_id"]],
+                     "vote": False, "votes_for": None, "votes_cast": None} for r in rows]
         if table == "current_decisions":
             rows = [{**r, "source": source[r["action"]]} for r in rows]
         if table == "thresholds":   # schema 5: a person's threshold is theirs

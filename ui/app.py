@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 ENDPOINTS = ("status", "changes", "candidate_counts", "histograms", "set_thresholds", "release_thresholds",
              "threshold_history", "suggest", "paper_preset", "next_candidate", "decide", "undo", "accept_all",
              "sample_card", "decisions", "review_check", "auto_accept_preview", "train_round", "training_status",
-             "round_history", "export")
+             "round_history", "export", "agreement", "set_overlap", "gold_changes")
 TABS = ("thresholds", "review", "train", "decisions", "export")
 POLL_S = 1.0
 Logins = tuple[str, str] | Sequence[tuple[str, str]] | None

@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir", type=Path, help=DIR_HELP)
     c.add_argument("--kind", choices=list(QueueKind), default=None,
                    help=f"label: below threshold, least sure first; verify: candidates, riskiest "
-                        f"first; both: label then verify (default: {DEFAULT_QUEUE}, the app's default)")
+                        f"first; both: label then verify (default: {DEFAULT_QUEUE}, the app's default); "
+                        f"adjudicate: ties of votes, with every vote; audit: gold labels flagged as likely wrong")
     c.add_argument("--limit", default="20", metavar="N", help="how many (default %(default)s)")
     c.add_argument("--class", dest="cls", metavar="C", help="only samples predicted as class C")
     out = c.add_mutually_exclusive_group()
@@ -191,11 +192,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="who decided, for the log (default: your login, %(default)s)")
     c.set_defaults(func=later("cli_commands", "cmd_decide"))
 
+    c = sub.add_parser("overlap", help="K votes per card on a share of the pool cards (and gold probes)",
+                       description="From now on a share S of the current round's open pool cards (drawn at "
+                                   "random, stratified by predicted class and card kind) goes to K different "
+                                   "reviewers; the majority of the K votes is the label (source consensus), a tie "
+                                   "waits for a reviewer who did not vote (queue --kind adjudicate). K also is "
+                                   "the votes a gold label under audit needs. Without options: the setting.")
+    c.add_argument("dir", type=Path, help=DIR_HELP)
+    c.add_argument("--votes", metavar="K", help="votes per card in the share, 1 or more (1: one reviewer's word)")
+    c.add_argument("--share", metavar="S", help="share of the pool cards that take K votes, 0-1")
+    c.add_argument("--probes", default="0", metavar="P",
+                   help="share of the gold samples shown as ordinary cards, scoring each reviewer, 0-1 (default 0)")
+    c.add_argument("--json", action="store_true", help="the setting and the cards as JSON")
+    c.set_defaults(func=later("cli_votes", "cmd_overlap"))
+
+    c = sub.add_parser("agreement", help="how far reviewers agree: Krippendorff's alpha, pairs, probes")
+    c.add_argument("dir", type=Path, help=DIR_HELP)
+    c.add_argument("--json", action="store_true",
+                   help="one JSON object: alpha, alpha_interval, per_class, items, pairs, reviewers, cards")
+    c.set_defaults(func=later("cli_votes", "cmd_agreement"))
+
     c = sub.add_parser("export", help="export labels, predictions or the decision log")
     c.add_argument("dir", type=Path, help=DIR_HELP)
-    c.add_argument("--what", required=True, choices=["labels", "predictions", "decisions"],
+    c.add_argument("--what", required=True, choices=["labels", "predictions", "decisions", "gold_changes"],
                    help="labels: gold plus accepted, relabeled and labeled samples; predictions: "
-                        "the current round's, every sample; decisions: the full log")
+                        "the current round's, every sample; decisions: the full log (votes included); "
+                        "gold_changes: gold labels an audit's consensus changed, with the old label")
     c.add_argument("--out", type=Path, required=True, metavar="FILE",
                    help="where to write: outside the project or under its exports/ folder")
     c.add_argument("--format", default="csv", choices=["csv", "mertools"],

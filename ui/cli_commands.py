@@ -162,7 +162,9 @@ def cmd_queue(args) -> None:
         classes = project.classes
     rows: list[dict[str, Any]] = [{"name": c.name, "kind": c.kind, "predicted": classes[c.predicted],
                                    "confidence": round(c.confidence, 4), "reason": c.reason,
-                                   "probs": {k: round(float(p), 4) for k, p in zip(classes, c.probs)}} for c in cards]
+                                   "probs": {k: round(float(p), 4) for k, p in zip(classes, c.probs)}}
+                                  | ({"votes": list(c.votes)} if c.votes else {})
+                                  | ({"gold": classes[c.gold]} if c.gold is not None else {}) for c in cards]
     if args.json:
         print(json.dumps(rows))
     elif args.csv:
@@ -263,8 +265,10 @@ def cmd_export(args) -> None:
 
 
 def cmd_status(args) -> None:
+    from ..service.agreement import agreement
+
     with Project.open(args.dir, repair=False) as project:   # reporting writes nothing
-        status = project.status()
+        status = project.status() | {"agreement": agreement(project).as_dict()}
         for note in project.repairs:
             print(f"mersemi: note: {note}", file=sys.stderr)
     if args.json:
@@ -278,6 +282,9 @@ def cmd_status(args) -> None:
     for source, counts in status["labels"].items():
         if source != Source.GOLD and any(counts.values()):
             print(f"{source}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    agreed = status["agreement"]
+    if agreed["alpha"] is not None:
+        print(f"agreement: Krippendorff's alpha {agreed['alpha']:.3f} on {agreed['items']} cards (mersemi agreement)")
     for r in status["rounds"]:
         line = f"round {r['id']}: {r['status']}"
         if r["status"] == RoundStatus.DONE:
