@@ -23,7 +23,7 @@ def client(tmp_path, db_url):
 def test_two_reviewers_vote_a_third_adjudicates_and_the_agreement_is_served(client):
     assert call(client, "set_overlap", 2, 1.0, 0.0)["overlap_cards"] == 60
     bad = call(client, "set_overlap", 0, 1.0, 0.0)
-    assert bad == {"ok": False, "error": "votes: must lie in [1, 100], got 0"}
+    assert bad == {"ok": False, "error": "votes: must lie in [1, 100], got 0", "code": "invalid"}
     name = call(client, "next_candidate", "all", 0.0, 0, "ann")["candidate"]["name"]
     first = call(client, "decide", name, "label", "calm", "ann")
     assert first["vote"] == {"purpose": "overlap", "votes": 1, "needed": 2, "state": "open"}
