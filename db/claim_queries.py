@@ -8,8 +8,10 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ..engine.vocab import VotePurpose
 from .database import Database, chunks
 from .models import Claim, as_utc
+from .vote_writes import cards_of, votes_on
 from .writes import decisions_in_force
 
 
@@ -34,11 +36,13 @@ class ClaimQueries:
         return self.db.write(work)
 
     def take_first(self, sample_ids: Sequence[int], reviewer: str, seconds: float,
-                   server: str | None = None) -> int | None:
+                   server: str | None = None, adjudicate: bool = False) -> int | None:
         """In one write transaction: hold the first of `sample_ids` that no other reviewer
-        holds and that has no decision in force (the queue the ids come from was read before
+        holds, that has no decision in force and that is open to the reviewer's vote (not voted
+        on by them, not a card with all its votes) (the queue the ids come from was read before
         this transaction) for `reviewer` for `seconds`, and drop the reviewer's other claims
-        (a reviewer holds the one card on screen). None, and nothing changed, when there is none."""
+        (a reviewer holds the one card on screen). None, and nothing changed, when there is none.
+        `adjudicate`: the ids are ties, which have all their votes: open to those who did not vote."""
         def work(s: Session) -> int | None:
             now = self.db.clock()
             ids = [int(i) for i in sample_ids]
@@ -46,6 +50,10 @@ class ClaimQueries:
             for part in chunks(ids):
                 held.update((c.sample_id, c) for c in s.scalars(select(Claim).where(Claim.sample_id.in_(part))))
             decided = set(decisions_in_force(s, ids))
+            cards, ballots = cards_of(s, ids), votes_on(s, ids)
+            decided |= {sid for sid, mine in ballots.items() if reviewer in mine or (
+                not adjudicate and sid in cards and cards[sid].purpose == VotePurpose.OVERLAP
+                and len(mine) >= cards[sid].votes_needed)}
             for sid in ids:
                 c = held.get(sid)
                 if sid not in decided and (c is None or c.reviewer == reviewer or as_utc(c.expires_at) <= now):

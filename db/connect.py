@@ -1,5 +1,6 @@
 """Opening the database: engine creation, per-backend connection set-up, write transactions,
-the errors that mean "busy", and the schema version check.
+the errors that mean "busy", the failures a user can act on (a full disk, a server gone, a
+damaged file: `failure`), and the schema version check.
 
 This is the only place with backend-specific SQL (SQLite PRAGMAs and BEGIN IMMEDIATE,
 PostgreSQL session settings); everything else is portable, so that a PostgreSQL URL serves a
@@ -15,7 +16,10 @@ from typing import Any
 from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, select
 from sqlalchemy.exc import DBAPIError
 
-from .errors import SchemaError, SchemaOutOfDate, SchemaTooNew, StoreUnavailable
+from ..engine.disk import free_bytes
+from .errors import (
+    SchemaError, SchemaOutOfDate, SchemaTooNew, StoreDamaged, StoreError, StoreFull, StoreUnavailable,
+)
 from .models import SCHEMA_VERSION, Meta
 
 # How long a write waits for another writer's lock before it gives up with StoreBusy.
@@ -24,6 +28,8 @@ BUSY_TIMEOUT_S = 30.0
 _WRITE = "mersemi_write"
 
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_SQLITE_ERROR, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 1, 10, 11, 13, 26
+_SQLITE_IOERR_SHORT_READ = 522   # a page that ends early: a truncated file
 _PG_LOCK_NOT_AVAILABLE = "55P03"
 _PG_RETRY = {"40001", "40P01"}   # serialization failure, deadlock detected: run it again
 
@@ -35,18 +41,79 @@ def sqlite_url(path: str | Path) -> str:
 def make_engine(url: str | URL, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, json_serializer=dumps_json)
+        # hide_parameters: an error's text (a log, a traceback) never carries sample names, notes, reviewers
+        engine = create_engine(url, json_serializer=dumps_json, json_deserializer=loads_json, hide_parameters=True)
         ms = int(busy_timeout_s * 1000)
         event.listen(engine, "connect", lambda conn, _rec: _sqlite_on_connect(conn, ms))
         event.listen(engine, "begin", _sqlite_begin)
     elif url.get_backend_name() == "postgresql":
         # lock_timeout: a write waiting on a row lock gives up like SQLite's busy timeout.
-        engine = create_engine(url, json_serializer=dumps_json, pool_pre_ping=True,
+        engine = create_engine(url, json_serializer=dumps_json, json_deserializer=loads_json, hide_parameters=True,
+                               pool_pre_ping=True,
                                connect_args={"options": f"-c lock_timeout={int(busy_timeout_s * 1000)}"})
     else:
         raise StoreUnavailable(f"unsupported database URL {masked(url)}: use sqlite:/// or "
                                "postgresql+psycopg://")
+    # Every statement, read or write, raises the one-line error of a failure the user can act
+    # on instead of SQLAlchemy's, whose text carries the SQL and its parameters (sample names,
+    # notes, reviewers).
+    event.listen(engine, "handle_error", lambda ctx: _raise_failure(ctx, url))
     return engine
+
+
+def _raise_failure(ctx, url: URL) -> None:
+    found = failure(ctx.original_exception, url, disconnect=ctx.is_disconnect)   # ctx.engine: None at pre-ping
+    if found is not None:
+        raise found
+
+
+def failure(e: BaseException, url: URL | None, disconnect: bool = False) -> StoreError | None:
+    """The one-line error for a database failure a user can act on, or None for anything else
+    (busy and serialization failures included: the write path retries or reports them)."""
+    orig = getattr(e, "orig", None) or e
+    code = getattr(orig, "sqlite_errorcode", None)
+    text = _first_line(orig)
+    if code is not None:
+        where = _place(url)
+        if code & 0xFF == _SQLITE_FULL or code & 0xFF == _SQLITE_IOERR and _no_room(url):
+            return StoreFull(f"{where}: the disk is full; nothing was written (free some space there and try again)")
+        if code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or code == _SQLITE_IOERR_SHORT_READ:
+            return StoreDamaged(f"{where} is damaged ({text}); nothing was written. "
+                                "`mersemi check DIR` says what, and the way out", reason=f"SQLite: {text}")
+        if code & 0xFF == _SQLITE_ERROR and text.startswith(("no such table", "no such column")):
+            return StoreDamaged(f"{where}: {text}: the store lacks part of its schema. "
+                                "`mersemi check DIR` says what, and the way out")
+        return None
+    state = getattr(orig, "sqlstate", None)
+    if state == "53100":
+        return StoreFull(f"{_place(url)}: the server's disk is full; nothing was written (try again once it has space)")
+    if state in ("42P01", "42703"):   # undefined table, column
+        return StoreDamaged(f"{_place(url)}: {text}: the store lacks part of its schema. "
+                            "`mersemi check DIR` says what, and the way out")
+    refused_login = any(w in text.lower() for w in ("password", "authentication", "does not exist", "role "))
+    gone = disconnect or (state or "")[:2] == "08" or state in ("57P01", "57P02", "57P03") or (
+        state is None and type(orig).__name__ == "OperationalError" and not refused_login
+        and url is not None and url.get_backend_name() == "postgresql")
+    if gone:
+        return StoreUnavailable(f"database unreachable at {_place(url)}, nothing written; try again")
+    return None
+
+
+def _no_room(url: URL | None) -> bool:
+    """Whether a SQLite file's folder is (nearly) full: an I/O error opening a WAL database
+    there is its shared-memory file that could not be made."""
+    if url is None or not url.database:
+        return False
+    return free_bytes(Path(url.database).parent) < 256 * 1024
+
+
+def _place(url: URL | None) -> str:
+    """The store as a message names it: the SQLite file, or the server's HOST:PORT."""
+    if url is None:
+        return "the database"
+    if url.get_backend_name() == "sqlite":
+        return url.database or "the SQLite database"
+    return f"{(url.host or 'localhost')[:100]}:{url.port or 5432}"
 
 
 def write_engine(engine: Engine) -> Engine:
@@ -113,6 +180,15 @@ def dumps_json(value: Any) -> str:
     return json.dumps(_finite(value))
 
 
+def loads_json(text: str) -> Any:
+    """A JSON column as read: text that is not JSON is a damaged store, said in one line."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise StoreDamaged(f"a JSON column holds text that is not JSON ({text[:40]!r}...); `mersemi check DIR` "
+                           "says which record, and the way out") from None
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -151,6 +227,13 @@ def check_schema(engine: Engine) -> None:
         raise SchemaOutOfDate(found, SCHEMA_VERSION)
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(found, SCHEMA_VERSION)
+    from .models import Base
+
+    with engine.connect() as conn:   # one catalogue read: a dropped table is damage, said at open
+        missing = sorted(set(Base.metadata.tables) - set(inspect(conn).get_table_names()))
+    if missing:
+        raise StoreDamaged(f"{_place(engine.url)}: table {', '.join(missing)} is missing; `mersemi check DIR` says "
+                           "what else, and the way out")
 
 
 def unavailable(engine: Engine, e: DBAPIError) -> StoreUnavailable:
@@ -162,3 +245,36 @@ def unavailable(engine: Engine, e: DBAPIError) -> StoreUnavailable:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:300] if text else e.__class__.__name__
+
+
+def quick_problems(engine: Engine) -> list[str]:
+    """SQLite's quick_check (every page and record, not the indexes' contents): what a command
+    about to write much (a round) runs first, so that it never writes into a broken file.
+    Empty when sound, and on PostgreSQL, whose server keeps its pages whole itself."""
+    if engine.dialect.name != "sqlite":
+        return []
+    with engine.connect() as conn:
+        return [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check(5)") if r[0] != "ok"]
+
+
+def integrity_problems(engine: Engine) -> list[str]:
+    """What the database itself finds wrong: SQLite's integrity_check (every page, index and
+    constraint), PostgreSQL's catalogue (each table of models.py and its columns present; the
+    server keeps its pages whole itself). Empty when sound."""
+    from .models import Base
+
+    problems = []
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            found = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check(20)")]
+            problems += [f"SQLite integrity check: {p}" for p in found if p != "ok"]
+        tables = set(inspect(conn).get_table_names())
+        for t in Base.metadata.sorted_tables:
+            if t.name not in tables:
+                problems.append(f"table {t.name} is missing")
+                continue
+            have = {c["name"] for c in inspect(conn).get_columns(t.name)}
+            missing = [c.name for c in t.columns if c.name not in have]
+            if missing:
+                problems.append(f"table {t.name} lacks columns {', '.join(missing)}")
+    return problems

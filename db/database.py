@@ -43,15 +43,17 @@ class Database:
     """The engine, the read sessions and the write transaction (see the module doc)."""
 
     def __init__(self, url: str | URL, create: bool = False, busy_timeout_s: float | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 populate: Callable[[Session], None] | None = None) -> None:
         """`busy_timeout_s`: how long a write waits for another writer (connect.BUSY_TIMEOUT_S);
-        `clock`: the store's now, an aware UTC time (see the module doc)."""
+        `clock`: the store's now, an aware UTC time (see the module doc); `populate`: with
+        `create`, rows written in the schema's own transaction (migrate.create_schema)."""
         self.clock = clock
         self.busy_timeout_s = connect.BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
         self.engine = make_engine(url, self.busy_timeout_s)
         try:
             if create:
-                create_schema(self.engine)
+                create_schema(self.engine, populate)
             else:
                 check_schema(self.engine)
         except BaseException as e:

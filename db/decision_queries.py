@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 
 from ..engine.vocab import POOL_SOURCES, UNDO, Action, CardKind, Tool
 from .database import CHUNK, Database, chunks
+from . import vote_writes
 from .errors import CardClaimed
-from .models import Claim, CurrentDecision, Decision, Sample, as_utc
-from .writes import DecisionIn, append_decisions, decisions_in_force
+from .models import Claim, CurrentDecision, Decision, Sample, VoteCard, as_utc
+from .writes import DecisionIn, append_decisions, decisions_in_force, recompute_current
 
 
 class DecisionQueries:
@@ -26,12 +27,19 @@ class DecisionQueries:
         self.db = db
         self._decided: tuple[tuple, np.ndarray] | None = None   # see decided_ids
 
-    def record(self, entries: Sequence[DecisionIn], reviewer: str,
-               respect_claims: bool = False) -> tuple[str, dict[int, Decision]]:
+    def record(self, entries: Sequence[DecisionIn], reviewer: str, respect_claims: bool = False,
+               single_holder: bool = False,
+               new_cards: Sequence[VoteCard] = ()) -> tuple[str, dict[int, Decision]]:
         """Append decisions (one batch); return the batch id and, per sample that had one,
         the decision in force that they replace (another reviewer's, perhaps). With
         `respect_claims`, a sample held by another reviewer's claim refuses the batch
-        (CardClaimed), and the reviewer's own claims on the samples are dropped: decided."""
+        (CardClaimed), and the reviewer's own claims on the samples are dropped: decided.
+
+        An entry on a card that takes votes (db/vote_writes.py) is a vote, or the adjudication of
+        a tie; `new_cards` become such cards first (an audit card on its first vote), and the
+        votes settle their cards. `single_holder` (an overlap of K >= 2 is set): no overwrite of
+        another reviewer's decision outside the overlap share. The rules refuse the whole batch
+        (VoteRefused)."""
         def work(s: Session) -> tuple[str, dict[int, Decision]]:
             sample_ids = [e.sample_id for e in entries]
             now = self.db.clock()
@@ -45,10 +53,20 @@ class DecisionQueries:
                     raise CardClaimed(held)
                 for part in chunks(sample_ids):
                     s.execute(delete(Claim).where(Claim.reviewer == reviewer, Claim.sample_id.in_(part)))
-            before = decisions_in_force(s, sample_ids)
+            for card in new_cards:   # unless another transaction made it first
+                if s.get(VoteCard, card.sample_id) is None:
+                    s.add(VoteCard(sample_id=card.sample_id, purpose=card.purpose, votes_needed=card.votes_needed,
+                                   round_id=card.round_id, created_at=now))
+            s.flush()
+            plain, votes = vote_writes.route(s, entries, reviewer, single_holder)
+            before = decisions_in_force(s, [e.sample_id for e in plain])
             replaced = {sid: d for sid, c in before.items()
                         if (d := s.get(Decision, c.decision_id)) is not None}
-            return append_decisions(s, entries, reviewer, now), replaced
+            batch = append_decisions(s, plain, reviewer, now)
+            if votes:
+                vote_writes.cast(s, votes, reviewer, now, batch)
+                vote_writes.settle(s, [e.sample_id for e in votes], now)
+            return batch, replaced
         return self.db.write(work)
 
     def undo_last(self, reviewer: str) -> list[int]:
@@ -190,10 +208,14 @@ def _undo_last(s: Session, reviewer: str, now: datetime) -> list[int]:
     for d in targets:
         s.add(Decision(sample_id=d.sample_id, round_id=d.round_id, action=UNDO,
                        label=None, predicted=d.predicted, undoes=d.id, reviewer=reviewer, batch=batch,
-                       created_at=now))
+                       created_at=now, vote=False))
     s.flush()
-    for sid in {d.sample_id for d in targets}:
-        _recompute_current(s, sid)
+    voted = sorted({d.sample_id for d in targets if d.vote})
+    for sid in voted:   # a vote taken back: the reviewer's vote in force, then the card's outcome
+        vote_writes.restore_vote(s, sid, reviewer)
+    vote_writes.settle(s, voted, now)
+    for sid in {d.sample_id for d in targets if not d.vote}:
+        recompute_current(s, sid)
     return sorted({d.sample_id for d in targets})
 
 
@@ -212,15 +234,3 @@ def _decided_since(s: Session, kept: tuple[tuple, np.ndarray], version: tuple) -
     now = np.fromiter(s.scalars(select(CurrentDecision.sample_id).where(
         CurrentDecision.sample_id.in_(touched.tolist()))), np.int64)
     return np.union1d(np.setdiff1d(ids, touched, assume_unique=True), now)
-
-
-def _recompute_current(s: Session, sample_id: int) -> None:
-    """Set the sample's decision in force to its latest entry that is neither an undo nor undone."""
-    log = list(s.scalars(select(Decision).where(Decision.sample_id == sample_id).order_by(Decision.id.desc())))
-    undone = {d.undoes for d in log if d.undoes is not None}
-    s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id == sample_id))
-    for d in log:
-        if d.action != UNDO and d.id not in undone:
-            s.add(CurrentDecision(sample_id=sample_id, decision_id=d.id, action=d.action, label=d.label,
-                                  predicted=d.predicted, source=d.source))
-            break

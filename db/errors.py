@@ -4,7 +4,7 @@ Each message is one line; the command line prints it as `mersemi: error: <messag
 """
 from __future__ import annotations
 
-from ..engine.errors import MersemiError
+from ..engine.errors import MersemiError, Refusal
 
 
 class StoreError(MersemiError):
@@ -13,6 +13,7 @@ class StoreError(MersemiError):
 
 class StoreBusy(StoreError):
     """A write waited on another writer's lock for longer than the busy timeout."""
+    code = Refusal.BUSY
 
     def __init__(self) -> None:
         super().__init__("database busy, try again")
@@ -20,6 +21,24 @@ class StoreBusy(StoreError):
 
 class StoreUnavailable(StoreError):
     """The database server cannot be reached or refuses the login."""
+    code = Refusal.BUSY   # the server may be back in a moment: try again
+
+
+class StoreNotEmpty(StoreError):
+    """A new store was asked for in a database that already holds tables."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the store (or the server's) is full: the write was rolled back."""
+
+
+class StoreDamaged(StoreError):
+    """The store's file or tables are damaged: `mersemi check DIR` says what and the way out.
+    `reason`: what the database said, for check's own report."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class SchemaError(StoreError):
@@ -45,13 +64,25 @@ class SchemaTooNew(SchemaError):
 
 class CardClaimed(StoreError):
     """A decision on a card that another reviewer holds (it is on their screen)."""
+    code = Refusal.CLAIMED
 
     def __init__(self, sample_ids: list[int]) -> None:
         super().__init__(f"{len(sample_ids)} sample(s) held by another reviewer")
         self.sample_ids = sample_ids
 
 
+class VoteRefused(StoreError):
+    """Votes the rules of voted cards refuse (service/votes.py words them): per sample id, why
+    (a vocabulary of reasons: db/vote_writes.Refusal)."""
+
+    def __init__(self, problems: dict[int, str]) -> None:
+        super().__init__(f"{len(problems)} vote(s) refused")
+        self.problems = problems
+
+
 class RoundBusy(StoreError, RuntimeError):
+    code = Refusal.BUSY
+
     def __init__(self, round_id: int) -> None:
         super().__init__(f"round {round_id} is still running")
         self.round_id = round_id

@@ -10,6 +10,7 @@ schema, and upgraded from there.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -19,11 +20,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, column, insert, inspect, table, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from .connect import (
     check_schema, masked, schema_version, set_sqlite_foreign_keys, sqlite_foreign_key_violations,
 )
-from .errors import SchemaError, SchemaTooNew, StoreError
+from .errors import SchemaError, SchemaTooNew, StoreError, StoreNotEmpty
 from .models import SCHEMA_VERSION, Base, Meta
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -36,16 +38,21 @@ def set_schema_version(op, version: int) -> None:
     op.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(version)))
 
 
-def create_schema(engine: Engine) -> None:
-    """A new store at the current version, in one transaction; refuses a non-empty database."""
+def create_schema(engine: Engine, populate: Callable[[Session], None] | None = None) -> None:
+    """A new store at the current version, and what `populate` adds (a project's classes), in
+    one transaction: a kill leaves the database empty or complete. Refuses a non-empty database."""
     with engine.begin() as conn:
         tables = inspect(conn).get_table_names()
         if tables:
-            raise StoreError(f"{masked(engine.url)} already holds tables ({', '.join(sorted(tables)[:5])}); "
+            raise StoreNotEmpty(f"{masked(engine.url)} already holds tables ({', '.join(sorted(tables)[:5])}); "
                              "give an empty database")
         Base.metadata.create_all(conn)
         _stamp(conn, "head")
         conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+        if populate is not None:
+            with Session(bind=conn) as s:   # joins this transaction: committed with the schema
+                populate(s)
+                s.flush()
 
 
 def upgrade(engine: Engine) -> tuple[int, int]:
@@ -90,6 +97,11 @@ def backup_sqlite(db_file: Path, version: int) -> Path:
             src.backup(dst)
         finally:
             dst.close()
+    except BaseException as e:
+        target.unlink(missing_ok=True)   # a part copy is no backup (a full disk, say)
+        if isinstance(e, sqlite3.Error):
+            raise StoreError(f"cannot write the backup copy {target.name} ({e}); nothing was changed") from None
+        raise
     finally:
         src.close()
     return target

@@ -13,16 +13,16 @@ from datetime import datetime, UTC
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+    JSON, Boolean, false, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
     String, Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ..engine.vocab import LOG_ACTIONS, Action, CardKind, PredictionKind, RoundStatus, Source, Split
+from ..engine.vocab import LOG_ACTIONS, Action, CardKind, PredictionKind, RoundStatus, Source, Split, VotePurpose
 
 # The version the migrations in migrations/versions/ lead to (the head revision's number);
 # the meta table records the version a database is at.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 
@@ -101,7 +101,7 @@ class Round(Base):
     # the round was started (schema 5).
     progress: Mapped[float | None] = mapped_column(Float)
     progress_message: Mapped[str | None] = mapped_column(String(255))
-    # What the policy did to each class's threshold after the round (writes.PolicyChange; schema 7).
+    # What the policy did to each class's threshold after the round (writes.PolicyChange; schema 8).
     threshold_changes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON_VALUE)
 
     __table_args__ = (one_of("status", RoundStatus, "ck_rounds_status"),)
@@ -148,6 +148,11 @@ class Decision(Base):
     source: Mapped[str | None] = mapped_column(String(16))
     card: Mapped[str | None] = mapped_column(String(8))
     confidence: Mapped[float | None] = mapped_column(Float)
+    # Schema 7: a vote on a card that takes several (votes): never the decision in force itself,
+    # which is the consensus of the card's votes; and on a consensus, the votes behind it.
+    vote: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    votes_for: Mapped[int | None] = mapped_column(Integer)
+    votes_cast: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (one_of("action", LOG_ACTIONS, "ck_decisions_action"),
                       one_of("source", Source, "ck_decisions_source"),
@@ -214,3 +219,47 @@ class Claim(Base):
 
     # "claimed by others, not expired" reads this index alone.
     __table_args__ = (Index("ix_claims_expires", "expires_at", "reviewer", "sample_id"),)
+
+
+class VoteCard(Base):
+    """A sample that takes votes rather than one decision (schema 7): a pool card of the overlap
+    share (`votes_needed` votes, the majority is its label), a gold probe (every reviewer may
+    vote once; each vote scores its reviewer) or a gold label under audit (`votes_needed` votes
+    may change it). `round_id`: the round it was picked in."""
+    __tablename__ = "vote_cards"
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(8))
+    votes_needed: Mapped[int] = mapped_column(Integer)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (one_of("purpose", VotePurpose, "ck_vote_cards_purpose"),)
+
+
+class Vote(Base):
+    """Each reviewer's vote in force on a card (schema 7), kept in step with the decision log
+    (an undo takes it back): one per reviewer and sample."""
+    __tablename__ = "votes"
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(128), primary_key=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"))
+    action: Mapped[str] = mapped_column(String(8))
+    label: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))   # the class named (reject: the rejected one)
+
+    __table_args__ = (Index("ix_votes_reviewer", "reviewer", "sample_id"),
+                      one_of("action", Action, "ck_votes_action"))
+
+
+class GoldChange(Base):
+    """A gold label changed by the consensus of an audit card's votes (schema 7), with the label
+    it had: append-only, exported with the labels."""
+    __tablename__ = "gold_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), index=True)
+    old_label: Mapped[int] = mapped_column(ForeignKey("classes.id"))
+    new_label: Mapped[int] = mapped_column(ForeignKey("classes.id"))
+    votes_for: Mapped[int] = mapped_column(Integer)
+    votes_cast: Mapped[int] = mapped_column(Integer)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)

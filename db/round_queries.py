@@ -3,6 +3,8 @@ while it trains, and ends failed, or done in one transaction with its prediction
 decisions and the policy's thresholds."""
 from __future__ import annotations
 
+from collections import Counter
+
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from .database import Database, chunks
 from ..engine.vocab import UNFINISHED, PredictionKind, RoundStatus
-from .errors import RoundBusy
+from .errors import RoundBusy, StoreDamaged
 from .models import Prediction, Round
 from .writes import DecisionIn, PolicyChange, append_decisions, apply_policy
 
@@ -76,6 +78,11 @@ class RoundQueries:
         with self.db.session() as s:
             return s.get(Round, round_id)
 
+    def ids(self) -> list[int]:
+        """Every round's id, without reading the records (`mersemi check` reads them one by one)."""
+        with self.db.session() as s:
+            return list(s.scalars(select(Round.id).order_by(Round.id)))
+
     def current(self) -> Round | None:
         """The latest finished round: its predictions are the ones in force."""
         with self.db.session() as s:
@@ -123,6 +130,11 @@ class RoundQueries:
                              .where(Prediction.round_id == round_id, Prediction.kind == kind)
                              .order_by(Prediction.sample_id)).all()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
+        width = Counter(len(r[1]) for r in rows).most_common(1)[0][0] if rows else 0
+        bad = next((r[0] for r in rows if len(r[1]) != width or width % 4), None)
+        if bad is not None:
+            raise StoreDamaged(f"round {round_id}'s {kind} prediction of sample id {bad} is damaged (a probability "
+                               "vector of the wrong size); `mersemi check DIR` says what else, and the way out")
         probs = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
                  if rows else np.zeros((0, 0), np.float32))
         return ids, probs

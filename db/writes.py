@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from ..engine.vocab import Action, CardKind, Tool, source_of
+from ..engine.vocab import UNDO, Action, CardKind, Source, Tool, source_of
 from .database import chunks
 from .models import CurrentDecision, Decision, Threshold, ThresholdChange
 
@@ -28,6 +28,17 @@ class DecisionIn:
     predicted: int | None = None  # the round's prediction; accept / reject: `label` when not given
     card: CardKind | None = None  # the card it was decided on (engine/selection.card_kind)
     confidence: float | None = None   # the round's confidence in its prediction
+    # Votes (db/vote_writes.py): the source when it is not the action's (consensus, adjudicated),
+    # and on a consensus the votes behind it.
+    source: Source | None = None
+    votes_for: int | None = None
+    votes_cast: int | None = None
+
+    def source_for(self, reviewer: str) -> Source | None:
+        """Where the label comes from: given, or what the action and the reviewer say."""
+        if self.source is not None and self.action != Action.REJECT:
+            return self.source
+        return source_of(self.action, reviewer)
 
     @property
     def predicted_class(self) -> int | None:
@@ -43,13 +54,26 @@ def decisions_in_force(s: Session, sample_ids: list[int]) -> dict[int, CurrentDe
     return out
 
 
-def append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str, now: datetime) -> str:
-    batch = uuid.uuid4().hex
+def log_rows(s: Session, entries: Sequence[DecisionIn], reviewer: str, now: datetime, batch: str,
+             vote: bool = False) -> list[int]:
+    """Append entries to the decision log (`vote`: as votes); their ids, in order."""
+    if not entries:
+        return []
     rows = [{"sample_id": e.sample_id, "round_id": e.round_id, "action": e.action, "label": e.label,
              "predicted": e.predicted_class, "reviewer": reviewer, "note": e.note, "batch": batch,
-             "created_at": now, "source": source_of(e.action, reviewer), "card": e.card,
-             "confidence": e.confidence} for e in entries]
-    ids = list(s.scalars(insert(Decision).returning(Decision.id, sort_by_parameter_order=True), rows))
+             "created_at": now, "source": e.source_for(reviewer), "card": e.card,
+             "confidence": e.confidence, "vote": vote, "votes_for": e.votes_for, "votes_cast": e.votes_cast}
+            for e in entries]
+    return list(s.scalars(insert(Decision).returning(Decision.id, sort_by_parameter_order=True), rows))
+
+
+def append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str, now: datetime,
+                     batch: str | None = None) -> str:
+    """Append decisions, each the one in force on its sample from now on; returns the batch id."""
+    batch = batch or uuid.uuid4().hex
+    if not entries:
+        return batch
+    ids = log_rows(s, entries, reviewer, now, batch)
     sample_ids = [e.sample_id for e in entries]
     for part in chunks(sample_ids):
         s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id.in_(part)))
@@ -57,7 +81,7 @@ def append_decisions(s: Session, entries: Sequence[DecisionIn], reviewer: str, n
     latest = {e.sample_id: (did, e) for did, e in zip(ids, entries)}
     s.execute(insert(CurrentDecision), [
         {"sample_id": sid, "decision_id": did, "action": e.action, "label": e.label,
-         "predicted": e.predicted_class, "source": source_of(e.action, reviewer)} for sid, (did, e) in latest.items()])
+         "predicted": e.predicted_class, "source": e.source_for(reviewer)} for sid, (did, e) in latest.items()])
     return batch
 
 
@@ -97,3 +121,16 @@ def apply_policy(s: Session, round_id: int, proposal: dict[int, float], everyone
             owner = t.updated_by
         out.append(PolicyChange(t.class_id, old, t.value, owner, t.value != old, not (t.policy_may_set or everyone)))
     return out
+
+
+def recompute_current(s: Session, sample_id: int) -> None:
+    """Set the sample's decision in force to its latest entry that is neither an undo nor undone,
+    nor a vote (a voted card's decision in force is its consensus or its adjudication)."""
+    log = list(s.scalars(select(Decision).where(Decision.sample_id == sample_id).order_by(Decision.id.desc())))
+    undone = {d.undoes for d in log if d.undoes is not None}
+    s.execute(delete(CurrentDecision).where(CurrentDecision.sample_id == sample_id))
+    for d in log:
+        if d.action != UNDO and d.id not in undone and not d.vote:
+            s.add(CurrentDecision(sample_id=sample_id, decision_id=d.id, action=d.action, label=d.label,
+                                  predicted=d.predicted, source=d.source))
+            break

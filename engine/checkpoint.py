@@ -7,11 +7,15 @@ read without unpickling code (tensors and plain values only).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .disk import DiskFull, is_full
+from .errors import InputError, one_line
 
 REUSE_FILE = "reuse.pt"
 
@@ -56,12 +60,15 @@ class Checkpoint:
     def load(cls, file: Path) -> Checkpoint:
         state = _load(file)
         # The one reader of every version of the file: keys added later are absent from older ones.
-        optional = {k: state[k] for k in ("temperature", "graph_weight", "fold_key") if k in state}
-        rows, votes = state.get("score_rows"), state.get("fold_votes")
-        return cls(config=state["config"], modalities=dict(state["modalities"]), n_classes=int(state["n_classes"]),
-                   folds=list(state["folds"]), **optional,
-                   score_rows=None if rows is None else rows.numpy().astype(np.int64),
-                   fold_votes=None if votes is None else votes.numpy())
+        try:
+            optional = {k: state[k] for k in ("temperature", "graph_weight", "fold_key") if k in state}
+            rows, votes = state.get("score_rows"), state.get("fold_votes")
+            return cls(config=state["config"], modalities=dict(state["modalities"]),
+                       n_classes=int(state["n_classes"]), folds=list(state["folds"]), **optional,
+                       score_rows=None if rows is None else rows.numpy().astype(np.int64),
+                       fold_votes=None if votes is None else votes.numpy())
+        except (KeyError, TypeError, AttributeError, ValueError) as e:   # loads, but is not a round's
+            raise _damaged(file, e) from None
 
     def votes_for(self, rows: np.ndarray) -> np.ndarray | None:
         """[len(rows), K] int: each fold model's predicted class for global `rows` (-1 where the
@@ -103,24 +110,48 @@ class Reusable:
         if not Path(file).is_file():
             return None
         saved = _load(file)
-        g = saved["graph"]
-        graph = None if g is None else sp.csr_matrix((g["data"].numpy(), g["indices"].numpy(), g["indptr"].numpy()),
-                                                     shape=tuple(g["shape"]))
-        return cls(saved["reuse_key"], saved["pretrained"], graph)
+        try:
+            g = saved["graph"]
+            graph = None if g is None else sp.csr_matrix(
+                (g["data"].numpy(), g["indices"].numpy(), g["indptr"].numpy()), shape=tuple(g["shape"]))
+            return cls(saved["reuse_key"], saved["pretrained"], graph)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise _damaged(file, e) from None
 
 
 def _save(state: dict, file: Path) -> None:
-    """`state` to `file` through a temporary file beside it: whole or not at all."""
+    """`state` to `file` through a temporary file beside it: whole or not at all; the temporary
+    file removed when the write fails (a full disk: DiskFull, one line)."""
     import torch
 
     file = Path(file)
     tmp = file.with_suffix(".tmp")
-    torch.save(state, tmp)
+    try:
+        with open(tmp, "wb") as f:   # a file object: a full disk is an OSError, not torch's RuntimeError
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if is_full(e):
+            raise DiskFull(f"{file.parent}: no space left on the disk for {file.name}; it was not kept "
+                           "(free some space there and try again)") from None
+        raise
     tmp.replace(file)
 
 
 def _load(file: Path) -> dict:
-    """weights_only: a checkpoint never runs code when read."""
+    """weights_only: a checkpoint never runs code when read. A damaged file is one line naming it."""
     import torch
 
-    return torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:   # truncated, garbled, not a checkpoint: one line naming it, and the way out
+        raise _damaged(file, e) from None
+
+
+def _damaged(file: Path, e: Exception) -> InputError:
+    return InputError(f"{file}: damaged checkpoint ({one_line(e)[:160]}); delete it and the next round "
+                      "trains without it (the predictions in force stay)")

@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 from .errors import MersemiError, one_line, shown
 from .thresholds import Policy, TargetPer, check_target_precision
 from .vocab import MER2024_CLASSES
+from .votes import Disagreement, VoteWeights
 
 
 class ConfigError(MersemiError, ValueError):
@@ -237,6 +238,17 @@ class SelfTrainingConfig(_Section):
                               f"({', '.join(classes)})")
 
 
+class VotesConfig(_Section):
+    disagreement: Disagreement = Field(
+        description="what training makes of a card's votes (mersemi overlap): hold_out trains the majority of its "
+                    "K votes as a hard label and keeps a tie out until it is adjudicated; soft trains every card "
+                    "with all its votes on their distribution (the tie too, until adjudicated)")
+    weights: VoteWeights = Field(
+        description="equal: every vote counts the same; probes: each vote counts by its reviewer's accuracy on the "
+                    "gold probes (a one-coin Dawid-Skene posterior; with hold_out its single most likely class "
+                    "trains)")
+
+
 class Config(_Section):
     seed: int = Field(ge=0, le=2**32 - 1, description="seed of every random draw of a round")
     device: Literal["auto", "cpu", "cuda"] = Field(description="where a round trains: auto (CUDA when present), "
@@ -252,6 +264,7 @@ class Config(_Section):
     propagation: PropagationConfig
     loss: LossConfig
     self_training: SelfTrainingConfig
+    votes: VotesConfig
 
     @model_validator(mode="after")
     def _baseline_has_no_contrastive_heads(self) -> Config:

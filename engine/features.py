@@ -59,15 +59,18 @@ def _host_tag(host: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]", "_", host)  # no '-': it separates the parts of a staging name
 
 
+def dead_staging(folder: Path, keep: str | None = None) -> list[Path]:
+    """The staging folders of imports whose process is gone (SIGKILL, power loss), except `keep`."""
+    return [path for path in Path(folder).glob(f"{_STAGING_PREFIX}*")
+            if path.name != keep and not staging_is_live(path.name)]
+
+
 def remove_dead_staging(folder: Path, keep: str | None = None) -> list[str]:
-    """Delete the staging folders of imports whose process is gone (SIGKILL, power loss),
-    except `keep`; returns their names."""
-    removed = []
-    for path in Path(folder).glob(f"{_STAGING_PREFIX}*"):
-        if path.name != keep and not staging_is_live(path.name):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path.name)
-    return removed
+    """Delete the staging folders of dead imports (dead_staging); returns their names."""
+    removed = dead_staging(folder, keep)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return [path.name for path in removed]
 
 
 def publish_staged(folder: Path, staging: str, moved: list[Path] | None = None) -> None:
@@ -148,6 +151,18 @@ class FeatureStore:
             raise InputError(f"{path}: expected {manifest['dtype']} {expected}, found {m.dtype} {m.shape}"
                              f" (the features folder was changed after import)")
         return m
+
+    def check_finite(self, block_rows: int = 16384) -> None:
+        """InputError naming the first matrix and row holding NaN or inf: the import refuses
+        them, so the file was changed since (training on it writes NaN predictions)."""
+        for name in self.modalities:
+            m = self.matrix(name)
+            for start in range(0, m.shape[0], block_rows):
+                ok = np.isfinite(m[start:start + block_rows]).all(axis=1)
+                if not ok.all():
+                    raise InputError(f"{self.folder / (name + '.npy')}: row {start + int(np.argmin(ok))} holds NaN or "
+                                     "inf (the file was changed after import); import the features again "
+                                     "into a new project")
 
     def matrices(self) -> dict[str, np.memmap]:
         """Every modality's matrix, in manifest order (what the trainer takes)."""
@@ -300,6 +315,13 @@ class NpyRowFile:
         m = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=(n_rows, dim))
         self.offset = int(m.offset)
         del m
+        # Reserve every block now: a sparse file on a disk that fills up kills the process with
+        # SIGBUS at the first page it cannot back; here that is an OSError (ENOSPC) instead.
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, self.offset + n_rows * dim * self.dtype.itemsize)
+        finally:
+            os.close(fd)
 
     def write(self, start: int, block: np.ndarray) -> None:
         if block.shape[0] == 0:

@@ -22,6 +22,7 @@ class LabeledRows(Protocol):
     extra_rows: np.ndarray
     extra_labels: np.ndarray
     extra_from_model: np.ndarray | None
+    extra_targets: np.ndarray | None
 
 
 @dataclass
@@ -29,6 +30,9 @@ class Fold:
     train_rows: np.ndarray    # global rows: the fold's gold training rows, then every extra row
     train_labels: np.ndarray
     eval_pos: np.ndarray      # positions into gold_rows/gold_labels held out in this fold
+    # per training row the class distribution it trains on, when extra rows have their own
+    # (LabeledRows.extra_targets; gold rows one-hot); None: train_labels alone
+    train_targets: np.ndarray | None = None
 
 
 MIN_GOLD_PER_CLASS = 2
@@ -92,9 +96,13 @@ def make_folds(data: LabeledRows, n_classes: int, k: int, seed: int, votes: np.n
     folds = []
     for fold, (tr, ev) in enumerate(splits):
         keep = extra_in_fold(data, fold, votes)
+        targets = None
+        if data.extra_targets is not None:
+            targets = np.concatenate([np.eye(n_classes, dtype=np.float32)[data.gold_labels[tr]],
+                                      data.extra_targets[keep]]).astype(np.float32)
         folds.append(Fold(train_rows=np.concatenate([data.gold_rows[tr], data.extra_rows[keep]]).astype(np.int64),
                           train_labels=np.concatenate([data.gold_labels[tr], data.extra_labels[keep]]).astype(np.int64),
-                          eval_pos=ev))
+                          eval_pos=ev, train_targets=targets))
     return folds
 
 

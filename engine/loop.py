@@ -70,6 +70,9 @@ class Labels:
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sources: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
+    # Per row, the class distribution it trains on (a card's votes, service/votes.py); None:
+    # each row trains on its label alone.
+    targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name, dtype in (("rows", np.int64), ("labels", np.int64), ("sources", object)):
@@ -77,6 +80,8 @@ class Labels:
         if not len(self.rows) == len(self.labels) == len(self.sources):
             raise InputError(f"labels: {len(self.rows)} rows, {len(self.labels)} labels and {len(self.sources)} "
                              "sources; one each per row")
+        if self.targets is not None and len(self.targets) != len(self.rows):
+            raise InputError(f"labels: {len(self.rows)} rows and {len(self.targets)} target distributions")
 
     @property
     def from_model(self) -> np.ndarray:
@@ -84,11 +89,16 @@ class Labels:
 
     def human(self) -> Labels:
         keep = np.isin(self.sources, HUMAN_SOURCES)
-        return Labels(self.rows[keep], self.labels[keep], self.sources[keep])
+        return Labels(self.rows[keep], self.labels[keep], self.sources[keep],
+                      None if self.targets is None else self.targets[keep])
 
     def plus(self, rows: np.ndarray, labels: np.ndarray, source: Source) -> Labels:
+        targets = self.targets
+        if targets is not None:   # the new rows train on their label alone
+            one_hot = np.eye(targets.shape[1], dtype=np.float32)[np.asarray(labels, np.int64)]
+            targets = np.concatenate([targets, one_hot])
         return Labels(np.r_[self.rows, rows], np.r_[self.labels, labels],
-                      np.r_[self.sources, np.full(len(rows), source, object)])
+                      np.r_[self.sources, np.full(len(rows), source, object)], targets)
 
     def human_digest(self) -> str:
         """A fingerprint of the human labels: two rounds with the same one differ only by the
@@ -283,6 +293,7 @@ class SelfTrainer:
                       extra_rows=labels.rows, extra_labels=labels.labels,
                       pretrain_rows=np.concatenate([data.gold_rows, data.pool_rows]), pool_rows=data.pool_rows,
                       test_rows=data.test_rows, test_labels=data.test_labels, extra_from_model=labels.from_model,
+                      extra_targets=labels.targets,
                       prior=self._prior(labels))
         result = (self.train or _train_round())(ts, C, self.config, progress)
         new = 0 if choice is None else len(choice.rows)

@@ -161,7 +161,10 @@ def finetune(model: Model, bank: FeatureBank, fold: Fold, eval_rows: np.ndarray,
     weights = {"ce": lc.ce, "imcl_ae": lc.imcl_ae, "imcl_ne": lc.imcl_ne}
     opt = torch.optim.Adam(model.parameters(), lr=fc.lr, weight_decay=fc.weight_decay, fused=True)
     train_local = torch.as_tensor(bank.local(fold.train_rows), device=bank.device)
-    train_y = torch.as_tensor(fold.train_labels, device=bank.device)
+    # class distributions where a fold has them (votes as soft targets: cross-entropy takes
+    # probabilities as well as class ids), the class ids otherwise
+    train_y = torch.as_tensor(fold.train_labels if fold.train_targets is None else fold.train_targets,
+                              device=bank.device)
     best_score, best_state, best_epoch, best_probs, stale, samples = -np.inf, None, 0, None, 0, 0
     # min_steps is for a whole fit: a warm start's fewer epochs take their share of it
     min_len = _min_epoch_samples(fc.min_steps * epochs // fc.epochs, epochs, fc.batch_size)

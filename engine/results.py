@@ -113,6 +113,10 @@ class Composition(Record):
     relabeled_per_class: dict[str, int] | None = None
     labeled: int | None = None
     labeled_per_class: dict[str, int] | None = None
+    consensus: int | None = None          # votes (issue 27): a card's majority of K votes
+    consensus_per_class: dict[str, int] | None = None
+    adjudicated: int | None = None
+    adjudicated_per_class: dict[str, int] | None = None
     pseudo: int | None = None
     pseudo_per_class: dict[str, int] | None = None
     pseudo_new: int | None = None

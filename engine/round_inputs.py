@@ -30,6 +30,10 @@ class TrainSet:
     # Per extra row: its label came from the model (an accepted pseudo-label). Such rows train
     # the folds but do not seed the graph, which spreads human labels only. None: none did.
     extra_from_model: np.ndarray | None = None
+    # Per extra row, the class distribution it trains on ([len(extra_rows), C], rows summing to 1):
+    # the votes of a card that several reviewers labeled (service/votes.py). None: each extra row
+    # trains on its label alone (one-hot), as every round did before votes.
+    extra_targets: np.ndarray | None = None
     # What the round may take from the round in force before it (Prior); None: nothing.
     prior: Prior | None = None
 
@@ -81,6 +85,14 @@ def validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, lis
             raise InputError(f"extra_from_model: expected {len(data.extra_rows)} booleans (one per extra row), "
                              f"got {mask.dtype} {list(mask.shape)}")
         data = dataclasses.replace(data, extra_from_model=mask)
+    if data.extra_targets is not None:
+        targets = np.asarray(data.extra_targets, np.float32)
+        if targets.shape != (len(data.extra_rows), n_classes) or not np.all(np.isfinite(targets)) or \
+                (targets < 0).any() or not np.allclose(targets.sum(1), 1.0, atol=1e-4):
+            raise InputError(f"extra_targets: expected one class distribution per extra row "
+                             f"[{len(data.extra_rows)}, {n_classes}] (finite, >= 0, rows summing to 1), got "
+                             f"{targets.dtype} {list(targets.shape)}")
+        data = dataclasses.replace(data, extra_targets=targets)
     votes = None if data.prior is None else data.prior.fold_votes
     if votes is not None:
         votes = np.asarray(votes)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .vocab import CardKind, QueueKind
+from .vocab import POOL_QUEUES, CardKind, QueueKind
 
 
 def reaches_threshold(pred, conf, thresholds) -> np.ndarray:
@@ -144,8 +144,8 @@ def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
     the queue. `cls` keeps one predicted class; `min_confidence` drops samples below it.
     This runs on every key press of the review page: `pred` and `conf` (argmax and max of
     `probs`) and `orders` (queue_orders of the same arguments) spare recomputing them."""
-    if kind not in tuple(QueueKind):
-        raise ValueError(f"queue kind must be one of {', '.join(QueueKind)}, got {kind!r}")
+    if kind not in POOL_QUEUES:   # the queues of voted cards are service/vote_queues.py's
+        raise ValueError(f"queue kind must be one of {', '.join(POOL_QUEUES)}, got {kind!r}")
     th = np.asarray(thresholds, np.float64)
     if len(probs) == 0:
         return ReviewQueue(np.zeros(0, np.int64), np.zeros(0, bool), probs, th)

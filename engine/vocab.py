@@ -53,9 +53,12 @@ class Source(StrEnum):
     RELABELED = "relabeled"    # a person changed a verify card's class
     LABELED = "labeled"        # a person gave a class to an uncertain (or any) pool sample
     PSEUDO = "pseudo"          # the tool accepted the prediction (reviewer `auto`)
+    CONSENSUS = "consensus"    # the majority of a card's K votes (reviewer `consensus`, with its vote count)
+    ADJUDICATED = "adjudicated"  # a tie of votes decided by a reviewer who did not vote
 
 
-HUMAN_SOURCES = (Source.VERIFIED, Source.RELABELED, Source.LABELED)   # every class a person gave
+# every class a person gave (consensus and adjudication are people's too)
+HUMAN_SOURCES = (Source.VERIFIED, Source.RELABELED, Source.LABELED, Source.CONSENSUS, Source.ADJUDICATED)
 POOL_SOURCES = (*HUMAN_SOURCES, Source.PSEUDO)   # every source of a pool sample's label (all but gold)
 
 
@@ -66,6 +69,7 @@ class Tool(StrEnum):
     INIT = "init"                  # a new project's thresholds
     SUGGEST = "suggest"
     PAPER_PRESET = "paper preset"
+    CONSENSUS = "consensus"        # records the majority of a card's votes
 
 
 RESERVED_NAMES = tuple(Tool)
@@ -85,6 +89,26 @@ class QueueKind(StrEnum):
     BOTH = "both"
     LABEL = "label"            # below threshold: give them a class
     VERIFY = "verify"          # candidates, at or above threshold: accept or reject
+    ADJUDICATE = "adjudicate"  # cards whose votes tie: decided by a reviewer who did not vote
+    AUDIT = "audit"            # gold labels the round's out-of-fold probabilities flag as likely wrong
+
+
+POOL_QUEUES = (QueueKind.BOTH, QueueKind.LABEL, QueueKind.VERIFY)   # the queues of the round's pool cards
+
+
+class VotePurpose(StrEnum):
+    """Why a card takes votes rather than one decision (service/votes.py)."""
+    OVERLAP = "overlap"        # a pool card in the overlap share: K votes, the majority is the label
+    PROBE = "probe"            # a gold sample shown as an ordinary card: each vote scores its reviewer
+    AUDIT = "audit"            # a gold label flagged as likely wrong: K votes may change it
+
+
+class CardState(StrEnum):
+    """Where a voted card stands (service/votes.card_states)."""
+    OPEN = "open"              # votes to come
+    CONSENSUS = "consensus"    # a majority of its K votes
+    TIE = "tie"                # K votes, no majority: waits for an adjudication
+    ADJUDICATED = "adjudicated"
 
 
 DEFAULT_QUEUE = QueueKind.BOTH   # the queue the app, `mersemi queue` and the API show unless asked

@@ -18,21 +18,23 @@ from pathlib import Path
 from typing import Literal, overload
 
 from ..engine.config import presets
-from ..engine.errors import shown
+from ..engine.errors import Refusal, shown
 from ..engine.processes import dead_on_this_host, this_process
-from ..engine.vocab import DEFAULT_QUEUE, Action, QueueKind, Tool
+from ..engine.vocab import DEFAULT_QUEUE, Action, QueueKind, Tool, VotePurpose
 
 from .clips import ClipShelf
 from .decisions import find as find_decisions, review_check, reviewers as reviewer_counts, sample_card
 from .exports import export as write_export
+from .errors import NoRound
 from .project import DecisionRequest, Project, ProjectError
-from .refusals import refusals
+from .refusals import refused, refusals
 from .review import (
-    RoundView, class_table, media_file, paper_preset, queue_page, queue_position, round_view,
+    RoundView, class_table, media_file, open_mask, paper_preset, queue_page, queue_position, round_view,
     split_histogram, suggest_thresholds,
 )
 from .training_actions import TrainingActions
 from .values import MAX_REVIEWER, flag, mapping, number, person, text
+from .vote_actions import VoteActions
 
 EMPTY_QUEUE = {  # what an empty queue means, and what to do
     "verify": "no undecided candidates pass the thresholds in this filter: lower a threshold, "
@@ -40,6 +42,8 @@ EMPTY_QUEUE = {  # what an empty queue means, and what to do
     "label": "no undecided sample below its threshold in this filter: verify the candidates "
              "(verify queue), or raise a threshold",
     "both": "no undecided pool sample in this filter",
+    "adjudicate": "no tie of votes waits for a reviewer who did not vote on it",
+    "audit": "no gold label is flagged for an audit, or you voted on every flagged one",
 }
 
 EXPORTS = {  # choice -> (what, format, file suffix)
@@ -47,6 +51,7 @@ EXPORTS = {  # choice -> (what, format, file suffix)
     "labels_mertools": ("labels", "mertools", ".npz"),
     "decisions": ("decisions", "csv", ".csv"),
     "predictions": ("predictions", "csv", ".csv"),
+    "gold_changes": ("gold_changes", "csv", ".csv"),
 }
 
 
@@ -80,6 +85,7 @@ class AppActions:
     def __init__(self, project: Project, presets: dict[str, Path] | None = None, nproc: int = 1) -> None:
         self.project = project
         self.training = TrainingActions(project, presets or default_presets(), nproc)
+        self.votes = VoteActions(project)
         self.clips = ClipShelf()  # the only files the server serves: copies of the cards' clips
         # Set by the app when the server has logins: every action then records the login of
         # the request (LOGIN) as its reviewer, never a name the client sends.
@@ -90,8 +96,11 @@ class AppActions:
 
     def endpoint(self, name: str) -> Callable[..., dict]:
         """The action behind the API endpoint `name`: a training one (TrainingActions.ENDPOINTS)
-        is `self.training`'s, any other this object's."""
-        return getattr(self.training if name in TrainingActions.ENDPOINTS else self, name)
+        is `self.training`'s, a vote one (VoteActions.ENDPOINTS) `self.votes`'s, any other this
+        object's."""
+        owner = (self.training if name in TrainingActions.ENDPOINTS else
+                 self.votes if name in VoteActions.ENDPOINTS else self)
+        return getattr(owner, name)
 
     # ------------------------------------------------------------------ overview
     @refusals
@@ -203,7 +212,7 @@ class AppActions:
             # Another reviewer may have claimed a card since the queue was read: the first one
             # still free is held, in one write transaction.
             held = self.project.store.claims.take_first([c.sample_id for c in page], reviewer, self.claim_s,
-                                                        server=self.server)
+                                                        server=self.server, adjudicate=kind == QueueKind.ADJUDICATE)
             skipped = [c.sample_id for c in page].index(held) if held is not None else 0
             page = [c for c in page if c.sample_id == held]
             offset += skipped
@@ -231,7 +240,8 @@ class AppActions:
                 "predicted": classes[c.predicted],
                 "confidence": round(float(c.confidence), 6),
                 "probs": {name: round(float(p), 6) for name, p in zip(classes, c.probs)},
-                "media": str(self.clips.serve(path)) if path else None, "media_kind": kind}
+                "media": str(self.clips.serve(path)) if path else None, "media_kind": kind,
+                "votes": list(c.votes), "gold": None if c.gold is None else classes[c.gold]}
 
     @refusals
     def decide(self, name: str, action: str, label: str = "", reviewer: str = "") -> dict:
@@ -249,11 +259,15 @@ class AppActions:
             action = Action.ACCEPT
         label_out = label if action in (Action.RELABEL, Action.LABEL) else None
         message = _decision_message(name, action, label_out, out["replaced"])
+        vote = out.get("votes", {}).get(name)
+        if vote is not None:
+            message += f" ({vote['purpose']} card: {vote['votes']} vote(s)" + \
+                (f" of {vote['needed']}, {vote['state']})" if vote["purpose"] != VotePurpose.PROBE else ")")
         if as_accept:
             message += f" ({label} is the predicted class: a relabel to it is recorded as an accept)"
         return {"ok": True, "name": name, "action": action, "label": label_out,
                 "round": out["round"], "reviewer": reviewer, "replaced": out["replaced"],
-                "relabel_as_accept": as_accept, "message": message}
+                "relabel_as_accept": as_accept, "vote": vote, "message": message}
 
     @refusals
     def undo(self, reviewer: str = "") -> dict:
@@ -275,10 +289,12 @@ class AppActions:
         return queue_position(self.project, sample_id, cls, min_confidence, kind=self._queue_kind(kind),
                               reviewer=reviewer or None, view=snap.view, thresholds=snap.thresholds)
 
-    def position_of_name(self, name: str, cls: str, min_confidence: float, kind: str = "") -> int | None:
-        """Where a sample named `name` stands in a queue now (None: not in it, or no round)."""
+    def position_of_name(self, name: str, cls: str, min_confidence: float, kind: str = "",
+                         reviewer: str = "") -> int | None:
+        """Where a sample named `name` stands in a queue now, as `reviewer` sees it (None: not in
+        it, or no round)."""
         found = self.project.store.samples.by_name([name]).get(name) if isinstance(name, str) else None
-        return None if found is None else self.position_of(found[0], cls, min_confidence, kind=kind)
+        return None if found is None else self.position_of(found[0], cls, min_confidence, reviewer, kind=kind)
 
     @refusals
     def accept_all(self, cls: str = "all", min_confidence: float = 0.0, reviewer: str = "",
@@ -296,8 +312,8 @@ class AppActions:
         if count == 0:
             raise ProjectError("no undecided candidates pass the thresholds in this filter")
         if expected != count:
-            return {"ok": False, "count": count, "needs_confirmation": True,
-                    "error": f"{count} candidates would be accepted; confirm with expected={count}"}
+            return refused(f"{count} candidates would be accepted; confirm with expected={count}",
+                           Refusal.CONFIRM) | {"count": count, "needs_confirmation": True}
         page, _ = self._page(snap, cls, min_confidence, 0, count, reviewer)
         requests = [DecisionRequest(c.name, Action.ACCEPT) for c in page]
         out = self.project.decide(requests, reviewer, source="accept all", round_id=snap.round_id,
@@ -339,7 +355,7 @@ class AppActions:
         rnd = self.project.store.rounds.current()
         if rnd is None:
             if required:
-                raise ProjectError("no finished round yet: train round 0 on the Train tab first")
+                raise NoRound("no finished round yet: train round 0 on the Train tab first")
             return None
         return Snapshot(rnd.id, round_view(self.project, rnd.id), self.project.store.thresholds.values())
 
@@ -361,21 +377,25 @@ class AppActions:
     # ------------------------------------------------------------------ what a page polls and shows
     @refusals
     def changes(self) -> dict:
-        """Marks that change with every write a page shows (decisions, thresholds, rounds and
-        the training here): a page polls this and redraws only what changed."""
+        """Marks that change with every write a page shows (decisions, thresholds, rounds, the
+        round in force, the samples) and with a round's training (every second while one runs,
+        here or elsewhere): a page polls this and redraws only what changed."""
         self.project.mark_dead_rounds_failed()  # a round whose process was killed stops showing "running"
-        return {"ok": True, "training": self.training.version()} | self.project.store.change_marks()
+        training = self.training.training_status().get("version")
+        return {"ok": True, "training": training} | self.project.store.change_marks()
 
     @refusals
     def histograms(self) -> dict:
         """Per class, the current round's pool confidences predicted as that class in bins over
-        [1/C, 1], split at the class's threshold: edges, below, above (decided samples too)."""
+        [1/C, 1]: edges; undecided samples below the class's threshold (`below`) and at or above
+        it (`candidates`); `decided` samples apart."""
         snap = self._snapshot()
+        undecided = open_mask(self.project, snap.view)
         out = []
         for c, name in enumerate(self.project.classes):
-            edges, below, above = split_histogram(snap.view, c, snap.thresholds[c])
+            edges, below, candidates, decided = split_histogram(snap.view, c, snap.thresholds[c], undecided)
             out.append({"class": name, "threshold": snap.thresholds[c], "edges": [round(float(e), 6) for e in edges],
-                        "below": below.tolist(), "above": above.tolist()})
+                        "below": below.tolist(), "candidates": candidates.tolist(), "decided": decided.tolist()})
         return {"ok": True, "round": snap.round_id, "classes": out}
 
     @refusals

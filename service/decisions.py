@@ -10,7 +10,7 @@ from ..engine.selection import card_kind, card_reason
 from ..engine.vocab import LOG_ACTIONS, Split
 
 from .project import Project, ProjectError
-from .review import Card, round_view, wilson_interval
+from .review import THIN, Card, round_view, wilson_interval
 
 MAX_ROWS = 1000   # a page of the log
 
@@ -46,7 +46,8 @@ def reviewers(project: Project) -> list[dict]:
 def review_check(project: Project) -> list[dict]:
     """Per class the model predicted: the verify cards people decided (in force), how many they
     accepted, the accepted share with its 95 % Wilson interval, and the precision the model
-    claimed for those cards (their mean confidence then). `verdict`: whether the claim lies
+    claimed for those cards (their mean confidence then), and whether so few cards make the
+    share `thin` (under review.THIN: its interval is wide). `verdict`: whether the claim lies
     inside the interval ("consistent"), above it ("overconfident") or below ("underconfident");
     None without cards."""
     by_class: dict[int, list[tuple[bool, float]]] = {}
@@ -66,7 +67,7 @@ def review_check(project: Project) -> list[dict]:
         out.append({"class": name, "cards": n, "accepted": accepted,
                     "accepted_share": accepted / n if n else None,
                     "interval": None if interval is None else [round(interval[0], 4), round(interval[1], 4)],
-                    "claimed_precision": claimed, "verdict": verdict})
+                    "claimed_precision": claimed, "verdict": verdict, "thin": 0 < n < THIN})
     return out
 
 

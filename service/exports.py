@@ -1,19 +1,24 @@
-"""Exports: labels (gold + relabel + accepted), the latest predictions, the decision log."""
+"""Exports: labels (gold + relabel + accepted), the latest predictions, the decision log (votes and
+consensus included), the gold labels an audit changed. A CSV's text cells are made safe to open in
+a spreadsheet (service/spreadsheet.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
+from ..engine.disk import FILE_MARGIN, require_space
 from ..engine.errors import shown
 from ..engine.safe_files import check_writable_target, write_atomically
 from ..engine.vocab import PredictionKind, Source, Split
 
+from .errors import NoRound
 from .project import Project, ProjectError
+from .spreadsheet import safe_frame
 
-WHAT = ("labels", "predictions", "decisions")
+WHAT = ("labels", "predictions", "decisions", "gold_changes")
 
 
 def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> dict:
@@ -32,10 +37,18 @@ def export(project: Project, what: str, out: str | Path, fmt: str = "csv") -> di
             return {"path": str(out), "rows": len(df)}
     elif what == "predictions":
         df = predictions_frame(project)
+    elif what == "gold_changes":
+        df = gold_changes_frame(project)
     else:
         df = decisions_frame(project)
-    write_atomically(out, "--out", lambda f: df.to_csv(f, index=False))
+    data = safe_frame(df).to_csv(index=False).encode()  # a note "=HYPERLINK(...)" is text, never run
+    require_space(out.parent, len(data), "the export", margin=FILE_MARGIN)
+    write_atomically(out, "--out", lambda f: _write_all(f, data))
     return {"path": str(out), "rows": len(df)}
+
+
+def _write_all(f: IO[bytes], data: bytes) -> None:
+    f.write(data)
 
 
 def output_path(project: Project, out: str | Path) -> Path:
@@ -79,7 +92,7 @@ def predictions_frame(project: Project) -> pd.DataFrame:
     """The current round's predictions for the pool and the test split."""
     rnd = project.store.rounds.current()
     if rnd is None:
-        raise ProjectError("no finished round yet: nothing to export")
+        raise NoRound("no finished round yet: nothing to export")
     frames = []
     for kind, split in ((PredictionKind.POOL, Split.UNLABELED), (PredictionKind.TEST, Split.TEST)):
         ids, probs = project.store.rounds.predictions(rnd.id, kind)
@@ -106,9 +119,19 @@ def decisions_frame(project: Project) -> pd.DataFrame:
         "round": d.round_id, "decision": d.action,
         "label": None if d.label is None else classes[d.label], "undoes": d.undoes,
         "source": d.source, "card": d.card, "confidence": d.confidence,
-        "reviewer": d.reviewer, "note": d.note, "batch": d.batch,
+        "reviewer": d.reviewer, "note": d.note, "batch": d.batch, "vote": d.vote,
+        "votes_for": d.votes_for, "votes_cast": d.votes_cast,
     } for d in log], columns=["id", "time", "name", "round", "decision", "label", "source", "card", "confidence",
-                              "undoes", "reviewer", "note", "batch"])
+                              "undoes", "reviewer", "note", "batch", "vote", "votes_for", "votes_cast"]).astype(
+        {"round": "Int64", "undoes": "Int64"})   # ids stay whole numbers beside empty cells
+
+
+def gold_changes_frame(project: Project) -> pd.DataFrame:
+    """Every gold label an audit's consensus changed: name, old_label, new_label, the votes, when."""
+    from .audit import gold_changes
+
+    return pd.DataFrame(gold_changes(project), columns=["name", "old_label", "new_label", "votes_for",
+                                                        "votes_cast", "round", "at", "note"])
 
 
 def _write_mertools(project: Project, labels: pd.DataFrame, out: Path) -> None:

@@ -12,10 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..db.store import Store
+from ..engine.disk import require_space
 from ..engine.crashpoints import crash_point
 from ..engine.errors import InputError, shown
-from ..engine.features import FeatureWriter, process_may_run, publish_staged, remove_dead_staging
+from ..engine.features import FeatureWriter, dead_staging, process_may_run, publish_staged, remove_dead_staging
 
 from .errors import ProjectError
 
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
     from ..engine.importers import ImportPlan
     from ..engine.progress import ProgressFn
 
+# A sample's rows in the store (name, text, media path, indexes), for the free-space check.
+_DB_ROW_BYTES = 600
 PENDING_IMPORT = "import_pending"  # meta key: JSON of an import between its samples and its features
 
 
@@ -67,6 +72,8 @@ class ProjectImport:
         try:
             plan = make_plan()
             plan.check_trainable(self.classes)
+            row_bytes = sum(plan.modalities.values()) * np.dtype(dtype).itemsize + _DB_ROW_BYTES
+            require_space(self.root / "features", len(plan.names) * row_bytes, "the import's features and samples")
             with FeatureWriter(self.root / "features", len(plan.names), plan.modalities, dtype) as writer:
                 plan.write_features(writer, progress)
                 staging = writer.stage()
@@ -104,6 +111,21 @@ class ProjectImport:
     def _record_import(self, pending: dict) -> None:
         self.store.meta.set(media_root=pending["media_root"], import_source=pending["source"],
                             **{PENDING_IMPORT: ""})
+
+    def pending_repairs(self) -> list[str]:
+        """What `finish_interrupted` would do, said without doing it (status writes nothing)."""
+        notes, later = [], "the next command that writes"
+        features = self.root / "features"
+        raw = self.store.meta.get(PENDING_IMPORT)
+        pending = json.loads(raw) if raw else None
+        if pending and not process_may_run(pending["host"], pending["pid"]):
+            n, who = self.store.samples.count(), f"process {pending['pid']}"
+            notes.append(f"an import ({who}) was interrupted before its samples were written: nothing was "
+                         f"imported; {later} removes what it left (run the import again)" if n == 0 else
+                         f"an import ({who}) was interrupted after its {n} samples were written; {later} finishes it")
+        if features.is_dir() and (dead := dead_staging(features, keep=pending["staging"] if pending else None)):
+            notes.append(f"{len(dead)} staging folder(s) of killed imports in {features}; {later} removes them")
+        return notes
 
     def finish_interrupted(self) -> list[str]:
         """Repair what a killed import left behind; returns what was done, for the user."""

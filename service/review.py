@@ -19,20 +19,22 @@ from ..engine.config import Config, load_config, preset_path
 from ..engine.loop import Choice, InForce, Labels, SelfTrainer
 from ..engine.thresholds import check_target_precision, quantize
 from ..engine.vocab import (
-    DEFAULT_QUEUE, POOL_SOURCES, Action, CardKind, QueueKind, Split, media_kind,
+    DEFAULT_QUEUE, POOL_QUEUES, POOL_SOURCES, Action, QueueKind, Split, media_kind,
 )
 
+from .errors import NoRound
 from .project import Project, ProjectError
 from .round_views import HIST_BINS, RoundView, round_view
+from .votes import tool_closed
 
-# "both": the least sure first, then the riskiest candidates, so the queue never runs dry
-# (bench/results/README.md compares it with the verify queue).
+THIN = 30   # a share or a precision resting on fewer samples than this is marked thin where it is shown
 
 
-def open_mask(project: Project, view: RoundView, reviewer: str | None = None) -> np.ndarray:
-    """Pool samples still open to a decision: no decision in force and, when `reviewer` is
-    given, not held by another reviewer's claim."""
-    closed = project.store.decisions.decided_ids()
+def open_mask(project: Project, view: RoundView, reviewer: str | None = None, tool: bool = False) -> np.ndarray:
+    """Pool samples still open to a decision: no decision in force, not a voted card with all
+    its votes and, when `reviewer` is given, not voted on by them nor held by another
+    reviewer's claim. `tool` (the automatic step): no overlap card either, people vote on those."""
+    closed = np.union1d(project.store.decisions.decided_ids(), project.store.votes.closed(reviewer, tool))
     if reviewer:
         closed = np.union1d(closed, np.fromiter(project.store.claims.held_by_others(reviewer), np.int64))
     return ~np.isin(view.pool_ids, closed)
@@ -50,7 +52,7 @@ def auto_accept_choice(project: Project, cfg: Config, thresholds: list[float] | 
     ids, labels, sources = store.decisions.training_labels()
     trainer = SelfTrainer(cfg, project.classes).resume(
         InForce(view.round_id, view.pool_ids, view.pool_pred, view.pool_conf),
-        Labels(ids, labels, np.asarray(sources, object)), closed=store.decisions.decided_ids())
+        Labels(ids, labels, np.asarray(sources, object)), closed=tool_closed(project))
     return trainer.choose(gold_y[gold_y >= 0], store.thresholds.values() if thresholds is None else thresholds)
 
 
@@ -78,15 +80,18 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] |
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def split_histogram(view: RoundView, cls: int, threshold: float,
-                    bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`view.histogram(cls)` in two parts: (edges, counts below the threshold, counts at or
-    above it). A bin the threshold cuts counts in both, so the plot can show the cut."""
-    conf = view.pool_conf[view.pool_pred == cls]
+def split_histogram(view: RoundView, cls: int, threshold: float, open_: np.ndarray,
+                    bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`view.histogram(cls)` in three parts: (edges, undecided samples below the threshold,
+    candidates: undecided at or above it, decided samples). `open_`: open_mask's samples still
+    undecided. A bin the threshold cuts counts on both sides, so the plot can show the cut."""
+    mine = view.pool_pred == cls
+    conf, undecided = view.pool_conf[mine], open_[mine]
     span = (1.0 / view.n_classes, 1.0)
-    below, edges = np.histogram(conf[conf < threshold], bins=bins, range=span)
-    above, _ = np.histogram(conf[conf >= threshold], bins=bins, range=span)
-    return edges, below, above
+    below, edges = np.histogram(conf[undecided & (conf < threshold)], bins=bins, range=span)
+    candidates, _ = np.histogram(conf[undecided & (conf >= threshold)], bins=bins, range=span)
+    decided, _ = np.histogram(conf[~undecided], bins=bins, range=span)
+    return edges, below, candidates, decided
 
 
 def class_table(project: Project, thresholds: dict[str, float] | None = None,
@@ -138,8 +143,10 @@ class Card:
     probs: np.ndarray
     text: str | None
     media: str | None
-    kind: CardKind
+    kind: str                     # engine/vocab.CardKind; on the voted queues their QueueKind
     reason: str
+    votes: tuple[dict, ...] = ()  # the votes in force on it: reviewer, action, label (class name)
+    gold: int | None = None       # an audit card's gold label
 
 
 def queue_page(project: Project, kind: str | None = None, cls: str | None = None,
@@ -148,11 +155,18 @@ def queue_page(project: Project, kind: str | None = None, cls: str | None = None
                thresholds: list[float] | None = None) -> tuple[list[Card], int]:
     """(cards offset..offset+limit of a review queue, the queue's length). kind None is
     DEFAULT_QUEUE; `cls` keeps one predicted class ("all" / None: every class). `view` and
-    `thresholds` (class order): what a request resolved once (default: read now)."""
+    `thresholds` (class order): what a request resolved once (default: read now). The queues of
+    voted cards, adjudicate and audit, are service/vote_queues.py's (no class filter)."""
+    from . import vote_queues
+
     kind = DEFAULT_QUEUE if kind in (None, "") else kind
     if kind not in tuple(QueueKind):
         raise ProjectError(f"queue kind must be one of {', '.join(QueueKind)}, got {kind!r}")
     view = view or round_view(project)
+    if kind not in POOL_QUEUES:
+        th = project.store.thresholds.values() if thresholds is None else thresholds
+        return vote_queues.voted_page(project, kind, offset, limit, reviewer, view, th)
+    view = vote_queues.with_probes(project, view)
     entries = _queue(project, kind, cls, min_confidence, reviewer, view, thresholds)
     page = entries[offset:offset + limit]
     samples = project.store.samples.by_id([int(view.pool_ids[e.index]) for e in page])
@@ -180,7 +194,7 @@ def next_candidates(project: Project, cls: str | None = None, min_confidence: fl
                     limit: int = 1, offset: int = 0) -> list[Card]:
     """A page of the verify queue (candidates, least confident first)."""
     if project.store.rounds.current() is None:
-        raise ProjectError("no finished round yet: train round 0 first")
+        raise NoRound("no finished round yet: train round 0 first")
     return queue_page(project, QueueKind.VERIFY, cls, min_confidence, offset, limit)[0]
 
 
@@ -198,6 +212,8 @@ def queue_size(project: Project, cls: str | None = None, min_confidence: float =
     """Samples in a review queue (0 before the first round)."""
     if project.store.rounds.current() is None:
         return 0
+    if kind not in POOL_QUEUES:
+        return queue_page(project, kind, limit=0)[1]
     return len(_queue(project, kind, cls, min_confidence, None))
 
 
@@ -205,10 +221,17 @@ def queue_position(project: Project, sample_id: int, cls: str | None = None,
                    min_confidence: float = 0.0, kind: str = QueueKind.VERIFY, reviewer: str | None = None,
                    view: RoundView | None = None, thresholds: list[float] | None = None) -> int | None:
     """Offset of a sample in a review queue, or None when it is not in it."""
+    from . import vote_queues
+
     if view is None:
         if project.store.rounds.current() is None:
             return None
         view = round_view(project)
+    if kind not in POOL_QUEUES:
+        cards, _ = queue_page(project, kind, offset=0, limit=1_000_000, reviewer=reviewer, view=view,
+                              thresholds=thresholds)
+        return next((k for k, c in enumerate(cards) if c.sample_id == sample_id), None)
+    view = vote_queues.with_probes(project, view)
     at = np.flatnonzero(view.pool_ids == sample_id)
     if len(at) == 0:
         return None

@@ -20,13 +20,14 @@ from typing import cast
 
 import numpy as np
 
-from ..db.errors import RoundBusy, StoreBusy
+from ..db.errors import RoundBusy, StoreBusy, StoreError
 from ..db.models import Round
 from ..db.round_queries import RoundQueries
 from ..db.writes import DecisionIn
 from ..engine import checkpoint
 from ..engine.checkpoint import Checkpoint, Reusable
 from ..engine.config import Config, from_dict
+from ..engine.disk import require_space
 from ..engine.distributed import Dist, broadcast
 from ..engine.errors import InputError
 from ..engine.features import FeatureStore
@@ -39,6 +40,7 @@ from ..engine.vocab import Action, CardKind, PredictionKind, Split, Tool
 
 from .project import Project, ProjectError
 from .round_summary import RoundSummary
+from .votes import tool_closed, training_labels
 
 # How often a training process records how far it is (which every page follows), and with it
 # that it is alive (Project.HEARTBEAT_LIMIT is minutes).
@@ -61,18 +63,22 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
         raise ProjectError(str(e)) from None
     if not project.features.exists():
         raise ProjectError(f"{project.root}: no features imported yet (run 'mersemi import')")
+    project.features.check_finite()
+    project.require_sound_store()
     data = _loop_data(project)
     folder = project.root / "checkpoints"
     previous = store.rounds.current()
-    ids, labels, sources = store.decisions.training_labels()
+    # the labels in force, a card's votes read as config `votes:` says (service/votes.py)
+    ids, labels, sources, targets = training_labels(project, cfg.votes)
     reuse = Reusable.load(checkpoint.reuse_path(folder))
-    trainer.resume(_in_force(project, previous), Labels(ids, labels, np.asarray(sources, object)), reuse,
-                   closed=store.decisions.decided_ids())
+    trainer.resume(_in_force(project, previous), Labels(ids, labels, np.asarray(sources, object), targets), reuse,
+                   closed=tool_closed(project))
     thresholds = store.thresholds.values()
     choice = trainer.choose(data.gold_labels, thresholds) if auto_accept else None
     if auto_accept and skip_if_nothing_new and (choice is None or not len(choice.rows)):
         return None
 
+    _require_room(project, previous, len(data.gold_rows) + len(data.pool_rows) + len(data.test_rows), len(classes))
     try:
         rid = store.rounds.create(config=cfg.to_dict(), config_name=config_name,
                                   thresholds=dict(zip(classes, thresholds)), auto_accept=auto_accept,
@@ -109,8 +115,11 @@ def run_round(project: Project, cfg: Config, config_name: str = "default",
             thresholds=dict(enumerate(r.thresholds)), everyone=cfg.self_training.policy_overrides_reviewers,
             discarded=not r.kept)
     except BaseException as e:
-        store.rounds.fail(rid, _describe(e))
         saved.unlink(missing_ok=True)
+        try:
+            store.rounds.fail(rid, _describe(e))
+        except StoreError:  # a full disk, a server gone: the next command marks the dead round failed
+            pass
         if isinstance(e, InputError):
             raise ProjectError(str(e)) from None
         raise
@@ -201,3 +210,14 @@ def _describe(e: BaseException) -> str:
     if isinstance(e, SystemExit):
         return e.code if isinstance(e.code, str) else f"stopped (exit {e.code})"
     return f"{e.__class__.__name__}: {e}"
+
+
+def _require_room(project: Project, previous: Round | None, rows: int, n_classes: int) -> None:
+    """Refuse before training when the round's files cannot be written: a checkpoint the size of
+    the last one, the reuse file rewritten beside the old, and on SQLite its predictions."""
+    folder = project.root / "checkpoints"
+    last = project.root / previous.checkpoint if previous is not None and previous.checkpoint else None
+    need = sum(f.stat().st_size for f in (last, checkpoint.reuse_path(folder)) if f is not None and f.is_file())
+    if project.store.db.engine.dialect.name == "sqlite":
+        need += rows * (n_classes * 4 + 120) * 2   # the probability blobs and their index, then the WAL copy
+    require_space(folder, need, "the round's checkpoint and predictions")

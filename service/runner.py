@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.errors import ERROR_LINE
+from ..engine.errors import ERROR_LINE, MersemiError
 
 LOG_LINES = 400
 
@@ -146,7 +146,10 @@ def train_in_child(root: Path, config_file: Path, auto_accept: bool, nproc: int,
         reader.start()
     while child.poll() is None:
         time.sleep(0.5)
-        running = store.rounds.unfinished()
+        try:
+            running = store.rounds.unfinished()
+        except MersemiError:   # the database away for a moment: progress only; the child's outcome decides
+            continue
         if running and running[0].progress is not None:
             progress(running[0].progress_message or "training", running[0].progress)
     for reader in readers:

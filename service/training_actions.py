@@ -5,17 +5,19 @@ here needs: the runner, the child process, the log of rounds trained elsewhere. 
 here; type hints are real (no `from __future__ import annotations`): `gr.api` reads them to
 describe the endpoints."""
 import functools
+import socket
 import subprocess
 import time
 from collections import deque
 from pathlib import Path
 
-from ..db.models import as_utc
+from ..db.models import Round, as_utc
 from ..engine.config import Config, ConfigError, load_config
-from ..engine.errors import shown
+from ..engine.errors import MersemiError, shown
+from ..engine.vocab import RoundStatus
 
 from .errors import ProjectError
-from .project import Project
+from .project import Project, round_is_dead
 from .refusals import refusals
 from .review import auto_accept_preview, round_view
 from .round_summary import RoundSummary
@@ -93,40 +95,73 @@ class TrainingActions:
             raise ProjectError(f"config {shown(config)}: {e}") from None
 
     def _train_job(self, config_file: Path, auto_accept: bool, progress) -> dict:
-        summary = train_in_child(self.project.root, config_file, auto_accept, self.nproc, progress, self.project.store,
-                                 on_start=lambda child: setattr(self, "_child", child))
+        try:
+            summary = train_in_child(self.project.root, config_file, auto_accept, self.nproc, progress,
+                                     self.project.store, on_start=lambda child: setattr(self, "_child", child))
+        except RuntimeError:
+            # The child's last word is lost when the database went away after its round was
+            # stored: the page says what the store holds, not what the child could say.
+            stored = self._stored_round()
+            if stored is None or stored.status != RoundStatus.DONE:
+                raise
+            summary = self.project.round(stored.id).with_thresholds_now(self.project.thresholds()).to_json()
         self.warm()
         return summary
+
+    def _stored_round(self) -> Round | None:
+        """The latest round the last training process recorded, as the store holds it; None when
+        it recorded none or the store cannot be read."""
+        child, host = self._child, socket.gethostname()
+        try:
+            mine = [r for r in self.project.store.rounds.all()
+                    if child is not None and r.pid == child.pid and r.host == host]
+        except MersemiError:
+            return None
+        return mine[-1] if mine else None
 
     def warm(self) -> None:
         """Load the current round's arrays for the per-class table and histograms now (about 2 s
         at 115k pool predictions), so that the first page to ask does not wait for them."""
         try:
             round_view(self.project)
-        except ProjectError:  # no finished round yet: nothing to load
+        except MersemiError:  # no finished round yet, or the store away for a moment: nothing to load
             pass
 
     @refusals
     def training_status(self) -> dict:
         """Progress of the round training now, wherever it was started (this server, the command
-        line, another server: read from the store), else of the latest run started here:
-        running, round, where ("here" | "elsewhere"), message, fraction, elapsed_s, log lines,
-        error, the finished round's summary, and `version` (changes with every update)."""
+        line, another server): read from the store, its time on the store's clock from the round's
+        start; else of the latest run started here (before its round exists: the training process
+        starting; once it ended, the time its round took): running, round, where ("here" |
+        "elsewhere"), message, fraction, elapsed_s, log lines, error, the finished round's
+        summary, and `version` (changes with every update, and every second while running)."""
         snap = self.runner.snapshot()
-        unfinished = self.project.store.rounds.unfinished()
-        if snap["running"] or not unfinished:
-            current = unfinished[0].id if unfinished else None
-            return {"ok": True, "round": current, "where": "here"} | snap
-        r = unfinished[0]
-        message = f"round {r.id} (started by process {r.pid} on {r.host}): {r.progress_message or 'starting'}"
-        if not self._outside_log or self._outside_log[-1][1] != message:
-            self._outside_log.append((time.strftime("%H:%M:%S"), message))
-        started = as_utc(r.started_at) if r.started_at is not None else None
-        elapsed = None if started is None else round((self.project.store.db.clock() - started).total_seconds(), 1)
-        return {"ok": True, "running": True, "round": r.id, "where": "elsewhere", "message": message,
-                "fraction": round(float(r.progress or 0.0), 4), "elapsed_s": elapsed,
-                "log": [f"{t}  {m}" for t, m in self._outside_log], "error": None, "result": None,
-                "version": f"{r.id}:{r.progress}:{r.progress_message}"}
+        # A round whose process is gone (a failure it could not record) is not training: the
+        # next write marks it failed, as `status` says without writing.
+        host, now = socket.gethostname(), self.project.store.db.clock()
+        unfinished = [r for r in self.project.store.rounds.unfinished() if not round_is_dead(r, host, now)]
+        if unfinished:
+            r = unfinished[0]
+            here = snap["running"]
+            started = as_utc(r.started_at) if r.started_at is not None else None
+            elapsed = None if started is None else round((now - started).total_seconds(), 1)
+            doing = r.progress_message or "starting"
+            by = "" if here else f" (started by process {r.pid} on {r.host})"
+            message = f"round {r.id}{by}: {doing}"
+            if not here and (not self._outside_log or self._outside_log[-1][1] != message):
+                self._outside_log.append((time.strftime("%H:%M:%S"), message))
+            log = snap["log"] if here else [f"{t}  {m}" for t, m in self._outside_log]
+            return {"ok": True, "running": True, "round": r.id, "where": "here" if here else "elsewhere",
+                    "message": message, "fraction": round(float(r.progress or 0.0), 4), "elapsed_s": elapsed,
+                    "log": log, "error": None, "result": None,
+                    "version": f"{r.id}:{r.progress}:{r.progress_message}:{int(elapsed or 0)}"}
+        out = {"ok": True, "round": None, "where": "here"} | snap
+        if snap["running"]:   # no round of this run in the store (yet, or any more)
+            stage = "finishing" if snap["fraction"] > 0 else "starting the training process"
+            return out | {"message": f"{snap['message']}: {stage}",
+                          "version": f"{snap['version']}:{int(snap['elapsed_s'] or 0)}"}
+        result = snap["result"] or {}
+        return out | {"elapsed_s": result.get("wall_s", snap["elapsed_s"])}   # the round's own time
 
     @refusals
     def auto_accept_preview(self, config: str = "default") -> dict:

@@ -16,6 +16,7 @@ from ..engine.vocab import RESERVED_NAMES
 
 MAX_TEXT = MAX_NAME_CHARS  # a sample, class, preset, action or export name
 MAX_REVIEWER = MAX_PERSON_CHARS
+MAX_WHOLE = 2**31 - 1   # counts, offsets, limits: what both databases take as an integer
 __all__ = ["MAX_REVIEWER", "MAX_TEXT", "RESERVED_NAMES", "flag", "mapping", "number", "person", "text"]
 
 
@@ -23,7 +24,10 @@ def number(value: object, what: str, low: float = -math.inf, high: float = math.
            integer: bool = False, text: bool = False) -> float:
     """A finite number in [low, high], from a JSON number, or with text=True from the command
     line's text; with integer=True a whole one, returned as int. An API call sending "0.5"
-    is refused: a client that sends strings sends other things unchecked too."""
+    is refused: a client that sends strings sends other things unchecked too. A whole number is
+    at most MAX_WHOLE unless `high` says otherwise (an offset of 1e30 is no row a database has)."""
+    if integer and high == math.inf:
+        high = MAX_WHOLE
     echo = shown(value)
     if isinstance(value, str) and not text:
         raise UsageError(f"{what}: expected a number, got the string {echo}")

@@ -45,12 +45,13 @@ def write_wav(path: Path, seconds: float = 0.2, rate: int = 8000) -> None:
         w.writeframes(tone.tobytes())
 
 
-def make_review_project(root: Path, thresholds: float = 0.5, db_url: str | None = None) -> Project:
-    """Classes calm/joy/anger; pool samples u00..u59 (u00 has a clip, u01 points outside the
-    media folder); out-of-fold predictions right for 4 of every 5 gold samples. `db_url`: a
-    PostgreSQL database for the store (None or a SQLite URL: DIR/project.db)."""
-    project = Project.init(root, CLASSES, db_url=None if db_url is None or db_url.startswith("sqlite") else db_url)
-    C = len(CLASSES)
+def make_review_project(root: Path, thresholds: float = 0.5, db_url: str | None = None,
+                        classes: list[str] = CLASSES) -> Project:
+    """Classes calm/joy/anger (or `classes`); pool samples u00..u59 (u00 has a clip, u01 points
+    outside the media folder); out-of-fold predictions right for 4 of every 5 gold samples.
+    `db_url`: a PostgreSQL database for the store (None or a SQLite URL: DIR/project.db)."""
+    project = Project.init(root, classes, db_url=None if db_url is None or db_url.startswith("sqlite") else db_url)
+    C = len(classes)
     media = root / "media"
     write_wav(media / "u00.wav")
     (root / "secret.wav").write_bytes((media / "u00.wav").read_bytes())
@@ -76,7 +77,7 @@ def make_review_project(root: Path, thresholds: float = 0.5, db_url: str | None 
     rid = store.rounds.create(config={}, config_name="fixture", thresholds={}, auto_accept=False,
                               pid=os.getpid(), host=socket.gethostname())
     store.rounds.complete(rid, predictions=[
-        ("pool", np.arange(N_LABELED, N_LABELED + N_POOL), pool_probs()),
+        ("pool", np.arange(N_LABELED, N_LABELED + N_POOL), pool_probs(C)),
         ("test", np.arange(first_test, first_test + N_TEST), test),
         ("oof", np.arange(N_LABELED), oof)],
         decisions=[], reviewer="auto", composition=Composition(gold=N_LABELED, pseudo=0, total=N_LABELED).to_json(),
@@ -112,12 +113,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_in_process(root: Path, presets: dict[str, Path] | None = None):
-    """Launch the app on a free port in this process; returns (blocks, url)."""
+def serve_in_process(root: Path, presets: dict[str, Path] | None = None, port: int | None = None):
+    """Launch the app on `port` (default: a free one) in this process; returns (blocks, url)."""
     from mersemi.ui.app import build_app, launch
 
     demo = build_app(root, presets)
-    port = free_port()
+    port = port or free_port()
     launch(demo, port=port, block=False)
     return demo, f"http://127.0.0.1:{port}/"
 

@@ -59,10 +59,20 @@ class PostgresServer:
             f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n"
             "host all all 127.0.0.1/32 trust\n"
             "local all all trust\n")
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run([self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "start"])
+        self.opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                     "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self.resume()
         self.admin(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}' CREATEDB")
+
+    def halt(self) -> None:
+        """Stop the server now, its clients cut off as in an outage (fast mode: the commits the
+        server acknowledged stay, which an immediate stop with this server's synchronous_commit=off
+        would not promise)."""
+        self._run([self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop"])
+
+    def resume(self) -> None:
+        """Start the server (again, after `halt`), on the same port and data."""
+        self._run([self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-o", self.opts, "-w", "start"])
 
     def _run(self, cmd: list[str]) -> None:
         out = subprocess.run(self.as_user + cmd, capture_output=True, text=True)

@@ -245,8 +245,8 @@ def test_no_round_yet_gives_a_message(tmp_path):
 
     app = AppActions(Project.init(tmp_path / "empty", CLASSES))
     for out in (app.candidate_counts(), app.next_candidate(), app.decide("x", "accept", "", "ann"),
-                app.accept_all(reviewer="ann"), app.suggest(0.9)):
-        assert out["ok"] is False and "no finished round" in out["error"]
+                app.accept_all(reviewer="ann"), app.suggest(0.9), app.export("predictions")):
+        assert out["ok"] is False and "no finished round" in out["error"] and out["code"] == "no_round"
     assert app.set_thresholds({"joy": 0.7}, reviewer="ann")["ok"]               # thresholds work before round 0
     assert app.training.round_history()["rounds"] == []
 
@@ -332,7 +332,45 @@ def test_split_histogram_cuts_the_pool_at_the_threshold(app):
 
     view = round_view(app.project)
     counts, edges = view.histogram(1)
-    cut_edges, below, above = split_histogram(view, 1, 0.8)
-    assert (cut_edges == edges).all() and (below + above == counts).all()
+    undecided = np.ones(len(view.pool_ids), bool)
+    cut_edges, below, above, decided = split_histogram(view, 1, 0.8, undecided)
+    assert (cut_edges == edges).all() and (below + above == counts).all() and decided.sum() == 0
     assert above.sum() == expected_count(1, 0.8) and below.sum() == counts.sum() - above.sum()
     assert not below[edges[:-1] >= 0.8].any() and not above[edges[1:] <= 0.8].any()
+
+
+def test_the_histograms_candidates_are_the_undecided_ones(app):
+    joy = [f"u{i:02d}" for i in range(1, N_POOL, 3)]            # predicted joy, confidence down from 0.98
+    for name in joy[:3]:                                          # three candidates decided
+        assert app.decide(name, "accept", "", "ann")["ok"]
+    assert app.decide(joy[-1], "label", "joy", "ann")["ok"]      # and one sample below the threshold
+    h = app.histograms()["classes"][1]
+    table = {r["class"]: r for r in app.candidate_counts()["classes"]}
+    assert sum(h["candidates"]) == table["joy"]["candidates"] == expected_count(1, 0.5) - 3
+    assert sum(h["decided"]) == 4 and sum(h["below"]) == len(joy) - expected_count(1, 0.5) - 1
+
+
+def test_every_refusal_carries_a_code_a_client_branches_on(app, monkeypatch):
+    assert app.set_thresholds({"joy": 1.5}, "ann")["code"] == "invalid"
+    assert app.next_candidate("all", "0.5")["code"] == "invalid"              # a number sent as a string
+    n = app.accept_all("all", 0.0, "ann")
+    assert n["code"] == "confirm" and n["count"] > 0
+    held = app.next_candidate("all", 0.0, 0, "bob", "verify")["candidate"]["name"]   # on bob's screen now
+    assert app.decide(held, "accept", "", "ann")["code"] == "claimed"
+    assert app.training.train_round(config="nope")["code"] == "refused"
+    monkeypatch.setattr(app.project, "status", lambda: 1 / 0)
+    out = app.status()
+    assert out["code"] == "internal" and "internal error in status" in out["error"]
+    assert log(app) == []
+
+
+def test_the_decision_log_export_writes_ids_as_whole_numbers(app):
+    import csv
+
+    assert app.decide("u49", "accept", "", "ann")["ok"] and app.undo("ann")["ok"]
+    out = app.export("decisions")
+    with open(out["file"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    undone = rows[0]["id"]
+    assert [(r["decision"], r["round"], r["undoes"]) for r in rows] == [("accept", "0", ""), ("undo", "0", undone)]
+    assert all(r["id"].isdigit() for r in rows)

@@ -14,6 +14,7 @@ from app_fixtures import (
     synthetic_project,
 )
 from browser_fixtures import ARTIFACTS, card_events, new_page, settled
+from mersemi.service.project import Project
 
 pytestmark = pytest.mark.slow
 
@@ -183,6 +184,9 @@ def test_train_a_round_and_see_it_in_the_history(page, tmp_path):
         expect(page.locator("#f1-plot circle")).not_to_have_count(0, timeout=2_000)
         expect(page.locator("#header-info")).to_contain_text("current round: 0")
         expect(page.locator("#train-progress")).to_contain_text("100%")
+        with Project.open(tmp_path / "proj") as p:                       # the time shown is the round's own
+            took = p.status()["rounds"][0]["wall_s"]
+        expect(page.locator("#train-progress")).to_contain_text(f"· {took:.0f} s")
         snap(page, "train.png")
 
         open_tab(page, "Thresholds")

@@ -8,6 +8,7 @@ import pytest
 from app_fixtures import make_review_project, pool_confidences
 from mersemi.service.actions import AppActions
 from mersemi.service.review import wilson_interval
+from mersemi.ui import tab_decisions
 
 
 @pytest.fixture
@@ -76,6 +77,11 @@ def test_the_review_checks_the_claimed_precision_per_class(app):
     assert joy["interval"] == [round(lo, 4), round(hi, 4)]
     assert joy["verdict"] == ("overconfident" if joy["claimed_precision"] > hi else "consistent")
     assert check["calm"]["cards"] == 0 and check["calm"]["verdict"] is None
+    assert joy["thin"] and not check["calm"]["thin"]      # 6 cards are few (under 30); no card, no share
+    table = tab_decisions.check_frame(list(check.values())).set_index("class")
+    assert table.loc["joy", "accepted (95% CI)"].startswith("thin: 3/6")
+    assert table.loc["joy", "verdict"] == f"thin: {joy['verdict']} so far"
+    assert table.loc["calm", "verdict"] == "no verify card decided"
     # a label card is no check of the claim (the model claimed less than the threshold)
     app.decide("u59", "accept", "", "ann")               # u59: anger at .40, below 0.5
     assert {r["class"]: r for r in app.review_check()["classes"]}["anger"]["cards"] == 0
@@ -96,6 +102,6 @@ def test_histograms_split_each_class_at_its_threshold(app):
     conf = pool_confidences()
     for c, h in enumerate(out["classes"]):
         mine = [conf[i] for i in range(len(conf)) if i % 3 == c]
-        assert sum(h["above"]) == sum(x >= h["threshold"] for x in mine)
-        assert sum(h["below"]) + sum(h["above"]) == len(mine)
+        assert sum(h["candidates"]) == sum(x >= h["threshold"] for x in mine)   # nothing decided yet
+        assert sum(h["below"]) + sum(h["candidates"]) == len(mine) and sum(h["decided"]) == 0
         assert len(h["edges"]) == len(h["below"]) + 1

@@ -183,7 +183,8 @@ def test_migrations_build_what_models_describe(db_url, pg_server_or_none):
     assert checks == {"current_decisions": ["ck_current_decisions_action", "ck_current_decisions_source"],
                       "decisions": ["ck_decisions_action", "ck_decisions_card", "ck_decisions_source"],
                       "predictions": ["ck_predictions_kind"],
-                      "rounds": ["ck_rounds_status"], "samples": ["ck_samples_split"]}
+                      "rounds": ["ck_rounds_status"], "samples": ["ck_samples_split"],
+                      "vote_cards": ["ck_vote_cards_purpose"], "votes": ["ck_votes_action"]}
 
 
 @pytest.fixture
@@ -241,7 +242,7 @@ def test_version_1_project_is_refused_until_migrated_then_keeps_every_row(v1_pro
             rows = [{**r, **{c: None if r[c] is None else json.loads(r[c]) for c in JSON_COLUMNS},
                      "heartbeat_at": None, "progress": None, "progress_message": None, "threshold_changes": None}
                     for r in rows]
-            # schema 7: the round's JSON in the engine's types (what the round recorded, null elsewhere)
+            # schema 8: the round's JSON in the engine's types (what the round recorded, null elsewhere)
             rows[0] |= {"metrics": RoundRecord(metrics=RoundMetrics(cv=SplitMetrics(waf=0.7957, f1=[0.5, 0.25, 1.0])))
                         .to_json(),
                         "composition": Composition(gold=1, pseudo_per_class={"happy": 0}).to_json()}
@@ -251,10 +252,10 @@ def test_version_1_project_is_refused_until_migrated_then_keeps_every_row(v1_pro
         # schema 5: where each label came from (a person's accept verified the prediction), and
         # the decisions' confidence from their round's predictions; the card is unknown
         source = {"accept": "verified", "relabel": "relabeled", "reject": None, "undo": None}
-        if table == "decisions":
+        if table == "decisions":   # schema 7: none of them is a vote
             confidence = {1: 0.9, 2: 0.6}
-            rows = [{**r, "source": source[r["action"]], "card": None, "confidence": confidence[r["sample_id"]]}
-                    for r in rows]
+            rows = [{**r, "source": source[r["action"]], "card": None, "confidence": confidence[r["sample_id"]],
+                     "vote": False, "votes_for": None, "votes_cast": None} for r in rows]
         if table == "current_decisions":
             rows = [{**r, "source": source[r["action"]]} for r in rows]
         if table == "thresholds":   # schema 5: a person's threshold is theirs

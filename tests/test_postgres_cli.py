@@ -82,7 +82,7 @@ def test_init_db_refuses_bad_urls_and_taken_databases_writing_nothing(pg_server,
     for bad, says in [("mysql://u@h/db", "expected postgresql+psycopg://"),
                       ("not a url", "expected postgresql+psycopg://"),
                       (pg_server.url(team_db).replace(str(pg_server.port), str(pg_server.port + 1)),
-                       "cannot open the database"),
+                       "database unreachable at 127.0.0.1"),
                       (pg_server.url(team_db, PASSWORD_USER, "wrong-password"), "password authentication failed")]:
         code, out, err = run(capsys, "init", root, "--db", bad)
         assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err

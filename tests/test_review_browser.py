@@ -111,13 +111,14 @@ def test_threshold_slider_keys_and_enter_store_what_the_box_shows(page, served):
     number.fill("0.7")
     number.press("Enter")                                   # Enter stores, no blur needed
     wait_for(lambda: stored_threshold(root, 2) == pytest.approx(0.7), "Enter to store 0.7")
-    expect(page.locator("#threshold-note")).to_contain_text("0.700 stored")
+    note = page.locator("#threshold-2 .info-text")             # the slider's line, beside its box
+    expect(note).to_contain_text("0.700 stored")
 
     for bad in ("-0.2", "1.5"):
         number.fill(bad)
         number.press("Enter")
-        expect(page.locator("#threshold-note")).to_contain_text("Not stored")
-        expect(page.locator("#threshold-note")).to_contain_text(f"got {bad}")
+        expect(note).to_contain_text("Not stored")
+        expect(note).to_contain_text(f"got {bad}")
         expect(number).to_have_value("0.7")                 # the box shows what is stored
         assert stored_threshold(root, 2) == pytest.approx(0.7)
 

@@ -4,7 +4,7 @@ hand."""
 import numpy as np
 import pytest
 
-from mersemi.engine.vocab import QueueKind
+from mersemi.engine.vocab import POOL_QUEUES
 from mersemi.engine.selection import expected_precision, is_candidate, queue_orders, review_queue
 from mersemi.engine.self_training import closed_if_unreachable, select, target_thresholds
 
@@ -217,7 +217,7 @@ def reference_queue(probs, open_, th, kind, cls, min_conf) -> list[tuple[int, bo
             "both": [(i, True) for i in label] + [(i, False) for i in verify]}[kind]
 
 
-@pytest.mark.parametrize("kind", list(QueueKind))
+@pytest.mark.parametrize("kind", list(POOL_QUEUES))
 def test_a_queue_filtered_from_kept_orders_is_the_queue_by_its_definition(kind):
     # The app sorts once per round, thresholds and filter (queue_orders) and keeps the open
     # samples per request: decided samples leaving must not reorder what is left.

@@ -155,9 +155,10 @@ def test_training_labels_and_decision_counts(store):
     assert sources == ["verified", "relabeled", "pseudo", "labeled"]
     assert store.decisions.counts() == {"accept": {0: 2}, "reject": {2: 1}, "relabel": {2: 1}, "label": {1: 1}}
     assert store.decisions.source_counts() == {"verified": {0: 1}, "relabeled": {2: 1}, "labeled": {1: 1},
-                                               "pseudo": {0: 1}}
+                                               "consensus": {}, "adjudicated": {}, "pseudo": {0: 1}}
     store.decisions.undo_last("auto")
-    assert store.decisions.source_counts() == {"verified": {0: 1}, "relabeled": {2: 1}, "labeled": {}, "pseudo": {}}
+    assert store.decisions.source_counts() == {"verified": {0: 1}, "relabeled": {2: 1}, "labeled": {},
+                                               "consensus": {}, "adjudicated": {}, "pseudo": {}}
 
 
 def test_decision_counts_by_predicted_class_follow_relabels_and_undo(store):

@@ -366,7 +366,7 @@ def test_a_write_waiting_past_the_busy_timeout_is_refused_in_words(busy_served, 
     finally:
         holder.rollback()
         holder.close()
-    assert out == {"ok": False, "error": "database busy, try again"}, out
+    assert out == {"ok": False, "error": "database busy, try again", "code": "busy"}, out
     assert 0.25 < waited < 10
     assert snapshot(root) == before
     assert call(client, endpoint, *args)["ok"]        # the lock released: it is written
@@ -457,7 +457,7 @@ def test_a_read_that_meets_a_lock_is_refused_as_busy(two_rounds, monkeypatch):
     monkeypatch.setattr(app.project.store.rounds, "current", current_round)
     for out in (app.next_candidate("all", 0.0, 0, "ann"), app.candidate_counts(),
                 app.decide("u05", "accept", "", "ann")):
-        assert out == {"ok": False, "error": "database busy, try again"}
+        assert out == {"ok": False, "error": "database busy, try again", "code": "busy"}
 
 
 # ---------------------------------------------------------------------- 14: claims in the store

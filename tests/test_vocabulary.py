@@ -33,6 +33,7 @@ ALLOWED = {
     ("ui/app.py", "suggest"): "an endpoint's name",
     ("ui/app.py", "undo"): "an endpoint's name",
     ("ui/cli.py", "init"): "the command's name",
+    ("ui/cli.py", "overlap"): "the command's name",
 }
 
 

@@ -12,7 +12,6 @@ import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -21,16 +20,18 @@ import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from ..service.actions import LOGIN, AppActions  # noqa: E402
+from ..service.browser_state import browser_secret  # noqa: E402
 from ..service.project import Project  # noqa: E402
 
 from . import tab_decisions, tab_export, tab_review, tab_thresholds, tab_train  # noqa: E402
 from .charts import md  # noqa: E402
+from .follow import MARKS, Follower, moved, on_screen  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ENDPOINTS = ("status", "changes", "candidate_counts", "histograms", "set_thresholds", "release_thresholds",
              "threshold_history", "suggest", "paper_preset", "next_candidate", "decide", "undo", "accept_all",
              "sample_card", "decisions", "review_check", "auto_accept_preview", "train_round", "training_status",
-             "round_history", "export")
+             "round_history", "export", "agreement", "set_overlap", "gold_changes")
 TABS = ("thresholds", "review", "train", "decisions", "export")
 POLL_S = 1.0
 Logins = tuple[str, str] | Sequence[tuple[str, str]] | None
@@ -72,102 +73,91 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None, 
     with ApiBlocks(title="mersemi review", fill_width=True) as demo:
         demo.actions = actions  # for serve() and the tests: the same object the events use
         with gr.Row(elem_id="header", equal_height=True):
-            header = gr.Markdown(header_markdown(actions), elem_id="header-info")
+            header = gr.Markdown(elem_id="header-info")   # drawn on load: a page opened later is not the start's
             reviewer = gr.Textbox(label="Reviewer", placeholder="your name (required to decide or set a threshold)",
                                   max_length=128, scale=0, min_width=280, elem_id="reviewer")
-        saved_reviewer = gr.BrowserState("", storage_key="mersemi-reviewer")
-        saved_tab = gr.BrowserState(TABS[0], storage_key="mersemi-tab")
-        saved_position = gr.BrowserState({}, storage_key="mersemi-position")
-        status = actions.status()
-        round_marker = gr.State(status.get("current_round"))   # a new round refreshes every tab
-        poll_key = gr.State(None)                               # the store's marks the page shows
+        # What the browser keeps of the reviewer's place, sealed with the project's own secret: it
+        # still reads after a restart (a secret made at each launch would not).
+        secret = browser_secret(actions.project)
+        saved_reviewer = gr.BrowserState("", storage_key="mersemi-reviewer", secret=secret)
+        saved_tab = gr.BrowserState(TABS[0], storage_key="mersemi-tab", secret=secret)
+        saved_position = gr.BrowserState({}, storage_key="mersemi-position", secret=secret)
+        seen = gr.State(None)   # the store's marks the page last drew (service's `changes`)
         # Outside the tabs: a tab not on screen is not rendered, and a timer in it would not tick.
         timer = gr.Timer(POLL_S)
-        snap, history = actions.training.training_status(), actions.training.rounds()
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Thresholds", id="thresholds", elem_id="tab-thresholds") as t_thresholds:
-                thresholds = tab_thresholds.layout(actions)
+                thresholds = tab_thresholds.build(actions)
             with gr.Tab("Review", id="review", elem_id="tab-review") as t_review:
-                review = tab_review.layout(actions, tab_train.training_banner(snap, history))
+                review = tab_review.build(actions, saved_position)
             with gr.Tab("Train", id="train", elem_id="tab-train") as t_train:
-                train = tab_train.layout(actions)
+                train = tab_train.build(actions)
             with gr.Tab("Decisions", id="decisions", elem_id="tab-decisions") as t_decisions:
-                decisions = tab_decisions.layout(actions)
+                decisions = tab_decisions.build(actions)
             with gr.Tab("Export", id="export", elem_id="tab-export"):
-                export = tab_export.layout(actions)
+                export = tab_export.build(actions)
 
         for name in ENDPOINTS:
             # train_round refuses a second start at once rather than queueing it
             limit = None if name in ("train_round", "training_status", "changes") else "default"
             gr.api(actions.endpoint(name), api_name=name, concurrency_limit=limit)
 
-        # One namespace of every component: handlers return dicts keyed by component.
-        W = SimpleNamespace(**vars(thresholds), **vars(review), **vars(train), **vars(decisions), **vars(export),
-                            tabs=tabs, header=header, saved_position=saved_position, round_marker=round_marker,
-                            poll_key=poll_key)
         private: dict[str, Any] = {"api_visibility": "private"}
         demo.load(initial_reviewer, saved_reviewer, reviewer, **private)
         reviewer.change(lambda v: v, reviewer, saved_reviewer, **private)
-        tab_thresholds.wire(actions, W, t_thresholds, reviewer, private)
-        tab_review.wire(actions, W, t_review, reviewer, private)
-        tab_train.wire(actions, W, t_train, private)
-        tab_decisions.wire(actions, W, t_decisions, reviewer, private)
-        tab_export.wire(actions, W, private)
+        tab_thresholds.wire(actions, thresholds, tab=t_thresholds, reviewer=reviewer, private=private)
+        tab_review.wire(actions, review, page=demo, tab=t_review, tabs=tabs, tab_ids=TABS, saved_tab=saved_tab,
+                        reviewer=reviewer, private=private)
+        tab_train.wire(actions, train, tab=t_train, private=private)
+        tab_decisions.wire(actions, decisions, tab=t_decisions, reviewer=reviewer, private=private)
+        tab_export.wire(actions, export, private)
         for tab_id, tab in zip(TABS, (t_thresholds, t_review, t_train, t_decisions)):
             tab.select(partial(lambda t: t, tab_id), None, saved_tab, **private)
-        on_card: dict[str, Any] = {"queue": False, **private}
-        moved = [*tab_review.card_outputs(W), W.review_msg, W.confirm_group, W.filter_conf]
-        demo.load(W.serial(partial(tab_review.on_restore, actions, W, tabs=TABS)), [saved_tab, saved_position],
-                  [tabs, W.filter_cls, W.filter_kind, *moved], **on_card)
-
-        followed = [*tab_thresholds.outputs(W), *tab_train.outputs(W), W.counts_df, W.round_marker, W.poll_key]
-        timer.tick(partial(on_tick, actions, W), poll_key, followed, show_progress="hidden", **private)
-        # A new round (trained here or elsewhere) refreshes the card and the header.
-        round_marker.change(partial(W.move, step=None), [W.filter_cls, W.filter_conf, W.review_state, reviewer],
-                            moved, **on_card).then(partial(header_markdown, actions), None, header, **private)
-        demo.load(partial(on_load, actions, W), None, [*tab_thresholds.outputs(W), poll_key], **private)
-        demo.load(partial(tab_train.render, actions, W), None, tab_train.outputs(W), **private)
+        # The page follows the store: on load, then once a second, one event reads the store's marks
+        # and draws every part of every tab that follows a part of the store that changed. It runs
+        # with the sliders' saves (it puts values in their boxes: tab_thresholds.wire).
+        # A tab off screen is drawn when selected: only the Review tab's card and counts follow
+        # there (a decision costs the Decisions tab's redraw ~55 ms of CPU at MER2024 scale).
+        followers = [Follower(("round",), lambda: {header: header_markdown(actions)}, [header]),
+                     *on_screen("thresholds", tab_thresholds.followers(actions, thresholds)),
+                     *tab_review.followers(actions, review), *on_screen("train", tab_train.followers(actions, train)),
+                     *on_screen("decisions", tab_decisions.followers(actions, decisions))]
+        inputs = [seen, saved_tab, *(i for f in followers for i in f.inputs)]
+        outputs = [seen, *dict.fromkeys(o for f in followers for o in f.outputs)]
+        follow = {"fn": partial(poll, actions, seen, followers), "inputs": inputs, "outputs": outputs,
+                  "concurrency_id": tab_thresholds.THRESHOLDS_GROUP, "show_progress": "hidden", **private}
+        demo.load(**follow)
+        timer.tick(**follow)
     return demo
 
 
-def on_load(actions: AppActions, W: SimpleNamespace) -> dict:
-    """The Thresholds tab as the store holds it, and the store's marks read just before: what
-    the timer compares with from now on."""
-    marks = actions.changes()
-    drawn = tab_thresholds.render(actions, W)
-    values = {c: drawn[s] for s, c in zip(W.sliders, actions.project.classes)}
-    return drawn | {W.poll_key: {k: marks.get(k) for k in ("training", "decisions", "thresholds", "rounds")}
-                    | {"values": values}}
-
-
-def on_tick(actions: AppActions, W: SimpleNamespace, seen: dict | None) -> dict:
-    """Redraw what changed in the store since the page last looked: a slider only when its
-    stored value changed (never one the reviewer is moving), the thresholds tab when thresholds
-    changed, the per-class counts when decisions did, the Train tab when a round or the training
-    here moved on, and everything that depends on the round when a new one finished."""
-    marks = actions.changes()
-    if not marks["ok"]:
-        return {W.poll_key: gr.skip()}   # an empty dict would read as no value at all
-    key = {k: marks[k] for k in ("training", "decisions", "thresholds", "rounds")}
-    if seen is None or key == {k: seen.get(k) for k in key}:   # None: the page is still drawing itself
-        return {W.poll_key: gr.skip()}
+def poll(actions: AppActions, seen_state: gr.State, followers: list[Follower], seen: dict | None, tab: str,
+         *values) -> dict:
+    """The store's marks now; every follower of a part whose marks moved since its view of the
+    page last drew draws. `seen`: per view (a tab's id, "" for what is always on screen) the
+    marks it last drew from; a tab off screen (`tab` is the one on) keeps its marks, and draws
+    what it missed once it is on screen (on the page's load, `seen` is None: every view on
+    screen draws all). `values`: the followers' inputs, in order."""
+    now = actions.changes()
+    if not now["ok"]:
+        return {seen_state: gr.skip()}   # an empty dict would read as no value at all
+    key = {m: now[m] for m in MARKS}
+    seen = seen or {}
+    drawn: dict = dict(seen)
     out: dict = {}
-    values = seen.get("values", {})
-    if key["thresholds"] != seen.get("thresholds") or key["rounds"] != seen.get("rounds"):
-        drawn = tab_thresholds.render(actions, W)
-        drawn.pop(W.threshold_note)   # a message the reviewer is reading stays
-        values = {c: drawn[s] for s, c in zip(W.sliders, actions.project.classes)}
-        for s, c in zip(W.sliders, actions.project.classes):
-            if seen.get("values", {}).get(c) == values[c]:
-                drawn.pop(s)
-        out |= drawn | {W.counts_df: tab_review.counts_frame(actions)}
-    elif key["decisions"] != seen.get("decisions"):
-        counts = actions.candidate_counts()
-        owners = actions.threshold_history(1).get("owners", {})
-        out |= {W.class_df: tab_thresholds.class_frame(counts, owners), W.counts_df: tab_review.counts_frame(actions)}
-    if key["rounds"] != seen.get("rounds") or key["training"] != seen.get("training"):
-        out |= tab_train.render(actions, W) | {W.round_marker: actions.status().get("current_round")}
-    return out | {W.poll_key: key | {"values": values}}
+    at = 0
+    for f in followers:
+        args, at = values[at:at + len(f.inputs)], at + len(f.inputs)
+        view = f.tab or ""
+        last = seen.get(view)
+        if f.tab not in (None, tab):
+            continue
+        if moved(last, key) & set(f.on):
+            out |= f.draw(*args)
+        drawn[view] = key
+    if drawn == seen:
+        return {seen_state: gr.skip()}
+    return out | {seen_state: drawn}
 
 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 7860,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..engine.vocab import RoundStatus
 from ..service.round_summary import RoundSummary
@@ -16,6 +16,13 @@ PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#c
 def md(text) -> str:
     """Escape Markdown in data (sample names, transcripts, messages)."""
     return re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", str(text))
+
+
+def widths(columns: Mapping[str, float]) -> list[str | int]:
+    """A table's column widths (Dataframe's column_widths) in % of its width, from each column's
+    relative weight: the table fits its box at any width, its cells wrap."""
+    total = sum(columns.values())
+    return [f"{100 * w / total:.2f}%" for w in columns.values()]
 
 
 def pct(x) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from ..engine.disk import full_message, is_full  # noqa: E402
 from ..engine.errors import ERROR_LINE, MersemiError, UsageError, one_line  # noqa: E402
 from ..engine.vocab import DEFAULT_QUEUE, MER2024_CLASSES, QueueKind  # noqa: E402
 
@@ -52,9 +53,31 @@ def main(argv: list[str] | None = None) -> int:
     except MersemiError as e:
         print(f"{ERROR_LINE}{one_line(e)}", file=sys.stderr)
         return 1
+    except OSError as e:
+        if not is_full(e):
+            raise
+        print(f"mersemi: error: {one_line(full_message(e))}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        line = _database_error(e)
+        if line is None:
+            raise
+        print(f"mersemi: error: {line}", file=sys.stderr)   # never the SQL and its parameters
+        return 1
     except KeyboardInterrupt:
         print("mersemi: interrupted", file=sys.stderr)
         return 130
+
+
+def _database_error(e: Exception) -> str | None:
+    """A database error no layer below turned into a user's message, as one line without the
+    statement and its parameters (sample names, notes, reviewers); None for anything else."""
+    exc = sys.modules.get("sqlalchemy.exc")   # loaded only when a command opened a database
+    if exc is None or not isinstance(e, exc.DBAPIError):
+        return None
+    orig = e.orig or e
+    text = str(orig).strip()
+    return one_line(f"database error ({type(orig).__name__}: {text.splitlines()[0][:300] if text else ''})")
 
 
 def later(module: str, name: str) -> Callable[[argparse.Namespace], int | None]:
@@ -127,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir", type=Path, help=DIR_HELP)
     c.add_argument("--kind", choices=list(QueueKind), default=None,
                    help=f"label: below threshold, least sure first; verify: candidates, riskiest "
-                        f"first; both: label then verify (default: {DEFAULT_QUEUE}, the app's default)")
+                        f"first; both: label then verify (default: {DEFAULT_QUEUE}, the app's default); "
+                        f"adjudicate: ties of votes, with every vote; audit: gold labels flagged as likely wrong")
     c.add_argument("--limit", default="20", metavar="N", help="how many (default %(default)s)")
     c.add_argument("--class", dest="cls", metavar="C", help="only samples predicted as class C")
     out = c.add_mutually_exclusive_group()
@@ -168,11 +192,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="who decided, for the log (default: your login, %(default)s)")
     c.set_defaults(func=later("cli_commands", "cmd_decide"))
 
+    c = sub.add_parser("overlap", help="K votes per card on a share of the pool cards (and gold probes)",
+                       description="From now on a share S of the current round's open pool cards (drawn at "
+                                   "random, stratified by predicted class and card kind) goes to K different "
+                                   "reviewers; the majority of the K votes is the label (source consensus), a tie "
+                                   "waits for a reviewer who did not vote (queue --kind adjudicate). K also is "
+                                   "the votes a gold label under audit needs. Without options: the setting.")
+    c.add_argument("dir", type=Path, help=DIR_HELP)
+    c.add_argument("--votes", metavar="K", help="votes per card in the share, 1 or more (1: one reviewer's word)")
+    c.add_argument("--share", metavar="S", help="share of the pool cards that take K votes, 0-1")
+    c.add_argument("--probes", default="0", metavar="P",
+                   help="share of the gold samples shown as ordinary cards, scoring each reviewer, 0-1 (default 0)")
+    c.add_argument("--json", action="store_true", help="the setting and the cards as JSON")
+    c.set_defaults(func=later("cli_votes", "cmd_overlap"))
+
+    c = sub.add_parser("agreement", help="how far reviewers agree: Krippendorff's alpha, pairs, probes")
+    c.add_argument("dir", type=Path, help=DIR_HELP)
+    c.add_argument("--json", action="store_true",
+                   help="one JSON object: alpha, alpha_interval, per_class, items, pairs, reviewers, cards")
+    c.set_defaults(func=later("cli_votes", "cmd_agreement"))
+
     c = sub.add_parser("export", help="export labels, predictions or the decision log")
     c.add_argument("dir", type=Path, help=DIR_HELP)
-    c.add_argument("--what", required=True, choices=["labels", "predictions", "decisions"],
+    c.add_argument("--what", required=True, choices=["labels", "predictions", "decisions", "gold_changes"],
                    help="labels: gold plus accepted, relabeled and labeled samples; predictions: "
-                        "the current round's, every sample; decisions: the full log")
+                        "the current round's, every sample; decisions: the full log (votes included); "
+                        "gold_changes: gold labels an audit's consensus changed, with the old label")
     c.add_argument("--out", type=Path, required=True, metavar="FILE",
                    help="where to write: outside the project or under its exports/ folder")
     c.add_argument("--format", default="csv", choices=["csv", "mertools"],
@@ -183,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir", type=Path, help=DIR_HELP)
     c.add_argument("--json", action="store_true", help="everything, with per-round metrics, as JSON")
     c.set_defaults(func=later("cli_commands", "cmd_status"))
+
+    c = sub.add_parser("check", help="say what is damaged in a project (reads only)",
+                       description="Checks the store (the database's integrity check, every table and its "
+                                   "columns, the schema version), every round's record, predictions and "
+                                   "checkpoint, and the features (recorded shapes, finite values). Prints one "
+                                   "line per part; exit 1 with a one-line summary when a part is damaged.")
+    c.add_argument("dir", type=Path, help=DIR_HELP)
+    c.set_defaults(func=later("cli_commands", "cmd_check"))
 
     c = sub.add_parser("migrate", help="upgrade an older project's schema (backs up project.db first)")
     c.add_argument("dir", type=Path, help=DIR_HELP)

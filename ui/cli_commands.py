@@ -16,13 +16,16 @@ from ..engine.errors import UsageError, shown
 from ..engine.safe_files import check_folder_target
 from ..engine.vocab import DEFAULT_QUEUE, RoundStatus, Source
 
-from ..service.project import PASSWORD_ENV, Project, ProjectError, migrate_project, parse_decisions_csv
+from ..service.project import PASSWORD_ENV, Project, ProjectError, parse_decisions_csv
+from ..service.project_migrate import migrate_project
 from ..service.round_summary import RoundSummary
 from ..service.values import number, person
 
 
 def cmd_init(args) -> None:
     with Project.init(args.dir, args.classes.split(","), db_url=args.db) as project:
+        for note in project.repairs:
+            print(f"mersemi: note: {note}", file=sys.stderr)
         print(f"created {args.dir} with classes {', '.join(project.classes)}")
         if args.db is not None:
             print(f"store on {project.store_url()}; "
@@ -167,15 +170,19 @@ def cmd_queue(args) -> None:
         classes = project.classes
     rows: list[dict[str, Any]] = [{"name": c.name, "kind": c.kind, "predicted": classes[c.predicted],
                                    "confidence": round(c.confidence, 4), "reason": c.reason,
-                                   "probs": {k: round(float(p), 4) for k, p in zip(classes, c.probs)}} for c in cards]
+                                   "probs": {k: round(float(p), 4) for k, p in zip(classes, c.probs)}}
+                                  | ({"votes": list(c.votes)} if c.votes else {})
+                                  | ({"gold": classes[c.gold]} if c.gold is not None else {}) for c in cards]
     if args.json:
         print(json.dumps(rows))
     elif args.csv:
+        from ..service.spreadsheet import safe_cell   # a name "=cmd|..." is text in a spreadsheet
+
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["name", "kind", "predicted", "confidence", "reason"] + classes)
+        w.writerow([safe_cell(c) for c in ["name", "kind", "predicted", "confidence", "reason"] + classes])
         for r in rows:
-            w.writerow([r["name"], r["kind"], r["predicted"], f"{r['confidence']:.4f}", r["reason"]]
-                       + [f"{v:.4f}" for v in r["probs"].values()])
+            w.writerow([safe_cell(r["name"]), r["kind"], safe_cell(r["predicted"]), f"{r['confidence']:.4f}",
+                        r["reason"]] + [f"{v:.4f}" for v in r["probs"].values()])
     else:
         print(f"{len(rows)} of {total} in the {args.kind or DEFAULT_QUEUE} queue")
         for r in rows:
@@ -266,9 +273,12 @@ def cmd_export(args) -> None:
 
 
 def cmd_status(args) -> None:
-    with open_project(args.dir) as project:
-        status = project.status()
-        rounds = project.rounds()
+    from ..service.agreement import agreement
+
+    with Project.open(args.dir, repair=False) as project:   # reporting writes nothing
+        status = project.status() | {"agreement": agreement(project).as_dict()}
+        for note in project.repairs:
+            print(f"mersemi: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(status))
         return
@@ -280,16 +290,30 @@ def cmd_status(args) -> None:
     for source, counts in status["labels"].items():
         if source != Source.GOLD and any(counts.values()):
             print(f"{source}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
-    for r in rounds:
-        line = f"round {r.id}: {r.status}"
-        if r.status == RoundStatus.DONE:
-            line += f", CV WAF {_pct(r.cv_waf)}"
-            if r.test_waf is not None:
-                line += f", test WAF {_pct(r.test_waf)}"
-            line += f", {r.train_size} training samples, {r.wall_s} s"
-        elif r.error:
-            line += f" ({r.error})"
+    agreed = status["agreement"]
+    if agreed["alpha"] is not None:
+        print(f"agreement: Krippendorff's alpha {agreed['alpha']:.3f} on {agreed['items']} cards (mersemi agreement)")
+    for r in status["rounds"]:
+        line = f"round {r['id']}: {r['status']}"
+        if r["status"] == RoundStatus.DONE:
+            line += f", CV WAF {_pct(r['cv_waf'])}"
+            if r["test_waf"] is not None:
+                line += f", test WAF {_pct(r['test_waf'])}"
+            line += f", {r['train_size']} training samples, {r['wall_s']} s"
+        elif r["error"]:
+            line += f" ({r['error']})"
         print(line)
+
+
+def cmd_check(args) -> None:
+    from ..service.check import check_project
+
+    findings = check_project(args.dir)
+    for f in findings:
+        print(f"{'DAMAGED' if f.damaged else 'ok':<8} {f.part}: {f.detail}")
+    damaged = [f for f in findings if f.damaged]
+    if damaged:
+        raise ProjectError(f"{args.dir}: {len(damaged)} damaged part(s), first {damaged[0].part}: {damaged[0].detail}")
 
 
 def cmd_synth(args) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..engine.config import load_config
 from ..engine.errors import UsageError, shown
+from ..engine.names import lookalike
 from ..engine.safe_files import MiB, check_folder_target, read_text
 
 from ..service.clips import remove_leftovers, temp_prefix
@@ -159,6 +160,9 @@ def _parse_logins(values: list[str], users_file: Path | None) -> list[tuple[str,
             continue
         if user in logins:
             errors.append(f"{where}: user {shown(user)} given twice")
+        elif (twin := lookalike(user, logins)) is not None:
+            errors.append(f"{where}: user {shown(user)} looks like the user {shown(twin)}; give each a name "
+                          "that reads differently")
         else:
             logins[user] = password
     if errors:

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
-from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
 
+from ..engine.errors import Refusal
 from ..engine.thresholds import STEP
-from ..engine.vocab import DEFAULT_QUEUE, POOL_SOURCES, Action, CardKind, MediaKind, QueueKind
+from ..engine.vocab import DEFAULT_QUEUE, POOL_SOURCES, Action, CardKind, MediaKind, QueueKind, RoundStatus
 from ..service.actions import AppActions
 
-from .charts import md, probability_bars
+from .charts import md, probability_bars, widths
+from .follow import Follower
 from .widgets import ValueSlider
 
 QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
@@ -27,13 +31,54 @@ QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
 SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` give class n (a label on a *label* card, a relabel on a "
              "*verify* card) · `u` undo · `p` play the clip · `←` `→` previous / next · `Esc` leaves a field "
              "(keys are ignored while typing in one)")
+COUNTS_COLUMNS = {"class": 15, "remaining": 15, "verified": 14, "relabeled": 15, "labeled": 14, "pseudo": 13,
+                  "rejected": 14}   # relative widths: the table fits its column at 1366 px
 COUNTS_LABEL = ("Per class: candidates remaining (predicted as it), the pool labels given to it by people "
                 "(verified, relabeled, labeled) and by the tool (pseudo), and predictions of it rejected")
 
 
-def layout(actions: AppActions, banner: str) -> SimpleNamespace:
+@dataclass
+class ReviewTab:
+    """The components the Review tab owns, and `position`: the browser's copy of the reviewer's
+    place (the app's, outside the tabs), which every card drawn updates."""
+    review_banner: gr.Markdown
+    filter_cls: gr.Dropdown
+    filter_conf: ValueSlider
+    filter_kind: gr.Radio
+    accept_all_btn: gr.Button
+    confirm_group: gr.Column
+    confirm_md: gr.Markdown
+    confirm_btn: gr.Button
+    cancel_btn: gr.Button
+    card_md: gr.Markdown
+    transcript: gr.Textbox
+    audio: gr.Audio
+    video: gr.Video
+    probs: gr.HTML
+    accept_btn: gr.Button
+    reject_btn: gr.Button
+    class_label: gr.Markdown
+    class_btns: list[gr.Button]
+    prev_btn: gr.Button
+    next_btn: gr.Button
+    undo_btn: gr.Button
+    review_msg: gr.Markdown
+    counts_df: gr.Dataframe
+    review_state: gr.State
+    pending_count: gr.State
+    store_mark: gr.State     # set by the page's poll when decisions or the round changed: the card follows
+    saved_position: gr.BrowserState
+    act_btns: list[gr.Button] = field(init=False)   # what a card enables or disables
+
+    def __post_init__(self) -> None:
+        self.act_btns = [self.accept_btn, self.reject_btn, *self.class_btns, self.prev_btn, self.next_btn,
+                         self.accept_all_btn]
+
+
+def build(actions: AppActions, saved_position: gr.BrowserState) -> ReviewTab:
+    """The tab's components (inside `with gr.Tab(...)`)."""
     classes = actions.project.classes
-    review_banner = gr.Markdown(banner, elem_id="review-banner")
+    review_banner = gr.Markdown(elem_id="review-banner")   # drawn when the page's poll first looks
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Row():
@@ -46,7 +91,7 @@ def layout(actions: AppActions, banner: str) -> SimpleNamespace:
                                        min_width=200, elem_id="filter-kind")
                 accept_all_btn = gr.Button("Accept all in this filter…", size="sm", scale=0, min_width=200,
                                            elem_id="btn-accept-all")
-            with gr.Group(visible=False, elem_id="confirm-group") as confirm_group:
+            with gr.Column(visible=False, variant="panel", elem_id="confirm-group") as confirm_group:
                 confirm_md = gr.Markdown(elem_id="confirm-text", padding=True)
                 with gr.Row():
                     confirm_btn = gr.Button("Yes, accept them", variant="primary", size="md", elem_id="btn-confirm")
@@ -61,8 +106,9 @@ def layout(actions: AppActions, banner: str) -> SimpleNamespace:
                     video = gr.Video(interactive=False, visible=False, height=200,
                                      label="Clip (p plays from the start)", elem_id="card-video")
                 probs = gr.HTML(elem_id="card-probs", min_height=0, scale=2, min_width=260)
-        with gr.Column(scale=2, min_width=360):
-            with gr.Row():
+        # On a label card the class keys lead (app.css puts them first while they are primary).
+        with gr.Column(scale=2, min_width=360, elem_id="card-actions"):
+            with gr.Row(elem_id="decide-row"):
                 accept_btn = gr.Button("Accept (a)", variant="primary", elem_id="btn-accept")
                 reject_btn = gr.Button("Reject (r)", variant="stop", elem_id="btn-reject")
             class_label = gr.Markdown("Give class:", elem_classes="compact", elem_id="class-keys-label")
@@ -75,52 +121,63 @@ def layout(actions: AppActions, banner: str) -> SimpleNamespace:
                 undo_btn = gr.Button("Undo (u)", size="sm", elem_id="btn-undo")
             gr.Markdown(SHORTCUTS, elem_classes="compact", elem_id="shortcuts")
             review_msg = gr.Markdown(elem_id="review-message")
-            counts_df = gr.Dataframe(label=COUNTS_LABEL, interactive=False, elem_id="review-counts")
+            counts_df = gr.Dataframe(label=COUNTS_LABEL, interactive=False, elem_id="review-counts", wrap=True,
+                                     column_widths=widths(COUNTS_COLUMNS))
     review_state = gr.State({"offset": 0, "name": None})
     pending_count = gr.State(0)
-    return SimpleNamespace(
+    return ReviewTab(
         review_banner=review_banner, filter_cls=filter_cls, filter_conf=filter_conf, filter_kind=filter_kind,
         accept_all_btn=accept_all_btn, confirm_group=confirm_group, confirm_md=confirm_md, confirm_btn=confirm_btn,
         cancel_btn=cancel_btn, card_md=card_md, transcript=transcript, audio=audio, video=video, probs=probs,
         accept_btn=accept_btn, reject_btn=reject_btn, class_label=class_label, class_btns=class_btns,
         prev_btn=prev_btn, next_btn=next_btn, undo_btn=undo_btn, review_msg=review_msg, counts_df=counts_df,
-        review_state=review_state, pending_count=pending_count,
-        act_btns=[accept_btn, reject_btn, *class_btns, prev_btn, next_btn, accept_all_btn])
+        review_state=review_state, pending_count=pending_count, store_mark=gr.State(None),
+        saved_position=saved_position)
 
 
-def card_outputs(W: SimpleNamespace) -> list:
+def card_outputs(parts: ReviewTab) -> list:
     """What drawing a card fills."""
-    return [W.card_md, W.transcript, W.audio, W.video, W.probs, W.review_state, W.saved_position, W.counts_df,
-            W.class_label, *W.act_btns]
+    return [parts.card_md, parts.transcript, parts.audio, parts.video, parts.probs, parts.review_state,
+            parts.saved_position, parts.counts_df, parts.class_label, *parts.act_btns]
 
 
-def on_move(actions: AppActions, W: SimpleNamespace, cls: str, min_conf, state: dict, reviewer: str = "",
+def on_move(actions: AppActions, parts: ReviewTab, cls: str, min_conf, state: dict, reviewer: str = "",
             step: int | None = None) -> dict:
     """step -1 / 0 / +1 moves from the current offset; None starts the (new) filter over. A
     minimum confidence outside [0, 1] is refused visibly and the last one goes back."""
     last = state.get("min_conf", 0.0)
     if min_conf is None or not 0.0 <= min_conf <= 1.0 or min_conf != min_conf:
-        got = "nothing" if min_conf is None else f"{min_conf:g}"
-        return {W.filter_conf: last,
-                W.review_msg: f"**Not applied:** the minimum confidence must lie in [0, 1], got {got}; "
+        got = "no number" if min_conf is None else f"{min_conf:g}"
+        return {parts.filter_conf: last,
+                parts.review_msg: f"**Not applied:** the minimum confidence must lie in [0, 1], got {got}; "
                               f"it stays {last:.3f}."}
     offset = 0 if step is None else max(0, state.get("offset", 0) + step)
     # a new card clears the last card's message; a filter change drops a pending accept-all
-    hide = {W.confirm_group: gr.update(visible=False)} if step is None else {}
+    hide = {parts.confirm_group: gr.update(visible=False)} if step is None else {}
     moving = step in (-1, 1)   # previous / next only: nothing was decided
-    return render_card(actions, W, cls, min_conf, offset, state, reviewer, moving) | {W.review_msg: ""} | hide
+    return render_card(actions, parts, cls, min_conf, offset, state, reviewer, moving) | {parts.review_msg: ""} | hide
 
 
-def on_kind(actions: AppActions, W: SimpleNamespace, kind: str, cls: str, min_conf, state: dict,
+def on_min_conf(actions: AppActions, parts: ReviewTab, cls: str, min_conf, state: dict, reviewer: str = "") -> dict:
+    """The minimum confidence's slider released: a new value starts the filter over; the value
+    the box already had (a click into it and out) changes nothing."""
+    if min_conf is not None and min_conf == state.get("min_conf", 0.0):
+        return {parts.review_state: gr.skip()}
+    return on_move(actions, parts, cls, min_conf, state, reviewer, step=None)
+
+
+def on_kind(actions: AppActions, parts: ReviewTab, kind: str, cls: str, min_conf, state: dict,
             reviewer: str = "") -> dict:
     """Another review queue: its first card."""
     kind = kind if kind in QUEUE_KINDS else str(DEFAULT_QUEUE)
-    return on_move(actions, W, cls, min_conf, state | {"kind": kind}, reviewer, step=None) | {W.filter_kind: kind}
+    return (on_move(actions, parts, cls, min_conf, state | {"kind": kind}, reviewer, step=None)
+            | {parts.filter_kind: kind})
 
 
-def on_restore(actions: AppActions, W: SimpleNamespace, tab: str, position: dict, tabs: tuple) -> dict:
-    """A reload: back to the tab, the filter and the card the reviewer had (by name while it is
-    still in the queue, by offset otherwise)."""
+def on_restore(actions: AppActions, parts: ReviewTab, page_tabs: gr.Tabs, tabs: tuple[str, ...], tab: str,
+               position: dict) -> dict:
+    """A reload: back to the tab (one of `tabs`, the ids of `page_tabs`), the filter and the card
+    the reviewer had (by name while it is still in the queue, by offset otherwise)."""
     tab = tab if tab in tabs else tabs[0]
     position = position if isinstance(position, dict) else {}
     cls = str(position["cls"]) if position.get("cls") in ["all", *actions.project.classes] else "all"
@@ -134,12 +191,39 @@ def on_restore(actions: AppActions, W: SimpleNamespace, tab: str, position: dict
         offset = offset if pos is None else pos
     # The first tab is on screen already: selecting it again could undo a tab the reviewer
     # clicked while this answer was on its way.
-    return render_card(actions, W, cls, min_conf, max(0, offset), {"kind": kind, "enabled": None}) | {
-        W.tabs: gr.skip() if tab == tabs[0] else gr.update(selected=tab), W.filter_cls: cls, W.filter_kind: kind,
-        W.filter_conf: min_conf, W.review_msg: "", W.confirm_group: gr.update(visible=False)}
+    return render_card(actions, parts, cls, min_conf, max(0, offset), {"kind": kind, "enabled": None}) | {
+        page_tabs: gr.skip() if tab == tabs[0] else gr.update(selected=tab), parts.filter_cls: cls,
+        parts.filter_kind: kind, parts.filter_conf: min_conf, parts.review_msg: "",
+        parts.confirm_group: gr.update(visible=False)}
 
 
-def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, offset: int,
+def on_store_changed(actions: AppActions, parts: ReviewTab, cls: str, min_conf, state: dict,
+                     reviewer: str = "") -> dict:
+    """Decisions were recorded or a round finished (here, on another server, from the command
+    line). A card of an older round starts its filter over on the new round's cards; otherwise
+    the card on screen stays while it is still in the queue (its place and the count follow),
+    and one decided by someone else gives way to the next, saying so. A page that has drawn no
+    card yet (a reload restores it) stays as it is. The filter is the one the card on screen was
+    drawn with (`state`): the filter's boxes may not show it yet (a reload)."""
+    if "round" not in state:
+        return {parts.review_state: gr.skip()}
+    cls, min_conf, name = state["cls"], state["min_conf"], state.get("name")
+    where = None if not name else actions.position_of_name(name, cls, min_conf, kind=state.get("kind") or "",
+                                                           reviewer=reviewer)
+    offset = state.get("offset", 0) if where is None else where
+    drawn = render_card(actions, parts, cls, min_conf, offset, state, reviewer, moving=True)
+    if drawn[parts.review_state]["round"] != state["round"]:
+        return on_move(actions, parts, cls, min_conf, state, reviewer, step=None)
+    if drawn[parts.review_state] == state:
+        return {parts.review_state: gr.skip()}
+    decided = actions.sample_card(name).get("decision") if name and where is None else None
+    if decided and decided["reviewer"] != (reviewer or "").strip():
+        drawn[parts.review_msg] = (f"{md(name)} was just decided by {md(decided['reviewer'])} "
+                                   f"({decided['action']}): here is the next card.")
+    return drawn
+
+
+def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float, offset: int,
                 was: dict | None = None, reviewer: str = "", moving: bool = False) -> dict:
     """The card at `offset` of the queue `was["kind"]` (DEFAULT_QUEUE when not given), held for
     `reviewer` (when named) so that others get other cards. `was` (the state the page shows
@@ -149,31 +233,61 @@ def render_card(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: flo
     out = actions.next_candidate(cls, min_conf, offset, reviewer, kind)
     # The per-class counts change with decisions and filters, not when the reviewer only moves
     # through the queue: a move skips them (about 10 ms at MER2024 pool scale).
-    counts = {} if moving else {W.counts_df: counts_frame(actions)}
+    counts = {} if moving else {parts.counts_df: counts_frame(actions)}
     has_card = bool(out["ok"] and out["candidate"] is not None)
     state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "kind": kind, "enabled": has_card,
-             "card": None}
+             "card": None, "round": out.get("round"), "total": out.get("total")}
     buttons = {} if was is not None and was.get("enabled", True) == has_card else {
-        b: gr.update(interactive=has_card) for b in W.act_btns}
+        b: gr.update(interactive=has_card) for b in parts.act_btns}
     if not has_card:
-        return {W.card_md: empty_state(actions, cls, min_conf, out, kind), W.transcript: "",
-                W.audio: gr.update(value=None, visible=False), W.video: gr.update(value=None, visible=False),
-                W.probs: "", W.review_state: state, W.saved_position: state, W.class_label: "Give class:",
-                **counts, **buttons}
+        return {parts.card_md: empty_state(actions, cls, min_conf, out, kind), parts.transcript: "",
+                parts.audio: gr.update(value=None, visible=False), parts.video: gr.update(value=None, visible=False),
+                parts.probs: "", parts.review_state: state, parts.saved_position: state,
+                parts.class_label: "Give class:", **counts, **buttons}
     c = out["candidate"]
     card = "Label this" if c["kind"] == CardKind.LABEL else "Verify this"
     title = (f"### {md(c['name'])} — predicted **{md(c['predicted'])}** at {c['confidence']:.3f}\n"
              f"Card {out['offset'] + 1} of {out['total']} · **{card}**: {md(c['reason'])} · round {out['round']}")
     state |= {"offset": out["offset"], "name": c["name"], "card": c["kind"]}
-    keys = "Label as:" if c["kind"] == CardKind.LABEL else "Relabel as:"
-    return {W.card_md: title, W.transcript: c["text"] or "(no transcript)", W.audio: player(c, MediaKind.AUDIO),
-            W.video: player(c, MediaKind.VIDEO), W.probs: probability_bars(c["probs"], c["predicted"]),
-            W.review_state: state, W.saved_position: state, W.class_label: keys, **counts, **buttons}
+    looks = card_buttons(parts, c, None if was is None else was.get("card"))
+    keys = ("Label as (the model's guess is below its threshold):" if c["kind"] == CardKind.LABEL
+            else "Relabel as:")
+    return {parts.card_md: title, parts.transcript: c["text"] or "(no transcript)",
+            parts.audio: player(c, MediaKind.AUDIO), parts.video: player(c, MediaKind.VIDEO),
+            parts.probs: probability_bars(c["probs"], c["predicted"]),
+            parts.review_state: state, parts.saved_position: state, parts.class_label: keys, **counts,
+            **merge_updates(buttons, looks)}
+
+
+def card_buttons(parts: ReviewTab, card: dict, was: str | None) -> dict:
+    """The decision buttons as the card's kind asks. A verify card: Accept and Reject lead. A
+    label card: the class keys lead (primary), and Accept asks the question it answers, since
+    the model's guess is below its threshold: "Is it joy? Yes". Sent when the kind changes, and
+    on every label card (the question names its class)."""
+    label = card["kind"] == CardKind.LABEL
+    if not label and was == card["kind"]:
+        return {}
+    out = {b: gr.update(variant="primary" if label else "secondary") for b in parts.class_btns}
+    if label:
+        return out | {parts.accept_btn: gr.update(value=f"Is it {card['predicted']}? Yes (a)", variant="secondary",
+                                                  size="md"),
+                      parts.reject_btn: gr.update(value="No (r)", variant="secondary", size="md")}
+    return out | {parts.accept_btn: gr.update(value="Accept (a)", variant="primary", size="lg"),
+                  parts.reject_btn: gr.update(value="Reject (r)", variant="stop", size="lg")}
+
+
+def merge_updates(*updates: dict) -> dict:
+    """Updates of the same components, merged per component (gr.update's dicts)."""
+    out: dict = {}
+    for part in updates:
+        for component, update in part.items():
+            out[component] = {**out.get(component, {}), **update}
+    return out
 
 
 def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict, kind: str = DEFAULT_QUEUE) -> str:
     """No card: say why and what to do about it."""
-    if out.get("error", "").startswith("no finished round"):
+    if out.get("code") == Refusal.NO_ROUND:
         return "### No candidate yet\nNo round has finished: train round 0 on the **Train** tab first."
     if not out["ok"]:
         return f"### No candidate\n{md(out['error'])}"
@@ -199,69 +313,87 @@ def player(card: dict, kind: str):
     return gr.update(value=card["media"] if shown else None, visible=shown)
 
 
-def on_decide(actions: AppActions, W: SimpleNamespace, action: str, label: str, cls: str, min_conf: float,
+def on_decide(actions: AppActions, parts: ReviewTab, action: str, label: str, cls: str, min_conf: float,
               state: dict, reviewer: str) -> dict:
     """A decision on the card on screen. A class key gives a label on a label card and a relabel on
     a verify card: what the reviewer means."""
     name = state.get("name")
     if not name:
-        return {W.review_msg: "**Not recorded:** no candidate on screen"}
+        return {parts.review_msg: "**Not recorded:** no candidate on screen"}
     if action == "class":
         action = Action.LABEL if state.get("card") == CardKind.LABEL else Action.RELABEL
     out = actions.decide(name, action, label, reviewer)
     if not out["ok"]:
-        return {W.review_msg: f"**Not recorded:** {md(out['error'])}"}
+        return {parts.review_msg: f"**Not recorded:** {md(out['error'])}"}
     if out["replaced"]:
         gr.Info(out["message"])
     # The decided sample leaves the queue: the same offset now holds the next candidate.
-    return render_card(actions, W, cls, min_conf, state.get("offset", 0), state, reviewer) | {
-        W.review_msg: f"Saved: {md(out['message'])}"}
+    return render_card(actions, parts, cls, min_conf, state.get("offset", 0), state, reviewer) | {
+        parts.review_msg: f"Saved: {md(out['message'])}"}
 
 
-def on_undo(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, state: dict,
+def on_undo(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float, state: dict,
             reviewer: str) -> dict:
     out = actions.undo(reviewer)
     if not out["ok"]:
-        return {W.review_msg: f"**Not undone:** {md(out['error'])}"}
+        return {parts.review_msg: f"**Not undone:** {md(out['error'])}"}
     offset = state.get("offset", 0)
     if out["sample_ids"]:
         pos = actions.position_of(out["sample_ids"][0], cls, min_conf, reviewer, kind=state.get("kind") or "")
         offset = offset if pos is None else pos  # show the candidate that came back
-    return render_card(actions, W, cls, min_conf, offset, state, reviewer) | {W.review_msg: md(out["message"])}
+    return render_card(actions, parts, cls, min_conf, offset, state, reviewer) | {parts.review_msg: md(out["message"])}
 
 
-def on_accept_all_ask(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, reviewer: str) -> dict:
+def on_accept_all_ask(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float, reviewer: str) -> dict:
     out = actions.accept_all(cls, min_conf, reviewer)
-    if "count" not in out:
-        return {W.confirm_group: gr.update(visible=False), W.confirm_md: "", W.pending_count: 0,
-                W.review_msg: f"**Nothing to accept:** {md(out['error'])}"}
+    if out.get("code") != Refusal.CONFIRM:   # refused: nothing to ask
+        return {parts.confirm_group: gr.update(visible=False), parts.confirm_md: "", parts.pending_count: 0,
+                parts.review_msg: f"**Nothing to accept:** {md(out['error'])}"}
     what = "all classes" if cls in (None, "", "all") else f"class **{md(cls)}**"
     text = (f"Accept **{out['count']}** candidates ({what}, confidence ≥ its class threshold and "
             f"≥ {min_conf:.3f}) as verified labels, recorded for **{md(reviewer.strip())}**? "
             f"One undo takes them all back.")
-    return {W.confirm_group: gr.update(visible=True), W.confirm_md: text, W.pending_count: out["count"],
-            W.review_msg: ""}
+    return {parts.confirm_group: gr.update(visible=True), parts.confirm_md: text, parts.pending_count: out["count"],
+            parts.review_msg: ""}
 
 
-def on_accept_all_confirm(actions: AppActions, W: SimpleNamespace, cls: str, min_conf: float, reviewer: str,
+def on_accept_all_confirm(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float, reviewer: str,
                           count: int, state: dict | None = None) -> dict:
     out = actions.accept_all(cls, min_conf, reviewer, expected=count)
     if not out["ok"]:
-        if "count" in out:  # the queue changed since the question: say so in the page's words
+        if out["code"] == Refusal.CONFIRM:   # the queue changed since the question: say so in the page's words
             why = (f"this filter now holds {out['count']} candidates, not the {count} you were asked about "
                    f"(decisions were made meanwhile). Press *Accept all in this filter…* again to see the "
                    f"new count.")
         else:
             why = md(out["error"])
-        return {W.review_msg: f"**Nothing accepted:** {why}", W.confirm_group: gr.update(visible=False)}
-    return render_card(actions, W, cls, min_conf, 0, state, reviewer) | {W.review_msg: md(out["message"]),
-                                                                         W.confirm_group: gr.update(visible=False)}
+        return {parts.review_msg: f"**Nothing accepted:** {why}", parts.confirm_group: gr.update(visible=False)}
+    return render_card(actions, parts, cls, min_conf, 0, state, reviewer) | {parts.review_msg: md(out["message"]),
+                                                                      parts.confirm_group: gr.update(visible=False)}
 
 
 def counts_frame(actions: AppActions) -> pd.DataFrame:
     rows = actions.candidate_counts().get("classes", [])
     out = [[r["class"], r["candidates"], *(r[s] for s in POOL_SOURCES), r["rejected"]] for r in rows]
-    return pd.DataFrame(out, columns=["class", "remaining", *map(str, POOL_SOURCES), "rejected"])
+    return pd.DataFrame(out, columns=list(COUNTS_COLUMNS))
+
+
+def training_banner(snap: dict, history: Sequence[dict]) -> str:
+    """The Review tab's line while a round trains: which one, and where decisions made now go."""
+    if not snap.get("running"):
+        return ""
+    rid = snap.get("round") if snap.get("round") is not None else "the next round"
+    done = [r["id"] for r in history if r["status"] == RoundStatus.DONE]
+    shown = f"round {done[-1]}" if done else "no round"
+    return (f"⏳ **Round {rid} is training ({round(100 * snap['fraction'])}%).** The cards here are {shown}'s. "
+            f"Decisions you make now are saved, but round {rid} started with the decisions made before it: "
+            f"yours go into the round after it.")
+
+
+def render_banner(actions: AppActions, parts: ReviewTab) -> dict:
+    """The training line, as the store and this server's training are now."""
+    history = actions.training.round_history()["rounds"]
+    return {parts.review_banner: training_banner(actions.training.training_status(), history)}
 
 
 def one_at_a_time(lock: threading.Lock):
@@ -276,42 +408,64 @@ def one_at_a_time(lock: threading.Lock):
     return wrap
 
 
-def wire(actions: AppActions, W: SimpleNamespace, tab: gr.Tab, reviewer: gr.Textbox, private: dict) -> None:
-    """A card is the entry at an offset of the filtered queue. Every event that draws the card
+def followers(actions: AppActions, parts: ReviewTab) -> list[Follower]:
+    """What the tab redraws as the store changes: the per-class counts, the training line, and
+    the card (through `store_mark`: a card is drawn by the card's own events, one at a time)."""
+    return [Follower(("thresholds", "decisions", "round"), lambda: {parts.counts_df: counts_frame(actions)},
+                     [parts.counts_df]),
+            Follower(("training",), partial(render_banner, actions, parts), [parts.review_banner]),
+            Follower(("decisions", "round"), lambda: {parts.store_mark: time.monotonic()}, [parts.store_mark])]
+
+
+def wire(actions: AppActions, parts: ReviewTab, *, page: gr.Blocks, tab: gr.Tab, tabs: gr.Tabs,
+         tab_ids: tuple[str, ...], saved_tab: gr.BrowserState, reviewer: gr.Textbox, private: dict) -> None:
+    """The card's events. What they need of the page: `page` (its load restores the reviewer's
+    place), `tab` (the Review tab: selecting it draws the card), `tabs` with their `tab_ids` and
+    `saved_tab` (the tab a reload goes back to) and the `reviewer` box.
+
+    A card is the entry at an offset of the filtered queue. Every event that draws the card
     skips Gradio's queue (a direct POST: ~65 ms less per key press) and runs one at a time
     (`serial`), so that a later event always computes on what an earlier one decided and its
     answer arrives after it: a move still on its way can never redraw a card that a decision
     has just taken away."""
     serial = one_at_a_time(threading.Lock())
-    W.serial = serial
     on_card = {"queue": False, **private}
-    card = card_outputs(W)
-    moved = [*card, W.review_msg, W.confirm_group, W.filter_conf]
-    inputs = [W.filter_cls, W.filter_conf, W.review_state, reviewer]
-    move = serial(partial(on_move, actions, W))
-    W.move = move
+    card = card_outputs(parts)
+    moved = [*card, parts.review_msg, parts.confirm_group, parts.filter_conf]
+    inputs = [parts.filter_cls, parts.filter_conf, parts.review_state, reviewer]
+    move = serial(partial(on_move, actions, parts))
+    # A reload: back to the tab, the filter and the card the reviewer had.
+    page.load(serial(partial(on_restore, actions, parts, tabs, tab_ids)), [saved_tab, parts.saved_position],
+              [tabs, parts.filter_cls, parts.filter_kind, *moved], **on_card)
+    # The store changed: the card follows (always_last: the last change is always drawn).
+    parts.store_mark.change(serial(partial(on_store_changed, actions, parts)), inputs, moved,
+                            trigger_mode="always_last", show_progress="hidden", **on_card)
     # always_last: a second arrow press while the first is on its way moves again, never lost
-    for trigger, step in ((tab.select, 0), (W.prev_btn.click, -1), (W.next_btn.click, 1)):
+    for trigger, step in ((tab.select, 0), (parts.prev_btn.click, -1), (parts.next_btn.click, 1)):
         trigger(partial(move, step=step), inputs, moved, trigger_mode="always_last", show_progress="hidden",
                 **on_card)
     # .input, not .change: a value set by the page (a reload restoring the filter) is no new filter
-    W.filter_cls.input(partial(move, step=None), inputs, moved, **on_card)
-    W.filter_kind.input(serial(partial(on_kind, actions, W)), [W.filter_kind, *inputs], [*moved, W.filter_kind],
-                        **on_card)
-    W.filter_conf.release(partial(move, step=None), inputs, moved, trigger_mode="always_last", **on_card)
+    parts.filter_cls.input(partial(move, step=None), inputs, moved, **on_card)
+    parts.filter_kind.input(serial(partial(on_kind, actions, parts)), [parts.filter_kind, *inputs],
+                            [*moved, parts.filter_kind], **on_card)
+    parts.filter_conf.release(serial(partial(on_min_conf, actions, parts)), inputs, moved, trigger_mode="multiple",
+                              **on_card)
     # A name entered: the card on screen is claimed for it (or another, if someone holds it).
     reviewer.blur(partial(move, step=0), inputs, moved, **on_card)
-    decided = [*card, W.review_msg]
+    decided = [*card, parts.review_msg]
     # No loading overlay on every output of a key press: the card changes in a blink.
     quick = {"show_progress": "hidden", **on_card}
-    W.accept_btn.click(serial(partial(on_decide, actions, W, Action.ACCEPT, "")), inputs, decided, **quick)
-    W.reject_btn.click(serial(partial(on_decide, actions, W, Action.REJECT, "")), inputs, decided, **quick)
-    for c, btn in zip(actions.project.classes, W.class_btns):
-        btn.click(serial(partial(on_decide, actions, W, "class", c)), inputs, decided, **quick)
-    W.undo_btn.click(serial(partial(on_undo, actions, W)), inputs, decided, **quick)
-    W.accept_all_btn.click(partial(on_accept_all_ask, actions, W), [W.filter_cls, W.filter_conf, reviewer],
-                           [W.confirm_group, W.confirm_md, W.pending_count, W.review_msg], **private)
-    W.confirm_btn.click(serial(partial(on_accept_all_confirm, actions, W)),
-                        [W.filter_cls, W.filter_conf, reviewer, W.pending_count, W.review_state],
-                        [*card, W.review_msg, W.confirm_group], **on_card)
-    W.cancel_btn.click(lambda: gr.update(visible=False), None, W.confirm_group, **private)
+    parts.accept_btn.click(serial(partial(on_decide, actions, parts, Action.ACCEPT, "")), inputs, decided, **quick)
+    parts.reject_btn.click(serial(partial(on_decide, actions, parts, Action.REJECT, "")), inputs, decided, **quick)
+    for c, btn in zip(actions.project.classes, parts.class_btns):
+        btn.click(serial(partial(on_decide, actions, parts, "class", c)), inputs, decided, **quick)
+    parts.undo_btn.click(serial(partial(on_undo, actions, parts)), inputs, decided, **quick)
+    parts.accept_all_btn.click(partial(on_accept_all_ask, actions, parts),
+                               [parts.filter_cls, parts.filter_conf, reviewer],
+                               [parts.confirm_group, parts.confirm_md, parts.pending_count, parts.review_msg],
+                               **private)
+    parts.confirm_btn.click(serial(partial(on_accept_all_confirm, actions, parts)),
+                            [parts.filter_cls, parts.filter_conf, reviewer, parts.pending_count,
+                             parts.review_state],
+                            [*card, parts.review_msg, parts.confirm_group], **on_card)
+    parts.cancel_btn.click(lambda: gr.update(visible=False), None, parts.confirm_group, **private)

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
@@ -17,12 +17,35 @@ from ..engine.vocab import RoundStatus
 from ..service.actions import AppActions
 from ..service.round_summary import RoundSummary
 
-from .charts import f1_plot, md, pct, progress_bar, waf_plot
+from .charts import f1_plot, md, pct, progress_bar, waf_plot, widths
+from .follow import Follower
 
 LOW_PRECISION = 0.8      # auto-accept confirmation: classes below it are flagged
+ROUNDS_COLUMNS = {"round": 5, "started": 12, "status": 7, "config": 8,
+                  "train set (gold / verified / relabeled / labeled / pseudo)": 15, "folds": 5, "CV WAF": 7,
+                  "test WAF": 7, "pseudo-labels": 12, "duration s": 7, "error": 15}   # relative widths
 
 
-def layout(actions: AppActions) -> SimpleNamespace:
+@dataclass
+class TrainTab:
+    """The components the Train tab owns."""
+    preset: gr.Dropdown
+    auto_accept: gr.Checkbox
+    train_btn: gr.Button
+    train_confirm_group: gr.Column
+    train_confirm_md: gr.Markdown
+    train_confirm_btn: gr.Button
+    train_cancel_btn: gr.Button
+    progress_html: gr.HTML
+    train_log: gr.Textbox
+    after_md: gr.Markdown
+    waf_chart: gr.HTML
+    f1_chart: gr.HTML
+    rounds_df: gr.Dataframe
+
+
+def build(actions: AppActions) -> TrainTab:
+    """The tab's components (inside `with gr.Tab(...)`)."""
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Row(equal_height=True):
@@ -31,7 +54,7 @@ def layout(actions: AppActions) -> SimpleNamespace:
                 auto_accept = gr.Checkbox(False, label="Auto-accept every candidate at its threshold",
                                           min_width=160, elem_id="train-auto")
             train_btn = gr.Button("Train next round", variant="primary", size="md", elem_id="btn-train")
-            with gr.Group(visible=False, elem_id="train-confirm-group") as confirm_group:
+            with gr.Column(visible=False, variant="panel", elem_id="train-confirm-group") as confirm_group:
                 confirm_md = gr.Markdown(elem_id="train-confirm-text", padding=True)
                 with gr.Row():
                     train_confirm_btn = gr.Button("Yes, train with them", variant="primary", size="md",
@@ -47,50 +70,51 @@ def layout(actions: AppActions) -> SimpleNamespace:
                 # a visible point, the y axis fits the data, the legend wraps below the plot.
                 waf_chart = gr.HTML(elem_id="waf-plot", min_height=0)
                 f1_chart = gr.HTML(elem_id="f1-plot", min_height=0)
-    rounds_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=False, elem_id="history")
-    return SimpleNamespace(preset=preset, auto_accept=auto_accept, train_btn=train_btn,
-                           train_confirm_group=confirm_group, train_confirm_md=confirm_md,
-                           train_confirm_btn=train_confirm_btn, train_cancel_btn=train_cancel_btn,
-                           progress_html=progress_html, train_log=train_log, after_md=after_md,
-                           waf_chart=waf_chart, f1_chart=f1_chart, rounds_df=rounds_df)
+    rounds_df = gr.Dataframe(label="Rounds (newest first)", interactive=False, wrap=True, elem_id="history",
+                             column_widths=widths(ROUNDS_COLUMNS))
+    return TrainTab(preset=preset, auto_accept=auto_accept, train_btn=train_btn,
+                    train_confirm_group=confirm_group, train_confirm_md=confirm_md,
+                    train_confirm_btn=train_confirm_btn, train_cancel_btn=train_cancel_btn,
+                    progress_html=progress_html, train_log=train_log, after_md=after_md,
+                    waf_chart=waf_chart, f1_chart=f1_chart, rounds_df=rounds_df)
 
 
-def outputs(W: SimpleNamespace) -> list:
+def outputs(parts: TrainTab) -> list:
     """What `render` fills."""
-    return [W.progress_html, W.train_log, W.rounds_df, W.waf_chart, W.f1_chart, W.after_md, W.review_banner]
+    return [parts.progress_html, parts.train_log, parts.rounds_df, parts.waf_chart, parts.f1_chart, parts.after_md]
 
 
-def render(actions: AppActions, W: SimpleNamespace) -> dict:
+def render(actions: AppActions, parts: TrainTab) -> dict:
     snap = actions.training.training_status()
     history = actions.training.rounds()
-    return {W.progress_html: progress_bar(snap), W.train_log: "\n".join(snap["log"]),
-            W.rounds_df: history_frame(history), W.waf_chart: waf_plot(history), W.f1_chart: f1_plot(history),
-            W.after_md: after_round_text(history), W.review_banner: training_banner(snap, history)}
+    return {parts.progress_html: progress_bar(snap), parts.train_log: "\n".join(snap["log"]),
+            parts.rounds_df: history_frame(history), parts.waf_chart: waf_plot(history),
+            parts.f1_chart: f1_plot(history), parts.after_md: after_round_text(history)}
 
 
-def on_train(actions: AppActions, W: SimpleNamespace, preset: str, auto_accept: bool) -> dict:
+def on_train(actions: AppActions, parts: TrainTab, preset: str, auto_accept: bool) -> dict:
     out = actions.training.train_round(preset, bool(auto_accept))
     if not out["ok"]:
         gr.Warning(out["error"])
     snap = actions.training.training_status()
-    return {W.progress_html: progress_bar(snap), W.train_log: "\n".join(snap["log"]),
-            W.train_confirm_group: gr.update(visible=False)}
+    return {parts.progress_html: progress_bar(snap), parts.train_log: "\n".join(snap["log"]),
+            parts.train_confirm_group: gr.update(visible=False)}
 
 
-def on_train_ask(actions: AppActions, W: SimpleNamespace, preset: str, auto_accept: bool) -> dict:
+def on_train_ask(actions: AppActions, parts: TrainTab, preset: str, auto_accept: bool) -> dict:
     """Train at once, or, with auto-accept, first show per class how many candidates it would
     accept and at what expected precision, and ask."""
     if not auto_accept:
-        return on_train(actions, W, preset, False)
+        return on_train(actions, parts, preset, False)
     preview = actions.training.auto_accept_preview(preset)
     if not preview["ok"]:
-        return {W.train_confirm_group: gr.update(visible=True),
-                W.train_confirm_md: f"**Cannot preview the auto-accept step:** {md(preview['error'])}"}
-    return {W.train_confirm_group: gr.update(visible=True), W.train_confirm_md: auto_accept_text(preview)}
+        return {parts.train_confirm_group: gr.update(visible=True),
+                parts.train_confirm_md: f"**Cannot preview the auto-accept step:** {md(preview['error'])}"}
+    return {parts.train_confirm_group: gr.update(visible=True), parts.train_confirm_md: auto_accept_text(preview)}
 
 
-def on_train_confirm(actions: AppActions, W: SimpleNamespace, preset: str) -> dict:
-    return on_train(actions, W, preset, True) | {W.auto_accept: False}
+def on_train_confirm(actions: AppActions, parts: TrainTab, preset: str) -> dict:
+    return on_train(actions, parts, preset, True) | {parts.auto_accept: False}
 
 
 def auto_accept_text(preview: dict) -> str:
@@ -111,18 +135,6 @@ def auto_accept_text(preview: dict) -> str:
     return (f"This round will **accept {preview['total']} candidates** as pseudo-labels without review "
             f"(counted now, at the current thresholds):\n\n" + "\n".join(rows) + "\n" + warn
             + "  \nThe box is unticked after this round.")
-
-
-def training_banner(snap: dict, history: Sequence[RoundSummary]) -> str:
-    """The Review tab's line while a round trains: which one, and where decisions made now go."""
-    if not snap.get("running"):
-        return ""
-    rid = snap.get("round") if snap.get("round") is not None else "the next round"
-    done = [r.id for r in history if r.status == RoundStatus.DONE]
-    shown = f"round {done[-1]}" if done else "no round"
-    return (f"⏳ **Round {rid} is training ({round(100 * snap['fraction'])}%).** The cards here are {shown}'s. "
-            f"Decisions you make now are saved, but round {rid} started with the decisions made before it: "
-            f"yours go into the round after it.")
 
 
 def after_round_text(history: Sequence[RoundSummary]) -> str:
@@ -149,8 +161,7 @@ def after_round_text(history: Sequence[RoundSummary]) -> str:
 
 
 def history_frame(rounds: Sequence[RoundSummary]) -> pd.DataFrame:
-    columns = ["round", "started", "status", "config", "train set (gold / verified / relabeled / labeled / pseudo)",
-               "folds", "CV WAF", "test WAF", "pseudo-labels", "duration s", "error"]
+    columns = list(ROUNDS_COLUMNS)
     rows = []
     for r in reversed(rounds):  # newest first
         comp = r.composition
@@ -168,10 +179,19 @@ def default_preset(presets: dict[str, Path]) -> str | None:
     return "default" if "default" in presets else next(iter(presets), None)
 
 
-def wire(actions: AppActions, W: SimpleNamespace, tab: gr.Tab, private: dict) -> None:
-    asked = [W.train_confirm_group, W.train_confirm_md, W.progress_html, W.train_log, W.auto_accept]
-    W.train_btn.click(partial(on_train_ask, actions, W), [W.preset, W.auto_accept], asked, concurrency_limit=None,
-                      **private)
-    W.train_confirm_btn.click(partial(on_train_confirm, actions, W), W.preset, asked, concurrency_limit=None, **private)
-    W.train_cancel_btn.click(lambda: gr.update(visible=False), None, W.train_confirm_group, **private)
-    tab.select(partial(render, actions, W), None, outputs(W), **private)
+def followers(actions: AppActions, parts: TrainTab) -> list[Follower]:
+    """What the tab redraws as the store changes: all of it when a round or the training here
+    moved on (each second while a round trains)."""
+    return [Follower(("training",), partial(render, actions, parts), outputs(parts))]
+
+
+def wire(actions: AppActions, parts: TrainTab, *, tab: gr.Tab, private: dict) -> None:
+    """The tab's events. What they need of the page: `tab` (its gr.Tab: selecting it redraws
+    the tab)."""
+    asked = [parts.train_confirm_group, parts.train_confirm_md, parts.progress_html, parts.train_log, parts.auto_accept]
+    parts.train_btn.click(partial(on_train_ask, actions, parts), [parts.preset, parts.auto_accept], asked,
+                          concurrency_limit=None, **private)
+    parts.train_confirm_btn.click(partial(on_train_confirm, actions, parts), parts.preset, asked,
+                                  concurrency_limit=None, **private)
+    parts.train_cancel_btn.click(lambda: gr.update(visible=False), None, parts.train_confirm_group, **private)
+    tab.select(partial(render, actions, parts), None, outputs(parts), show_progress="hidden", **private)

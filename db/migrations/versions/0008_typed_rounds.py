@@ -1,4 +1,4 @@
-"""A round's JSON in the shapes of the engine's types (schema 7).
+"""A round's JSON in the shapes of the engine's types (schema 8).
 
 The round's `metrics` were one flat dict that three layers wrote keys into; they become the
 engine's RoundRecord: the metrics of each split (cv, test), the calibration, how the round ran,
@@ -12,20 +12,20 @@ earlier round (graph_share_kept, graph_share_from) is gone: fold votes replaced 
 Each row is rewritten from its stored values alone; the shapes are written out here as they are
 at this revision, whatever the engine's types become later.
 
-Revision ID: 0007_typed_rounds
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 import sqlalchemy as sa
 from alembic import op
 
 from mersemi.db.migrate import set_schema_version
 
-revision = "0007_typed_rounds"   # unique: another branch adds a 0007 too; the integrator renumbers
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-SOURCES = ("gold", "verified", "relabeled", "labeled", "pseudo")
+SOURCES = ("gold", "verified", "relabeled", "labeled", "consensus", "adjudicated", "pseudo")
 POLICIES = {"target_precision": "target_precision", "fixed": "fixed", "thresholds": "fixed"}  # old name: fixed
 WORK = ("device", "processes", "fold_workers", "n_train", "samples_trained", "timings", "folds")
 
@@ -93,4 +93,4 @@ def upgrade() -> None:
             values["composition"] = composition(comp)
         if values:
             conn.execute(sa.update(rounds).where(rounds.c.id == rid).values(**values))
-    set_schema_version(op, 7)
+    set_schema_version(op, 8)
