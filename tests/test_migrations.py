@@ -342,6 +342,8 @@ FLAT_METRICS = {   # a round's metrics as schema 6 wrote them (engine, service a
     "wall_s": 14.0,
     "threshold_changes": [{"class_id": 0, "old": 0.8, "new": 0.85, "by": "policy", "changed": True,
                            "kept_for_owner": False}]}
+# the votes' sources (schema 7), which a round before them did not record
+VOTE_SOURCE_KEYS = ("consensus", "consensus_per_class", "adjudicated", "adjudicated_per_class")
 FLAT_COMPOSITION = {"gold": 9, "gold_per_class": {"calm": 3, "joy": 3, "anger": 3}, "verified": 1,
                     "verified_per_class": {"calm": 1, "joy": 0, "anger": 0}, "relabeled": 0,
                     "relabeled_per_class": {"calm": 0, "joy": 0, "anger": 0}, "labeled": 0,
@@ -382,7 +384,7 @@ def test_a_schema_6_round_reads_the_same_after_the_typed_rounds_migration(tmp_pa
     assert (r0["oof_ece"], r0["test_ece"], r0["temperature"], r0["graph_weight"], r0["graph_cv_waf"]) == \
         (0.05, 0.08, 1.7, 0.5, 0.6)
     assert r0["notes"] == ["a note"] and r0["eval_scheme"]["text"] == "3-fold" and r0["policy"] == "target_precision"
-    assert r0["composition"] == FLAT_COMPOSITION and r0["pseudo_labels"] == {"calm": 2, "joy": 0, "anger": 1}
+    assert r0["composition"] == FLAT_COMPOSITION | dict.fromkeys(VOTE_SOURCE_KEYS) and r0["pseudo_labels"] == {"calm": 2, "joy": 0, "anger": 1}
     assert r0["pseudo_precision"] == FLAT_METRICS["pseudo_precision"] and r0["unreachable"] == ["joy"]
     assert r0["auto_accept_selection"] == {**FLAT_METRICS["auto_accept"], "policy": "fixed"}
     assert r0["threshold_changes"] == [{"class": "calm", "old": 0.8, "new": 0.85, "by": "policy", "changed": True,

@@ -28,8 +28,8 @@ def test_one_hot_targets_train_exactly_as_the_labels_alone():
     assert all(f.train_targets is not None and (f.train_targets.argmax(1) == f.train_labels).all() for f in folds)
     assert make_folds(plain, 3, 3, 0)[0].train_targets is None
     a, b = train_round(plain, 3, CFG), train_round(one_hot, 3, CFG)
-    np.testing.assert_array_equal(a.score_probs, b.score_probs)
-    np.testing.assert_array_equal(a.oof_probs, b.oof_probs)
+    np.testing.assert_array_equal(a.scores.pool, b.scores.pool)
+    np.testing.assert_array_equal(a.scores.oof, b.scores.oof)
 
 
 def test_split_votes_train_on_both_classes():
@@ -39,8 +39,8 @@ def test_split_votes_train_on_both_classes():
     split = 0.5 * np.eye(3, dtype=np.float32)[extra_y] + 0.5 * np.eye(3, dtype=np.float32)[(extra_y + 1) % 3]
     soft = dataclasses.replace(hard, extra_targets=split)
     a, b = train_round(hard, 3, CFG), train_round(soft, 3, CFG)
-    at = np.arange(len(extra_rows))          # the extra rows are the first score rows
-    mass = lambda r: r.score_probs[at, (extra_y + 1) % 3].mean()   # noqa: E731
+    at = np.arange(len(extra_rows))          # the extra rows are the first pool rows
+    mass = lambda r: r.scores.pool[at, (extra_y + 1) % 3].mean()   # noqa: E731
     assert mass(b) > mass(a) + 0.05
 
 
