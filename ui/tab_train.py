@@ -16,12 +16,12 @@ import pandas as pd
 from ..engine.vocab import POOL_SOURCES, RoundStatus, Source
 from ..service.actions import AppActions
 
-from .charts import f1_plot, md, pct, progress_bar, waf_plot, widths
+from .charts import f1_plot, md, pct, progress_bar, source_counts, waf_plot, widths
 from .follow import Follower
 
 LOW_PRECISION = 0.8      # auto-accept confirmation: classes below it are flagged
 ROUNDS_COLUMNS = {"round": 5, "started": 12, "status": 7, "config": 8,
-                  "train set (gold / verified / relabeled / labeled / pseudo)": 15, "folds": 5, "CV WAF": 7,
+                  "train set (gold / verified / relabeled / labeled / voted / pseudo)": 15, "folds": 5, "CV WAF": 7,
                   "test WAF": 7, "pseudo-labels": 12, "duration s": 7, "error": 15}   # relative widths
 
 
@@ -166,8 +166,8 @@ def history_frame(rounds: Sequence[dict]) -> pd.DataFrame:
     for r in reversed(rounds):  # newest first
         comp = r["composition"] or {}
         pseudo = r["pseudo_labels"] or {}
-        make_up = " / ".join(str(comp.get(k, "")) for k in (Source.GOLD, *POOL_SOURCES)) \
-            if comp else ""
+        make_up = " / ".join(str(n) for n in [comp.get(Source.GOLD, ""), *source_counts(
+            {s: comp.get(s) or 0 for s in POOL_SOURCES})]) if comp else ""
         scheme = r.get("eval_scheme") or {}
         rows.append([r["id"], (r["started_at"] or "").replace("T", " ")[:19], r["status"], r["config"], make_up,
                      scheme.get("folds", ""), pct(r["cv_waf"]), pct(r["test_waf"]),
