@@ -31,9 +31,10 @@ QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
 SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` give class n (a label on a *label* card, a relabel on a "
              "*verify* card) · `u` undo · `p` play the clip · `←` `→` previous / next · `Esc` leaves a field "
              "(keys are ignored while typing in one)")
-COUNTS_COLUMNS = {"class": 14, "remaining": 14, "verified": 13, "relabeled": 14, "labeled": 13, "voted": 11,
-                  "pseudo": 12, "rejected": 13}   # relative widths: the table fits its column at 1366 px
-COUNTS_LABEL = ("Per class: candidates remaining (predicted as it), the pool labels given to it by people "
+# relative widths, about each header's pixels: eight columns fit the card's column at 1366 px
+COUNTS_COLUMNS = {"class": 48, "left": 44, "verified": 74, "relabeled": 80, "labeled": 66, "voted": 50,
+                  "pseudo": 58, "rejected": 74}
+COUNTS_LABEL = ("Per class: candidates left (predicted as it), the pool labels given to it by people "
                 "(verified, relabeled, labeled, voted: a consensus of votes or an adjudication) and by the tool "
                 "(pseudo), and predictions of it rejected")
 

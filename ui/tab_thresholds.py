@@ -22,8 +22,8 @@ from .widgets import ValueSlider
 
 HISTORY_ROWS = 50
 # The tables' columns and their relative widths (they fit the tab at 1366 px, cells wrap).
-CLASS_COLUMNS = {"class": 8, "threshold": 8, "set by": 10, "candidates": 9, "expected precision (n=candidates)": 11,
-                 "OOF precision (hits/n, 95% CI)": 14, "verified": 8, "relabeled": 9, "labeled": 8, "voted": 7,
+CLASS_COLUMNS = {"class": 7, "threshold": 8, "set by": 9, "candidates": 9, "expected precision (n=candidates)": 13,
+                 "OOF precision (hits/n, 95% CI)": 14, "verified": 8, "relabeled": 9, "labeled": 7, "voted": 6,
                  "pseudo": 7, "rejected": 8}
 HISTORY_COLUMNS = {"time": 18, "class": 12, "threshold": 9, "set by": 20, "owner after": 11, "note": 30}
 THRESHOLDS_GROUP = "thresholds"   # the concurrency group of every event that puts values in the boxes
