@@ -26,7 +26,8 @@ def number(value: object, what: str, low: float = -math.inf, high: float = math.
     line's text; with integer=True a whole one, returned as int. An API call sending "0.5"
     is refused: a client that sends strings sends other things unchecked too. A whole number is
     at most MAX_WHOLE unless `high` says otherwise (an offset of 1e30 is no row a database has)."""
-    if integer and high == math.inf:
+    implied = integer and high == math.inf   # the database's bound: said only when it is the one passed
+    if implied:
         high = MAX_WHOLE
     echo = shown(value)
     if isinstance(value, str) and not text:
@@ -45,7 +46,8 @@ def number(value: object, what: str, low: float = -math.inf, high: float = math.
     if integer and value != int(value):
         raise UsageError(f"{what}: must be a whole number, got {echo}")
     if not low <= value <= high:
-        raise UsageError(f"{what}: must {_bounds(low, high)}, got {echo}")
+        shown_high = math.inf if implied and value < low else high
+        raise UsageError(f"{what}: must {_bounds(low, shown_high)}, got {echo}")
     if integer:
         return int(value)
     try:
@@ -96,7 +98,12 @@ def mapping(value: object, what: str) -> dict[str, object]:
 
 def _bounds(low: float, high: float) -> str:
     if math.isinf(high):
-        return f"be >= {low:g}"
+        return f"be >= {_plain(low)}"
     if math.isinf(low):
-        return f"be <= {high:g}"
-    return f"lie in [{low:g}, {high:g}]"
+        return f"be <= {_plain(high)}"
+    return f"lie in [{_plain(low)}, {_plain(high)}]"
+
+
+def _plain(x: float) -> str:
+    """A bound as people write it: 2147483647, not 2.14748e+09."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"

@@ -21,7 +21,8 @@ HIDDEN = r"""() => {
   const out = [];
   const shown = (e) => e.offsetParent !== null || e.getClientRects().length > 0;
   const where = (e) => (e.closest("[id]") || {}).id || "?";
-  const cut = ".table-wrap .header-cell .cell-wrap, .table-wrap .body-cell .cell-wrap, .pbar .cls, button[id^=btn-], " +
+  const cut = ".table-wrap .header-cell, .table-wrap .header-cell .cell-wrap, .table-wrap .header-cell .header, " +
+              ".table-wrap .body-cell .cell-wrap, .pbar .cls, button[id^=btn-], " +
               "#card-title, #header-info, #threshold-note, .threshold .info-text";
   for (const e of document.querySelectorAll(cut)) {
     if (shown(e) && e.scrollWidth > e.clientWidth + 1) out.push(["cut", where(e), e.textContent.trim()]);

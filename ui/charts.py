@@ -7,7 +7,7 @@ import html
 import re
 from collections.abc import Mapping, Sequence
 
-from ..engine.vocab import RoundStatus
+from ..engine.vocab import RoundStatus, Source
 from ..service.round_summary import RoundSummary
 
 PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
@@ -16,6 +16,17 @@ PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#c
 def md(text) -> str:
     """Escape Markdown in data (sample names, transcripts, messages)."""
     return re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", str(text))
+
+
+# A class's pool labels by source as the tables show them: a card's consensus and its
+# adjudication (votes) share one narrow column, so the tables keep fitting at 1366 px.
+SOURCE_COLUMNS = ("verified", "relabeled", "labeled", "voted", "pseudo")
+
+
+def source_counts(row: Mapping[str, int]) -> list[int]:
+    """`row`'s counts per label source (service/review.class_table) in SOURCE_COLUMNS' order."""
+    return [row[Source.VERIFIED], row[Source.RELABELED], row[Source.LABELED],
+            row[Source.CONSENSUS] + row[Source.ADJUDICATED], row[Source.PSEUDO]]
 
 
 def widths(columns: Mapping[str, float]) -> list[str | int]:

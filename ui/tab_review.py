@@ -16,10 +16,10 @@ import pandas as pd
 
 from ..engine.errors import Refusal
 from ..engine.thresholds import STEP
-from ..engine.vocab import DEFAULT_QUEUE, POOL_SOURCES, Action, CardKind, MediaKind, QueueKind, RoundStatus
+from ..engine.vocab import DEFAULT_QUEUE, Action, CardKind, MediaKind, QueueKind, RoundStatus
 from ..service.actions import AppActions
 
-from .charts import md, probability_bars, widths
+from .charts import md, probability_bars, source_counts, widths
 from .follow import Follower
 from .widgets import ValueSlider
 
@@ -31,10 +31,12 @@ QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
 SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` give class n (a label on a *label* card, a relabel on a "
              "*verify* card) · `u` undo · `p` play the clip · `←` `→` previous / next · `Esc` leaves a field "
              "(keys are ignored while typing in one)")
-COUNTS_COLUMNS = {"class": 15, "remaining": 15, "verified": 14, "relabeled": 15, "labeled": 14, "pseudo": 13,
-                  "rejected": 14}   # relative widths: the table fits its column at 1366 px
-COUNTS_LABEL = ("Per class: candidates remaining (predicted as it), the pool labels given to it by people "
-                "(verified, relabeled, labeled) and by the tool (pseudo), and predictions of it rejected")
+# relative widths, about each header's pixels: eight columns fit the card's column at 1366 px
+COUNTS_COLUMNS = {"class": 48, "left": 44, "verified": 74, "relabeled": 80, "labeled": 66, "voted": 50,
+                  "pseudo": 58, "rejected": 74}
+COUNTS_LABEL = ("Per class: candidates left (predicted as it), the pool labels given to it by people "
+                "(verified, relabeled, labeled, voted: a consensus of votes or an adjudication) and by the tool "
+                "(pseudo), and predictions of it rejected")
 
 
 @dataclass
@@ -374,7 +376,7 @@ def on_accept_all_confirm(actions: AppActions, parts: ReviewTab, cls: str, min_c
 
 def counts_frame(actions: AppActions) -> pd.DataFrame:
     rows = actions.candidate_counts().get("classes", [])
-    out = [[r["class"], r["candidates"], *(r[s] for s in POOL_SOURCES), r["rejected"]] for r in rows]
+    out = [[r["class"], r["candidates"], *source_counts(r), r["rejected"]] for r in rows]
     return pd.DataFrame(out, columns=list(COUNTS_COLUMNS))
 
 

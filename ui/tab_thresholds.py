@@ -12,19 +12,19 @@ import numpy as np
 import pandas as pd
 
 from ..engine.thresholds import STEP
-from ..engine.vocab import POOL_SOURCES, Tool
+from ..engine.vocab import Tool
 from ..service.actions import AppActions
 from ..service.review import THIN, wilson_interval
 
-from .charts import md, widths
+from .charts import md, source_counts, widths
 from .follow import Follower
 from .widgets import ValueSlider
 
 HISTORY_ROWS = 50
 # The tables' columns and their relative widths (they fit the tab at 1366 px, cells wrap).
-CLASS_COLUMNS = {"class": 8, "threshold": 8, "set by": 10, "candidates": 9, "expected precision (n=candidates)": 11,
-                 "OOF precision (hits/n, 95% CI)": 14, "verified": 8, "relabeled": 9, "labeled": 8, "pseudo": 7,
-                 "rejected": 8}
+CLASS_COLUMNS = {"class": 7, "threshold": 8, "set by": 9, "candidates": 9, "expected precision (n=candidates)": 13,
+                 "OOF precision (hits/n, 95% CI)": 14, "verified": 8, "relabeled": 9, "labeled": 7, "voted": 6,
+                 "pseudo": 7, "rejected": 8}
 HISTORY_COLUMNS = {"time": 18, "class": 12, "threshold": 9, "set by": 20, "owner after": 11, "note": 30}
 THRESHOLDS_GROUP = "thresholds"   # the concurrency group of every event that puts values in the boxes
 INTRO = ("Candidates of a class are the undecided pool samples predicted as that class with confidence at or "
@@ -228,7 +228,7 @@ def class_frame(result: dict, owners: dict) -> pd.DataFrame:
         owner = owners.get(r["class"], {})
         by = str(owner.get("set_by", "")) + ("" if owner.get("policy_may_set", True) else " (kept)")
         rows.append([r["class"], f"{r['threshold']:.3f}", by, r["candidates"], precision_text(r), oof_text(r),
-                     *(r[s] for s in POOL_SOURCES), r["rejected"]])
+                     *source_counts(r), r["rejected"]])
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -13,16 +13,16 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from ..engine.vocab import RoundStatus
+from ..engine.vocab import POOL_SOURCES, RoundStatus
 from ..service.actions import AppActions
 from ..service.round_summary import RoundSummary
 
-from .charts import f1_plot, md, pct, progress_bar, waf_plot, widths
+from .charts import f1_plot, md, pct, progress_bar, source_counts, waf_plot, widths
 from .follow import Follower
 
 LOW_PRECISION = 0.8      # auto-accept confirmation: classes below it are flagged
 ROUNDS_COLUMNS = {"round": 5, "started": 12, "status": 7, "config": 8,
-                  "train set (gold / verified / relabeled / labeled / pseudo)": 15, "folds": 5, "CV WAF": 7,
+                  "train set (gold / verified / relabeled / labeled / voted / pseudo)": 15, "folds": 5, "CV WAF": 7,
                   "test WAF": 7, "pseudo-labels": 12, "duration s": 7, "error": 15}   # relative widths
 
 
@@ -165,8 +165,9 @@ def history_frame(rounds: Sequence[RoundSummary]) -> pd.DataFrame:
     rows = []
     for r in reversed(rounds):  # newest first
         comp = r.composition
+        by_source = {} if comp is None else {s: getattr(comp, s.value) or 0 for s in POOL_SOURCES}
         make_up = "" if comp is None else " / ".join(
-            "" if n is None else str(n) for n in (comp.gold, comp.verified, comp.relabeled, comp.labeled, comp.pseudo))
+            str(n) for n in ["" if comp.gold is None else comp.gold, *source_counts(by_source)])
         pseudo = r.pseudo_labels
         rows.append([r.id, (r.started_at or "").replace("T", " ")[:19], r.status, r.config, make_up,
                      "" if r.folds is None else r.folds, pct(r.cv_waf), pct(r.test_waf),
