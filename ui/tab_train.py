@@ -165,7 +165,7 @@ def history_frame(rounds: Sequence[RoundSummary]) -> pd.DataFrame:
     rows = []
     for r in reversed(rounds):  # newest first
         comp = r.composition
-        by_source = {} if comp is None else {s: getattr(comp, s.value) or 0 for s in POOL_SOURCES}
+        by_source = {} if comp is None else {s.value: getattr(comp, s.value) or 0 for s in POOL_SOURCES}
         make_up = "" if comp is None else " / ".join(
             str(n) for n in ["" if comp.gold is None else comp.gold, *source_counts(by_source)])
         pseudo = r.pseudo_labels
