@@ -117,7 +117,7 @@ def test_commands_reading_a_stream_answer_in_one_line(args, project, tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["synth", "{t}/s", "--seed", "-1"], "--seed: must lie in [0, 4.29497e+09], got '-1'"),
+    (["synth", "{t}/s", "--seed", "-1"], "--seed: must lie in [0, 4294967295], got '-1'"),
     (["synth", "{t}/file/s"], "is a file, not a folder"),
     (["init", "{t}/file"], "is a file, not a folder"),
     (["init", "{t}/fifo"], "is a FIFO, not a folder"),

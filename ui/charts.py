@@ -18,13 +18,10 @@ def md(text) -> str:
     return re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", str(text))
 
 
-# A class's pool labels by source as the tables show them: a card's consensus and its
-# adjudication (votes) share one narrow column, so the tables keep fitting at 1366 px.
-SOURCE_COLUMNS = ("verified", "relabeled", "labeled", "voted", "pseudo")
-
-
 def source_counts(row: Mapping[str, int]) -> list[int]:
-    """`row`'s counts per label source (service/review.class_table) in SOURCE_COLUMNS' order."""
+    """A class's pool labels by source as the tables show them (`row`: service/review.class_table's):
+    verified, relabeled, labeled, voted, pseudo. A card's consensus and its adjudication (votes)
+    share the one narrow "voted" column, so the tables keep fitting at 1366 px."""
     return [row[Source.VERIFIED], row[Source.RELABELED], row[Source.LABELED],
             row[Source.CONSENSUS] + row[Source.ADJUDICATED], row[Source.PSEUDO]]
 
