@@ -14,7 +14,7 @@ from ..db.store import Store
 from ..engine import selection
 from ..engine.vocab import PredictionKind, RoundStatus, Split
 
-from .errors import ProjectError
+from .errors import NoRound
 
 HIST_BINS = 40
 VIEWS_KEPT = 4     # rounds a project keeps the arrays of: the current one, and a few a request may still read
@@ -110,11 +110,11 @@ class RoundViews:
 
 
 def round_view(project: HasViews, round_id: int | None = None) -> RoundView:
-    """The view of round `round_id` (default: the current round); ProjectError when it has not
+    """The view of round `round_id` (default: the current round); NoRound (a ProjectError) when it has not
     finished."""
     rnd = project.store.rounds.get(round_id) if round_id is not None else project.store.rounds.current()
     if rnd is None or rnd.status != RoundStatus.DONE:
-        raise ProjectError("no finished round yet: train round 0 first")
+        raise NoRound("no finished round yet: train round 0 first")
     return project.views.get(project.store, rnd.id, len(project.classes))
 
 

@@ -128,4 +128,4 @@ def test_what_another_writer_changes_shows_on_the_open_page(page, project_root):
     worker.join(180)
     assert trained, "the round did not finish"
     expect(page.locator("#history [role=row]", has_text="fast").first).to_contain_text("done")
-    expect(page.locator("#header-info")).to_contain_text(f"current round: {trained[0]['id']}")
+    expect(page.locator("#header-info")).to_contain_text(f"current round: {trained[0].id}")

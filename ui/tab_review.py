@@ -18,6 +18,7 @@ from ..engine.errors import Refusal
 from ..engine.thresholds import STEP
 from ..engine.vocab import DEFAULT_QUEUE, Action, CardKind, MediaKind, QueueKind, RoundStatus
 from ..service.actions import AppActions
+from ..service.round_summary import RoundSummary
 
 from .charts import md, probability_bars, source_counts, widths
 from .follow import Follower
@@ -380,12 +381,12 @@ def counts_frame(actions: AppActions) -> pd.DataFrame:
     return pd.DataFrame(out, columns=list(COUNTS_COLUMNS))
 
 
-def training_banner(snap: dict, history: Sequence[dict]) -> str:
+def training_banner(snap: dict, history: Sequence[RoundSummary]) -> str:
     """The Review tab's line while a round trains: which one, and where decisions made now go."""
     if not snap.get("running"):
         return ""
     rid = snap.get("round") if snap.get("round") is not None else "the next round"
-    done = [r["id"] for r in history if r["status"] == RoundStatus.DONE]
+    done = [r.id for r in history if r.status == RoundStatus.DONE]
     shown = f"round {done[-1]}" if done else "no round"
     return (f"⏳ **Round {rid} is training ({round(100 * snap['fraction'])}%).** The cards here are {shown}'s. "
             f"Decisions you make now are saved, but round {rid} started with the decisions made before it: "
@@ -394,8 +395,7 @@ def training_banner(snap: dict, history: Sequence[dict]) -> str:
 
 def render_banner(actions: AppActions, parts: ReviewTab) -> dict:
     """The training line, as the store and this server's training are now."""
-    history = actions.training.round_history()["rounds"]
-    return {parts.review_banner: training_banner(actions.training.training_status(), history)}
+    return {parts.review_banner: training_banner(actions.training.training_status(), actions.training.rounds())}
 
 
 def one_at_a_time(lock: threading.Lock):
