@@ -32,6 +32,7 @@ import numpy as np
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from mersemi.db.writes import DecisionIn  # noqa: E402
+from mersemi.engine.results import RoundMetrics, RoundRecord, SplitMetrics  # noqa: E402
 from mersemi.engine.selection import is_candidate  # noqa: E402
 from mersemi.service.project import Project  # noqa: E402
 from mersemi.service.review import round_view  # noqa: E402
@@ -67,7 +68,8 @@ def build_project(root: Path, pool: int, seed: int = 0) -> Project:
     project.store.rounds.complete(
         rid, predictions=[("pool", unl, pool_probs), ("test", tst, probs(TEST, gold[tst])),
                           ("oof", lab, probs(LABELED, gold[lab]))],
-        decisions=[], reviewer="auto", composition={}, metrics={}, checkpoint=None)
+        decisions=[], reviewer="auto", composition={},
+        metrics=RoundRecord(metrics=RoundMetrics(cv=SplitMetrics())).to_json(), checkpoint=None)
     decided = rng.choice(unl, DECIDED, replace=False)
     predicted = pool_probs[decided - LABELED].argmax(1)
     project.store.decisions.record([DecisionIn(int(s), "accept" if k % 3 else "reject", int(p), rid)

@@ -29,6 +29,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from bench_app import build_project  # noqa: E402
+from mersemi.engine.results import RoundMetrics, RoundRecord, SplitMetrics  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -57,7 +58,7 @@ def finish_last_round(store) -> int:
     rid = store.rounds.unfinished()[0].id
     ids, probs = store.rounds.predictions(store.rounds.current().id, "pool")
     store.rounds.complete(rid, predictions=[("pool", ids, probs)], decisions=[], reviewer="auto", composition={},
-                         metrics={}, checkpoint=None)
+                         metrics=RoundRecord(metrics=RoundMetrics(cv=SplitMetrics())).to_json(), checkpoint=None)
     return rid
 
 

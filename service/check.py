@@ -17,6 +17,7 @@ from ..engine.features import FeatureStore
 from ..engine.vocab import PredictionKind, RoundStatus
 
 from .errors import ProjectError
+from .round_summary import RoundSummary
 from .store_location import store_label, store_url
 
 RESTORE = ("restore the store from a copy (migrate leaves project.db.v*-backup-* beside it; on PostgreSQL, "
@@ -73,7 +74,9 @@ def _rounds(root: Path, store: Store) -> list[Finding]:
         part = f"round {rid}"
         try:
             r = store.rounds.get(rid)
-            assert r is not None
+            if r is None:   # gone between the listing and the read: nothing to check
+                continue
+            RoundSummary.of(r, store.classes.names())   # its record in the engine's types
             if r.status == RoundStatus.DONE:
                 for kind in PredictionKind:
                     store.rounds.predictions(rid, kind)

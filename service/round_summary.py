@@ -7,8 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..db.errors import StoreDamaged
 from ..db.models import Round
 from ..db.writes import PolicyChange
+from ..engine.errors import one_line
 from ..engine.results import Composition, RoundRecord
 from ..engine.vocab import RoundStatus
 
@@ -46,6 +50,15 @@ class RoundSummary:
 
     @classmethod
     def of(cls, r: Round, classes: list[str]) -> RoundSummary:
+        """Round `r` as stored; StoreDamaged (one line) when its record is not a round's."""
+        try:
+            return cls._of(r, classes)
+        except (ValidationError, KeyError, IndexError, TypeError) as e:
+            raise StoreDamaged(f"round {r.id}'s record is damaged ({one_line(e)[:120]}); "
+                               "`mersemi check DIR` says what else is") from None
+
+    @classmethod
+    def _of(cls, r: Round, classes: list[str]) -> RoundSummary:
         wall = ((r.finished_at - r.started_at).total_seconds()
                 if r.finished_at is not None and r.started_at is not None else None)
         return cls(id=r.id, status=RoundStatus(r.status), config=r.config_name, auto_accept=r.auto_accept,

@@ -93,6 +93,13 @@ def test_round_metrics_that_are_not_json(project, capsys):
     one_line_error(*run(capsys, "status", project)[::2], "not JSON", "mersemi check")
 
 
+def test_a_round_record_that_is_not_a_rounds(project, capsys):
+    """JSON, but not the engine's RoundRecord (a hand edit, a tool writing the table)."""
+    sql(project, """UPDATE rounds SET metrics = '{"cv_waf": 0.5}' WHERE id = 0""")
+    checked(capsys, project, "round 0", "record is damaged")
+    one_line_error(*run(capsys, "status", project)[::2], "round 0's record is damaged", "mersemi check")
+
+
 def test_a_prediction_of_one_byte(project, tmp_path, capsys):
     sql(project, "UPDATE predictions SET probs = x'00' WHERE rowid = (SELECT min(rowid) FROM predictions "
                  "WHERE kind = 'pool')")

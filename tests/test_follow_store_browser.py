@@ -18,6 +18,7 @@ from app_fixtures import (
     N_LABELED, N_POOL, db_rows, make_review_project, pool_probs, serve_in_process, stop_in_process,
 )
 from browser_fixtures import card_events, new_page
+from mersemi.engine.results import Composition, RoundMetrics, RoundRecord, SplitMetrics
 from mersemi.service.project import Project
 from mersemi.ui.cli import main
 
@@ -69,8 +70,10 @@ def finish_another_round(root: Path) -> int:
         rid = p.store.rounds.create(config={}, config_name="elsewhere", thresholds={}, auto_accept=False,
                                    pid=os.getpid(), host=socket.gethostname())
         p.store.rounds.complete(rid, predictions=[("pool", np.arange(N_LABELED, N_LABELED + N_POOL), pool_probs())],
-                               decisions=[], reviewer="auto", composition={"gold": N_LABELED, "total": N_LABELED},
-                               metrics={"cv_waf": 0.8}, checkpoint=None)
+                               decisions=[], reviewer="auto",
+                               composition=Composition(gold=N_LABELED, total=N_LABELED).to_json(),
+                               metrics=RoundRecord(metrics=RoundMetrics(cv=SplitMetrics(waf=0.8))).to_json(),
+                               checkpoint=None)
     return rid
 
 
