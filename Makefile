@@ -54,15 +54,19 @@ lint: install
 docs: install
 	$(PY) -c "from mersemi.engine.config_reference import reference_markdown; open('docs/config.md', 'w').write(reference_markdown())"
 
-# The tests marked gpu need a CUDA device (bench/gpu_check.sh runs them there).
+# The tests marked gpu need a CUDA device (bench/gpu_check.sh runs them there). One worker per
+# core (pytest-xdist), a test file per worker so that a file's servers and projects are made once;
+# TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: install system-deps lint
-	$(PY) -m pytest -q -m "not gpu"
+	$(PYTEST) -m "not gpu"
 
 test-fast: install system-deps
-	$(PY) -m pytest -q -m "not slow and not gpu"
+	$(PYTEST) -m "not slow and not gpu"
 
 test-slow: install system-deps
-	$(PY) -m pytest -q -m "slow and not gpu"
+	$(PYTEST) -m "slow and not gpu"
 
 # Mutation testing (bench/results/mutation.md): mutmut 2 over engine/selection.py,
 # engine/calibration.py, service/rounds.py, the store's decision and threshold queries and service/review.py with each module's fast tests,
