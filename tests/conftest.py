@@ -55,3 +55,10 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'project.db'}"
     return request.getfixturevalue("pg_url")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files with slow tests first (a stable sort, the order within a file kept): with a worker
+    per core (`make test`), a long file started last would leave the other workers idle at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
