@@ -57,7 +57,7 @@ docs: install
 # The tests marked gpu need a CUDA device (bench/gpu_check.sh runs them there). One worker per
 # core (pytest-xdist), a test file per worker so that a file's servers and projects are made once;
 # TEST_WORKERS=0 runs them in this process.
-TEST_WORKERS ?= auto
+TEST_WORKERS ?= logical
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: install system-deps lint
 	$(PYTEST) -m "not gpu"
