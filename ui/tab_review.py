@@ -4,7 +4,6 @@ card), undo, accept all in the filter; per class the candidates left and the lab
 Every value comes from an `AppActions` endpoint."""
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from ..service.round_summary import RoundSummary
 
 from .charts import md, probability_bars, source_counts, widths
 from .follow import Follower
+from .review_card import card_buttons, empty_state, merge_updates, one_at_a_time, player
 from .widgets import ValueSlider
 
 QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
@@ -262,60 +262,6 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
             **merge_updates(buttons, looks)}
 
 
-def card_buttons(parts: ReviewTab, card: dict, was: str | None) -> dict:
-    """The decision buttons as the card's kind asks. A verify card: Accept and Reject lead. A
-    label card: the class keys lead (primary), and Accept asks the question it answers, since
-    the model's guess is below its threshold: "Is it joy? Yes". Sent when the kind changes, and
-    on every label card (the question names its class)."""
-    label = card["kind"] == CardKind.LABEL
-    if not label and was == card["kind"]:
-        return {}
-    out = {b: gr.update(variant="primary" if label else "secondary") for b in parts.class_btns}
-    if label:
-        return out | {parts.accept_btn: gr.update(value=f"Is it {card['predicted']}? Yes (a)", variant="secondary",
-                                                  size="md"),
-                      parts.reject_btn: gr.update(value="No (r)", variant="secondary", size="md")}
-    return out | {parts.accept_btn: gr.update(value="Accept (a)", variant="primary", size="lg"),
-                  parts.reject_btn: gr.update(value="Reject (r)", variant="stop", size="lg")}
-
-
-def merge_updates(*updates: dict) -> dict:
-    """Updates of the same components, merged per component (gr.update's dicts)."""
-    out: dict = {}
-    for part in updates:
-        for component, update in part.items():
-            out[component] = {**out.get(component, {}), **update}
-    return out
-
-
-def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict, kind: str = DEFAULT_QUEUE) -> str:
-    """No card: say why and what to do about it."""
-    if out.get("code") == Refusal.NO_ROUND:
-        return "### No candidate yet\nNo round has finished: train round 0 on the **Train** tab first."
-    if not out["ok"]:
-        return f"### No candidate\n{md(out['error'])}"
-    advice = {"verify": ["lower a class's threshold on the **Thresholds** tab (candidates are at or above it)",
-                         "switch the queue to **label** (samples below their threshold)"],
-              "label": ["switch the queue to **verify** (the candidates)",
-                        "raise a class's threshold on the **Thresholds** tab"],
-              }.get(kind, [])
-    if min_conf > 0:
-        advice.insert(0, f"lower the minimum confidence (now {min_conf:.3f})")
-    if cls not in (None, "", "all"):
-        advice.insert(0, "choose class **all**")
-    what = {"verify": "No undecided candidate passes the thresholds here.",
-            "label": "No undecided sample is below its threshold here.",
-            }.get(kind, "No undecided pool sample here.")
-    return (f"### No candidate in this filter\n{what}"
-            + (" To see more: " + "; ".join(advice) + "." if advice else ""))
-
-
-def player(card: dict, kind: str):
-    """Show the clip in the player of its kind; hide the other player."""
-    shown = card["media_kind"] == kind
-    return gr.update(value=card["media"] if shown else None, visible=shown)
-
-
 def on_decide(actions: AppActions, parts: ReviewTab, action: str, label: str, cls: str, min_conf: float,
               state: dict, reviewer: str) -> dict:
     """A decision on the card on screen. A class key gives a label on a label card and a relabel on
@@ -396,18 +342,6 @@ def training_banner(snap: dict, history: Sequence[RoundSummary]) -> str:
 def render_banner(actions: AppActions, parts: ReviewTab) -> dict:
     """The training line, as the store and this server's training are now."""
     return {parts.review_banner: training_banner(actions.training.training_status(), actions.training.rounds())}
-
-
-def one_at_a_time(lock: threading.Lock):
-    """A decorator: the handlers it wraps run one at a time (under `lock`). Gradio's queue did
-    this for the card's events; off the queue they would run side by side."""
-    def wrap(fn):
-        @functools.wraps(fn)
-        def serial(*args, **kwargs):
-            with lock:
-                return fn(*args, **kwargs)
-        return serial
-    return wrap
 
 
 def followers(actions: AppActions, parts: ReviewTab) -> list[Follower]:
