@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from ..engine.errors import Refusal
-from ..engine.vocab import DEFAULT_QUEUE, CardKind
+from ..engine.vocab import DEFAULT_QUEUE, Action, CardKind, QueueKind
 from ..service.actions import AppActions
 
 from .charts import md
@@ -18,13 +18,35 @@ from .charts import md
 if TYPE_CHECKING:
     from .tab_review import ReviewTab
 
+VOTED_KINDS = (QueueKind.ADJUDICATE, QueueKind.AUDIT)   # queues of cards people vote on: a class key decides
+
+
+def vote_lines(card: dict) -> str:
+    """Under an adjudicate or audit card's title: the gold label (audit), and every vote in force
+    on it, reviewer and class; nothing on a pool card."""
+    if card["kind"] not in VOTED_KINDS:
+        return ""
+    shown = " · ".join(f"{md(v['reviewer'])}: **{md(v['label']) if v['action'] != Action.REJECT else 'reject'}**"
+                       for v in card["votes"]) or "none yet"
+    if card["kind"] == QueueKind.AUDIT:
+        return (f"\n\nGold label **{md(card['gold'])}** · the bars: the round's out-of-fold probabilities (it did "
+                f"not train on this sample) · votes so far: {shown}")
+    return f"\n\nVotes: {shown} · the bars: the model's probabilities"
+
+
+def class_keys_label(card: dict) -> str:
+    """What the class keys do on this card."""
+    return {CardKind.LABEL: "Label as (the model's guess is below its threshold):",
+            QueueKind.ADJUDICATE: "Decide the class (your decision is the label):",
+            QueueKind.AUDIT: "Your vote on the class:"}.get(card["kind"], "Relabel as:")
+
 
 def card_buttons(parts: ReviewTab, card: dict, was: str | None) -> dict:
     """The decision buttons as the card's kind asks. A verify card: Accept and Reject lead. A
     label card: the class keys lead (primary), and Accept asks the question it answers, since
     the model's guess is below its threshold: "Is it joy? Yes". Sent when the kind changes, and
     on every label card (the question names its class)."""
-    label = card["kind"] == CardKind.LABEL
+    label = card["kind"] in (CardKind.LABEL, *VOTED_KINDS)   # the class keys lead
     if not label and was == card["kind"]:
         return {}
     out = {b: gr.update(variant="primary" if label else "secondary") for b in parts.class_btns}
@@ -60,6 +82,10 @@ def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict, kind:
         advice.insert(0, f"lower the minimum confidence (now {min_conf:.3f})")
     if cls not in (None, "", "all"):
         advice.insert(0, "choose class **all**")
+    if kind in VOTED_KINDS:   # no class or confidence filter: the service says why the queue is empty
+        return f"### No {kind} card\n{md(out.get('message') or '')}." + (
+            " Ties arise on the overlap share: set it on the **Decisions** tab (votes per card, share)."
+            if kind == QueueKind.ADJUDICATE else "")
     what = {"verify": "No undecided candidate passes the thresholds here.",
             "label": "No undecided sample is below its threshold here.",
             }.get(kind, "No undecided pool sample here.")

@@ -21,18 +21,24 @@ from ..service.round_summary import RoundSummary
 
 from .charts import md, probability_bars, source_counts, widths
 from .follow import Follower
-from .review_card import card_buttons, empty_state, merge_updates, one_at_a_time, player
+from .review_card import (
+    VOTED_KINDS, card_buttons, class_keys_label, empty_state, merge_updates, one_at_a_time, player, vote_lines,
+)
 from .widgets import ValueSlider
 
 QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
     QueueKind.BOTH: "least sure first (below threshold), then the riskiest candidates",
     QueueKind.LABEL: "below threshold, least sure first: give them a class",
     QueueKind.VERIFY: "candidates, least confident first: accept or reject",
+    QueueKind.ADJUDICATE: "cards whose votes tie, for a reviewer who did not vote: give the class",
+    QueueKind.AUDIT: "gold labels the round flags as likely wrong: vote the class (K votes change one)",
 }
 SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` give class n (a label on a *label* card, a relabel on a "
              "*verify* card) · `u` undo · `p` play the clip · `←` `→` previous / next · `Esc` leaves a field "
              "(keys are ignored while typing in one)")
 # relative widths, about each header's pixels: eight columns fit the card's column at 1366 px
+CARD_TASKS = {CardKind.LABEL: "Label this", CardKind.VERIFY: "Verify this",
+              QueueKind.ADJUDICATE: "Adjudicate this tie", QueueKind.AUDIT: "Audit this gold label"}
 COUNTS_COLUMNS = {"class": 48, "left": 44, "verified": 74, "relabeled": 80, "labeled": 66, "voted": 50,
                   "pseudo": 58, "rejected": 74}
 COUNTS_LABEL = ("Per class: candidates left (predicted as it), the pool labels given to it by people "
@@ -248,13 +254,13 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
                 parts.probs: "", parts.review_state: state, parts.saved_position: state,
                 parts.class_label: "Give class:", **counts, **buttons}
     c = out["candidate"]
-    card = "Label this" if c["kind"] == CardKind.LABEL else "Verify this"
+    card = CARD_TASKS.get(c["kind"], "Verify this")
     title = (f"### {md(c['name'])} — predicted **{md(c['predicted'])}** at {c['confidence']:.3f}\n"
-             f"Card {out['offset'] + 1} of {out['total']} · **{card}**: {md(c['reason'])} · round {out['round']}")
+             f"Card {out['offset'] + 1} of {out['total']} · **{card}**: {md(c['reason'])} · round {out['round']}"
+             + vote_lines(c))
     state |= {"offset": out["offset"], "name": c["name"], "card": c["kind"]}
     looks = card_buttons(parts, c, None if was is None else was.get("card"))
-    keys = ("Label as (the model's guess is below its threshold):" if c["kind"] == CardKind.LABEL
-            else "Relabel as:")
+    keys = class_keys_label(c)
     return {parts.card_md: title, parts.transcript: c["text"] or "(no transcript)",
             parts.audio: player(c, MediaKind.AUDIO), parts.video: player(c, MediaKind.VIDEO),
             parts.probs: probability_bars(c["probs"], c["predicted"]),
@@ -269,9 +275,13 @@ def on_decide(actions: AppActions, parts: ReviewTab, action: str, label: str, cl
     name = state.get("name")
     if not name:
         return {parts.review_msg: "**Not recorded:** no candidate on screen"}
-    if action == "class":
-        action = Action.LABEL if state.get("card") == CardKind.LABEL else Action.RELABEL
+    if action == "class":   # a class given: a label, but a relabel of a verify card's prediction
+        action = Action.LABEL if state.get("card") in (CardKind.LABEL, *VOTED_KINDS) else Action.RELABEL
     out = actions.decide(name, action, label, reviewer)
+    if out.get("code") == Refusal.VOTED:   # the card is not this reviewer's to decide: the queue without it
+        return render_card(actions, parts, cls, min_conf, state.get("offset", 0), state, reviewer) | {
+            parts.review_msg: f"**Not recorded: you voted on {md(name)}**, so its decision is another reviewer's "
+                              f"({md(out['error'])}); here is your next card."}
     if not out["ok"]:
         return {parts.review_msg: f"**Not recorded:** {md(out['error'])}"}
     if out["replaced"]:
