@@ -47,14 +47,7 @@ def build(actions: AppActions) -> AgreementPanel:
     with gr.Row():
         with gr.Column(scale=3):
             summary_md = gr.Markdown(elem_id="agreement-summary")
-            with gr.Row():
-                per_class = gr.HTML(elem_id="agreement-classes", min_height=0)
-                pairs_df = gr.Dataframe(interactive=False, wrap=True, elem_id="agreement-pairs", visible=False,
-                                        label="Reviewer by reviewer: the share of shared cards they agree on "
-                                              "(cards both voted on)")
-            reviewers_df = gr.Dataframe(interactive=False, wrap=True, elem_id="agreement-reviewers", visible=False,
-                                        column_widths=widths(REVIEWER_COLUMNS),
-                                        label="Each reviewer against the consensus and the gold probes")
+            per_class = gr.HTML(elem_id="agreement-classes", min_height=0)
         with gr.Column(scale=2, min_width=320, variant="panel", elem_id="overlap-setting"):
             gr.Markdown("**Overlap setting**: a share of the pool cards goes to several reviewers, each "
                         "decision a vote; the majority is the label, a tie goes to the *adjudicate* queue. Gold "
@@ -67,6 +60,13 @@ def build(actions: AppActions) -> AgreementPanel:
                 probes = gr.Number(now.probes, label="Gold probes (0-1)", elem_id="overlap-probes", min_width=100)
             set_btn = gr.Button("Set the overlap", size="sm", elem_id="btn-overlap")
             overlap_msg = gr.Markdown(elem_id="overlap-message")
+    with gr.Row():
+        pairs_df = gr.Dataframe(interactive=False, wrap=True, elem_id="agreement-pairs", visible=False,
+                                label="Reviewer by reviewer: the share of the cards both voted on where they "
+                                      "agree (how many cards)")
+        reviewers_df = gr.Dataframe(interactive=False, wrap=True, elem_id="agreement-reviewers", visible=False,
+                                    column_widths=widths(REVIEWER_COLUMNS),
+                                    label="Each reviewer against the consensus and the gold probes")
     return AgreementPanel(summary_md=summary_md, per_class=per_class, pairs_df=pairs_df, reviewers_df=reviewers_df,
                           votes=votes, share=share, probes=probes, set_btn=set_btn, overlap_msg=overlap_msg)
 
@@ -82,7 +82,8 @@ def render(actions: AppActions, parts: AgreementPanel) -> dict:
         return {parts.summary_md: NO_VOTES + settings_line(out), parts.per_class: "",
                 parts.pairs_df: gr.update(value=None, visible=False), **reviewers}
     return {parts.summary_md: summary(out), parts.per_class: alpha_bars(out["per_class"]),
-            parts.pairs_df: gr.update(value=pairs_frame(out["pairs"]), visible=True), **reviewers}
+            parts.pairs_df: gr.update(value=(frame := pairs_frame(out["pairs"])), visible=True,
+                                      column_widths=widths(dict.fromkeys(frame.columns, 1))), **reviewers}
 
 
 def summary(out: dict) -> str:

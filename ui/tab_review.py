@@ -91,14 +91,14 @@ def build(actions: AppActions, saved_position: gr.BrowserState) -> ReviewTab:
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Row():
-                filter_cls = gr.Dropdown(["all", *classes], value="all", label="Class", min_width=140,
+                filter_cls = gr.Dropdown(["all", *classes], value="all", label="Class", min_width=120,
                                          elem_id="filter-class")
                 filter_conf = ValueSlider(0, 1, value=0, step=STEP, label="Minimum confidence", min_width=200,
                                           elem_id="filter-conf")
                 # no info line under it: at 1366x768 the clip must stay above the fold
                 filter_kind = gr.Radio([str(k) for k in QUEUE_KINDS], value=str(DEFAULT_QUEUE), label="Queue",
-                                       min_width=200, elem_id="filter-kind")
-                accept_all_btn = gr.Button("Accept all in this filter…", size="sm", scale=0, min_width=200,
+                                       min_width=300, elem_id="filter-kind")   # five queues on two lines
+                accept_all_btn = gr.Button("Accept all in this filter…", size="sm", scale=0, min_width=110,
                                            elem_id="btn-accept-all")
             with gr.Column(visible=False, variant="panel", elem_id="confirm-group") as confirm_group:
                 confirm_md = gr.Markdown(elem_id="confirm-text", padding=True)
