@@ -2,7 +2,8 @@
 a project with MER2024's six classes: on every tab no table is wider than its box, no cell,
 button or class name is cut, no header breaks inside a word, every id is unique (the
 confirmation boxes open too, the votes' agreement and an adjudicate card are drawn), and the
-histograms draw candidates only where there are some, on a whole-number axis. A screenshot of every tab goes to tests/artifacts/layout-*.png."""
+histograms draw candidates only where there are some, on a whole-number axis. A screenshot of
+every tab goes to tests/artifacts/layout-*.png."""
 from __future__ import annotations
 
 import pytest
