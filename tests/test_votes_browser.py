@@ -100,6 +100,7 @@ def test_two_reviewers_tie_on_a_card_and_a_third_adjudicates_it(browser, tmp_pat
 
         choose_queue(ann, "adjudicate")                            # a voter is never given her tie
         expect(title(ann)).to_contain_text("No adjudicate card")
+        expect(title(ann)).to_contain_text("no tie of votes waits for a reviewer who did not vote on it")
 
         open_review(lead)
         choose_queue(lead, "adjudicate")
