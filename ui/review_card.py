@@ -26,8 +26,10 @@ def vote_lines(card: dict) -> str:
     on it, reviewer and class; nothing on a pool card."""
     if card["kind"] not in VOTED_KINDS:
         return ""
-    shown = " · ".join(f"{md(v['reviewer'])}: **{md(v['label']) if v['action'] != Action.REJECT else 'reject'}**"
-                       for v in card["votes"]) or "none yet"
+    def said(v: dict) -> str:   # a rejection names no class
+        return Action.REJECT.value if v["action"] == Action.REJECT else md(v["label"])
+
+    shown = " · ".join(f"{md(v['reviewer'])}: **{said(v)}**" for v in card["votes"]) or "none yet"
     if card["kind"] == QueueKind.AUDIT:
         return (f"\n\nGold label **{md(card['gold'])}** · the bars: the round's out-of-fold probabilities (it did "
                 f"not train on this sample) · votes so far: {shown}")
