@@ -207,14 +207,17 @@ def on_restore(actions: AppActions, parts: ReviewTab, page_tabs: gr.Tabs, tabs: 
 
 
 def on_store_changed(actions: AppActions, parts: ReviewTab, cls: str, min_conf, state: dict,
-                     reviewer: str = "") -> dict:
+                     reviewer: str = "", kind: str | None = None) -> dict:
     """Decisions were recorded or a round finished (here, on another server, from the command
     line). A card of an older round starts its filter over on the new round's cards; otherwise
     the card on screen stays while it is still in the queue (its place and the count follow),
     and one decided by someone else gives way to the next, saying so. A page that has drawn no
     card yet (a reload restores it) stays as it is. The filter is the one the card on screen was
-    drawn with (`state`): the filter's boxes may not show it yet (a reload)."""
-    if "round" not in state:
+    drawn with (`state`): the filter's boxes may not show it yet (a reload). A class or queue
+    (`cls`, `kind`: the boxes when this event left the page) other than the state's is a new
+    filter whose own event draws the card: the state (read on the server) may be older than it,
+    and drawing the old filter's card would put it under the new filter's boxes."""
+    if "round" not in state or cls != state.get("cls") or kind not in (None, state.get("kind")):
         return {parts.review_state: gr.skip()}
     cls, min_conf, name = state["cls"], state["min_conf"], state.get("name")
     where = None if not name else actions.position_of_name(name, cls, min_conf, kind=state.get("kind") or "",
@@ -384,7 +387,7 @@ def wire(actions: AppActions, parts: ReviewTab, *, page: gr.Blocks, tab: gr.Tab,
     page.load(serial(partial(on_restore, actions, parts, tabs, tab_ids)), [saved_tab, parts.saved_position],
               [tabs, parts.filter_cls, parts.filter_kind, *moved], **on_card)
     # The store changed: the card follows (always_last: the last change is always drawn).
-    parts.store_mark.change(serial(partial(on_store_changed, actions, parts)), inputs, moved,
+    parts.store_mark.change(serial(partial(on_store_changed, actions, parts)), [*inputs, parts.filter_kind], moved,
                             trigger_mode="always_last", show_progress="hidden", **on_card)
     # always_last: a second arrow press while the first is on its way moves again, never lost
     for trigger, step in ((tab.select, 0), (parts.prev_btn.click, -1), (parts.next_btn.click, 1)):
