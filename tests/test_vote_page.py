@@ -149,3 +149,14 @@ def test_an_empty_adjudicate_queue_says_why_and_where_ties_come_from(app, RV):
 def test_the_review_tab_offers_the_voted_queues(app):
     assert {"adjudicate", "audit"} <= set(tab_review.QUEUE_KINDS)
     assert isinstance(agreement_panel.pairs_frame({"reviewers": [], "items": [], "agreement": []}), pd.DataFrame)
+
+
+def test_a_store_change_under_a_newer_queue_or_class_leaves_the_card_to_that_filter(app, RV):
+    """The store changed while the reviewer switched queue: the state the server hands the follow
+    event can be older than the boxes; the old queue's card must not be drawn under the new one."""
+    shown = tab_review.render_card(app, RV, "all", 0.0, 0, {"kind": "both"}, "ann")[RV.review_state]
+    assert app.decide("u30", "label", "calm", "bob")["ok"]           # the store changes: the total moves
+    for cls, kind in (("all", "adjudicate"), ("joy", "both")):
+        assert list(tab_review.on_store_changed(app, RV, cls, 0.0, shown, "ann", kind)) == [RV.review_state]
+    followed = tab_review.on_store_changed(app, RV, "all", 0.0, shown, "ann", "both")
+    assert followed[RV.review_state]["kind"] == "both" and RV.card_md in followed   # the same filter: it follows
