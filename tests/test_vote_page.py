@@ -151,12 +151,15 @@ def test_the_review_tab_offers_the_voted_queues(app):
     assert isinstance(agreement_panel.pairs_frame({"reviewers": [], "items": [], "agreement": []}), pd.DataFrame)
 
 
-def test_a_store_change_under_a_newer_queue_or_class_leaves_the_card_to_that_filter(app, RV):
-    """The store changed while the reviewer switched queue: the state the server hands the follow
-    event can be older than the boxes; the old queue's card must not be drawn under the new one."""
-    shown = tab_review.render_card(app, RV, "all", 0.0, 0, {"kind": "both"}, "ann")[RV.review_state]
-    assert app.decide("u30", "label", "calm", "bob")["ok"]           # the store changes: the total moves
-    for cls, kind in (("all", "adjudicate"), ("joy", "both")):
-        assert list(tab_review.on_store_changed(app, RV, cls, 0.0, shown, "ann", kind)) == [RV.review_state]
-    followed = tab_review.on_store_changed(app, RV, "all", 0.0, shown, "ann", "both")
-    assert followed[RV.review_state]["kind"] == "both" and RV.card_md in followed   # the same filter: it follows
+def test_a_store_change_follows_the_queue_chosen_since_its_state_was_read(app, RV):
+    """Gradio reads the card's state when an event arrives, before it waits for its turn: a store
+    change that waited behind a new queue's draw must follow the new queue, not draw the old
+    queue's card under the new queue's boxes."""
+    both = tab_review.render_card(app, RV, "all", 0.0, 0, {"kind": "both"}, "ann")[RV.review_state]
+    assert both["name"] is not None
+    chosen = tab_review.on_kind(app, RV, "adjudicate", "all", 0.0, both, "ann")[RV.review_state]
+    assert chosen["kind"] == "adjudicate" and chosen["name"] is None and chosen["page"] == both["page"]
+    assert app.decide("u30", "label", "calm", "bob")["ok"]            # the store changes
+    followed = tab_review.on_store_changed(app, RV, "all", 0.0, both, "ann")   # with the state read before
+    assert followed.get(RV.review_state, chosen).get("kind", chosen["kind"]) == "adjudicate"
+    assert RV.card_md not in followed or followed[RV.card_md].startswith("### No adjudicate card")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +27,11 @@ from .review_card import (
     VOTED_KINDS, card_buttons, class_keys_label, empty_state, merge_updates, one_at_a_time, player, vote_lines,
 )
 from .widgets import ValueSlider
+
+# Per page (an id each page's first card gets), the state of its last card drawn: `latest`.
+_drawn: OrderedDict[str, dict] = OrderedDict()
+_drawn_lock = threading.Lock()
+DRAWN_PAGES = 10_000   # pages remembered (a few hundred bytes each)
 
 QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
     QueueKind.BOTH: "least sure first (below threshold), then the riskiest candidates",
@@ -207,17 +214,17 @@ def on_restore(actions: AppActions, parts: ReviewTab, page_tabs: gr.Tabs, tabs: 
 
 
 def on_store_changed(actions: AppActions, parts: ReviewTab, cls: str, min_conf, state: dict,
-                     reviewer: str = "", kind: str | None = None) -> dict:
+                     reviewer: str = "") -> dict:
     """Decisions were recorded or a round finished (here, on another server, from the command
     line). A card of an older round starts its filter over on the new round's cards; otherwise
     the card on screen stays while it is still in the queue (its place and the count follow),
     and one decided by someone else gives way to the next, saying so. A page that has drawn no
     card yet (a reload restores it) stays as it is. The filter is the one the card on screen was
-    drawn with (`state`): the filter's boxes may not show it yet (a reload). A class or queue
-    (`cls`, `kind`: the boxes when this event left the page) other than the state's is a new
-    filter whose own event draws the card: the state (read on the server) may be older than it,
-    and drawing the old filter's card would put it under the new filter's boxes."""
-    if "round" not in state or cls != state.get("cls") or kind not in (None, state.get("kind")):
+    drawn with (the page's last card, `latest`): the filter's boxes may not show it yet (a
+    reload), and `state` itself, read before this event waited for its turn, may be older than
+    a card a new filter drew meanwhile."""
+    state = latest(state)
+    if "round" not in state:
         return {parts.review_state: gr.skip()}
     cls, min_conf, name = state["cls"], state["min_conf"], state.get("name")
     where = None if not name else actions.position_of_name(name, cls, min_conf, kind=state.get("kind") or "",
@@ -248,10 +255,12 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
     counts = {} if moving else {parts.counts_df: counts_frame(actions)}
     has_card = bool(out["ok"] and out["candidate"] is not None)
     state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "kind": kind, "enabled": has_card,
-             "card": None, "round": out.get("round"), "total": out.get("total")}
+             "card": None, "round": out.get("round"), "total": out.get("total"),
+             "page": (was or {}).get("page") or uuid.uuid4().hex}
     buttons = {} if was is not None and was.get("enabled", True) == has_card else {
         b: gr.update(interactive=has_card) for b in parts.act_btns}
     if not has_card:
+        remember(state)
         return {parts.card_md: empty_state(actions, cls, min_conf, out, kind), parts.transcript: "",
                 parts.audio: gr.update(value=None, visible=False), parts.video: gr.update(value=None, visible=False),
                 parts.probs: "", parts.review_state: state, parts.saved_position: state,
@@ -262,6 +271,7 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
              f"Card {out['offset'] + 1} of {out['total']} · **{card}**: {md(c['reason'])} · round {out['round']}"
              + vote_lines(c))
     state |= {"offset": out["offset"], "name": c["name"], "card": c["kind"]}
+    remember(state)
     looks = card_buttons(parts, c, None if was is None else was.get("card"))
     keys = class_keys_label(c)
     return {parts.card_md: title, parts.transcript: c["text"] or "(no transcript)",
@@ -269,6 +279,23 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
             parts.probs: probability_bars(c["probs"], c["predicted"]),
             parts.review_state: state, parts.saved_position: state, parts.class_label: keys, **counts,
             **merge_updates(buttons, looks)}
+
+
+def remember(state: dict) -> None:
+    """Keep the state of the card just drawn on its page (`state["page"]`), for `latest`."""
+    with _drawn_lock:
+        _drawn[state["page"]] = state
+        _drawn.move_to_end(state["page"])
+        while len(_drawn) > DRAWN_PAGES:
+            _drawn.popitem(last=False)
+
+
+def latest(state: dict) -> dict:
+    """The state of the last card drawn on the page `state` comes from. Gradio reads a State
+    input when an event arrives, before the event waits for its turn (`one_at_a_time`): a card
+    drawn meanwhile (a new queue chosen) is newer than it."""
+    with _drawn_lock:
+        return _drawn.get(str(state.get("page")), state)
 
 
 def on_decide(actions: AppActions, parts: ReviewTab, action: str, label: str, cls: str, min_conf: float,
@@ -387,7 +414,7 @@ def wire(actions: AppActions, parts: ReviewTab, *, page: gr.Blocks, tab: gr.Tab,
     page.load(serial(partial(on_restore, actions, parts, tabs, tab_ids)), [saved_tab, parts.saved_position],
               [tabs, parts.filter_cls, parts.filter_kind, *moved], **on_card)
     # The store changed: the card follows (always_last: the last change is always drawn).
-    parts.store_mark.change(serial(partial(on_store_changed, actions, parts)), [*inputs, parts.filter_kind], moved,
+    parts.store_mark.change(serial(partial(on_store_changed, actions, parts)), inputs, moved,
                             trigger_mode="always_last", show_progress="hidden", **on_card)
     # always_last: a second arrow press while the first is on its way moves again, never lost
     for trigger, step in ((tab.select, 0), (parts.prev_btn.click, -1), (parts.next_btn.click, 1)):
