@@ -16,6 +16,7 @@ from browser_fixtures import card_events, new_page
 from mersemi.service.project import Project
 
 pytestmark = pytest.mark.slow
+expect.set_options(timeout=30_000)   # three browsers and a server on two shared cores: a page can take seconds
 
 
 def title(page):
