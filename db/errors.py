@@ -72,12 +72,14 @@ class CardClaimed(StoreError):
 
 
 class VoteRefused(StoreError):
-    """Votes the rules of voted cards refuse (service/votes.py words them): per sample id, why
-    (a vocabulary of reasons: db/vote_writes.Refusal)."""
+    """Votes the rules of voted cards refuse (service/votes.py words them): per sample id, why;
+    `voted`: the samples refused because the reviewer voted on them (a second vote, or the
+    adjudication of a tie they voted in)."""
 
-    def __init__(self, problems: dict[int, str]) -> None:
+    def __init__(self, problems: dict[int, str], voted: frozenset[int] = frozenset()) -> None:
         super().__init__(f"{len(problems)} vote(s) refused")
         self.problems = problems
+        self.voted = voted
 
 
 class RoundBusy(StoreError, RuntimeError):

@@ -57,6 +57,7 @@ def route(s: Session, entries: Sequence[DecisionIn], reviewer: str,
     plain: list[DecisionIn] = []
     votes: list[DecisionIn] = []
     problems: dict[int, str] = {}
+    voted: set[int] = set()
     for e in entries:
         sid, card, mine = e.sample_id, cards.get(e.sample_id), ballots.get(e.sample_id, {})
         in_force = by.get(current[sid].decision_id) if sid in current else None
@@ -69,6 +70,7 @@ def route(s: Session, entries: Sequence[DecisionIn], reviewer: str,
             continue
         full = card.purpose != VotePurpose.PROBE and len(mine) >= card.votes_needed
         if reviewer in mine:
+            voted.add(sid)
             problems[sid] = ("you voted on it, so its tie is for a reviewer who did not vote to decide"
                              if full and card.purpose == VotePurpose.OVERLAP and _tied(in_force) else
                              "you voted on it already (undo your vote to change it)")
@@ -81,7 +83,7 @@ def route(s: Session, entries: Sequence[DecisionIn], reviewer: str,
         else:
             problems[sid] = f"has its {card.votes_needed} votes; its consensus is in force"
     if problems:
-        raise VoteRefused(problems)
+        raise VoteRefused(problems, frozenset(voted))
     return plain, votes
 
 

@@ -16,6 +16,7 @@ class Refusal(StrEnum):
     NO_ROUND = "no_round"      # no finished round yet: train round 0 first
     BUSY = "busy"              # a lock held too long, a round running, the server unreachable: try again
     CLAIMED = "claimed"        # a card on another reviewer's screen
+    VOTED = "voted"            # the reviewer voted on the card: no second vote, no adjudication of its tie
     CONFIRM = "confirm"        # accept all: confirm the count first (a question, not an error)
     REFUSED = "refused"        # anything else the project's state refuses
     INTERNAL = "internal"      # a bug: the server's log has the traceback

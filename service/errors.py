@@ -16,3 +16,8 @@ class NoRound(ProjectError):
 class Claimed(ProjectError):
     """A decision on a card another reviewer holds (it is on their screen)."""
     code = Refusal.CLAIMED
+
+
+class Voted(ProjectError):
+    """A vote or an adjudication from a reviewer who voted on the card already."""
+    code = Refusal.VOTED

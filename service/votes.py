@@ -16,6 +16,7 @@ from ..engine.config_schema import VotesConfig
 from ..engine.votes import accuracy_of, class_posterior, decided_class, majority, vote_value
 from ..engine.vocab import Action, CardState, Source, Split, VotePurpose
 
+from .errors import Voted
 from .project import Project, ProjectError
 from .values import number
 
@@ -109,11 +110,13 @@ def gold_open_to_votes(project: Project, sample_ids: Sequence[int]) -> set[int]:
 
 
 def refusal(project: Project, e: VoteRefused, source: str) -> ProjectError:
-    """VoteRefused in one line, naming the samples."""
+    """VoteRefused in one line, naming the samples; `Voted` (its own refusal code) when every
+    sample refused is one the reviewer voted on."""
     names = project.store.samples.names(list(e.problems))
     parts = [f"{source}: sample {names.get(sid, sid)!r}: {why}" for sid, why in list(e.problems.items())[:5]]
     more = f" (and {len(e.problems) - 5} more)" if len(e.problems) > 5 else ""
-    return ProjectError("; ".join(parts) + more)
+    kind = Voted if e.voted and e.voted >= set(e.problems) else ProjectError
+    return kind("; ".join(parts) + more)
 
 
 def card_states(project: Project, sample_ids: Sequence[int]) -> dict[int, dict]:

@@ -1,8 +1,9 @@
 """At 1366x768 nothing a reviewer needs is hidden (issue 29, points 4 and 6), in a real browser on
 a project with MER2024's six classes: on every tab no table is wider than its box, no cell,
 button or class name is cut, no header breaks inside a word, every id is unique (the
-confirmation boxes open too), and the histograms draw candidates only where there are some, on
-a whole-number axis. A screenshot of every tab goes to tests/artifacts/layout-*.png."""
+confirmation boxes open too, the votes' agreement and an adjudicate card are drawn), and the
+histograms draw candidates only where there are some, on a whole-number axis. A screenshot of
+every tab goes to tests/artifacts/layout-*.png."""
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,9 @@ from playwright.sync_api import expect
 
 from app_fixtures import make_review_project, serve_in_process, stop_in_process
 from browser_fixtures import ARTIFACTS, VIEWPORT, card_events, new_page, settled
+from mersemi.engine.vocab import VotePurpose
 from mersemi.service.project import DecisionRequest
+from mersemi.service.votes import set_overlap
 
 pytestmark = pytest.mark.slow
 expect.set_options(timeout=15_000)   # two shared CPU cores: an update can take seconds
@@ -22,7 +25,7 @@ HIDDEN = r"""() => {
   const shown = (e) => e.offsetParent !== null || e.getClientRects().length > 0;
   const where = (e) => (e.closest("[id]") || {}).id || "?";
   const cut = ".table-wrap .header-cell, .table-wrap .header-cell .cell-wrap, .table-wrap .header-cell .header, " +
-              ".table-wrap .body-cell .cell-wrap, .pbar .cls, button[id^=btn-], " +
+              ".table-wrap .body-cell .cell-wrap, .pbar .cls, .abar .cls, button[id^=btn-], " +
               "#card-title, #header-info, #threshold-note, .threshold .info-text";
   for (const e of document.querySelectorAll(cut)) {
     if (shown(e) && e.scrollWidth > e.clientWidth + 1) out.push(["cut", where(e), e.textContent.trim()]);
@@ -52,7 +55,9 @@ HIDDEN = r"""() => {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """Six classes; decisions of every kind by two reviewers, one undone (every table has rows)."""
+    """Six classes; decisions of every kind by two reviewers, one undone (every table has rows);
+    then two votes on four cards of an overlap share, all ties (the agreement is drawn, the
+    adjudicate queue has cards for ann, and no consensus changes the review's check)."""
     root = tmp_path_factory.mktemp("layout") / "proj"
     with make_review_project(root, classes=MER_CLASSES) as p:
         p.decide([DecisionRequest("u00", "accept"), DecisionRequest("u07", "reject"),
@@ -60,6 +65,11 @@ def server(tmp_path_factory):
         p.decide([DecisionRequest("u13", "accept")], "a-reviewer-with-a-long-name")
         p.store.decisions.undo_last("a-reviewer-with-a-long-name")
         p.set_thresholds({"happy": 0.999}, by="ann")      # no candidate left for happy
+        set_overlap(p, 2, 0.2)
+        voted = [p.store.samples.names([i])[i] for i in sorted(p.store.votes.cards(VotePurpose.OVERLAP))[:4]]
+        for who, labels in (("bob", ["sad", "angry", "happy", "neutral"]),
+                            ("a-reviewer-with-a-long-name", ["worried", "surprise", "sad", "angry"])):
+            p.decide([DecisionRequest(n, "label", c) for n, c in zip(voted, labels)], who)
     demo, url = serve_in_process(root)
     yield url
     stop_in_process(demo)
@@ -127,6 +137,12 @@ def test_the_review_tab_hides_nothing_at_1366x768(page):
     page.locator("#btn-accept-all").click()
     expect(page.locator("#confirm-text")).to_contain_text("Accept")
     assert look(page, "review-verify-card") == []
+    page.locator("#btn-cancel").click()
+    with card_events(page):
+        page.locator("#filter-kind label", has_text="adjudicate").click()
+    expect(page.locator("#card-title")).to_contain_text("Adjudicate this tie")
+    expect(page.locator("#card-title")).to_contain_text("a-reviewer-with-a-long-name:")
+    assert look(page, "review-adjudicate-card") == []
 
 
 def test_the_train_tab_hides_nothing_at_1366x768(page):
@@ -141,13 +157,17 @@ def test_the_train_tab_hides_nothing_at_1366x768(page):
 
 def test_the_decisions_and_export_tabs_hide_nothing_at_1366x768(page):
     page.get_by_role("tab", name="Decisions").click()
-    expect(page.locator("#dec-found")).to_contain_text("6 decisions")
+    expect(page.locator("#dec-found")).to_contain_text("14 decisions")   # and 8 votes
     expect(page.locator("#dec-reviewers")).to_contain_text("a-reviewer-with-a-long-name")
     page.locator("#dec-table [role=row]", has_text="u08").first.click()
     expect(page.locator("#dec-card-title")).to_contain_text("u08")
     check = page.locator("#dec-check [role=row]", has_text="neutral").first   # one verify card: thin
     expect(check).to_contain_text("thin: 1/1")
     expect(check).to_contain_text("thin: consistent so far")
+    expect(page.locator("#agreement-summary")).to_contain_text("Krippendorff's alpha")
+    expect(page.locator("#agreement-pairs")).to_contain_text("a-reviewer-with-a-long-name")
+    expect(page.locator("#agreement-classes")).to_contain_text("surprise")
+    page.locator("#overlap-setting").scroll_into_view_if_needed()
     assert look(page, "decisions") == []
     page.get_by_role("tab", name="Export").click()
     page.locator("#btn-export-decisions").click()

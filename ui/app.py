@@ -23,7 +23,7 @@ from ..service.actions import LOGIN, AppActions  # noqa: E402
 from ..service.browser_state import browser_secret  # noqa: E402
 from ..service.project import Project  # noqa: E402
 
-from . import tab_decisions, tab_export, tab_review, tab_thresholds, tab_train  # noqa: E402
+from . import agreement_panel, tab_decisions, tab_export, tab_review, tab_thresholds, tab_train  # noqa: E402
 from .charts import md  # noqa: E402
 from .follow import MARKS, Follower, moved, on_screen  # noqa: E402
 
@@ -94,6 +94,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None, 
                 train = tab_train.build(actions)
             with gr.Tab("Decisions", id="decisions", elem_id="tab-decisions") as t_decisions:
                 decisions = tab_decisions.build(actions)
+                agreement = agreement_panel.build(actions)
             with gr.Tab("Export", id="export", elem_id="tab-export"):
                 export = tab_export.build(actions)
 
@@ -110,6 +111,7 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None, 
                         reviewer=reviewer, private=private)
         tab_train.wire(actions, train, tab=t_train, private=private)
         tab_decisions.wire(actions, decisions, tab=t_decisions, reviewer=reviewer, private=private)
+        agreement_panel.wire(actions, agreement, tab=t_decisions, private=private)
         tab_export.wire(actions, export, private)
         for tab_id, tab in zip(TABS, (t_thresholds, t_review, t_train, t_decisions)):
             tab.select(partial(lambda t: t, tab_id), None, saved_tab, **private)
@@ -121,7 +123,8 @@ def build_app(project_root: str | Path, presets: dict[str, Path] | None = None, 
         followers = [Follower(("round",), lambda: {header: header_markdown(actions)}, [header]),
                      *on_screen("thresholds", tab_thresholds.followers(actions, thresholds)),
                      *tab_review.followers(actions, review), *on_screen("train", tab_train.followers(actions, train)),
-                     *on_screen("decisions", tab_decisions.followers(actions, decisions))]
+                     *on_screen("decisions", [*tab_decisions.followers(actions, decisions),
+                                              *agreement_panel.followers(actions, agreement)])]
         inputs = [seen, saved_tab, *(i for f in followers for i in f.inputs)]
         outputs = [seen, *dict.fromkeys(o for f in followers for o in f.outputs)]
         follow = {"fn": partial(poll, actions, seen, followers), "inputs": inputs, "outputs": outputs,

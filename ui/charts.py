@@ -119,3 +119,33 @@ def round_chart(title: str, series: dict[str, list[tuple[int, float]]], width: i
         legend.append(f'<span><i style="background:{color}"></i>{html.escape(name)} {pts[-1][1]:.3f}</span>')
     parts.append("</svg>")
     return head + "".join(parts) + f'<div class="chart-legend">{"".join(legend)}</div></div>'
+
+
+def alpha_bars(per_class: Mapping[str, Mapping]) -> str:
+    """Krippendorff's alpha per class (`agreement --json`'s per_class) as bars from 0, each with
+    its 95 % interval as a whisker; the axis runs from the lowest value shown (or 0) to 1."""
+    values = [v for a in per_class.values() for v in (a["alpha"], a["low"], a["high"]) if v is not None]
+    lo = min([0.0, *values])
+    span = 1.0 - lo
+
+    def at(x: float) -> float:
+        return 100 * (min(1.0, x) - lo) / span
+
+    rows = []
+    for name, a in per_class.items():
+        if a["alpha"] is None:
+            bar, text = "", f"n/a ({a['items']} cards)"
+        else:
+            left, right = sorted((at(0.0), at(a["alpha"])))
+            bar = f'<span class="fill" style="left:{left:.1f}%;width:{right - left:.1f}%"></span>'
+            if a["low"] is not None and a["high"] is not None:
+                bar += (f'<span class="ci" style="left:{at(a["low"]):.1f}%;'
+                        f'width:{at(a["high"]) - at(a["low"]):.1f}%"></span>')
+            ci = "" if a["low"] is None else f" [{a['low']:.2f}, {a['high']:.2f}]"
+            text = f"{a['alpha']:.2f}{ci} · {a['items']}"
+        rows.append(f'<div class="abar"><span class="cls">{html.escape(name)}</span>'
+                    f'<span class="track">{bar}<span class="zero" style="left:{at(0.0):.1f}%"></span></span>'
+                    f'<span class="val">{html.escape(text)}</span></div>')
+    return ('<div class="abars" aria-label="alpha per class"><div class="abar head"><span>class</span>'
+            '<span>alpha, 95 % interval (whisker)</span><span>alpha [interval] · cards</span></div>'
+            + "".join(rows) + "</div>")

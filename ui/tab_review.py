@@ -4,9 +4,10 @@ card), undo, accept all in the filter; per class the candidates left and the lab
 Every value comes from an `AppActions` endpoint."""
 from __future__ import annotations
 
-import functools
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,17 +23,29 @@ from ..service.round_summary import RoundSummary
 
 from .charts import md, probability_bars, source_counts, widths
 from .follow import Follower
+from .review_card import (
+    VOTED_KINDS, card_buttons, class_keys_label, empty_state, merge_updates, one_at_a_time, player, vote_lines,
+)
 from .widgets import ValueSlider
+
+# Per page (an id each page's first card gets), the state of its last card drawn: `latest`.
+_drawn: OrderedDict[str, dict] = OrderedDict()
+_drawn_lock = threading.Lock()
+DRAWN_PAGES = 10_000   # pages remembered (a few hundred bytes each)
 
 QUEUE_KINDS = {  # the review queues (engine/selection.py) and what each holds
     QueueKind.BOTH: "least sure first (below threshold), then the riskiest candidates",
     QueueKind.LABEL: "below threshold, least sure first: give them a class",
     QueueKind.VERIFY: "candidates, least confident first: accept or reject",
+    QueueKind.ADJUDICATE: "cards whose votes tie, for a reviewer who did not vote: give the class",
+    QueueKind.AUDIT: "gold labels the round flags as likely wrong: vote the class (K votes change one)",
 }
 SHORTCUTS = ("**Keys:** `a` accept · `r` reject · `1`-`9` give class n (a label on a *label* card, a relabel on a "
              "*verify* card) · `u` undo · `p` play the clip · `←` `→` previous / next · `Esc` leaves a field "
              "(keys are ignored while typing in one)")
 # relative widths, about each header's pixels: eight columns fit the card's column at 1366 px
+CARD_TASKS = {CardKind.LABEL: "Label this", CardKind.VERIFY: "Verify this",
+              QueueKind.ADJUDICATE: "Adjudicate this tie", QueueKind.AUDIT: "Audit this gold label"}
 COUNTS_COLUMNS = {"class": 48, "left": 44, "verified": 74, "relabeled": 80, "labeled": 66, "voted": 50,
                   "pseudo": 58, "rejected": 74}
 COUNTS_LABEL = ("Per class: candidates left (predicted as it), the pool labels given to it by people "
@@ -85,14 +98,14 @@ def build(actions: AppActions, saved_position: gr.BrowserState) -> ReviewTab:
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Row():
-                filter_cls = gr.Dropdown(["all", *classes], value="all", label="Class", min_width=140,
+                filter_cls = gr.Dropdown(["all", *classes], value="all", label="Class", min_width=120,
                                          elem_id="filter-class")
                 filter_conf = ValueSlider(0, 1, value=0, step=STEP, label="Minimum confidence", min_width=200,
                                           elem_id="filter-conf")
                 # no info line under it: at 1366x768 the clip must stay above the fold
                 filter_kind = gr.Radio([str(k) for k in QUEUE_KINDS], value=str(DEFAULT_QUEUE), label="Queue",
-                                       min_width=200, elem_id="filter-kind")
-                accept_all_btn = gr.Button("Accept all in this filter…", size="sm", scale=0, min_width=200,
+                                       min_width=300, elem_id="filter-kind")   # five queues on two lines
+                accept_all_btn = gr.Button("Accept all in this filter…", size="sm", scale=0, min_width=110,
                                            elem_id="btn-accept-all")
             with gr.Column(visible=False, variant="panel", elem_id="confirm-group") as confirm_group:
                 confirm_md = gr.Markdown(elem_id="confirm-text", padding=True)
@@ -207,7 +220,10 @@ def on_store_changed(actions: AppActions, parts: ReviewTab, cls: str, min_conf, 
     the card on screen stays while it is still in the queue (its place and the count follow),
     and one decided by someone else gives way to the next, saying so. A page that has drawn no
     card yet (a reload restores it) stays as it is. The filter is the one the card on screen was
-    drawn with (`state`): the filter's boxes may not show it yet (a reload)."""
+    drawn with (the page's last card, `latest`): the filter's boxes may not show it yet (a
+    reload), and `state` itself, read before this event waited for its turn, may be older than
+    a card a new filter drew meanwhile."""
+    state = latest(state)
     if "round" not in state:
         return {parts.review_state: gr.skip()}
     cls, min_conf, name = state["cls"], state["min_conf"], state.get("name")
@@ -239,22 +255,25 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
     counts = {} if moving else {parts.counts_df: counts_frame(actions)}
     has_card = bool(out["ok"] and out["candidate"] is not None)
     state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "kind": kind, "enabled": has_card,
-             "card": None, "round": out.get("round"), "total": out.get("total")}
+             "card": None, "round": out.get("round"), "total": out.get("total"),
+             "page": (was or {}).get("page") or uuid.uuid4().hex}
     buttons = {} if was is not None and was.get("enabled", True) == has_card else {
         b: gr.update(interactive=has_card) for b in parts.act_btns}
     if not has_card:
+        remember(state)
         return {parts.card_md: empty_state(actions, cls, min_conf, out, kind), parts.transcript: "",
                 parts.audio: gr.update(value=None, visible=False), parts.video: gr.update(value=None, visible=False),
                 parts.probs: "", parts.review_state: state, parts.saved_position: state,
                 parts.class_label: "Give class:", **counts, **buttons}
     c = out["candidate"]
-    card = "Label this" if c["kind"] == CardKind.LABEL else "Verify this"
+    card = CARD_TASKS.get(c["kind"], "Verify this")
     title = (f"### {md(c['name'])} — predicted **{md(c['predicted'])}** at {c['confidence']:.3f}\n"
-             f"Card {out['offset'] + 1} of {out['total']} · **{card}**: {md(c['reason'])} · round {out['round']}")
+             f"Card {out['offset'] + 1} of {out['total']} · **{card}**: {md(c['reason'])} · round {out['round']}"
+             + vote_lines(c))
     state |= {"offset": out["offset"], "name": c["name"], "card": c["kind"]}
+    remember(state)
     looks = card_buttons(parts, c, None if was is None else was.get("card"))
-    keys = ("Label as (the model's guess is below its threshold):" if c["kind"] == CardKind.LABEL
-            else "Relabel as:")
+    keys = class_keys_label(c)
     return {parts.card_md: title, parts.transcript: c["text"] or "(no transcript)",
             parts.audio: player(c, MediaKind.AUDIO), parts.video: player(c, MediaKind.VIDEO),
             parts.probs: probability_bars(c["probs"], c["predicted"]),
@@ -262,58 +281,21 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
             **merge_updates(buttons, looks)}
 
 
-def card_buttons(parts: ReviewTab, card: dict, was: str | None) -> dict:
-    """The decision buttons as the card's kind asks. A verify card: Accept and Reject lead. A
-    label card: the class keys lead (primary), and Accept asks the question it answers, since
-    the model's guess is below its threshold: "Is it joy? Yes". Sent when the kind changes, and
-    on every label card (the question names its class)."""
-    label = card["kind"] == CardKind.LABEL
-    if not label and was == card["kind"]:
-        return {}
-    out = {b: gr.update(variant="primary" if label else "secondary") for b in parts.class_btns}
-    if label:
-        return out | {parts.accept_btn: gr.update(value=f"Is it {card['predicted']}? Yes (a)", variant="secondary",
-                                                  size="md"),
-                      parts.reject_btn: gr.update(value="No (r)", variant="secondary", size="md")}
-    return out | {parts.accept_btn: gr.update(value="Accept (a)", variant="primary", size="lg"),
-                  parts.reject_btn: gr.update(value="Reject (r)", variant="stop", size="lg")}
+def remember(state: dict) -> None:
+    """Keep the state of the card just drawn on its page (`state["page"]`), for `latest`."""
+    with _drawn_lock:
+        _drawn[state["page"]] = state
+        _drawn.move_to_end(state["page"])
+        while len(_drawn) > DRAWN_PAGES:
+            _drawn.popitem(last=False)
 
 
-def merge_updates(*updates: dict) -> dict:
-    """Updates of the same components, merged per component (gr.update's dicts)."""
-    out: dict = {}
-    for part in updates:
-        for component, update in part.items():
-            out[component] = {**out.get(component, {}), **update}
-    return out
-
-
-def empty_state(actions: AppActions, cls: str, min_conf: float, out: dict, kind: str = DEFAULT_QUEUE) -> str:
-    """No card: say why and what to do about it."""
-    if out.get("code") == Refusal.NO_ROUND:
-        return "### No candidate yet\nNo round has finished: train round 0 on the **Train** tab first."
-    if not out["ok"]:
-        return f"### No candidate\n{md(out['error'])}"
-    advice = {"verify": ["lower a class's threshold on the **Thresholds** tab (candidates are at or above it)",
-                         "switch the queue to **label** (samples below their threshold)"],
-              "label": ["switch the queue to **verify** (the candidates)",
-                        "raise a class's threshold on the **Thresholds** tab"],
-              }.get(kind, [])
-    if min_conf > 0:
-        advice.insert(0, f"lower the minimum confidence (now {min_conf:.3f})")
-    if cls not in (None, "", "all"):
-        advice.insert(0, "choose class **all**")
-    what = {"verify": "No undecided candidate passes the thresholds here.",
-            "label": "No undecided sample is below its threshold here.",
-            }.get(kind, "No undecided pool sample here.")
-    return (f"### No candidate in this filter\n{what}"
-            + (" To see more: " + "; ".join(advice) + "." if advice else ""))
-
-
-def player(card: dict, kind: str):
-    """Show the clip in the player of its kind; hide the other player."""
-    shown = card["media_kind"] == kind
-    return gr.update(value=card["media"] if shown else None, visible=shown)
+def latest(state: dict) -> dict:
+    """The state of the last card drawn on the page `state` comes from. Gradio reads a State
+    input when an event arrives, before the event waits for its turn (`one_at_a_time`): a card
+    drawn meanwhile (a new queue chosen) is newer than it."""
+    with _drawn_lock:
+        return _drawn.get(str(state.get("page")), state)
 
 
 def on_decide(actions: AppActions, parts: ReviewTab, action: str, label: str, cls: str, min_conf: float,
@@ -323,9 +305,13 @@ def on_decide(actions: AppActions, parts: ReviewTab, action: str, label: str, cl
     name = state.get("name")
     if not name:
         return {parts.review_msg: "**Not recorded:** no candidate on screen"}
-    if action == "class":
-        action = Action.LABEL if state.get("card") == CardKind.LABEL else Action.RELABEL
+    if action == "class":   # a class given: a label, but a relabel of a verify card's prediction
+        action = Action.LABEL if state.get("card") in (CardKind.LABEL, *VOTED_KINDS) else Action.RELABEL
     out = actions.decide(name, action, label, reviewer)
+    if out.get("code") == Refusal.VOTED:   # the card is not this reviewer's to decide: the queue without it
+        return render_card(actions, parts, cls, min_conf, state.get("offset", 0), state, reviewer) | {
+            parts.review_msg: f"**Not recorded: you voted on {md(name)}**, so its decision is another reviewer's "
+                              f"({md(out['error'])}); here is your next card."}
     if not out["ok"]:
         return {parts.review_msg: f"**Not recorded:** {md(out['error'])}"}
     if out["replaced"]:
@@ -396,18 +382,6 @@ def training_banner(snap: dict, history: Sequence[RoundSummary]) -> str:
 def render_banner(actions: AppActions, parts: ReviewTab) -> dict:
     """The training line, as the store and this server's training are now."""
     return {parts.review_banner: training_banner(actions.training.training_status(), actions.training.rounds())}
-
-
-def one_at_a_time(lock: threading.Lock):
-    """A decorator: the handlers it wraps run one at a time (under `lock`). Gradio's queue did
-    this for the card's events; off the queue they would run side by side."""
-    def wrap(fn):
-        @functools.wraps(fn)
-        def serial(*args, **kwargs):
-            with lock:
-                return fn(*args, **kwargs)
-        return serial
-    return wrap
 
 
 def followers(actions: AppActions, parts: ReviewTab) -> list[Follower]:
