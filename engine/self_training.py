@@ -126,7 +126,10 @@ def _quota_counts(n_cand: np.ndarray, labeled: np.ndarray, already: np.ndarray) 
     if not has.any():
         return np.zeros(len(n_cand), np.int64)
     total = float(np.min((already[has] + n_cand[has]) / share[has]))
-    return np.floor(share * total + 1e-9 - already).clip(0, n_cand).astype(np.int64)
+    keep = np.floor(share * total + 1e-9 - already).clip(0, n_cand).astype(np.int64)
+    if (already[has] + keep[has] == 0).any():   # rounding down would leave a small class out: nothing yet
+        return np.zeros(len(n_cand), np.int64)
+    return keep
 
 
 def propose_thresholds(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, n_classes: int, *,
