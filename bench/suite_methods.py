@@ -39,6 +39,8 @@ METHODS: dict[str, dict] = {
     "quota": {"self_training.balance": "quota"},
     "reverse": {"self_training.guard": "reverse"},
     "quota_reverse": {"self_training.balance": "quota", "self_training.guard": "reverse"},
+    "folds": {"self_training.gate": "folds"},
+    "quota_folds": {"self_training.balance": "quota", "self_training.gate": "folds"},
 }
 
 
@@ -151,7 +153,8 @@ def main() -> None:
                     choices=DATASETS)
     ap.add_argument("--shares", nargs="+", type=float, default=[0.02, 0.05])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=["default", "quota", "reverse", "quota_reverse"],
+                    choices=list(METHODS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--jsonl", type=Path, required=True)

@@ -206,6 +206,9 @@ class SelfTrainingConfig(_Section):
                     "times its labeled share) or quota (every class in proportion to its labeled share, paced by "
                     "the class with the fewest candidates: a class without candidates holds the others back rather "
                     "than being starved)")
+    gate: Literal["none", "folds"] = Field(
+        description="what a candidate must pass besides its threshold: none, or folds (every fold model of the round "
+                    "in force votes for its predicted class: the ensemble agrees, UPS-style)")
     guard: Literal["log_loss", "reverse"] = Field(
         description="what discards an automatic round: log_loss (its out-of-fold log-loss on the gold samples is worse "
                     "than the round in force's) or reverse (that, or reverse validation: a model trained on the "

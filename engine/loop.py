@@ -227,6 +227,8 @@ class SelfTrainer:
         if len(th) != len(self.classes):
             raise InputError(f"thresholds: expected {len(self.classes)} (one per class), got {len(th)}")
         open_ = ~np.isin(inf.pool_rows, np.union1d(self._closed, self.labels_.rows))
+        if st.gate == "folds":
+            open_ &= self._folds_agree(inf)
         C = len(self.classes)
         labeled = np.bincount(np.r_[gold_labels, self.labels_.human().labels].astype(np.int64), minlength=C)
         pseudo = np.bincount(self.labels_.labels[self.labels_.from_model], minlength=C)
@@ -237,6 +239,16 @@ class SelfTrainer:
                          accepted=int(sel.mask.sum()))
         return Choice(inf.pool_rows[sel.mask], inf.pool_pred[sel.mask].astype(np.int64),
                       np.asarray(inf.pool_conf, np.float64)[sel.mask], why)
+
+    @staticmethod
+    def _folds_agree(inf: InForce) -> np.ndarray:
+        """Per pool row of `inf`: every fold model voted for the predicted class (True where the
+        round kept no votes: the gate cannot see, the threshold alone decides)."""
+        votes = None if inf.checkpoint is None else inf.checkpoint.votes_for(inf.pool_rows)
+        if votes is None:
+            return np.ones(len(inf.pool_rows), bool)
+        scored = (votes >= 0).all(1)
+        return ~scored | (votes == np.asarray(inf.pool_pred, np.int64)[:, None]).all(1)
 
     def step(self, data: LoopData, choice: Choice | None = None, *, thresholds: Sequence[float] | None = None,
              train_if_nothing_new: bool = False, progress: ProgressFn | None = None,

@@ -132,3 +132,24 @@ def test_the_methods_options_are_validated_and_named_when_bad():
     for key, bad in (("balance", "spread"), ("guard", "strict"), ("guard_level", 0.5), ("guard_level", 1.0)):
         with pytest.raises(ConfigError, match=f"self_training.{key}"):
             FIXED.replace(**{f"self_training.{key}": bad})
+
+
+class SplitVotes(Trainer):
+    """Trainer whose first fold model votes for another class on the first ten pool rows."""
+
+    def __call__(self, ts, n_classes, cfg, progress=None):
+        result = super().__call__(ts, n_classes, cfg, progress)
+        votes = result.checkpoint.fold_votes
+        votes[0, :10] = (votes[0, :10] + 1) % n_classes
+        return result
+
+
+def test_the_folds_gate_takes_only_candidates_every_fold_model_votes_for():
+    d = data()
+    plain = SelfTrainer(FIXED, CLASSES, train=SplitVotes()).fit(d).choose(d.gold_labels)
+    gated = SelfTrainer(FIXED.replace(**{"self_training.gate": "folds"}), CLASSES, train=SplitVotes()).fit(d)
+    choice = gated.choose(d.gold_labels)
+    split = d.pool_rows[:10]
+    assert np.isin(split, plain.rows).sum() > 0   # the threshold alone takes some of them
+    assert not np.isin(split, choice.rows).any()
+    assert set(choice.rows.tolist()) == set(plain.rows.tolist()) - set(split.tolist())
