@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import DATASETS, arrays  # noqa: E402
 
 from mersemi.engine.config import Config, load_config  # noqa: E402
-from mersemi.engine.loop import LoopData, LoopRound, SelfTrainer  # noqa: E402
+from mersemi.engine.loop import Labels, LoopData, LoopRound, SelfTrainer  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 METHODS: dict[str, dict] = {
@@ -103,6 +103,51 @@ def one_split(data_name: str, share: float, seed: int, methods: list[str], round
     return out
 
 
+QUEUE_ORDERS = ("default", "margin", "typical")
+
+
+def queue_split(data_name: str, share: float, seed: int, orders: list[str], budget: int) -> list[dict]:
+    """Item 3: round 0, then per queue order a simulated reviewer gives the truth to the first
+    `budget` samples of the queue (engine/selection.review_queue, kind both) and a round trains
+    on them (no automatic rounds after: the decisions' own effect)."""
+    warnings.filterwarnings("ignore")
+    from mersemi.engine.selection import review_queue
+    from mersemi.engine.train import train_round
+    from mersemi.engine.vocab import Source
+
+    t0, r0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
+    d = arrays(data_name, seed, share)
+    y, split, classes = d["y"], d["split"], d["classes"]
+    lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
+    data = LoopData(features=d["features"], gold_rows=lab, gold_labels=y[lab], pool_rows=pool, test_rows=test,
+                    test_labels=y[test], pool_truth=y[pool])
+    base = load_config(CONFIG)
+    train = memoised(train_round)
+    first = SelfTrainer(base, classes, train=train).fit(data)
+    zero = first.history_[-1]
+    probs = zero.result.scores.pool
+    x = np.concatenate([np.asarray(v[pool], np.float64) for v in d["features"].values()], axis=1)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-9)
+    out = []
+    for order in orders:
+        q = review_queue(probs, np.ones(len(pool), bool), first.thresholds_, "both", order=order, features=x)
+        at = q.order[:budget]
+        rows, truth = pool[at], y[pool[at]]
+        sources = np.where(probs[at].argmax(1) == truth, Source.VERIFIED, Source.LABELED).astype(object)
+        t = SelfTrainer(base, classes, train=train).resume(first.in_force_, first.labels_, first.reuse_)
+        t.fit(data, Labels(rows, truth, sources))
+        out.append({"data": data_name, "labeled_share": share, "seed": seed, "queue": order, "budget": budget,
+                    "n_gold": int(len(lab)), "round0": _waf(zero), "decided": _waf(t.history_[-1]),
+                    "label_cards": int(q.is_label[:budget].sum()),
+                    "model_wrong": int(np.sum(probs[at].argmax(1) != truth)),
+                    "classes_decided": np.bincount(truth, minlength=len(classes)).tolist()})
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    for o in out:
+        o["split_wall_s"] = round(time.time() - t0, 1)
+        o["split_cpu_s"] = round(ru.ru_utime - r0.ru_utime + ru.ru_stime - r0.ru_stime, 1)
+    return out
+
+
 def _waf(r: LoopRound) -> float:
     m = r.result.metrics.test
     assert m is not None and m.waf is not None
@@ -147,6 +192,28 @@ def table(units: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def queue_table(units: list[dict], orders: list[str]) -> str:
+    lines = ["| data set | labeled | seeds | round 0 | " + " | ".join(
+        f"{o}: {units[0]['budget'] if units else ''} decisions − r0 (worst), model wrong" for o in orders) + " |",
+        "|---|---|---|---|" + "---|" * len(orders)]
+    overall: dict[str, list[float]] = {o: [] for o in orders}
+    for data, share in sorted({(u["data"], u["labeled_share"]) for u in units}):
+        us = [u for u in units if u["data"] == data and u["labeled_share"] == share]
+        seeds = sorted({u["seed"] for u in us})
+        r0 = np.mean([next(u["round0"] for u in us if u["seed"] == s) for s in seeds])
+        row = [data, f"{share:.0%} ({us[0]['n_gold']})", str(len(seeds)), f"{r0:.1f}"]
+        for o in orders:
+            ou = [u for u in us if u["queue"] == o]
+            gains = [u["decided"] - u["round0"] for u in ou]
+            overall[o] += gains
+            row.append(f"{np.mean(gains):+.1f} ({min(gains):+.1f}), {np.mean([u['model_wrong'] for u in ou]):.0f}"
+                       if ou else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("| **mean** | | | | " + " | ".join(
+        f"**{np.mean(overall[o]):+.2f}**" if overall[o] else "–" for o in orders) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=["jvowels", "digits", "breast_cancer", "watch", "plaid", "splice"],
@@ -156,18 +223,24 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["default", "quota", "reverse", "quota_reverse"],
                     choices=list(METHODS))
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--queue", type=int, metavar="B",
+                    help="item 3 instead: the first B decisions of each queue order (--orders) against round 0")
+    ap.add_argument("--orders", nargs="+", default=list(QUEUE_ORDERS), choices=QUEUE_ORDERS)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--jsonl", type=Path, required=True)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     done = [json.loads(line) for line in args.jsonl.read_text().splitlines()] if args.jsonl.is_file() else []
-    have = {(u["data"], u["labeled_share"], u["seed"], u["method"]) for u in done}
+    arm, names = ("queue", args.orders) if args.queue else ("method", args.methods)
+    have = {(u["data"], u["labeled_share"], u["seed"], u[arm]) for u in done if arm in u}
     todo = [(d, s, k) for d in args.sets for s in args.shares for k in args.seeds
-            if any((d, s, k, m) not in have for m in args.methods)]
+            if any((d, s, k, m) not in have for m in names)]
     t0 = time.time()
     with ProcessPoolExecutor(max(1, args.jobs)) as ex:
-        jobs = {ex.submit(one_split, d, s, k, [m for m in args.methods if (d, s, k, m) not in have],
-                          args.rounds): (d, s, k) for d, s, k in todo}
+        jobs = {(ex.submit(queue_split, d, s, k, [m for m in names if (d, s, k, m) not in have], args.queue)
+                 if args.queue else
+                 ex.submit(one_split, d, s, k, [m for m in names if (d, s, k, m) not in have], args.rounds)):
+                (d, s, k) for d, s, k in todo}
         for j in as_completed(jobs):
             units = j.result()
             with args.jsonl.open("a") as f:
@@ -176,13 +249,14 @@ def main() -> None:
             done += units
             u = units[0]
             print(f"{jobs[j]}: {u['split_wall_s']} s wall, {u['split_cpu_s']} s CPU; " + ", ".join(
-                f"{x['method']} {x['auto'] - x['round0']:+.1f}" for x in units), file=sys.stderr, flush=True)
+                f"{x[arm]} {x['decided' if args.queue else 'auto'] - x['round0']:+.1f}" for x in units),
+                file=sys.stderr, flush=True)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"run: {len(todo)} splits, {time.time() - t0:.0f} s wall, {ru.ru_utime + ru.ru_stime:.0f} s CPU "
           f"(user+sys)", file=sys.stderr)
     units = [u for u in done if u["data"] in args.sets and u["labeled_share"] in args.shares
-             and u["seed"] in args.seeds and u["method"] in args.methods]
-    text = table(units, args.methods)
+             and u["seed"] in args.seeds and u.get(arm) in names]
+    text = queue_table(units, names) if args.queue else table(units, names)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
