@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported from tests/test_round_steps.py are the tests' arguments)
 """The reverse guard through the product (service/rounds.py against a real SQLite store): the
 round in force's out-of-fold predictions come back from the store as the guard's reference, and a
 `train --auto-accept` round whose pseudo-labels contradict the gold labels is discarded. The
