@@ -39,6 +39,7 @@ METHODS: dict[str, dict] = {
     "quota": {"self_training.balance": "quota"},
     "reverse": {"self_training.guard": "reverse"},
     "quota_reverse": {"self_training.balance": "quota", "self_training.guard": "reverse"},
+    "no_starve": {"self_training.balance": "no_starve"},
     "folds": {"self_training.gate": "folds"},
     "quota_folds": {"self_training.balance": "quota", "self_training.gate": "folds"},
 }

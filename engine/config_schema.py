@@ -201,11 +201,12 @@ class SelfTrainingConfig(_Section):
                     "candidates' mean)")
     balance_cap: Number = Field(ge=0, description="automatic acceptance keeps no class above this multiple of "
                                                   "its labeled share of all pseudo-labels (0 = no cap)")
-    balance: Literal["cap", "quota"] = Field(
+    balance: Literal["cap", "quota", "no_starve"] = Field(
         description="how the automatic step keeps the pseudo-labels class-balanced: cap (no class above balance_cap "
-                    "times its labeled share) or quota (every class in proportion to its labeled share, paced by "
+                    "times its labeled share), quota (every class in proportion to its labeled share, paced by "
                     "the class with the fewest candidates: a class without candidates holds the others back rather "
-                    "than being starved)")
+                    "than being starved) or no_starve (the cap, and nothing while a labeled class would be left "
+                    "with no pseudo-label)")
     gate: Literal["none", "folds"] = Field(
         description="what a candidate must pass besides its threshold: none, or folds (every fold model of the round "
                     "in force votes for its predicted class: the ensemble agrees, UPS-style)")

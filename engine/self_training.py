@@ -69,6 +69,9 @@ class Selection:
                 for c, (name, p) in enumerate(zip(classes, self.expected_precision))}
 
 
+BALANCES = ("cap", "quota", "no_starve")
+
+
 def select(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds,
            labeled_per_class, pseudo_per_class=None, balance_cap: float = 0.0, balance: str = "cap") -> Selection:
     """The candidates the automatic step accepts. balance "cap": with `balance_cap` m > 0 no
@@ -76,19 +79,23 @@ def select(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds,
     accepted, `pseudo_per_class`, included), nor is held below m times its own labeled count
     (0 = no cap). balance "quota": every class ends up with its labeled share of the
     pseudo-labels, paced by the class with the fewest candidates for its share (`_quota_counts`).
-    A class held back keeps its most confident candidates."""
+    balance "no_starve": the cap, and nothing at all while a labeled class would be left with no
+    pseudo-label (one class with none while the others get hundreds teaches the model not to
+    predict it). A class held back keeps its most confident candidates."""
     pred, conf = np.asarray(pred, np.int64), np.asarray(conf, np.float64)
     n_classes = len(np.asarray(thresholds))
     cand = is_candidate(pred, conf, open_, thresholds)
     n_cand = np.bincount(pred[cand], minlength=n_classes)
     keep = n_cand.copy()
     already = np.zeros(n_classes) if pseudo_per_class is None else np.asarray(pseudo_per_class, np.float64)
-    if balance not in ("cap", "quota"):
-        raise ValueError(f"balance must be cap or quota, got {balance!r}")
+    if balance not in BALANCES:
+        raise ValueError(f"balance must be one of {', '.join(BALANCES)}, got {balance!r}")
     if balance == "quota":
         keep = _quota_counts(n_cand, np.asarray(labeled_per_class, np.float64), already)
     elif balance_cap > 0:
         keep = _balanced_counts(n_cand, np.asarray(labeled_per_class, np.float64), already, balance_cap)
+    if balance == "no_starve" and (already + keep == 0)[np.asarray(labeled_per_class) > 0].any():
+        keep = np.zeros(n_classes, np.int64)
     mask = np.zeros(len(pred), bool)
     for c in range(n_classes):
         idx = np.flatnonzero(cand & (pred == c))

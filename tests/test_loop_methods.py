@@ -38,7 +38,7 @@ def test_quota_gives_every_class_its_labeled_share_paced_by_the_scarcest_class()
     # pseudo-labels already in force count: class 2 caught up earlier, so class 0 may take more now
     assert select(pred, conf, np.ones(len(pred), bool), [0.9] * 3, [2, 2, 2], [0, 5, 5], balance="quota").kept \
         == [10, 5, 5]
-    with pytest.raises(ValueError, match="balance must be cap or quota"):
+    with pytest.raises(ValueError, match="balance must be one of cap, quota, no_starve"):
         select(pred, conf, np.ones(len(pred), bool), [0.9] * 3, [2, 2, 2], balance="spread")
 
 
@@ -55,6 +55,17 @@ def test_quota_never_leaves_a_class_without_pseudo_labels_while_others_get_them(
         assert (kept <= sel.candidates).all()
         if (kept > 0).any():
             assert (kept > 0).all(), (sel.candidates, labeled.tolist(), sel.kept)
+
+
+def test_no_starve_is_the_cap_until_a_class_would_be_left_without_pseudo_labels():
+    pred = np.r_[np.zeros(50, int), np.ones(10, int), np.full(5, 2)]
+    conf, open_ = np.full(len(pred), 0.99), np.ones(len(pred), bool)
+    assert select(pred, conf, open_, [0.9] * 3, [2, 2, 2], balance_cap=2.0, balance="no_starve").kept == [30, 10, 5]
+    # class 2 has no candidate: nothing, unless it has pseudo-labels in force already
+    assert select(pred, conf, open_, [0.9, 0.9, 1.0], [2, 2, 2], balance_cap=2.0, balance="no_starve").kept \
+        == [0, 0, 0]
+    assert select(pred, conf, open_, [0.9, 0.9, 1.0], [2, 2, 2], [0, 0, 5], balance_cap=2.0,
+                  balance="no_starve").kept == [30, 10, 0]
 
 
 def test_the_loop_with_quota_takes_nothing_when_a_class_has_no_candidate():
