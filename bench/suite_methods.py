@@ -159,7 +159,9 @@ def _round(r: LoopRound, t: SelfTrainer, y: np.ndarray) -> dict:
     rv = r.record.reverse_validation
     new = 0 if r.choice is None else len(r.choice.rows)
     right = None if r.choice is None else int(np.sum(r.choice.labels == y[r.choice.rows]))
+    per_class = None if r.choice is None else [p.accepted for p in r.choice.why.classes.values()]
     return {"round": r.round_id, "kept": r.kept, "test_waf": _waf(r), "new": new, "new_right": right,
+            "new_per_class": per_class,
             "oof_log_loss": r.record.metrics.calibration.log_loss,
             "reverse": None if rv is None else rv.to_json(), "discard_reason": r.record.discard_reason}
 
