@@ -160,6 +160,14 @@ class RoundRecord(Record):
     policy: Policy | None = None  # the policy that proposed the next thresholds
     reverse_validation: ReverseValidation | None = None  # the reverse guard's evidence; None: it did not run
 
+    def to_json(self) -> dict[str, Any]:
+        """Without `reverse_validation` where the guard did not run: the shape every stored round
+        has had since schema 8 (reading it back gives None)."""
+        out = super().to_json()
+        if out.get("reverse_validation") is None:
+            out.pop("reverse_validation", None)
+        return out
+
 
 def _per_class(classes: list[str], y: np.ndarray) -> dict[str, int]:
     counts = np.bincount(np.asarray(y, np.int64), minlength=len(classes))
