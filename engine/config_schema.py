@@ -201,6 +201,23 @@ class SelfTrainingConfig(_Section):
                     "candidates' mean)")
     balance_cap: Number = Field(ge=0, description="automatic acceptance keeps no class above this multiple of "
                                                   "its labeled share of all pseudo-labels (0 = no cap)")
+    balance: Literal["cap", "quota", "no_starve"] = Field(
+        description="how the automatic step keeps the pseudo-labels class-balanced: cap (no class above balance_cap "
+                    "times its labeled share), quota (every class in proportion to its labeled share, paced by "
+                    "the class with the fewest candidates: a class without candidates holds the others back rather "
+                    "than being starved) or no_starve (the cap, and nothing while a labeled class would be left "
+                    "with no pseudo-label)")
+    gate: Literal["none", "folds"] = Field(
+        description="what a candidate must pass besides its threshold: none, or folds (every fold model of the round "
+                    "in force votes for its predicted class: the ensemble agrees, UPS-style)")
+    guard: Literal["log_loss", "reverse"] = Field(
+        description="what discards an automatic round: log_loss (its out-of-fold log-loss on the gold samples is worse "
+                    "than the round in force's) or reverse (that, or reverse validation: a model trained on the "
+                    "pseudo-labels alone predicts the gold samples worse than the loop's first round did out of fold, "
+                    "at the guard_level bootstrap bound)")
+    guard_level: Number = Field(gt=0.5, lt=1, description="reverse guard: the round is discarded when the upper "
+                                                          "guard_level bootstrap bound of its balanced-accuracy "
+                                                          "difference is below zero")
     policy_overrides_reviewers: bool = Field(
         description="false: the policy sets only the classes whose threshold no person owns (a person's value is "
                     "theirs until they let the policy set it); true: it sets every class after each round")

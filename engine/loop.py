@@ -34,7 +34,8 @@ from .checkpoint import Checkpoint, Reusable
 from .config import Config
 from .errors import InputError
 from .progress import ProgressFn
-from .results import AutoAccept, Composition, RoundRecord
+from .results import AutoAccept, Composition, ReverseValidation, RoundRecord
+from .reverse_validation import reverse_validation
 from .round_inputs import Prior, TrainSet
 from .vocab import HUMAN_SOURCES, Source
 
@@ -120,6 +121,8 @@ class InForce:
     log_loss: float | None = None          # its out-of-fold log-loss
     human_digest: str | None = None        # Labels.human_digest of what it trained on
     gold: int | None = None                # its gold sample count
+    oof_rows: np.ndarray | None = None     # gold rows with its out-of-fold classes (the reverse guard's reference)
+    oof_pred: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ class SelfTrainer:
         self.config, self.classes, self.max_iter, self.train = config, classes, max_iter, train
         self.labels_ = Labels()
         self.in_force_: InForce | None = None
+        self.reference_: InForce | None = None   # the round in force when the loop started: the reverse guard's
         self.reuse_: Reusable | None = None
         self.thresholds_: list[float] | None = None
         self.history_: list[LoopRound] = []
@@ -191,6 +195,7 @@ class SelfTrainer:
         labels in force, the reusable parts, and the pool rows closed to the automatic step
         (every decision in force, a rejection too)."""
         self.in_force_, self.labels_, self.reuse_ = in_force, labels, reuse
+        self.reference_ = in_force
         self._closed = np.zeros(0, np.int64) if closed is None else np.asarray(closed, np.int64)
         return self
 
@@ -204,6 +209,7 @@ class SelfTrainer:
         self.history_, self.n_iter_, self.termination_condition_ = [], 0, None
         self.labeled_iter_ = np.where(np.isin(data.pool_rows, self.labels_.rows), 0, -1)
         self._keep(self._round(data, self.labels_, None, progress, round_id))
+        self.reference_ = self.in_force_
         return self
 
     def choose(self, gold_labels: np.ndarray, thresholds: Sequence[float] | None = None) -> Choice | None:
@@ -221,16 +227,28 @@ class SelfTrainer:
         if len(th) != len(self.classes):
             raise InputError(f"thresholds: expected {len(self.classes)} (one per class), got {len(th)}")
         open_ = ~np.isin(inf.pool_rows, np.union1d(self._closed, self.labels_.rows))
+        if st.gate == "folds":
+            open_ &= self._folds_agree(inf)
         C = len(self.classes)
         labeled = np.bincount(np.r_[gold_labels, self.labels_.human().labels].astype(np.int64), minlength=C)
         pseudo = np.bincount(self.labels_.labels[self.labels_.from_model], minlength=C)
-        sel = self_training.select(inf.pool_pred, inf.pool_conf, open_, th, labeled, pseudo, st.balance_cap)
+        sel = self_training.select(inf.pool_pred, inf.pool_conf, open_, th, labeled, pseudo, st.balance_cap, st.balance)
         why = AutoAccept(policy=st.policy, target_precision=st.target_precision, target_per=st.target_per,
                          balance_cap=st.balance_cap, from_round=inf.round_id,
                          thresholds=dict(zip(self.classes, th)), classes=sel.picks(self.classes),
                          accepted=int(sel.mask.sum()))
         return Choice(inf.pool_rows[sel.mask], inf.pool_pred[sel.mask].astype(np.int64),
                       np.asarray(inf.pool_conf, np.float64)[sel.mask], why)
+
+    @staticmethod
+    def _folds_agree(inf: InForce) -> np.ndarray:
+        """Per pool row of `inf`: every fold model voted for the predicted class (True where the
+        round kept no votes: the gate cannot see, the threshold alone decides)."""
+        votes = None if inf.checkpoint is None else inf.checkpoint.votes_for(inf.pool_rows)
+        if votes is None:
+            return np.ones(len(inf.pool_rows), bool)
+        scored = (votes >= 0).all(1)
+        return ~scored | (votes == np.asarray(inf.pool_pred, np.int64)[:, None]).all(1)
 
     def step(self, data: LoopData, choice: Choice | None = None, *, thresholds: Sequence[float] | None = None,
              train_if_nothing_new: bool = False, progress: ProgressFn | None = None,
@@ -266,21 +284,48 @@ class SelfTrainer:
         self._keep(r)
         return r
 
-    def judge(self, composition: Composition, log_loss: float | None, new_pseudo: int) -> str | None:
+    def judge(self, composition: Composition, log_loss: float | None, new_pseudo: int,
+              reverse: ReverseValidation | None = None) -> str | None:
         """THE discard guard: why a round whose automatic step added pseudo-labels is not kept,
         or None. Its out-of-fold log-loss on the gold samples (evidence the test split never
         touches; honest, because each fold trains only on the pseudo-labels its own
         predecessor voted for) is compared with the round in force's, when both trained on the
-        same human labels (otherwise they are not comparable on pseudo-labels alone)."""
+        same human labels (otherwise they are not comparable on pseudo-labels alone). With
+        guard "reverse", `reverse` (reverse validation of its pseudo-labels) discards it too when
+        its interval lies below zero."""
         prev = self.in_force_
-        if prev is None or prev.log_loss is None or log_loss is None:
+        if prev is None:
+            return None
+        keep = f"round {prev.round_id} stays in force"
+        if reverse is not None and reverse.upper < 0:
+            return (f"not kept: a model trained on its {reverse.pseudo} pseudo-labels alone predicts the gold "
+                    f"samples worse than round {self.reference_.round_id if self.reference_ else prev.round_id} did "
+                    f"out of fold (balanced accuracy {reverse.reference:.3f} -> {reverse.reverse:.3f}, "
+                    f"{reverse.level:.0%} bound {reverse.upper:+.3f}); {keep}")
+        if prev.log_loss is None or log_loss is None:
             return None
         if prev.human_digest != composition.human_digest or prev.gold != composition.gold:
             return None
         if log_loss <= prev.log_loss:
             return None
         return (f"not kept: out-of-fold log-loss {prev.log_loss:.3f} -> {log_loss:.3f} with {new_pseudo} new "
-                f"pseudo-labels; round {prev.round_id} stays in force")
+                f"pseudo-labels; {keep}")
+
+    def _reverse(self, data: LoopData, labels: Labels) -> ReverseValidation | None:
+        """Reverse validation of the pseudo-labels in `labels` against the reference round's
+        out-of-fold classes of the gold samples both know (None: guard off, or no reference)."""
+        ref, st = self.reference_, self.config.self_training
+        if st.guard != "reverse" or ref is None or ref.oof_rows is None or ref.oof_pred is None:
+            return None
+        at = {int(r): i for i, r in enumerate(np.asarray(ref.oof_rows).tolist())}
+        both = np.array([int(r) in at for r in np.asarray(data.gold_rows).tolist()], bool)
+        if not both.any():
+            return None
+        ref_pred = np.asarray(ref.oof_pred)[[at[int(r)] for r in np.asarray(data.gold_rows)[both].tolist()]]
+        pseudo = labels.from_model
+        return reverse_validation(data.features, labels.rows[pseudo], labels.labels[pseudo], data.gold_rows[both],
+                                  np.asarray(data.gold_labels)[both], ref_pred, level=st.guard_level,
+                                  seed=self.config.seed)
 
     # ------------------------------------------------------------------ one round
     def _round(self, data: LoopData, labels: Labels, choice: Choice | None, progress: ProgressFn | None,
@@ -299,7 +344,8 @@ class SelfTrainer:
         new = 0 if choice is None else len(choice.rows)
         composition = Composition.of(self.classes, data.gold_labels, labels.labels, labels.sources, new,
                                      labels.human_digest())
-        discard = self.judge(composition, result.metrics.calibration.log_loss, new) if new else None
+        reverse = self._reverse(data, labels) if new else None
+        discard = self.judge(composition, result.metrics.calibration.log_loss, new, reverse) if new else None
         pool = result.scores.pool
         still_open = ~np.isin(data.pool_rows, np.union1d(self._closed, labels.rows))
         fixed = st.threshold_for(self.classes) if st.policy == "fixed" else [1.0] * C
@@ -309,11 +355,12 @@ class SelfTrainer:
         record = RoundRecord(metrics=result.metrics, auto_accept=None if choice is None else choice.why,
                              pseudo_precision=_pseudo_precision(self.classes, labels, data),
                              unreachable=unreachable, discard_reason=discard, wall_s=round(time.time() - t0, 2),
-                             policy=st.policy)
+                             policy=st.policy, reverse_validation=reverse)
         rid = round_id if round_id is not None else (0 if self.in_force_ is None else self.in_force_.round_id + 1)
         self.reuse_ = result.reusable
         in_force = InForce(rid, np.asarray(data.pool_rows, np.int64), pool.argmax(1), pool.max(1), result.checkpoint,
-                           result.metrics.calibration.log_loss, composition.human_digest, composition.gold)
+                           result.metrics.calibration.log_loss, composition.human_digest, composition.gold,
+                           np.asarray(data.gold_rows, np.int64), result.scores.oof.argmax(1))
         return LoopRound(rid, result, record, composition, choice, proposal, in_force)
 
     def _keep(self, r: LoopRound) -> None:

@@ -135,6 +135,20 @@ class Composition(Record):
                    pseudo_new=int(new_pseudo), total=int(len(gold_y) + len(extra_y)), human_digest=human_digest)
 
 
+class ReverseValidation(Record):
+    """The reverse guard's evidence (engine/reverse_validation.py): balanced accuracy on the gold
+    samples of a model trained on the pseudo-labels alone against the reference round's
+    out-of-fold predictions, their difference and its bootstrap interval."""
+    pseudo: int
+    gold: int
+    reference: float
+    reverse: float
+    difference: float
+    lower: float
+    upper: float
+    level: float
+
+
 class RoundRecord(Record):
     """A round of the loop as the store keeps it (its `metrics`; the composition beside it)."""
     metrics: RoundMetrics
@@ -144,6 +158,15 @@ class RoundRecord(Record):
     discard_reason: str | None = None  # why the round is not in force; None: kept
     wall_s: float | None = None  # the step: choosing, training, judging
     policy: Policy | None = None  # the policy that proposed the next thresholds
+    reverse_validation: ReverseValidation | None = None  # the reverse guard's evidence; None: it did not run
+
+    def to_json(self) -> dict[str, Any]:
+        """Without `reverse_validation` where the guard did not run: the shape every stored round
+        has had since schema 8 (reading it back gives None)."""
+        out = super().to_json()
+        if out.get("reverse_validation") is None:
+            out.pop("reverse_validation", None)
+        return out
 
 
 def _per_class(classes: list[str], y: np.ndarray) -> dict[str, int]:

@@ -133,7 +133,8 @@ def queue_orders(probs: np.ndarray, thresholds, cls: int | None = None, min_conf
 def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
                  cls: int | None = None, min_confidence: float = 0.0, *,
                  pred: np.ndarray | None = None, conf: np.ndarray | None = None,
-                 orders: tuple[np.ndarray, np.ndarray] | None = None) -> ReviewQueue:
+                 orders: tuple[np.ndarray, np.ndarray] | None = None, order: str = "default",
+                 features: np.ndarray | None = None, clusters: int = 25) -> ReviewQueue:
     """The review queue of one kind, in the order the reviewer sees it.
 
     both: the label queue, then the verify queue.
@@ -143,13 +144,31 @@ def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
     first, taken in turn from each predicted class so that one confusing class does not fill
     the queue. `cls` keeps one predicted class; `min_confidence` drops samples below it.
     This runs on every key press of the review page: `pred` and `conf` (argmax and max of
-    `probs`) and `orders` (queue_orders of the same arguments) spare recomputing them."""
+    `probs`) and `orders` (queue_orders of the same arguments) spare recomputing them.
+
+    `order` (kind both only) other than the default, to measure against it: "margin" is every
+    open sample by the gap between its top two classes, smallest first, whatever its threshold
+    (margin sampling, Bahri et al. 2022); "typical" is, of `clusters` k-means clusters of the
+    open samples' `features` ([n_pool, d]), the sample nearest each centre, largest cluster
+    first (TypiClust-style, Hacohen et al. 2022), then the default queue."""
     if kind not in POOL_QUEUES:   # the queues of voted cards are service/vote_queues.py's
         raise ValueError(f"queue kind must be one of {', '.join(POOL_QUEUES)}, got {kind!r}")
+    if order not in QUEUE_ORDERS or (order != "default" and kind != QueueKind.BOTH):
+        raise ValueError(f"queue order must be one of {', '.join(QUEUE_ORDERS)} (other than default: kind both "
+                         f"only), got {order!r} with kind {kind!r}")
     th = np.asarray(thresholds, np.float64)
     if len(probs) == 0:
         return ReviewQueue(np.zeros(0, np.int64), np.zeros(0, bool), probs, th)
     pred = probs.argmax(1) if pred is None else pred
+    if order == "margin":
+        return _margin_queue(probs, np.asarray(open_, bool), th, pred)
+    if order == "typical":
+        if features is None or len(features) != len(probs):
+            raise ValueError("queue order typical: give features, one row per pool sample")
+        first = _typical(np.asarray(features, np.float64), np.asarray(open_, bool), clusters)
+        rest = review_queue(probs, np.asarray(open_, bool) & ~np.isin(np.arange(len(probs)), first), th, kind,
+                            cls, min_confidence, pred=pred)
+        return ReviewQueue(first, ~reaches_threshold(pred[first], probs[first, pred[first]], th), probs, th) + rest
     by_margin, by_conf = orders if orders is not None else queue_orders(
         probs, th, cls, min_confidence, pred=pred, conf=conf)
     open_ = np.asarray(open_, bool)
@@ -163,6 +182,34 @@ def review_queue(probs: np.ndarray, open_: np.ndarray, thresholds, kind: str,
         verify = by_conf[open_[by_conf]]
         parts.append(ReviewQueue(verify, np.zeros(len(verify), bool), probs, th))
     return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+
+QUEUE_ORDERS = ("default", "margin", "typical")
+
+
+def _margin_queue(probs: np.ndarray, open_: np.ndarray, th: np.ndarray, pred: np.ndarray) -> ReviewQueue:
+    idx = np.flatnonzero(open_)
+    top2 = np.sort(np.asarray(probs[idx], np.float64), axis=1)[:, -2:]
+    idx = idx[np.lexsort((idx, top2[:, 1] - top2[:, 0]))]
+    return ReviewQueue(idx, ~reaches_threshold(pred[idx], probs[idx, pred[idx]], th), probs, th)
+
+
+def _typical(features: np.ndarray, open_: np.ndarray, clusters: int) -> np.ndarray:
+    """Pool positions: per k-means cluster of the open samples, the one nearest its centre,
+    largest cluster first (seeded: the same queue for the same round)."""
+    from sklearn.cluster import KMeans
+
+    idx = np.flatnonzero(open_)
+    k = min(clusters, len(idx))
+    if k == 0:
+        return idx
+    x = features[idx]
+    km = KMeans(k, n_init=3, random_state=0).fit(x)
+    dist = np.linalg.norm(x - km.cluster_centers_[km.labels_], axis=1)
+    sizes = np.bincount(km.labels_, minlength=k)
+    picks = [idx[np.flatnonzero(km.labels_ == c)[np.argmin(dist[km.labels_ == c])]]
+             for c in np.argsort(-sizes, kind="stable") if sizes[c]]
+    return np.asarray(picks, np.int64)
 
 
 def _round_robin(order: np.ndarray, pred: np.ndarray) -> np.ndarray:

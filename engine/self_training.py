@@ -69,21 +69,33 @@ class Selection:
                 for c, (name, p) in enumerate(zip(classes, self.expected_precision))}
 
 
+BALANCES = ("cap", "quota", "no_starve")
+
+
 def select(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds,
-           labeled_per_class, pseudo_per_class=None, balance_cap: float = 0.0) -> Selection:
-    """The candidates the automatic step accepts. With `balance_cap` m > 0 no class ends up
-    with more than m times its labeled share of all pseudo-labels (those already accepted,
-    `pseudo_per_class`, included), nor is held below m times its own labeled count; a capped
-    class keeps its most confident candidates. 0 = no cap."""
+           labeled_per_class, pseudo_per_class=None, balance_cap: float = 0.0, balance: str = "cap") -> Selection:
+    """The candidates the automatic step accepts. balance "cap": with `balance_cap` m > 0 no
+    class ends up with more than m times its labeled share of all pseudo-labels (those already
+    accepted, `pseudo_per_class`, included), nor is held below m times its own labeled count
+    (0 = no cap). balance "quota": every class ends up with its labeled share of the
+    pseudo-labels, paced by the class with the fewest candidates for its share (`_quota_counts`).
+    balance "no_starve": the cap, and nothing at all while a labeled class would be left with no
+    pseudo-label (one class with none while the others get hundreds teaches the model not to
+    predict it). A class held back keeps its most confident candidates."""
     pred, conf = np.asarray(pred, np.int64), np.asarray(conf, np.float64)
     n_classes = len(np.asarray(thresholds))
     cand = is_candidate(pred, conf, open_, thresholds)
     n_cand = np.bincount(pred[cand], minlength=n_classes)
     keep = n_cand.copy()
-    if balance_cap > 0:
-        keep = _balanced_counts(n_cand, np.asarray(labeled_per_class, np.float64),
-                                np.zeros(n_classes) if pseudo_per_class is None
-                                else np.asarray(pseudo_per_class, np.float64), balance_cap)
+    already = np.zeros(n_classes) if pseudo_per_class is None else np.asarray(pseudo_per_class, np.float64)
+    if balance not in BALANCES:
+        raise ValueError(f"balance must be one of {', '.join(BALANCES)}, got {balance!r}")
+    if balance == "quota":
+        keep = _quota_counts(n_cand, np.asarray(labeled_per_class, np.float64), already)
+    elif balance_cap > 0:
+        keep = _balanced_counts(n_cand, np.asarray(labeled_per_class, np.float64), already, balance_cap)
+    if balance == "no_starve" and (already + keep == 0)[np.asarray(labeled_per_class) > 0].any():
+        keep = np.zeros(n_classes, np.int64)
     mask = np.zeros(len(pred), bool)
     for c in range(n_classes):
         idx = np.flatnonzero(cand & (pred == c))
@@ -108,6 +120,23 @@ def _balanced_counts(n_cand: np.ndarray, labeled: np.ndarray, already: np.ndarra
         if (new == k).all():
             return k
         k = new
+
+
+def _quota_counts(n_cand: np.ndarray, labeled: np.ndarray, already: np.ndarray) -> np.ndarray:
+    """Per class k_c <= n_cand_c so that already_c + k_c is the class's labeled share of a total
+    T, the largest T every labeled class can fill: a class the round cannot find candidates for
+    holds every other class back instead of being starved by them (one class with no
+    pseudo-labels while the others get hundreds teaches the model not to predict it: jvowels
+    2 %, bench/results/README.md). A class without labels gets none."""
+    share = labeled / max(labeled.sum(), 1.0)
+    has = share > 0
+    if not has.any():
+        return np.zeros(len(n_cand), np.int64)
+    total = float(np.min((already[has] + n_cand[has]) / share[has]))
+    keep = np.floor(share * total + 1e-9 - already).clip(0, n_cand).astype(np.int64)
+    if (already[has] + keep[has] == 0).any():   # rounding down would leave a small class out: nothing yet
+        return np.zeros(len(n_cand), np.int64)
+    return keep
 
 
 def propose_thresholds(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, n_classes: int, *,

@@ -148,11 +148,13 @@ def _in_force(project: Project, previous: Round | None) -> InForce | None:
     ids, pred, conf = project.store.rounds.pool_confidences(previous.id)
     summary = project.round(previous.id)
     file = project.root / previous.checkpoint if previous.checkpoint else None
+    oof_ids, oof = project.store.rounds.predictions(previous.id, PredictionKind.OOF)   # the reverse guard's reference
     return InForce(previous.id, ids, pred, conf,
                    checkpoint=Checkpoint.load(file) if file is not None and file.is_file() else None,
                    log_loss=None if summary.record is None else summary.record.metrics.calibration.log_loss,
                    human_digest=None if summary.composition is None else summary.composition.human_digest,
-                   gold=None if summary.composition is None else summary.composition.gold)
+                   gold=None if summary.composition is None else summary.composition.gold,
+                   oof_rows=oof_ids if len(oof_ids) else None, oof_pred=oof.argmax(1) if len(oof_ids) else None)
 
 
 def _train_fn(dist: Dist | None) -> TrainFn:

@@ -1,0 +1,269 @@
+"""Which self-training method holds on the suite: the loop at engine level (arrays, no command
+line), one split per data set x labeled share x seed, round 0 trained once per split and shared by
+every method, each method a configuration override of configs/default.yaml driven through the
+estimator that `train --auto-accept` drives (engine/loop.SelfTrainer: choose, train, judge).
+
+Rounds are memoised per split on what they train on (the labels, their sources, the fold votes
+they inherit, the config bar its self_training section): two methods that choose the same
+pseudo-labels share the trained round, so a method that only judges differently (the reverse
+guard) costs no training where its verdicts match. Each split's units are appended to --jsonl as
+they finish; a unit already there is skipped (a run cut short keeps what it finished).
+
+    python bench/suite_methods.py --sets jvowels digits --shares 0.02 0.05 --seeds 0 1 \\
+        --methods default quota reverse quota_reverse --jsonl bench/results/suite_methods_seeds.jsonl \\
+        --out bench/results/suite_methods.md
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_data import DATASETS, arrays  # noqa: E402
+
+from mersemi.engine.config import Config, load_config  # noqa: E402
+from mersemi.engine.loop import Labels, LoopData, LoopRound, SelfTrainer  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+METHODS: dict[str, dict] = {
+    "default": {},
+    "quota": {"self_training.balance": "quota"},
+    "reverse": {"self_training.guard": "reverse"},
+    "quota_reverse": {"self_training.balance": "quota", "self_training.guard": "reverse"},
+    "no_starve": {"self_training.balance": "no_starve"},
+    "folds": {"self_training.gate": "folds"},
+    "quota_folds": {"self_training.balance": "quota", "self_training.gate": "folds"},
+}
+
+
+def memoised(train):
+    """`train` (engine/train.train_round) remembered on what a round trains on."""
+    seen: dict[str, object] = {}
+
+    def run(ts, n_classes: int, cfg: Config, progress=None):
+        h = hashlib.sha1(json.dumps(cfg.model_dump(exclude={"self_training"}), sort_keys=True, default=str).encode())
+        for a in (ts.extra_rows, ts.extra_labels, ts.extra_from_model):
+            h.update(np.ascontiguousarray(a).tobytes())
+        votes = ts.prior.fold_votes if ts.prior is not None else None
+        h.update(b"-" if votes is None else np.ascontiguousarray(votes).tobytes())
+        k = h.hexdigest()
+        if k not in seen:
+            seen[k] = train(ts, n_classes, cfg, progress)
+        return seen[k]
+
+    return run
+
+
+def one_split(data_name: str, share: float, seed: int, methods: list[str], rounds: int) -> list[dict]:
+    warnings.filterwarnings("ignore")
+    from mersemi.engine.train import train_round
+
+    t0, r0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
+    d = arrays(data_name, seed, share)
+    y, split, classes = d["y"], d["split"], d["classes"]
+    lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
+    data = LoopData(features=d["features"], gold_rows=lab, gold_labels=y[lab], pool_rows=pool, test_rows=test,
+                    test_labels=y[test], pool_truth=y[pool])
+    base = load_config(CONFIG)
+    train = memoised(train_round)
+    first = SelfTrainer(base, classes, max_iter=rounds, train=train).fit(data)
+    zero = first.history_[-1]
+    out = []
+    for name in methods:
+        cfg = base.replace(**METHODS[name]) if METHODS[name] else base
+        t = SelfTrainer(cfg, classes, max_iter=rounds, train=train).resume(first.in_force_, first.labels_,
+                                                                           first.reuse_)
+        t.thresholds_ = first.thresholds_
+        history = []
+        while (r := t.step(data)) is not None:
+            history.append(_round(r, t, y))
+            if not r.kept:
+                break
+        kept = [h for h in history if h["kept"]]
+        pseudo = t.labels_.from_model
+        right = int(np.sum(t.labels_.labels[pseudo] == y[t.labels_.rows[pseudo]]))
+        per_class = np.bincount(t.labels_.labels[pseudo], minlength=len(classes)).tolist()
+        out.append({"data": data_name, "labeled_share": share, "seed": seed, "method": name,
+                    "overrides": METHODS[name], "n_gold": int(len(lab)),
+                    "round0": _waf(zero), "auto": kept[-1]["test_waf"] if kept else _waf(zero),
+                    "pseudo": int(pseudo.sum()), "pseudo_right": right, "pseudo_per_class": per_class,
+                    "stopped": str(t.termination_condition_), "rounds": history})
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    for o in out:
+        o["split_wall_s"] = round(time.time() - t0, 1)
+        o["split_cpu_s"] = round(ru.ru_utime - r0.ru_utime + ru.ru_stime - r0.ru_stime, 1)
+    return out
+
+
+QUEUE_ORDERS = ("default", "margin", "typical")
+
+
+def queue_split(data_name: str, share: float, seed: int, orders: list[str], budget: int) -> list[dict]:
+    """Item 3: round 0, then per queue order a simulated reviewer gives the truth to the first
+    `budget` samples of the queue (engine/selection.review_queue, kind both) and a round trains
+    on them (no automatic rounds after: the decisions' own effect)."""
+    warnings.filterwarnings("ignore")
+    from mersemi.engine.selection import review_queue
+    from mersemi.engine.train import train_round
+    from mersemi.engine.vocab import Source
+
+    t0, r0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
+    d = arrays(data_name, seed, share)
+    y, split, classes = d["y"], d["split"], d["classes"]
+    lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
+    data = LoopData(features=d["features"], gold_rows=lab, gold_labels=y[lab], pool_rows=pool, test_rows=test,
+                    test_labels=y[test], pool_truth=y[pool])
+    base = load_config(CONFIG)
+    train = memoised(train_round)
+    first = SelfTrainer(base, classes, train=train).fit(data)
+    zero = first.history_[-1]
+    probs = zero.result.scores.pool
+    x = np.concatenate([np.asarray(v[pool], np.float64) for v in d["features"].values()], axis=1)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-9)
+    out = []
+    for order in orders:
+        q = review_queue(probs, np.ones(len(pool), bool), first.thresholds_, "both", order=order, features=x)
+        at = q.order[:budget]
+        rows, truth = pool[at], y[pool[at]]
+        sources = np.where(probs[at].argmax(1) == truth, Source.VERIFIED, Source.LABELED).astype(object)
+        t = SelfTrainer(base, classes, train=train).resume(first.in_force_, first.labels_, first.reuse_)
+        t.fit(data, Labels(rows, truth, sources))
+        out.append({"data": data_name, "labeled_share": share, "seed": seed, "queue": order, "budget": budget,
+                    "n_gold": int(len(lab)), "round0": _waf(zero), "decided": _waf(t.history_[-1]),
+                    "label_cards": int(q.is_label[:budget].sum()),
+                    "model_wrong": int(np.sum(probs[at].argmax(1) != truth)),
+                    "classes_decided": np.bincount(truth, minlength=len(classes)).tolist()})
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    for o in out:
+        o["split_wall_s"] = round(time.time() - t0, 1)
+        o["split_cpu_s"] = round(ru.ru_utime - r0.ru_utime + ru.ru_stime - r0.ru_stime, 1)
+    return out
+
+
+def _waf(r: LoopRound) -> float:
+    m = r.result.metrics.test
+    assert m is not None and m.waf is not None
+    return round(100 * m.waf, 2)
+
+
+def _round(r: LoopRound, t: SelfTrainer, y: np.ndarray) -> dict:
+    rv = r.record.reverse_validation
+    new = 0 if r.choice is None else len(r.choice.rows)
+    right = None if r.choice is None else int(np.sum(r.choice.labels == y[r.choice.rows]))
+    per_class = None if r.choice is None else [p.accepted for p in r.choice.why.classes.values()]
+    return {"round": r.round_id, "kept": r.kept, "test_waf": _waf(r), "new": new, "new_right": right,
+            "new_per_class": per_class,
+            "oof_log_loss": r.record.metrics.calibration.log_loss,
+            "reverse": None if rv is None else rv.to_json(), "discard_reason": r.record.discard_reason}
+
+
+def table(units: list[dict], methods: list[str]) -> str:
+    lines = ["| data set | labeled | seeds | round 0 | " + " | ".join(
+        f"{m}: auto − r0 mean (worst), pseudo (right)" for m in methods) + " |",
+        "|---|---|---|---|" + "---|" * len(methods)]
+    cells = sorted({(u["data"], u["labeled_share"]) for u in units})
+    overall: dict[str, list[float]] = {m: [] for m in methods}
+    for data, share in cells:
+        us = [u for u in units if u["data"] == data and u["labeled_share"] == share]
+        seeds = sorted({u["seed"] for u in us})
+        r0 = np.mean([next(u["round0"] for u in us if u["seed"] == s) for s in seeds])
+        row = [data, f"{share:.0%} ({us[0]['n_gold']})", str(len(seeds)), f"{r0:.1f}"]
+        for m in methods:
+            mu = [u for u in us if u["method"] == m]
+            if not mu:
+                row.append("–")
+                continue
+            gains = [u["auto"] - u["round0"] for u in mu]
+            overall[m] += gains
+            n = sum(u["pseudo"] for u in mu)
+            right = sum(u["pseudo_right"] for u in mu)
+            row.append(f"{np.mean(gains):+.1f} ({min(gains):+.1f}), {n / len(mu):.0f} "
+                       f"({100 * right / max(n, 1):.0f} %)")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("| **mean of the cells' seeds** | | | | " + " | ".join(
+        f"**{np.mean(overall[m]):+.2f}** (worst {min(overall[m]):+.1f}, {sum(g < -3 for g in overall[m])} "
+        f"below −3)" if overall[m] else "–" for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def queue_table(units: list[dict], orders: list[str]) -> str:
+    lines = ["| data set | labeled | seeds | round 0 | " + " | ".join(
+        f"{o}: {units[0]['budget'] if units else ''} decisions − r0 (worst), model wrong" for o in orders) + " |",
+        "|---|---|---|---|" + "---|" * len(orders)]
+    overall: dict[str, list[float]] = {o: [] for o in orders}
+    for data, share in sorted({(u["data"], u["labeled_share"]) for u in units}):
+        us = [u for u in units if u["data"] == data and u["labeled_share"] == share]
+        seeds = sorted({u["seed"] for u in us})
+        r0 = np.mean([next(u["round0"] for u in us if u["seed"] == s) for s in seeds])
+        row = [data, f"{share:.0%} ({us[0]['n_gold']})", str(len(seeds)), f"{r0:.1f}"]
+        for o in orders:
+            ou = [u for u in us if u["queue"] == o]
+            gains = [u["decided"] - u["round0"] for u in ou]
+            overall[o] += gains
+            row.append(f"{np.mean(gains):+.1f} ({min(gains):+.1f}), {np.mean([u['model_wrong'] for u in ou]):.0f}"
+                       if ou else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("| **mean** | | | | " + " | ".join(
+        f"**{np.mean(overall[o]):+.2f}**" if overall[o] else "–" for o in orders) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", nargs="+", default=["jvowels", "digits", "breast_cancer", "watch", "plaid", "splice"],
+                    choices=DATASETS)
+    ap.add_argument("--shares", nargs="+", type=float, default=[0.02, 0.05])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--methods", nargs="+", default=["default", "quota", "reverse", "quota_reverse"],
+                    choices=list(METHODS))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--queue", type=int, metavar="B",
+                    help="item 3 instead: the first B decisions of each queue order (--orders) against round 0")
+    ap.add_argument("--orders", nargs="+", default=list(QUEUE_ORDERS), choices=QUEUE_ORDERS)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--jsonl", type=Path, required=True)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    done = [json.loads(line) for line in args.jsonl.read_text().splitlines()] if args.jsonl.is_file() else []
+    arm, names = ("queue", args.orders) if args.queue else ("method", args.methods)
+    have = {(u["data"], u["labeled_share"], u["seed"], u[arm]) for u in done if arm in u}
+    todo = [(d, s, k) for d in args.sets for s in args.shares for k in args.seeds
+            if any((d, s, k, m) not in have for m in names)]
+    t0 = time.time()
+    with ProcessPoolExecutor(max(1, args.jobs)) as ex:
+        jobs = {(ex.submit(queue_split, d, s, k, [m for m in names if (d, s, k, m) not in have], args.queue)
+                 if args.queue else
+                 ex.submit(one_split, d, s, k, [m for m in names if (d, s, k, m) not in have], args.rounds)):
+                (d, s, k) for d, s, k in todo}
+        for j in as_completed(jobs):
+            units = j.result()
+            with args.jsonl.open("a") as f:
+                for u in units:
+                    f.write(json.dumps(u) + "\n")
+            done += units
+            u = units[0]
+            print(f"{jobs[j]}: {u['split_wall_s']} s wall, {u['split_cpu_s']} s CPU; " + ", ".join(
+                f"{x[arm]} {x['decided' if args.queue else 'auto'] - x['round0']:+.1f}" for x in units),
+                file=sys.stderr, flush=True)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"run: {len(todo)} splits, {time.time() - t0:.0f} s wall, {ru.ru_utime + ru.ru_stime:.0f} s CPU "
+          f"(user+sys)", file=sys.stderr)
+    units = [u for u in done if u["data"] in args.sets and u["labeled_share"] in args.shares
+             and u["seed"] in args.seeds and u.get(arm) in names]
+    text = queue_table(units, names) if args.queue else table(units, names)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
