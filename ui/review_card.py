@@ -16,7 +16,7 @@ from ..service.actions import AppActions
 from .charts import md
 
 if TYPE_CHECKING:
-    from .tab_review import ReviewTab
+    from .review_parts import ReviewTab
 
 VOTED_KINDS = (QueueKind.ADJUDICATE, QueueKind.AUDIT)   # queues of cards people vote on: a class key decides
 

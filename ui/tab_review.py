@@ -9,7 +9,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import partial
 
 import gradio as gr
@@ -26,6 +25,7 @@ from .follow import Follower
 from .review_card import (
     VOTED_KINDS, card_buttons, class_keys_label, empty_state, merge_updates, one_at_a_time, player, vote_lines,
 )
+from .review_parts import ReviewTab
 from .widgets import ValueSlider
 
 # Per page (an id each page's first card gets), the state of its last card drawn: `latest`.
@@ -51,44 +51,6 @@ COUNTS_COLUMNS = {"class": 48, "left": 44, "verified": 74, "relabeled": 80, "lab
 COUNTS_LABEL = ("Per class: candidates left (predicted as it), the pool labels given to it by people "
                 "(verified, relabeled, labeled, voted: a consensus of votes or an adjudication) and by the tool "
                 "(pseudo), and predictions of it rejected")
-
-
-@dataclass
-class ReviewTab:
-    """The components the Review tab owns, and `position`: the browser's copy of the reviewer's
-    place (the app's, outside the tabs), which every card drawn updates."""
-    review_banner: gr.Markdown
-    filter_cls: gr.Dropdown
-    filter_conf: ValueSlider
-    filter_kind: gr.Radio
-    accept_all_btn: gr.Button
-    confirm_group: gr.Column
-    confirm_md: gr.Markdown
-    confirm_btn: gr.Button
-    cancel_btn: gr.Button
-    card_md: gr.Markdown
-    transcript: gr.Textbox
-    audio: gr.Audio
-    video: gr.Video
-    probs: gr.HTML
-    accept_btn: gr.Button
-    reject_btn: gr.Button
-    class_label: gr.Markdown
-    class_btns: list[gr.Button]
-    prev_btn: gr.Button
-    next_btn: gr.Button
-    undo_btn: gr.Button
-    review_msg: gr.Markdown
-    counts_df: gr.Dataframe
-    review_state: gr.State
-    pending_count: gr.State
-    store_mark: gr.State     # set by the page's poll when decisions or the round changed: the card follows
-    saved_position: gr.BrowserState
-    act_btns: list[gr.Button] = field(init=False)   # what a card enables or disables
-
-    def __post_init__(self) -> None:
-        self.act_btns = [self.accept_btn, self.reject_btn, *self.class_btns, self.prev_btn, self.next_btn,
-                         self.accept_all_btn]
 
 
 def build(actions: AppActions, saved_position: gr.BrowserState) -> ReviewTab:
