@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app_fixtures import make_review_project, serve_in_process, stop_in_process
-from browser_fixtures import card_events, new_page
+from browser_fixtures import card_events, new_page, settled
 from mersemi.service.project import Project
 
 pytestmark = pytest.mark.slow
@@ -52,8 +52,12 @@ def press_on_card(page, key: str) -> None:
 
 
 def choose_queue(page, kind: str) -> None:
+    """The queue chosen once no event is on its way (a store change the page follows may be: its
+    answer counted for the click's once, and the click was not seen), and seen chosen."""
+    settled(page)
     with card_events(page):
         page.locator("#filter-kind label", has_text=kind).click()
+    expect(page.locator("#filter-kind label", has_text=kind).locator("input")).to_be_checked()
 
 
 def in_force(root, name: str) -> tuple:
