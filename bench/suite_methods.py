@@ -63,16 +63,24 @@ def memoised(train):
     return run
 
 
+def split_data(data_name: str, share: float, seed: int) -> tuple[LoopData, np.ndarray, list[str]]:
+    """One split of a suite data set as the estimator's arrays, with every sample's truth and the
+    classes."""
+    d = arrays(data_name, seed, share)
+    y, split = d["y"], d["split"]
+    lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
+    data = LoopData(features=d["features"], gold_rows=lab, gold_labels=y[lab], pool_rows=pool, test_rows=test,
+                    test_labels=y[test], pool_truth=y[pool])
+    return data, y, d["classes"]
+
+
 def one_split(data_name: str, share: float, seed: int, methods: list[str], rounds: int) -> list[dict]:
     warnings.filterwarnings("ignore")
     from mersemi.engine.train import train_round
 
     t0, r0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
-    d = arrays(data_name, seed, share)
-    y, split, classes = d["y"], d["split"], d["classes"]
-    lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
-    data = LoopData(features=d["features"], gold_rows=lab, gold_labels=y[lab], pool_rows=pool, test_rows=test,
-                    test_labels=y[test], pool_truth=y[pool])
+    data, y, classes = split_data(data_name, share, seed)
+    lab = data.gold_rows
     base = load_config(CONFIG)
     train = memoised(train_round)
     first = SelfTrainer(base, classes, max_iter=rounds, train=train).fit(data)
@@ -117,17 +125,14 @@ def queue_split(data_name: str, share: float, seed: int, orders: list[str], budg
     from mersemi.engine.vocab import Source
 
     t0, r0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
-    d = arrays(data_name, seed, share)
-    y, split, classes = d["y"], d["split"], d["classes"]
-    lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
-    data = LoopData(features=d["features"], gold_rows=lab, gold_labels=y[lab], pool_rows=pool, test_rows=test,
-                    test_labels=y[test], pool_truth=y[pool])
+    data, y, classes = split_data(data_name, share, seed)
+    lab, pool = data.gold_rows, data.pool_rows
     base = load_config(CONFIG)
     train = memoised(train_round)
     first = SelfTrainer(base, classes, train=train).fit(data)
     zero = first.history_[-1]
     probs = zero.result.scores.pool
-    x = np.concatenate([np.asarray(v[pool], np.float64) for v in d["features"].values()], axis=1)
+    x = np.concatenate([np.asarray(v[pool], np.float64) for v in data.features.values()], axis=1)
     x = (x - x.mean(0)) / (x.std(0) + 1e-9)
     out = []
     for order in orders:
