@@ -241,7 +241,8 @@ def main() -> None:
     done = [json.loads(line) for line in args.jsonl.read_text().splitlines()] if args.jsonl.is_file() else []
     arm, names = ("queue", args.orders) if args.queue else ("method", args.methods)
     have = {(u["data"], u["labeled_share"], u["seed"], u[arm]) for u in done if arm in u}
-    todo = [(d, s, k) for d in args.sets for s in args.shares for k in args.seeds
+    # seed first: a run cut short has the same seeds on every data set
+    todo = [(d, s, k) for k in args.seeds for d in args.sets for s in args.shares
             if any((d, s, k, m) not in have for m in names)]
     t0 = time.time()
     with ProcessPoolExecutor(max(1, args.jobs)) as ex:
