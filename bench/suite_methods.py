@@ -115,11 +115,16 @@ def one_split(data_name: str, share: float, seed: int, methods: list[str], round
 QUEUE_ORDERS = ("default", "margin", "typical")
 
 
-def queue_split(data_name: str, share: float, seed: int, orders: list[str], budget: int) -> list[dict]:
+def queue_split(data_name: str, share: float, seed: int, orders: list[str], budget: int,
+                then_auto: int = 0) -> list[dict]:
     """Item 3: round 0, then per queue order a simulated reviewer gives the truth to the first
     `budget` samples of the queue (engine/selection.review_queue, kind both) and a round trains
-    on them (no automatic rounds after: the decisions' own effect)."""
+    on them: the decisions' own effect. With `then_auto` > 0, up to that many automatic rounds
+    follow (`train --auto-accept` after the decisions) and the peers of bench/fewlabel.py (LR
+    with the budget's random pool labels, the oracle: LR with every pool label) run on the same
+    split."""
     warnings.filterwarnings("ignore")
+    from fewlabel import peers
     from mersemi.engine.selection import review_queue
     from mersemi.engine.train import train_round
     from mersemi.engine.vocab import Source
@@ -140,13 +145,24 @@ def queue_split(data_name: str, share: float, seed: int, orders: list[str], budg
         at = q.order[:budget]
         rows, truth = pool[at], y[pool[at]]
         sources = np.where(probs[at].argmax(1) == truth, Source.VERIFIED, Source.LABELED).astype(object)
-        t = SelfTrainer(base, classes, train=train).resume(first.in_force_, first.labels_, first.reuse_)
+        t = SelfTrainer(base, classes, max_iter=then_auto, train=train).resume(first.in_force_, first.labels_,
+                                                                               first.reuse_)
         t.fit(data, Labels(rows, truth, sources))
-        out.append({"data": data_name, "labeled_share": share, "seed": seed, "queue": order, "budget": budget,
-                    "n_gold": int(len(lab)), "round0": _waf(zero), "decided": _waf(t.history_[-1]),
+        decided = _waf(t.history_[-1])
+        while then_auto and (r := t.step(data)) is not None and r.kept:
+            pass
+        more = {} if not then_auto else {
+            "decided_auto": _waf(next(h for h in reversed(t.history_) if h.kept)),
+            "pseudo": int(t.labels_.from_model.sum()),
+            "pseudo_right": int(np.sum((t.labels_.labels == y[t.labels_.rows])[t.labels_.from_model]))}
+        out.append(more | {"data": data_name, "labeled_share": share, "seed": seed, "queue": order, "budget": budget,
+                    "n_gold": int(len(lab)), "round0": _waf(zero), "decided": decided,
                     "label_cards": int(q.is_label[:budget].sum()),
                     "model_wrong": int(np.sum(probs[at].argmax(1) != truth)),
                     "classes_decided": np.bincount(truth, minlength=len(classes)).tolist()})
+    if then_auto:
+        p = {k: round(100 * v, 2) for k, v in peers(arrays(data_name, seed, share), seed, [budget]).items()}
+        out = [o | {"peers": p} for o in out]
     ru = resource.getrusage(resource.RUSAGE_SELF)
     for o in out:
         o["split_wall_s"] = round(time.time() - t0, 1)
@@ -222,6 +238,34 @@ def queue_table(units: list[dict], orders: list[str]) -> str:
     return "\n".join(lines)
 
 
+def decisions_table(units: list[dict], order: str) -> str:
+    """--then-auto: per data set and share, the budget's decisions from queue `order`, then the
+    automatic rounds, against the peers of the same splits."""
+    us_all = [u for u in units if u["queue"] == order and "decided_auto" in u]
+    if not us_all:
+        return ""
+    b = us_all[0]["budget"]
+    random_lr, oracle = f"LR + {b} random pool labels", "oracle: LR, every pool label"
+    lines = [f"| data set | labeled | seeds | round 0 | {b} decisions | {b} decisions + auto (worst vs oracle) | "
+             f"LR + {b} random | oracle |", "|---|---|---|---|---|---|---|---|"]
+    gaps = []
+    for data, share in sorted({(u["data"], u["labeled_share"]) for u in us_all}):
+        us = [u for u in us_all if u["data"] == data and u["labeled_share"] == share]
+        gap = [u["decided_auto"] - u["peers"][oracle] for u in us]
+        gaps += gap
+        lines.append(f"| {data} | {share:.0%} ({us[0]['n_gold']}) | {len(us)} | "
+                     f"{np.mean([u['round0'] for u in us]):.1f} | {np.mean([u['decided'] for u in us]):.1f} | "
+                     f"{np.mean([u['decided_auto'] for u in us]):.1f} ({min(gap):+.1f}) | "
+                     f"{np.mean([u['peers'][random_lr] for u in us]):.1f} | "
+                     f"{np.mean([u['peers'][oracle] for u in us]):.1f} |")
+    m = lambda k: np.mean([u[k] for u in us_all])  # noqa: E731
+    lines.append(f"| **mean** | | {len(us_all)} splits | {m('round0'):.1f} | {m('decided'):.1f} | "
+                 f"**{m('decided_auto'):.1f}** ({np.mean(gaps):+.2f} vs oracle) | "
+                 f"{np.mean([u['peers'][random_lr] for u in us_all]):.1f} | "
+                 f"{np.mean([u['peers'][oracle] for u in us_all]):.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=["jvowels", "digits", "breast_cancer", "watch", "plaid", "splice"],
@@ -234,6 +278,8 @@ def main() -> None:
     ap.add_argument("--queue", type=int, metavar="B",
                     help="item 3 instead: the first B decisions of each queue order (--orders) against round 0")
     ap.add_argument("--orders", nargs="+", default=list(QUEUE_ORDERS), choices=QUEUE_ORDERS)
+    ap.add_argument("--then-auto", type=int, default=0, metavar="R",
+                    help="with --queue: up to R automatic rounds after the decisions, and the peers on the same split")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--jsonl", type=Path, required=True)
     ap.add_argument("--out", type=Path)
@@ -246,7 +292,8 @@ def main() -> None:
             if any((d, s, k, m) not in have for m in names)]
     t0 = time.time()
     with ProcessPoolExecutor(max(1, args.jobs)) as ex:
-        jobs = {(ex.submit(queue_split, d, s, k, [m for m in names if (d, s, k, m) not in have], args.queue)
+        jobs = {(ex.submit(queue_split, d, s, k, [m for m in names if (d, s, k, m) not in have], args.queue,
+                           args.then_auto)
                  if args.queue else
                  ex.submit(one_split, d, s, k, [m for m in names if (d, s, k, m) not in have], args.rounds)):
                 (d, s, k) for d, s, k in todo}
@@ -266,6 +313,8 @@ def main() -> None:
     units = [u for u in done if u["data"] in args.sets and u["labeled_share"] in args.shares
              and u["seed"] in args.seeds and u.get(arm) in names]
     text = queue_table(units, names) if args.queue else table(units, names)
+    if args.then_auto:
+        text += "\n\n" + "\n\n".join(decisions_table(units, o) for o in names)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
