@@ -16,6 +16,7 @@ they finish; a unit already there is skipped (a run cut short keeps what it fini
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import resource
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_data import DATASETS, arrays  # noqa: E402
+from real_data import CLASSES, DATASETS, arrays  # noqa: E402
 
 from mersemi.engine.config import Config, load_config  # noqa: E402
 from mersemi.engine.loop import Labels, LoopData, LoopRound, SelfTrainer  # noqa: E402
@@ -74,12 +75,30 @@ def split_data(data_name: str, share: float, seed: int) -> tuple[LoopData, np.nd
     return data, y, d["classes"]
 
 
+def native_split(folder: Path) -> tuple[LoopData, np.ndarray, list[str]]:
+    """A native import folder with every sample's truth (`mersemi synth`: samples.csv with
+    split, label and true_label, one .npy matrix per modality, rows in samples.csv's order) as
+    the estimator's arrays, the matrices memory-mapped as the product's store keeps them."""
+    with (folder / "samples.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    truth = [r["true_label"] or r["label"] for r in rows]
+    classes = CLASSES if set(truth) <= set(CLASSES) else sorted(set(truth))
+    y = np.array([classes.index(t) for t in truth], np.int64)
+    split = np.array([r["split"] for r in rows])
+    lab, pool, test = (np.flatnonzero(split == s) for s in ("labeled", "unlabeled", "test"))
+    features = {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
+    data = LoopData(features=features, gold_rows=lab, gold_labels=y[lab], pool_rows=pool, test_rows=test,
+                    test_labels=y[test], pool_truth=y[pool])
+    return data, y, classes
+
+
 def one_split(data_name: str, share: float, seed: int, methods: list[str], rounds: int) -> list[dict]:
     warnings.filterwarnings("ignore")
     from mersemi.engine.train import train_round
 
     t0, r0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
-    data, y, classes = split_data(data_name, share, seed)
+    native = Path(data_name)
+    data, y, classes = native_split(native) if native.is_dir() else split_data(data_name, share, seed)
     lab = data.gold_rows
     base = load_config(CONFIG)
     train = memoised(train_round)
@@ -197,7 +216,8 @@ def table(units: list[dict], methods: list[str]) -> str:
         us = [u for u in units if u["data"] == data and u["labeled_share"] == share]
         seeds = sorted({u["seed"] for u in us})
         r0 = np.mean([next(u["round0"] for u in us if u["seed"] == s) for s in seeds])
-        row = [data, f"{share:.0%} ({us[0]['n_gold']})", str(len(seeds)), f"{r0:.1f}"]
+        row = [data, f"{share:.0%} ({us[0]['n_gold']})" if share else f"its own ({us[0]['n_gold']})",
+               str(len(seeds)), f"{r0:.1f}"]
         for m in methods:
             mu = [u for u in us if u["method"] == m]
             if not mu:
@@ -274,6 +294,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--methods", nargs="+", default=["default", "quota", "reverse", "quota_reverse"],
                     choices=list(METHODS))
+    ap.add_argument("--native", type=Path, metavar="DIR",
+                    help="instead of --sets/--shares/--seeds: this native import folder with the truth (mersemi synth)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--queue", type=int, metavar="B",
                     help="item 3 instead: the first B decisions of each queue order (--orders) against round 0")
@@ -284,6 +306,8 @@ def main() -> None:
     ap.add_argument("--jsonl", type=Path, required=True)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.native:
+        args.sets, args.shares, args.seeds = [str(args.native.resolve())], [0.0], [0]
     done = [json.loads(line) for line in args.jsonl.read_text().splitlines()] if args.jsonl.is_file() else []
     arm, names = ("queue", args.orders) if args.queue else ("method", args.methods)
     have = {(u["data"], u["labeled_share"], u["seed"], u[arm]) for u in done if arm in u}
