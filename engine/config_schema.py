@@ -199,8 +199,9 @@ class SelfTrainingConfig(_Section):
     target_per: TargetPer = Field(
         description="what must reach the target: sample (each candidate's calibrated confidence) or set (the "
                     "candidates' mean)")
-    balance_cap: Number = Field(ge=0, description="automatic acceptance keeps no class above this multiple of "
-                                                  "its labeled share of all pseudo-labels (0 = no cap)")
+    balance_cap: Number = Field(ge=0, description="with balance cap or no_starve: automatic acceptance keeps no "
+                                                  "class above this multiple of its labeled share of all "
+                                                  "pseudo-labels (0 = no cap)")
     balance: Literal["cap", "quota", "no_starve"] = Field(
         description="how the automatic step keeps the pseudo-labels class-balanced: cap (no class above balance_cap "
                     "times its labeled share), quota (every class in proportion to its labeled share, paced by "

@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="YAML file, or the name of a preset in configs/ (default, mer2024, ...)")
     c.add_argument("--auto-accept", action="store_true",
                    help="accept the current round's undecided candidates (at their class thresholds, "
-                        "within the class-balance cap) as pseudo-labels, then train")
+                        "class-balanced by self_training.balance) as pseudo-labels, then train")
     c.add_argument("--rounds", default="1", metavar="N",
                    help="train up to N rounds in a row (with --auto-accept: stops early when no "
                         "new candidate passes); default 1")
