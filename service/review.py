@@ -57,16 +57,18 @@ def auto_accept_choice(project: Project, cfg: Config, thresholds: list[float] | 
 
 
 def auto_accept_preview(project: Project, cfg: Config) -> dict:
-    """What `train --auto-accept` with `cfg` would accept now, per class: count and expected
-    precision (mean calibrated confidence of the selected samples)."""
+    """What `train --auto-accept` with `cfg` would accept now, per class: the candidates, how
+    many the class balance keeps (count) and their expected precision (mean calibrated
+    confidence of the selected samples)."""
     if project.store.rounds.current() is None:
         return {"total": 0, "classes": [], "note": "no finished round yet: nothing to auto-accept"}
     choice = auto_accept_choice(project, cfg)
     if choice is None:
         return {"total": 0, "classes": [], "note": "this preset trains without pseudo-labels"}
-    rows = [{"class": name, "count": pick.accepted, "expected_precision": pick.expected_precision}
-            for name, pick in choice.why.classes.items()]
-    return {"total": choice.why.accepted, "classes": rows, "note": ""}
+    rows = [{"class": name, "candidates": pick.candidates, "count": pick.accepted,
+             "expected_precision": pick.expected_precision} for name, pick in choice.why.classes.items()]
+    return {"total": choice.why.accepted, "candidates": sum(r["candidates"] for r in rows), "classes": rows,
+            "note": ""}
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] | None:

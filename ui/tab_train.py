@@ -121,7 +121,7 @@ def auto_accept_text(preview: dict) -> str:
     if not preview["total"]:
         note = preview["note"] or "no undecided candidate passes the thresholds"
         return f"Auto-accept would accept **nothing** ({md(note)}). Train the round anyway?"
-    rows = ["| class | auto-accepted | expected precision |", "|---|---:|---:|"]
+    rows = ["| class | candidates | auto-accepted | expected precision |", "|---|---:|---:|---:|"]
     low = []
     for r in preview["classes"]:
         p = r["expected_precision"]
@@ -129,11 +129,15 @@ def auto_accept_text(preview: dict) -> str:
         if p is not None and p < LOW_PRECISION:
             low.append(r["class"])
             shown = f"**{shown} (low)**"
-        rows.append(f"| {md(r['class'])} | {r['count']} | {shown} |")
+        rows.append(f"| {md(r['class'])} | {r['candidates']} | {r['count']} | {shown} |")
     warn = (f"  \n**Low expected precision** for {', '.join(map(md, low))}: many of these pseudo-labels will "
             f"be wrong; raise those thresholds on the Thresholds tab first?" if low else "")
-    return (f"This round will **accept {preview['total']} candidates** as pseudo-labels without review "
-            f"(counted now, at the current thresholds):\n\n" + "\n".join(rows) + "\n" + warn
+    held = preview["candidates"] - preview["total"]
+    balance = (f" The class balance holds {held} back: each class gets its labeled share of the "
+               f"pseudo-labels." if held else "")
+    return (f"This round will **accept {preview['total']} of the {preview['candidates']} candidates** as "
+            f"pseudo-labels without review (counted now, at the current thresholds).{balance}\n\n"
+            + "\n".join(rows) + "\n" + warn
             + "  \nThe box is unticked after this round.")
 
 
