@@ -68,7 +68,7 @@ def auto_accept_preview(project: Project, cfg: Config) -> dict:
     rows = [{"class": name, "candidates": pick.candidates, "count": pick.accepted,
              "expected_precision": pick.expected_precision} for name, pick in choice.why.classes.items()]
     return {"total": choice.why.accepted, "candidates": sum(r["candidates"] for r in rows), "classes": rows,
-            "note": ""}
+            "balance": cfg.self_training.balance, "note": ""}
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] | None:

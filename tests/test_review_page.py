@@ -282,6 +282,18 @@ def test_auto_accept_asks_first_with_counts_and_precision_per_class(app, TH, RV,
     assert not app.training.runner.is_running() and app.project.store.rounds.all()[-1].id == 0
 
 
+def test_auto_accept_that_takes_nothing_says_the_class_balance_held_the_candidates_back():
+    # quota with a class that has no candidate: candidates exist, the step takes none, and says why
+    preview = {"total": 0, "candidates": 7, "balance": "quota", "note": "",
+               "classes": [{"class": "calm", "candidates": 7, "count": 0, "expected_precision": None},
+                           {"class": "joy", "candidates": 0, "count": 0, "expected_precision": None}]}
+    text = tab_train.auto_accept_text(preview)
+    assert "accept **nothing**" in text and "holds 7 back" in text and "joy has no candidate" in text
+    capped = tab_train.auto_accept_text(preview | {"total": 5, "balance": "cap", "classes": [
+        {"class": "calm", "candidates": 7, "count": 5, "expected_precision": 0.95}]})
+    assert "accept 5 of the 7 candidates" in capped and "The class balance (cap) holds 2 back." in capped
+
+
 def test_auto_accept_confirmed_unticks_the_box(app, TH, RV, TR):
     out = tab_train.on_train_confirm(app, TR, "default")
     assert out[TR.auto_accept] is False and out[TR.train_confirm_group]["visible"] is False

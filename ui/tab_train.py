@@ -119,7 +119,8 @@ def on_train_confirm(actions: AppActions, parts: TrainTab, preset: str) -> dict:
 
 def auto_accept_text(preview: dict) -> str:
     if not preview["total"]:
-        note = preview["note"] or "no undecided candidate passes the thresholds"
+        note = preview["note"] or (balance_text(preview, preview.get("candidates", 0)) if preview.get("candidates")
+                                   else "no undecided candidate passes the thresholds")
         return f"Auto-accept would accept **nothing** ({md(note)}). Train the round anyway?"
     rows = ["| class | candidates | auto-accepted | expected precision |", "|---|---:|---:|---:|"]
     low = []
@@ -133,12 +134,22 @@ def auto_accept_text(preview: dict) -> str:
     warn = (f"  \n**Low expected precision** for {', '.join(map(md, low))}: many of these pseudo-labels will "
             f"be wrong; raise those thresholds on the Thresholds tab first?" if low else "")
     held = preview["candidates"] - preview["total"]
-    balance = (f" The class balance holds {held} back: each class gets its labeled share of the "
-               f"pseudo-labels." if held else "")
+    balance = f" {balance_text(preview, held)[0].upper()}{balance_text(preview, held)[1:]}." if held else ""
     return (f"This round will **accept {preview['total']} of the {preview['candidates']} candidates** as "
             f"pseudo-labels without review (counted now, at the current thresholds).{balance}\n\n"
             + "\n".join(rows) + "\n" + warn
             + "  \nThe box is unticked after this round.")
+
+
+def balance_text(preview: dict, held: int) -> str:
+    """Why the class balance holds `held` candidates back (self_training.balance)."""
+    if preview.get("balance") == "quota":
+        starved = [r["class"] for r in preview["classes"] if not r["candidates"]]
+        why = (f"; {', '.join(map(md, starved))} {'has' if len(starved) == 1 else 'have'} no candidate"
+               if starved else "")
+        return (f"the class balance holds {held} back: each class gets its labeled share of the pseudo-labels, "
+                f"paced by the class with the fewest candidates{why}")
+    return f"the class balance ({md(str(preview.get('balance', 'cap')))}) holds {held} back"
 
 
 def after_round_text(history: Sequence[RoundSummary]) -> str:
