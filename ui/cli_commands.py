@@ -82,7 +82,8 @@ def cmd_train(args) -> int:
                                         progress=progress, skip_if_nothing_new=k > 0 and args.auto_accept,
                                         dist=dist)
                 if summary is None:
-                    print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds")
+                    print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds "
+                          "and the class balance")
                     break
                 _print_round(summary, args.json)
                 if summary.discard_reason is not None:
