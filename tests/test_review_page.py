@@ -288,7 +288,9 @@ def test_auto_accept_that_takes_nothing_says_the_class_balance_held_the_candidat
                "classes": [{"class": "calm", "candidates": 7, "count": 0, "expected_precision": None},
                            {"class": "joy", "candidates": 0, "count": 0, "expected_precision": None}]}
     text = tab_train.auto_accept_text(preview)
-    assert "accept **nothing**" in text and "holds 7 back" in text and "joy has no candidate" in text
+    assert "accept **nothing** of the 7 candidates" in text and "holds 7 back" in text
+    assert "joy has no candidate" in text
+    assert "| joy | 0 | 0 |" in text                          # the classes, so the reviewer sees which
     capped = tab_train.auto_accept_text(preview | {"total": 5, "balance": "cap", "classes": [
         {"class": "calm", "candidates": 7, "count": 5, "expected_precision": 0.95}]})
     assert "accept 5 of the 7 candidates" in capped and "The class balance (cap) holds 2 back." in capped

@@ -51,7 +51,7 @@ def build(actions: AppActions) -> TrainTab:
             with gr.Row(equal_height=True):
                 preset = gr.Dropdown(list(actions.training.presets), value=default_preset(actions.training.presets),
                                      label="Config preset", min_width=160, elem_id="train-preset")
-                auto_accept = gr.Checkbox(False, label="Auto-accept every candidate at its threshold",
+                auto_accept = gr.Checkbox(False, label="Auto-accept the candidates at their thresholds",
                                           min_width=160, elem_id="train-auto")
             train_btn = gr.Button("Train next round", variant="primary", size="md", elem_id="btn-train")
             with gr.Column(visible=False, variant="panel", elem_id="train-confirm-group") as confirm_group:
@@ -118,9 +118,8 @@ def on_train_confirm(actions: AppActions, parts: TrainTab, preset: str) -> dict:
 
 
 def auto_accept_text(preview: dict) -> str:
-    if not preview["total"]:
-        note = preview["note"] or (balance_text(preview, preview.get("candidates", 0)) if preview.get("candidates")
-                                   else "no undecided candidate passes the thresholds")
+    if not preview.get("candidates"):
+        note = preview["note"] or "no undecided candidate passes the thresholds"
         return f"Auto-accept would accept **nothing** ({md(note)}). Train the round anyway?"
     rows = ["| class | candidates | auto-accepted | expected precision |", "|---|---:|---:|---:|"]
     low = []
@@ -131,13 +130,16 @@ def auto_accept_text(preview: dict) -> str:
             low.append(r["class"])
             shown = f"**{shown} (low)**"
         rows.append(f"| {md(r['class'])} | {r['candidates']} | {r['count']} | {shown} |")
-    warn = (f"  \n**Low expected precision** for {', '.join(map(md, low))}: many of these pseudo-labels will "
-            f"be wrong; raise those thresholds on the Thresholds tab first?" if low else "")
+    table = "\n\n" + "\n".join(rows) + "\n"
     held = preview["candidates"] - preview["total"]
     balance = f" {balance_text(preview, held)[0].upper()}{balance_text(preview, held)[1:]}." if held else ""
+    if not preview["total"]:
+        return (f"Auto-accept would accept **nothing** of the {preview['candidates']} candidates.{balance} "
+                f"Train the round anyway?" + table)
+    warn = (f"  \n**Low expected precision** for {', '.join(map(md, low))}: many of these pseudo-labels will "
+            f"be wrong; raise those thresholds on the Thresholds tab first?" if low else "")
     return (f"This round will **accept {preview['total']} of the {preview['candidates']} candidates** as "
-            f"pseudo-labels without review (counted now, at the current thresholds).{balance}\n\n"
-            + "\n".join(rows) + "\n" + warn
+            f"pseudo-labels without review (counted now, at the current thresholds).{balance}" + table + warn
             + "  \nThe box is unticked after this round.")
 
 
