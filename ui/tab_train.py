@@ -132,7 +132,7 @@ def auto_accept_text(preview: dict) -> str:
         rows.append(f"| {md(r['class'])} | {r['candidates']} | {r['count']} | {shown} |")
     table = "\n\n" + "\n".join(rows) + "\n"
     held = preview["candidates"] - preview["total"]
-    balance = f" {balance_text(preview, held)[0].upper()}{balance_text(preview, held)[1:]}." if held else ""
+    balance = f" {balance_text(preview, held)}." if held else ""
     if not preview["total"]:
         return (f"Auto-accept would accept **nothing** of the {preview['candidates']} candidates.{balance} "
                 f"Train the round anyway?" + table)
@@ -145,13 +145,13 @@ def auto_accept_text(preview: dict) -> str:
 
 def balance_text(preview: dict, held: int) -> str:
     """Why the class balance holds `held` candidates back (self_training.balance)."""
-    if preview.get("balance") == "quota":
+    if preview["balance"] == "quota":
         starved = [r["class"] for r in preview["classes"] if not r["candidates"]]
         why = (f"; {', '.join(map(md, starved))} {'has' if len(starved) == 1 else 'have'} no candidate"
                if starved else "")
-        return (f"the class balance holds {held} back: each class gets its labeled share of the pseudo-labels, "
+        return (f"The class balance holds {held} back: each class gets its labeled share of the pseudo-labels, "
                 f"paced by the class with the fewest candidates{why}")
-    return f"the class balance ({md(str(preview.get('balance', 'cap')))}) holds {held} back"
+    return f"The class balance ({md(preview['balance'])}) holds {held} back"
 
 
 def after_round_text(history: Sequence[RoundSummary]) -> str:
