@@ -227,12 +227,12 @@ class SelfTrainer:
         if len(th) != len(self.classes):
             raise InputError(f"thresholds: expected {len(self.classes)} (one per class), got {len(th)}")
         open_ = ~np.isin(inf.pool_rows, np.union1d(self._closed, self.labels_.rows))
-        if st.gate == "folds":
-            open_ &= self._folds_agree(inf)
+        agree = self._folds_agree(inf) if st.gate == "folds" else None
         C = len(self.classes)
         labeled = np.bincount(np.r_[gold_labels, self.labels_.human().labels].astype(np.int64), minlength=C)
         pseudo = np.bincount(self.labels_.labels[self.labels_.from_model], minlength=C)
-        sel = self_training.select(inf.pool_pred, inf.pool_conf, open_, th, labeled, pseudo, st.balance_cap, st.balance)
+        sel = self_training.select(inf.pool_pred, inf.pool_conf, open_, th, labeled, pseudo, st.balance_cap, st.balance,
+                                   agree)
         why = AutoAccept(policy=st.policy, target_precision=st.target_precision, target_per=st.target_per,
                          balance_cap=st.balance_cap, from_round=inf.round_id,
                          thresholds=dict(zip(self.classes, th)), classes=sel.picks(self.classes),

@@ -82,8 +82,9 @@ class RoundMetrics(Record):
 
 
 class ClassPick(Record):
-    candidates: int
+    candidates: int           # undecided, at or above the class's threshold
     accepted: int
+    disagreed: int = 0        # candidates the gate held back (self_training.gate folds: the fold models disagree)
     expected_precision: float | None = None
 
 

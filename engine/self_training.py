@@ -57,14 +57,16 @@ def target_thresholds(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, n_c
 @dataclass(frozen=True)
 class Selection:
     """What the automatic step takes: `mask` over the pool, and per class the candidates at the
-    thresholds, how many the balance cap kept, and the expected precision of those kept."""
+    thresholds, how many of them the gate held back (the fold models disagree), how many the
+    class balance kept of the rest, and the expected precision of those kept."""
     mask: np.ndarray
     candidates: list[int]
     kept: list[int]
     expected_precision: list[float | None]
+    disagreed: list[int]
 
     def picks(self, classes: Sequence[str]) -> dict[str, ClassPick]:
-        return {name: ClassPick(candidates=self.candidates[c], accepted=self.kept[c],
+        return {name: ClassPick(candidates=self.candidates[c], disagreed=self.disagreed[c], accepted=self.kept[c],
                                 expected_precision=None if p is None else round(p, 4))
                 for c, (name, p) in enumerate(zip(classes, self.expected_precision))}
 
@@ -73,8 +75,11 @@ BALANCES = ("cap", "quota", "no_starve")
 
 
 def select(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds,
-           labeled_per_class, pseudo_per_class=None, balance_cap: float = 0.0, balance: str = "cap") -> Selection:
-    """The candidates the automatic step accepts. balance "cap": with `balance_cap` m > 0 no
+           labeled_per_class, pseudo_per_class=None, balance_cap: float = 0.0, balance: str = "cap",
+           agree: np.ndarray | None = None) -> Selection:
+    """The candidates the automatic step accepts. `agree` (None: every row): the rows the gate
+    lets through (self_training.gate); a candidate outside it is held back before the class
+    balance counts anything. balance "cap": with `balance_cap` m > 0 no
     class ends up with more than m times its labeled share of all pseudo-labels (those already
     accepted, `pseudo_per_class`, included), nor is held below m times its own labeled count
     (0 = no cap). balance "quota": every class ends up with its labeled share of the
@@ -84,8 +89,10 @@ def select(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds,
     predict it). A class held back keeps its most confident candidates."""
     pred, conf = np.asarray(pred, np.int64), np.asarray(conf, np.float64)
     n_classes = len(np.asarray(thresholds))
-    cand = is_candidate(pred, conf, open_, thresholds)
+    at_threshold = is_candidate(pred, conf, open_, thresholds)
+    cand = at_threshold if agree is None else at_threshold & np.asarray(agree, bool)
     n_cand = np.bincount(pred[cand], minlength=n_classes)
+    disagreed = np.bincount(pred[at_threshold], minlength=n_classes) - n_cand
     keep = n_cand.copy()
     already = np.zeros(n_classes) if pseudo_per_class is None else np.asarray(pseudo_per_class, np.float64)
     if balance not in BALANCES:
@@ -103,7 +110,8 @@ def select(pred: np.ndarray, conf: np.ndarray, open_: np.ndarray, thresholds,
             idx = idx[np.argsort(-conf[idx], kind="stable")[:keep[c]]]
         mask[idx] = True
     prec, _ = expected_precision(pred, conf, mask, n_classes)
-    return Selection(mask, [int(n) for n in n_cand], [int(k) for k in keep], prec)
+    return Selection(mask, [int(n + d) for n, d in zip(n_cand, disagreed)], [int(k) for k in keep], prec,
+                     [int(d) for d in disagreed])
 
 
 def _balanced_counts(n_cand: np.ndarray, labeled: np.ndarray, already: np.ndarray,

@@ -45,30 +45,36 @@ def auto_accept_choice(project: Project, cfg: Config, thresholds: list[float] | 
     """What the automatic step of `train --auto-accept` with `cfg` takes now: the one choice
     (engine/loop.SelfTrainer.choose) that the round's step makes, asked of the round in force
     (`view`, default the current round) at the project's thresholds; None when the config
-    trains without pseudo-labels. Nothing is written, and no trainer (torch) is imported."""
+    trains without pseudo-labels. Nothing is written and no trainer is imported (the gate's fold
+    votes are read from the round's checkpoint, once per round)."""
     view = view if view is not None else round_view(project)
     store = project.store
     _, gold_y, _ = store.samples.split_arrays(Split.LABELED)
     ids, labels, sources = store.decisions.training_labels()
+    votes = None
+    if cfg.self_training.gate == "folds":   # the gate reads the fold models' votes, as the round's step does
+        rnd = store.rounds.get(view.round_id)
+        votes = view.fold_votes(project.root / rnd.checkpoint if rnd is not None and rnd.checkpoint else None)
     trainer = SelfTrainer(cfg, project.classes).resume(
-        InForce(view.round_id, view.pool_ids, view.pool_pred, view.pool_conf),
+        InForce(view.round_id, view.pool_ids, view.pool_pred, view.pool_conf, checkpoint=votes),
         Labels(ids, labels, np.asarray(sources, object)), closed=tool_closed(project))
     return trainer.choose(gold_y[gold_y >= 0], store.thresholds.values() if thresholds is None else thresholds)
 
 
 def auto_accept_preview(project: Project, cfg: Config) -> dict:
     """What `train --auto-accept` with `cfg` would accept now, per class: the candidates, how
-    many the class balance keeps (count) and their expected precision (mean calibrated
-    confidence of the selected samples)."""
+    many the gate holds back (disagreed), how many the class balance keeps of the rest (count)
+    and their expected precision (mean calibrated confidence of the selected samples)."""
     if project.store.rounds.current() is None:
         return {"total": 0, "classes": [], "note": "no finished round yet: nothing to auto-accept"}
     choice = auto_accept_choice(project, cfg)
     if choice is None:
         return {"total": 0, "classes": [], "note": "this preset trains without pseudo-labels"}
-    rows = [{"class": name, "candidates": pick.candidates, "count": pick.accepted,
+    rows = [{"class": name, "candidates": pick.candidates, "disagreed": pick.disagreed, "count": pick.accepted,
              "expected_precision": pick.expected_precision} for name, pick in choice.why.classes.items()]
-    return {"total": choice.why.accepted, "candidates": sum(r["candidates"] for r in rows), "classes": rows,
-            "balance": cfg.self_training.balance, "note": ""}
+    return {"total": choice.why.accepted, "candidates": sum(r["candidates"] for r in rows),
+            "disagreed": sum(r["disagreed"] for r in rows), "classes": rows,
+            "balance": cfg.self_training.balance, "gate": cfg.self_training.gate, "note": ""}
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] | None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from ..db.store import Store
 from ..engine import selection
+from ..engine.checkpoint import Checkpoint
 from ..engine.vocab import PredictionKind, RoundStatus, Split
 
 from .errors import NoRound
@@ -36,6 +38,7 @@ class RoundView:
     pool_pred: np.ndarray = field(init=False)
     pool_conf: np.ndarray = field(init=False)
     _orders: OrderedDict = field(init=False, repr=False, compare=False, default_factory=OrderedDict)
+    _votes: dict = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         empty = len(self.pool_ids) == 0
@@ -68,6 +71,20 @@ class RoundView:
             while len(self._orders) > ORDERS_KEPT:
                 self._orders.popitem(last=False)
         return found
+
+
+    def fold_votes(self, checkpoint_file: Path | None) -> Checkpoint | None:
+        """The round's fold models' votes over the rows it scored (a Checkpoint without weights,
+        what the gate of self_training.gate folds reads), loaded from its checkpoint once; None
+        when the round kept none."""
+        if "votes" not in self._votes:
+            saved = None
+            if checkpoint_file is not None and checkpoint_file.is_file():
+                saved = Checkpoint.load(checkpoint_file)
+            self._votes["votes"] = None if saved is None or saved.fold_votes is None else Checkpoint(
+                config={}, modalities=saved.modalities, n_classes=saved.n_classes, folds=[],
+                score_rows=saved.score_rows, fold_votes=saved.fold_votes)
+        return self._votes["votes"]
 
 
 class HasViews(Protocol):

@@ -164,3 +164,9 @@ def test_the_folds_gate_takes_only_candidates_every_fold_model_votes_for():
     assert np.isin(split, plain.rows).sum() > 0   # the threshold alone takes some of them
     assert not np.isin(split, choice.rows).any()
     assert set(choice.rows.tolist()) == set(plain.rows.tolist()) - set(split.tolist())
+    # the record says how many candidates the gate held back, per class, beside the candidates
+    held = {c: int(np.isin(split, plain.rows[plain.labels == k]).sum()) for k, c in enumerate(CLASSES)}
+    assert {c: p.disagreed for c, p in choice.why.classes.items()} == held
+    assert {c: p.candidates for c, p in choice.why.classes.items()} == \
+        {c: p.candidates for c, p in plain.why.classes.items()}
+    assert all(p.disagreed == 0 for p in plain.why.classes.values())

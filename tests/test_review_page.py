@@ -296,6 +296,17 @@ def test_auto_accept_that_takes_nothing_says_the_class_balance_held_the_candidat
     assert "accept 5 of the 7 candidates" in capped and "The class balance (cap) holds 2 back." in capped
 
 
+def test_auto_accept_says_how_many_candidates_the_fold_models_disagree_on():
+    preview = {"total": 4, "candidates": 9, "disagreed": 3, "balance": "quota", "gate": "folds", "note": "",
+               "classes": [{"class": "calm", "candidates": 6, "disagreed": 0, "count": 4, "expected_precision": 0.97},
+                           {"class": "joy", "candidates": 3, "disagreed": 3, "count": 0, "expected_precision": None}]}
+    text = tab_train.auto_accept_text(preview)
+    assert "accept 4 of the 9 candidates" in text
+    assert "The fold models disagree on 3 of them. The class balance holds 2 back" in text
+    assert "joy has no candidate the fold models agree on" in text
+    assert "| fold models disagree |" in text and "| joy | 3 | 3 | 0 |" in text
+
+
 def test_auto_accept_confirmed_unticks_the_box(app, TH, RV, TR):
     out = tab_train.on_train_confirm(app, TR, "default")
     assert out[TR.auto_accept] is False and out[TR.train_confirm_group]["visible"] is False

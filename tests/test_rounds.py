@@ -20,6 +20,7 @@ from mersemi.engine.synthetic import make_synthetic
 from mersemi.engine.thresholds import quantize
 from mersemi.service.exports import labels_frame
 from mersemi.service.project import DecisionRequest, Project, ProjectError
+from mersemi.service.review import auto_accept_preview
 from mersemi.service.rounds import run_round
 
 FAST = load_config(Path(__file__).parent / "fast.yaml")
@@ -73,6 +74,21 @@ def test_auto_accept_adds_undecided_candidates_as_logged_decisions(project, monk
     oof_ids, _ = project.store.rounds.predictions(r1["id"], "oof")
     gold_ids, _, _ = project.store.samples.split_arrays("labeled")
     assert oof_ids.tolist() == gold_ids.tolist()
+
+
+def test_the_preview_holds_back_the_candidates_the_fold_models_disagree_on_as_the_round_does(project):
+    r0 = run_round(project, FAST).to_json()
+    ids, pred, conf = project.store.rounds.pool_confidences(r0["id"])
+    project.set_thresholds({c: quantize(float(np.quantile(conf, 0.5))) for c in project.classes}, by="test")
+    gated = EVERY.replace(**{"self_training.gate": "folds"})
+    plain, shown = auto_accept_preview(project, EVERY), auto_accept_preview(project, gated)
+    assert shown["candidates"] == plain["candidates"] == plain["total"] and plain["disagreed"] == 0
+    assert 0 < shown["disagreed"] < shown["candidates"]   # the quick preset's fold models disagree on some
+    assert shown["total"] == plain["total"] - shown["disagreed"]
+    r1 = run_round(project, gated, auto_accept=True).to_json()
+    assert r1["composition"]["pseudo_new"] == shown["total"]
+    record = project.round(r1["id"]).record.auto_accept
+    assert sum(c.disagreed for c in record.classes.values()) == shown["disagreed"]
 
 
 def test_without_pseudo_labels_config_trains_on_human_labels_only(project):

@@ -82,7 +82,8 @@ def cmd_train(args) -> int:
                                         progress=progress, skip_if_nothing_new=k > 0 and args.auto_accept,
                                         dist=dist)
                 if summary is None:
-                    print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds "
+                    gate = " the fold models' agreement," if cfg.self_training.gate == "folds" else ""
+                    print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds,{gate} "
                           "and the class balance")
                     break
                 _print_round(summary, args.json)
@@ -143,6 +144,8 @@ def _print_round(summary: RoundSummary, as_json: bool) -> None:
         if short:
             print(f"  no candidate at the threshold (the target precision may be out of reach): "
                   f"{', '.join(short)}")
+        if disagreed := sum(v.disagreed for v in auto.classes.values()):
+            print(f"  {disagreed} candidates held back: the round's fold models disagree on them")
     print("  " + threshold_changes_text(summary))
 
 

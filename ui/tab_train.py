@@ -121,7 +121,9 @@ def auto_accept_text(preview: dict) -> str:
     if not preview.get("candidates"):
         note = preview["note"] or "no undecided candidate passes the thresholds"
         return f"Auto-accept would accept **nothing** ({md(note)}). Train the round anyway?"
-    rows = ["| class | candidates | auto-accepted | expected precision |", "|---|---:|---:|---:|"]
+    gated = preview.get("disagreed", 0)
+    rows = ([f"| class | candidates |{' fold models disagree |' if gated else ''} auto-accepted | expected precision |",
+             f"|---|---:|{'---:|' if gated else ''}---:|---:|"])
     low = []
     for r in preview["classes"]:
         p = r["expected_precision"]
@@ -129,10 +131,12 @@ def auto_accept_text(preview: dict) -> str:
         if p is not None and p < LOW_PRECISION:
             low.append(r["class"])
             shown = f"**{shown} (low)**"
-        rows.append(f"| {md(r['class'])} | {r['candidates']} | {r['count']} | {shown} |")
+        disagree = f" {r['disagreed']} |" if gated else ""
+        rows.append(f"| {md(r['class'])} | {r['candidates']} |{disagree} {r['count']} | {shown} |")
     table = "\n\n" + "\n".join(rows) + "\n"
-    held = preview["candidates"] - preview["total"]
-    balance = f" {balance_text(preview, held)}." if held else ""
+    held = preview["candidates"] - gated - preview["total"]
+    balance = (f" The fold models disagree on {gated} of them." if gated else "") + \
+        (f" {balance_text(preview, held)}." if held else "")
     if not preview["total"]:
         return (f"Auto-accept would accept **nothing** of the {preview['candidates']} candidates.{balance} "
                 f"Train the round anyway?" + table)
@@ -146,8 +150,9 @@ def auto_accept_text(preview: dict) -> str:
 def balance_text(preview: dict, held: int) -> str:
     """Why the class balance holds `held` candidates back (self_training.balance)."""
     if preview["balance"] == "quota":
-        starved = [r["class"] for r in preview["classes"] if not r["candidates"]]
-        why = (f"; {', '.join(map(md, starved))} {'has' if len(starved) == 1 else 'have'} no candidate"
+        starved = [r["class"] for r in preview["classes"] if not r["candidates"] - r.get("disagreed", 0)]
+        agreed = " the fold models agree on" if preview.get("disagreed") else ""
+        why = (f"; {', '.join(map(md, starved))} {'has' if len(starved) == 1 else 'have'} no candidate{agreed}"
                if starved else "")
         return (f"The class balance holds {held} back: each class gets its labeled share of the pseudo-labels, "
                 f"paced by the class with the fewest candidates{why}")
