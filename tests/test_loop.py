@@ -21,9 +21,9 @@ from mersemi.engine.vocab import Source
 
 CLASSES = ["a", "b", "c"]
 FAST = load_config(Path(__file__).parent / "fast.yaml")
-# Fixed thresholds the stand-in's scores make easy to reason about; no class balance unless asked.
+# Fixed thresholds the stand-in's scores make easy to reason about; no class balance nor gate unless asked.
 FIXED = FAST.replace(**{"self_training.policy": "fixed", "self_training.thresholds": {c: 0.8 for c in CLASSES},
-                        "self_training.balance": "cap", "self_training.balance_cap": 0.0})
+                        "self_training.balance": "cap", "self_training.balance_cap": 0.0, "self_training.gate": "none"})
 N_GOLD, N_POOL, N_TEST = 9, 30, 6
 
 

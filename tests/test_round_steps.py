@@ -27,9 +27,10 @@ from mersemi.service.project import DecisionRequest, Project, ProjectError
 from mersemi.service.review import suggest_thresholds
 
 FAST = load_config(Path(__file__).parent / "fast.yaml")
-# The fixed-threshold policy leaves the project's thresholds alone, so each test sets them; no class balance.
+# The fixed-threshold policy leaves the project's thresholds alone, so each test sets them; no class balance
+# nor gate.
 FIXED = FAST.replace(**{"self_training.policy": "fixed", "self_training.balance": "cap",
-                        "self_training.balance_cap": 0.0})
+                        "self_training.balance_cap": 0.0, "self_training.gate": "none"})
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ from mersemi.service.review import auto_accept_preview
 from mersemi.service.rounds import run_round
 
 FAST = load_config(Path(__file__).parent / "fast.yaml")
-EVERY = FAST.replace(**{"self_training.balance": "cap", "self_training.balance_cap": 0.0})  # no class balance
+# every candidate: no class balance, no gate
+EVERY = FAST.replace(**{"self_training.balance": "cap", "self_training.balance_cap": 0.0, "self_training.gate": "none"})
 pytestmark = pytest.mark.slow
 
 

@@ -150,9 +150,15 @@ def test_a_bad_target_is_refused_with_the_exact_message():
 def test_the_selections_picks_are_what_a_round_records():
     s = select(np.array([0, 0, 1]), np.array([0.912345, 0.95, 0.5]), np.ones(3, bool), [0.9, 0.9, 0.9], [1, 1, 1])
     assert {c: p.to_json() for c, p in s.picks(["a", "b", "c"]).items()} == {
-        "a": {"candidates": 2, "accepted": 2, "expected_precision": 0.9312},
-        "b": {"candidates": 0, "accepted": 0, "expected_precision": None},
-        "c": {"candidates": 0, "accepted": 0, "expected_precision": None}}
+        "a": {"candidates": 2, "accepted": 2, "disagreed": 0, "expected_precision": 0.9312},
+        "b": {"candidates": 0, "accepted": 0, "disagreed": 0, "expected_precision": None},
+        "c": {"candidates": 0, "accepted": 0, "disagreed": 0, "expected_precision": None}}
+    # a gate that lets one candidate of a through: the other is counted as held back, not as no candidate
+    s = select(np.array([0, 0, 1]), np.array([0.912345, 0.95, 0.5]), np.ones(3, bool), [0.9, 0.9, 0.9], [1, 1, 1],
+               agree=np.array([False, True, True]))
+    assert s.mask.tolist() == [False, True, False]
+    assert s.picks(["a", "b", "c"])["a"].to_json() == {"candidates": 2, "accepted": 1, "disagreed": 1,
+                                                       "expected_precision": 0.95}
 
 
 def test_no_cap_by_default_and_a_cap_of_one_applies():

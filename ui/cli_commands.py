@@ -13,6 +13,7 @@ from typing import Any
 
 from ..engine.config import ConfigError, load_config, presets
 from ..engine.errors import UsageError, shown
+from ..engine.results import AutoAccept
 from ..engine.safe_files import check_folder_target
 from ..engine.vocab import DEFAULT_QUEUE, RoundStatus, Source
 
@@ -139,14 +140,23 @@ def _print_round(summary: RoundSummary, as_json: bool) -> None:
           + (f" ({auto.accepted} accepted automatically)" if auto else ""), flush=True)
     for note in summary.notes:
         print(f"  note: {note}")
-    if auto:
-        short = [c for c, v in auto.classes.items() if v.candidates == 0]
-        if short:
-            print(f"  no candidate at the threshold (the target precision may be out of reach): "
-                  f"{', '.join(short)}")
-        if disagreed := sum(v.disagreed for v in auto.classes.values()):
-            print(f"  {disagreed} candidates held back: the round's fold models disagree on them")
+    for line in auto_accept_notes(auto):
+        print("  " + line)
     print("  " + threshold_changes_text(summary))
+
+
+def auto_accept_notes(auto: AutoAccept | None) -> list[str]:
+    """What a round's automatic step left out, in lines: classes without a candidate, and the
+    candidates the gate held back."""
+    if auto is None:
+        return []
+    lines = []
+    if short := [c for c, v in auto.classes.items() if v.candidates == 0]:
+        lines.append(f"no candidate at the threshold (the target precision may be out of reach): {', '.join(short)}")
+    if disagreed := sum(v.disagreed for v in auto.classes.values()):
+        whose = "the" if auto.from_round is None else f"round {auto.from_round}'s"
+        lines.append(f"{disagreed} candidates held back: {whose} fold models disagree on them")
+    return lines
 
 
 def threshold_changes_text(summary: RoundSummary) -> str:
