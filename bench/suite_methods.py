@@ -32,17 +32,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import CLASSES, DATASETS, arrays  # noqa: E402
 
 from mersemi.engine.config import Config, load_config  # noqa: E402
-from mersemi.engine.loop import Labels, LoopData, LoopRound, SelfTrainer  # noqa: E402
+from mersemi.engine.loop import Choice, Labels, LoopData, LoopRound, SelfTrainer  # noqa: E402
+from mersemi.engine.results import AutoAccept  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+# Each names what it measures in full, so that a change of configs/default.yaml changes `default` only.
 METHODS: dict[str, dict] = {
     "default": {},
-    "quota": {"self_training.balance": "quota"},
-    "reverse": {"self_training.guard": "reverse"},
-    "quota_reverse": {"self_training.balance": "quota", "self_training.guard": "reverse"},
-    "no_starve": {"self_training.balance": "no_starve"},
-    "folds": {"self_training.gate": "folds"},
+    "cap": {"self_training.balance": "cap", "self_training.gate": "none"},
+    "quota": {"self_training.balance": "quota", "self_training.gate": "none"},
+    "reverse": {"self_training.balance": "cap", "self_training.gate": "none", "self_training.guard": "reverse"},
+    "quota_reverse": {"self_training.balance": "quota", "self_training.gate": "none", "self_training.guard": "reverse"},
+    "no_starve": {"self_training.balance": "no_starve", "self_training.gate": "none"},
+    "folds": {"self_training.balance": "cap", "self_training.gate": "folds"},
     "quota_folds": {"self_training.balance": "quota", "self_training.gate": "folds"},
+    "quota_cold": {"self_training.balance": "quota", "self_training.gate": "none", "finetune.warm_epochs": 0},
+    # the control: one more round as the loop trains it, with no pseudo-label at all. What it
+    # moves test WAF by is the training's own noise, which no choice of pseudo-labels removes.
+    "null": {},
 }
 
 
@@ -56,6 +63,7 @@ def memoised(train):
             h.update(np.ascontiguousarray(a).tobytes())
         votes = ts.prior.fold_votes if ts.prior is not None else None
         h.update(b"-" if votes is None else np.ascontiguousarray(votes).tobytes())
+        h.update(b"warm" if ts.prior is not None and ts.prior.fold_states is not None else b"cold")
         k = h.hexdigest()
         if k not in seen:
             seen[k] = train(ts, n_classes, cfg, progress)
@@ -111,7 +119,12 @@ def one_split(data_name: str, share: float, seed: int, methods: list[str], round
                                                                            first.reuse_)
         t.thresholds_ = first.thresholds_
         history = []
-        while (r := t.step(data)) is not None:
+        if name == "null":
+            nothing = Choice(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
+                             AutoAccept(thresholds={}, classes={}, accepted=0))
+            r = t.step(data, nothing, train_if_nothing_new=True)
+            history.append(_round(r, t, y) | {"new": 0, "new_right": 0})
+        while name != "null" and (r := t.step(data)) is not None:
             history.append(_round(r, t, y))
             if not r.kept:
                 break

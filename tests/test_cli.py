@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mersemi.engine.results import AutoAccept, ClassPick
 from mersemi.engine.synthetic import make_synthetic
+from mersemi.ui.cli_commands import auto_accept_notes
 from fixtures import build_mertools
 from mersemi.ui.cli import main
 
@@ -453,6 +455,15 @@ def test_auto_accept_rounds_stop_when_nothing_new_passes_and_never_take_a_human_
     assert (cur.action, ) == ("reject", )
     assert sum(r2["composition"]["pseudo_per_class"].values()) == r2["auto_accept_selection"]["accepted"]
 
+
+
+def test_a_round_says_which_classes_had_no_candidate_and_how_many_the_gate_held_back():
+    auto = AutoAccept(thresholds={"calm": 0.9, "joy": 0.9}, from_round=2, accepted=4, classes={
+        "calm": ClassPick(candidates=7, disagreed=3, accepted=4), "joy": ClassPick(candidates=0, accepted=0)})
+    assert auto_accept_notes(auto) == [
+        "no candidate at the threshold (the target precision may be out of reach): joy",
+        "3 candidates held back: round 2's fold models disagree on them"]
+    assert auto_accept_notes(None) == []
 
 # ---------------------------------------------------------------------- help, progress, pipes
 
