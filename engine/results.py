@@ -84,7 +84,9 @@ class RoundMetrics(Record):
 class ClassPick(Record):
     candidates: int           # undecided, at or above the class's threshold
     accepted: int
-    disagreed: int = 0        # candidates the gate held back (self_training.gate folds: the fold models disagree)
+    # candidates the gate held back (self_training.gate folds: the fold models disagree); None: a
+    # round of a version that did not record it
+    disagreed: int | None = None
     expected_precision: float | None = None
 
 

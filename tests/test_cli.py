@@ -458,6 +458,7 @@ def test_auto_accept_rounds_stop_when_nothing_new_passes_and_never_take_a_human_
 
 
 def test_a_round_says_which_classes_had_no_candidate_and_how_many_the_gate_held_back():
+    # joy's pick comes from a version that did not record the gate's count
     auto = AutoAccept(thresholds={"calm": 0.9, "joy": 0.9}, from_round=2, accepted=4, classes={
         "calm": ClassPick(candidates=7, disagreed=3, accepted=4), "joy": ClassPick(candidates=0, accepted=0)})
     assert auto_accept_notes(auto) == [

@@ -153,7 +153,7 @@ def auto_accept_notes(auto: AutoAccept | None) -> list[str]:
     lines = []
     if short := [c for c, v in auto.classes.items() if v.candidates == 0]:
         lines.append(f"no candidate at the threshold (the target precision may be out of reach): {', '.join(short)}")
-    if disagreed := sum(v.disagreed for v in auto.classes.values()):
+    if disagreed := sum(v.disagreed or 0 for v in auto.classes.values()):
         whose = "the" if auto.from_round is None else f"round {auto.from_round}'s"
         lines.append(f"{disagreed} candidates held back: {whose} fold models disagree on them")
     return lines
