@@ -72,7 +72,6 @@ class RoundView:
                 self._orders.popitem(last=False)
         return found
 
-
     def fold_votes(self, checkpoint_file: Path | None) -> Checkpoint | None:
         """The round's fold models' votes over the rows it scored (a Checkpoint without weights,
         what the gate of self_training.gate folds reads), loaded from its checkpoint once; None

@@ -83,8 +83,8 @@ def cmd_train(args) -> int:
                                         progress=progress, skip_if_nothing_new=k > 0 and args.auto_accept,
                                         dist=dist)
                 if summary is None:
-                    gate = " the fold models' agreement," if cfg.self_training.gate == "folds" else ""
-                    print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds,{gate} "
+                    gate = ", the fold models' agreement," if cfg.self_training.gate == "folds" else ""
+                    print(f"stopped after {k} of {rounds} rounds: no new candidate passes the thresholds{gate} "
                           "and the class balance")
                     break
                 _print_round(summary, args.json)
