@@ -48,8 +48,10 @@ def page(browser, server):
 
 
 def press_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name).focus()
+    tab = page.get_by_role("tab", name=name)
+    tab.focus()
     page.keyboard.press("Enter")
+    expect(tab).to_have_attribute("aria-selected", "true")
 
 
 def test_a_reviewers_threshold_survives_an_automatic_round_and_the_page_says_what_changed(page, project_root):
@@ -67,8 +69,12 @@ def test_a_reviewers_threshold_survives_an_automatic_round_and_the_page_says_wha
     expect(page.locator("#class-table [role=row]", has_text="happy").first).to_contain_text("ann (kept)")
 
     press_tab(page, "Train")
-    page.locator("#train-auto input").focus()
+    # focus goes nowhere while the tab's panel is still hidden: the Space would be lost (1 run in 10)
+    box = page.locator("#train-auto input")
+    expect(box).to_be_visible()
+    box.focus()
     page.keyboard.press("Space")                                          # auto-accept
+    expect(box).to_be_checked()
     page.locator("#btn-train").focus()
     page.keyboard.press("Enter")
     expect(page.locator("#train-confirm-text")).to_contain_text("accept")
