@@ -123,7 +123,7 @@ def one_split(data_name: str, share: float, seed: int, methods: list[str], round
             nothing = Choice(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
                              AutoAccept(thresholds={}, classes={}, accepted=0))
             r = t.step(data, nothing, train_if_nothing_new=True)
-            history.append(_round(r, t, y) | {"new": 0, "new_right": 0})
+            history.append(_round(r, t, y))
         while name != "null" and (r := t.step(data)) is not None:
             history.append(_round(r, t, y))
             if not r.kept:
