@@ -405,3 +405,15 @@ def test_the_page_branches_on_a_refusals_code_never_on_its_words(app, RV, monkey
                                                             "error": "database busy, try again"})
     out = tab_review.on_accept_all_ask(app, RV, "all", 0.0, "ann")
     assert out[RV.confirm_group]["visible"] is False and "database busy" in out[RV.review_msg]
+
+
+def test_a_store_change_follows_the_name_the_card_was_drawn_for_not_the_one_read_before(app, RV):
+    """The poll's event reads the name box when it fires; when it waited behind the draw for a
+    new name (the name box left), it must follow that name's card, not draw the old name's and
+    show the new name another's claim (browser run 9 of 10: bob was shown alice's card)."""
+    alice = tab_review.render_card(app, RV, "all", 0.0, 0, None, "alice")[RV.review_state]
+    bob = tab_review.on_move(app, RV, "all", 0.0, alice, "bob", step=0)[RV.review_state]
+    assert bob["name"] != alice["name"] and bob["page"] == alice["page"]    # alice's claim holds
+    assert app.decide("u30", "label", app.project.classes[0], "carol")["ok"]  # the store changes
+    followed = tab_review.on_store_changed(app, RV, "all", 0.0, alice, "alice")   # with the name read before
+    assert followed.get(RV.review_state, bob)["name"] == bob["name"]

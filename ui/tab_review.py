@@ -184,8 +184,10 @@ def on_store_changed(actions: AppActions, parts: ReviewTab, cls: str, min_conf, 
     card yet (a reload restores it) stays as it is. The filter is the one the card on screen was
     drawn with (the page's last card, `latest`): the filter's boxes may not show it yet (a
     reload), and `state` itself, read before this event waited for its turn, may be older than
-    a card a new filter drew meanwhile."""
+    a card a new filter drew meanwhile. So may the name: the card follows the reviewer it was
+    drawn for, not a name the page had when the poll fired (another's claims would show)."""
     state = latest(state)
+    reviewer = state.get("reviewer", reviewer)
     if "round" not in state:
         return {parts.review_state: gr.skip()}
     cls, min_conf, name = state["cls"], state["min_conf"], state.get("name")
@@ -216,7 +218,8 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
     # through the queue: a move skips them (about 10 ms at MER2024 pool scale).
     counts = {} if moving else {parts.counts_df: counts_frame(actions)}
     has_card = bool(out["ok"] and out["candidate"] is not None)
-    state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "kind": kind, "enabled": has_card,
+    state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "kind": kind, "reviewer": reviewer,
+             "enabled": has_card,
              "card": None, "round": out.get("round"), "total": out.get("total"),
              "page": (was or {}).get("page") or uuid.uuid4().hex}
     buttons = {} if was is not None and was.get("enabled", True) == has_card else {
