@@ -417,3 +417,9 @@ def test_a_store_change_follows_the_name_the_card_was_drawn_for_not_the_one_read
     assert app.decide("u30", "label", app.project.classes[0], "carol")["ok"]  # the store changes
     followed = tab_review.on_store_changed(app, RV, "all", 0.0, alice, "alice")   # with the name read before
     assert followed.get(RV.review_state, bob)["name"] == bob["name"]
+    # a reload draws with no name; the name box (restored) is the reviewer the card follows
+    restored = tab_review.on_restore(app, RV, None, ("review",), "review", alice)[RV.review_state]
+    assert restored["name"] == alice["name"] and not restored["reviewer"]
+    assert app.decide("u31", "label", app.project.classes[0], "carol")["ok"]
+    kept = tab_review.on_store_changed(app, RV, "all", 0.0, restored, "alice")
+    assert kept.get(RV.review_state, restored)["name"] == alice["name"]

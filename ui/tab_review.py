@@ -185,9 +185,10 @@ def on_store_changed(actions: AppActions, parts: ReviewTab, cls: str, min_conf, 
     drawn with (the page's last card, `latest`): the filter's boxes may not show it yet (a
     reload), and `state` itself, read before this event waited for its turn, may be older than
     a card a new filter drew meanwhile. So may the name: the card follows the reviewer it was
-    drawn for, not a name the page had when the poll fired (another's claims would show)."""
+    drawn for, not a name the page had when the poll fired (another's claims would show); a card
+    drawn with no name (a reload) follows the name box."""
     state = latest(state)
-    reviewer = state.get("reviewer", reviewer)
+    reviewer = state.get("reviewer") or reviewer
     if "round" not in state:
         return {parts.review_state: gr.skip()}
     cls, min_conf, name = state["cls"], state["min_conf"], state.get("name")
