@@ -121,7 +121,8 @@ class InForce:
     log_loss: float | None = None          # its out-of-fold log-loss
     human_digest: str | None = None        # Labels.human_digest of what it trained on
     gold: int | None = None                # its gold sample count
-    oof_rows: np.ndarray | None = None     # gold rows with its out-of-fold classes (the reverse guard's reference)
+    # gold rows with its out-of-fold classes (the reverse guard's reference, the doubly robust loss's teacher)
+    oof_rows: np.ndarray | None = None
     oof_pred: np.ndarray | None = None
 
 
