@@ -46,6 +46,8 @@ METHODS: dict[str, dict] = {
     "no_starve": {"self_training.balance": "no_starve", "self_training.gate": "none"},
     "folds": {"self_training.balance": "cap", "self_training.gate": "folds"},
     "quota_folds": {"self_training.balance": "quota", "self_training.gate": "folds"},
+    "quota_dr": {"self_training.balance": "quota", "self_training.gate": "none",
+                 "self_training.pseudo_loss": "doubly_robust"},
     "quota_cold": {"self_training.balance": "quota", "self_training.gate": "none", "finetune.warm_epochs": 0},
     # the control: one more round as the loop trains it, with no pseudo-label at all. What it
     # moves test WAF by is the training's own noise, which no choice of pseudo-labels removes.
@@ -58,7 +60,14 @@ def memoised(train):
     seen: dict[str, object] = {}
 
     def run(ts, n_classes: int, cfg: Config, progress=None):
-        h = hashlib.sha1(json.dumps(cfg.model_dump(exclude={"self_training"}), sort_keys=True, default=str).encode())
+        # the self_training section chooses the pseudo-labels (hashed below); its loss trains only
+        # a round with pseudo-labels, against the round before's out-of-fold classes
+        pseudo = ts.extra_from_model is not None and bool(ts.extra_from_model.any())
+        loss = cfg.self_training.pseudo_loss if pseudo else "plain"
+        h = hashlib.sha1(json.dumps([cfg.model_dump(exclude={"self_training"}), loss], sort_keys=True,
+                                    default=str).encode())
+        if loss != "plain" and ts.prior is not None and ts.prior.oof_classes is not None:
+            h.update(np.ascontiguousarray(ts.prior.oof_classes).tobytes())
         for a in (ts.extra_rows, ts.extra_labels, ts.extra_from_model):
             h.update(np.ascontiguousarray(a).tobytes())
         votes = ts.prior.fold_votes if ts.prior is not None else None

@@ -52,8 +52,8 @@ _CHECKPOINT_DEFAULTS = {
                  "parallel_folds": 1, "warm_epochs": 0},
     "propagation": {"enabled": False, "neighbours": 7, "alpha": 0.99, "iterations": 30, "knn": "exact",
                     "joint_fit_min": 100, "class_mass": "per_label"},
-    "self_training": {"policy_overrides_reviewers": True, "balance": "cap", "gate": "none", "guard": "log_loss",
-                      "guard_level": 0.9},
+    "self_training": {"policy_overrides_reviewers": True, "balance": "cap", "gate": "none", "pseudo_loss": "plain",
+                      "guard": "log_loss", "guard_level": 0.9},
 }
 
 

@@ -211,6 +211,11 @@ class SelfTrainingConfig(_Section):
     gate: Literal["none", "folds"] = Field(
         description="what a candidate must pass besides its threshold: none, or folds (every fold model of the round "
                     "in force votes for its predicted class: the ensemble agrees, UPS-style)")
+    pseudo_loss: Literal["plain", "doubly_robust"] = Field(
+        description="how pseudo-labels enter the loss: plain (like labels) or doubly_robust (Zhu et al. 2023: the "
+                    "labeled rows' loss + the loss on every model label, pseudo-labels and the round in force's "
+                    "out-of-fold classes of the gold rows, - the loss on those out-of-fold classes; where the model's "
+                    "labels are as wrong as its out-of-fold errors say, the last two cancel)")
     guard: Literal["log_loss", "reverse"] = Field(
         description="what discards an automatic round: log_loss (its out-of-fold log-loss on the gold samples is worse "
                     "than the round in force's) or reverse (that, or reverse validation: a model trained on the "

@@ -31,7 +31,8 @@ class Fold:
     train_labels: np.ndarray
     eval_pos: np.ndarray      # positions into gold_rows/gold_labels held out in this fold
     # per training row the class distribution it trains on, when extra rows have their own
-    # (LabeledRows.extra_targets; gold rows one-hot); None: train_labels alone
+    # (LabeledRows.extra_targets; gold rows one-hot), or the doubly robust loss's signed
+    # mixture (doubly_robust_targets); None: train_labels alone
     train_targets: np.ndarray | None = None
 
 
@@ -81,10 +82,13 @@ def fold_key(gold_rows: np.ndarray, gold_labels: np.ndarray, k: int, seed: int) 
     return h.hexdigest()[:16]
 
 
-def make_folds(data: LabeledRows, n_classes: int, k: int, seed: int, votes: np.ndarray | None = None) -> list[Fold]:
+def make_folds(data: LabeledRows, n_classes: int, k: int, seed: int, votes: np.ndarray | None = None,
+               teacher: np.ndarray | None = None) -> list[Fold]:
     """Stratified K folds of the gold rows (shuffled, seeded). Evaluation folds hold gold
     rows only; every extra row joins every training fold, but a label from the model joins
-    fold k only where fold k's predecessor voted for it (`votes`, see train.Prior)."""
+    fold k only where fold k's predecessor voted for it (`votes`, see train.Prior). With
+    `teacher` (per gold row the round in force's out-of-fold class, -1: none) a fold with
+    pseudo-labels trains on the doubly robust loss (`doubly_robust_targets`)."""
     from sklearn.model_selection import StratifiedKFold   # a second of start-up: only training needs it
 
     with warnings.catch_warnings():
@@ -93,17 +97,42 @@ def make_folds(data: LabeledRows, n_classes: int, k: int, seed: int, votes: np.n
         warnings.filterwarnings("ignore", message=".*least populated class.*")
         splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
                       .split(np.zeros(len(data.gold_labels)), data.gold_labels))
+    eye = np.eye(n_classes, dtype=np.float32)
+    from_model = np.zeros(len(data.extra_rows), bool) if data.extra_from_model is None else data.extra_from_model
     folds = []
     for fold, (tr, ev) in enumerate(splits):
         keep = extra_in_fold(data, fold, votes)
-        targets = None
-        if data.extra_targets is not None:
-            targets = np.concatenate([np.eye(n_classes, dtype=np.float32)[data.gold_labels[tr]],
-                                      data.extra_targets[keep]]).astype(np.float32)
+        extra = eye[data.extra_labels[keep]] if data.extra_targets is None else data.extra_targets[keep]
+        targets = None if data.extra_targets is None else np.concatenate([eye[data.gold_labels[tr]], extra])
+        if teacher is not None:
+            dr = doubly_robust_targets(eye, data.gold_labels[tr], teacher[tr], extra, from_model[keep])
+            targets = targets if dr is None else dr
         folds.append(Fold(train_rows=np.concatenate([data.gold_rows[tr], data.extra_rows[keep]]).astype(np.int64),
                           train_labels=np.concatenate([data.gold_labels[tr], data.extra_labels[keep]]).astype(np.int64),
-                          eval_pos=ev, train_targets=targets))
+                          eval_pos=ev, train_targets=None if targets is None else targets.astype(np.float32)))
     return folds
+
+
+def doubly_robust_targets(eye: np.ndarray, gold: np.ndarray, teacher: np.ndarray, extra: np.ndarray,
+                          from_model: np.ndarray) -> np.ndarray | None:
+    """The doubly robust loss (Zhu et al., NeurIPS 2023) as one signed target per training row
+    (gold rows, then extra rows; cross-entropy is linear in its target): the mean loss of the n
+    labeled rows (gold, and the human labels among the extras) + the mean loss of the n_t + m
+    model labels (the teacher's out-of-fold classes of n_t gold rows, m pseudo-labels) - the mean
+    loss of those n_t teacher classes. Scaled so that a pseudo-label weighs 1, as in plain
+    training. A gold row the teacher got right trains on its class with weight 1 like a
+    pseudo-label; one it got wrong is pulled to its class and pushed from the teacher's, so the
+    pseudo-labels' errors are offset by as many as the teacher makes on gold rows. Summing the
+    terms per row keeps a batch's loss from swinging between large positive and negative parts.
+    None (plain) without a pseudo-label or a teacher class."""
+    n_t, m = int((teacher >= 0).sum()), int(from_model.sum())
+    if n_t == 0 or m == 0:
+        return None
+    labeled = (n_t + m) / (len(gold) + int((~from_model).sum()))
+    gold_t = labeled * eye[gold]
+    seen = teacher >= 0
+    gold_t[seen] += (1.0 - (n_t + m) / n_t) * eye[teacher[seen]]
+    return np.concatenate([gold_t, np.where(from_model[:, None], extra, labeled * extra)])
 
 
 def extra_in_fold(data: LabeledRows, fold: int, votes: np.ndarray | None) -> np.ndarray:

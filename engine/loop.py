@@ -121,7 +121,8 @@ class InForce:
     log_loss: float | None = None          # its out-of-fold log-loss
     human_digest: str | None = None        # Labels.human_digest of what it trained on
     gold: int | None = None                # its gold sample count
-    oof_rows: np.ndarray | None = None     # gold rows with its out-of-fold classes (the reverse guard's reference)
+    # gold rows with its out-of-fold classes (the reverse guard's reference, the doubly robust loss's teacher)
+    oof_rows: np.ndarray | None = None
     oof_pred: np.ndarray | None = None
 
 
@@ -339,7 +340,7 @@ class SelfTrainer:
                       pretrain_rows=np.concatenate([data.gold_rows, data.pool_rows]), pool_rows=data.pool_rows,
                       test_rows=data.test_rows, test_labels=data.test_labels, extra_from_model=labels.from_model,
                       extra_targets=labels.targets,
-                      prior=self._prior(labels))
+                      prior=self._prior(labels, data.gold_rows))
         result = (self.train or _train_round())(ts, C, self.config, progress)
         new = 0 if choice is None else len(choice.rows)
         composition = Composition.of(self.classes, data.gold_labels, labels.labels, labels.sources, new,
@@ -368,12 +369,17 @@ class SelfTrainer:
         self.in_force_, self.thresholds_ = r.in_force, r.thresholds
         self.history_.append(r)
 
-    def _prior(self, labels: Labels) -> Prior:
+    def _prior(self, labels: Labels, gold_rows: np.ndarray) -> Prior:
         """What the round takes from the round in force (engine/train.Prior): its fold split,
-        its fold models' votes for the pseudo-labels, its fold models (warm start), and the
-        reusable parts. The trainer uses each part only where it fits."""
+        its fold models' votes for the pseudo-labels, its fold models (warm start), its
+        out-of-fold classes of `gold_rows`, and the reusable parts. The trainer uses each part
+        only where it fits."""
         prior = Prior(reuse=self.reuse_)
-        saved = None if self.in_force_ is None else self.in_force_.checkpoint
+        inf = self.in_force_
+        if inf is not None and inf.oof_rows is not None and inf.oof_pred is not None:
+            at = dict(zip(np.asarray(inf.oof_rows).tolist(), np.asarray(inf.oof_pred).tolist()))
+            prior.oof_classes = np.array([at.get(r, -1) for r in np.asarray(gold_rows).tolist()], np.int64)
+        saved = None if inf is None else inf.checkpoint
         if saved is None:
             return prior
         prior.fold_key = saved.fold_key

@@ -15,6 +15,8 @@ MR-CCL, per modality m (see docs/method.md):
 """
 from __future__ import annotations
 
+import math
+
 from typing import cast
 
 import torch
@@ -225,8 +227,8 @@ class MRCCL(nn.Module):
         out: dict[str, torch.Tensor] = {}
         if y is not None and weights.get("ce", 0) > 0:
             per, fused, voted = self.head_logits(fh)
-            heads = torch.stack([F.cross_entropy(logits, y) for logits in per + [fused]]).mean()
-            out["ce"] = heads + F.cross_entropy(voted, y)
+            heads = torch.stack([cross_entropy(logits, y) for logits in per + [fused]]).mean()
+            out["ce"] = heads + cross_entropy(voted, y)
         if weights.get("imcl_ae", 0) > 0 and len(self.names) > 1:  # inter-modal needs two
             out["imcl_ae"] = self.imcl_ae([self.invariant(f) for f in fh])
         if weights.get("imcl_ne", 0) > 0:
@@ -270,7 +272,19 @@ class AttentionBaseline(nn.Module):
                weights: dict[str, float]) -> dict[str, torch.Tensor]:
         if y is None or weights.get("ce", 0) <= 0:
             return {}
-        return {"ce": F.cross_entropy(self(xs), y)}
+        return {"ce": cross_entropy(self(xs), y)}
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The batch's mean cross-entropy against class ids, or against a target per row: a class
+    distribution (votes), or the doubly robust loss's signed mixture (folds.doubly_robust_targets).
+    A negative part pushes its class down only until the class is less likely than uniform: -log p
+    has no floor, so an unbounded push would swamp every other term."""
+    if y.ndim == 1 or y.dtype in (torch.int64, torch.int32):
+        return F.cross_entropy(logits, y)
+    logp = F.log_softmax(logits.float(), dim=1)
+    floor = -math.log(logits.shape[1])
+    return -(y.clamp(min=0) * logp + y.clamp(max=0) * logp.clamp(min=floor)).sum(1).mean()
 
 
 def build_model(dims: dict[str, int], n_classes: int, cfg: Config) -> MRCCL | AttentionBaseline:

@@ -55,6 +55,9 @@ class Prior:
     fold_votes: np.ndarray | None = None
     # The previous fold models: with finetune.warm_epochs, fold k starts from its own.
     fold_states: list[dict] | None = None
+    # Per gold row, the class the previous round predicted for it out of fold (-1: none): the
+    # teacher's errors the doubly robust loss (self_training.pseudo_loss) weighs pseudo-labels by.
+    oof_classes: np.ndarray | None = None
     # Pre-trained weights and the neighbour graph of a round on the same rows (used when its
     # key is this round's reuse_key): pre-training and the graph are skipped.
     reuse: Reusable | None = None
@@ -99,6 +102,13 @@ def validate(data: TrainSet, n_classes: int, cfg: Config) -> tuple[TrainSet, lis
         if votes.ndim != 2 or len(votes) != len(data.extra_rows) or not np.issubdtype(votes.dtype, np.integer):
             raise InputError(f"prior.fold_votes: expected integer classes [{len(data.extra_rows)}, K], got "
                              f"{votes.dtype} {list(votes.shape)}")
+    teacher = None if data.prior is None else data.prior.oof_classes
+    if teacher is not None:
+        teacher = np.asarray(teacher)
+        if teacher.shape != (len(data.gold_rows),) or not np.issubdtype(teacher.dtype, np.integer) or \
+                (len(teacher) and (teacher.min() < -1 or teacher.max() >= n_classes)):
+            raise InputError(f"prior.oof_classes: expected {len(data.gold_rows)} class ids in -1..{n_classes - 1} "
+                             f"(one per gold row), got {teacher.dtype} {list(teacher.shape)}")
     if data.test_labels is not None:
         known = np.asarray(data.test_labels)
         if known.shape != (len(data.test_rows),) or (len(known) and not np.issubdtype(known.dtype, np.integer)):

@@ -107,7 +107,7 @@ def _train(data: TrainSet, n_classes: int, cfg: Config, progress: ProgressFn | N
     key = fold_key(data.gold_rows, data.gold_labels, scheme["folds"], cfg.seed)
     reuse = reuse_key(data, cfg)
     prior = _usable(data.prior, key, reuse, scheme["folds"], len(data.extra_rows), cfg, notes)
-    folds = make_folds(data, n_classes, scheme["folds"], cfg.seed, prior.fold_votes)
+    folds = make_folds(data, n_classes, scheme["folds"], cfg.seed, prior.fold_votes, _teacher(data, cfg, notes))
     device = dist.device if dist else pick_device(cfg.device)
     leader = dist is None or dist.leader
     report = _Monotone(progress)
@@ -274,6 +274,24 @@ def _test_metrics(data: TrainSet, probs: np.ndarray, n_classes: int) -> SplitMet
         return None
     known = data.test_labels >= 0
     return SplitMetrics.of(data.test_labels[known], probs[known], n_classes) if known.any() else None
+
+
+def _teacher(data: TrainSet, cfg: Config, notes: list[str]) -> np.ndarray | None:
+    """The out-of-fold classes the doubly robust loss needs, when it is configured and there are
+    pseudo-labels; None (the plain loss) otherwise, with a note when it was wanted."""
+    if cfg.self_training.pseudo_loss != "doubly_robust" or data.extra_from_model is None \
+            or not data.extra_from_model.any():
+        return None
+    teacher = None if data.prior is None else data.prior.oof_classes
+    if teacher is None or not (np.asarray(teacher) >= 0).any():
+        notes.append("doubly robust loss: no out-of-fold classes of the gold samples from the round before; "
+                     "the plain loss")
+        return None
+    teacher = np.asarray(teacher, np.int64)
+    right = teacher[teacher >= 0] == data.gold_labels[teacher >= 0]
+    notes.append(f"doubly robust loss: {int(data.extra_from_model.sum())} pseudo-labels against the round before's "
+                 f"out-of-fold classes of {len(right)} gold samples ({right.mean():.0%} right)")
+    return teacher
 
 
 def _usable(prior: Prior | None, key: str, reuse: str, k: int, n_extra: int, cfg: Config,

@@ -148,7 +148,8 @@ def _in_force(project: Project, previous: Round | None) -> InForce | None:
     ids, pred, conf = project.store.rounds.pool_confidences(previous.id)
     summary = project.round(previous.id)
     file = project.root / previous.checkpoint if previous.checkpoint else None
-    oof_ids, oof = project.store.rounds.predictions(previous.id, PredictionKind.OOF)   # the reverse guard's reference
+    # the reverse guard's reference and the doubly robust loss's teacher
+    oof_ids, oof = project.store.rounds.predictions(previous.id, PredictionKind.OOF)
     return InForce(previous.id, ids, pred, conf,
                    checkpoint=Checkpoint.load(file) if file is not None and file.is_file() else None,
                    log_loss=None if summary.record is None else summary.record.metrics.calibration.log_loss,

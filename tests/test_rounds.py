@@ -92,6 +92,20 @@ def test_the_preview_holds_back_the_candidates_the_fold_models_disagree_on_as_th
     assert sum(c.disagreed for c in record.classes.values()) == shown["disagreed"]
 
 
+def test_the_doubly_robust_loss_takes_the_round_in_force_out_of_fold_classes_from_the_store(project):
+    r0 = run_round(project, FAST).to_json()
+    ids, pred, conf = project.store.rounds.pool_confidences(r0["id"])
+    project.set_thresholds({c: quantize(float(np.quantile(conf, 0.5))) for c in project.classes}, by="test")
+    oof_ids, oof = project.store.rounds.predictions(r0["id"], "oof")
+    gold_ids, gold_y, _ = project.store.samples.split_arrays("labeled")
+    right = np.mean(oof.argmax(1) == gold_y)
+    r1 = run_round(project, EVERY.replace(**{"self_training.pseudo_loss": "doubly_robust"}), auto_accept=True).to_json()
+    new = r1["composition"]["pseudo_new"]
+    assert new > 0
+    assert f"doubly robust loss: {new} pseudo-labels against the round before's out-of-fold classes of " \
+           f"{len(gold_ids)} gold samples ({right:.0%} right)" in r1["notes"]
+
+
 def test_without_pseudo_labels_config_trains_on_human_labels_only(project):
     r0 = run_round(project, FAST).to_json()
     ids, pred, conf = project.store.rounds.pool_confidences(r0["id"])
