@@ -16,7 +16,6 @@ MR-CCL, per modality m (see docs/method.md):
 from __future__ import annotations
 
 import math
-
 from typing import cast
 
 import torch
