@@ -125,6 +125,13 @@ class InForce:
     oof_rows: np.ndarray | None = None
     oof_pred: np.ndarray | None = None
 
+    def oof_classes(self, gold_rows: np.ndarray) -> np.ndarray | None:
+        """Its out-of-fold class of each of `gold_rows` (-1 where it had none); None without them."""
+        if self.oof_rows is None or self.oof_pred is None:
+            return None
+        at = dict(zip(np.asarray(self.oof_rows).tolist(), np.asarray(self.oof_pred).tolist()))
+        return np.array([at.get(r, -1) for r in np.asarray(gold_rows).tolist()], np.int64)
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -316,13 +323,10 @@ class SelfTrainer:
         """Reverse validation of the pseudo-labels in `labels` against the reference round's
         out-of-fold classes of the gold samples both know (None: guard off, or no reference)."""
         ref, st = self.reference_, self.config.self_training
-        if st.guard != "reverse" or ref is None or ref.oof_rows is None or ref.oof_pred is None:
+        classes = None if st.guard != "reverse" or ref is None else ref.oof_classes(data.gold_rows)
+        if classes is None or not (both := classes >= 0).any():
             return None
-        at = {int(r): i for i, r in enumerate(np.asarray(ref.oof_rows).tolist())}
-        both = np.array([int(r) in at for r in np.asarray(data.gold_rows).tolist()], bool)
-        if not both.any():
-            return None
-        ref_pred = np.asarray(ref.oof_pred)[[at[int(r)] for r in np.asarray(data.gold_rows)[both].tolist()]]
+        ref_pred = classes[both]
         pseudo = labels.from_model
         return reverse_validation(data.features, labels.rows[pseudo], labels.labels[pseudo], data.gold_rows[both],
                                   np.asarray(data.gold_labels)[both], ref_pred, level=st.guard_level,
@@ -376,9 +380,8 @@ class SelfTrainer:
         only where it fits."""
         prior = Prior(reuse=self.reuse_)
         inf = self.in_force_
-        if inf is not None and inf.oof_rows is not None and inf.oof_pred is not None:
-            at = dict(zip(np.asarray(inf.oof_rows).tolist(), np.asarray(inf.oof_pred).tolist()))
-            prior.oof_classes = np.array([at.get(r, -1) for r in np.asarray(gold_rows).tolist()], np.int64)
+        if inf is not None:
+            prior.oof_classes = inf.oof_classes(gold_rows)
         saved = None if inf is None else inf.checkpoint
         if saved is None:
             return prior

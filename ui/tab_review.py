@@ -220,8 +220,7 @@ def render_card(actions: AppActions, parts: ReviewTab, cls: str, min_conf: float
     counts = {} if moving else {parts.counts_df: counts_frame(actions)}
     has_card = bool(out["ok"] and out["candidate"] is not None)
     state = {"offset": 0, "name": None, "cls": cls, "min_conf": min_conf, "kind": kind, "reviewer": reviewer,
-             "enabled": has_card,
-             "card": None, "round": out.get("round"), "total": out.get("total"),
+             "enabled": has_card, "card": None, "round": out.get("round"), "total": out.get("total"),
              "page": (was or {}).get("page") or uuid.uuid4().hex}
     buttons = {} if was is not None and was.get("enabled", True) == has_card else {
         b: gr.update(interactive=has_card) for b in parts.act_btns}
