@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import CLASSES, DATASETS, arrays  # noqa: E402
+from trial_gates import GatedTrainer  # noqa: E402
 
 from mersemi.engine.config import Config, load_config  # noqa: E402
 from mersemi.engine.loop import Choice, Labels, LoopData, LoopRound, SelfTrainer  # noqa: E402
@@ -49,10 +50,14 @@ METHODS: dict[str, dict] = {
     "quota_dr": {"self_training.balance": "quota", "self_training.gate": "none",
                  "self_training.pseudo_loss": "doubly_robust"},
     "quota_cold": {"self_training.balance": "quota", "self_training.gate": "none", "finetune.warm_epochs": 0},
+    # quota with a gate tried in bench/trial_gates.py, not (yet) a self_training.gate value
+    "quota_spread": {"self_training.balance": "quota", "self_training.gate": "none"},
+    "quota_density": {"self_training.balance": "quota", "self_training.gate": "none"},
     # the control: one more round as the loop trains it, with no pseudo-label at all. What it
     # moves test WAF by is the training's own noise, which no choice of pseudo-labels removes.
     "null": {},
 }
+TRIAL_GATES = {"quota_spread": "spreading", "quota_density": "density"}
 
 
 def memoised(train):
@@ -124,8 +129,9 @@ def one_split(data_name: str, share: float, seed: int, methods: list[str], round
     out = []
     for name in methods:
         cfg = base.replace(**METHODS[name]) if METHODS[name] else base
-        t = SelfTrainer(cfg, classes, max_iter=rounds, train=train).resume(first.in_force_, first.labels_,
-                                                                           first.reuse_)
+        t = (GatedTrainer(cfg, classes, max_iter=rounds, train=train, gate=TRIAL_GATES[name], data=data)
+             if name in TRIAL_GATES else SelfTrainer(cfg, classes, max_iter=rounds, train=train))
+        t.resume(first.in_force_, first.labels_, first.reuse_)
         t.thresholds_ = first.thresholds_
         history = []
         if name == "null":
@@ -142,7 +148,8 @@ def one_split(data_name: str, share: float, seed: int, methods: list[str], round
         right = int(np.sum(t.labels_.labels[pseudo] == y[t.labels_.rows[pseudo]]))
         per_class = np.bincount(t.labels_.labels[pseudo], minlength=len(classes)).tolist()
         out.append({"data": data_name, "labeled_share": share, "seed": seed, "method": name,
-                    "overrides": METHODS[name], "n_gold": int(len(lab)),
+                    "overrides": METHODS[name] | ({"trial_gate": TRIAL_GATES[name]} if name in TRIAL_GATES else {}),
+                    "n_gold": int(len(lab)),
                     "round0": _waf(zero), "auto": kept[-1]["test_waf"] if kept else _waf(zero),
                     "pseudo": int(pseudo.sum()), "pseudo_right": right, "pseudo_per_class": per_class,
                     "stopped": str(t.termination_condition_), "rounds": history})
@@ -222,8 +229,9 @@ def _round(r: LoopRound, t: SelfTrainer, y: np.ndarray) -> dict:
     new = 0 if r.choice is None else len(r.choice.rows)
     right = None if r.choice is None else int(np.sum(r.choice.labels == y[r.choice.rows]))
     per_class = None if r.choice is None else [p.accepted for p in r.choice.why.classes.values()]
+    held = None if r.choice is None else sum(p.disagreed for p in r.choice.why.classes.values())
     return {"round": r.round_id, "kept": r.kept, "test_waf": _waf(r), "new": new, "new_right": right,
-            "new_per_class": per_class,
+            "new_per_class": per_class, "held_back": held,
             "oof_log_loss": r.record.metrics.calibration.log_loss,
             "reverse": None if rv is None else rv.to_json(), "discard_reason": r.record.discard_reason}
 

@@ -235,7 +235,7 @@ class SelfTrainer:
         if len(th) != len(self.classes):
             raise InputError(f"thresholds: expected {len(self.classes)} (one per class), got {len(th)}")
         open_ = ~np.isin(inf.pool_rows, np.union1d(self._closed, self.labels_.rows))
-        agree = self._folds_agree(inf) if st.gate == "folds" else None
+        agree = self._agree(inf)
         C = len(self.classes)
         labeled = np.bincount(np.r_[gold_labels, self.labels_.human().labels].astype(np.int64), minlength=C)
         pseudo = np.bincount(self.labels_.labels[self.labels_.from_model], minlength=C)
@@ -247,6 +247,11 @@ class SelfTrainer:
                          accepted=int(sel.mask.sum()))
         return Choice(inf.pool_rows[sel.mask], inf.pool_pred[sel.mask].astype(np.int64),
                       np.asarray(inf.pool_conf, np.float64)[sel.mask], why)
+
+    def _agree(self, inf: InForce) -> np.ndarray | None:
+        """Per pool row of `inf`, whether the gate (self_training.gate) lets its candidate through;
+        None: no gate. A benchmark's trial gate replaces this (bench/suite_methods.py)."""
+        return self._folds_agree(inf) if self.config.self_training.gate == "folds" else None
 
     @staticmethod
     def _folds_agree(inf: InForce) -> np.ndarray:
