@@ -266,6 +266,34 @@ def table(units: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+TARGET_MEAN, TARGET_WORST = -0.5, -3.0   # issue 30, per data set and share: mean gain, every seed
+
+
+def summary(units: list[dict], methods: list[str], baseline: str = "quota") -> str:
+    """Per method over the splits every method has: the mean gain, the worst split, splits
+    below the target, cells (data set x share) meeting it, and split by split against
+    `baseline` (better / worse by more than 0.05 points, or the same)."""
+    by = {m: {(u["data"], u["labeled_share"], u["seed"]): u["auto"] - u["round0"] for u in units
+              if u["method"] == m} for m in methods}
+    common = sorted(set.intersection(*(set(v) for v in by.values()))) if by else []
+    if not common:
+        return ""
+    lines = [f"| method | splits | mean gain | worst split | splits below {TARGET_WORST:+.0f} | cells meeting "
+             f"the target | against {baseline}: better / worse / same |", "|---|---|---|---|---|---|---|"]
+    cells = sorted({k[:2] for k in common})
+    for m in methods:
+        g = np.array([by[m][k] for k in common])
+        ok = sum(np.mean(c := [by[m][k] for k in common if k[:2] == cell]) >= TARGET_MEAN and min(c) >= TARGET_WORST
+                 for cell in cells)
+        vs = "–"
+        if baseline in by and m != baseline:
+            d = g - np.array([by[baseline][k] for k in common])
+            vs = f"{int((d > 0.05).sum())} / {int((d < -0.05).sum())} / {int((abs(d) <= 0.05).sum())}"
+        lines.append(f"| {m} | {len(common)} | {g.mean():+.2f} | {g.min():+.1f} | {int((g < TARGET_WORST).sum())} | "
+                     f"{ok} of {len(cells)} | {vs} |")
+    return "\n".join(lines)
+
+
 def queue_table(units: list[dict], orders: list[str]) -> str:
     lines = ["| data set | labeled | seeds | round 0 | " + " | ".join(
         f"{o}: {units[0]['budget'] if units else ''} decisions − r0 (worst), model wrong" for o in orders) + " |",
@@ -366,7 +394,7 @@ def main() -> None:
           f"(user+sys)", file=sys.stderr)
     units = [u for u in done if u["data"] in args.sets and u["labeled_share"] in args.shares
              and u["seed"] in args.seeds and u.get(arm) in names]
-    text = queue_table(units, names) if args.queue else table(units, names)
+    text = queue_table(units, names) if args.queue else table(units, names) + "\n\n" + summary(units, names)
     if args.then_auto:
         text += "\n\n" + "\n\n".join(decisions_table(units, o) for o in names)
     print(text)
