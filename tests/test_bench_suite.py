@@ -166,3 +166,19 @@ def test_a_run_resumes_from_its_journal_and_refuses_a_changed_config(tmp_path):
     changed = _suite(*args)
     assert changed.returncode != 0 and "config 'mine' changed since its units were measured" in changed.stderr
     assert len(journal.read_text().splitlines()) == 3
+
+
+def _method_unit(data: str, seed: int, method: str, gain: float) -> dict:
+    return {"data": data, "labeled_share": 0.02, "seed": seed, "method": method, "round0": 80.0, "auto": 80.0 + gain}
+
+
+def test_the_methods_summary_counts_cells_meeting_the_target_and_splits_against_quota():
+    from suite_methods import summary
+    gains = {"quota": {"digits": (1.0, -0.4, 0.0), "watch": (2.0, -4.0, 2.0)},
+             "quota_dr": {"digits": (-1.0, -1.0, 0.0), "watch": (2.0, -2.0, 2.0)}}
+    units = [_method_unit(d, s, m, g) for m, cells in gains.items() for d, gs in cells.items()
+             for s, g in enumerate(gs)]
+    rows = {line.split(" | ")[0]: line for line in summary(units, ["quota", "quota_dr"]).splitlines()}
+    # quota: watch has a seed at -4 (a miss); digits meets it. quota_dr: digits's mean -0.67 misses; watch meets it
+    assert rows["| quota"] == "| quota | 6 | +0.10 | -4.0 | 1 | 1 of 2 | – |"
+    assert rows["| quota_dr"] == "| quota_dr | 6 | +0.00 | -2.0 | 0 | 1 of 2 | 1 / 2 / 3 |"
