@@ -16,6 +16,7 @@ they finish; a unit already there is skipped (a run cut short keeps what it fini
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import json
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import CLASSES, DATASETS, arrays  # noqa: E402
 from suite_report import TARGET_WORST, meets_target  # noqa: E402
 from trial_gates import GatedTrainer  # noqa: E402
+from trial_weights import SoftMatchTrainer, weighted_folds  # noqa: E402
 
 from mersemi.engine.config import Config, load_config  # noqa: E402
 from mersemi.engine.loop import Choice, Labels, LoopData, LoopRound, SelfTrainer  # noqa: E402
@@ -54,11 +56,24 @@ METHODS: dict[str, dict] = {
     # quota with a gate tried in bench/trial_gates.py, not (yet) a self_training.gate value
     "quota_spread": {"self_training.balance": "quota", "self_training.gate": "none"},
     "quota_density": {"self_training.balance": "quota", "self_training.gate": "none"},
+    # every open pool sample, weighted by SoftMatch's truncated Gaussian (bench/trial_weights.py)
+    "softmatch": {"self_training.gate": "none"},
     # the control: one more round as the loop trains it, with no pseudo-label at all. What it
     # moves test WAF by is the training's own noise, which no choice of pseudo-labels removes.
     "null": {},
 }
 TRIAL_GATES = {"quota_spread": "spreading", "quota_density": "density"}
+
+
+def trainer_for(name: str, cfg: Config, classes: list[str], rounds: int, train, data: LoopData):
+    """The loop method `name` drives, and what must be in place while it runs."""
+    if name == "softmatch":
+        t = SoftMatchTrainer(cfg, classes, max_iter=rounds, train=train)
+        return t, weighted_folds(t.weights_)
+    if name in TRIAL_GATES:
+        return (GatedTrainer(cfg, classes, max_iter=rounds, train=train, gate=TRIAL_GATES[name], data=data),
+                contextlib.nullcontext())
+    return SelfTrainer(cfg, classes, max_iter=rounds, train=train), contextlib.nullcontext()
 
 
 def memoised(train):
@@ -130,20 +145,20 @@ def one_split(data_name: str, share: float, seed: int, methods: list[str], round
     out = []
     for name in methods:
         cfg = base.replace(**METHODS[name]) if METHODS[name] else base
-        t = (GatedTrainer(cfg, classes, max_iter=rounds, train=train, gate=TRIAL_GATES[name], data=data)
-             if name in TRIAL_GATES else SelfTrainer(cfg, classes, max_iter=rounds, train=train))
+        t, in_place = trainer_for(name, cfg, classes, rounds, train, data)
         t.resume(first.in_force_, first.labels_, first.reuse_)
         t.thresholds_ = first.thresholds_
         history = []
-        if name == "null":
-            nothing = Choice(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
-                             AutoAccept(thresholds={}, classes={}, accepted=0))
-            r = t.step(data, nothing, train_if_nothing_new=True)
-            history.append(_round(r, t, y))
-        while name != "null" and (r := t.step(data)) is not None:
-            history.append(_round(r, t, y))
-            if not r.kept:
-                break
+        with in_place:
+            if name == "null":
+                nothing = Choice(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
+                                 AutoAccept(thresholds={}, classes={}, accepted=0))
+                r = t.step(data, nothing, train_if_nothing_new=True)
+                history.append(_round(r, t, y))
+            while name != "null" and (r := t.step(data)) is not None:
+                history.append(_round(r, t, y))
+                if not r.kept:
+                    break
         kept = [h for h in history if h["kept"]]
         pseudo = t.labels_.from_model
         right = int(np.sum(t.labels_.labels[pseudo] == y[t.labels_.rows[pseudo]]))
@@ -153,7 +168,9 @@ def one_split(data_name: str, share: float, seed: int, methods: list[str], round
                     "n_gold": int(len(lab)),
                     "round0": _waf(zero), "auto": kept[-1]["test_waf"] if kept else _waf(zero),
                     "pseudo": int(pseudo.sum()), "pseudo_right": right, "pseudo_per_class": per_class,
-                    "stopped": str(t.termination_condition_), "rounds": history})
+                    "stopped": str(t.termination_condition_), "rounds": history}
+                   | ({"mean_weight": round(float(np.mean(list(t.weights_.values()))), 4)}
+                      if isinstance(t, SoftMatchTrainer) and t.weights_ else {}))
     ru = resource.getrusage(resource.RUSAGE_SELF)
     for o in out:
         o["split_wall_s"] = round(time.time() - t0, 1)
