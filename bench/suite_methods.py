@@ -67,7 +67,7 @@ TRIAL_GATES = {"quota_spread": "spreading", "quota_density": "density"}
 
 def trainer_for(name: str, cfg: Config, classes: list[str], rounds: int, train, data: LoopData):
     """The loop method `name` drives, and what must be in place while it runs."""
-    if name == "softmatch":
+    if name == "softmatch":   # the memo does not see its weights; its rows, the whole open pool, are no other's
         t = SoftMatchTrainer(cfg, classes, max_iter=rounds, train=train)
         return t, weighted_folds(t.weights_)
     if name in TRIAL_GATES:
