@@ -249,7 +249,8 @@ def _round(r: LoopRound, t: SelfTrainer, y: np.ndarray) -> dict:
     per_class = None if r.choice is None else [p.accepted for p in r.choice.why.classes.values()]
     held = None if r.choice is None else sum(p.disagreed for p in r.choice.why.classes.values())
     return {"round": r.round_id, "kept": r.kept, "test_waf": _waf(r), "new": new, "new_right": right,
-            "new_per_class": per_class, "held_back": held,
+            "new_per_class": per_class, "held_back": held, "wall_s": r.record.wall_s,
+            "phases_s": r.result.metrics.work.timings,
             "oof_log_loss": r.record.metrics.calibration.log_loss,
             "reverse": None if rv is None else rv.to_json(), "discard_reason": r.record.discard_reason}
 
