@@ -45,6 +45,7 @@ def labeled(trainer: SelfTrainer, data: LoopData) -> tuple[np.ndarray, np.ndarra
 
 
 def spreading_agrees(trainer: SelfTrainer, data: LoopData, inf: InForce) -> np.ndarray:
+    """Per pool row of `inf`: label spreading from the person's labels gives it the predicted class."""
     rows, y = labeled(trainer, data)
     pool = np.setdiff1d(inf.pool_rows, rows)
     x = standardised(data, np.r_[rows, pool])
@@ -72,6 +73,8 @@ def density_scale(x_pool: np.ndarray, pred: np.ndarray, x_lab: np.ndarray, y_lab
 
 
 def density_agrees(trainer: SelfTrainer, data: LoopData, inf: InForce) -> np.ndarray:
+    """Per pool row of `inf`: its density-scaled confidence reaches the policy's proposed threshold
+    (the suite's step always takes the proposal)."""
     rows, y = labeled(trainer, data)
     pred = np.asarray(inf.pool_pred, np.int64)
     scale = density_scale(standardised(data, inf.pool_rows), pred, standardised(data, rows), y)
