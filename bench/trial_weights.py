@@ -43,7 +43,7 @@ class SoftMatchTrainer(SelfTrainer):
         inf = self.in_force_
         if inf is None:
             return None
-        open_ = ~np.isin(inf.pool_rows, np.union1d(self._closed, self.labels_.rows))
+        open_ = self._open(inf.pool_rows, self.labels_)
         rows, pred = inf.pool_rows[open_], np.asarray(inf.pool_pred, np.int64)[open_]
         conf = np.asarray(inf.pool_conf, np.float64)[open_]
         self.weights_.update(zip(rows.tolist(), softmatch_weights(conf).tolist()))

@@ -234,7 +234,7 @@ class SelfTrainer:
         th = [float(t) for t in (thresholds if thresholds is not None else self.thresholds_ or [])]
         if len(th) != len(self.classes):
             raise InputError(f"thresholds: expected {len(self.classes)} (one per class), got {len(th)}")
-        open_ = ~np.isin(inf.pool_rows, np.union1d(self._closed, self.labels_.rows))
+        open_ = self._open(inf.pool_rows, self.labels_)
         agree = self._agree(inf)
         C = len(self.classes)
         labeled = np.bincount(np.r_[gold_labels, self.labels_.human().labels].astype(np.int64), minlength=C)
@@ -247,6 +247,10 @@ class SelfTrainer:
                          accepted=int(sel.mask.sum()))
         return Choice(inf.pool_rows[sel.mask], inf.pool_pred[sel.mask].astype(np.int64),
                       np.asarray(inf.pool_conf, np.float64)[sel.mask], why)
+
+    def _open(self, pool_rows: np.ndarray, labels: Labels) -> np.ndarray:
+        """Per pool row: open to the automatic step (no label in `labels`, not closed by a decision)."""
+        return ~np.isin(pool_rows, np.union1d(self._closed, labels.rows))
 
     def _agree(self, inf: InForce) -> np.ndarray | None:
         """Per pool row of `inf`, whether the gate (self_training.gate) lets its candidate through;
@@ -357,7 +361,7 @@ class SelfTrainer:
         reverse = self._reverse(data, labels) if new else None
         discard = self.judge(composition, result.metrics.calibration.log_loss, new, reverse) if new else None
         pool = result.scores.pool
-        still_open = ~np.isin(data.pool_rows, np.union1d(self._closed, labels.rows))
+        still_open = self._open(data.pool_rows, labels)
         fixed = st.threshold_for(self.classes) if st.policy == "fixed" else [1.0] * C
         proposal, unreachable = self_training.propose_thresholds(
             pool.argmax(1), pool.max(1), still_open, C, policy=st.policy, target=st.target_precision,
