@@ -182,3 +182,23 @@ def test_the_methods_summary_counts_cells_meeting_the_target_and_splits_against_
     # quota: watch has a seed at -4 (a miss); digits meets it. quota_dr: digits's mean -0.67 misses; watch meets it
     assert rows["| quota"] == "| quota | 6 | +0.10 | -4.0 | 1 | 1 of 2 | – |"
     assert rows["| quota_dr"] == "| quota_dr | 6 | +0.00 | -2.0 | 0 | 1 of 2 | 1 / 2 / 3 |"
+
+
+def test_the_issue_table_joins_the_journals_per_cell_each_column_with_its_own_seeds():
+    from suite_table import table
+    methods = [_method_unit("watch", s, m, g) for s, g in enumerate((1.0, -4.0, 0.0)) for m in ("quota", "cap")]
+    methods += [_method_unit("digits", s, "quota", 0.5) for s in range(3)]
+    methods[1]["auto"] = 99.0                                   # another method's row must not count
+    queue = [{"data": "watch", "labeled_share": 0.02, "seed": s, "queue": o, "budget": 25, "round0": 80.0,
+              "decided": 80.0 + d} for s, d in ((0, 4.0), (1, 6.0)) for o in ("default", "margin")]
+    queue[1]["decided"] = 0.0                                   # margin's row must not count
+    peers = {key: 90.0 + i for i, key in enumerate(("LR (labeled only)", "SelfTrainingClassifier (0.9)",
+             "LabelSpreading (knn)", "LR + 200 random pool labels", "oracle: LR, every pool label"))}
+    decisions = [{"data": "watch", "labeled_share": 0.02, "seed": 0, "queue": "default", "budget": 200,
+                  "round0": 80.0, "decided": 95.0, "decided_auto": 96.0, "peers": peers}]
+    rows = {line.split(" | ")[0]: line for line in table(methods, queue, decisions).splitlines()}
+    # watch: a seed at -4 misses the target; 25 decisions on 2 seeds; 200 decisions and peers on 1
+    assert rows["| watch"] == ("| watch | 2% | 80.0 | -1.00 (-4.0), 3 **miss** | +5.0, 2 | 96.0, 1 | "
+                               "90.0 | 91.0 | 92.0 | 93.0 | 94.0 |")
+    assert rows["| digits"] == "| digits | 2% | 80.0 | +0.50 (+0.5), 3 | – | – | – | – | – | – | – |"
+    assert rows["| **suite**"].startswith("| **suite** | | 80.0 | **-0.25** (worst -4.0, 1 below -3), 6 | +5.0, 2 |")
