@@ -92,9 +92,11 @@ def test_installed_wheel_runs_the_workflow_from_another_directory(installed, tmp
     run("init", "proj")
     run("import", "proj", "--native", "data")
     # A tiny config that extends a shipped preset by name: presets resolve inside the package.
+    # No step floor: the default's 200 + 3 x 300 steps would be most of the test's time.
     (cwd / "quick.yaml").write_text(
         f"extends: {installed_preset(installed, 'default')}\n"
-        "pretrain: {epochs: 1}\nfinetune: {folds: 3, epochs: 2, patience: 0}\n")
+        "pretrain: {epochs: 1, max_samples_per_epoch: 2000, min_steps: 0}\n"
+        "finetune: {folds: 3, epochs: 2, patience: 0, min_steps: 0}\n")
     run("train", "proj", "--config", "quick.yaml")
     status = json.loads(run("status", "proj", "--json"))
     assert [r["status"] for r in status["rounds"]] == ["done"]

@@ -22,7 +22,7 @@ from mersemi.engine.train import Prior, TrainSet, predict, reuse_key, train_roun
 CFG = load_config().replace(**{
     "model.hidden": 32, "model.classifier_dims": [32, 16], "pretrain.epochs": 1,
     "pretrain.batch_size": 128, "finetune.folds": 3, "finetune.epochs": 8, "finetune.patience": 0,
-    "finetune.batch_size": 16})
+    "finetune.batch_size": 16, "pretrain.min_steps": 0, "finetune.min_steps": 0})
 
 
 def clusters(n_per_class=(60, 50, 20), dims=(8, 12), seed=0, pool=200):
