@@ -42,15 +42,17 @@ def table(methods: list[dict], queue: list[dict], decisions: list[dict], method:
         a, q, d = ([u for u in us if (u["data"], u["labeled_share"]) == (data, share)] for us in (auto, q25, dec))
         gains = [u["auto"] - u["round0"] for u in a]
         r0 = [u["round0"] for u in a]
+        q_gains = [u["decided"] - u["round0"] for u in q]
+        decided = [u["decided_auto"] for u in d]
         every["r0"] += r0
         every["auto"] += gains
-        every["q25"] += [u["decided"] - u["round0"] for u in q]
-        every["dec"] += [u["decided_auto"] for u in d]
+        every["q25"] += q_gains
+        every["dec"] += decided
         miss = "" if meets_target(gains) else " **miss**"
         row = [data, f"{share:.0%}", f"{np.mean(r0):.1f}",
                f"{np.mean(gains):+.2f} ({min(gains):+.1f}), {len(a)}{miss}",
-               f"{np.mean([u['decided'] - u['round0'] for u in q]):+.1f}, {len(q)}" if q else "–",
-               f"{np.mean([u['decided_auto'] for u in d]):.1f}, {len(d)}" if d else "–"]
+               f"{np.mean(q_gains):+.1f}, {len(q)}" if q else "–",
+               f"{np.mean(decided):.1f}, {len(d)}" if d else "–"]
         for name, key in peers:
             vals = [u["peers"][key] for u in d]
             every[name] += vals
